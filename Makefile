@@ -1,0 +1,142 @@
+# blinkhook — build, test, install.
+#
+#   make            build build/blinkhookd and build/blinkhookctl
+#   make deps       install missing build and test dependencies (Debian, apt-get)
+#   make check      build and run every test (also under ASan+UBSan)
+#   make demo       the whole pipeline against the Meraki simulator, on loopback
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# CFLAGS and LDFLAGS are the user's; the project's own flags live apart.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
+DOCDIR ?= $(PREFIX)/share/doc/blinkhook
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+LDFLAGS ?=
+PKG_CONFIG ?= pkg-config
+B ?= build
+
+WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
+	-Wpointer-arith -Wundef -Wvla -Wcast-align -Wnull-dereference -Wwrite-strings \
+	-Wmissing-declarations -Wno-unused-parameter
+# Warnings are errors in the developers' and CI's builds; WERROR= turns that off.
+WERROR ?= -Werror
+BH_CFLAGS := -std=gnu17 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE \
+	-Iinclude $(WARNINGS) $(WERROR) -MMD -MP
+BH_LDFLAGS := -pie -Wl,-z,relro,-z,now
+
+PKGS_D := libmicrohttpd json-c libcrypto libsystemd libcurl inih
+PKGS_CTL := json-c inih
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS_D) cmocka 2>/dev/null)
+LIBS_D = $(shell $(PKG_CONFIG) --libs $(PKGS_D) 2>/dev/null)
+LIBS_CTL = $(shell $(PKG_CONFIG) --libs $(PKGS_CTL) 2>/dev/null)
+LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+# Debian packages the build, the tests and the demo need.
+DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
+	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl
+
+CORE := util log config json job joblog queue secret callback scheduler meraki httpd
+D_OBJS := $(CORE) daemon blinkhookd
+CTL_OBJS := util config json job joblog queue blinkhookctl
+UNIT_TESTS := test_util test_config test_job test_joblog test_queue test_secret test_callback \
+	test_meraki test_scheduler
+
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+.PHONY: all deps check unit integration demo install uninstall clean
+.DELETE_ON_ERROR:
+
+all: $(B)/blinkhookd $(B)/blinkhookctl
+
+# ---- objects: a normal build in $(B)/obj and a sanitized one in $(B)/asan ----
+
+$(B)/obj/%.o: src/%.c | $(B)/obj
+	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
+$(B)/obj/%.o: tests/unit/%.c | $(B)/obj
+	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
+$(B)/asan/%.o: src/%.c | $(B)/asan
+	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) -O1 -g $(SAN) -c $< -o $@
+$(B)/asan/%.o: tests/unit/%.c | $(B)/asan
+	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) -O1 -g $(SAN) -c $< -o $@
+
+$(B)/obj $(B)/asan $(B)/tests $(B)/tests-asan:
+	mkdir -p $@
+
+$(B)/blinkhookd: $(D_OBJS:%=$(B)/obj/%.o)
+	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_D) -o $@
+$(B)/blinkhookctl: $(CTL_OBJS:%=$(B)/obj/%.o)
+	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_CTL) -o $@
+$(B)/asan/blinkhookd: $(D_OBJS:%=$(B)/asan/%.o)
+	$(CC) $(SAN) $^ $(LIBS_D) -o $@
+$(B)/asan/blinkhookctl: $(CTL_OBJS:%=$(B)/asan/%.o)
+	$(CC) $(SAN) $^ $(LIBS_CTL) -o $@
+
+# Every unit test links the core modules it may need; the linker drops the rest.
+$(B)/tests/%: $(B)/obj/%.o $(CORE:%=$(B)/obj/%.o) | $(B)/tests
+	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_D) $(LIBS_CMOCKA) -o $@
+$(B)/tests-asan/%: $(B)/asan/%.o $(CORE:%=$(B)/asan/%.o) | $(B)/tests-asan
+	$(CC) $(SAN) $^ $(LIBS_D) $(LIBS_CMOCKA) -o $@
+
+-include $(wildcard $(B)/obj/*.d $(B)/asan/*.d)
+
+# ---- dependencies ----
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; exit 0; fi; \
+	echo "deps: installing$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+# ---- tests ----
+
+unit: $(UNIT_TESTS:%=$(B)/tests/%) $(UNIT_TESTS:%=$(B)/tests-asan/%)
+integration: $(B)/blinkhookd $(B)/blinkhookctl $(B)/asan/blinkhookd $(B)/asan/blinkhookctl
+
+check: deps
+	$(MAKE) --no-print-directory all unit integration
+	B=$(B) tests/run-tests.sh
+
+demo: deps
+	$(MAKE) --no-print-directory all
+	B=$(B) tests/demo.sh
+
+# ---- install ----
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/blinkhook $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(TMPFILESDIR)
+	install -m 0755 $(B)/blinkhookd $(DESTDIR)$(SBINDIR)/blinkhookd
+	install -m 0755 $(B)/blinkhookctl $(DESTDIR)$(BINDIR)/blinkhookctl
+	install -m 0644 systemd/blinkhookd.service systemd/blinkhookd.socket systemd/blinkhookd@.service \
+		$(DESTDIR)$(UNITDIR)/
+	sed -i 's|/usr/sbin/blinkhookd|$(SBINDIR)/blinkhookd|' $(DESTDIR)$(UNITDIR)/blinkhookd.service \
+		$(DESTDIR)$(UNITDIR)/blinkhookd@.service
+	install -m 0644 systemd/blinkhook.sysusers $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf
+	install -m 0644 systemd/blinkhook.tmpfiles $(DESTDIR)$(TMPFILESDIR)/blinkhook.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf ] || \
+		install -m 0640 conf/blinkhookd.conf $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf
+	install -m 0644 conf/blinkhookd.conf README.md LICENSE $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/blinkhookd $(DESTDIR)$(BINDIR)/blinkhookctl \
+		$(DESTDIR)$(UNITDIR)/blinkhookd.service $(DESTDIR)$(UNITDIR)/blinkhookd.socket \
+		$(DESTDIR)$(UNITDIR)/blinkhookd@.service $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf \
+		$(DESTDIR)$(TMPFILESDIR)/blinkhook.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * callback — what to do with a callback body that Meraki (or anyone) POSTed
+ * to /callbacks/leds-blink/<job id>.  A pure function of the bytes, the
+ * secret header, the job table and the keys, so that it can be tested and
+ * fuzzed without a server; it changes nothing and logs nothing.
+ *
+ * The checks, in order (the first that fails decides the answer):
+ *   400  the body is not a JSON object (or nests deeper than allowed)
+ *   401  no secret, or not the job's: the top-level "sharedSecret" string,
+ *        or the configured header (a "Bearer " prefix allowed)
+ *   404  no such job
+ *   400  message.status is not one of Meraki's six values, message is not an
+ *        object, or message.ledsBlinkId names another Meraki job
+ *   200  with an event to record, or with none for a repeat of what is
+ *        already recorded (and for anything after a final state)
+ * The secret is checked before the job's existence, so that nobody without a
+ * secret learns which job ids exist.
+ */
+#ifndef BLINKHOOK_CALLBACK_H
+#define BLINKHOOK_CALLBACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "blinkhook/job.h"
+#include "blinkhook/secret.h"
+
+#define CALLBACK_JSON_DEPTH 16
+#define CALLBACK_ID_MAX 128
+
+struct callback_env {
+	const struct job_table *jobs;
+	const struct secret_key *key; /* per-job secrets */
+	const char *static_secret;    /* http_server_id mode: one secret for all */
+	uint64_t now;                 /* realtime usec, the event's timestamp */
+};
+
+struct callback_verdict {
+	unsigned http_status;
+	const char *reason; /* for the log; never holds a secret */
+	bool record;        /* event holds a change to record */
+	struct job_event event;
+	char error[JOB_TEXT_MAX + 1];
+	struct json *root; /* the event's strings live here */
+};
+
+/* Fills *ret; the caller releases it with callback_verdict_release().
+ * Returns -ENOMEM only; every verdict on the input is in ret->http_status. */
+int callback_evaluate(const struct callback_env *env, const char *job_id, const char *body, size_t len,
+		      const char *header_value, struct callback_verdict *ret);
+void callback_verdict_release(struct callback_verdict *v);
+
+#endif

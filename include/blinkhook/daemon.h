@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * daemon — blinkhookd's event loop and the wiring between the modules.  The
+ * only module that includes libsystemd: sd-event drives libmicrohttpd, the
+ * curl multi handle, the spool's inotify watch and every timer; sd-daemon
+ * gives the listening socket and takes the notify messages.
+ *
+ * Everything runs on one thread, so no job state needs a lock.  Read
+ * daemon.c from daemon_run() down.
+ */
+#ifndef BLINKHOOK_DAEMON_H
+#define BLINKHOOK_DAEMON_H
+
+#include "blinkhook/config.h"
+
+#include "blinkhook/version.h"
+
+/* Runs until SIGTERM or SIGINT; takes over the config (and frees it).  The
+ * API key is already checked by the caller and passed in.  Returns 0 on a
+ * clean stop, a negative errno after logging why it could not run. */
+int daemon_run(struct config *cfg, char *api_key);
+
+#endif

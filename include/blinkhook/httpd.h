@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * httpd — the HTTP server: libmicrohttpd driven from the daemon's event loop
+ * (external epoll mode: the owner watches httpd_epoll_fd(), calls httpd_run()
+ * when it is readable or when httpd_timeout() passes).  The only module that
+ * includes libmicrohttpd.
+ *
+ * It owns the HTTP layer of the callback endpoint: routes, methods, content
+ * types, the body cap, connection limits, and the client address (believing
+ * X-Forwarded-For only from trusted proxies).  What a callback body means is
+ * the owner's business (ops->callback), and the owner may answer later: the
+ * connection is suspended until httpd_reply().
+ */
+#ifndef BLINKHOOK_HTTPD_H
+#define BLINKHOOK_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blinkhook/config.h"
+#include "blinkhook/util.h"
+
+#define CALLBACK_PATH_PREFIX "/callbacks/leds-blink/"
+#define HTTPD_CLIENT_MAX 64 /* an address as text, for logs */
+
+struct httpd_request;
+
+struct httpd_ops {
+	/* A POST to CALLBACK_PATH_PREFIX<id> with a JSON body within the cap.
+	 * Answer with httpd_reply(), now or later. */
+	void (*callback)(void *ud, struct httpd_request *req);
+	/* GET /metrics: the Prometheus text. */
+	void (*metrics)(void *ud, struct strbuf *out);
+	/* GET /healthz: whether the daemon is ready. */
+	bool (*healthy)(void *ud);
+};
+
+struct httpd_opts {
+	int listen_fd; /* a listening socket, owned by the caller */
+	uint64_t max_body;
+	const char *secret_header; /* NULL: none */
+	const struct cidr *trusted_proxies;
+	size_t n_trusted_proxies;
+	unsigned connection_limit;
+	unsigned per_ip_limit; /* 0: none */
+	unsigned timeout_sec;
+};
+
+struct httpd;
+
+int httpd_new(const struct httpd_opts *opts, const struct httpd_ops *ops, void *ud, struct httpd **ret);
+/* Stops serving without shutting the listening socket down (it belongs to
+ * the caller, maybe to systemd).  Requests still waiting for an answer must
+ * have been answered before. */
+void httpd_free(struct httpd *h);
+int httpd_epoll_fd(const struct httpd *h);
+void httpd_run(struct httpd *h);
+/* Microseconds until httpd_run() is due anyway, UINT64_MAX for never. */
+uint64_t httpd_timeout(const struct httpd *h);
+
+const char *httpd_request_job_id(const struct httpd_request *r);
+const char *httpd_request_body(const struct httpd_request *r, size_t *ret_len);
+/* The configured secret header's value, or NULL. */
+const char *httpd_request_secret_header(const struct httpd_request *r);
+const char *httpd_request_client(const struct httpd_request *r);
+/* Answers the request with one of INTERFACE.md's status codes. */
+void httpd_reply(struct httpd_request *r, unsigned status);
+
+#endif

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * job — a blink job, its states, the events that move it, and the table of
+ * all jobs.
+ *
+ * Every change to a job is an event (struct job_event).  The daemon builds
+ * an event, applies it to the table with job_table_apply(), which checks
+ * that the transition is allowed, and appends the same event to the job log;
+ * replay at start applies the logged events in order.  So the live table and
+ * a replayed one cannot disagree: there is one code path for both.
+ *
+ *   queued ──attempt──► queued ──submitted──► submitted ──status──► submitted
+ *      │                                         │
+ *      └──────────── complete | failed | expired ◄┘   (final: never change)
+ *
+ * A callback may arrive for a job that is still queued (the daemon crashed
+ * after Meraki's 201 but before logging it), so status and final events are
+ * accepted in queued too.
+ */
+#ifndef BLINKHOOK_JOB_H
+#define BLINKHOOK_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blinkhook/json.h"
+#include "blinkhook/util.h"
+
+#define JOB_DURATION_MIN 1
+#define JOB_DURATION_MAX 3600
+#define JOB_DURATION_DEFAULT 20
+#define SERIAL_MAX 14
+/* The job-log record format; bumped when a record changes incompatibly. */
+#define JOB_RECORD_VERSION 1
+/* Longest text kept from the API or a callback (an error message). */
+#define JOB_TEXT_MAX 1024
+
+enum job_state {
+	JOB_QUEUED,
+	JOB_SUBMITTED,
+	JOB_COMPLETE,
+	JOB_FAILED,
+	JOB_EXPIRED,
+	_JOB_STATE_MAX,
+};
+
+const char *job_state_to_string(enum job_state s);
+/* -EINVAL for an unknown name. */
+int job_state_from_string(const char *s, enum job_state *ret);
+static inline bool job_state_is_final(enum job_state s) { return s >= JOB_COMPLETE; }
+
+/* Meraki's job status values: new, ready, scheduled, running, complete, failed. */
+bool meraki_status_is_valid(const char *s);
+bool meraki_status_is_final(const char *s);
+
+enum job_event_kind {
+	JOB_EV_QUEUED,    /* a new job: serial, duration */
+	JOB_EV_ATTEMPT,   /* a submission failed and will be retried: attempts, error */
+	JOB_EV_SUBMITTED, /* Meraki answered 201: leds_blink_id, attempts, meraki_status */
+	JOB_EV_STATUS,    /* a progress status: meraki_status, source */
+	JOB_EV_FINAL,     /* state is complete, failed or expired */
+	_JOB_EV_MAX,
+};
+
+/* One change.  Strings are borrowed; NULL means absent. */
+struct job_event {
+	uint64_t ts; /* realtime, microseconds */
+	const char *id;
+	enum job_event_kind kind;
+	enum job_state state; /* JOB_EV_FINAL only */
+	const char *serial;
+	unsigned duration;
+	const char *leds_blink_id;
+	const char *meraki_status;
+	const char *error;
+	const char *source; /* what reported it: api, callback, poll, queue, cancel, expiry */
+	unsigned attempts;
+};
+
+struct job {
+	char id[JOB_ID_MAX + 1];
+	char serial[SERIAL_MAX + 1];
+	unsigned duration;
+	enum job_state state;
+	char *leds_blink_id;
+	char *meraki_status;
+	char *error;
+	unsigned attempts;
+	uint64_t created_at; /* realtime usec */
+	uint64_t updated_at;
+	uint64_t log_seq; /* the job log's sequence number of this job's last record */
+
+	void *userdata; /* the daemon's per-job scheduling state */
+
+	struct job *hash_next;
+	struct job *prev, *next; /* creation order */
+};
+
+struct job_table {
+	struct job **buckets;
+	size_t n_buckets;
+	size_t n_jobs;
+	size_t n_by_state[_JOB_STATE_MAX];
+	struct job *first, *last;
+};
+
+int job_table_init(struct job_table *t);
+/* Frees every job. */
+void job_table_release(struct job_table *t);
+struct job *job_table_find(const struct job_table *t, const char *id);
+/* Applies ev.  Returns 0 and the job changed; 1 when the event changes
+ * nothing (a repeat of a recorded status, anything after a final state);
+ * -EEXIST for a second queued event, -ENOENT for an unknown job, -EINVAL for
+ * an event that is not allowed in the job's state or lacks a field,
+ * -ENOMEM.  On failure or 1 the table is unchanged. */
+int job_table_apply(struct job_table *t, const struct job_event *ev, struct job **ret_job);
+/* Whether ev would change the job (the same verdict as apply, no change). */
+int job_table_check(const struct job_table *t, const struct job_event *ev);
+/* Unlinks and frees one job (compaction, retention). */
+void job_table_remove(struct job_table *t, struct job *j);
+
+/* The job log's line for ev, with its trailing newline. */
+int job_event_format(const struct job_event *ev, struct strbuf *sb);
+/* Parses one line (without the newline).  The event's strings point into
+ * *ret_root, which the caller frees.  -EBADMSG for anything malformed,
+ * -EPROTONOSUPPORT for a record version this build does not know. */
+int job_event_parse(const char *line, size_t len, struct job_event *ret, struct json **ret_root);
+const char *job_event_name(const struct job_event *ev);
+
+/* The job as INTERFACE.md's JSON object. */
+void job_format_json(const struct job *j, struct json_writer *w);
+
+#endif

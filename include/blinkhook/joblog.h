@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * joblog — the append-only job log, `jobs.log` in the state directory: one
+ * JSON object a line, one line an event (job.h), oldest first.  It is the
+ * source of truth: the daemon's job table is what replaying it gives.
+ *
+ * Writing (the daemon, holding the state directory's lock):
+ *  - joblog_append() formats an event into a pending buffer and returns its
+ *    sequence number; nothing touches the disk yet.
+ *  - joblog_commit() writes everything pending and fdatasync()s once (group
+ *    commit).  On success every appended record up to joblog_synced_seq() is
+ *    durable.  On failure the file is cut back to its last durable size and
+ *    the records stay pending for the next commit, so a full disk loses
+ *    nothing that was promised and heals by itself when space returns.
+ *
+ * Reading: joblog_replay() (the daemon, at start) cuts off a torn last line
+ * (a crash in the middle of a write) and refuses damage anywhere else;
+ * joblog_read() (blinkhookctl) never writes and skips what it cannot parse.
+ */
+#ifndef BLINKHOOK_JOBLOG_H
+#define BLINKHOOK_JOBLOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blinkhook/job.h"
+
+#define JOBLOG_FILE "jobs.log"
+#define JOBLOG_LOCK_FILE "lock"
+/* No record is longer; a longer line is damage. */
+#define JOBLOG_LINE_MAX 8192
+
+struct joblog;
+
+struct joblog_info {
+	uint64_t records; /* records read */
+	uint64_t size;    /* bytes of good records */
+	bool torn;        /* a torn tail was found (and, on replay, cut off) */
+	uint64_t torn_offset;
+	uint64_t torn_bytes;
+	uint64_t damaged; /* lines skipped by joblog_read() */
+	uint64_t bad_line; /* the first damaged line, 1-based, and its offset */
+	uint64_t bad_offset;
+	int bad_error; /* -EBADMSG, -EPROTONOSUPPORT, or the callback's error */
+};
+
+/* Called for each record; a negative return stops the read and is returned
+ * (replay: reported as damage at that line). */
+typedef int (*joblog_event_cb)(const struct job_event *ev, void *ud);
+
+/* Opens (creating it, mode 0640) the log in dir and takes the directory's
+ * lock.  -EBUSY when another process holds it. */
+int joblog_open(const char *dir, struct joblog **ret);
+void joblog_free(struct joblog *l);
+
+/* Replays the log through cb; once, right after joblog_open().  A torn tail
+ * is cut off (the file is truncated and synced) and reported in info; damage
+ * elsewhere returns -EBADMSG (or -EPROTONOSUPPORT) with info->bad_* set and
+ * the file unchanged. */
+int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_info *info);
+
+int joblog_append(struct joblog *l, const struct job_event *ev, uint64_t *ret_seq);
+int joblog_commit(struct joblog *l);
+uint64_t joblog_appended_seq(const struct joblog *l);
+uint64_t joblog_synced_seq(const struct joblog *l);
+bool joblog_has_pending(const struct joblog *l);
+/* The last commit's error, 0 after a successful one. */
+int joblog_last_error(const struct joblog *l);
+
+/* Reads dir's log from byte offset start, without the lock and without
+ * writing: records go to cb, damaged lines are counted in info and skipped;
+ * an unterminated last line is left for a later read.  *ret_end is the
+ * offset after the last complete line read (for following the log).
+ * -ENOENT when there is no log yet. */
+int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,
+		struct joblog_info *info, uint64_t *ret_end);
+
+#endif

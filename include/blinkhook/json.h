@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * json — reading and writing JSON.  The only module that includes json-c, so
+ * that the rest of the daemon sees a small, strict interface:
+ *
+ *  - json_parse() accepts exactly one value with nothing after it but white
+ *    space, refuses raw NUL bytes and invalid UTF-8, and caps nesting depth.
+ *  - Accessors return borrowed pointers that live as long as the root value.
+ *  - The writer appends compact JSON to a strbuf; strings are escaped so that
+ *    the output is always one line.
+ */
+#ifndef BLINKHOOK_JSON_H
+#define BLINKHOOK_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blinkhook/util.h"
+
+struct json; /* opaque: a parsed value */
+
+enum json_kind {
+	JSON_NULL,
+	JSON_BOOL,
+	JSON_INT,
+	JSON_DOUBLE,
+	JSON_STRING,
+	JSON_OBJECT,
+	JSON_ARRAY,
+};
+
+/* -EBADMSG for malformed input (including too deep, NUL bytes, bad UTF-8),
+ * -ENOMEM. */
+int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **ret);
+void json_free(struct json *v);
+static inline void json_freep(struct json **v) { json_free(*v); }
+#define _cleanup_json_ _cleanup_(json_freep)
+
+enum json_kind json_kind_of(const struct json *v);
+/* The member key of an object, or NULL when v is not an object or lacks it. */
+const struct json *json_get(const struct json *v, const char *key);
+/* A string's bytes (NUL-terminated; *ret_len may be NULL), or NULL when v is
+ * not a string. */
+const char *json_string(const struct json *v, size_t *ret_len);
+/* An integer (not a bool, not a fraction); -EINVAL otherwise. */
+int json_int64(const struct json *v, int64_t *ret);
+size_t json_array_length(const struct json *v);
+const struct json *json_array_get(const struct json *v, size_t i);
+/* Calls cb for each member of an object, in document order, until cb
+ * returns non-zero, which is then returned. */
+int json_object_each(const struct json *v,
+		     int (*cb)(const char *key, const struct json *val, void *ud), void *ud);
+
+/* The writer: a stack of open containers, commas placed for the caller. */
+#define JSON_WRITER_DEPTH 8
+struct json_writer {
+	struct strbuf *sb;
+	unsigned depth;
+	bool need_comma[JSON_WRITER_DEPTH];
+	int err;
+};
+void json_writer_init(struct json_writer *w, struct strbuf *sb);
+void json_w_object_begin(struct json_writer *w);
+void json_w_object_end(struct json_writer *w);
+void json_w_array_begin(struct json_writer *w);
+void json_w_array_end(struct json_writer *w);
+/* Inside an object: the member name; then exactly one value call. */
+void json_w_key(struct json_writer *w, const char *key);
+void json_w_string(struct json_writer *w, const char *s); /* NULL writes null */
+void json_w_int(struct json_writer *w, int64_t v);
+void json_w_bool(struct json_writer *w, bool v);
+void json_w_null(struct json_writer *w);
+/* Shorthands for a member with its value. */
+void json_w_kstr(struct json_writer *w, const char *key, const char *s);
+void json_w_kint(struct json_writer *w, const char *key, int64_t v);
+/* -ENOMEM if any write failed, else 0. */
+int json_writer_finish(struct json_writer *w);
+
+/* Appends s as a JSON string literal, quotes included. */
+int json_escape(struct strbuf *sb, const char *s);
+
+#endif

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * log — the daemon's and the CLI's messages, on stderr.
+ *
+ * When stderr is connected to the journal ($JOURNAL_STREAM names it), each
+ * line starts with a "<N>" syslog priority that journald turns into the
+ * entry's priority; on a terminal or in a file, lines read "level: message".
+ * Only the outer layers log, each failure once; modules below return errors.
+ */
+#ifndef BLINKHOOK_LOG_H
+#define BLINKHOOK_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <syslog.h>
+
+#include "blinkhook/util.h"
+
+void log_setup(const char *program);
+void log_set_max_level(int level);
+int log_get_max_level(void);
+bool log_to_journal(void);
+
+void log_full(int level, const char *fmt, ...) _printf_(2, 3);
+void log_fullv(int level, const char *fmt, va_list ap);
+
+#define log_err(...) log_full(LOG_ERR, __VA_ARGS__)
+#define log_warn(...) log_full(LOG_WARNING, __VA_ARGS__)
+#define log_notice(...) log_full(LOG_NOTICE, __VA_ARGS__)
+#define log_info(...) log_full(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_full(LOG_DEBUG, __VA_ARGS__)
+
+/* Logs and returns -abs(err), for "return log_error_errno(r, ...)". */
+int log_errno(int level, int err, const char *fmt, ...) _printf_(3, 4);
+
+#endif

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * meraki — the Dashboard API client: builds the blink and status requests,
+ * runs them on a libcurl multi handle without ever blocking, and sorts each
+ * answer into what the scheduler should do with it.  The only module that
+ * includes libcurl.
+ *
+ * The client knows no event loop: it asks its owner to watch sockets and to
+ * arm one timer (struct meraki_loop_ops) and is told when they fire.
+ *
+ * Redirects are followed here, not by libcurl, so that the rule for the API
+ * key is ours: the key goes only to base_url's host, or, when base_url is a
+ * Meraki host, to other hosts of the same Meraki domain; never over a
+ * downgrade from https to http.  A redirect elsewhere is followed without the
+ * key.  POST stays POST with its body on 301, 302, 307 and 308.
+ */
+#ifndef BLINKHOOK_MERAKI_H
+#define BLINKHOOK_MERAKI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MERAKI_BODY_MAX (64 * 1024)
+#define MERAKI_MAX_REDIRECTS 5
+/* A Retry-After longer than this is taken as this. */
+#define MERAKI_RETRY_AFTER_MAX (3600 * UINT64_C(1000000))
+
+enum meraki_outcome {
+	MERAKI_OK,           /* the answer we wanted */
+	MERAKI_RETRY,        /* transient: 5xx, timeouts, network, TLS, a broken 2xx body */
+	MERAKI_RATE_LIMITED, /* 429: wait retry_after_usec, or back off when absent */
+	MERAKI_FAIL,         /* will never succeed as asked: other 4xx */
+};
+
+struct meraki_result {
+	enum meraki_outcome outcome;
+	long http_status;          /* 0 when no answer came */
+	uint64_t retry_after_usec; /* UINT64_MAX when the 429 carried none */
+	char *leds_blink_id;
+	char *status; /* Meraki's job status from the body */
+	char *error;  /* the API's own errors text, or what went wrong */
+	bool auth_error; /* 401 or 403: every request will fail alike */
+};
+void meraki_result_release(struct meraki_result *r);
+
+enum meraki_call_kind {
+	MERAKI_CALL_BLINK, /* POST .../liveTools/leds/blink, wants a ledsBlinkId */
+	MERAKI_CALL_GET,   /* GET .../liveTools/leds/blink/{id}, wants a status */
+};
+
+/* Pure: what an answer means.  transport_error is NULL when an HTTP answer
+ * came; retry_after is the header's value or NULL. */
+int meraki_classify(enum meraki_call_kind kind, long http_status, const char *transport_error,
+		    const char *retry_after, const char *body, size_t len, uint64_t now_realtime,
+		    struct meraki_result *ret);
+/* "120" or an HTTP-date; the wait from now, capped at MERAKI_RETRY_AFTER_MAX. */
+int meraki_parse_retry_after(const char *v, uint64_t now_realtime, uint64_t *ret_usec);
+/* Whether the API key may be sent to url, given base_url. */
+bool meraki_key_allowed(const char *base_url, const char *url);
+
+struct meraki_loop_ops {
+	/* Watch fd for EPOLLIN/EPOLLOUT (events 0: stop watching and forget
+	 * *ctx).  *ctx is the owner's per-socket state, NULL at first. */
+	int (*watch)(void *ud, int fd, uint32_t events, void **ctx);
+	/* Arm the timer usec from now; UINT64_MAX disarms it. */
+	int (*set_timer)(void *ud, uint64_t usec);
+};
+
+struct meraki_opts {
+	const char *base_url;
+	const char *api_key;
+	const char *ca_file;
+	uint64_t timeout_usec;
+	const char *user_agent;
+};
+
+struct meraki_blink_request {
+	const char *serial;
+	unsigned duration;
+	const char *callback_url;    /* with shared_secret */
+	const char *shared_secret;
+	const char *http_server_id;  /* instead of url + secret */
+	const char *payload_template_id;
+};
+
+struct meraki_client;
+typedef void (*meraki_done_fn)(void *ud, const struct meraki_result *res);
+
+int meraki_new(const struct meraki_opts *opts, const struct meraki_loop_ops *ops, void *loop_ud,
+	       struct meraki_client **ret);
+/* Aborts every call in flight without calling its done function. */
+void meraki_free(struct meraki_client *c);
+/* Later calls use the new key (reload). */
+int meraki_set_api_key(struct meraki_client *c, const char *key);
+
+/* Starts a call; done is called exactly once, from meraki_on_fd() or
+ * meraki_on_timer(), unless the client is freed first. */
+int meraki_blink(struct meraki_client *c, const struct meraki_blink_request *req, meraki_done_fn done, void *ud);
+int meraki_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id,
+		     meraki_done_fn done, void *ud);
+size_t meraki_in_flight(const struct meraki_client *c);
+
+void meraki_on_fd(struct meraki_client *c, int fd, uint32_t revents);
+void meraki_on_timer(struct meraki_client *c);
+
+/* The request body for a blink (exposed for tests). */
+int meraki_blink_body(const struct meraki_blink_request *req, char **ret);
+
+#endif

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * queue — the spool directory that producers write requests into.
+ *
+ *   DIR/tmp/       a producer writes its request here first
+ *   DIR/new/       ... and renames it here when it is complete
+ *   DIR/rejected/  files the daemon could not accept, each with NAME.reason
+ *
+ * A request is a small JSON object: {"serial": "Q2XX-XXXX-XXXX",
+ * "duration": 20} plus an optional "id" chosen by the producer; or a cancel
+ * request, {"cancel": "<job id>"}.  The daemon
+ * takes a file only after the job it describes is durable in the job log, and
+ * only then removes it; so a crash between the two leaves the file, which the
+ * next start takes again (the job id makes that a no-op).
+ */
+#ifndef BLINKHOOK_QUEUE_H
+#define BLINKHOOK_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blinkhook/job.h"
+
+/* A request file is never larger than this. */
+#define QUEUE_FILE_MAX 4096
+/* Leftovers in tmp/ older than this are moved aside at start. */
+#define QUEUE_TMP_STALE_USEC (60 * USEC_PER_SEC)
+
+struct queue_request {
+	char id[JOB_ID_MAX + 1]; /* empty when the producer chose none */
+	char serial[SERIAL_MAX + 1];
+	unsigned duration;
+	/* Set instead of the above: {"cancel": "<job id>"} asks the daemon to
+	 * fail that job with error "canceled" if it is still queued. */
+	char cancel[JOB_ID_MAX + 1];
+};
+
+/* Parses and validates a request file's bytes.  On failure returns -EINVAL
+ * and a static, human-readable reason. */
+int queue_parse_request(const char *buf, size_t len, struct queue_request *ret, const char **ret_reason);
+/* The request as a file's bytes. */
+int queue_format_request(const struct queue_request *req, struct strbuf *sb);
+
+struct queue;
+
+/* Opens dir, creating it and its subdirectories (mode 0770) if missing. */
+int queue_open(const char *dir, struct queue **ret);
+void queue_free(struct queue *q);
+/* The fd of new/, for watching it. */
+int queue_new_fd(const struct queue *q);
+const char *queue_new_path(const struct queue *q);
+
+/* Lists up to max names in new/ (oldest name first: producers that name files
+ * by time get them taken in order).  *ret_names is a NULL-terminated array
+ * the caller frees with queue_names_free(). */
+int queue_list(struct queue *q, size_t max, char ***ret_names, size_t *ret_n);
+void queue_names_free(char **names);
+/* Reads and parses new/name.  -EINVAL with *ret_reason for a bad file;
+ * -ENOENT when it vanished. */
+int queue_read(struct queue *q, const char *name, struct queue_request *ret, const char **ret_reason);
+/* Moves new/name to rejected/ and writes rejected/name.reason. */
+int queue_reject(struct queue *q, const char *name, const char *reason);
+/* Removes new/name; queue_sync() makes the removals durable. */
+int queue_remove(struct queue *q, const char *name);
+int queue_sync(struct queue *q);
+/* Moves files in tmp/ older than QUEUE_TMP_STALE_USEC to rejected/.
+ * Returns how many. */
+int queue_sweep_tmp(struct queue *q, uint64_t now_realtime);
+
+/* For producers (blinkhookctl blink): writes req into tmp/ and renames it
+ * into new/, both synced.  Picks a job id when req has none, and returns it. */
+int queue_enqueue(const char *dir, struct queue_request *req);
+
+#endif

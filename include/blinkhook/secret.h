@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * secret — the daemon's key and the per-job shared secrets derived from it.
+ *
+ * The key is 32 random bytes in `secret.key` in the state directory (mode
+ * 0600), created at first start.  A job's sharedSecret is
+ * base64url(HMAC-SHA256(key, job id)) without padding: the daemon never
+ * stores a secret, it recomputes it to verify a callback, and a leaked secret
+ * opens one job only.  The only module that includes OpenSSL.
+ */
+#ifndef BLINKHOOK_SECRET_H
+#define BLINKHOOK_SECRET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define SECRET_KEY_FILE "secret.key"
+#define SECRET_KEY_SIZE 32
+/* 43 base64url characters and the NUL. */
+#define SECRET_MAX 44
+
+struct secret_key;
+
+/* Loads dir/secret.key, creating it when missing.  -EINVAL when it exists
+ * but is not a 32-byte regular file, -EPERM when group or others can read it.
+ * *ret_created (may be NULL) says whether it was made now. */
+int secret_key_load(const char *dir, struct secret_key **ret, bool *ret_created);
+/* Wipes the key from memory. */
+void secret_key_free(struct secret_key *k);
+/* A key from bytes (tests, benchmarks). */
+int secret_key_from_bytes(const void *bytes, size_t len, struct secret_key **ret);
+
+void secret_for_job(const struct secret_key *k, const char *job_id, char out[static SECRET_MAX]);
+/* Whether presented (len bytes, not necessarily NUL-terminated) is job_id's
+ * secret; the comparison takes the same time wherever they differ. */
+bool secret_verify(const struct secret_key *k, const char *job_id, const char *presented, size_t len);
+/* Constant-time comparison of two byte strings (for a configured secret). */
+bool secret_equal(const char *a, size_t alen, const char *b, size_t blen);
+/* Wipes len bytes of memory the compiler may not skip. */
+void secret_wipe(void *p, size_t len);
+
+#endif

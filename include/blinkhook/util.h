@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * util — small helpers with no state of their own: time spans and sizes as
+ * the config writes them, safe number parsing, clocks, RFC 3339 stamps, file
+ * helpers that make writes durable, and the shapes of serials and job ids.
+ *
+ * Every function returns >= 0 on success and -errno on failure; out-parameters
+ * are named ret_* and are written only on success.  Nothing here logs.
+ */
+#ifndef BLINKHOOK_UTIL_H
+#define BLINKHOOK_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define USEC_PER_MSEC UINT64_C(1000)
+#define USEC_PER_SEC UINT64_C(1000000)
+#define USEC_PER_MIN (UINT64_C(60) * USEC_PER_SEC)
+#define USEC_PER_HOUR (UINT64_C(60) * USEC_PER_MIN)
+#define USEC_PER_DAY (UINT64_C(24) * USEC_PER_HOUR)
+
+#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Ownership helpers in the systemd manner: a variable declared with _cleanup_
+ * is released when it goes out of scope; TAKE_PTR hands it on. */
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define TAKE_PTR(p)                                                            \
+	({                                                                     \
+		__typeof__(p) _p_ = (p);                                       \
+		(p) = NULL;                                                    \
+		_p_;                                                           \
+	})
+#define TAKE_FD(fd)                                                            \
+	({                                                                     \
+		int _fd_ = (fd);                                               \
+		(fd) = -1;                                                     \
+		_fd_;                                                          \
+	})
+
+/* "10s", "5min", "1.5h", "30d", "250ms", "2min 30s"; a bare number is seconds.
+ * -EINVAL on anything else, -ERANGE past UINT64_MAX microseconds. */
+int parse_timespan(const char *s, uint64_t *ret_usec);
+/* "64KiB", "1MiB", "512" (bytes), "1.5KiB". -EINVAL / -ERANGE likewise. */
+int parse_size(const char *s, uint64_t *ret_bytes);
+/* A whole decimal number with no sign, spaces or trailing text. */
+int parse_uint64(const char *s, uint64_t *ret);
+/* Formats a span as the shortest exact form ("10s", "5min", "1500ms"). */
+void format_timespan(char *buf, size_t len, uint64_t usec);
+
+uint64_t now_realtime_usec(void);
+uint64_t now_monotonic_usec(void);
+
+/* RFC 3339 UTC with seconds precision: "2026-11-27T11:07:28Z" (21 bytes with
+ * the NUL). */
+#define RFC3339_MAX 32
+void format_rfc3339(char buf[static RFC3339_MAX], uint64_t realtime_usec);
+int parse_rfc3339(const char *s, uint64_t *ret_usec);
+
+/* A Meraki serial: three groups of four ASCII letters or digits joined by '-'. */
+bool serial_is_valid(const char *s);
+/* A job id: 1 to 64 characters of [A-Za-z0-9_-]. */
+#define JOB_ID_MAX 64
+bool job_id_is_valid(const char *s);
+/* A new, unique, roughly time-ordered job id (24 characters). */
+int job_id_new(char buf[static JOB_ID_MAX + 1]);
+
+/* Fills buf from the kernel's CSPRNG. */
+int random_bytes(void *buf, size_t len);
+
+/* write(2) until done, retrying EINTR. */
+int write_all(int fd, const void *buf, size_t len);
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer;
+ * -EFBIG when it is larger. */
+int read_file_capped(int dirfd, const char *path, size_t max, char **ret_buf,
+		     size_t *ret_len);
+/* fsync(2) of a directory, so that a rename or unlink in it is durable. */
+int fsync_dir(const char *path);
+int fsync_dirfd(int dirfd);
+/* mkdir -p with the given mode for directories it creates. */
+int mkdir_p(const char *path, unsigned mode);
+/* Writes data to dir/name atomically: a temporary file, fsync, rename,
+ * fsync of the directory. */
+int write_file_atomic(const char *dir, const char *name, const void *data,
+		      size_t len, unsigned mode);
+
+/* Path joining into a new string; NULL when out of memory. */
+char *path_join(const char *a, const char *b);
+
+/* A growable byte buffer, always NUL-terminated. */
+struct strbuf {
+	char *buf;
+	size_t len;
+	size_t alloc;
+};
+#define STRBUF_INIT {NULL, 0, 0}
+int strbuf_grow(struct strbuf *sb, size_t extra);
+int strbuf_add(struct strbuf *sb, const void *data, size_t len);
+int strbuf_addstr(struct strbuf *sb, const char *s);
+int strbuf_addf(struct strbuf *sb, const char *fmt, ...) _printf_(2, 3);
+void strbuf_reset(struct strbuf *sb);
+void strbuf_release(struct strbuf *sb);
+/* Removes the first n bytes. */
+void strbuf_consume(struct strbuf *sb, size_t n);
+
+#endif

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <string.h>
+
+#include "blinkhook/callback.h"
+
+static bool presented_ok(const struct callback_env *env, const char *job_id, const char *s, size_t len)
+{
+	if (env->static_secret)
+		return secret_equal(env->static_secret, strlen(env->static_secret), s, len);
+	return secret_verify(env->key, job_id, s, len);
+}
+
+static bool secret_ok(const struct callback_env *env, const char *job_id, const struct json *root,
+		      const char *header_value)
+{
+	const char *s;
+	size_t len;
+	bool ok = false;
+
+	s = json_string(json_get(root, "sharedSecret"), &len);
+	if (s && presented_ok(env, job_id, s, len))
+		ok = true;
+	if (header_value) {
+		s = header_value;
+		if (strncasecmp(s, "Bearer ", 7) == 0)
+			s += 7;
+		/* Both are checked, so that the time taken does not say which
+		 * one was present. */
+		if (presented_ok(env, job_id, s, strlen(s)))
+			ok = true;
+	}
+	return ok;
+}
+
+static void reject(struct callback_verdict *v, unsigned status, const char *reason)
+{
+	v->http_status = status;
+	v->reason = reason;
+	v->record = false;
+}
+
+int callback_evaluate(const struct callback_env *env, const char *job_id, const char *body, size_t len,
+		      const char *header_value, struct callback_verdict *v)
+{
+	const struct json *msg;
+	const char *status, *lbi, *err;
+	size_t err_len = 0;
+	int r;
+
+	memset(v, 0, sizeof(*v));
+	r = json_parse(body, len, CALLBACK_JSON_DEPTH, &v->root);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0 || json_kind_of(v->root) != JSON_OBJECT) {
+		reject(v, 400, "body is not a JSON object");
+		return 0;
+	}
+	if (!job_id_is_valid(job_id) || !secret_ok(env, job_id, v->root, header_value)) {
+		reject(v, 401, "missing or wrong secret");
+		return 0;
+	}
+	if (!job_table_find(env->jobs, job_id)) {
+		reject(v, 404, "unknown job");
+		return 0;
+	}
+	msg = json_get(v->root, "message");
+	if (!msg || json_kind_of(msg) != JSON_OBJECT) {
+		reject(v, 400, "message is missing or not an object");
+		return 0;
+	}
+	status = json_string(json_get(msg, "status"), NULL);
+	if (!status || !meraki_status_is_valid(status)) {
+		reject(v, 400, "message.status is not a Meraki status");
+		return 0;
+	}
+	lbi = json_string(json_get(msg, "ledsBlinkId"), NULL);
+	if (json_get(msg, "ledsBlinkId") && (!lbi || !*lbi || strlen(lbi) > CALLBACK_ID_MAX)) {
+		reject(v, 400, "message.ledsBlinkId is not an id");
+		return 0;
+	}
+	err = json_string(json_get(msg, "error"), &err_len);
+	if (err && *err) {
+		/* Keep what fits; an error text is for people, not for matching. */
+		size_t n = MIN(err_len, sizeof(v->error) - 1);
+		memcpy(v->error, err, n);
+		v->error[n] = 0;
+	}
+
+	v->event = (struct job_event){
+		.ts = env->now,
+		.id = job_id,
+		.leds_blink_id = lbi,
+		.meraki_status = status,
+		.error = v->error[0] ? v->error : NULL,
+		.source = "callback",
+	};
+	if (strcmp(status, "complete") == 0) {
+		v->event.kind = JOB_EV_FINAL;
+		v->event.state = JOB_COMPLETE;
+	} else if (strcmp(status, "failed") == 0) {
+		v->event.kind = JOB_EV_FINAL;
+		v->event.state = JOB_FAILED;
+		if (!v->event.error)
+			v->event.error = "Meraki reported the blink as failed";
+	} else
+		v->event.kind = JOB_EV_STATUS;
+
+	r = job_table_check(env->jobs, &v->event);
+	if (r < 0) {
+		reject(v, 400, r == -EINVAL ? "message.ledsBlinkId belongs to another job" : "cannot apply");
+		return 0;
+	}
+	v->http_status = 200;
+	v->record = r == 0;
+	v->reason = v->record ? "recorded" : "already recorded";
+	return 0;
+}
+
+void callback_verdict_release(struct callback_verdict *v)
+{
+	json_free(v->root);
+	v->root = NULL;
+}

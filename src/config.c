@@ -1,0 +1,1185 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config — see include/blinkhook/config.h for the contract.
+ *
+ * inih splits the file into sections and key = value pairs; this file feeds
+ * it the lines itself (to know each key's line number, which the installed
+ * inih does not pass to the handler) and checks every value against the one
+ * table below.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "blinkhook/config.h"
+#include "blinkhook/util.h"
+
+/* A config file is a few dozen lines; anything this large is a mistake. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+/* API keys are 40 characters; secrets are short too. */
+#define SECRET_FILE_MAX 4096
+
+#define KIB UINT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+enum kind {
+	KIND_STRING,   /* any text without control characters */
+	KIND_TOKEN,    /* an HTTP header name */
+	KIND_URL,      /* absolute http(s) URL, stored without a trailing '/' */
+	KIND_PATH,     /* absolute path */
+	KIND_TIMESPAN, /* uint64_t microseconds in [min, max] */
+	KIND_SIZE,     /* uint64_t bytes in [min, max] */
+	KIND_UINT,     /* unsigned in [min, max] */
+	KIND_SCOPE,    /* enum interval_scope */
+	KIND_LISTEN,   /* struct listen_addr */
+	KIND_CIDRS,    /* trusted_proxies and n_trusted_proxies */
+};
+
+struct key {
+	const char *section;
+	const char *name;
+	enum kind kind;
+	size_t offset;
+	uint64_t min, max;
+	/* For strings: an empty value is an error rather than "unset". */
+	bool required;
+};
+
+#define KEY(sec, nm, kd, field, lo, hi, req)                                   \
+	{sec, nm, kd, offsetof(struct config, field), lo, hi, req}
+
+static const struct key keys[] = {
+	KEY("meraki", "base_url", KIND_URL, base_url, 0, 0, true),
+	KEY("meraki", "api_key_file", KIND_PATH, api_key_file, 0, 0, false),
+	KEY("meraki", "min_interval", KIND_TIMESPAN, min_interval_usec, 0, USEC_PER_HOUR,
+	    false),
+	KEY("meraki", "interval_scope", KIND_SCOPE, interval_scope, 0, 0, false),
+	KEY("meraki", "request_timeout", KIND_TIMESPAN, request_timeout_usec, USEC_PER_SEC,
+	    10 * USEC_PER_MIN, false),
+	KEY("meraki", "max_attempts", KIND_UINT, max_attempts, 1, 100, false),
+	KEY("meraki", "retry_initial", KIND_TIMESPAN, retry_initial_usec,
+	    10 * USEC_PER_MSEC, USEC_PER_HOUR, false),
+	KEY("meraki", "retry_max", KIND_TIMESPAN, retry_max_usec, 10 * USEC_PER_MSEC,
+	    USEC_PER_DAY, false),
+	KEY("meraki", "ca_file", KIND_PATH, ca_file, 0, 0, false),
+
+	/* public_url is required unless http_server_id is set: checked once
+	 * the whole file is read. */
+	KEY("callback", "public_url", KIND_URL, public_url, 0, 0, false),
+	KEY("callback", "listen", KIND_LISTEN, listen, 0, 0, false),
+	KEY("callback", "secret_header", KIND_TOKEN, secret_header, 0, 0, false),
+	KEY("callback", "http_server_id", KIND_STRING, http_server_id, 0, 0, false),
+	KEY("callback", "payload_template_id", KIND_STRING, payload_template_id, 0, 0, false),
+	KEY("callback", "shared_secret_file", KIND_PATH, shared_secret_file, 0, 0, false),
+	KEY("callback", "trusted_proxies", KIND_CIDRS, trusted_proxies, 0, 0, false),
+	KEY("callback", "max_body", KIND_SIZE, max_body, KIB, 16 * MIB, false),
+	KEY("callback", "wait", KIND_TIMESPAN, wait_usec, 0, USEC_PER_DAY, false),
+	KEY("callback", "expire", KIND_TIMESPAN, expire_usec, USEC_PER_MIN,
+	    30 * USEC_PER_DAY, false),
+
+	KEY("queue", "dir", KIND_PATH, queue_dir, 0, 0, true),
+
+	KEY("state", "dir", KIND_PATH, state_dir, 0, 0, true),
+	KEY("state", "retention", KIND_TIMESPAN, retention_usec, USEC_PER_HOUR,
+	    3650 * USEC_PER_DAY, false),
+};
+
+static const struct key *key_find(const char *section, const char *name)
+{
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static bool section_known(const char *section, size_t len)
+{
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+		if (strlen(keys[i].section) == len && memcmp(keys[i].section, section, len) == 0)
+			return true;
+	return false;
+}
+
+static void *field_of(struct config *c, const struct key *k)
+{
+	return (uint8_t *)c + k->offset;
+}
+
+int config_init(struct config *c)
+{
+	static const char *const proxies[] = {"127.0.0.1", "::1"};
+
+	*c = (struct config){
+		.min_interval_usec = 10 * USEC_PER_SEC,
+		.interval_scope = INTERVAL_SCOPE_GLOBAL,
+		.request_timeout_usec = 30 * USEC_PER_SEC,
+		.max_attempts = 8,
+		.retry_initial_usec = USEC_PER_SEC,
+		.retry_max_usec = 5 * USEC_PER_MIN,
+		.listen = {.is_unix = false, .port = 8787},
+		.max_body = 64 * KIB,
+		.wait_usec = 5 * USEC_PER_MIN,
+		.expire_usec = USEC_PER_HOUR,
+		.retention_usec = 30 * USEC_PER_DAY,
+	};
+	for (size_t i = 0; i < ELEMENTSOF(proxies); i++)
+		if (config_parse_cidr(proxies[i], &c->trusted_proxies[c->n_trusted_proxies++]) < 0)
+			return -EINVAL;
+
+	c->base_url = strdup("https://api.meraki.com/api/v1");
+	c->listen.host = strdup("127.0.0.1");
+	c->queue_dir = strdup("/var/spool/blinkhook");
+	c->state_dir = strdup("/var/lib/blinkhook");
+	if (!c->base_url || !c->listen.host || !c->queue_dir || !c->state_dir) {
+		config_release(c);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void config_release(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->path);
+	free(c->base_url);
+	free(c->api_key_file);
+	free(c->ca_file);
+	free(c->public_url);
+	free(c->listen.host);
+	free(c->listen.path);
+	free(c->secret_header);
+	free(c->http_server_id);
+	free(c->payload_template_id);
+	free(c->shared_secret_file);
+	free(c->queue_dir);
+	free(c->state_dir);
+	/* Harmless to release twice, or to init again. */
+	*c = (struct config){0};
+}
+
+/* Parser state: the input not yet handed to inih, and the first error. */
+struct parse {
+	struct config *c;
+	const char *path;
+	const char *p, *end;
+	unsigned line;
+	unsigned section_line;
+	/* Where each key was last set, for the checks made after the file. */
+	unsigned key_line[ELEMENTSOF(keys)];
+	bool failed;
+	unsigned err_line;
+	int error;
+	char *err;
+};
+
+_printf_(4, 0) static void vset_error(struct parse *ps, int error, unsigned line, const char *fmt,
+					va_list ap)
+{
+	int n;
+
+	if (line > 0)
+		n = snprintf(ps->err, CONFIG_ERROR_MAX, "%s:%u: ", ps->path, line);
+	else
+		n = snprintf(ps->err, CONFIG_ERROR_MAX, "%s: ", ps->path);
+	if (n >= 0 && n < CONFIG_ERROR_MAX)
+		vsnprintf(ps->err + n, CONFIG_ERROR_MAX - (size_t)n, fmt, ap);
+	ps->failed = true;
+	ps->err_line = line;
+	ps->error = error;
+}
+
+/* Keeps only the first error: the rest often follow from it. */
+_printf_(4, 5) static void fail(struct parse *ps, int error, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ps->failed)
+		return;
+	va_start(ap, fmt);
+	vset_error(ps, error, line, fmt, ap);
+	va_end(ap);
+}
+
+/* Replaces an error found later in the file by one on an earlier line. */
+_printf_(4, 5) static void fail_earlier(struct parse *ps, int error, unsigned line,
+					const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vset_error(ps, error, line, fmt, ap);
+	va_end(ap);
+}
+
+static bool has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+static bool is_tchar(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static bool is_token(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!is_tchar(*s))
+			return false;
+	return true;
+}
+
+static void rstrip(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' ||
+			 s[n - 1] == '\n'))
+		s[--n] = '\0';
+}
+
+/* inih strips inline comments that start with " ;" only; INTERFACE.md also
+ * shows "key = value   # comment", so a '#' at the start of the value or
+ * after a blank starts a comment too. */
+static void strip_hash_comment(char *v)
+{
+	for (char *s = v; *s; s++)
+		if (*s == '#' && (s == v || s[-1] == ' ' || s[-1] == '\t')) {
+			*s = '\0';
+			break;
+		}
+	rstrip(v);
+}
+
+/* Checks an absolute http(s) URL and returns a copy without trailing '/'
+ * and with the scheme in lower case, or NULL with *ret_reason set. */
+static char *url_normalize(const char *v, const char **ret_reason)
+{
+	const char *host, *host_end, *auth_end;
+	size_t scheme_len, n;
+	char *out;
+
+	if (strncasecmp(v, "https://", 8) == 0)
+		scheme_len = 8;
+	else if (strncasecmp(v, "http://", 7) == 0)
+		scheme_len = 7;
+	else {
+		*ret_reason = "is not an http:// or https:// URL";
+		return NULL;
+	}
+	for (const char *s = v; *s; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f) {
+			*ret_reason = "contains a blank, control or non-ASCII character";
+			return NULL;
+		}
+	if (strpbrk(v, "?#")) {
+		*ret_reason = "must not have a query or fragment";
+		return NULL;
+	}
+
+	host = v + scheme_len;
+	auth_end = host + strcspn(host, "/");
+	if (memchr(host, '@', (size_t)(auth_end - host))) {
+		*ret_reason = "must not contain user information";
+		return NULL;
+	}
+	if (*host == '[') {
+		struct in6_addr a6;
+		char buf[INET6_ADDRSTRLEN];
+
+		host_end = memchr(host, ']', (size_t)(auth_end - host));
+		if (!host_end || (size_t)(host_end - host - 1) >= sizeof(buf)) {
+			*ret_reason = "has a bad IPv6 host";
+			return NULL;
+		}
+		memcpy(buf, host + 1, (size_t)(host_end - host - 1));
+		buf[host_end - host - 1] = '\0';
+		if (inet_pton(AF_INET6, buf, &a6) != 1) {
+			*ret_reason = "has a bad IPv6 host";
+			return NULL;
+		}
+		host_end++;
+	} else
+		host_end = host + strcspn(host, ":/");
+	if (host_end == host) {
+		*ret_reason = "has no host";
+		return NULL;
+	}
+	if (host_end < auth_end) {
+		uint64_t port;
+		char buf[8];
+		size_t len = (size_t)(auth_end - host_end - 1);
+
+		if (*host_end != ':' || len == 0 || len >= sizeof(buf)) {
+			*ret_reason = "has a bad port";
+			return NULL;
+		}
+		memcpy(buf, host_end + 1, len);
+		buf[len] = '\0';
+		if (parse_uint64(buf, &port) < 0 || port < 1 || port > 65535) {
+			*ret_reason = "has a bad port";
+			return NULL;
+		}
+	}
+
+	n = strlen(v);
+	while (n > (size_t)(auth_end - v) && v[n - 1] == '/')
+		n--;
+	out = strndup(v, n);
+	if (!out) {
+		*ret_reason = NULL;
+		return NULL;
+	}
+	for (size_t i = 0; i < scheme_len; i++)
+		out[i] = (char)(out[i] >= 'A' && out[i] <= 'Z' ? out[i] + 'a' - 'A' : out[i]);
+	return out;
+}
+
+static void set_string(char **field, char *v)
+{
+	free(*field);
+	*field = v;
+}
+
+static void format_size(char *buf, size_t len, uint64_t bytes)
+{
+	static const struct {
+		const char *name;
+		uint64_t factor;
+	} units[] = {{"GiB", GIB}, {"MiB", MIB}, {"KiB", KIB}};
+
+	for (size_t i = 0; i < ELEMENTSOF(units); i++)
+		if (bytes > 0 && bytes % units[i].factor == 0) {
+			snprintf(buf, len, "%" PRIu64 "%s", bytes / units[i].factor,
+				 units[i].name);
+			return;
+		}
+	snprintf(buf, len, "%" PRIu64, bytes);
+}
+
+static void format_value(const struct key *k, char *buf, size_t len, uint64_t v)
+{
+	if (k->kind == KIND_TIMESPAN)
+		format_timespan(buf, len, v);
+	else if (k->kind == KIND_SIZE)
+		format_size(buf, len, v);
+	else
+		snprintf(buf, len, "%" PRIu64, v);
+}
+
+static void fail_range(struct parse *ps, const struct key *k, const char *v)
+{
+	char lo[32], hi[32];
+
+	format_value(k, lo, sizeof(lo), k->min);
+	format_value(k, hi, sizeof(hi), k->max);
+	fail(ps, -EINVAL, ps->line, "%s: \"%s\" is out of range (%s..%s)", k->name, v, lo, hi);
+}
+
+/* For kinds parsed into a number: the number, range checked. */
+static int parse_number(struct parse *ps, const struct key *k, const char *v, uint64_t *ret)
+{
+	static const char *const what[] = {
+		[KIND_TIMESPAN] = "a time span (e.g. 30s, 5min, 1.5h)",
+		[KIND_SIZE] = "a size (e.g. 512, 64KiB, 1MiB)",
+		[KIND_UINT] = "a whole number",
+	};
+	uint64_t n;
+	int r;
+
+	if (k->kind == KIND_TIMESPAN)
+		r = parse_timespan(v, &n);
+	else if (k->kind == KIND_SIZE)
+		r = parse_size(v, &n);
+	else
+		r = parse_uint64(v, &n);
+	if (r == -ERANGE || (r >= 0 && (n < k->min || n > k->max))) {
+		fail_range(ps, k, v);
+		return -EINVAL;
+	}
+	if (r < 0) {
+		fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not %s", k->name, v, what[k->kind]);
+		return -EINVAL;
+	}
+	*ret = n;
+	return 0;
+}
+
+static int parse_proxies(struct parse *ps, const struct key *k, const char *v)
+{
+	struct cidr list[CONFIG_MAX_PROXIES] = {{0}};
+	size_t n = 0;
+	const char *s = v;
+
+	while (*s) {
+		char item[INET6_ADDRSTRLEN + 8];
+		size_t len;
+
+		s += strspn(s, " \t,");
+		len = strcspn(s, " \t,");
+		if (len == 0)
+			break;
+		if (n == CONFIG_MAX_PROXIES) {
+			fail(ps, -EINVAL, ps->line, "%s: more than %d entries", k->name,
+			     CONFIG_MAX_PROXIES);
+			return -EINVAL;
+		}
+		if (len < sizeof(item)) {
+			memcpy(item, s, len);
+			item[len] = '\0';
+		}
+		if (len >= sizeof(item) || config_parse_cidr(item, &list[n]) < 0) {
+			fail(ps, -EINVAL, ps->line,
+			     "%s: \"%.*s\" is not an IP address or address/prefix", k->name,
+			     (int)MIN(len, (size_t)64), s);
+			return -EINVAL;
+		}
+		n++;
+		s += len;
+	}
+
+	memcpy(ps->c->trusted_proxies, list, n * sizeof(list[0]));
+	ps->c->n_trusted_proxies = n;
+	return 0;
+}
+
+static int parse_value(struct parse *ps, const struct key *k, char *v)
+{
+	void *field = field_of(ps->c, k);
+	const char *reason = NULL;
+	uint64_t n;
+	int r;
+
+	switch (k->kind) {
+	case KIND_STRING:
+	case KIND_TOKEN:
+	case KIND_URL:
+	case KIND_PATH:
+		if (!*v) {
+			if (k->required) {
+				fail(ps, -EINVAL, ps->line, "%s: must not be empty", k->name);
+				return -EINVAL;
+			}
+			set_string(field, NULL);
+			return 0;
+		}
+		if (has_control(v)) {
+			fail(ps, -EINVAL, ps->line, "%s: contains control characters", k->name);
+			return -EINVAL;
+		}
+		break;
+	default:
+		break;
+	}
+
+	switch (k->kind) {
+	case KIND_STRING:
+		v = strdup(v);
+		if (!v)
+			goto oom;
+		set_string(field, v);
+		return 0;
+
+	case KIND_TOKEN:
+		if (!is_token(v)) {
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not a valid HTTP header name",
+			     k->name, v);
+			return -EINVAL;
+		}
+		v = strdup(v);
+		if (!v)
+			goto oom;
+		set_string(field, v);
+		return 0;
+
+	case KIND_URL: {
+		char *u = url_normalize(v, &reason);
+
+		if (!u) {
+			if (!reason)
+				goto oom;
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" %s", k->name, v, reason);
+			return -EINVAL;
+		}
+		set_string(field, u);
+		return 0;
+	}
+
+	case KIND_PATH:
+		if (v[0] != '/') {
+			fail(ps, -EINVAL, ps->line, "%s: must be an absolute path, not \"%s\"",
+			     k->name, v);
+			return -EINVAL;
+		}
+		v = strdup(v);
+		if (!v)
+			goto oom;
+		set_string(field, v);
+		return 0;
+
+	case KIND_TIMESPAN:
+	case KIND_SIZE:
+		r = parse_number(ps, k, v, &n);
+		if (r < 0)
+			return r;
+		*(uint64_t *)field = n;
+		return 0;
+
+	case KIND_UINT:
+		r = parse_number(ps, k, v, &n);
+		if (r < 0)
+			return r;
+		*(unsigned *)field = (unsigned)n;
+		return 0;
+
+	case KIND_SCOPE:
+		if (strcmp(v, "global") == 0)
+			*(enum interval_scope *)field = INTERVAL_SCOPE_GLOBAL;
+		else if (strcmp(v, "device") == 0)
+			*(enum interval_scope *)field = INTERVAL_SCOPE_DEVICE;
+		else {
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not one of: global, device",
+			     k->name, v);
+			return -EINVAL;
+		}
+		return 0;
+
+	case KIND_LISTEN: {
+		struct listen_addr l;
+
+		r = config_parse_listen(v, &l);
+		if (r == -ENOMEM)
+			goto oom;
+		if (r == -ERANGE) {
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\": port must be 1..65535", k->name, v);
+			return -EINVAL;
+		}
+		if (r == -ENAMETOOLONG) {
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\": socket path too long (max %zu)",
+			     k->name, v, sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+			return -EINVAL;
+		}
+		if (r < 0) {
+			fail(ps, -EINVAL, ps->line,
+			     "%s: \"%s\" is not host:port, [v6addr]:port or unix:/path", k->name,
+			     v);
+			return -EINVAL;
+		}
+		free(ps->c->listen.host);
+		free(ps->c->listen.path);
+		ps->c->listen = l;
+		return 0;
+	}
+
+	case KIND_CIDRS:
+		return parse_proxies(ps, k, v);
+	}
+	return -EINVAL;
+
+oom:
+	fail(ps, -ENOMEM, ps->line, "out of memory");
+	return -ENOMEM;
+}
+
+/* Called by inih right after it read the key's line from reader(), so
+ * ps->line is that line. */
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse *ps = user;
+	_cleanup_free_ char *v = NULL;
+	const struct key *k;
+
+	if (ps->failed)
+		return 1;
+	if (!*section) {
+		fail(ps, -EINVAL, ps->line, "%s: not in any [section]", name);
+		return 1;
+	}
+	k = key_find(section, name);
+	if (!k) {
+		if (section_known(section, strlen(section)))
+			fail(ps, -EINVAL, ps->line, "[%s] %s: unknown key", section, name);
+		else
+			fail(ps, -EINVAL, ps->section_line, "[%s]: unknown section", section);
+		return 1;
+	}
+
+	v = strdup(value);
+	if (!v) {
+		fail(ps, -ENOMEM, ps->line, "out of memory");
+		return 1;
+	}
+	strip_hash_comment(v);
+	/* A repeated key is not an error: the last one wins, as in systemd's
+	 * unit files, so a drop-in style "append to the end" override works. */
+	ps->key_line[k - keys] = ps->line;
+	parse_value(ps, k, v);
+	/* Errors are kept in ps; inih's own count is for syntax errors only. */
+	return 1;
+}
+
+/* inih's fgets-style reader.  Besides counting lines, it removes leading
+ * blanks: inih would otherwise read an indented line as the continuation of
+ * the previous value (Python configparser style), so an indented "key = value"
+ * would silently become part of another key's value. */
+static char *reader(char *str, int num, void *stream)
+{
+	struct parse *ps = stream;
+	const char *s, *eol;
+	size_t n;
+
+	if (ps->failed || ps->p >= ps->end)
+		return NULL;
+
+	s = ps->p;
+	eol = memchr(s, '\n', (size_t)(ps->end - s));
+	if (!eol)
+		eol = ps->end;
+	ps->p = eol < ps->end ? eol + 1 : eol;
+	ps->line++;
+
+	if (ps->line == 1 && eol - s >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3;
+	while (s < eol && (*s == ' ' || *s == '\t'))
+		s++;
+	n = (size_t)(eol - s);
+	if (n > 0 && s[n - 1] == '\r')
+		n--;
+
+	if (memchr(s, '\0', n)) {
+		fail(ps, -EINVAL, ps->line, "syntax error (NUL byte)");
+		return NULL;
+	}
+	/* The line, its '\n' and the NUL must fit inih's buffer; a longer line
+	 * would be split into two. */
+	if (num < 2 || n > (size_t)num - 2) {
+		fail(ps, -EINVAL, ps->line, "line too long (at most %d characters)", num - 2);
+		return NULL;
+	}
+
+	/* inih calls the handler only for keys, so an unknown section without
+	 * keys would pass unnoticed; and the section's own line is the one to
+	 * report. */
+	if (n > 0 && *s == '[') {
+		const char *close = memchr(s, ']', n);
+
+		ps->section_line = ps->line;
+		if (close && !section_known(s + 1, (size_t)(close - s - 1))) {
+			fail(ps, -EINVAL, ps->line, "[%.*s]: unknown section",
+			     (int)MIN((size_t)(close - s - 1), (size_t)64), s + 1);
+			return NULL;
+		}
+	}
+
+	memcpy(str, s, n);
+	str[n] = '\n';
+	str[n + 1] = '\0';
+	return str;
+}
+
+static unsigned key_line(const struct parse *ps, const char *section, const char *name)
+{
+	const struct key *k = key_find(section, name);
+
+	return k ? ps->key_line[k - keys] : 0;
+}
+
+/* Checks that involve more than one key, once the whole file is read.  The
+ * error names the key the user wrote, when there is one. */
+static void check_whole(struct parse *ps)
+{
+	const struct config *c = ps->c;
+	char buf[32];
+
+	if (!c->public_url && !c->http_server_id)
+		fail(ps, -EINVAL, key_line(ps, "callback", "public_url"),
+		     "public_url: required ([callback] section)");
+
+	if (c->retry_max_usec < c->retry_initial_usec) {
+		unsigned line = key_line(ps, "meraki", "retry_max");
+
+		if (line > 0 || key_line(ps, "meraki", "retry_initial") == 0) {
+			format_timespan(buf, sizeof(buf), c->retry_initial_usec);
+			fail(ps, -EINVAL, line, "retry_max: must not be less than retry_initial (%s)",
+			     buf);
+		} else {
+			format_timespan(buf, sizeof(buf), c->retry_max_usec);
+			fail(ps, -EINVAL, key_line(ps, "meraki", "retry_initial"),
+			     "retry_initial: must not be greater than retry_max (%s)", buf);
+		}
+	}
+
+	if (c->expire_usec <= c->wait_usec) {
+		unsigned line = key_line(ps, "callback", "expire");
+
+		if (line > 0 || key_line(ps, "callback", "wait") == 0) {
+			format_timespan(buf, sizeof(buf), c->wait_usec);
+			fail(ps, -EINVAL, line, "expire: must be greater than wait (%s)", buf);
+		} else {
+			format_timespan(buf, sizeof(buf), c->expire_usec);
+			fail(ps, -EINVAL, key_line(ps, "callback", "wait"),
+			     "wait: must be less than expire (%s)", buf);
+		}
+	}
+
+	/* The receiver's secret belongs to http_server_id mode; in url mode
+	 * each job gets its own secret, so a file here would be ignored. */
+	if (c->shared_secret_file && !c->http_server_id)
+		fail(ps, -EINVAL, key_line(ps, "callback", "shared_secret_file"),
+		     "shared_secret_file: only used with http_server_id");
+}
+
+int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR_MAX])
+{
+	_cleanup_free_ char *buf = NULL;
+	struct parse ps;
+	size_t len;
+	char *p;
+	int r;
+
+	err[0] = '\0';
+	p = strdup(path);
+	if (!p) {
+		snprintf(err, CONFIG_ERROR_MAX, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	free(c->path);
+	c->path = p;
+
+	r = read_file_capped(AT_FDCWD, path, CONFIG_FILE_MAX, &buf, &len);
+	if (r < 0) {
+		if (r == -EFBIG)
+			snprintf(err, CONFIG_ERROR_MAX, "%s: larger than %d bytes", path,
+				 CONFIG_FILE_MAX);
+		else if (r == -EINVAL)
+			snprintf(err, CONFIG_ERROR_MAX, "%s: not a regular file", path);
+		else
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
+		return r;
+	}
+
+	ps = (struct parse){
+		.c = c,
+		.path = path,
+		.p = buf,
+		.end = buf + len,
+		.err = err,
+	};
+	r = ini_parse_stream(reader, &ps, handler, &ps);
+	if (r < 0) {
+		snprintf(err, CONFIG_ERROR_MAX, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	/* inih returns the first line it could not parse; our reader stops at
+	 * our first error, so a syntax error it reports on an earlier line is
+	 * the first problem in the file. */
+	if (r > 0 && (!ps.failed || (unsigned)r < ps.err_line))
+		fail_earlier(&ps, -EINVAL, (unsigned)r, "syntax error");
+	if (!ps.failed)
+		check_whole(&ps);
+
+	return ps.failed ? ps.error : 0;
+}
+
+int config_parse_listen(const char *s, struct listen_addr *ret)
+{
+	_cleanup_free_ char *host = NULL;
+	const char *colon;
+	uint64_t port;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+
+	if (strncmp(s, "unix:", 5) == 0) {
+		const char *path = s + 5;
+		char *p;
+
+		if (path[0] != '/' || has_control(path))
+			return -EINVAL;
+		if (strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+			return -ENAMETOOLONG;
+		p = strdup(path);
+		if (!p)
+			return -ENOMEM;
+		*ret = (struct listen_addr){.is_unix = true, .path = p};
+		return 0;
+	}
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		struct in6_addr a6;
+
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		host = strndup(s + 1, (size_t)(close - s - 1));
+		if (!host)
+			return -ENOMEM;
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return -EINVAL;
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || colon == s)
+			return -EINVAL;
+		/* A bare IPv6 address needs brackets, or its port is ambiguous. */
+		for (const char *h = s; h < colon; h++)
+			if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
+			      (*h >= '0' && *h <= '9') || *h == '.' || *h == '-'))
+				return -EINVAL;
+		host = strndup(s, (size_t)(colon - s));
+		if (!host)
+			return -ENOMEM;
+	}
+
+	r = parse_uint64(colon + 1, &port);
+	if (r == -ERANGE || (r >= 0 && (port < 1 || port > 65535)))
+		return -ERANGE;
+	if (r < 0)
+		return r;
+
+	*ret = (struct listen_addr){.host = TAKE_PTR(host), .port = (uint16_t)port};
+	return 0;
+}
+
+static void mask_host_bits(uint8_t *addr, size_t len, unsigned prefix)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned bits = prefix > i * 8 ? prefix - (unsigned)i * 8 : 0;
+
+		if (bits < 8)
+			addr[i] &= (uint8_t)(0xff00u >> bits);
+	}
+}
+
+int config_parse_cidr(const char *s, struct cidr *ret)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct cidr c = {0};
+	const char *slash;
+	size_t len;
+	unsigned max;
+
+	if (!s)
+		return -EINVAL;
+	slash = strchr(s, '/');
+	len = slash ? (size_t)(slash - s) : strlen(s);
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+
+	if (inet_pton(AF_INET, buf, c.addr) == 1) {
+		c.family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, c.addr) == 1) {
+		c.family = AF_INET6;
+		max = 128;
+	} else
+		return -EINVAL;
+
+	c.prefix = max;
+	if (slash) {
+		uint64_t p;
+
+		if (parse_uint64(slash + 1, &p) < 0 || p > max)
+			return -EINVAL;
+		c.prefix = (unsigned)p;
+	}
+	/* "10.1.2.3/8" means 10.0.0.0/8: a prefix written with its host's
+	 * own address is a common shorthand, not worth an error. */
+	mask_host_bits(c.addr, max / 8, c.prefix);
+
+	*ret = c;
+	return 0;
+}
+
+/* IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), so that one comparison covers
+ * a v4 peer, a v4 peer seen on a dual-stack socket, and mapped prefixes. */
+static void to_v6(int family, const uint8_t *addr, unsigned prefix, uint8_t out[16],
+		  unsigned *ret_prefix)
+{
+	if (family == AF_INET) {
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, addr, 4);
+		*ret_prefix = 96 + prefix;
+	} else {
+		memcpy(out, addr, 16);
+		*ret_prefix = prefix;
+	}
+}
+
+bool cidr_match(const struct cidr *c, int family, const void *addr)
+{
+	uint8_t net[16], a[16];
+	unsigned prefix, unused;
+
+	if (!c || !addr || (family != AF_INET && family != AF_INET6) ||
+	    (c->family != AF_INET && c->family != AF_INET6))
+		return false;
+
+	to_v6(c->family, c->addr, c->prefix, net, &prefix);
+	to_v6(family, addr, 0, a, &unused);
+	mask_host_bits(a, sizeof(a), prefix);
+	mask_host_bits(net, sizeof(net), prefix);
+	return memcmp(a, net, sizeof(a)) == 0;
+}
+
+/* Secret values: what may be in them, checked without echoing them. */
+enum secret_kind {
+	SECRET_API_KEY, /* printable ASCII, no blanks: it goes into a header */
+	SECRET_SHARED,  /* any text without control characters */
+};
+
+/* Trims blanks and newlines around the value (editors add a final newline)
+ * and checks it; on failure *ret_reason says why without quoting it. */
+static int secret_check(char *s, enum secret_kind kind, const char **ret_reason)
+{
+	size_t len = strlen(s), start = 0, n = len;
+
+	while (n > 0 && strchr(" \t\r\n", s[n - 1]))
+		n--;
+	while (start < n && strchr(" \t\r\n", s[start]))
+		start++;
+	n -= start;
+	memmove(s, s + start, n);
+	/* Wipes what the move left behind, which also ends the string. */
+	explicit_bzero(s + n, len - n);
+
+	if (n == 0) {
+		*ret_reason = "is empty";
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (kind == SECRET_API_KEY ? ch <= 0x20 || ch >= 0x7f : ch < 0x20 || ch == 0x7f) {
+			*ret_reason = kind == SECRET_API_KEY
+					      ? "contains blanks or characters outside printable ASCII"
+					      : "contains control characters";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Reads a secret from a file.  private: the file must not be accessible to
+ * group or others (credentials under $CREDENTIALS_DIRECTORY are systemd's to
+ * protect).  -ENOENT when the file does not exist, with err untouched. */
+static int secret_read_file(const char *path, bool private, enum secret_kind kind,
+			    char **ret, char err[static CONFIG_ERROR_MAX])
+{
+	_cleanup_close_ int fd = -1;
+	char buf[SECRET_FILE_MAX + 2];
+	const char *reason = NULL;
+	size_t len = 0;
+	struct stat st;
+	char *s;
+	int r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		r = -errno;
+		if (r != -ENOENT)
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, CONFIG_ERROR_MAX, "%s: not a regular file", path);
+		return -EINVAL;
+	}
+	if (private && (st.st_mode & 077)) {
+		snprintf(err, CONFIG_ERROR_MAX,
+			 "%s: is readable by group or others; chmod 600 it", path);
+		return -EACCES;
+	}
+
+	while (len < SECRET_FILE_MAX + 1) {
+		ssize_t n = read(fd, buf + len, SECRET_FILE_MAX + 1 - len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			explicit_bzero(buf, sizeof(buf));
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > SECRET_FILE_MAX) {
+		explicit_bzero(buf, sizeof(buf));
+		snprintf(err, CONFIG_ERROR_MAX, "%s: larger than %d bytes", path, SECRET_FILE_MAX);
+		return -EFBIG;
+	}
+	buf[len] = '\0';
+	if (strlen(buf) != len) {
+		explicit_bzero(buf, sizeof(buf));
+		snprintf(err, CONFIG_ERROR_MAX, "%s: contains a NUL byte", path);
+		return -EINVAL;
+	}
+
+	r = secret_check(buf, kind, &reason);
+	if (r < 0) {
+		explicit_bzero(buf, sizeof(buf));
+		snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, reason);
+		return r;
+	}
+	s = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	if (!s) {
+		snprintf(err, CONFIG_ERROR_MAX, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
+}
+
+/* The credential name in $CREDENTIALS_DIRECTORY: -ENOENT when there is no
+ * such directory or no such credential in it. */
+static int secret_read_credential(const char *name, enum secret_kind kind, char **ret,
+				  char err[static CONFIG_ERROR_MAX])
+{
+	_cleanup_free_ char *path = NULL;
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+	if (!dir || !*dir)
+		return -ENOENT;
+	path = path_join(dir, name);
+	if (!path) {
+		snprintf(err, CONFIG_ERROR_MAX, "out of memory");
+		return -ENOMEM;
+	}
+	return secret_read_file(path, false, kind, ret, err);
+}
+
+int config_load_api_key(const struct config *c, char **ret_key, const char **ret_source,
+			char err[static CONFIG_ERROR_MAX])
+{
+	static const char env_name[] = "MERAKI_DASHBOARD_API_KEY";
+	const char *env, *reason = NULL;
+	char *key = NULL;
+	int r;
+
+	err[0] = '\0';
+
+	r = secret_read_credential("meraki-api-key", SECRET_API_KEY, &key, err);
+	if (r >= 0) {
+		*ret_key = key;
+		if (ret_source)
+			*ret_source = "credential";
+		return 0;
+	}
+	if (r != -ENOENT)
+		return r;
+
+	env = getenv(env_name);
+	if (env) {
+		key = strdup(env);
+		if (!key) {
+			snprintf(err, CONFIG_ERROR_MAX, "out of memory");
+			return -ENOMEM;
+		}
+		r = secret_check(key, SECRET_API_KEY, &reason);
+		if (r < 0) {
+			explicit_bzero(key, strlen(key));
+			free(key);
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", env_name, reason);
+			return r;
+		}
+		*ret_key = key;
+		if (ret_source)
+			*ret_source = "environment";
+		return 0;
+	}
+
+	if (c && c->api_key_file) {
+		r = secret_read_file(c->api_key_file, true, SECRET_API_KEY, &key, err);
+		if (r == -ENOENT)
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", c->api_key_file, strerror(ENOENT));
+		if (r < 0)
+			return r;
+		*ret_key = key;
+		if (ret_source)
+			*ret_source = "file";
+		return 0;
+	}
+
+	snprintf(err, CONFIG_ERROR_MAX,
+		 "no API key: set the credential meraki-api-key, %s, or [meraki] api_key_file",
+		 env_name);
+	return -ENOENT;
+}
+
+int config_load_callback_secret(const struct config *c, char **ret_secret,
+				char err[static CONFIG_ERROR_MAX])
+{
+	char *secret = NULL;
+	int r;
+
+	err[0] = '\0';
+
+	r = secret_read_credential("callback-secret", SECRET_SHARED, &secret, err);
+	if (r >= 0) {
+		*ret_secret = secret;
+		return 0;
+	}
+	if (r != -ENOENT)
+		return r;
+
+	if (c && c->shared_secret_file) {
+		r = secret_read_file(c->shared_secret_file, true, SECRET_SHARED, &secret, err);
+		/* Named in the config but missing: an error, not "not set". */
+		if (r == -ENOENT) {
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", c->shared_secret_file,
+				 strerror(ENOENT));
+			return -EINVAL;
+		}
+		if (r < 0)
+			return r;
+		*ret_secret = secret;
+		return 0;
+	}
+
+	snprintf(err, CONFIG_ERROR_MAX,
+		 "no callback secret: set the credential callback-secret or [callback] "
+		 "shared_secret_file");
+	return -ENOENT;
+}
+
+void api_key_mask(const char *key, char buf[static 16])
+{
+	size_t n = key ? strlen(key) : 0;
+
+	/* A short key would be mostly shown by its last four characters. */
+	if (n < 8) {
+		snprintf(buf, 16, "****");
+		return;
+	}
+	snprintf(buf, 16, "\xe2\x80\xa6%s", key + n - 4);
+}

@@ -1,0 +1,1365 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "blinkhook/callback.h"
+#include "blinkhook/daemon.h"
+#include "blinkhook/httpd.h"
+#include "blinkhook/job.h"
+#include "blinkhook/joblog.h"
+#include "blinkhook/log.h"
+#include "blinkhook/meraki.h"
+#include "blinkhook/queue.h"
+#include "blinkhook/scheduler.h"
+#include "blinkhook/secret.h"
+
+/* Spool files taken per scan; the rest wait for the next round, so that a
+ * burst of requests never holds the loop for long. */
+#define SCAN_BATCH 256
+/* Submissions in flight at once (only matters with a short min_interval). */
+#define MAX_IN_FLIGHT 16
+#define CONNECTION_LIMIT 1024
+#define CONNECTION_TIMEOUT_SEC 30
+#define COMMIT_RETRY_MIN (1 * USEC_PER_SEC)
+#define COMMIT_RETRY_MAX (30 * USEC_PER_SEC)
+#define POLL_INTERVAL_MIN (10 * USEC_PER_SEC)
+
+struct daemon;
+
+/* The scheduling state of one unfinished job (job->userdata). */
+struct jobctl {
+	struct daemon *d;
+	struct job *job;
+	uint64_t not_before; /* monotonic: no submission before this */
+	uint64_t poll_at;    /* realtime: when to ask Meraki, if still unfinished */
+	unsigned polls;
+	bool in_flight;
+	bool in_runq;
+	struct jobctl *rq_prev, *rq_next;
+	sd_event_source *timer; /* poll and expiry, on CLOCK_REALTIME */
+};
+
+/* A callback answer that waits for the log to be synced up to seq. */
+struct waiter {
+	struct httpd_request *req;
+	uint64_t seq;
+	struct waiter *next;
+};
+
+/* A spool file to remove once the log is synced up to seq. */
+struct taken {
+	char *name;
+	uint64_t seq;
+	struct taken *next;
+};
+
+struct stats {
+	uint64_t callbacks[6]; /* 200 400 401 404 405+ 503 */
+	uint64_t submissions[4]; /* by enum meraki_outcome */
+	uint64_t polls;
+	uint64_t syncs, sync_errors;
+	uint64_t sync_usec;
+	uint64_t rejected;
+};
+
+struct daemon {
+	struct config *cfg;
+	char *api_key;
+	char *static_secret;
+	sd_event *event;
+	struct joblog *log;
+	struct job_table jobs;
+	struct queue *queue;
+	struct secret_key *key;
+	struct meraki_client *meraki;
+	struct httpd *httpd;
+	struct pacer pacer;
+	int listen_fd;
+	bool listen_fd_ours;
+
+	struct jobctl *rq_first, *rq_last;
+	size_t in_flight;
+	struct waiter *waiters, **waiters_tail;
+	struct taken *taken, **taken_tail;
+	unsigned consecutive_429;
+
+	sd_event_source *submit_timer, *commit_defer, *scan_defer, *commit_retry;
+	sd_event_source *inotify, *mhd_io, *mhd_timer, *curl_timer;
+	sd_event_source *sig_term, *sig_int, *sig_hup;
+
+	bool ready;
+	bool stopping;
+	bool log_failing;
+	bool scan_more;
+	bool auth_error_logged;
+	uint64_t commit_backoff;
+	uint64_t last_status_notify;
+	struct stats stats;
+};
+
+static void schedule_submit(struct daemon *d);
+static void jobctl_arm(struct jobctl *c);
+
+static uint64_t rand64(void)
+{
+	uint64_t r = 0;
+	(void)random_bytes(&r, sizeof(r));
+	return r;
+}
+
+/* ---- the job log: record, commit, answer ---- */
+
+static void enable_oneshot(sd_event_source *s) { (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); }
+
+static void jobctl_free(struct jobctl *c)
+{
+	struct daemon *d;
+
+	if (!c)
+		return;
+	d = c->d;
+	if (c->in_runq) {
+		if (c->rq_prev)
+			c->rq_prev->rq_next = c->rq_next;
+		else
+			d->rq_first = c->rq_next;
+		if (c->rq_next)
+			c->rq_next->rq_prev = c->rq_prev;
+		else
+			d->rq_last = c->rq_prev;
+	}
+	sd_event_source_disable_unref(c->timer);
+	c->job->userdata = NULL;
+	free(c);
+}
+
+static void runq_append(struct daemon *d, struct jobctl *c)
+{
+	if (c->in_runq)
+		return;
+	c->rq_prev = d->rq_last;
+	c->rq_next = NULL;
+	if (d->rq_last)
+		d->rq_last->rq_next = c;
+	else
+		d->rq_first = c;
+	d->rq_last = c;
+	c->in_runq = true;
+}
+
+static void runq_remove(struct daemon *d, struct jobctl *c)
+{
+	if (!c->in_runq)
+		return;
+	if (c->rq_prev)
+		c->rq_prev->rq_next = c->rq_next;
+	else
+		d->rq_first = c->rq_next;
+	if (c->rq_next)
+		c->rq_next->rq_prev = c->rq_prev;
+	else
+		d->rq_last = c->rq_prev;
+	c->in_runq = false;
+	c->rq_prev = c->rq_next = NULL;
+}
+
+static int jobctl_new(struct daemon *d, struct job *j)
+{
+	struct jobctl *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->d = d;
+	c->job = j;
+	j->userdata = c;
+	if (j->state == JOB_QUEUED)
+		runq_append(d, c);
+	else
+		c->poll_at = j->updated_at + j->duration * USEC_PER_SEC + d->cfg->wait_usec;
+	jobctl_arm(c);
+	return 0;
+}
+
+static void log_job(const struct job *j, const struct job_event *ev)
+{
+	switch (ev->kind) {
+	case JOB_EV_QUEUED:
+		log_info("job %s: queued, blink %s for %us", j->id, j->serial, j->duration);
+		break;
+	case JOB_EV_ATTEMPT:
+		log_warn("job %s: attempt %u failed (%s), will retry", j->id, j->attempts,
+			 j->error ? j->error : "no detail");
+		break;
+	case JOB_EV_SUBMITTED:
+		log_info("job %s: submitted to Meraki as ledsBlinkId %s (attempt %u)", j->id, j->leds_blink_id,
+			 j->attempts);
+		break;
+	case JOB_EV_STATUS:
+		log_info("job %s: Meraki reports %s (from %s)", j->id, j->meraki_status,
+			 ev->source ? ev->source : "?");
+		break;
+	case JOB_EV_FINAL:
+		log_full(j->state == JOB_COMPLETE ? LOG_INFO : LOG_WARNING, "job %s: %s%s%s (from %s)", j->id,
+			 job_state_to_string(j->state), j->error ? ": " : "", j->error ? j->error : "",
+			 ev->source ? ev->source : "?");
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * The one way a job changes: check the event, append it to the log, apply it
+ * to the table.  Returns 0 when it changed the job, 1 when it changes
+ * nothing, or a negative errno (the job is then unchanged).
+ */
+static int record(struct daemon *d, const struct job_event *ev, struct job **ret_job)
+{
+	struct job *j = NULL;
+	uint64_t seq;
+	int r;
+
+	r = job_table_check(&d->jobs, ev);
+	if (r != 0) {
+		if (ret_job)
+			*ret_job = job_table_find(&d->jobs, ev->id);
+		return r;
+	}
+	r = joblog_append(d->log, ev, &seq);
+	if (r < 0)
+		return r;
+	r = job_table_apply(&d->jobs, ev, &j);
+	if (r < 0) {
+		/* The record is in the log and replay will apply it; the table
+		 * cannot follow (out of memory).  Stop rather than diverge. */
+		log_err("job %s: cannot apply an event that is already logged: %s; stopping", ev->id,
+			strerror(-r));
+		sd_event_exit(d->event, 1);
+		return r;
+	}
+	j->log_seq = seq;
+	enable_oneshot(d->commit_defer);
+	log_job(j, ev);
+
+	if (job_state_is_final(j->state))
+		jobctl_free(j->userdata);
+	else if (!j->userdata) {
+		r = jobctl_new(d, j);
+		if (r < 0)
+			return r;
+	}
+	if (ret_job)
+		*ret_job = j;
+	return 0;
+}
+
+static void waiters_answer(struct daemon *d, bool failed)
+{
+	uint64_t synced = joblog_synced_seq(d->log);
+	struct waiter **p = &d->waiters;
+
+	while (*p) {
+		struct waiter *w = *p;
+		if (w->seq <= synced || failed) {
+			unsigned status = w->seq <= synced ? 200 : 503;
+			d->stats.callbacks[status == 200 ? 0 : 5]++;
+			httpd_reply(w->req, status);
+			*p = w->next;
+			free(w);
+		} else
+			p = &w->next;
+	}
+	d->waiters_tail = p;
+}
+
+static void taken_remove(struct daemon *d)
+{
+	uint64_t synced = joblog_synced_seq(d->log);
+	struct taken **p = &d->taken;
+	bool any = false;
+
+	while (*p) {
+		struct taken *t = *p;
+		if (t->seq <= synced) {
+			int r = queue_remove(d->queue, t->name);
+			if (r < 0)
+				log_warn("cannot remove spool file \"%s/%s\": %s", queue_new_path(d->queue), t->name,
+					 strerror(-r));
+			any = true;
+			*p = t->next;
+			free(t->name);
+			free(t);
+		} else
+			p = &t->next;
+	}
+	d->taken_tail = p;
+	if (any) {
+		int r = queue_sync(d->queue);
+		if (r < 0)
+			log_warn("cannot sync the spool directory: %s", strerror(-r));
+	}
+}
+
+static void notify_status(struct daemon *d, bool force)
+{
+	uint64_t now = now_monotonic_usec();
+
+	if (!force && now < d->last_status_notify + USEC_PER_SEC)
+		return;
+	d->last_status_notify = now;
+	(void)sd_notifyf(false, "STATUS=%zu queued, %zu submitted, %zu complete, %zu failed, %zu expired",
+			 d->jobs.n_by_state[JOB_QUEUED], d->jobs.n_by_state[JOB_SUBMITTED],
+			 d->jobs.n_by_state[JOB_COMPLETE], d->jobs.n_by_state[JOB_FAILED],
+			 d->jobs.n_by_state[JOB_EXPIRED]);
+}
+
+static int do_commit(struct daemon *d)
+{
+	uint64_t t0 = now_monotonic_usec();
+	int r;
+
+	if (!joblog_has_pending(d->log)) {
+		waiters_answer(d, false);
+		return 0;
+	}
+	r = joblog_commit(d->log);
+	d->stats.syncs++;
+	d->stats.sync_usec += now_monotonic_usec() - t0;
+	if (r < 0) {
+		d->stats.sync_errors++;
+		if (!d->log_failing)
+			log_err("cannot write the job log in \"%s\": %s; answering callbacks 503 and holding the "
+				"queue until it can (free space on that file system)",
+				d->cfg->state_dir, strerror(-r));
+		d->log_failing = true;
+		waiters_answer(d, true);
+		d->commit_backoff = d->commit_backoff ? MIN(d->commit_backoff * 2, COMMIT_RETRY_MAX) : COMMIT_RETRY_MIN;
+		(void)sd_event_source_set_time_relative(d->commit_retry, d->commit_backoff);
+		enable_oneshot(d->commit_retry);
+		return r;
+	}
+	if (d->log_failing) {
+		log_notice("the job log is writable again; taking requests");
+		d->log_failing = false;
+		d->commit_backoff = 0;
+		(void)sd_event_source_set_enabled(d->commit_retry, SD_EVENT_OFF);
+		enable_oneshot(d->scan_defer);
+	}
+	waiters_answer(d, false);
+	taken_remove(d);
+	if (d->scan_more) {
+		d->scan_more = false;
+		enable_oneshot(d->scan_defer);
+	}
+	schedule_submit(d);
+	notify_status(d, false);
+	return 0;
+}
+
+static int on_commit(sd_event_source *s, void *ud)
+{
+	(void)s;
+	(void)do_commit(ud);
+	return 0;
+}
+
+static int on_commit_retry(sd_event_source *s, uint64_t usec, void *ud)
+{
+	(void)s;
+	(void)usec;
+	(void)do_commit(ud);
+	return 0;
+}
+
+/* ---- the spool ---- */
+
+static int take_later(struct daemon *d, const char *name, uint64_t seq)
+{
+	struct taken *t = calloc(1, sizeof(*t));
+
+	if (!t || !(t->name = strdup(name))) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->seq = seq;
+	*d->taken_tail = t;
+	d->taken_tail = &t->next;
+	return 0;
+}
+
+static void reject(struct daemon *d, const char *name, const char *reason)
+{
+	int r = queue_reject(d->queue, name, reason);
+
+	d->stats.rejected++;
+	if (r < 0)
+		log_err("spool file \"%s/%s\" is bad (%s) and cannot be moved to rejected/: %s",
+			queue_new_path(d->queue), name, reason, strerror(-r));
+	else
+		log_warn("spool file \"%s/%s\" rejected: %s (moved to rejected/)", queue_new_path(d->queue), name,
+			 reason);
+}
+
+static void finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
+		       const char *error, const char *source);
+
+static void take_cancel(struct daemon *d, const char *name, const char *id)
+{
+	struct job *j = job_table_find(&d->jobs, id);
+	struct jobctl *c = j ? j->userdata : NULL;
+
+	if (!j) {
+		reject(d, name, "cancel names no known job");
+		return;
+	}
+	if (j->state != JOB_QUEUED || (c && c->in_flight))
+		log_notice("job %s: cancel request ignored, the job is %s", id,
+			   c && c->in_flight ? "being submitted" : job_state_to_string(j->state));
+	else
+		finish_job(d, j, JOB_FAILED, NULL, "canceled", "cancel");
+	(void)take_later(d, name, j->log_seq);
+}
+
+static void take_one(struct daemon *d, const char *name)
+{
+	struct queue_request req;
+	const char *reason = NULL;
+	struct job *j;
+	int r;
+
+	r = queue_read(d->queue, name, &req, &reason);
+	if (r == -ENOENT)
+		return;
+	if (r == -EINVAL) {
+		reject(d, name, reason);
+		return;
+	}
+	if (r < 0) {
+		log_err("cannot read spool file \"%s/%s\": %s", queue_new_path(d->queue), name, strerror(-r));
+		return;
+	}
+	if (req.cancel[0]) {
+		take_cancel(d, name, req.cancel);
+		return;
+	}
+	j = job_table_find(&d->jobs, req.id);
+	if (j) {
+		/* Taken before, and the crash came before the file was removed;
+		 * or a producer reused an id. */
+		if (strcmp(j->serial, req.serial) == 0 && j->duration == req.duration)
+			(void)take_later(d, name, j->log_seq);
+		else
+			reject(d, name, "its id is already used by another job");
+		return;
+	}
+	struct job_event ev = {
+		.ts = now_realtime_usec(),
+		.id = req.id,
+		.kind = JOB_EV_QUEUED,
+		.serial = req.serial,
+		.duration = req.duration,
+		.source = "queue",
+	};
+	r = record(d, &ev, &j);
+	if (r < 0) {
+		log_err("cannot queue spool file \"%s/%s\": %s", queue_new_path(d->queue), name, strerror(-r));
+		return;
+	}
+	(void)take_later(d, name, j->log_seq);
+}
+
+static int on_scan(sd_event_source *s, void *ud)
+{
+	struct daemon *d = ud;
+	char **names = NULL;
+	size_t n = 0;
+	int r;
+
+	(void)s;
+	if (d->stopping || d->log_failing)
+		return 0;
+	r = queue_list(d->queue, SCAN_BATCH, &names, &n);
+	if (r < 0) {
+		log_err("cannot list the spool \"%s\": %s", queue_new_path(d->queue), strerror(-r));
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		take_one(d, names[i]);
+	queue_names_free(names);
+	/* A full batch: more may wait; scan again once this batch is durable. */
+	d->scan_more = n == SCAN_BATCH;
+	if (joblog_has_pending(d->log) || d->taken)
+		enable_oneshot(d->commit_defer);
+	else if (d->scan_more)
+		enable_oneshot(d->scan_defer);
+	return 0;
+}
+
+static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *ud)
+{
+	struct daemon *d = ud;
+
+	(void)s;
+	(void)ev; /* any event, IN_Q_OVERFLOW included, means: look again */
+	enable_oneshot(d->scan_defer);
+	return 0;
+}
+
+/* ---- Meraki: submissions and polls ---- */
+
+static void callback_url(struct daemon *d, const char *id, struct strbuf *sb)
+{
+	(void)strbuf_addf(sb, "%s%s%s", d->cfg->public_url, CALLBACK_PATH_PREFIX, id);
+}
+
+static void finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
+		       const char *error, const char *source)
+{
+	struct job_event ev = {
+		.ts = now_realtime_usec(),
+		.id = j->id,
+		.kind = JOB_EV_FINAL,
+		.state = state,
+		.meraki_status = status,
+		.error = error,
+		.source = source,
+	};
+	int r = record(d, &ev, NULL);
+	if (r < 0)
+		log_err("job %s: cannot record %s: %s", j->id, job_state_to_string(state), strerror(-r));
+}
+
+static void on_blink_done(void *ud, const struct meraki_result *res)
+{
+	struct jobctl *c = ud;
+	struct daemon *d = c->d;
+	struct job *j = c->job;
+	uint64_t now = now_monotonic_usec();
+	unsigned attempts = j->attempts + 1;
+	int r;
+
+	c->in_flight = false;
+	d->in_flight--;
+	d->stats.submissions[res->outcome]++;
+	if (res->outcome != MERAKI_RATE_LIMITED)
+		d->consecutive_429 = 0;
+
+	switch (res->outcome) {
+	case MERAKI_OK: {
+		struct job_event ev = {
+			.ts = now_realtime_usec(),
+			.id = j->id,
+			.kind = JOB_EV_SUBMITTED,
+			.leds_blink_id = res->leds_blink_id,
+			.meraki_status = meraki_status_is_valid(res->status) && !meraki_status_is_final(res->status)
+						 ? res->status
+						 : NULL,
+			.attempts = attempts,
+			.source = "api",
+		};
+		r = record(d, &ev, NULL);
+		if (r < 0) {
+			log_err("job %s: cannot record the submission: %s", j->id, strerror(-r));
+			break;
+		}
+		if (r == 0 && j->userdata) {
+			runq_remove(d, c);
+			c->poll_at = now_realtime_usec() + j->duration * USEC_PER_SEC + d->cfg->wait_usec;
+			jobctl_arm(c);
+		}
+		if (meraki_status_is_final(res->status))
+			finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED, res->status,
+				   res->error, "api");
+		break;
+	}
+	case MERAKI_RATE_LIMITED: {
+		uint64_t wait = res->retry_after_usec != UINT64_MAX
+					? res->retry_after_usec
+					: backoff_usec(++d->consecutive_429, d->cfg->retry_initial_usec,
+						       d->cfg->retry_max_usec, rand64());
+		/* The limit is the API's, not the job's: hold everything. */
+		pacer_pause(&d->pacer, now + wait);
+		log_warn("Meraki answered 429 (rate limited); holding submissions for %.1fs",
+			 (double)wait / USEC_PER_SEC);
+		break;
+	}
+	case MERAKI_RETRY:
+		if (attempts >= d->cfg->max_attempts) {
+			_cleanup_free_ char *msg = NULL;
+			if (asprintf(&msg, "gave up after %u attempts: %s", attempts,
+				     res->error ? res->error : "no detail") < 0)
+				msg = NULL;
+			finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api");
+		} else {
+			struct job_event ev = {
+				.ts = now_realtime_usec(),
+				.id = j->id,
+				.kind = JOB_EV_ATTEMPT,
+				.attempts = attempts,
+				.error = res->error,
+				.source = "api",
+			};
+			r = record(d, &ev, NULL);
+			if (r < 0)
+				log_err("job %s: cannot record the attempt: %s", j->id, strerror(-r));
+			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec,
+							   d->cfg->retry_max_usec, rand64());
+		}
+		break;
+	case MERAKI_FAIL:
+		if (res->auth_error && !d->auth_error_logged) {
+			log_err("Meraki refused the API key (HTTP %ld: %s); every job will fail until the key is "
+				"fixed (then: systemctl reload blinkhookd)",
+				res->http_status, res->error ? res->error : "no detail");
+			d->auth_error_logged = true;
+		}
+		finish_job(d, j, JOB_FAILED, NULL, res->error, "api");
+		break;
+	}
+	schedule_submit(d);
+}
+
+static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
+{
+	struct job *j = c->job;
+	struct strbuf url = STRBUF_INIT;
+	char secret[SECRET_MAX];
+	struct meraki_blink_request req = {
+		.serial = j->serial,
+		.duration = j->duration,
+		.http_server_id = d->cfg->http_server_id,
+		.payload_template_id = d->cfg->payload_template_id,
+	};
+	int r;
+
+	if (!d->cfg->http_server_id) {
+		callback_url(d, j->id, &url);
+		secret_for_job(d->key, j->id, secret);
+		req.callback_url = url.buf;
+		req.shared_secret = secret;
+	}
+	r = meraki_blink(d->meraki, &req, on_blink_done, c);
+	secret_wipe(secret, sizeof(secret));
+	strbuf_release(&url);
+	(void)pacer_note(&d->pacer, j->serial, now);
+	if (r < 0) {
+		log_err("job %s: cannot start the request: %s", j->id, strerror(-r));
+		c->not_before = now + d->cfg->retry_initial_usec;
+		return;
+	}
+	c->in_flight = true;
+	d->in_flight++;
+}
+
+/* Starts every submission that may go now and arms the timer for the next. */
+static void schedule_submit(struct daemon *d)
+{
+	uint64_t now = now_monotonic_usec(), next = UINT64_MAX;
+
+	if (d->stopping || d->log_failing || !d->ready)
+		return;
+	for (struct jobctl *c = d->rq_first; c && d->in_flight < MAX_IN_FLIGHT; c = c->rq_next) {
+		uint64_t at;
+
+		if (c->in_flight)
+			continue;
+		at = MAX(c->not_before, pacer_ready_at(&d->pacer, c->job->serial));
+		if (at <= now) {
+			submit(d, c, now);
+			continue;
+		}
+		next = MIN(next, at);
+		/* Globally paced: no later job can go before the pacer allows. */
+		if (d->cfg->interval_scope == INTERVAL_SCOPE_GLOBAL && pacer_ready_at(&d->pacer, "") > now)
+			break;
+	}
+	if (next == UINT64_MAX && d->rq_first && d->in_flight < MAX_IN_FLIGHT)
+		next = pacer_ready_at(&d->pacer, "");
+	if (next != UINT64_MAX && next > now) {
+		(void)sd_event_source_set_time(d->submit_timer, next);
+		enable_oneshot(d->submit_timer);
+	}
+}
+
+static int on_submit_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	(void)s;
+	(void)usec;
+	schedule_submit(ud);
+	return 0;
+}
+
+static void on_poll_done(void *ud, const struct meraki_result *res)
+{
+	struct jobctl *c = ud;
+	struct daemon *d = c->d;
+	struct job *j = c->job;
+
+	c->in_flight = false;
+	d->in_flight--;
+	d->stats.polls++;
+	if (res->outcome == MERAKI_OK && meraki_status_is_final(res->status)) {
+		finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED, res->status,
+			   strcmp(res->status, "failed") == 0 && !res->error ? "Meraki reported the blink as failed"
+									       : res->error,
+			   "poll");
+		return;
+	}
+	if (res->outcome == MERAKI_OK && meraki_status_is_valid(res->status)) {
+		struct job_event ev = {
+			.ts = now_realtime_usec(),
+			.id = j->id,
+			.kind = JOB_EV_STATUS,
+			.meraki_status = res->status,
+			.source = "poll",
+		};
+		(void)record(d, &ev, NULL);
+	} else if (res->outcome == MERAKI_FAIL)
+		log_warn("job %s: polling its status failed: %s", j->id, res->error ? res->error : "no detail");
+	c->polls++;
+	c->poll_at = now_realtime_usec() +
+		     (res->outcome == MERAKI_RATE_LIMITED && res->retry_after_usec != UINT64_MAX
+			      ? res->retry_after_usec
+			      : backoff_usec(c->polls, POLL_INTERVAL_MIN, MAX(d->cfg->retry_max_usec, POLL_INTERVAL_MIN),
+					     rand64()));
+	jobctl_arm(c);
+}
+
+static int on_job_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct jobctl *c = ud;
+	struct daemon *d = c->d;
+	struct job *j = c->job;
+	uint64_t now = now_realtime_usec();
+	int r;
+
+	(void)s;
+	(void)usec;
+	if (d->stopping || d->log_failing) {
+		/* Try again shortly; nothing may be recorded now. */
+		(void)sd_event_source_set_time_relative(c->timer, COMMIT_RETRY_MAX);
+		enable_oneshot(c->timer);
+		return 0;
+	}
+	if (now >= j->created_at + d->cfg->expire_usec) {
+		char span[32], msg[96];
+		format_timespan(span, sizeof(span), d->cfg->expire_usec);
+		snprintf(msg, sizeof(msg), "no final status within %s", span);
+		finish_job(d, j, JOB_EXPIRED, NULL, msg, "expiry");
+		return 0;
+	}
+	if (j->state == JOB_SUBMITTED && j->leds_blink_id && !c->in_flight) {
+		r = meraki_get_blink(d->meraki, j->serial, j->leds_blink_id, on_poll_done, c);
+		if (r >= 0) {
+			c->in_flight = true;
+			d->in_flight++;
+			log_info("job %s: no final status by callback yet; asking Meraki", j->id);
+			return 0;
+		}
+		log_err("job %s: cannot start the status request: %s", j->id, strerror(-r));
+		c->poll_at = now + POLL_INTERVAL_MIN;
+	}
+	jobctl_arm(c);
+	return 0;
+}
+
+/* Arms the job's timer at its next deadline: a poll, or expiry. */
+static void jobctl_arm(struct jobctl *c)
+{
+	struct daemon *d = c->d;
+	uint64_t at = c->job->created_at + d->cfg->expire_usec;
+	int r;
+
+	if (c->job->state == JOB_SUBMITTED && c->poll_at)
+		at = MIN(at, c->poll_at);
+	if (!c->timer) {
+		r = sd_event_add_time(d->event, &c->timer, CLOCK_REALTIME, at, USEC_PER_SEC, on_job_timer, c);
+		if (r < 0) {
+			log_err("job %s: cannot arm its timer: %s", c->job->id, strerror(-r));
+			return;
+		}
+	} else
+		(void)sd_event_source_set_time(c->timer, at);
+	enable_oneshot(c->timer);
+}
+
+/* ---- callbacks from Meraki ---- */
+
+static void on_callback(void *ud, struct httpd_request *req)
+{
+	struct daemon *d = ud;
+	struct callback_verdict v;
+	struct callback_env env = {
+		.jobs = &d->jobs,
+		.key = d->key,
+		.static_secret = d->static_secret,
+		.now = now_realtime_usec(),
+	};
+	const char *id = httpd_request_job_id(req), *body;
+	struct job *j = NULL;
+	size_t len;
+	int r;
+
+	if (d->stopping) {
+		d->stats.callbacks[5]++;
+		httpd_reply(req, 503);
+		return;
+	}
+	body = httpd_request_body(req, &len);
+	r = callback_evaluate(&env, id, body, len, httpd_request_secret_header(req), &v);
+	if (r < 0) {
+		d->stats.callbacks[5]++;
+		httpd_reply(req, 503);
+		return;
+	}
+	if (v.http_status != 200) {
+		size_t k = v.http_status == 400 ? 1 : v.http_status == 401 ? 2 : v.http_status == 404 ? 3 : 4;
+		d->stats.callbacks[k]++;
+		/* The id is the caller's text: print it only when it is a valid one. */
+		log_notice("callback for job %s from %s refused: %u, %s", job_id_is_valid(id) ? id : "(invalid id)",
+			   httpd_request_client(req), v.http_status, v.reason);
+		httpd_reply(req, v.http_status);
+		callback_verdict_release(&v);
+		return;
+	}
+	if (v.record) {
+		r = record(d, &v.event, &j);
+		if (r < 0) {
+			log_err("callback for job %s from %s: cannot record: %s", id, httpd_request_client(req),
+				strerror(-r));
+			d->stats.callbacks[5]++;
+			httpd_reply(req, 503);
+			callback_verdict_release(&v);
+			return;
+		}
+	}
+	log_info("callback for job %s from %s: %s, %s", id, httpd_request_client(req), v.event.meraki_status,
+		 v.reason);
+	callback_verdict_release(&v);
+	if (!j)
+		j = job_table_find(&d->jobs, id);
+	if (!j || j->log_seq <= joblog_synced_seq(d->log)) {
+		d->stats.callbacks[0]++;
+		httpd_reply(req, 200);
+		return;
+	}
+	/* Answer once the status is durable: after the next group commit. */
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (!w) {
+		d->stats.callbacks[5]++;
+		httpd_reply(req, 503);
+		return;
+	}
+	w->req = req;
+	w->seq = j->log_seq;
+	*d->waiters_tail = w;
+	d->waiters_tail = &w->next;
+	enable_oneshot(d->commit_defer);
+}
+
+static bool on_healthy(void *ud)
+{
+	struct daemon *d = ud;
+	return d->ready && !d->stopping && !d->log_failing;
+}
+
+static void on_metrics(void *ud, struct strbuf *sb)
+{
+	struct daemon *d = ud;
+	static const char *const codes[] = {"200", "400", "401", "404", "4xx", "503"};
+	static const char *const outcomes[] = {"ok", "retry", "rate_limited", "fail"};
+
+	strbuf_addstr(sb, "# HELP blinkhook_callbacks_total Callback requests by answer.\n"
+			  "# TYPE blinkhook_callbacks_total counter\n");
+	for (size_t i = 0; i < ELEMENTSOF(codes); i++)
+		strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%s\"} %llu\n", codes[i],
+			    (unsigned long long)d->stats.callbacks[i]);
+	strbuf_addstr(sb, "# HELP blinkhook_jobs Jobs in the job table by state.\n# TYPE blinkhook_jobs gauge\n");
+	for (unsigned s = 0; s < _JOB_STATE_MAX; s++)
+		strbuf_addf(sb, "blinkhook_jobs{state=\"%s\"} %zu\n", job_state_to_string(s), d->jobs.n_by_state[s]);
+	strbuf_addstr(sb, "# HELP blinkhook_submissions_total Blink submissions by outcome.\n"
+			  "# TYPE blinkhook_submissions_total counter\n");
+	for (size_t i = 0; i < ELEMENTSOF(outcomes); i++)
+		strbuf_addf(sb, "blinkhook_submissions_total{outcome=\"%s\"} %llu\n", outcomes[i],
+			    (unsigned long long)d->stats.submissions[i]);
+	strbuf_addf(sb,
+		    "# HELP blinkhook_polls_total Status polls sent.\n# TYPE blinkhook_polls_total counter\n"
+		    "blinkhook_polls_total %llu\n"
+		    "# HELP blinkhook_queue_depth Jobs waiting to be submitted.\n# TYPE blinkhook_queue_depth gauge\n"
+		    "blinkhook_queue_depth %zu\n"
+		    "# HELP blinkhook_spool_rejected_total Spool files moved to rejected/.\n"
+		    "# TYPE blinkhook_spool_rejected_total counter\nblinkhook_spool_rejected_total %llu\n"
+		    "# HELP blinkhook_log_syncs_total Job log group commits.\n# TYPE blinkhook_log_syncs_total counter\n"
+		    "blinkhook_log_syncs_total %llu\n"
+		    "# HELP blinkhook_log_sync_errors_total Failed job log commits.\n"
+		    "# TYPE blinkhook_log_sync_errors_total counter\nblinkhook_log_sync_errors_total %llu\n"
+		    "# HELP blinkhook_log_sync_seconds_total Time spent writing and syncing the job log.\n"
+		    "# TYPE blinkhook_log_sync_seconds_total counter\nblinkhook_log_sync_seconds_total %.6f\n",
+		    (unsigned long long)d->stats.polls, d->jobs.n_by_state[JOB_QUEUED],
+		    (unsigned long long)d->stats.rejected, (unsigned long long)d->stats.syncs,
+		    (unsigned long long)d->stats.sync_errors, (double)d->stats.sync_usec / USEC_PER_SEC);
+}
+
+static const struct httpd_ops httpd_ops = {
+	.callback = on_callback,
+	.metrics = on_metrics,
+	.healthy = on_healthy,
+};
+
+/* ---- the loop's plumbing for libmicrohttpd and libcurl ---- */
+
+static void mhd_rearm(struct daemon *d)
+{
+	uint64_t t = httpd_timeout(d->httpd);
+
+	if (t == UINT64_MAX) {
+		(void)sd_event_source_set_enabled(d->mhd_timer, SD_EVENT_OFF);
+		return;
+	}
+	(void)sd_event_source_set_time_relative(d->mhd_timer, t);
+	enable_oneshot(d->mhd_timer);
+}
+
+static int on_mhd_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
+{
+	struct daemon *d = ud;
+
+	(void)s;
+	(void)fd;
+	(void)revents;
+	httpd_run(d->httpd);
+	mhd_rearm(d);
+	return 0;
+}
+
+static int on_mhd_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	(void)usec;
+	return on_mhd_io(s, -1, 0, ud);
+}
+
+static int on_curl_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
+{
+	struct daemon *d = ud;
+
+	(void)s;
+	meraki_on_fd(d->meraki, fd, revents);
+	return 0;
+}
+
+static int curl_watch(void *ud, int fd, uint32_t events, void **ctx)
+{
+	struct daemon *d = ud;
+	sd_event_source *s = *ctx;
+	int r;
+
+	if (events == 0) {
+		sd_event_source_disable_unref(s);
+		*ctx = NULL;
+		return 0;
+	}
+	if (s)
+		return sd_event_source_set_io_events(s, events);
+	r = sd_event_add_io(d->event, &s, fd, events, on_curl_io, d);
+	if (r < 0)
+		return r;
+	*ctx = s;
+	return 0;
+}
+
+static int on_curl_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct daemon *d = ud;
+
+	(void)s;
+	(void)usec;
+	meraki_on_timer(d->meraki);
+	return 0;
+}
+
+static int curl_set_timer(void *ud, uint64_t usec)
+{
+	struct daemon *d = ud;
+
+	if (usec == UINT64_MAX)
+		return sd_event_source_set_enabled(d->curl_timer, SD_EVENT_OFF);
+	(void)sd_event_source_set_time_relative(d->curl_timer, usec);
+	return sd_event_source_set_enabled(d->curl_timer, SD_EVENT_ONESHOT);
+}
+
+static const struct meraki_loop_ops meraki_ops = {
+	.watch = curl_watch,
+	.set_timer = curl_set_timer,
+};
+
+/* ---- start and stop ---- */
+
+static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *ud)
+{
+	struct daemon *d = ud;
+
+	(void)s;
+	log_info("received %s; stopping", strsignal((int)si->ssi_signo));
+	(void)sd_notify(false, "STOPPING=1");
+	d->stopping = true;
+	/* What is recorded now is answered now; everything else is in the log
+	 * or still in the spool, and the next start picks it up. */
+	(void)do_commit(d);
+	waiters_answer(d, true);
+	sd_event_exit(d->event, 0);
+	return 0;
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *ud)
+{
+	struct daemon *d = ud;
+	char err[CONFIG_ERROR_MAX], mask[16];
+	const char *source;
+	char *key = NULL;
+	int r;
+
+	(void)s;
+	(void)si;
+	(void)sd_notify(false, "RELOADING=1");
+	r = config_load_api_key(d->cfg, &key, &source, err);
+	if (r < 0)
+		log_err("reload: %s; keeping the current API key", err);
+	else {
+		api_key_mask(key, mask);
+		if (meraki_set_api_key(d->meraki, key) >= 0) {
+			log_info("reload: API key %s from %s", mask, source);
+			d->auth_error_logged = false;
+		}
+		explicit_bzero(key, strlen(key));
+		free(key);
+	}
+	(void)sd_notify(false, "READY=1");
+	return 0;
+}
+
+static int open_listen_socket(struct daemon *d)
+{
+	const struct listen_addr *la = &d->cfg->listen;
+	int n = sd_listen_fds(true), fd, r;
+
+	if (n > 1)
+		return log_errno(LOG_ERR, EINVAL, "systemd passed %d sockets; blinkhookd takes one", n);
+	if (n == 1) {
+		fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+			return log_errno(LOG_ERR, EINVAL, "the socket systemd passed is not a listening stream socket");
+		d->listen_fd = fd;
+		d->listen_fd_ours = false;
+		log_info("listening on the socket passed by systemd");
+		return 0;
+	}
+
+	if (la->is_unix) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		struct stat st;
+
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", la->path);
+		/* A socket left by an earlier run; anything else is not ours. */
+		if (lstat(la->path, &st) == 0 && S_ISSOCK(st.st_mode))
+			(void)unlink(la->path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			return log_errno(LOG_ERR, errno, "cannot create a socket: %m");
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, SOMAXCONN) < 0) {
+			r = -errno;
+			close(fd);
+			return log_errno(LOG_ERR, r, "cannot listen on \"%s\": %s", la->path, strerror(-r));
+		}
+		(void)chmod(la->path, 0660);
+	} else {
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+		struct addrinfo *ai = NULL;
+		char port[8];
+		int one = 1;
+
+		snprintf(port, sizeof(port), "%u", la->port);
+		r = getaddrinfo(la->host, port, &hints, &ai);
+		if (r != 0)
+			return log_errno(LOG_ERR, EINVAL, "cannot resolve listen address \"%s\": %s", la->host,
+					 gai_strerror(r));
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			r = -errno;
+			freeaddrinfo(ai);
+			return log_errno(LOG_ERR, r, "cannot create a socket: %s", strerror(-r));
+		}
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
+			r = -errno;
+			close(fd);
+			freeaddrinfo(ai);
+			return log_errno(LOG_ERR, r, "cannot listen on %s:%u: %s", la->host, la->port, strerror(-r));
+		}
+		freeaddrinfo(ai);
+		log_info("listening on %s:%u", la->host, la->port);
+	}
+	d->listen_fd = fd;
+	d->listen_fd_ours = true;
+	return 0;
+}
+
+static int replay_one(const struct job_event *ev, void *ud)
+{
+	struct daemon *d = ud;
+	int r = job_table_apply(&d->jobs, ev, NULL);
+
+	/* A logged event that changes nothing is harmless (a repeat). */
+	return r < 0 ? r : 0;
+}
+
+static int replay(struct daemon *d)
+{
+	struct joblog_info info;
+	int r;
+
+	r = joblog_replay(d->log, replay_one, d, &info);
+	if (r == -EPROTONOSUPPORT)
+		return log_errno(LOG_ERR, r,
+				 "%s/%s: line %llu (byte offset %llu) has a record version this blinkhookd does not "
+				 "know; run the newer blinkhookd that wrote it",
+				 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.bad_line,
+				 (unsigned long long)info.bad_offset);
+	if (r == -EBADMSG || (r < 0 && info.bad_line))
+		return log_errno(LOG_ERR, r,
+				 "%s/%s: line %llu (byte offset %llu) is damaged and good records follow it; "
+				 "the daemon will not guess. Copy the file aside, then delete or repair that "
+				 "line (blinkhookctl log shows what is readable) and start again",
+				 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.bad_line,
+				 (unsigned long long)info.bad_offset);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot read %s/%s: %s", d->cfg->state_dir, JOBLOG_FILE, strerror(-r));
+	if (info.torn)
+		log_warn("%s/%s: cut off a torn last record at byte offset %llu (%llu bytes; a crash during a "
+			 "write). Nothing that was promised was in it.",
+			 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.torn_offset,
+			 (unsigned long long)info.torn_bytes);
+	log_info("replayed %llu records: %zu jobs, %zu unfinished", (unsigned long long)info.records, d->jobs.n_jobs,
+		 d->jobs.n_by_state[JOB_QUEUED] + d->jobs.n_by_state[JOB_SUBMITTED]);
+	for (struct job *j = d->jobs.first; j; j = j->next)
+		if (!job_state_is_final(j->state) && (r = jobctl_new(d, j)) < 0)
+			return log_errno(LOG_ERR, r, "out of memory");
+	return 0;
+}
+
+static int setup(struct daemon *d)
+{
+	char mask[16], ua[64];
+	bool created = false;
+	int r, fd;
+
+	r = sd_event_default(&d->event);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot create the event loop: %s", strerror(-r));
+	(void)sd_event_set_watchdog(d->event, true);
+
+	r = mkdir_p(d->cfg->state_dir, 0750);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot create the state directory \"%s\": %s", d->cfg->state_dir,
+				 strerror(-r));
+	r = joblog_open(d->cfg->state_dir, &d->log);
+	if (r == -EBUSY)
+		return log_errno(LOG_ERR, r, "another blinkhookd is running on \"%s\"", d->cfg->state_dir);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot open the job log in \"%s\": %s", d->cfg->state_dir, strerror(-r));
+	r = secret_key_load(d->cfg->state_dir, &d->key, &created);
+	if (r == -EPERM)
+		return log_errno(LOG_ERR, r, "\"%s/%s\" is readable by group or others; chmod 600 it",
+				 d->cfg->state_dir, SECRET_KEY_FILE);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %s (a damaged key: delete it; callbacks of "
+				 "jobs in flight will then be refused and the jobs finish by polling)",
+				 d->cfg->state_dir, SECRET_KEY_FILE, strerror(-r));
+	if (created)
+		log_info("created a new callback key \"%s/%s\"", d->cfg->state_dir, SECRET_KEY_FILE);
+	if (d->cfg->http_server_id) {
+		char err[CONFIG_ERROR_MAX];
+		r = config_load_callback_secret(d->cfg, &d->static_secret, err);
+		if (r < 0)
+			return log_errno(LOG_ERR, r, "%s", r == -ENOENT ? "http_server_id needs the receiver's secret "
+									  "(credential callback-secret or "
+									  "shared_secret_file)"
+									: err);
+	}
+
+	r = job_table_init(&d->jobs);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "out of memory");
+	r = pacer_init(&d->pacer, d->cfg->min_interval_usec, d->cfg->interval_scope);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "out of memory");
+
+	/* Event sources first: replay already schedules jobs on them. */
+	if ((r = sd_event_add_defer(d->event, &d->commit_defer, on_commit, d)) < 0 ||
+	    (r = sd_event_add_defer(d->event, &d->scan_defer, on_scan, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->commit_retry, CLOCK_MONOTONIC, 0, 0, on_commit_retry, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->submit_timer, CLOCK_MONOTONIC, 0, 0, on_submit_timer, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->curl_timer, CLOCK_MONOTONIC, 0, 0, on_curl_timer, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->mhd_timer, CLOCK_MONOTONIC, 0, 0, on_mhd_timer, d)) < 0)
+		return log_errno(LOG_ERR, r, "cannot set up the event loop: %s", strerror(-r));
+	sd_event_source_set_enabled(d->commit_defer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->scan_defer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->commit_retry, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->submit_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->curl_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->mhd_timer, SD_EVENT_OFF);
+	/* Commit after everything else that is ready: the batch grows. */
+	sd_event_source_set_priority(d->commit_defer, SD_EVENT_PRIORITY_NORMAL + 10);
+
+	r = replay(d);
+	if (r < 0)
+		return r;
+
+	r = queue_open(d->cfg->queue_dir, &d->queue);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot open the spool \"%s\": %s", d->cfg->queue_dir, strerror(-r));
+	r = queue_sweep_tmp(d->queue, now_realtime_usec());
+	if (r > 0)
+		log_warn("moved %d stale file(s) from \"%s/tmp\" to rejected/ (a producer died while writing)", r,
+			 d->cfg->queue_dir);
+	r = sd_event_add_inotify(d->event, &d->inotify, queue_new_path(d->queue),
+				 IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR, on_inotify, d);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot watch \"%s\": %s", queue_new_path(d->queue), strerror(-r));
+
+	snprintf(ua, sizeof(ua), "blinkhook/%s", BLINKHOOK_VERSION);
+	struct meraki_opts mo = {
+		.base_url = d->cfg->base_url,
+		.api_key = d->api_key,
+		.ca_file = d->cfg->ca_file,
+		.timeout_usec = d->cfg->request_timeout_usec,
+		.user_agent = ua,
+	};
+	r = meraki_new(&mo, &meraki_ops, d, &d->meraki);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot set up the HTTP client: %s", strerror(-r));
+	api_key_mask(d->api_key, mask);
+	log_info("Meraki API at %s, key %s", d->cfg->base_url, mask);
+
+	r = open_listen_socket(d);
+	if (r < 0)
+		return r;
+	struct httpd_opts ho = {
+		.listen_fd = d->listen_fd,
+		.max_body = d->cfg->max_body,
+		.secret_header = d->cfg->secret_header,
+		.trusted_proxies = d->cfg->trusted_proxies,
+		.n_trusted_proxies = d->cfg->n_trusted_proxies,
+		.connection_limit = CONNECTION_LIMIT,
+		.timeout_sec = CONNECTION_TIMEOUT_SEC,
+	};
+	r = httpd_new(&ho, &httpd_ops, d, &d->httpd);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot start the HTTP server");
+	fd = httpd_epoll_fd(d->httpd);
+	if (fd < 0 || (r = sd_event_add_io(d->event, &d->mhd_io, fd, EPOLLIN, on_mhd_io, d)) < 0)
+		return log_errno(LOG_ERR, fd < 0 ? fd : r, "cannot watch the HTTP server");
+
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGHUP);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = sd_event_add_signal(d->event, &d->sig_term, SIGTERM, on_stop, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, &d->sig_int, SIGINT, on_stop, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, &d->sig_hup, SIGHUP, on_reload, d)) < 0)
+		return log_errno(LOG_ERR, r, "cannot watch signals: %s", strerror(-r));
+
+	/* The spool's current contents, before anything else. */
+	(void)on_scan(NULL, d);
+	d->ready = true;
+	mhd_rearm(d);
+	if (joblog_has_pending(d->log) || d->taken)
+		enable_oneshot(d->commit_defer);
+	else
+		schedule_submit(d);
+	return 0;
+}
+
+static void teardown(struct daemon *d)
+{
+	/* Waiters hold connections: answer them before the server goes. */
+	if (d->log)
+		waiters_answer(d, true);
+	while (d->taken) {
+		struct taken *t = d->taken;
+		d->taken = t->next;
+		free(t->name);
+		free(t);
+	}
+	for (struct job *j = d->jobs.first; j; j = j->next)
+		jobctl_free(j->userdata);
+	sd_event_source_disable_unref(d->mhd_io);
+	sd_event_source_disable_unref(d->mhd_timer);
+	httpd_free(d->httpd);
+	if (d->listen_fd_ours && d->listen_fd >= 0)
+		close(d->listen_fd);
+	meraki_free(d->meraki);
+	sd_event_source_disable_unref(d->curl_timer);
+	sd_event_source_disable_unref(d->submit_timer);
+	sd_event_source_disable_unref(d->commit_defer);
+	sd_event_source_disable_unref(d->commit_retry);
+	sd_event_source_disable_unref(d->scan_defer);
+	sd_event_source_disable_unref(d->inotify);
+	sd_event_source_disable_unref(d->sig_term);
+	sd_event_source_disable_unref(d->sig_int);
+	sd_event_source_disable_unref(d->sig_hup);
+	queue_free(d->queue);
+	pacer_release(&d->pacer);
+	job_table_release(&d->jobs);
+	secret_key_free(d->key);
+	joblog_free(d->log);
+	sd_event_unref(d->event);
+	if (d->static_secret) {
+		secret_wipe(d->static_secret, strlen(d->static_secret));
+		free(d->static_secret);
+	}
+	if (d->api_key) {
+		secret_wipe(d->api_key, strlen(d->api_key));
+		free(d->api_key);
+	}
+	config_release(d->cfg);
+}
+
+int daemon_run(struct config *cfg, char *api_key)
+{
+	struct daemon d = {
+		.cfg = cfg,
+		.api_key = api_key,
+		.listen_fd = -1,
+	};
+	int r;
+
+	d.waiters_tail = &d.waiters;
+	d.taken_tail = &d.taken;
+	r = setup(&d);
+	if (r >= 0) {
+		notify_status(&d, true);
+		(void)sd_notify(false, "READY=1");
+		log_info("ready");
+		r = sd_event_loop(d.event);
+		if (r < 0)
+			log_err("event loop failed: %s", strerror(-r));
+		else if (r == 0 && joblog_has_pending(d.log) && joblog_commit(d.log) < 0)
+			log_warn("stopping with unsynced records; callbacks for them were answered 503");
+	}
+	teardown(&d);
+	return r < 0 ? r : (r > 0 ? -EIO : 0);
+}

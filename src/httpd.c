@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "blinkhook/httpd.h"
+#include "blinkhook/log.h"
+
+enum route {
+	ROUTE_CALLBACK,
+	ROUTE_HEALTHZ,
+	ROUTE_METRICS,
+	ROUTE_NOT_FOUND,
+};
+
+struct httpd_request {
+	struct httpd *httpd;
+	struct MHD_Connection *conn;
+	enum route route;
+	const char *job_id; /* points into the URL, which MHD keeps */
+	struct strbuf body;
+	unsigned status; /* 0 until a response is queued */
+	unsigned answer; /* given by httpd_reply() while suspended */
+	bool too_big;
+	bool suspended;
+	bool started;
+	char client[HTTPD_CLIENT_MAX];
+};
+
+/* Answers that carry no request data are made once and shared. */
+static const struct {
+	unsigned status;
+	const char *body;
+} canned[] = {
+	{200, "{\"ok\":true}\n"},
+	{400, "{\"error\":\"bad request\"}\n"},
+	{401, "{\"error\":\"unauthorized\"}\n"},
+	{404, "{\"error\":\"not found\"}\n"},
+	{405, "{\"error\":\"method not allowed\"}\n"},
+	{413, "{\"error\":\"payload too large\"}\n"},
+	{415, "{\"error\":\"unsupported media type\"}\n"},
+	{500, "{\"error\":\"internal error\"}\n"},
+	{503, "{\"error\":\"unavailable, try again\"}\n"},
+};
+
+struct httpd {
+	struct MHD_Daemon *mhd;
+	struct httpd_opts opts;
+	char *secret_header;
+	struct cidr proxies[CONFIG_MAX_PROXIES];
+	const struct httpd_ops *ops;
+	void *ud;
+	struct MHD_Response *responses[ELEMENTSOF(canned)];
+	struct MHD_Response *allow_post, *allow_get;
+};
+
+static struct MHD_Response *canned_response(struct httpd *h, unsigned status)
+{
+	for (size_t i = 0; i < ELEMENTSOF(canned); i++)
+		if (canned[i].status == status)
+			return h->responses[i];
+	return h->responses[7]; /* 500: a status we do not give */
+}
+
+static enum MHD_Result queue(struct httpd_request *r, unsigned status)
+{
+	struct httpd *h = r->httpd;
+	struct MHD_Response *resp = canned_response(h, status);
+
+	if (status == 405)
+		resp = r->route == ROUTE_CALLBACK ? h->allow_post : h->allow_get;
+	r->status = status;
+	return MHD_queue_response(r->conn, status, resp);
+}
+
+static void addr_to_string(const struct sockaddr *sa, char *buf, size_t len)
+{
+	if (!sa) {
+		snprintf(buf, len, "unknown");
+		return;
+	}
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
+			  (socklen_t)len);
+	else
+		snprintf(buf, len, "local");
+}
+
+static bool trusted(const struct httpd *h, int family, const void *addr)
+{
+	for (size_t i = 0; i < h->opts.n_trusted_proxies; i++)
+		if (cidr_match(&h->proxies[i], family, addr))
+			return true;
+	return false;
+}
+
+static bool sockaddr_trusted(const struct httpd *h, const struct sockaddr *sa)
+{
+	if (!sa)
+		return false;
+	if (sa->sa_family == AF_INET)
+		return trusted(h, AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr);
+	if (sa->sa_family == AF_INET6)
+		return trusted(h, AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+	return sa->sa_family == AF_UNIX; /* a local proxy on a unix socket */
+}
+
+/*
+ * The client: the peer, or, when the peer is a trusted proxy, the rightmost
+ * X-Forwarded-For entry that is not itself a trusted proxy.  Entries further
+ * left were written by whoever sent the request and prove nothing.
+ */
+static void find_client(struct httpd_request *r)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *peer = ci ? ci->client_addr : NULL;
+	const char *xff;
+	char list[512];
+
+	addr_to_string(peer, r->client, sizeof(r->client));
+	if (!sockaddr_trusted(r->httpd, peer))
+		return;
+	xff = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Forwarded-For");
+	if (!xff || strlen(xff) >= sizeof(list))
+		return;
+	strcpy(list, xff);
+	for (;;) {
+		char *comma = strrchr(list, ',');
+		char *item = comma ? comma + 1 : list;
+		unsigned char a[16];
+		int fam;
+
+		while (*item == ' ' || *item == '\t')
+			item++;
+		for (char *e = item + strlen(item); e > item && (e[-1] == ' ' || e[-1] == '\t');)
+			*--e = 0;
+		if (inet_pton(AF_INET, item, a) == 1)
+			fam = AF_INET;
+		else if (inet_pton(AF_INET6, item, a) == 1)
+			fam = AF_INET6;
+		else
+			return; /* garbage: keep the last good answer */
+		snprintf(r->client, sizeof(r->client), "%s", item);
+		if (!trusted(r->httpd, fam, a) || !comma)
+			return;
+		*comma = 0;
+	}
+}
+
+static bool json_content_type(struct MHD_Connection *conn)
+{
+	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	size_t n = strlen("application/json");
+
+	if (!ct)
+		return false;
+	while (*ct == ' ')
+		ct++;
+	return strncasecmp(ct, "application/json", n) == 0 &&
+	       (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
+}
+
+static enum route route_of(const char *url, const char **ret_id)
+{
+	size_t n = strlen(CALLBACK_PATH_PREFIX);
+
+	*ret_id = NULL;
+	if (strncmp(url, CALLBACK_PATH_PREFIX, n) == 0) {
+		*ret_id = url + n;
+		return ROUTE_CALLBACK;
+	}
+	if (strcmp(url, "/healthz") == 0)
+		return ROUTE_HEALTHZ;
+	if (strcmp(url, "/metrics") == 0)
+		return ROUTE_METRICS;
+	return ROUTE_NOT_FOUND;
+}
+
+static enum MHD_Result serve_get(struct httpd_request *r, const char *method)
+{
+	struct httpd *h = r->httpd;
+	struct strbuf sb = STRBUF_INIT;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return queue(r, 405);
+	if (r->route == ROUTE_HEALTHZ)
+		return queue(r, h->ops->healthy(h->ud) ? 200 : 503);
+	h->ops->metrics(h->ud, &sb);
+	resp = MHD_create_response_from_buffer(sb.len, sb.buf ? sb.buf : (char *)"", MHD_RESPMEM_MUST_COPY);
+	strbuf_release(&sb);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
+	r->status = 200;
+	ret = MHD_queue_response(r->conn, 200, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+			       const char *version, const char *upload_data, size_t *upload_data_size,
+			       void **con_cls)
+{
+	struct httpd *h = cls;
+	struct httpd_request *r = *con_cls;
+
+	(void)version;
+	if (!r) {
+		const char *cl;
+		uint64_t len;
+
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		r->httpd = h;
+		r->conn = conn;
+		r->route = route_of(url, &r->job_id);
+		*con_cls = r;
+		find_client(r);
+
+		if (r->route == ROUTE_NOT_FOUND)
+			return queue(r, 404);
+		if (r->route != ROUTE_CALLBACK)
+			return serve_get(r, method);
+		if (strcmp(method, "POST") != 0)
+			return queue(r, 405);
+		if (!json_content_type(conn))
+			return queue(r, 415);
+		/* Refuse an announced oversized body before reading a byte. */
+		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && parse_uint64(cl, &len) >= 0 && len > h->opts.max_body)
+			return queue(r, 413);
+		return MHD_YES;
+	}
+	if (r->status)
+		return MHD_YES; /* answered already; MHD drains or closes */
+
+	if (*upload_data_size > 0) {
+		/* A chunked body is cut off at the cap. */
+		if (!r->too_big && r->body.len + *upload_data_size > h->opts.max_body)
+			r->too_big = true;
+		if (!r->too_big && strbuf_add(&r->body, upload_data, *upload_data_size) < 0)
+			return MHD_NO;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->too_big)
+		return queue(r, 413);
+	if (!r->started) {
+		r->started = true;
+		h->ops->callback(h->ud, r);
+		if (r->status)
+			return MHD_YES; /* queued by httpd_reply() */
+		r->suspended = true;
+		MHD_suspend_connection(conn);
+		return MHD_YES;
+	}
+	if (r->answer)
+		return queue(r, r->answer);
+	return MHD_YES;
+}
+
+void httpd_reply(struct httpd_request *r, unsigned status)
+{
+	if (r->suspended) {
+		/* MHD calls the handler again after resuming; answer there. */
+		r->suspended = false;
+		r->answer = status;
+		MHD_resume_connection(r->conn);
+		return;
+	}
+	(void)queue(r, status);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct httpd_request *r = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (!r)
+		return;
+	strbuf_release(&r->body);
+	free(r);
+	*con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = 0;
+	log_debug("libmicrohttpd: %s", buf);
+}
+
+int httpd_new(const struct httpd_opts *opts, const struct httpd_ops *ops, void *ud, struct httpd **ret)
+{
+	struct httpd *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	h->opts = *opts;
+	h->ops = ops;
+	h->ud = ud;
+	if (opts->n_trusted_proxies > CONFIG_MAX_PROXIES) {
+		free(h);
+		return -EINVAL;
+	}
+	memcpy(h->proxies, opts->trusted_proxies, opts->n_trusted_proxies * sizeof(struct cidr));
+	h->opts.trusted_proxies = h->proxies;
+	if (opts->secret_header && !(h->secret_header = strdup(opts->secret_header))) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->opts.secret_header = h->secret_header;
+
+	for (size_t i = 0; i < ELEMENTSOF(canned); i++) {
+		h->responses[i] = MHD_create_response_from_buffer(strlen(canned[i].body), (void *)canned[i].body,
+								  MHD_RESPMEM_PERSISTENT);
+		if (!h->responses[i])
+			goto fail;
+		MHD_add_response_header(h->responses[i], MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	}
+	h->allow_post = MHD_create_response_from_buffer(strlen(canned[4].body), (void *)canned[4].body,
+							MHD_RESPMEM_PERSISTENT);
+	h->allow_get = MHD_create_response_from_buffer(strlen(canned[4].body), (void *)canned[4].body,
+						       MHD_RESPMEM_PERSISTENT);
+	if (!h->allow_post || !h->allow_get)
+		goto fail;
+	MHD_add_response_header(h->allow_post, MHD_HTTP_HEADER_ALLOW, "POST");
+	MHD_add_response_header(h->allow_get, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	MHD_add_response_header(h->allow_post, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(h->allow_get, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+
+	h->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				  handler, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)opts->listen_fd,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->connection_limit,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->per_ip_limit,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->timeout_sec,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+				  MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+				  MHD_OPTION_END);
+	if (!h->mhd)
+		goto fail;
+	*ret = h;
+	return 0;
+fail:
+	httpd_free(h);
+	return -EIO;
+}
+
+void httpd_free(struct httpd *h)
+{
+	if (!h)
+		return;
+	if (h->mhd) {
+		/* Quiesce first: MHD_stop_daemon would otherwise shut the listening
+		 * socket down, and it is not ours to shut (systemd keeps it). */
+		(void)MHD_quiesce_daemon(h->mhd);
+		MHD_stop_daemon(h->mhd);
+	}
+	for (size_t i = 0; i < ELEMENTSOF(canned); i++)
+		if (h->responses[i])
+			MHD_destroy_response(h->responses[i]);
+	if (h->allow_post)
+		MHD_destroy_response(h->allow_post);
+	if (h->allow_get)
+		MHD_destroy_response(h->allow_get);
+	free(h->secret_header);
+	free(h);
+}
+
+int httpd_epoll_fd(const struct httpd *h)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	return di ? di->epoll_fd : -EIO;
+}
+
+void httpd_run(struct httpd *h) { (void)MHD_run(h->mhd); }
+
+uint64_t httpd_timeout(const struct httpd *h)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	if (MHD_get_timeout(h->mhd, &ms) != MHD_YES)
+		return UINT64_MAX;
+	return (uint64_t)ms * USEC_PER_MSEC;
+}
+
+const char *httpd_request_job_id(const struct httpd_request *r) { return r->job_id; }
+
+const char *httpd_request_body(const struct httpd_request *r, size_t *ret_len)
+{
+	*ret_len = r->body.len;
+	return r->body.buf ? r->body.buf : "";
+}
+
+const char *httpd_request_secret_header(const struct httpd_request *r)
+{
+	if (!r->httpd->secret_header)
+		return NULL;
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, r->httpd->secret_header);
+}
+
+const char *httpd_request_client(const struct httpd_request *r) { return r->client; }

@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <string.h>
+
+#include "blinkhook/job.h"
+
+static const char *const state_names[_JOB_STATE_MAX] = {
+	[JOB_QUEUED] = "queued",     [JOB_SUBMITTED] = "submitted", [JOB_COMPLETE] = "complete",
+	[JOB_FAILED] = "failed",     [JOB_EXPIRED] = "expired",
+};
+
+const char *job_state_to_string(enum job_state s)
+{
+	return (unsigned)s < _JOB_STATE_MAX ? state_names[s] : "unknown";
+}
+
+int job_state_from_string(const char *s, enum job_state *ret)
+{
+	for (unsigned i = 0; i < _JOB_STATE_MAX; i++)
+		if (strcmp(s, state_names[i]) == 0) {
+			*ret = (enum job_state)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* Meraki's values in the order a job moves through them; the two final ones
+ * share the last rank. */
+static const struct {
+	const char *name;
+	int rank;
+} meraki_statuses[] = {
+	{"new", 0},     {"ready", 1},    {"scheduled", 2},
+	{"running", 3}, {"complete", 4}, {"failed", 4},
+};
+
+static int meraki_status_rank(const char *s)
+{
+	if (!s)
+		return -1;
+	for (size_t i = 0; i < ELEMENTSOF(meraki_statuses); i++)
+		if (strcmp(s, meraki_statuses[i].name) == 0)
+			return meraki_statuses[i].rank;
+	return -1;
+}
+
+bool meraki_status_is_valid(const char *s) { return meraki_status_rank(s) >= 0; }
+bool meraki_status_is_final(const char *s) { return meraki_status_rank(s) == 4; }
+
+static const char *const event_names[_JOB_EV_MAX] = {
+	[JOB_EV_QUEUED] = "queued",
+	[JOB_EV_ATTEMPT] = "attempt",
+	[JOB_EV_SUBMITTED] = "submitted",
+	[JOB_EV_STATUS] = "status",
+};
+
+const char *job_event_name(const struct job_event *ev)
+{
+	if (ev->kind == JOB_EV_FINAL)
+		return job_state_to_string(ev->state);
+	return (unsigned)ev->kind < _JOB_EV_MAX ? event_names[ev->kind] : "unknown";
+}
+
+/* ---- the table ---- */
+
+static uint64_t hash_id(const char *s)
+{
+	/* FNV-1a: ids are short and random enough. */
+	uint64_t h = UINT64_C(1469598103934665603);
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+	return h;
+}
+
+int job_table_init(struct job_table *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->n_buckets = 1024;
+	t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
+	return t->buckets ? 0 : -ENOMEM;
+}
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	free(j->leds_blink_id);
+	free(j->meraki_status);
+	free(j->error);
+	free(j);
+}
+
+void job_table_release(struct job_table *t)
+{
+	struct job *j = t->first;
+	while (j) {
+		struct job *n = j->next;
+		job_free(j);
+		j = n;
+	}
+	free(t->buckets);
+	memset(t, 0, sizeof(*t));
+}
+
+struct job *job_table_find(const struct job_table *t, const char *id)
+{
+	struct job *j;
+
+	if (!t->buckets)
+		return NULL;
+	for (j = t->buckets[hash_id(id) & (t->n_buckets - 1)]; j; j = j->hash_next)
+		if (strcmp(j->id, id) == 0)
+			return j;
+	return NULL;
+}
+
+static int table_grow(struct job_table *t)
+{
+	size_t n = t->n_buckets * 2;
+	struct job **b = calloc(n, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		struct job *j = t->buckets[i];
+		while (j) {
+			struct job *next = j->hash_next;
+			size_t k = hash_id(j->id) & (n - 1);
+			j->hash_next = b[k];
+			b[k] = j;
+			j = next;
+		}
+	}
+	free(t->buckets);
+	t->buckets = b;
+	t->n_buckets = n;
+	return 0;
+}
+
+void job_table_remove(struct job_table *t, struct job *j)
+{
+	struct job **p = &t->buckets[hash_id(j->id) & (t->n_buckets - 1)];
+
+	for (; *p; p = &(*p)->hash_next)
+		if (*p == j) {
+			*p = j->hash_next;
+			break;
+		}
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		t->first = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		t->last = j->prev;
+	t->n_jobs--;
+	t->n_by_state[j->state]--;
+	job_free(j);
+}
+
+static bool text_ok(const char *s) { return !s || strlen(s) <= JOB_TEXT_MAX; }
+
+/* The verdict of apply, without changing anything. */
+static int verdict(const struct job *j, const struct job_event *ev)
+{
+	if (!ev->id || !job_id_is_valid(ev->id) || ev->ts == 0)
+		return -EINVAL;
+	if (!text_ok(ev->error) || !text_ok(ev->leds_blink_id) || !text_ok(ev->source))
+		return -EINVAL;
+	if (ev->meraki_status && !meraki_status_is_valid(ev->meraki_status))
+		return -EINVAL;
+
+	if (ev->kind == JOB_EV_QUEUED) {
+		if (j)
+			return -EEXIST;
+		if (!ev->serial || !serial_is_valid(ev->serial) ||
+		    ev->duration < JOB_DURATION_MIN || ev->duration > JOB_DURATION_MAX)
+			return -EINVAL;
+		return 0;
+	}
+	if (!j)
+		return -ENOENT;
+	if (job_state_is_final(j->state))
+		return 1; /* final is final: repeats and late reports change nothing */
+
+	/* Reports about another Meraki job than the one we know are not ours. */
+	if (ev->leds_blink_id && j->leds_blink_id && strcmp(ev->leds_blink_id, j->leds_blink_id) != 0 &&
+	    ev->kind != JOB_EV_SUBMITTED)
+		return -EINVAL;
+
+	switch (ev->kind) {
+	case JOB_EV_ATTEMPT:
+		return j->state == JOB_QUEUED && ev->attempts > 0 ? 0 : -EINVAL;
+	case JOB_EV_SUBMITTED:
+		if (!ev->leds_blink_id || !*ev->leds_blink_id)
+			return -EINVAL;
+		if (j->state == JOB_SUBMITTED)
+			return j->leds_blink_id && strcmp(j->leds_blink_id, ev->leds_blink_id) == 0 ? 1 : -EINVAL;
+		return 0;
+	case JOB_EV_STATUS:
+		if (!ev->meraki_status || meraki_status_is_final(ev->meraki_status))
+			return -EINVAL;
+		/* A repeat, or a progress report older than what we know. */
+		if (meraki_status_rank(ev->meraki_status) <= meraki_status_rank(j->meraki_status))
+			return 1;
+		return 0;
+	case JOB_EV_FINAL:
+		return job_state_is_final(ev->state) ? 0 : -EINVAL;
+	default:
+		return -EINVAL;
+	}
+}
+
+int job_table_check(const struct job_table *t, const struct job_event *ev)
+{
+	return verdict(ev->id ? job_table_find(t, ev->id) : NULL, ev);
+}
+
+static void set_state(struct job_table *t, struct job *j, enum job_state s)
+{
+	t->n_by_state[j->state]--;
+	j->state = s;
+	t->n_by_state[s]++;
+}
+
+int job_table_apply(struct job_table *t, const struct job_event *ev, struct job **ret_job)
+{
+	struct job *j = ev->id ? job_table_find(t, ev->id) : NULL;
+	int r;
+
+	r = verdict(j, ev);
+	if (r != 0)
+		return r;
+
+	if (ev->kind == JOB_EV_QUEUED) {
+		size_t k;
+
+		if (t->n_jobs >= t->n_buckets && table_grow(t) < 0)
+			return -ENOMEM;
+		j = calloc(1, sizeof(*j));
+		if (!j)
+			return -ENOMEM;
+		strcpy(j->id, ev->id);
+		strcpy(j->serial, ev->serial);
+		j->duration = ev->duration;
+		j->state = JOB_QUEUED;
+		j->created_at = j->updated_at = ev->ts;
+		k = hash_id(j->id) & (t->n_buckets - 1);
+		j->hash_next = t->buckets[k];
+		t->buckets[k] = j;
+		j->prev = t->last;
+		if (t->last)
+			t->last->next = j;
+		else
+			t->first = j;
+		t->last = j;
+		t->n_jobs++;
+		t->n_by_state[JOB_QUEUED]++;
+		goto done;
+	}
+
+	/* Copy the strings first, so that running out of memory changes nothing. */
+	{
+		_cleanup_free_ char *lbi = NULL, *ms = NULL, *err = NULL;
+
+		if ((ev->leds_blink_id && !(lbi = strdup(ev->leds_blink_id))) ||
+		    (ev->meraki_status && !(ms = strdup(ev->meraki_status))) ||
+		    (ev->error && !(err = strdup(ev->error))))
+			return -ENOMEM;
+		if (lbi) {
+			free(j->leds_blink_id);
+			j->leds_blink_id = TAKE_PTR(lbi);
+		}
+		if (ms) {
+			free(j->meraki_status);
+			j->meraki_status = TAKE_PTR(ms);
+		}
+		if (err || ev->kind == JOB_EV_SUBMITTED) {
+			/* A successful submission makes an earlier attempt's error stale. */
+			free(j->error);
+			j->error = TAKE_PTR(err);
+		}
+	}
+	if (ev->attempts > 0)
+		j->attempts = ev->attempts;
+	switch (ev->kind) {
+	case JOB_EV_SUBMITTED:
+	case JOB_EV_STATUS:
+		/* A status report for a queued job means Meraki has it already. */
+		if (j->state == JOB_QUEUED)
+			set_state(t, j, JOB_SUBMITTED);
+		break;
+	case JOB_EV_FINAL:
+		set_state(t, j, ev->state);
+		break;
+	default:
+		break;
+	}
+	j->updated_at = ev->ts;
+done:
+	if (ret_job)
+		*ret_job = j;
+	return 0;
+}
+
+/* ---- records ---- */
+
+int job_event_format(const struct job_event *ev, struct strbuf *sb)
+{
+	struct json_writer w;
+	char ts[RFC3339_MAX];
+	int r;
+
+	format_rfc3339(ts, ev->ts);
+	json_writer_init(&w, sb);
+	json_w_object_begin(&w);
+	json_w_kint(&w, "v", JOB_RECORD_VERSION);
+	json_w_kstr(&w, "ts", ts);
+	json_w_kstr(&w, "id", ev->id);
+	json_w_kstr(&w, "event", job_event_name(ev));
+	if (ev->serial)
+		json_w_kstr(&w, "serial", ev->serial);
+	if (ev->duration)
+		json_w_kint(&w, "duration", ev->duration);
+	if (ev->leds_blink_id)
+		json_w_kstr(&w, "leds_blink_id", ev->leds_blink_id);
+	if (ev->meraki_status)
+		json_w_kstr(&w, "meraki_status", ev->meraki_status);
+	if (ev->attempts)
+		json_w_kint(&w, "attempts", ev->attempts);
+	if (ev->error)
+		json_w_kstr(&w, "error", ev->error);
+	if (ev->source)
+		json_w_kstr(&w, "source", ev->source);
+	json_w_object_end(&w);
+	r = json_writer_finish(&w);
+	if (r < 0)
+		return r;
+	return strbuf_add(sb, "\n", 1);
+}
+
+static int get_opt_string(const struct json *root, const char *key, const char **ret)
+{
+	const struct json *v = json_get(root, key);
+
+	if (!v) {
+		*ret = NULL;
+		return 0;
+	}
+	*ret = json_string(v, NULL);
+	return *ret ? 0 : -EBADMSG;
+}
+
+static int get_opt_uint(const struct json *root, const char *key, unsigned max, unsigned *ret)
+{
+	const struct json *v = json_get(root, key);
+	int64_t x;
+
+	if (!v) {
+		*ret = 0;
+		return 0;
+	}
+	if (json_int64(v, &x) < 0 || x < 0 || (uint64_t)x > max)
+		return -EBADMSG;
+	*ret = (unsigned)x;
+	return 0;
+}
+
+int job_event_parse(const char *line, size_t len, struct job_event *ret, struct json **ret_root)
+{
+	_cleanup_json_ struct json *root = NULL;
+	struct job_event ev = {0};
+	const char *name, *ts;
+	int64_t v;
+	int r;
+
+	r = json_parse(line, len, 4, &root);
+	if (r < 0)
+		return -EBADMSG;
+	if (json_int64(json_get(root, "v"), &v) < 0)
+		return -EBADMSG;
+	if (v != JOB_RECORD_VERSION)
+		return -EPROTONOSUPPORT;
+	ts = json_string(json_get(root, "ts"), NULL);
+	ev.id = json_string(json_get(root, "id"), NULL);
+	name = json_string(json_get(root, "event"), NULL);
+	if (!ts || !ev.id || !name || parse_rfc3339(ts, &ev.ts) < 0 || !job_id_is_valid(ev.id))
+		return -EBADMSG;
+
+	ev.kind = _JOB_EV_MAX;
+	for (unsigned i = 0; i < _JOB_EV_MAX; i++)
+		if (event_names[i] && strcmp(name, event_names[i]) == 0)
+			ev.kind = (enum job_event_kind)i;
+	if (ev.kind == _JOB_EV_MAX) {
+		if (job_state_from_string(name, &ev.state) < 0 || !job_state_is_final(ev.state))
+			return -EBADMSG;
+		ev.kind = JOB_EV_FINAL;
+	}
+
+	if (get_opt_string(root, "serial", &ev.serial) < 0 ||
+	    get_opt_string(root, "leds_blink_id", &ev.leds_blink_id) < 0 ||
+	    get_opt_string(root, "meraki_status", &ev.meraki_status) < 0 ||
+	    get_opt_string(root, "error", &ev.error) < 0 ||
+	    get_opt_string(root, "source", &ev.source) < 0 ||
+	    get_opt_uint(root, "duration", JOB_DURATION_MAX, &ev.duration) < 0 ||
+	    get_opt_uint(root, "attempts", 1000000, &ev.attempts) < 0)
+		return -EBADMSG;
+	if (ev.kind == JOB_EV_QUEUED && (!ev.serial || !serial_is_valid(ev.serial) || ev.duration == 0))
+		return -EBADMSG;
+
+	*ret = ev;
+	*ret_root = TAKE_PTR(root);
+	return 0;
+}
+
+void job_format_json(const struct job *j, struct json_writer *w)
+{
+	char created[RFC3339_MAX], updated[RFC3339_MAX];
+
+	format_rfc3339(created, j->created_at);
+	format_rfc3339(updated, j->updated_at);
+	json_w_object_begin(w);
+	json_w_kstr(w, "id", j->id);
+	json_w_kstr(w, "serial", j->serial);
+	json_w_kint(w, "duration", j->duration);
+	json_w_kstr(w, "state", job_state_to_string(j->state));
+	json_w_kstr(w, "leds_blink_id", j->leds_blink_id);
+	json_w_kstr(w, "meraki_status", j->meraki_status);
+	json_w_kint(w, "attempts", j->attempts);
+	json_w_kstr(w, "error", j->error);
+	json_w_kstr(w, "created_at", created);
+	json_w_kstr(w, "updated_at", updated);
+	json_w_object_end(w);
+}

@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "blinkhook/joblog.h"
+
+struct joblog {
+	int fd;
+	int lock_fd;
+	char *dir;
+	struct strbuf pending;
+	uint64_t durable_size; /* the file's size up to the last good sync */
+	uint64_t appended_seq;
+	uint64_t synced_seq;
+	int last_error;
+};
+
+int joblog_open(const char *dir, struct joblog **ret)
+{
+	_cleanup_free_ char *path = NULL, *lock = NULL;
+	_cleanup_close_ int fd = -1, lock_fd = -1;
+	struct joblog *l;
+	struct stat st;
+
+	path = path_join(dir, JOBLOG_FILE);
+	lock = path_join(dir, JOBLOG_LOCK_FILE);
+	if (!path || !lock)
+		return -ENOMEM;
+	lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lock_fd < 0)
+		return -errno;
+	if (flock(lock_fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	/* A newly created log must survive a crash as a directory entry too. */
+	if (st.st_size == 0 && fsync_dir(dir) < 0)
+		return -errno;
+
+	l = calloc(1, sizeof(*l));
+	if (!l || !(l->dir = strdup(dir))) {
+		free(l);
+		return -ENOMEM;
+	}
+	l->fd = TAKE_FD(fd);
+	l->lock_fd = TAKE_FD(lock_fd);
+	l->durable_size = (uint64_t)st.st_size;
+	*ret = l;
+	return 0;
+}
+
+void joblog_free(struct joblog *l)
+{
+	if (!l)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->lock_fd >= 0)
+		close(l->lock_fd);
+	strbuf_release(&l->pending);
+	free(l->dir);
+	free(l);
+}
+
+/*
+ * Walks the lines of buf.  Every complete line is parsed and handed to cb.
+ * In strict mode the first bad line stops the walk; it counts as a torn tail
+ * when nothing but bad lines follows it.  Otherwise bad lines are skipped.
+ * *ret_end is the offset after the last complete line.
+ */
+static int walk(const char *buf, size_t len, uint64_t base, bool strict, joblog_event_cb cb, void *ud,
+		struct joblog_info *info, size_t *ret_end)
+{
+	size_t off = 0, line_no = 0;
+	int r = 0;
+
+	while (off < len) {
+		const char *nl = memchr(buf + off, '\n', len - off);
+		size_t n;
+
+		if (!nl) {
+			/* An unterminated last line: a write that a crash cut short. */
+			info->torn = true;
+			info->torn_offset = base + off;
+			info->torn_bytes = len - off;
+			break;
+		}
+		n = (size_t)(nl - (buf + off));
+		line_no++;
+		if (n > 0) {
+			struct job_event ev;
+			_cleanup_json_ struct json *root = NULL;
+
+			r = n > JOBLOG_LINE_MAX ? -EBADMSG : job_event_parse(buf + off, n, &ev, &root);
+			if (r >= 0) {
+				r = cb(&ev, ud);
+				if (r >= 0)
+					info->records++;
+			}
+			if (r < 0) {
+				if (!info->bad_line) {
+					info->bad_line = line_no;
+					info->bad_offset = base + off;
+					info->bad_error = r;
+				}
+				if (strict) {
+					/* Torn only if no good line follows: check the rest. */
+					*ret_end = off;
+					return r;
+				}
+				info->damaged++;
+				r = 0;
+			}
+		}
+		off += n + 1;
+		info->size = base + off;
+	}
+	*ret_end = off;
+	return 0;
+}
+
+/* Whether buf holds any parsable record (used to tell a torn tail from
+ * damage in the middle). */
+static bool any_good_line(const char *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		const char *nl = memchr(buf + off, '\n', len - off);
+		struct job_event ev;
+		struct json *root = NULL;
+
+		if (!nl)
+			return false;
+		if (job_event_parse(buf + off, (size_t)(nl - (buf + off)), &ev, &root) >= 0) {
+			json_free(root);
+			return true;
+		}
+		off = (size_t)(nl - buf) + 1;
+	}
+	return false;
+}
+
+static int map_file(int fd, uint64_t start, void **ret_map, size_t *ret_len)
+{
+	struct stat st;
+	void *m;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size <= start) {
+		*ret_map = NULL;
+		*ret_len = 0;
+		return 0;
+	}
+	if ((uint64_t)st.st_size > SIZE_MAX)
+		return -EFBIG;
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	(void)madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
+	*ret_map = m;
+	*ret_len = (size_t)st.st_size;
+	return 0;
+}
+
+int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_info *info)
+{
+	void *map = NULL;
+	size_t len = 0, end = 0;
+	int r;
+
+	memset(info, 0, sizeof(*info));
+	r = map_file(l->fd, 0, &map, &len);
+	if (r < 0)
+		return r;
+	r = walk(map, len, 0, true, cb, ud, info, &end);
+	if (r < 0) {
+		const char *nl = memchr((char *)map + end, '\n', len - end);
+		size_t after = nl ? (size_t)(nl - (char *)map) + 1 : len;
+
+		if (r == -EPROTONOSUPPORT || any_good_line((char *)map + after, len - after)) {
+			munmap(map, len);
+			return r;
+		}
+		/* Only bad lines to the end: a torn tail after all. */
+		info->torn = true;
+		info->torn_offset = end;
+		info->torn_bytes = len - end;
+		info->bad_line = 0;
+		info->bad_offset = 0;
+		info->bad_error = 0;
+	}
+	if (map)
+		munmap(map, len);
+	if (info->torn) {
+		if (ftruncate(l->fd, (off_t)info->torn_offset) < 0 || fdatasync(l->fd) < 0)
+			return -errno;
+	}
+	l->durable_size = info->torn ? info->torn_offset : len;
+	return 0;
+}
+
+int joblog_append(struct joblog *l, const struct job_event *ev, uint64_t *ret_seq)
+{
+	size_t before = l->pending.len;
+	int r;
+
+	r = job_event_format(ev, &l->pending);
+	if (r < 0) {
+		l->pending.len = before;
+		if (l->pending.buf)
+			l->pending.buf[before] = 0;
+		return r;
+	}
+	if (l->pending.len - before > JOBLOG_LINE_MAX) {
+		l->pending.len = before;
+		l->pending.buf[before] = 0;
+		return -E2BIG;
+	}
+	l->appended_seq++;
+	if (ret_seq)
+		*ret_seq = l->appended_seq;
+	return 0;
+}
+
+int joblog_commit(struct joblog *l)
+{
+	int r;
+
+	if (l->pending.len == 0)
+		return 0;
+	r = write_all(l->fd, l->pending.buf, l->pending.len);
+	if (r >= 0 && fdatasync(l->fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		/* Cut back what may have reached the file, so that the retry writes
+		 * the same bytes at the same place and the log never holds half a
+		 * batch.  After a failed fdatasync the kernel may have dropped the
+		 * pages, so a retry must write them again, not just sync. */
+		if (ftruncate(l->fd, (off_t)l->durable_size) < 0) {
+			/* Nothing more to do: the next commit finds the file as it is. */
+		}
+		l->last_error = r;
+		return r;
+	}
+	l->durable_size += l->pending.len;
+	l->synced_seq = l->appended_seq;
+	l->last_error = 0;
+	strbuf_reset(&l->pending);
+	return 0;
+}
+
+uint64_t joblog_appended_seq(const struct joblog *l) { return l->appended_seq; }
+uint64_t joblog_synced_seq(const struct joblog *l) { return l->synced_seq; }
+bool joblog_has_pending(const struct joblog *l) { return l->pending.len > 0; }
+int joblog_last_error(const struct joblog *l) { return l->last_error; }
+
+int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,
+		struct joblog_info *info, uint64_t *ret_end)
+{
+	_cleanup_free_ char *path = path_join(dir, JOBLOG_FILE);
+	_cleanup_close_ int fd = -1;
+	void *map = NULL;
+	size_t len = 0, end = 0;
+	int r;
+
+	memset(info, 0, sizeof(*info));
+	if (!path)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = map_file(fd, start, &map, &len);
+	if (r < 0)
+		return r;
+	if (len == 0) {
+		*ret_end = start;
+		return 0;
+	}
+	r = walk((char *)map + start, len - start, start, false, cb, ud, info, &end);
+	munmap(map, len);
+	if (r < 0)
+		return r;
+	*ret_end = start + end;
+	return 0;
+}

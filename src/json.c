@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "blinkhook/json.h"
+
+/* Our opaque type is json-c's object; the casts stay in this file. */
+static struct json_object *J(const struct json *v) { return (struct json_object *)(uintptr_t)v; }
+
+int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **ret)
+{
+	struct json_tokener *tok;
+	struct json_object *o;
+	size_t end;
+
+	if (len > INT32_MAX || max_depth == 0 || max_depth > 1000)
+		return -EINVAL;
+	/* json-c stops at a NUL byte; a NUL inside a request is never valid. */
+	if (memchr(buf, 0, len))
+		return -EBADMSG;
+	tok = json_tokener_new_ex((int)max_depth);
+	if (!tok)
+		return -ENOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 |
+					    JSON_TOKENER_ALLOW_TRAILING_CHARS);
+	o = json_tokener_parse_ex(tok, buf, (int)len);
+	if (!o && json_tokener_get_error(tok) == json_tokener_continue) {
+		/* A number at the very end needs a terminator to finish. */
+		o = json_tokener_parse_ex(tok, "", 1);
+	}
+	end = json_tokener_get_parse_end(tok);
+	if (!o || json_tokener_get_error(tok) != json_tokener_success) {
+		json_tokener_free(tok);
+		json_object_put(o);
+		return -EBADMSG;
+	}
+	json_tokener_free(tok);
+	for (; end < len; end++)
+		if (!strchr(" \t\r\n", buf[end])) {
+			json_object_put(o);
+			return -EBADMSG;
+		}
+	*ret = (struct json *)o;
+	return 0;
+}
+
+void json_free(struct json *v)
+{
+	if (v)
+		json_object_put(J(v));
+}
+
+enum json_kind json_kind_of(const struct json *v)
+{
+	switch (json_object_get_type(J(v))) {
+	case json_type_boolean:
+		return JSON_BOOL;
+	case json_type_int:
+		return JSON_INT;
+	case json_type_double:
+		return JSON_DOUBLE;
+	case json_type_string:
+		return JSON_STRING;
+	case json_type_object:
+		return JSON_OBJECT;
+	case json_type_array:
+		return JSON_ARRAY;
+	case json_type_null:
+	default:
+		return JSON_NULL;
+	}
+}
+
+const struct json *json_get(const struct json *v, const char *key)
+{
+	struct json_object *m;
+
+	if (!v || !json_object_is_type(J(v), json_type_object))
+		return NULL;
+	if (!json_object_object_get_ex(J(v), key, &m))
+		return NULL;
+	/* A member that is null reads as absent unless the caller asks its kind. */
+	return m ? (const struct json *)m : NULL;
+}
+
+const char *json_string(const struct json *v, size_t *ret_len)
+{
+	if (!v || !json_object_is_type(J(v), json_type_string))
+		return NULL;
+	if (ret_len)
+		*ret_len = (size_t)json_object_get_string_len(J(v));
+	return json_object_get_string(J(v));
+}
+
+int json_int64(const struct json *v, int64_t *ret)
+{
+	if (!v || !json_object_is_type(J(v), json_type_int))
+		return -EINVAL;
+	errno = 0;
+	int64_t x = json_object_get_int64(J(v));
+	/* json-c saturates out-of-range numbers at INT64_MIN/MAX and sets errno. */
+	if (errno == ERANGE)
+		return -ERANGE;
+	*ret = x;
+	return 0;
+}
+
+size_t json_array_length(const struct json *v)
+{
+	if (!v || !json_object_is_type(J(v), json_type_array))
+		return 0;
+	return json_object_array_length(J(v));
+}
+
+const struct json *json_array_get(const struct json *v, size_t i)
+{
+	if (i >= json_array_length(v))
+		return NULL;
+	return (const struct json *)json_object_array_get_idx(J(v), i);
+}
+
+int json_object_each(const struct json *v,
+		     int (*cb)(const char *key, const struct json *val, void *ud), void *ud)
+{
+	struct json_object_iterator it, end;
+
+	if (!v || !json_object_is_type(J(v), json_type_object))
+		return -EINVAL;
+	it = json_object_iter_begin(J(v));
+	end = json_object_iter_end(J(v));
+	while (!json_object_iter_equal(&it, &end)) {
+		int r = cb(json_object_iter_peek_name(&it),
+			   (const struct json *)json_object_iter_peek_value(&it), ud);
+		if (r)
+			return r;
+		json_object_iter_next(&it);
+	}
+	return 0;
+}
+
+int json_escape(struct strbuf *sb, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s, *run = p;
+	int r;
+
+	r = strbuf_add(sb, "\"", 1);
+	for (; r >= 0 && *p; p++) {
+		char esc[7];
+		size_t n = 2;
+
+		if (*p >= 0x20 && *p != '"' && *p != '\\')
+			continue;
+		r = strbuf_add(sb, run, (size_t)(p - run));
+		if (r < 0)
+			break;
+		esc[0] = '\\';
+		switch (*p) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 15];
+			n = 6;
+		}
+		r = strbuf_add(sb, esc, n);
+		run = p + 1;
+	}
+	if (r >= 0)
+		r = strbuf_add(sb, run, (size_t)(p - run));
+	if (r >= 0)
+		r = strbuf_add(sb, "\"", 1);
+	return r;
+}
+
+void json_writer_init(struct json_writer *w, struct strbuf *sb)
+{
+	memset(w, 0, sizeof(*w));
+	w->sb = sb;
+}
+
+static void w_raw(struct json_writer *w, const char *s, size_t n)
+{
+	if (w->err >= 0) {
+		int r = strbuf_add(w->sb, s, n);
+		if (r < 0)
+			w->err = r;
+	}
+}
+
+/* Before a value or a key: the comma that separates it from the previous. */
+static void w_sep(struct json_writer *w)
+{
+	if (w->need_comma[w->depth])
+		w_raw(w, ",", 1);
+	w->need_comma[w->depth] = true;
+}
+
+static void w_open(struct json_writer *w, char c)
+{
+	w_sep(w);
+	w_raw(w, &c, 1);
+	if (w->depth + 1 >= JSON_WRITER_DEPTH) {
+		w->err = -E2BIG;
+		return;
+	}
+	w->need_comma[++w->depth] = false;
+}
+
+static void w_close(struct json_writer *w, char c)
+{
+	w_raw(w, &c, 1);
+	if (w->depth > 0)
+		w->depth--;
+}
+
+void json_w_object_begin(struct json_writer *w) { w_open(w, '{'); }
+void json_w_object_end(struct json_writer *w) { w_close(w, '}'); }
+void json_w_array_begin(struct json_writer *w) { w_open(w, '['); }
+void json_w_array_end(struct json_writer *w) { w_close(w, ']'); }
+
+void json_w_key(struct json_writer *w, const char *key)
+{
+	w_sep(w);
+	if (w->err >= 0 && json_escape(w->sb, key) < 0)
+		w->err = -ENOMEM;
+	w_raw(w, ":", 1);
+	/* The value that follows is no new element. */
+	w->need_comma[w->depth] = false;
+}
+
+void json_w_string(struct json_writer *w, const char *s)
+{
+	if (!s) {
+		json_w_null(w);
+		return;
+	}
+	w_sep(w);
+	if (w->err >= 0 && json_escape(w->sb, s) < 0)
+		w->err = -ENOMEM;
+}
+
+void json_w_int(struct json_writer *w, int64_t v)
+{
+	char buf[24];
+	int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+
+	w_sep(w);
+	w_raw(w, buf, (size_t)n);
+}
+
+void json_w_bool(struct json_writer *w, bool v)
+{
+	w_sep(w);
+	w_raw(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+void json_w_null(struct json_writer *w)
+{
+	w_sep(w);
+	w_raw(w, "null", 4);
+}
+
+void json_w_kstr(struct json_writer *w, const char *key, const char *s)
+{
+	json_w_key(w, key);
+	json_w_string(w, s);
+}
+
+void json_w_kint(struct json_writer *w, const char *key, int64_t v)
+{
+	json_w_key(w, key);
+	json_w_int(w, v);
+}
+
+int json_writer_finish(struct json_writer *w)
+{
+	if (w->err < 0)
+		return w->err;
+	return w->depth == 0 ? 0 : -EINVAL;
+}

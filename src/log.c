@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "blinkhook/log.h"
+
+static const char *program = "blinkhook";
+static int max_level = LOG_INFO;
+static bool journal;
+
+void log_setup(const char *name)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	const char *lvl = getenv("BLINKHOOK_LOG_LEVEL");
+	unsigned long dev, ino;
+	struct stat st;
+
+	program = name;
+	/* JOURNAL_STREAM is inherited by children whose stderr went elsewhere:
+	 * believe it only when it names our stderr. */
+	if (e && sscanf(e, "%lu:%lu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+	    (unsigned long)st.st_dev == dev && (unsigned long)st.st_ino == ino)
+		journal = true;
+	if (lvl && strcmp(lvl, "debug") == 0)
+		max_level = LOG_DEBUG;
+	setvbuf(stderr, NULL, _IOLBF, 0);
+}
+
+void log_set_max_level(int level) { max_level = level; }
+int log_get_max_level(void) { return max_level; }
+bool log_to_journal(void) { return journal; }
+
+static const char *level_name(int level)
+{
+	switch (level) {
+	case LOG_EMERG:
+	case LOG_ALERT:
+	case LOG_CRIT:
+	case LOG_ERR:
+		return "error";
+	case LOG_WARNING:
+		return "warning";
+	case LOG_NOTICE:
+		return "notice";
+	case LOG_INFO:
+		return "info";
+	default:
+		return "debug";
+	}
+}
+
+void log_fullv(int level, const char *fmt, va_list ap)
+{
+	char buf[2048];
+	int saved = errno;
+
+	if (level > max_level)
+		return;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	/* One message, one line: a newline from a peer must not forge a line. */
+	for (char *p = buf; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	if (journal)
+		fprintf(stderr, "<%d>%s\n", level, buf);
+	else
+		fprintf(stderr, "%s: %s: %s\n", program, level_name(level), buf);
+	errno = saved;
+}
+
+void log_full(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_fullv(level, fmt, ap);
+	va_end(ap);
+}
+
+int log_errno(int level, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_fullv(level, fmt, ap);
+	va_end(ap);
+	return err < 0 ? err : -err;
+}

@@ -1,0 +1,657 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "blinkhook/json.h"
+#include "blinkhook/meraki.h"
+#include "blinkhook/util.h"
+
+struct meraki_call {
+	struct meraki_client *client;
+	CURL *easy;
+	struct curl_slist *headers;
+	enum meraki_call_kind kind;
+	char *url;
+	char *body; /* POST body, kept for redirects */
+	unsigned redirects;
+	struct strbuf response;
+	bool response_too_big;
+	char retry_after[64];
+	meraki_done_fn done;
+	void *ud;
+	struct meraki_call *prev, *next;
+};
+
+struct meraki_client {
+	CURLM *multi;
+	char *base_url;
+	char *api_key;
+	char *ca_file;
+	char *user_agent;
+	uint64_t timeout_usec;
+	const struct meraki_loop_ops *ops;
+	void *loop_ud;
+	struct meraki_call *calls;
+	size_t n_calls;
+};
+
+void meraki_result_release(struct meraki_result *r)
+{
+	free(r->leds_blink_id);
+	free(r->status);
+	free(r->error);
+	memset(r, 0, sizeof(*r));
+}
+
+/* ---- the pure part ---- */
+
+int meraki_parse_retry_after(const char *v, uint64_t now, uint64_t *ret)
+{
+	uint64_t secs;
+	struct tm tm = {0};
+	const char *end;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (parse_uint64(v, &secs) >= 0) {
+		*ret = secs > MERAKI_RETRY_AFTER_MAX / USEC_PER_SEC ? MERAKI_RETRY_AFTER_MAX : secs * USEC_PER_SEC;
+		return 0;
+	}
+	/* An HTTP-date (RFC 9110, IMF-fixdate): "Sun, 06 Nov 1994 08:49:37 GMT". */
+	end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!end || *end) {
+		end = strptime(v, "%a, %d %b %Y %H:%M:%S", &tm);
+		if (!end || (*end && strcmp(end, " GMT") != 0 && strcmp(end, " UTC") != 0))
+			return -EINVAL;
+	}
+	time_t t = timegm(&tm);
+	if (t == (time_t)-1)
+		return -EINVAL;
+	uint64_t at = (uint64_t)t * USEC_PER_SEC;
+	*ret = at <= now ? 0 : MIN(at - now, MERAKI_RETRY_AFTER_MAX);
+	return 0;
+}
+
+/* The API's {"errors": ["...", ...]} joined by "; ", or NULL. */
+static char *api_errors(const struct json *root)
+{
+	const struct json *errs = json_get(root, "errors");
+	struct strbuf sb = STRBUF_INIT;
+	size_t n = json_array_length(errs);
+
+	for (size_t i = 0; i < n && i < 8; i++) {
+		const char *s = json_string(json_array_get(errs, i), NULL);
+		if (!s)
+			continue;
+		if ((sb.len && strbuf_addstr(&sb, "; ") < 0) || strbuf_addstr(&sb, s) < 0) {
+			strbuf_release(&sb);
+			return NULL;
+		}
+	}
+	if (sb.len > 1024)
+		sb.buf[sb.len = 1024] = 0;
+	return sb.buf;
+}
+
+static int set_error(struct meraki_result *r, const char *fmt, ...) _printf_(2, 3);
+static int set_error(struct meraki_result *r, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	free(r->error);
+	va_start(ap, fmt);
+	n = vasprintf(&r->error, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		r->error = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static bool valid_id(const char *s)
+{
+	/* Ids go into URL paths: keep them to safe characters. */
+	return s && job_id_is_valid(s);
+}
+
+int meraki_classify(enum meraki_call_kind kind, long status, const char *transport_error,
+		    const char *retry_after, const char *body, size_t len, uint64_t now,
+		    struct meraki_result *ret)
+{
+	_cleanup_json_ struct json *root = NULL;
+	struct meraki_result r = {.http_status = status, .retry_after_usec = UINT64_MAX};
+	int q;
+
+	if (transport_error) {
+		r.outcome = MERAKI_RETRY;
+		r.http_status = 0;
+		q = set_error(&r, "%s", transport_error);
+		goto out;
+	}
+	(void)json_parse(body ? body : "", body ? len : 0, 16, &root);
+
+	if (status >= 200 && status < 300) {
+		const char *st = json_string(json_get(root, "status"), NULL);
+		const struct json *idv = json_get(root, "ledsBlinkId");
+		char num[32];
+		const char *id = json_string(idv, NULL);
+		int64_t n;
+
+		/* The published example has a string; tolerate a number. */
+		if (!id && json_int64(idv, &n) >= 0) {
+			snprintf(num, sizeof(num), "%" PRId64, n);
+			id = num;
+		}
+		if (!root || json_kind_of(root) != JSON_OBJECT ||
+		    (kind == MERAKI_CALL_BLINK && !valid_id(id)) || (kind == MERAKI_CALL_GET && !st)) {
+			/* A 2xx we cannot read: the job may or may not exist, so the
+			 * same job id and callback go again. */
+			r.outcome = MERAKI_RETRY;
+			q = set_error(&r, "HTTP %ld with an unexpected body", status);
+			goto out;
+		}
+		r.outcome = MERAKI_OK;
+		q = 0;
+		if ((id && !(r.leds_blink_id = strdup(id))) || (st && !(r.status = strdup(st))))
+			q = -ENOMEM;
+		else {
+			const char *e = json_string(json_get(root, "error"), NULL);
+			if (e && *e)
+				q = set_error(&r, "%.1024s", e);
+		}
+		goto out;
+	}
+
+	r.error = root ? api_errors(root) : NULL;
+	if (status == 429) {
+		uint64_t wait;
+		r.outcome = MERAKI_RATE_LIMITED;
+		if (retry_after && meraki_parse_retry_after(retry_after, now, &wait) >= 0)
+			r.retry_after_usec = wait;
+	} else if (status >= 500 || status == 408 || (status >= 300 && status < 400)) {
+		/* A redirect reaching here had no usable Location or too many hops. */
+		r.outcome = MERAKI_RETRY;
+	} else {
+		r.outcome = MERAKI_FAIL;
+		r.auth_error = status == 401 || status == 403;
+	}
+	q = 0;
+	if (!r.error)
+		q = set_error(&r, "HTTP %ld", status);
+out:
+	if (q < 0) {
+		meraki_result_release(&r);
+		return q;
+	}
+	*ret = r;
+	return 0;
+}
+
+/* scheme://host[:port] of url, lowercased host, into buf. */
+static int url_origin(const char *url, char *scheme, size_t slen, char *host, size_t hlen)
+{
+	CURLU *u = curl_url();
+	char *s = NULL, *h = NULL;
+	int r = -EINVAL;
+
+	if (!u)
+		return -ENOMEM;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &s, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && strlen(s) < slen && strlen(h) < hlen) {
+		strcpy(scheme, s);
+		strcpy(host, h);
+		for (char *p = host; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+		r = 0;
+	}
+	curl_free(s);
+	curl_free(h);
+	curl_url_cleanup(u);
+	return r;
+}
+
+static bool host_in_domain(const char *host, const char *domain)
+{
+	size_t h = strlen(host), d = strlen(domain);
+
+	if (h == d)
+		return strcmp(host, domain) == 0;
+	return h > d && host[h - d - 1] == '.' && strcmp(host + h - d, domain) == 0;
+}
+
+/* Meraki's API domains: a redirect among hosts of one of them keeps the key. */
+static const char *meraki_domain(const char *host)
+{
+	static const char *const domains[] = {"meraki.com", "meraki.ca", "meraki.cn", "meraki.in",
+					      "gov-meraki.com"};
+	for (size_t i = 0; i < ELEMENTSOF(domains); i++)
+		if (host_in_domain(host, domains[i]))
+			return domains[i];
+	return NULL;
+}
+
+bool meraki_key_allowed(const char *base_url, const char *url)
+{
+	char bs[16], bh[256], us[16], uh[256];
+	const char *d;
+
+	if (url_origin(base_url, bs, sizeof(bs), bh, sizeof(bh)) < 0 ||
+	    url_origin(url, us, sizeof(us), uh, sizeof(uh)) < 0)
+		return false;
+	if (strcmp(bs, "https") == 0 && strcmp(us, "https") != 0)
+		return false; /* never downgrade the key to plain http */
+	if (strcmp(bh, uh) == 0)
+		return true;
+	d = meraki_domain(bh);
+	return d && host_in_domain(uh, d);
+}
+
+int meraki_blink_body(const struct meraki_blink_request *req, char **ret)
+{
+	struct strbuf sb = STRBUF_INIT;
+	struct json_writer w;
+	int r;
+
+	json_writer_init(&w, &sb);
+	json_w_object_begin(&w);
+	json_w_kint(&w, "duration", req->duration);
+	json_w_key(&w, "callback");
+	json_w_object_begin(&w);
+	if (req->http_server_id) {
+		json_w_key(&w, "httpServer");
+		json_w_object_begin(&w);
+		json_w_kstr(&w, "id", req->http_server_id);
+		json_w_object_end(&w);
+	} else {
+		json_w_kstr(&w, "url", req->callback_url);
+		json_w_kstr(&w, "sharedSecret", req->shared_secret);
+	}
+	if (req->payload_template_id) {
+		json_w_key(&w, "payloadTemplate");
+		json_w_object_begin(&w);
+		json_w_kstr(&w, "id", req->payload_template_id);
+		json_w_object_end(&w);
+	}
+	json_w_object_end(&w);
+	json_w_object_end(&w);
+	r = json_writer_finish(&w);
+	if (r < 0) {
+		strbuf_release(&sb);
+		return r;
+	}
+	*ret = sb.buf;
+	return 0;
+}
+
+/* ---- the client ---- */
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct meraki_client *c = userp;
+	void *ctx = socketp;
+	uint32_t events = 0;
+
+	(void)easy;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		events |= EPOLLOUT;
+	if (c->ops->watch(c->loop_ud, fd, events, &ctx) < 0)
+		return -1;
+	curl_multi_assign(c->multi, fd, events ? ctx : NULL);
+	return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct meraki_client *c = userp;
+
+	(void)multi;
+	return c->ops->set_timer(c->loop_ud, timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms * USEC_PER_MSEC) < 0
+		       ? -1
+		       : 0;
+}
+
+int meraki_new(const struct meraki_opts *opts, const struct meraki_loop_ops *ops, void *loop_ud,
+	       struct meraki_client **ret)
+{
+	struct meraki_client *c;
+	static bool global_done;
+
+	if (!global_done) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return -EIO;
+		global_done = true;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->ops = ops;
+	c->loop_ud = loop_ud;
+	c->timeout_usec = opts->timeout_usec;
+	c->base_url = strdup(opts->base_url);
+	c->api_key = strdup(opts->api_key ? opts->api_key : "");
+	c->ca_file = opts->ca_file ? strdup(opts->ca_file) : NULL;
+	c->user_agent = strdup(opts->user_agent);
+	c->multi = curl_multi_init();
+	if (!c->base_url || !c->api_key || !c->user_agent || (opts->ca_file && !c->ca_file) || !c->multi) {
+		meraki_free(c);
+		return -ENOMEM;
+	}
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+	*ret = c;
+	return 0;
+}
+
+static void call_free(struct meraki_call *call)
+{
+	struct meraki_client *c = call->client;
+
+	if (call->easy) {
+		curl_multi_remove_handle(c->multi, call->easy);
+		curl_easy_cleanup(call->easy);
+	}
+	curl_slist_free_all(call->headers);
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		c->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	c->n_calls--;
+	free(call->url);
+	free(call->body);
+	strbuf_release(&call->response);
+	free(call);
+}
+
+void meraki_free(struct meraki_client *c)
+{
+	if (!c)
+		return;
+	while (c->calls)
+		call_free(c->calls);
+	if (c->multi)
+		curl_multi_cleanup(c->multi);
+	if (c->api_key) {
+		explicit_bzero(c->api_key, strlen(c->api_key));
+		free(c->api_key);
+	}
+	free(c->base_url);
+	free(c->ca_file);
+	free(c->user_agent);
+	free(c);
+}
+
+int meraki_set_api_key(struct meraki_client *c, const char *key)
+{
+	char *k = strdup(key);
+
+	if (!k)
+		return -ENOMEM;
+	explicit_bzero(c->api_key, strlen(c->api_key));
+	free(c->api_key);
+	c->api_key = k;
+	return 0;
+}
+
+size_t meraki_in_flight(const struct meraki_client *c) { return c->n_calls; }
+
+static size_t write_cb(char *data, size_t size, size_t n, void *ud)
+{
+	struct meraki_call *call = ud;
+	size_t len = size * n;
+
+	if (call->response.len + len > MERAKI_BODY_MAX) {
+		call->response_too_big = true;
+		return 0; /* makes the transfer fail */
+	}
+	return strbuf_add(&call->response, data, len) < 0 ? 0 : len;
+}
+
+static size_t header_cb(char *data, size_t size, size_t n, void *ud)
+{
+	struct meraki_call *call = ud;
+	size_t len = size * n;
+
+	/* A new status line starts a new response (after a 100 Continue). */
+	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+		call->retry_after[0] = 0;
+	else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+		size_t v = 12, e = len;
+		while (v < e && (data[v] == ' ' || data[v] == '\t'))
+			v++;
+		while (e > v && (data[e - 1] == '\r' || data[e - 1] == '\n' || data[e - 1] == ' '))
+			e--;
+		if (e - v < sizeof(call->retry_after)) {
+			memcpy(call->retry_after, data + v, e - v);
+			call->retry_after[e - v] = 0;
+		}
+	}
+	return len;
+}
+
+/* Sets the easy handle up for call->url; the key only where it may go. */
+static int call_start(struct meraki_call *call)
+{
+	struct meraki_client *c = call->client;
+	_cleanup_free_ char *auth = NULL;
+	CURL *e;
+	long ms = (long)(c->timeout_usec / USEC_PER_MSEC);
+
+	if (call->easy) {
+		curl_multi_remove_handle(c->multi, call->easy);
+		curl_easy_cleanup(call->easy);
+		call->easy = NULL;
+	}
+	curl_slist_free_all(call->headers);
+	call->headers = NULL;
+	strbuf_reset(&call->response);
+	call->retry_after[0] = 0;
+
+	e = curl_easy_init();
+	if (!e)
+		return -ENOMEM;
+	call->easy = e;
+	if (meraki_key_allowed(c->base_url, call->url)) {
+		if (asprintf(&auth, "Authorization: Bearer %s", c->api_key) < 0)
+			return -ENOMEM;
+		call->headers = curl_slist_append(call->headers, auth);
+		explicit_bzero(auth, strlen(auth));
+	}
+	call->headers = curl_slist_append(call->headers, "Accept: application/json");
+	if (call->body) {
+		call->headers = curl_slist_append(call->headers, "Content-Type: application/json");
+		call->headers = curl_slist_append(call->headers, "Expect:");
+	}
+	if (!call->headers)
+		return -ENOMEM;
+
+	curl_easy_setopt(e, CURLOPT_URL, call->url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, MIN(ms, 10000L));
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->ca_file) {
+		/* CAINFO alone would replace the system's bundle; with CAPATH
+		 * kept at the system's directory the file adds to it. */
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+		curl_easy_setopt(e, CURLOPT_CAPATH, "/etc/ssl/certs");
+	}
+	if (call->body) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(call->body));
+	}
+	if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
+		return -EIO;
+	return 0;
+}
+
+static int call_new(struct meraki_client *c, enum meraki_call_kind kind, char *url, char *body,
+		    meraki_done_fn done, void *ud)
+{
+	struct meraki_call *call = calloc(1, sizeof(*call));
+	int r;
+
+	if (!call) {
+		free(url);
+		free(body);
+		return -ENOMEM;
+	}
+	call->client = c;
+	call->kind = kind;
+	call->url = url;
+	call->body = body;
+	call->done = done;
+	call->ud = ud;
+	call->next = c->calls;
+	if (c->calls)
+		c->calls->prev = call;
+	c->calls = call;
+	c->n_calls++;
+	r = call_start(call);
+	if (r < 0)
+		call_free(call);
+	return r;
+}
+
+int meraki_blink(struct meraki_client *c, const struct meraki_blink_request *req, meraki_done_fn done, void *ud)
+{
+	char *url = NULL, *body = NULL;
+	int r;
+
+	if (!serial_is_valid(req->serial))
+		return -EINVAL;
+	r = meraki_blink_body(req, &body);
+	if (r < 0)
+		return r;
+	if (asprintf(&url, "%s/devices/%s/liveTools/leds/blink", c->base_url, req->serial) < 0) {
+		free(body);
+		return -ENOMEM;
+	}
+	return call_new(c, MERAKI_CALL_BLINK, url, body, done, ud);
+}
+
+int meraki_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id,
+		     meraki_done_fn done, void *ud)
+{
+	char *url = NULL;
+
+	if (!serial_is_valid(serial) || !valid_id(leds_blink_id))
+		return -EINVAL;
+	if (asprintf(&url, "%s/devices/%s/liveTools/leds/blink/%s", c->base_url, serial, leds_blink_id) < 0)
+		return -ENOMEM;
+	return call_new(c, MERAKI_CALL_GET, url, NULL, done, ud);
+}
+
+/* A 3xx with a Location: the same request again at the new place.  Returns
+ * true when the call goes on. */
+static bool follow_redirect(struct meraki_call *call, long status)
+{
+	char *loc = NULL, *next;
+
+	if (status != 301 && status != 302 && status != 307 && status != 308)
+		return false;
+	if (call->redirects >= MERAKI_MAX_REDIRECTS)
+		return false;
+	if (curl_easy_getinfo(call->easy, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK || !loc)
+		return false;
+	next = strdup(loc);
+	if (!next)
+		return false;
+	free(call->url);
+	call->url = next;
+	call->redirects++;
+	return call_start(call) >= 0;
+}
+
+static void finish(struct meraki_call *call, CURLcode code)
+{
+	struct meraki_result res;
+	char transport[CURL_ERROR_SIZE + 64];
+	long status = 0;
+
+	if (code == CURLE_OK) {
+		curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+		if (follow_redirect(call, status))
+			return;
+	} else if (call->response_too_big)
+		snprintf(transport, sizeof(transport), "response larger than %d bytes", MERAKI_BODY_MAX);
+	else
+		snprintf(transport, sizeof(transport), "%s", curl_easy_strerror(code));
+
+	if (meraki_classify(call->kind, status, code == CURLE_OK ? NULL : transport,
+			    call->retry_after[0] ? call->retry_after : NULL, call->response.buf,
+			    call->response.len, now_realtime_usec(), &res) < 0)
+		res = (struct meraki_result){.outcome = MERAKI_RETRY, .retry_after_usec = UINT64_MAX};
+	/* Unlink first: the done function may start the next call. */
+	meraki_done_fn done = call->done;
+	void *ud = call->ud;
+	call_free(call);
+	done(ud, &res);
+	meraki_result_release(&res);
+}
+
+static void check_done(struct meraki_client *c)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(c->multi, &left))) {
+		struct meraki_call *call = NULL;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+		if (call)
+			finish(call, m->data.result);
+	}
+}
+
+void meraki_on_fd(struct meraki_client *c, int fd, uint32_t revents)
+{
+	int action = 0, running;
+
+	if (revents & (EPOLLIN | EPOLLHUP))
+		action |= CURL_CSELECT_IN;
+	if (revents & EPOLLOUT)
+		action |= CURL_CSELECT_OUT;
+	if (revents & EPOLLERR)
+		action |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(c->multi, fd, action, &running);
+	check_done(c);
+}
+
+void meraki_on_timer(struct meraki_client *c)
+{
+	int running;
+
+	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(c);
+}

@@ -1,0 +1,443 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "blinkhook/json.h"
+#include "blinkhook/queue.h"
+
+struct queue {
+	char *dir;
+	char *new_path;
+	int tmp_fd, new_fd, rejected_fd;
+};
+
+struct parse_state {
+	struct queue_request *req;
+	const char *reason;
+	bool has_serial, has_duration;
+};
+
+
+static int request_member(const char *key, const struct json *val, void *ud)
+{
+	struct parse_state *st = ud;
+	const char *s;
+	int64_t n;
+
+	if (strcmp(key, "serial") == 0) {
+		s = json_string(val, NULL);
+		if (!s || !serial_is_valid(s)) {
+			st->reason = "serial is not a Meraki serial (Q2XX-XXXX-XXXX)";
+			return -EINVAL;
+		}
+		strcpy(st->req->serial, s);
+		st->has_serial = true;
+	} else if (strcmp(key, "duration") == 0) {
+		if (json_int64(val, &n) < 0 || n < JOB_DURATION_MIN || n > JOB_DURATION_MAX) {
+			st->reason = "duration is not a whole number of seconds from 1 to 3600";
+			return -EINVAL;
+		}
+		st->req->duration = (unsigned)n;
+		st->has_duration = true;
+	} else if (strcmp(key, "id") == 0) {
+		s = json_string(val, NULL);
+		if (!s || !job_id_is_valid(s)) {
+			st->reason = "id is not 1 to 64 characters of A-Z a-z 0-9 _ -";
+			return -EINVAL;
+		}
+		strcpy(st->req->id, s);
+	} else if (strcmp(key, "cancel") == 0) {
+		s = json_string(val, NULL);
+		if (!s || !job_id_is_valid(s)) {
+			st->reason = "cancel is not a job id";
+			return -EINVAL;
+		}
+		strcpy(st->req->cancel, s);
+	} else {
+		st->reason = "unknown field";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int queue_parse_request(const char *buf, size_t len, struct queue_request *ret, const char **ret_reason)
+{
+	_cleanup_json_ struct json *root = NULL;
+	struct queue_request req = {0};
+	struct parse_state st = {.req = &req};
+
+	if (len > QUEUE_FILE_MAX) {
+		*ret_reason = "file is larger than 4096 bytes";
+		return -EINVAL;
+	}
+	if (json_parse(buf, len, 4, &root) < 0) {
+		*ret_reason = "not valid JSON";
+		return -EINVAL;
+	}
+	if (json_kind_of(root) != JSON_OBJECT) {
+		*ret_reason = "not a JSON object";
+		return -EINVAL;
+	}
+	if (json_object_each(root, request_member, &st) != 0) {
+		*ret_reason = st.reason;
+		return -EINVAL;
+	}
+	if (req.cancel[0]) {
+		if (st.has_serial || st.has_duration || req.id[0]) {
+			*ret_reason = "a cancel request has no other field";
+			return -EINVAL;
+		}
+		*ret = req;
+		return 0;
+	}
+	if (!st.has_serial) {
+		*ret_reason = "serial is missing";
+		return -EINVAL;
+	}
+	if (!st.has_duration)
+		req.duration = JOB_DURATION_DEFAULT;
+	*ret = req;
+	return 0;
+}
+
+int queue_format_request(const struct queue_request *req, struct strbuf *sb)
+{
+	struct json_writer w;
+	int r;
+
+	json_writer_init(&w, sb);
+	json_w_object_begin(&w);
+	if (req->cancel[0])
+		json_w_kstr(&w, "cancel", req->cancel);
+	else {
+		if (req->id[0])
+			json_w_kstr(&w, "id", req->id);
+		json_w_kstr(&w, "serial", req->serial);
+		json_w_kint(&w, "duration", req->duration);
+	}
+	json_w_object_end(&w);
+	r = json_writer_finish(&w);
+	return r < 0 ? r : strbuf_add(sb, "\n", 1);
+}
+
+static int open_sub(const char *dir, const char *sub, char **ret_path)
+{
+	_cleanup_free_ char *p = path_join(dir, sub);
+	int fd, r;
+
+	if (!p)
+		return -ENOMEM;
+	r = mkdir_p(p, 0770);
+	if (r < 0)
+		return r;
+	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ret_path)
+		*ret_path = TAKE_PTR(p);
+	return fd;
+}
+
+void queue_free(struct queue *q)
+{
+	if (!q)
+		return;
+	if (q->tmp_fd >= 0)
+		close(q->tmp_fd);
+	if (q->new_fd >= 0)
+		close(q->new_fd);
+	if (q->rejected_fd >= 0)
+		close(q->rejected_fd);
+	free(q->new_path);
+	free(q->dir);
+	free(q);
+}
+
+int queue_open(const char *dir, struct queue **ret)
+{
+	struct queue *q = calloc(1, sizeof(*q));
+	int r;
+
+	if (!q)
+		return -ENOMEM;
+	q->tmp_fd = q->new_fd = q->rejected_fd = -1;
+	q->dir = strdup(dir);
+	if (!q->dir) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((r = q->tmp_fd = open_sub(dir, "tmp", NULL)) < 0 ||
+	    (r = q->new_fd = open_sub(dir, "new", &q->new_path)) < 0 ||
+	    (r = q->rejected_fd = open_sub(dir, "rejected", NULL)) < 0)
+		goto fail;
+	*ret = q;
+	return 0;
+fail:
+	queue_free(q);
+	return r;
+}
+
+int queue_new_fd(const struct queue *q) { return q->new_fd; }
+const char *queue_new_path(const struct queue *q) { return q->new_path; }
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void queue_names_free(char **names)
+{
+	if (!names)
+		return;
+	for (char **p = names; *p; p++)
+		free(*p);
+	free(names);
+}
+
+int queue_list(struct queue *q, size_t max, char ***ret_names, size_t *ret_n)
+{
+	int fd = fcntl(q->new_fd, F_DUPFD_CLOEXEC, 3);
+	DIR *d;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, alloc = 0;
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	/* Read every name, then keep the oldest max: a directory's order is not
+	 * the order the files came in. */
+	while ((errno = 0, de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue; /* hidden files are a producer's own business */
+		if (n + 1 >= alloc) {
+			size_t na = alloc ? alloc * 2 : 64;
+			char **nn = realloc(names, na * sizeof(*nn));
+			if (!nn) {
+				r = -ENOMEM;
+				break;
+			}
+			names = nn;
+			alloc = na;
+		}
+		if (!(names[n] = strdup(de->d_name))) {
+			r = -ENOMEM;
+			break;
+		}
+		n++;
+	}
+	if (r == 0 && errno)
+		r = -errno;
+	closedir(d);
+	if (r < 0) {
+		if (names)
+			names[n] = NULL;
+		queue_names_free(names);
+		return r;
+	}
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_names);
+	for (size_t i = max; i < n; i++)
+		free(names[i]);
+	n = MIN(n, max);
+	if (!names && !(names = calloc(1, sizeof(*names))))
+		return -ENOMEM;
+	names[n] = NULL;
+	*ret_names = names;
+	*ret_n = n;
+	return 0;
+}
+
+/* An id for a request whose producer chose none: the same for the same file
+ * across restarts (so a crash between logging the job and removing the file
+ * does not queue it twice), and different for a later file of the same name. */
+static void derive_id(const char *name, const struct stat *st, char id[static JOB_ID_MAX + 1])
+{
+	uint64_t h1 = UINT64_C(1469598103934665603), h2 = UINT64_C(0x9e3779b97f4a7c15);
+	uint64_t parts[] = {(uint64_t)st->st_ino, (uint64_t)st->st_size, (uint64_t)st->st_mtim.tv_sec,
+			    (uint64_t)st->st_mtim.tv_nsec, (uint64_t)st->st_dev};
+
+	for (const char *p = name; *p; p++) {
+		h1 = (h1 ^ (unsigned char)*p) * UINT64_C(1099511628211);
+		h2 = (h2 ^ (unsigned char)*p) * UINT64_C(0x100000001b3) + 7;
+	}
+	for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+		h1 = (h1 ^ parts[i]) * UINT64_C(1099511628211);
+		h2 = (h2 ^ (parts[i] >> 7)) * UINT64_C(0x100000001b3) + 13;
+	}
+	snprintf(id, JOB_ID_MAX + 1, "q%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
+}
+
+int queue_read(struct queue *q, const char *name, struct queue_request *ret, const char **ret_reason)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+	int r;
+
+	fd = openat(q->new_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ELOOP) {
+			*ret_reason = "a symbolic link, not a file";
+			return -EINVAL;
+		}
+		return -errno;
+	}
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode)) {
+		*ret_reason = "not a regular file";
+		return -EINVAL;
+	}
+	if (st.st_size > QUEUE_FILE_MAX) {
+		*ret_reason = "file is larger than 4096 bytes";
+		return -EINVAL;
+	}
+	buf = malloc(QUEUE_FILE_MAX + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (len <= QUEUE_FILE_MAX && (n = read(fd, buf + len, QUEUE_FILE_MAX + 1 - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		len += (size_t)n;
+	}
+	r = queue_parse_request(buf, len, ret, ret_reason);
+	if (r < 0)
+		return r;
+	if (!ret->id[0] && !ret->cancel[0])
+		derive_id(name, &st, ret->id);
+	return 0;
+}
+
+int queue_reject(struct queue *q, const char *name, const char *reason)
+{
+	_cleanup_free_ char *rname = NULL;
+	_cleanup_close_ int fd = -1;
+	struct strbuf sb = STRBUF_INIT;
+	int r;
+
+	if (asprintf(&rname, "%s.reason", name) < 0)
+		return -ENOMEM;
+	if (renameat(q->new_fd, name, q->rejected_fd, name) < 0)
+		return -errno;
+	fd = openat(q->rejected_fd, rname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd >= 0) {
+		r = strbuf_addf(&sb, "%s\n", reason);
+		if (r >= 0)
+			r = write_all(fd, sb.buf, sb.len);
+		strbuf_release(&sb);
+		if (r >= 0 && fsync(fd) < 0)
+			r = -errno;
+	} else
+		r = -errno;
+	/* The file has moved either way; make both directories agree on disk. */
+	(void)fsync_dirfd(q->rejected_fd);
+	(void)fsync_dirfd(q->new_fd);
+	return r < 0 ? r : 0;
+}
+
+int queue_remove(struct queue *q, const char *name)
+{
+	if (unlinkat(q->new_fd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int queue_sync(struct queue *q) { return fsync_dirfd(q->new_fd); }
+
+int queue_sweep_tmp(struct queue *q, uint64_t now)
+{
+	int fd = fcntl(q->tmp_fd, F_DUPFD_CLOEXEC, 3);
+	DIR *d;
+	struct dirent *de;
+	int moved = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+		uint64_t mtime;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(q->tmp_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		mtime = (uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
+		if (mtime + QUEUE_TMP_STALE_USEC > now)
+			continue; /* a producer may still be writing it */
+		if (renameat(q->tmp_fd, de->d_name, q->rejected_fd, de->d_name) == 0)
+			moved++;
+	}
+	closedir(d);
+	if (moved) {
+		(void)fsync_dirfd(q->rejected_fd);
+		(void)fsync_dirfd(q->tmp_fd);
+	}
+	return moved;
+}
+
+int queue_enqueue(const char *dir, struct queue_request *req)
+{
+	_cleanup_free_ char *tmp = NULL, *new = NULL, *name = NULL, *tmp_file = NULL, *new_file = NULL;
+	_cleanup_close_ int fd = -1;
+	struct strbuf sb = STRBUF_INIT;
+	int r;
+
+	char fresh[JOB_ID_MAX + 1];
+
+	if ((r = job_id_new(fresh)) < 0)
+		return r;
+	if (!req->id[0] && !req->cancel[0])
+		strcpy(req->id, fresh);
+	tmp = path_join(dir, "tmp");
+	new = path_join(dir, "new");
+	/* Named by time, so that the daemon takes files in the order they came. */
+	if (!tmp || !new || asprintf(&name, "%s%s.json", req->cancel[0] ? fresh : req->id,
+				      req->cancel[0] ? "-cancel" : "") < 0)
+		return -ENOMEM;
+	if ((r = mkdir_p(tmp, 0770)) < 0 || (r = mkdir_p(new, 0770)) < 0)
+		return r;
+	tmp_file = path_join(tmp, name);
+	new_file = path_join(new, name);
+	if (!tmp_file || !new_file)
+		return -ENOMEM;
+	/* O_EXCL: a producer-chosen id that is already waiting is not overwritten. */
+	fd = open(tmp_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		return -errno;
+	r = queue_format_request(req, &sb);
+	if (r >= 0)
+		r = write_all(fd, sb.buf, sb.len);
+	strbuf_release(&sb);
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r >= 0 && access(new_file, F_OK) == 0)
+		r = -EEXIST;
+	if (r >= 0 && rename(tmp_file, new_file) < 0)
+		r = -errno;
+	if (r < 0) {
+		(void)unlink(tmp_file);
+		return r;
+	}
+	return fsync_dir(new);
+}

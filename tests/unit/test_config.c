@@ -1,0 +1,932 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "blinkhook/config.h"
+#include "blinkhook/util.h"
+
+static char tmpdir[64];
+static char conf_path[128];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	/* The tests set these themselves; the caller's must not leak in. */
+	unsetenv("CREDENTIALS_DIRECTORY");
+	unsetenv("MERAKI_DASHBOARD_API_KEY");
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_config.XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	snprintf(conf_path, sizeof(conf_path), "%s/blinkhookd.conf", tmpdir);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int test_teardown(void **state)
+{
+	(void)state;
+	unsetenv("CREDENTIALS_DIRECTORY");
+	unsetenv("MERAKI_DASHBOARD_API_KEY");
+	return 0;
+}
+
+static char *tmp_path(const char *name)
+{
+	char *p = path_join(tmpdir, name);
+
+	assert_non_null(p);
+	return p;
+}
+
+static void write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, data, len), 0);
+	/* open's mode is only used on creation, and the umask applies. */
+	assert_int_equal(fchmod(fd, mode), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static int load(struct config *c, const char *text, char err[static CONFIG_ERROR_MAX])
+{
+	write_file(conf_path, text, strlen(text), 0644);
+	assert_int_equal(config_init(c), 0);
+	return config_load(c, conf_path, err);
+}
+
+/* Loads text and expects exactly the error path + suffix. */
+static void assert_load_error(const char *text, const char *suffix)
+{
+	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
+	struct config c;
+	int r;
+
+	r = load(&c, text, err);
+	snprintf(want, sizeof(want), "%s%s", conf_path, suffix);
+	if (r != -EINVAL || strcmp(err, want) != 0)
+		fail_msg("for:\n%s\ngot %d \"%s\"\nwant \"%s\"", text, r, err, want);
+	config_release(&c);
+}
+
+#define PUBLIC "[callback]\npublic_url = https://hooks.example.com\n"
+
+static void test_full_file(void **state)
+{
+	static const char text[] =
+		"# blinkhookd.conf: every key set\n"
+		"; a comment of the other kind\n"
+		"[meraki]\n"
+		"base_url = https://api.meraki.ca/api/v1/   # Canada\n"
+		"api_key_file = /etc/blinkhook/api-key ; inline\n"
+		"min_interval = 15s\n"
+		"interval_scope = device\n"
+		"request_timeout = 45s\n"
+		"max_attempts = 12\n"
+		"retry_initial = 500ms\n"
+		"retry_max = 10min\n"
+		"ca_file = /etc/ssl/corp.pem\n"
+		"\n"
+		"[callback]\n"
+		"public_url = https://hooks.example.com/blinkhook/\n"
+		"listen = [::1]:9000\n"
+		"secret_header = X-Blink-Secret\n"
+		"http_server_id = aHR0cHM6Ly93d3cuZXhhbXBsZS5jb20vd2ViaG9va3M=\n"
+		"payload_template_id = wpt_2100\n"
+		"shared_secret_file = /etc/blinkhook/callback-secret\n"
+		"trusted_proxies = 10.0.0.0/8, 192.168.1.1 fd00::/8,::1\n"
+		"max_body = 128KiB\n"
+		"wait = 2min\n"
+		"expire = 2h\n"
+		"\n"
+		"[queue]\n"
+		"dir = /srv/blinkhook/spool\n"
+		"\n"
+		"[state]\n"
+		"dir = /srv/blinkhook/state   # the job log\n"
+		"retention = 7d\n";
+	char err[CONFIG_ERROR_MAX];
+	struct config c;
+	struct cidr want;
+
+	(void)state;
+	assert_int_equal(load(&c, text, err), 0);
+	assert_string_equal(err, "");
+	assert_string_equal(c.path, conf_path);
+
+	assert_string_equal(c.base_url, "https://api.meraki.ca/api/v1");
+	assert_string_equal(c.api_key_file, "/etc/blinkhook/api-key");
+	assert_true(c.min_interval_usec == 15 * USEC_PER_SEC);
+	assert_int_equal(c.interval_scope, INTERVAL_SCOPE_DEVICE);
+	assert_true(c.request_timeout_usec == 45 * USEC_PER_SEC);
+	assert_int_equal(c.max_attempts, 12);
+	assert_true(c.retry_initial_usec == 500 * USEC_PER_MSEC);
+	assert_true(c.retry_max_usec == 10 * USEC_PER_MIN);
+	assert_string_equal(c.ca_file, "/etc/ssl/corp.pem");
+
+	assert_string_equal(c.public_url, "https://hooks.example.com/blinkhook");
+	assert_false(c.listen.is_unix);
+	assert_string_equal(c.listen.host, "::1");
+	assert_int_equal(c.listen.port, 9000);
+	assert_null(c.listen.path);
+	assert_string_equal(c.secret_header, "X-Blink-Secret");
+	assert_string_equal(c.http_server_id, "aHR0cHM6Ly93d3cuZXhhbXBsZS5jb20vd2ViaG9va3M=");
+	assert_string_equal(c.payload_template_id, "wpt_2100");
+	assert_string_equal(c.shared_secret_file, "/etc/blinkhook/callback-secret");
+
+	assert_int_equal(c.n_trusted_proxies, 4);
+	assert_int_equal(config_parse_cidr("10.0.0.0/8", &want), 0);
+	assert_memory_equal(&c.trusted_proxies[0], &want, sizeof(want));
+	assert_int_equal(config_parse_cidr("192.168.1.1", &want), 0);
+	assert_memory_equal(&c.trusted_proxies[1], &want, sizeof(want));
+	assert_int_equal(config_parse_cidr("fd00::/8", &want), 0);
+	assert_memory_equal(&c.trusted_proxies[2], &want, sizeof(want));
+	assert_int_equal(config_parse_cidr("::1", &want), 0);
+	assert_memory_equal(&c.trusted_proxies[3], &want, sizeof(want));
+
+	assert_true(c.max_body == 128 * 1024);
+	assert_true(c.wait_usec == 2 * USEC_PER_MIN);
+	assert_true(c.expire_usec == 2 * USEC_PER_HOUR);
+	assert_string_equal(c.queue_dir, "/srv/blinkhook/spool");
+	assert_string_equal(c.state_dir, "/srv/blinkhook/state");
+	assert_true(c.retention_usec == 7 * USEC_PER_DAY);
+
+	config_release(&c);
+	/* Releasing twice is harmless. */
+	config_release(&c);
+}
+
+static void assert_defaults(const struct config *c)
+{
+	struct cidr lo4, lo6;
+
+	assert_string_equal(c->base_url, "https://api.meraki.com/api/v1");
+	assert_null(c->api_key_file);
+	assert_true(c->min_interval_usec == 10 * USEC_PER_SEC);
+	assert_int_equal(c->interval_scope, INTERVAL_SCOPE_GLOBAL);
+	assert_true(c->request_timeout_usec == 30 * USEC_PER_SEC);
+	assert_int_equal(c->max_attempts, 8);
+	assert_true(c->retry_initial_usec == USEC_PER_SEC);
+	assert_true(c->retry_max_usec == 5 * USEC_PER_MIN);
+	assert_null(c->ca_file);
+
+	assert_false(c->listen.is_unix);
+	assert_string_equal(c->listen.host, "127.0.0.1");
+	assert_int_equal(c->listen.port, 8787);
+	assert_null(c->listen.path);
+	assert_null(c->secret_header);
+	assert_null(c->http_server_id);
+	assert_null(c->payload_template_id);
+	assert_null(c->shared_secret_file);
+	assert_int_equal(c->n_trusted_proxies, 2);
+	assert_int_equal(config_parse_cidr("127.0.0.1", &lo4), 0);
+	assert_int_equal(config_parse_cidr("::1", &lo6), 0);
+	assert_memory_equal(&c->trusted_proxies[0], &lo4, sizeof(lo4));
+	assert_memory_equal(&c->trusted_proxies[1], &lo6, sizeof(lo6));
+	assert_true(c->max_body == 64 * 1024);
+	assert_true(c->wait_usec == 5 * USEC_PER_MIN);
+	assert_true(c->expire_usec == USEC_PER_HOUR);
+	assert_string_equal(c->queue_dir, "/var/spool/blinkhook");
+	assert_string_equal(c->state_dir, "/var/lib/blinkhook");
+	assert_true(c->retention_usec == 30 * USEC_PER_DAY);
+}
+
+static void test_defaults(void **state)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config c;
+
+	(void)state;
+	assert_int_equal(config_init(&c), 0);
+	assert_defaults(&c);
+	assert_null(c.public_url);
+	config_release(&c);
+
+	assert_int_equal(load(&c, PUBLIC, err), 0);
+	assert_defaults(&c);
+	assert_string_equal(c.public_url, "https://hooks.example.com");
+	config_release(&c);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	assert_load_error(PUBLIC "[meraki]\ncolour = red\n", ":4: [meraki] colour: unknown key");
+	assert_load_error(PUBLIC "\n[foo]\nbar = 1\n", ":4: [foo]: unknown section");
+	assert_load_error(PUBLIC "[Meraki]\n", ":3: [Meraki]: unknown section");
+	assert_load_error("min_interval = 5s\n" PUBLIC,
+			  ":1: min_interval: not in any [section]");
+	assert_load_error(PUBLIC "[meraki]\n\n\n\nmin_interval = 10x\n",
+			  ":7: min_interval: \"10x\" is not a time span (e.g. 30s, 5min, 1.5h)");
+	assert_load_error(PUBLIC "[meraki]\nmin_interval =\n",
+			  ":4: min_interval: \"\" is not a time span (e.g. 30s, 5min, 1.5h)");
+	assert_load_error(PUBLIC "[meraki]\nrequest_timeout = 20min\n",
+			  ":4: request_timeout: \"20min\" is out of range (1s..10min)");
+	assert_load_error(PUBLIC "[meraki]\nrequest_timeout = 999999999999999999999s\n",
+			  ":4: request_timeout: \"999999999999999999999s\" is out of range "
+			  "(1s..10min)");
+	assert_load_error(PUBLIC "[meraki]\nmin_interval = 2h\n",
+			  ":4: min_interval: \"2h\" is out of range (0..1h)");
+	assert_load_error(PUBLIC "[meraki]\nmax_attempts = 0\n",
+			  ":4: max_attempts: \"0\" is out of range (1..100)");
+	assert_load_error(PUBLIC "[meraki]\nmax_attempts = 8.5\n",
+			  ":4: max_attempts: \"8.5\" is not a whole number");
+	assert_load_error(PUBLIC "[meraki]\ninterval_scope = network\n",
+			  ":4: interval_scope: \"network\" is not one of: global, device");
+	assert_load_error(PUBLIC "max_body = 32MiB\n",
+			  ":3: max_body: \"32MiB\" is out of range (1KiB..16MiB)");
+	assert_load_error(PUBLIC "max_body = lots\n",
+			  ":3: max_body: \"lots\" is not a size (e.g. 512, 64KiB, 1MiB)");
+	assert_load_error(PUBLIC "[state]\nretention = 11y\n",
+			  ":4: retention: \"11y\" is not a time span (e.g. 30s, 5min, 1.5h)");
+	assert_load_error(PUBLIC "[state]\nretention = 3651d\n",
+			  ":4: retention: \"3651d\" is out of range (1h..3650d)");
+
+	/* URLs. */
+	assert_load_error(PUBLIC "[meraki]\nbase_url = ftp://api.meraki.com\n",
+			  ":4: base_url: \"ftp://api.meraki.com\" is not an http:// or https:// URL");
+	assert_load_error(PUBLIC "[meraki]\nbase_url = api.meraki.com/api/v1\n",
+			  ":4: base_url: \"api.meraki.com/api/v1\" is not an http:// or https:// URL");
+	assert_load_error(PUBLIC "[meraki]\nbase_url =\n", ":4: base_url: must not be empty");
+	assert_load_error("[callback]\npublic_url = https://\n",
+			  ":2: public_url: \"https://\" has no host");
+	assert_load_error("[callback]\npublic_url = https:///x\n",
+			  ":2: public_url: \"https:///x\" has no host");
+	assert_load_error("[callback]\npublic_url = https://h.example/x?a=b\n",
+			  ":2: public_url: \"https://h.example/x?a=b\" must not have a query or "
+			  "fragment");
+	assert_load_error("[callback]\npublic_url = https://h.example/x#frag\n",
+			  ":2: public_url: \"https://h.example/x#frag\" must not have a query or "
+			  "fragment");
+	assert_load_error("[callback]\npublic_url = https://h.example/a b\n",
+			  ":2: public_url: \"https://h.example/a b\" contains a blank, control or "
+			  "non-ASCII character");
+	assert_load_error("[callback]\npublic_url = https://user:pw@h.example/\n",
+			  ":2: public_url: \"https://user:pw@h.example/\" must not contain user "
+			  "information");
+	assert_load_error("[callback]\npublic_url = https://h.example:99999/\n",
+			  ":2: public_url: \"https://h.example:99999/\" has a bad port");
+	assert_load_error("[callback]\npublic_url = https://[zz]/\n",
+			  ":2: public_url: \"https://[zz]/\" has a bad IPv6 host");
+
+	/* Paths. */
+	assert_load_error(PUBLIC "[queue]\ndir = spool\n",
+			  ":4: dir: must be an absolute path, not \"spool\"");
+	assert_load_error(PUBLIC "[state]\ndir =\n", ":4: dir: must not be empty");
+	assert_load_error(PUBLIC "[meraki]\napi_key_file = key.txt\n",
+			  ":4: api_key_file: must be an absolute path, not \"key.txt\"");
+	assert_load_error(PUBLIC "[meraki]\nca_file = ./ca.pem\n",
+			  ":4: ca_file: must be an absolute path, not \"./ca.pem\"");
+
+	/* listen, trusted_proxies, secret_header. */
+	assert_load_error(PUBLIC "listen = localhost\n",
+			  ":3: listen: \"localhost\" is not host:port, [v6addr]:port or "
+			  "unix:/path");
+	assert_load_error(PUBLIC "listen = ::1:8787\n",
+			  ":3: listen: \"::1:8787\" is not host:port, [v6addr]:port or unix:/path");
+	assert_load_error(PUBLIC "listen = 127.0.0.1:0\n",
+			  ":3: listen: \"127.0.0.1:0\": port must be 1..65535");
+	assert_load_error(PUBLIC "trusted_proxies = 127.0.0.1 10.0.0.0/33\n",
+			  ":3: trusted_proxies: \"10.0.0.0/33\" is not an IP address or "
+			  "address/prefix");
+	assert_load_error(PUBLIC "trusted_proxies = proxy.example.com\n",
+			  ":3: trusted_proxies: \"proxy.example.com\" is not an IP address or "
+			  "address/prefix");
+	assert_load_error(PUBLIC "secret_header = X Secret\n",
+			  ":3: secret_header: \"X Secret\" is not a valid HTTP header name");
+	assert_load_error(PUBLIC "payload_template_id = a\x01z\n",
+			  ":3: payload_template_id: contains control characters");
+
+	/* Checks made after the whole file. */
+	assert_load_error("[meraki]\nmin_interval = 5s\n",
+			  ": public_url: required ([callback] section)");
+	assert_load_error("[callback]\npublic_url =          # REQUIRED\n",
+			  ":2: public_url: required ([callback] section)");
+	assert_load_error(PUBLIC "[meraki]\nretry_initial = 10s\nretry_max = 5s\n",
+			  ":5: retry_max: must not be less than retry_initial (10s)");
+	assert_load_error(PUBLIC "[meraki]\nretry_initial = 10min\n",
+			  ":4: retry_initial: must not be greater than retry_max (5min)");
+	assert_load_error(PUBLIC "expire = 5min\n", ":3: expire: must be greater than wait (5min)");
+	assert_load_error(PUBLIC "wait = 1h\n", ":3: wait: must be less than expire (1h)");
+	assert_load_error(PUBLIC "shared_secret_file = /etc/blinkhook/secret\n",
+			  ":3: shared_secret_file: only used with http_server_id");
+
+	/* What inih cannot parse. */
+	assert_load_error(PUBLIC "this is not a key\n", ":3: syntax error");
+	assert_load_error("[callback\n", ":1: syntax error");
+	/* The first problem in the file is the one reported. */
+	assert_load_error("[callback]\ngarbage\ncolour = red\n", ":2: syntax error");
+	assert_load_error("[callback]\ncolour = red\ngarbage\n", ":2: [callback] colour: unknown key");
+}
+
+static void test_error_nul_byte(void **state)
+{
+	static const char text[] = PUBLIC "wait = 1s\0garbage\n";
+	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
+	struct config c;
+
+	(void)state;
+	write_file(conf_path, text, sizeof(text) - 1, 0644);
+	assert_int_equal(config_init(&c), 0);
+	assert_int_equal(config_load(&c, conf_path, err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:3: syntax error (NUL byte)", conf_path);
+	assert_string_equal(err, want);
+	config_release(&c);
+}
+
+static void test_long_lines(void **state)
+{
+	char text[1024], err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
+	struct config c;
+	int n;
+
+	(void)state;
+	/* The installed inih reads lines into a fixed buffer; a line that
+	 * does not fit is an error, not two lines. */
+	n = snprintf(text, sizeof(text), PUBLIC "http_server_id = ");
+	memset(text + n, 'a', 300);
+	snprintf(text + n + 300, sizeof(text) - (size_t)n - 300, "\n");
+	assert_int_equal(load(&c, text, err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:3: line too long", conf_path);
+	assert_memory_equal(err, want, strlen(want));
+	config_release(&c);
+
+	/* 32 proxies fit; 33 are too many. */
+	n = snprintf(text, sizeof(text), PUBLIC "trusted_proxies =");
+	for (int i = 0; i < 32; i++)
+		n += snprintf(text + n, sizeof(text) - (size_t)n, " ::%x", i);
+	snprintf(text + n, sizeof(text) - (size_t)n, "\n");
+	assert_int_equal(load(&c, text, err), 0);
+	assert_int_equal(c.n_trusted_proxies, 32);
+	config_release(&c);
+
+	snprintf(text + n, sizeof(text) - (size_t)n, " ::ff\n");
+	assert_int_equal(load(&c, text, err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:3: trusted_proxies: more than 32 entries", conf_path);
+	assert_string_equal(err, want);
+	config_release(&c);
+}
+
+static void test_comments_and_layout(void **state)
+{
+	static const char text[] =
+		"\xef\xbb\xbf# a BOM, then comments\r\n"
+		"; semicolon comment\r\n"
+		"  # indented comment\r\n"
+		"  [callback]\r\n"
+		"\tpublic_url = https://hooks.example.com  ; inline\r\n"
+		"  http_server_id = abc#def\r\n"
+		"  payload_template_id = wpt_1 #comment\r\n"
+		"secret_header = # only a comment\r\n"
+		"trusted_proxies =\r\n"
+		"[meraki]\r\n"
+		"max_attempts = 3\r\n"
+		"max_attempts = 5\r\n"
+		"request_timeout = 1min 30s   # sums work\r\n"
+		"[callback]\r\n"
+		"listen = unix:/run/blinkhook/http.sock\r\n";
+	char err[CONFIG_ERROR_MAX];
+	struct config c;
+
+	(void)state;
+	assert_int_equal(load(&c, text, err), 0);
+	assert_string_equal(c.public_url, "https://hooks.example.com");
+	/* A '#' inside a value, with no blank before it, is kept. */
+	assert_string_equal(c.http_server_id, "abc#def");
+	assert_string_equal(c.payload_template_id, "wpt_1");
+	assert_null(c.secret_header);
+	/* An empty list trusts no one. */
+	assert_int_equal(c.n_trusted_proxies, 0);
+	/* The last of a repeated key wins. */
+	assert_int_equal(c.max_attempts, 5);
+	assert_true(c.request_timeout_usec == 90 * USEC_PER_SEC);
+	assert_true(c.listen.is_unix);
+	assert_null(c.listen.host);
+	assert_string_equal(c.listen.path, "/run/blinkhook/http.sock");
+	config_release(&c);
+}
+
+static void test_indented_line_is_not_a_continuation(void **state)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config c;
+
+	(void)state;
+	/* inih alone would append "  max_attempts = 4" to min_interval's
+	 * value; here it is a key of its own. */
+	assert_int_equal(load(&c, PUBLIC "[meraki]\n  min_interval = 1s\n  max_attempts = 4\n", err),
+			 0);
+	assert_true(c.min_interval_usec == USEC_PER_SEC);
+	assert_int_equal(c.max_attempts, 4);
+	config_release(&c);
+}
+
+static void test_urls(void **state)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config c;
+
+	(void)state;
+	assert_int_equal(load(&c,
+			      "[meraki]\nbase_url = HTTP://[::1]:8080/api/v1//\n"
+			      "[callback]\npublic_url = http://127.0.0.1:9999/\n",
+			      err),
+			 0);
+	assert_string_equal(c.base_url, "http://[::1]:8080/api/v1");
+	assert_string_equal(c.public_url, "http://127.0.0.1:9999");
+	config_release(&c);
+}
+
+static void test_http_server_id_mode(void **state)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config c;
+
+	(void)state;
+	/* With a Dashboard-managed receiver, public_url is optional. */
+	assert_int_equal(load(&c,
+			      "[callback]\nhttp_server_id = abc\n"
+			      "shared_secret_file = /etc/blinkhook/secret\n",
+			      err),
+			 0);
+	assert_null(c.public_url);
+	assert_string_equal(c.http_server_id, "abc");
+	assert_string_equal(c.shared_secret_file, "/etc/blinkhook/secret");
+	config_release(&c);
+}
+
+static void test_reload(void **state)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config c;
+
+	(void)state;
+	assert_int_equal(load(&c, PUBLIC "listen = [::1]:1\n[queue]\ndir = /a\n", err), 0);
+	/* Loading again over the result replaces (and frees) what was set. */
+	{
+		static const char text[] = PUBLIC "listen = unix:/run/x\n[queue]\ndir = /b\n";
+
+		write_file(conf_path, text, sizeof(text) - 1, 0644);
+	}
+	assert_int_equal(config_load(&c, conf_path, err), 0);
+	assert_true(c.listen.is_unix);
+	assert_string_equal(c.queue_dir, "/b");
+	config_release(&c);
+}
+
+static void test_unreadable(void **state)
+{
+	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
+	_cleanup_free_ char *missing = tmp_path("missing.conf");
+	struct config c;
+
+	(void)state;
+	assert_int_equal(config_init(&c), 0);
+	assert_int_equal(config_load(&c, missing, err), -ENOENT);
+	snprintf(want, sizeof(want), "%s: No such file or directory", missing);
+	assert_string_equal(err, want);
+	assert_int_equal(config_load(&c, tmpdir, err), -EINVAL);
+	snprintf(want, sizeof(want), "%s: not a regular file", tmpdir);
+	assert_string_equal(err, want);
+	config_release(&c);
+}
+
+/* ---- listen ---- */
+
+static void assert_listen(const char *s, bool is_unix, const char *host, unsigned port,
+			  const char *path)
+{
+	struct listen_addr l;
+
+	assert_int_equal(config_parse_listen(s, &l), 0);
+	assert_int_equal(l.is_unix, is_unix);
+	assert_int_equal(l.port, port);
+	if (host)
+		assert_string_equal(l.host, host);
+	else
+		assert_null(l.host);
+	if (path)
+		assert_string_equal(l.path, path);
+	else
+		assert_null(l.path);
+	free(l.host);
+	free(l.path);
+}
+
+static void test_parse_listen(void **state)
+{
+	char longpath[200];
+	struct listen_addr l = {.port = 4242};
+
+	(void)state;
+	assert_listen("127.0.0.1:8787", false, "127.0.0.1", 8787, NULL);
+	assert_listen("0.0.0.0:1", false, "0.0.0.0", 1, NULL);
+	assert_listen("localhost:65535", false, "localhost", 65535, NULL);
+	assert_listen("[::1]:8787", false, "::1", 8787, NULL);
+	assert_listen("[::]:80", false, "::", 80, NULL);
+	assert_listen("unix:/run/blinkhook.sock", true, NULL, 0, "/run/blinkhook.sock");
+
+	assert_int_equal(config_parse_listen("", &l), -EINVAL);
+	assert_int_equal(config_parse_listen(NULL, &l), -EINVAL);
+	assert_int_equal(config_parse_listen("localhost", &l), -EINVAL);
+	assert_int_equal(config_parse_listen(":8787", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("host:", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("host:x", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("host:-1", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("host:0", &l), -ERANGE);
+	assert_int_equal(config_parse_listen("host:65536", &l), -ERANGE);
+	assert_int_equal(config_parse_listen("::1:8787", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("[::1]", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("[::1]8787", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("[zz]:8787", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("[127.0.0.1]:8787", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("ho st:80", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("unix:", &l), -EINVAL);
+	assert_int_equal(config_parse_listen("unix:run/x.sock", &l), -EINVAL);
+
+	longpath[0] = '/';
+	memset(longpath + 1, 'p', 107);
+	longpath[108] = '\0';
+	{
+		char s[220];
+
+		snprintf(s, sizeof(s), "unix:%s", longpath);
+		assert_int_equal(config_parse_listen(s, &l), -ENAMETOOLONG);
+		/* 107 characters fit sun_path with its NUL. */
+		longpath[107] = '\0';
+		snprintf(s, sizeof(s), "unix:%s", longpath);
+		assert_listen(s, true, NULL, 0, longpath);
+	}
+	/* Untouched on failure. */
+	assert_int_equal(l.port, 4242);
+}
+
+/* ---- CIDR ---- */
+
+static void assert_cidr(const char *s, int family, const char *addr, unsigned prefix)
+{
+	struct cidr c;
+	uint8_t want[16] = {0};
+
+	assert_int_equal(config_parse_cidr(s, &c), 0);
+	assert_int_equal(c.family, family);
+	assert_int_equal(c.prefix, prefix);
+	assert_int_equal(inet_pton(family, addr, want), 1);
+	assert_memory_equal(c.addr, want, family == AF_INET ? 4 : 16);
+}
+
+static void test_parse_cidr(void **state)
+{
+	struct cidr c = {.prefix = 99};
+
+	(void)state;
+	assert_cidr("127.0.0.1", AF_INET, "127.0.0.1", 32);
+	assert_cidr("10.0.0.0/8", AF_INET, "10.0.0.0", 8);
+	/* Host bits are masked away. */
+	assert_cidr("10.1.2.3/8", AF_INET, "10.0.0.0", 8);
+	assert_cidr("192.168.77.200/20", AF_INET, "192.168.64.0", 20);
+	assert_cidr("0.0.0.0/0", AF_INET, "0.0.0.0", 0);
+	assert_cidr("1.2.3.4/0", AF_INET, "0.0.0.0", 0);
+	assert_cidr("::1", AF_INET6, "::1", 128);
+	assert_cidr("fd00::/8", AF_INET6, "fd00::", 8);
+	assert_cidr("fdab:cdef::1/12", AF_INET6, "fda0::", 12);
+	assert_cidr("2001:db8::1/32", AF_INET6, "2001:db8::", 32);
+	assert_cidr("::/0", AF_INET6, "::", 0);
+	assert_cidr("::ffff:10.1.2.3/104", AF_INET6, "::ffff:10.0.0.0", 104);
+
+	assert_int_equal(config_parse_cidr("", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr(NULL, &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("/8", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("10.0.0.0/", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("10.0.0.0/33", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("10.0.0.0/-1", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("10.0.0.0/8/8", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("10.0.0/8", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("::/129", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("fe80::1%eth0", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr("localhost", &c), -EINVAL);
+	assert_int_equal(config_parse_cidr(" 10.0.0.1", &c), -EINVAL);
+	assert_int_equal(c.prefix, 99);
+}
+
+static bool match(const char *prefix, const char *addr)
+{
+	uint8_t a[16];
+	struct cidr c;
+	int family = strchr(addr, ':') ? AF_INET6 : AF_INET;
+
+	assert_int_equal(config_parse_cidr(prefix, &c), 0);
+	assert_int_equal(inet_pton(family, addr, a), 1);
+	return cidr_match(&c, family, a);
+}
+
+static void test_cidr_match(void **state)
+{
+	struct cidr c;
+	uint8_t a[16] = {0};
+
+	(void)state;
+	assert_true(match("127.0.0.1", "127.0.0.1"));
+	assert_false(match("127.0.0.1", "127.0.0.2"));
+	assert_true(match("10.0.0.0/8", "10.255.1.2"));
+	assert_false(match("10.0.0.0/8", "11.0.0.1"));
+	assert_true(match("10.1.2.3/8", "10.9.9.9"));
+	assert_true(match("192.168.64.0/20", "192.168.79.255"));
+	assert_false(match("192.168.64.0/20", "192.168.80.0"));
+	assert_true(match("0.0.0.0/0", "203.0.113.9"));
+
+	assert_true(match("::1", "::1"));
+	assert_false(match("::1", "::2"));
+	assert_true(match("fd00::/8", "fdff:1::9"));
+	assert_false(match("fd00::/8", "fe80::1"));
+	assert_true(match("2001:db8::/33", "2001:db8:7fff::1"));
+	assert_false(match("2001:db8::/33", "2001:db8:8000::1"));
+	assert_true(match("::/0", "2001:db8::1"));
+
+	/* IPv4-mapped IPv6 peers (a dual-stack socket) match IPv4 prefixes. */
+	assert_true(match("127.0.0.1", "::ffff:127.0.0.1"));
+	assert_true(match("10.0.0.0/8", "::ffff:10.20.30.40"));
+	assert_false(match("10.0.0.0/8", "::ffff:11.20.30.40"));
+	assert_true(match("0.0.0.0/0", "::ffff:1.2.3.4"));
+	/* ... and a mapped prefix matches plain IPv4. */
+	assert_true(match("::ffff:10.0.0.0/104", "10.1.1.1"));
+	assert_false(match("::ffff:10.0.0.0/104", "11.1.1.1"));
+
+	/* Families do not otherwise mix. */
+	assert_false(match("0.0.0.0/0", "::1"));
+	assert_false(match("0.0.0.0/0", "2001:db8::1"));
+	assert_false(match("::1", "127.0.0.1"));
+	/* "::" is not 0.0.0.0. */
+	assert_false(match("0.0.0.0", "::"));
+
+	assert_int_equal(config_parse_cidr("10.0.0.0/8", &c), 0);
+	assert_false(cidr_match(&c, AF_UNIX, a));
+	assert_false(cidr_match(&c, AF_INET, NULL));
+	assert_false(cidr_match(NULL, AF_INET, a));
+}
+
+/* ---- secrets ---- */
+
+struct keys {
+	char *cred_dir;
+	char *cred_file;
+	char *key_file;
+};
+
+static void keys_setup(struct keys *k)
+{
+	k->cred_dir = tmp_path("credentials");
+	mkdir(k->cred_dir, 0700);
+	k->cred_file = path_join(k->cred_dir, "meraki-api-key");
+	assert_non_null(k->cred_file);
+	k->key_file = tmp_path("api-key");
+	write_file(k->cred_file, "credkey-0123456789abcdef\n", 25, 0400);
+	write_file(k->key_file, "  filekey-0123456789abcdef \r\n\n", 30, 0600);
+}
+
+static void keys_free(struct keys *k)
+{
+	free(k->cred_dir);
+	free(k->cred_file);
+	free(k->key_file);
+}
+
+static void assert_key(const struct config *c, const char *want, const char *want_source)
+{
+	char err[CONFIG_ERROR_MAX];
+	const char *source = NULL;
+	char *key = NULL;
+
+	assert_int_equal(config_load_api_key(c, &key, &source, err), 0);
+	assert_string_equal(key, want);
+	assert_string_equal(source, want_source);
+	free(key);
+}
+
+static void assert_key_error(const struct config *c, int want, const char *want_err)
+{
+	char err[CONFIG_ERROR_MAX];
+	const char *source = "untouched";
+	char *key = NULL;
+
+	assert_int_equal(config_load_api_key(c, &key, &source, err), want);
+	assert_null(key);
+	assert_string_equal(source, "untouched");
+	assert_string_equal(err, want_err);
+	/* Whatever failed, the message never shows a key. */
+	assert_null(strstr(err, "0123456789"));
+}
+
+static void test_api_key_precedence(void **state)
+{
+	struct config c;
+	struct keys k;
+
+	(void)state;
+	keys_setup(&k);
+	assert_int_equal(config_init(&c), 0);
+	c.api_key_file = strdup(k.key_file);
+
+	setenv("CREDENTIALS_DIRECTORY", k.cred_dir, 1);
+	setenv("MERAKI_DASHBOARD_API_KEY", "envkey-0123456789abcdef", 1);
+	assert_key(&c, "credkey-0123456789abcdef", "credential");
+
+	/* A credentials directory without this credential is passed over. */
+	assert_int_equal(unlink(k.cred_file), 0);
+	assert_key(&c, "envkey-0123456789abcdef", "environment");
+
+	unsetenv("CREDENTIALS_DIRECTORY");
+	setenv("MERAKI_DASHBOARD_API_KEY", " envkey-0123456789abcdef\n", 1);
+	assert_key(&c, "envkey-0123456789abcdef", "environment");
+
+	unsetenv("MERAKI_DASHBOARD_API_KEY");
+	assert_key(&c, "filekey-0123456789abcdef", "file");
+
+	free(c.api_key_file);
+	c.api_key_file = NULL;
+	assert_key_error(&c, -ENOENT,
+			 "no API key: set the credential meraki-api-key, MERAKI_DASHBOARD_API_KEY, "
+			 "or [meraki] api_key_file");
+
+	config_release(&c);
+	keys_free(&k);
+}
+
+static void test_api_key_refusals(void **state)
+{
+	char want[CONFIG_ERROR_MAX];
+	_cleanup_free_ char *big = NULL;
+	struct config c;
+	struct keys k;
+
+	(void)state;
+	keys_setup(&k);
+	assert_int_equal(config_init(&c), 0);
+	c.api_key_file = strdup(k.key_file);
+
+	/* Group or world access to the key file is refused. */
+	assert_int_equal(chmod(k.key_file, 0640), 0);
+	snprintf(want, sizeof(want), "%s: is readable by group or others; chmod 600 it",
+		 k.key_file);
+	assert_key_error(&c, -EACCES, want);
+	assert_int_equal(chmod(k.key_file, 0604), 0);
+	assert_key_error(&c, -EACCES, want);
+	assert_int_equal(chmod(k.key_file, 0400), 0);
+	assert_key(&c, "filekey-0123456789abcdef", "file");
+
+	write_file(k.key_file, " \n\n", 3, 0600);
+	snprintf(want, sizeof(want), "%s: is empty", k.key_file);
+	assert_key_error(&c, -EINVAL, want);
+
+	write_file(k.key_file, "key-0123456789\nsecond line\n", 27, 0600);
+	snprintf(want, sizeof(want), "%s: contains blanks or characters outside printable ASCII",
+		 k.key_file);
+	assert_key_error(&c, -EINVAL, want);
+
+	write_file(k.key_file, "key-0123456789\xc3\xa9", 16, 0600);
+	assert_key_error(&c, -EINVAL, want);
+
+	big = malloc(5000);
+	assert_non_null(big);
+	memset(big, 'k', 5000);
+	write_file(k.key_file, big, 5000, 0600);
+	snprintf(want, sizeof(want), "%s: larger than 4096 bytes", k.key_file);
+	assert_key_error(&c, -EFBIG, want);
+
+	assert_int_equal(unlink(k.key_file), 0);
+	snprintf(want, sizeof(want), "%s: No such file or directory", k.key_file);
+	assert_key_error(&c, -ENOENT, want);
+
+	/* A found but bad source is an error, not a reason to look further. */
+	setenv("MERAKI_DASHBOARD_API_KEY", "", 1);
+	assert_key_error(&c, -EINVAL, "MERAKI_DASHBOARD_API_KEY: is empty");
+	setenv("MERAKI_DASHBOARD_API_KEY", "key 0123456789", 1);
+	assert_key_error(&c, -EINVAL,
+			 "MERAKI_DASHBOARD_API_KEY: contains blanks or characters outside "
+			 "printable ASCII");
+
+	write_file(k.cred_file, "\n", 1, 0400);
+	setenv("CREDENTIALS_DIRECTORY", k.cred_dir, 1);
+	snprintf(want, sizeof(want), "%s: is empty", k.cred_file);
+	assert_key_error(&c, -EINVAL, want);
+
+	config_release(&c);
+	keys_free(&k);
+}
+
+static void test_callback_secret(void **state)
+{
+	_cleanup_free_ char *dir = tmp_path("cb-credentials"), *cred = NULL,
+			    *file = tmp_path("cb-secret");
+	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
+	char *secret = NULL;
+	struct config c;
+
+	(void)state;
+	assert_int_equal(mkdir(dir, 0700), 0);
+	cred = path_join(dir, "callback-secret");
+	assert_non_null(cred);
+	assert_int_equal(config_init(&c), 0);
+
+	assert_int_equal(config_load_callback_secret(&c, &secret, err), -ENOENT);
+	assert_null(secret);
+	assert_string_equal(err, "no callback secret: set the credential callback-secret or "
+				 "[callback] shared_secret_file");
+
+	write_file(file, "file secret with spaces\n", 24, 0600);
+	c.shared_secret_file = strdup(file);
+	assert_int_equal(config_load_callback_secret(&c, &secret, err), 0);
+	assert_string_equal(secret, "file secret with spaces");
+	free(secret);
+	secret = NULL;
+
+	write_file(cred, "cred-secret\n", 12, 0400);
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	assert_int_equal(config_load_callback_secret(&c, &secret, err), 0);
+	assert_string_equal(secret, "cred-secret");
+	free(secret);
+	secret = NULL;
+	unsetenv("CREDENTIALS_DIRECTORY");
+
+	assert_int_equal(chmod(file, 0644), 0);
+	assert_int_equal(config_load_callback_secret(&c, &secret, err), -EACCES);
+	snprintf(want, sizeof(want), "%s: is readable by group or others; chmod 600 it", file);
+	assert_string_equal(err, want);
+	assert_null(secret);
+
+	/* Named but missing is an error, not "not configured". */
+	assert_int_equal(unlink(file), 0);
+	assert_int_equal(config_load_callback_secret(&c, &secret, err), -EINVAL);
+	snprintf(want, sizeof(want), "%s: No such file or directory", file);
+	assert_string_equal(err, want);
+
+	config_release(&c);
+}
+
+static void test_api_key_mask(void **state)
+{
+	char buf[16];
+
+	(void)state;
+	api_key_mask("0123456789abcdef0123456789abcdef01234567", buf);
+	assert_string_equal(buf, "\xe2\x80\xa6" "4567");
+	api_key_mask("abcdefgh", buf);
+	assert_string_equal(buf, "\xe2\x80\xa6" "efgh");
+	api_key_mask("abcdefg", buf);
+	assert_string_equal(buf, "****");
+	api_key_mask("", buf);
+	assert_string_equal(buf, "****");
+	api_key_mask(NULL, buf);
+	assert_string_equal(buf, "****");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_full_file, test_teardown),
+		cmocka_unit_test_teardown(test_defaults, test_teardown),
+		cmocka_unit_test_teardown(test_errors, test_teardown),
+		cmocka_unit_test_teardown(test_error_nul_byte, test_teardown),
+		cmocka_unit_test_teardown(test_long_lines, test_teardown),
+		cmocka_unit_test_teardown(test_comments_and_layout, test_teardown),
+		cmocka_unit_test_teardown(test_indented_line_is_not_a_continuation, test_teardown),
+		cmocka_unit_test_teardown(test_urls, test_teardown),
+		cmocka_unit_test_teardown(test_http_server_id_mode, test_teardown),
+		cmocka_unit_test_teardown(test_reload, test_teardown),
+		cmocka_unit_test_teardown(test_unreadable, test_teardown),
+		cmocka_unit_test_teardown(test_parse_listen, test_teardown),
+		cmocka_unit_test_teardown(test_parse_cidr, test_teardown),
+		cmocka_unit_test_teardown(test_cidr_match, test_teardown),
+		cmocka_unit_test_teardown(test_api_key_precedence, test_teardown),
+		cmocka_unit_test_teardown(test_api_key_refusals, test_teardown),
+		cmocka_unit_test_teardown(test_callback_secret, test_teardown),
+		cmocka_unit_test_teardown(test_api_key_mask, test_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,832 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "blinkhook/util.h"
+
+#define SENTINEL UINT64_C(0xdeadbeefcafef00d)
+
+static char tmpdir[64];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_util.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *tmp_path(const char *name)
+{
+	char *p = path_join(tmpdir, name);
+
+	assert_non_null(p);
+	return p;
+}
+
+static void write_raw(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, data, len), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+/* ---- time spans ---- */
+
+static void assert_timespan(const char *s, uint64_t want)
+{
+	uint64_t v = SENTINEL;
+	int r = parse_timespan(s, &v);
+
+	if (r != 0 || v != want)
+		fail_msg("parse_timespan(\"%s\") = %d, %llu; want %llu", s, r,
+			 (unsigned long long)v, (unsigned long long)want);
+}
+
+static void assert_timespan_err(const char *s, int want)
+{
+	uint64_t v = SENTINEL;
+	int r = parse_timespan(s, &v);
+
+	if (r != want)
+		fail_msg("parse_timespan(\"%s\") = %d, want %d", s, r, want);
+	/* Out-parameters are left alone on failure. */
+	assert_true(v == SENTINEL);
+}
+
+static void test_timespan_units(void **state)
+{
+	(void)state;
+	assert_timespan("1us", 1);
+	assert_timespan("7usec", 7);
+	assert_timespan("1ms", USEC_PER_MSEC);
+	assert_timespan("250msec", 250 * USEC_PER_MSEC);
+	assert_timespan("1s", USEC_PER_SEC);
+	assert_timespan("3sec", 3 * USEC_PER_SEC);
+	assert_timespan("1second", USEC_PER_SEC);
+	assert_timespan("2seconds", 2 * USEC_PER_SEC);
+	assert_timespan("1m", USEC_PER_MIN);
+	assert_timespan("5min", 5 * USEC_PER_MIN);
+	assert_timespan("1minute", USEC_PER_MIN);
+	assert_timespan("2minutes", 2 * USEC_PER_MIN);
+	assert_timespan("1h", USEC_PER_HOUR);
+	assert_timespan("2hr", 2 * USEC_PER_HOUR);
+	assert_timespan("1hour", USEC_PER_HOUR);
+	assert_timespan("3hours", 3 * USEC_PER_HOUR);
+	assert_timespan("1d", USEC_PER_DAY);
+	assert_timespan("1day", USEC_PER_DAY);
+	assert_timespan("30days", 30 * USEC_PER_DAY);
+	assert_timespan("1w", 7 * USEC_PER_DAY);
+	assert_timespan("1week", 7 * USEC_PER_DAY);
+	assert_timespan("2weeks", 14 * USEC_PER_DAY);
+	/* A bare number is seconds. */
+	assert_timespan("10", 10 * USEC_PER_SEC);
+	assert_timespan("0", 0);
+	assert_timespan("0s", 0);
+}
+
+static void test_timespan_fractions(void **state)
+{
+	(void)state;
+	assert_timespan("1.5h", 90 * USEC_PER_MIN);
+	assert_timespan("0.5s", 500 * USEC_PER_MSEC);
+	assert_timespan(".5s", 500 * USEC_PER_MSEC);
+	assert_timespan("1.5", 1500 * USEC_PER_MSEC);
+	assert_timespan("1.001ms", 1001);
+	assert_timespan("0.25d", 6 * USEC_PER_HOUR);
+	assert_timespan("1.000001s", 1000001);
+	/* Below a microsecond rounds down. */
+	assert_timespan("0.0000009s", 0);
+	assert_timespan("1.9us", 1);
+	/* Digits far past microseconds do not disturb the result. */
+	assert_timespan("0.333333333333333333333h", 1199999999);
+}
+
+static void test_timespan_sums(void **state)
+{
+	(void)state;
+	assert_timespan("2min 30s", 150 * USEC_PER_SEC);
+	assert_timespan("1h30min", 90 * USEC_PER_MIN);
+	assert_timespan("1h 1min 1s 1ms 1us",
+			USEC_PER_HOUR + USEC_PER_MIN + USEC_PER_SEC + USEC_PER_MSEC + 1);
+	assert_timespan("1d12h", 36 * USEC_PER_HOUR);
+	assert_timespan("1s 1s", 2 * USEC_PER_SEC);
+	assert_timespan("0.5min 0.5min", USEC_PER_MIN);
+}
+
+static void test_timespan_whitespace(void **state)
+{
+	(void)state;
+	assert_timespan("  10s", 10 * USEC_PER_SEC);
+	assert_timespan("10s  ", 10 * USEC_PER_SEC);
+	assert_timespan("\t5 min\t", 5 * USEC_PER_MIN);
+	assert_timespan(" 2 min   30 s ", 150 * USEC_PER_SEC);
+	assert_timespan(" 42 ", 42 * USEC_PER_SEC);
+}
+
+static void test_timespan_errors(void **state)
+{
+	(void)state;
+	assert_timespan_err("", -EINVAL);
+	assert_timespan_err("   ", -EINVAL);
+	assert_timespan_err(NULL, -EINVAL);
+	assert_timespan_err("-1s", -EINVAL);
+	assert_timespan_err("+1s", -EINVAL);
+	assert_timespan_err("10x", -EINVAL);
+	assert_timespan_err("10S", -EINVAL);
+	assert_timespan_err("s", -EINVAL);
+	assert_timespan_err(".s", -EINVAL);
+	assert_timespan_err("1..5s", -EINVAL);
+	assert_timespan_err("1e3s", -EINVAL);
+	assert_timespan_err("1s x", -EINVAL);
+	assert_timespan_err("1s,2s", -EINVAL);
+	assert_timespan_err("2min 30", -EINVAL);
+	assert_timespan_err("1 2", -EINVAL);
+	assert_timespan_err("ten seconds", -EINVAL);
+	assert_timespan_err("1 s s", -EINVAL);
+}
+
+static void test_timespan_overflow(void **state)
+{
+	(void)state;
+	assert_timespan("18446744073709551615us", UINT64_MAX);
+	assert_timespan_err("18446744073709551616us", -ERANGE);
+	assert_timespan_err("99999999999999999999", -ERANGE);
+	assert_timespan_err("40000000w", -ERANGE);
+	assert_timespan_err("18446744073709551615us 1us", -ERANGE);
+	assert_timespan_err("18446744073709551615.5s", -ERANGE);
+	/* Garbage wins over overflow. */
+	assert_timespan_err("99999999999999999999x", -EINVAL);
+	assert_timespan_err("99999999999999999999s x", -EINVAL);
+}
+
+/* ---- sizes ---- */
+
+static void assert_size(const char *s, uint64_t want)
+{
+	uint64_t v = SENTINEL;
+	int r = parse_size(s, &v);
+
+	if (r != 0 || v != want)
+		fail_msg("parse_size(\"%s\") = %d, %llu; want %llu", s, r, (unsigned long long)v,
+			 (unsigned long long)want);
+}
+
+static void assert_size_err(const char *s, int want)
+{
+	uint64_t v = SENTINEL;
+	int r = parse_size(s, &v);
+
+	if (r != want)
+		fail_msg("parse_size(\"%s\") = %d, want %d", s, r, want);
+	assert_true(v == SENTINEL);
+}
+
+static void test_size(void **state)
+{
+	(void)state;
+	assert_size("0", 0);
+	assert_size("512", 512);
+	assert_size("512B", 512);
+	assert_size("1K", 1024);
+	assert_size("1KiB", 1024);
+	assert_size("64KiB", 65536);
+	assert_size("1M", 1 << 20);
+	assert_size("16MiB", 16 << 20);
+	assert_size("1G", 1 << 30);
+	assert_size("2GiB", UINT64_C(2) << 30);
+	assert_size(" 64 KiB ", 65536);
+	/* Fractions, rounded down to whole bytes, exactly. */
+	assert_size("1.5KiB", 1536);
+	assert_size("0.5M", 512 * 1024);
+	assert_size("1.0001K", 1024);
+	assert_size("0.1B", 0);
+	assert_size("1.9999999999GiB", UINT64_C(2147483647));
+	assert_size("0.000000000931322574615478515625GiB", 1);
+
+	assert_size_err("", -EINVAL);
+	assert_size_err(NULL, -EINVAL);
+	assert_size_err("KiB", -EINVAL);
+	assert_size_err("-1", -EINVAL);
+	assert_size_err("1KB", -EINVAL);
+	assert_size_err("1k", -EINVAL);
+	assert_size_err("1 2", -EINVAL);
+	assert_size_err("1KiB 1KiB", -EINVAL);
+	assert_size_err("1TiB", -EINVAL);
+	assert_size_err("18446744073709551616", -ERANGE);
+	assert_size_err("17179869184GiB", -ERANGE);
+	assert_size("18446744073709551615", UINT64_MAX);
+}
+
+/* ---- whole numbers ---- */
+
+static void test_parse_uint64(void **state)
+{
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(parse_uint64("0", &v), 0);
+	assert_true(v == 0);
+	assert_int_equal(parse_uint64("007", &v), 0);
+	assert_true(v == 7);
+	assert_int_equal(parse_uint64("18446744073709551615", &v), 0);
+	assert_true(v == UINT64_MAX);
+
+	v = SENTINEL;
+	assert_int_equal(parse_uint64("18446744073709551616", &v), -ERANGE);
+	assert_int_equal(parse_uint64("99999999999999999999999", &v), -ERANGE);
+	assert_int_equal(parse_uint64("99999999999999999999999x", &v), -EINVAL);
+	assert_int_equal(parse_uint64("", &v), -EINVAL);
+	assert_int_equal(parse_uint64(NULL, &v), -EINVAL);
+	assert_int_equal(parse_uint64(" 1", &v), -EINVAL);
+	assert_int_equal(parse_uint64("1 ", &v), -EINVAL);
+	assert_int_equal(parse_uint64("+1", &v), -EINVAL);
+	assert_int_equal(parse_uint64("-1", &v), -EINVAL);
+	assert_int_equal(parse_uint64("0x10", &v), -EINVAL);
+	assert_int_equal(parse_uint64("1.0", &v), -EINVAL);
+	assert_true(v == SENTINEL);
+}
+
+/* ---- formatting spans ---- */
+
+static void assert_format(uint64_t usec, const char *want)
+{
+	char buf[64];
+
+	format_timespan(buf, sizeof(buf), usec);
+	assert_string_equal(buf, want);
+}
+
+static void test_format_timespan(void **state)
+{
+	static const uint64_t values[] = {
+		0,
+		1,
+		999,
+		1001,
+		USEC_PER_MSEC,
+		1500 * USEC_PER_MSEC,
+		10 * USEC_PER_SEC,
+		90 * USEC_PER_SEC,
+		5 * USEC_PER_MIN,
+		90 * USEC_PER_MIN,
+		USEC_PER_HOUR,
+		25 * USEC_PER_HOUR,
+		30 * USEC_PER_DAY,
+		14 * USEC_PER_DAY,
+		3650 * USEC_PER_DAY,
+		UINT64_MAX,
+		UINT64_MAX / USEC_PER_SEC * USEC_PER_SEC,
+	};
+	char buf[64];
+
+	(void)state;
+	assert_format(0, "0");
+	assert_format(1, "1us");
+	assert_format(1500, "1500us");
+	assert_format(USEC_PER_MSEC, "1ms");
+	assert_format(1500 * USEC_PER_MSEC, "1500ms");
+	assert_format(10 * USEC_PER_SEC, "10s");
+	assert_format(90 * USEC_PER_SEC, "90s");
+	assert_format(5 * USEC_PER_MIN, "5min");
+	assert_format(90 * USEC_PER_MIN, "90min");
+	assert_format(USEC_PER_HOUR, "1h");
+	assert_format(USEC_PER_DAY, "1d");
+	assert_format(30 * USEC_PER_DAY, "30d");
+	assert_format(14 * USEC_PER_DAY, "2w");
+
+	for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+		uint64_t back = SENTINEL;
+
+		format_timespan(buf, sizeof(buf), values[i]);
+		assert_int_equal(parse_timespan(buf, &back), 0);
+		assert_true(back == values[i]);
+	}
+
+	/* A short buffer is cut, still terminated. */
+	memset(buf, 'x', sizeof(buf));
+	format_timespan(buf, 4, 1500 * USEC_PER_MSEC);
+	assert_string_equal(buf, "150");
+}
+
+/* ---- clocks ---- */
+
+static void test_clocks(void **state)
+{
+	uint64_t a, b;
+
+	(void)state;
+	a = now_monotonic_usec();
+	b = now_monotonic_usec();
+	assert_true(b >= a);
+	/* After 2020-01-01. */
+	assert_true(now_realtime_usec() > UINT64_C(1577836800) * USEC_PER_SEC);
+}
+
+/* ---- RFC 3339 ---- */
+
+static void assert_rfc3339(const char *s, uint64_t want)
+{
+	uint64_t v = SENTINEL;
+	int r = parse_rfc3339(s, &v);
+
+	if (r != 0 || v != want)
+		fail_msg("parse_rfc3339(\"%s\") = %d, %llu; want %llu", s, r,
+			 (unsigned long long)v, (unsigned long long)want);
+}
+
+static void assert_rfc3339_err(const char *s, int want)
+{
+	uint64_t v = SENTINEL;
+	int r = parse_rfc3339(s, &v);
+
+	if (r != want)
+		fail_msg("parse_rfc3339(\"%s\") = %d, want %d", s, r, want);
+	assert_true(v == SENTINEL);
+}
+
+static void test_rfc3339(void **state)
+{
+	const uint64_t t = UINT64_C(1795777648) * USEC_PER_SEC;
+	char buf[RFC3339_MAX];
+	uint64_t now, back;
+
+	(void)state;
+	format_rfc3339(buf, 0);
+	assert_string_equal(buf, "1970-01-01T00:00:00Z");
+	format_rfc3339(buf, t);
+	assert_string_equal(buf, "2026-11-27T11:07:28Z");
+	format_rfc3339(buf, t + 999999);
+	assert_string_equal(buf, "2026-11-27T11:07:28Z");
+	assert_int_equal(strlen(buf) + 1, 21);
+
+	assert_rfc3339("2026-11-27T11:07:28Z", t);
+	assert_rfc3339("2026-11-27t11:07:28z", t);
+	assert_rfc3339("2026-11-27T11:07:28.5Z", t + 500000);
+	assert_rfc3339("2026-11-27T11:07:28.123456Z", t + 123456);
+	assert_rfc3339("2026-11-27T11:07:28.123456789Z", t + 123456);
+	assert_rfc3339("2026-11-27T11:07:28+00:00", t);
+	assert_rfc3339("2026-11-27T11:07:28-00:00", t);
+	assert_rfc3339("2026-11-27T12:07:28+01:00", t);
+	assert_rfc3339("2026-11-27T05:37:28-05:30", t);
+	assert_rfc3339("2026-11-28T00:07:28.25+13:00", t + 250000);
+	assert_rfc3339("2024-02-29T00:00:00Z", UINT64_C(1709164800) * USEC_PER_SEC);
+	assert_rfc3339("2000-01-01T00:00:00Z", UINT64_C(946684800) * USEC_PER_SEC);
+	assert_rfc3339("1970-01-01T00:00:00Z", 0);
+
+	assert_rfc3339_err("", -EINVAL);
+	assert_rfc3339_err(NULL, -EINVAL);
+	assert_rfc3339_err("2026-11-27", -EINVAL);
+	assert_rfc3339_err("2026-11-27T11:07:28", -EINVAL);
+	assert_rfc3339_err("2026-11-27 11:07:28Z", -EINVAL);
+	assert_rfc3339_err("2026-11-27T11:07:28Zx", -EINVAL);
+	assert_rfc3339_err("2026-11-27T11:07:28.Z", -EINVAL);
+	assert_rfc3339_err("2026-11-27T11:07:28+0100", -EINVAL);
+	assert_rfc3339_err("2026-11-27T11:07:28+24:00", -EINVAL);
+	assert_rfc3339_err("2026-13-01T00:00:00Z", -EINVAL);
+	assert_rfc3339_err("2026-00-01T00:00:00Z", -EINVAL);
+	assert_rfc3339_err("2026-11-31T00:00:00Z", -EINVAL);
+	assert_rfc3339_err("2023-02-29T00:00:00Z", -EINVAL);
+	assert_rfc3339_err("2026-11-27T24:00:00Z", -EINVAL);
+	assert_rfc3339_err("2026-11-27T11:60:00Z", -EINVAL);
+	assert_rfc3339_err("26-11-27T11:07:28Z", -EINVAL);
+	assert_rfc3339_err("2026-1-27T11:07:28Z", -EINVAL);
+	assert_rfc3339_err("1969-12-31T23:59:59Z", -ERANGE);
+	assert_rfc3339_err("1970-01-01T00:30:00+01:00", -ERANGE);
+
+	now = now_realtime_usec();
+	format_rfc3339(buf, now);
+	assert_int_equal(parse_rfc3339(buf, &back), 0);
+	assert_true(back == now / USEC_PER_SEC * USEC_PER_SEC);
+}
+
+/* ---- serials and job ids ---- */
+
+static void test_serial(void **state)
+{
+	(void)state;
+	assert_true(serial_is_valid("Q2XX-ABCD-1234"));
+	assert_true(serial_is_valid("q2xx-abcd-1234"));
+	assert_true(serial_is_valid("0000-0000-0000"));
+	assert_false(serial_is_valid(NULL));
+	assert_false(serial_is_valid(""));
+	assert_false(serial_is_valid("Q2XX-ABCD-123"));
+	assert_false(serial_is_valid("Q2XX-ABCD-12345"));
+	assert_false(serial_is_valid("Q2XXABCD1234"));
+	assert_false(serial_is_valid("Q2XX_ABCD-1234"));
+	assert_false(serial_is_valid("Q2XX-AB D-1234"));
+	assert_false(serial_is_valid("Q2XX-ABCD-1234 "));
+	assert_false(serial_is_valid("Q2XX--ABCD-123"));
+	assert_false(serial_is_valid("Q2\xc3\x84X-ABCD-123"));
+}
+
+static void test_job_id_valid(void **state)
+{
+	char id[JOB_ID_MAX + 2];
+
+	(void)state;
+	assert_true(job_id_is_valid("a"));
+	assert_true(job_id_is_valid("A-b_9"));
+	memset(id, 'x', JOB_ID_MAX);
+	id[JOB_ID_MAX] = '\0';
+	assert_true(job_id_is_valid(id));
+	id[JOB_ID_MAX] = 'x';
+	id[JOB_ID_MAX + 1] = '\0';
+	assert_false(job_id_is_valid(id));
+	assert_false(job_id_is_valid(""));
+	assert_false(job_id_is_valid(NULL));
+	assert_false(job_id_is_valid("a.b"));
+	assert_false(job_id_is_valid("a/b"));
+	assert_false(job_id_is_valid("a b"));
+	assert_false(job_id_is_valid(".."));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void test_job_id_new(void **state)
+{
+	static char ids[1000][JOB_ID_MAX + 1];
+	uint64_t before, after, ms;
+	char prefix[13];
+
+	(void)state;
+	before = now_realtime_usec() / USEC_PER_MSEC;
+	for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+		assert_int_equal(job_id_new(ids[i]), 0);
+		assert_int_equal(strlen(ids[i]), 24);
+		assert_true(job_id_is_valid(ids[i]));
+		for (size_t j = 0; j < 24; j++)
+			assert_non_null(strchr("0123456789abcdef", ids[i][j]));
+		/* Created in order, so the time prefixes never go backwards. */
+		if (i > 0)
+			assert_true(memcmp(ids[i - 1], ids[i], 12) <= 0);
+	}
+	after = now_realtime_usec() / USEC_PER_MSEC;
+
+	memcpy(prefix, ids[0], 12);
+	prefix[12] = '\0';
+	ms = strtoull(prefix, NULL, 16);
+	assert_true(ms >= before && ms <= after);
+
+	qsort(ids, ELEMENTSOF(ids), sizeof(ids[0]), cmp_str);
+	for (size_t i = 1; i < ELEMENTSOF(ids); i++)
+		assert_string_not_equal(ids[i - 1], ids[i]);
+}
+
+static void test_random_bytes(void **state)
+{
+	uint8_t a[64] = {0}, b[64] = {0}, zero[64] = {0};
+
+	(void)state;
+	assert_int_equal(random_bytes(a, 0), 0);
+	assert_int_equal(random_bytes(a, sizeof(a)), 0);
+	assert_int_equal(random_bytes(b, sizeof(b)), 0);
+	assert_memory_not_equal(a, zero, sizeof(a));
+	assert_memory_not_equal(a, b, sizeof(a));
+}
+
+/* ---- files ---- */
+
+static void test_read_file_capped(void **state)
+{
+	_cleanup_free_ char *small = tmp_path("small"), *empty = tmp_path("empty"),
+			    *big = tmp_path("big"), *fifo = tmp_path("fifo");
+	char untouched[] = "untouched", *buf = untouched;
+	size_t len = 12345;
+	_cleanup_close_ int dfd = -1;
+	char large[10000];
+
+	(void)state;
+	write_raw(small, "0123456789", 10, 0600);
+	write_raw(empty, "", 0, 0600);
+	memset(large, 'z', sizeof(large));
+	write_raw(big, large, sizeof(large), 0600);
+
+	assert_int_equal(read_file_capped(AT_FDCWD, small, 10, &buf, &len), 0);
+	assert_int_equal(len, 10);
+	assert_string_equal(buf, "0123456789");
+	free(buf);
+
+	/* ret_len is optional. */
+	assert_int_equal(read_file_capped(AT_FDCWD, small, 100, &buf, NULL), 0);
+	assert_string_equal(buf, "0123456789");
+	free(buf);
+
+	buf = untouched;
+	len = 12345;
+	assert_int_equal(read_file_capped(AT_FDCWD, small, 9, &buf, &len), -EFBIG);
+	assert_string_equal(buf, "untouched");
+	assert_int_equal(len, 12345);
+
+	assert_int_equal(read_file_capped(AT_FDCWD, empty, 0, &buf, &len), 0);
+	assert_int_equal(len, 0);
+	assert_string_equal(buf, "");
+	free(buf);
+
+	/* Larger than the first allocation: the buffer grows. */
+	assert_int_equal(read_file_capped(AT_FDCWD, big, sizeof(large), &buf, &len), 0);
+	assert_int_equal(len, sizeof(large));
+	assert_memory_equal(buf, large, sizeof(large));
+	assert_int_equal(buf[len], '\0');
+	free(buf);
+	assert_int_equal(read_file_capped(AT_FDCWD, big, sizeof(large) - 1, &buf, &len), -EFBIG);
+
+	/* /proc files say st_size 0: the size is found by reading. */
+	assert_int_equal(read_file_capped(AT_FDCWD, "/proc/self/status", 1 << 20, &buf, &len), 0);
+	assert_true(len > 0);
+	assert_non_null(strstr(buf, "Name:"));
+	free(buf);
+
+	/* Relative to a directory fd. */
+	dfd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	assert_int_equal(read_file_capped(dfd, "small", 10, &buf, &len), 0);
+	assert_string_equal(buf, "0123456789");
+	free(buf);
+
+	/* Not regular files: refused, and a FIFO does not block the open. */
+	buf = untouched;
+	assert_int_equal(read_file_capped(AT_FDCWD, tmpdir, 100, &buf, &len), -EINVAL);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(read_file_capped(AT_FDCWD, fifo, 100, &buf, &len), -EINVAL);
+	assert_int_equal(read_file_capped(dfd, "missing", 100, &buf, &len), -ENOENT);
+	assert_string_equal(buf, "untouched");
+}
+
+static size_t count_entries(const char *dir, const char *prefix)
+{
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+		    strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_write_file_atomic(void **state)
+{
+	_cleanup_free_ char *dir = tmp_path("atomic"), *file = NULL, *missing = NULL;
+	struct stat st;
+	char *buf;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(mkdir(dir, 0700), 0);
+	file = path_join(dir, "data.json");
+	assert_non_null(file);
+
+	assert_int_equal(write_file_atomic(dir, "data.json", "{\"a\":1}\n", 8, 0640), 0);
+	assert_int_equal(read_file_capped(AT_FDCWD, file, 100, &buf, &len), 0);
+	assert_string_equal(buf, "{\"a\":1}\n");
+	free(buf);
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+
+	/* Replacing keeps no temporary files behind, and sets the new mode. */
+	assert_int_equal(write_file_atomic(dir, "data.json", "x", 1, 0600), 0);
+	assert_int_equal(read_file_capped(AT_FDCWD, file, 100, &buf, &len), 0);
+	assert_string_equal(buf, "x");
+	free(buf);
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(count_entries(dir, "."), 0);
+	assert_int_equal(count_entries(dir, "data.json"), 1);
+
+	/* Empty content is fine. */
+	assert_int_equal(write_file_atomic(dir, "empty", "", 0, 0600), 0);
+
+	assert_int_equal(write_file_atomic(dir, "a/b", "x", 1, 0600), -EINVAL);
+	assert_int_equal(write_file_atomic(dir, "", "x", 1, 0600), -EINVAL);
+	assert_int_equal(write_file_atomic(dir, "..", "x", 1, 0600), -EINVAL);
+	assert_int_equal(write_file_atomic("", "x", "x", 1, 0600), -EINVAL);
+	missing = path_join(dir, "missing");
+	assert_int_equal(write_file_atomic(missing, "x", "x", 1, 0600), -ENOENT);
+	assert_int_equal(count_entries(dir, "."), 0);
+}
+
+static void test_fsync_dir(void **state)
+{
+	_cleanup_close_ int fd = -1;
+
+	(void)state;
+	assert_int_equal(fsync_dir(tmpdir), 0);
+	assert_int_equal(fsync_dir("/nonexistent/blinkhook-test"), -ENOENT);
+	fd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fsync_dirfd(fd), 0);
+	assert_int_equal(fsync_dirfd(-1), -EBADF);
+}
+
+static void test_mkdir_p(void **state)
+{
+	_cleanup_free_ char *deep = tmp_path("m/a/b/c"), *slashes = tmp_path("m//x///y/"),
+			    *file = tmp_path("m/file"), *under = tmp_path("m/file/sub");
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(mkdir_p(deep, 0755), 0);
+	assert_int_equal(stat(deep, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	/* Existing directories are fine. */
+	assert_int_equal(mkdir_p(deep, 0755), 0);
+	assert_int_equal(mkdir_p(tmpdir, 0755), 0);
+	assert_int_equal(mkdir_p("/", 0755), 0);
+
+	assert_int_equal(mkdir_p(slashes, 0700), 0);
+	assert_int_equal(stat(slashes, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0077, 0);
+
+	write_raw(file, "", 0, 0600);
+	assert_int_equal(mkdir_p(file, 0755), -ENOTDIR);
+	assert_int_equal(mkdir_p(under, 0755), -ENOTDIR);
+	assert_int_equal(mkdir_p("", 0755), -EINVAL);
+}
+
+static void test_write_all(void **state)
+{
+	_cleanup_free_ char *path = tmp_path("write_all");
+	char big[100000], *buf;
+	size_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)('a' + i % 26);
+	write_raw(path, big, sizeof(big), 0600);
+	assert_int_equal(read_file_capped(AT_FDCWD, path, sizeof(big), &buf, &len), 0);
+	assert_int_equal(len, sizeof(big));
+	assert_memory_equal(buf, big, sizeof(big));
+	free(buf);
+	assert_int_equal(write_all(-1, "x", 1), -EBADF);
+}
+
+static void assert_join(const char *a, const char *b, const char *want)
+{
+	_cleanup_free_ char *p = path_join(a, b);
+
+	assert_non_null(p);
+	assert_string_equal(p, want);
+}
+
+static void test_path_join(void **state)
+{
+	(void)state;
+	assert_join("a", "b", "a/b");
+	assert_join("a/", "b", "a/b");
+	assert_join("a", "/b", "a/b");
+	assert_join("a//", "//b", "a/b");
+	assert_join("/", "b", "/b");
+	assert_join("/var/spool", "new/x.json", "/var/spool/new/x.json");
+	assert_join("", "b", "b");
+	assert_join("a", "", "a");
+	assert_null(path_join(NULL, "b"));
+}
+
+/* ---- strbuf ---- */
+
+static void test_strbuf(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char big[1000];
+
+	(void)state;
+	assert_null(sb.buf);
+	assert_int_equal(strbuf_grow(&sb, 0), 0);
+	assert_non_null(sb.buf);
+	assert_string_equal(sb.buf, "");
+	assert_true(sb.alloc >= 1);
+	strbuf_release(&sb);
+	assert_null(sb.buf);
+	assert_int_equal(sb.len, 0);
+	assert_int_equal(sb.alloc, 0);
+
+	/* Adding nothing to a fresh buffer still gives a string. */
+	assert_int_equal(strbuf_add(&sb, "", 0), 0);
+	assert_string_equal(sb.buf, "");
+
+	assert_int_equal(strbuf_addstr(&sb, "hello"), 0);
+	assert_int_equal(strbuf_add(&sb, ", world!!", 7), 0);
+	assert_string_equal(sb.buf, "hello, world");
+	assert_int_equal(sb.len, 12);
+
+	assert_int_equal(strbuf_addf(&sb, " %d-%s", 42, "x"), 0);
+	assert_string_equal(sb.buf, "hello, world 42-x");
+	assert_int_equal(sb.len, 17);
+
+	/* Output larger than the space left makes it grow. */
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(strbuf_addf(&sb, "[%s]", big), 0);
+	assert_int_equal(sb.len, 17 + 2 + 999);
+	assert_int_equal(sb.buf[sb.len], '\0');
+	assert_int_equal(sb.buf[17], '[');
+	assert_int_equal(sb.buf[sb.len - 1], ']');
+	assert_true(sb.alloc > sb.len);
+
+	strbuf_consume(&sb, 7);
+	assert_int_equal(sb.len, 10 + 2 + 999);
+	assert_memory_equal(sb.buf, "world 42-x[", 11);
+	assert_int_equal(sb.buf[sb.len], '\0');
+
+	strbuf_consume(&sb, sb.len - 1);
+	assert_string_equal(sb.buf, "]");
+	strbuf_consume(&sb, 5);
+	assert_string_equal(sb.buf, "");
+	assert_int_equal(sb.len, 0);
+
+	assert_int_equal(strbuf_addstr(&sb, "again"), 0);
+	strbuf_reset(&sb);
+	assert_string_equal(sb.buf, "");
+	assert_int_equal(sb.len, 0);
+	strbuf_release(&sb);
+
+	/* Binary data with NULs keeps its length. */
+	assert_int_equal(strbuf_add(&sb, "a\0b", 3), 0);
+	assert_int_equal(sb.len, 3);
+	assert_memory_equal(sb.buf, "a\0b", 4);
+	strbuf_release(&sb);
+	strbuf_release(&sb);
+
+	/* Reset and consume on a never-used buffer are harmless. */
+	strbuf_reset(&sb);
+	strbuf_consume(&sb, 3);
+	assert_null(sb.buf);
+}
+
+static void test_strbuf_many(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	(void)state;
+	for (int i = 0; i < 10000; i++)
+		assert_int_equal(strbuf_addf(&sb, "%d,", i % 10), 0);
+	assert_int_equal(sb.len, 20000);
+	assert_int_equal(strlen(sb.buf), 20000);
+	assert_memory_equal(sb.buf, "0,1,2,3,4,5,6,7,8,9,0,", 22);
+	strbuf_release(&sb);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_timespan_units),
+		cmocka_unit_test(test_timespan_fractions),
+		cmocka_unit_test(test_timespan_sums),
+		cmocka_unit_test(test_timespan_whitespace),
+		cmocka_unit_test(test_timespan_errors),
+		cmocka_unit_test(test_timespan_overflow),
+		cmocka_unit_test(test_size),
+		cmocka_unit_test(test_parse_uint64),
+		cmocka_unit_test(test_format_timespan),
+		cmocka_unit_test(test_clocks),
+		cmocka_unit_test(test_rfc3339),
+		cmocka_unit_test(test_serial),
+		cmocka_unit_test(test_job_id_valid),
+		cmocka_unit_test(test_job_id_new),
+		cmocka_unit_test(test_random_bytes),
+		cmocka_unit_test(test_read_file_capped),
+		cmocka_unit_test(test_write_file_atomic),
+		cmocka_unit_test(test_fsync_dir),
+		cmocka_unit_test(test_mkdir_p),
+		cmocka_unit_test(test_write_all),
+		cmocka_unit_test(test_path_join),
+		cmocka_unit_test(test_strbuf),
+		cmocka_unit_test(test_strbuf_many),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
