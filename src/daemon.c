@@ -264,10 +264,13 @@ static int record(struct daemon *d, const struct job_event *ev, struct job **ret
 	return 0;
 }
 
+static void mhd_kick(struct daemon *d);
+
 static void waiters_answer(struct daemon *d, bool failed)
 {
 	uint64_t synced = joblog_synced_seq(d->log);
 	struct waiter **p = &d->waiters;
+	bool any = false;
 
 	while (*p) {
 		struct waiter *w = *p;
@@ -275,12 +278,15 @@ static void waiters_answer(struct daemon *d, bool failed)
 			unsigned status = w->seq <= synced ? 200 : 503;
 			d->stats.callbacks[status == 200 ? 0 : 5]++;
 			httpd_reply(w->req, status);
+			any = true;
 			*p = w->next;
 			free(w);
 		} else
 			p = &w->next;
 	}
 	d->waiters_tail = p;
+	if (any)
+		mhd_kick(d);
 }
 
 static void taken_remove(struct daemon *d)
@@ -597,7 +603,8 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 	case MERAKI_RETRY:
 		if (attempts >= d->cfg->max_attempts) {
 			_cleanup_free_ char *msg = NULL;
-			if (asprintf(&msg, "gave up after %u attempts: %s", attempts,
+			/* %.900s: within JOB_TEXT_MAX; the API text may be cut short. */
+			if (asprintf(&msg, "gave up after %u attempts: %.900s", attempts,
 				     res->error ? res->error : "no detail") < 0)
 				msg = NULL;
 			finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api");
@@ -931,6 +938,16 @@ static void mhd_rearm(struct daemon *d)
 	enable_oneshot(d->mhd_timer);
 }
 
+/* In external mode libmicrohttpd resumes connections only inside MHD_run(),
+ * and nothing wakes the loop for it: run it on the next iteration. */
+static void mhd_kick(struct daemon *d)
+{
+	if (!d->mhd_timer)
+		return;
+	(void)sd_event_source_set_time(d->mhd_timer, 0);
+	enable_oneshot(d->mhd_timer);
+}
+
 static int on_mhd_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 {
 	struct daemon *d = ud;
@@ -1135,7 +1152,13 @@ static int replay(struct daemon *d)
 				 "know; run the newer blinkhookd that wrote it",
 				 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.bad_line,
 				 (unsigned long long)info.bad_offset);
-	if (r == -EBADMSG || (r < 0 && info.bad_line))
+	if (r < 0 && r != -EBADMSG && info.bad_line)
+		return log_errno(LOG_ERR, r,
+				 "%s/%s: line %llu (byte offset %llu) is a record this daemon cannot apply (%s); "
+				 "copy the file aside and report it",
+				 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.bad_line,
+				 (unsigned long long)info.bad_offset, strerror(-r));
+	if (r == -EBADMSG)
 		return log_errno(LOG_ERR, r,
 				 "%s/%s: line %llu (byte offset %llu) is damaged and good records follow it; "
 				 "the daemon will not guess. Copy the file aside, then delete or repair that "

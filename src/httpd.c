@@ -148,7 +148,9 @@ static void find_client(struct httpd_request *r)
 			fam = AF_INET6;
 		else
 			return; /* garbage: keep the last good answer */
-		snprintf(r->client, sizeof(r->client), "%s", item);
+		if (strlen(item) >= sizeof(r->client))
+			return;
+		memcpy(r->client, item, strlen(item) + 1);
 		if (!trusted(r->httpd, fam, a) || !comma)
 			return;
 		*comma = 0;
@@ -296,6 +298,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
 	*con_cls = NULL;
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) _printf_(2, 0);
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];

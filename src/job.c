@@ -195,8 +195,10 @@ static int verdict(const struct job *j, const struct job_event *ev)
 	case JOB_EV_SUBMITTED:
 		if (!ev->leds_blink_id || !*ev->leds_blink_id)
 			return -EINVAL;
-		if (j->state == JOB_SUBMITTED)
-			return j->leds_blink_id && strcmp(j->leds_blink_id, ev->leds_blink_id) == 0 ? 1 : -EINVAL;
+		/* Moved to submitted by a status report without an id: the 201
+		 * of a resubmission after a crash still has something to add. */
+		if (j->state == JOB_SUBMITTED && j->leds_blink_id)
+			return strcmp(j->leds_blink_id, ev->leds_blink_id) == 0 ? 1 : -EINVAL;
 		return 0;
 	case JOB_EV_STATUS:
 		if (!ev->meraki_status || meraki_status_is_final(ev->meraki_status))
@@ -206,7 +208,8 @@ static int verdict(const struct job *j, const struct job_event *ev)
 			return 1;
 		return 0;
 	case JOB_EV_FINAL:
-		return job_state_is_final(ev->state) ? 0 : -EINVAL;
+		/* In range too: apply counts the job under n_by_state[ev->state]. */
+		return job_state_is_final(ev->state) && ev->state < _JOB_STATE_MAX ? 0 : -EINVAL;
 	default:
 		return -EINVAL;
 	}

@@ -103,6 +103,8 @@ static int walk(const char *buf, size_t len, uint64_t base, bool strict, joblog_
 			r = n > JOBLOG_LINE_MAX ? -EBADMSG : job_event_parse(buf + off, n, &ev, &root);
 			if (r >= 0) {
 				r = cb(&ev, ud);
+				if (r < 0 && !strict)
+					return r; /* the callback's error, not damage: stop */
 				if (r >= 0)
 					info->records++;
 			}
@@ -185,10 +187,9 @@ int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_
 		return r;
 	r = walk(map, len, 0, true, cb, ud, info, &end);
 	if (r < 0) {
-		const char *nl = memchr((char *)map + end, '\n', len - end);
-		size_t after = nl ? (size_t)(nl - (char *)map) + 1 : len;
-
-		if (r == -EPROTONOSUPPORT || any_good_line((char *)map + after, len - after)) {
+		/* From the bad line itself: a record that parses but that cb
+		 * refused is no torn write, and must not be cut off. */
+		if (r == -EPROTONOSUPPORT || any_good_line((char *)map + end, len - end)) {
 			munmap(map, len);
 			return r;
 		}

@@ -11,6 +11,61 @@
 /* Our opaque type is json-c's object; the casts stay in this file. */
 static struct json_object *J(const struct json *v) { return (struct json_object *)(uintptr_t)v; }
 
+/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when it is not one
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned c = p[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0))
+			return 0;
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+/* Whether buf is valid UTF-8 throughout: json-c's own check lets some
+ * invalid bytes (0xfe, 0xff, overlong forms) through. */
+static bool utf8_valid(const char *buf, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)buf, *end = p + len;
+	unsigned char tail[4];
+
+	while (p < end) {
+		size_t n;
+
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		/* utf8_len reads up to 4 bytes: near the end, from a padded copy. */
+		if (end - p < 4) {
+			memset(tail, 0, sizeof(tail));
+			memcpy(tail, p, (size_t)(end - p));
+			n = utf8_len(tail);
+			if (n == 0 || n > (size_t)(end - p))
+				return false;
+		} else if ((n = utf8_len(p)) == 0)
+			return false;
+		p += n;
+	}
+	return true;
+}
+
 int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **ret)
 {
 	struct json_tokener *tok;
@@ -20,19 +75,22 @@ int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **re
 	if (len > INT32_MAX || max_depth == 0 || max_depth > 1000)
 		return -EINVAL;
 	/* json-c stops at a NUL byte; a NUL inside a request is never valid. */
-	if (memchr(buf, 0, len))
+	if (memchr(buf, 0, len) || !utf8_valid(buf, len))
 		return -EBADMSG;
-	tok = json_tokener_new_ex((int)max_depth);
+	/* json-c counts the top level as one more than the document shows. */
+	tok = json_tokener_new_ex((int)max_depth + 1);
 	if (!tok)
 		return -ENOMEM;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 |
 					    JSON_TOKENER_ALLOW_TRAILING_CHARS);
 	o = json_tokener_parse_ex(tok, buf, (int)len);
-	if (!o && json_tokener_get_error(tok) == json_tokener_continue) {
-		/* A number at the very end needs a terminator to finish. */
-		o = json_tokener_parse_ex(tok, "", 1);
-	}
 	end = json_tokener_get_parse_end(tok);
+	if (!o && json_tokener_get_error(tok) == json_tokener_continue) {
+		/* A bare number or literal at the very end needs a terminator to
+		 * finish: json-c reads one past the end when given the NUL. */
+		o = json_tokener_parse_ex(tok, "", 1);
+		end = len;
+	}
 	if (!o || json_tokener_get_error(tok) != json_tokener_success) {
 		json_tokener_free(tok);
 		json_object_put(o);
@@ -148,13 +206,18 @@ int json_escape(struct strbuf *sb, const char *s)
 	const unsigned char *p = (const unsigned char *)s, *run = p;
 	int r;
 
+	/* The output is always valid JSON and valid UTF-8: a byte that is not
+	 * part of a valid sequence becomes U+FFFD, so that text cut short or
+	 * taken from a peer can never make a job-log line unreadable. */
 	r = strbuf_add(sb, "\"", 1);
-	for (; r >= 0 && *p; p++) {
+	while (r >= 0 && *p) {
 		char esc[7];
-		size_t n = 2;
+		size_t n = 2, u;
 
-		if (*p >= 0x20 && *p != '"' && *p != '\\')
+		if (*p >= 0x20 && *p != '"' && *p != '\\' && (u = utf8_len(p)) > 0) {
+			p += u;
 			continue;
+		}
 		r = strbuf_add(sb, run, (size_t)(p - run));
 		if (r < 0)
 			break;
@@ -166,15 +229,19 @@ int json_escape(struct strbuf *sb, const char *s)
 		case '\r': esc[1] = 'r'; break;
 		case '\t': esc[1] = 't'; break;
 		default:
-			esc[1] = 'u';
-			esc[2] = '0';
-			esc[3] = '0';
-			esc[4] = hex[*p >> 4];
-			esc[5] = hex[*p & 15];
+			if (*p >= 0x80) {
+				memcpy(esc, "\\ufffd", 6);
+			} else {
+				esc[1] = 'u';
+				esc[2] = '0';
+				esc[3] = '0';
+				esc[4] = hex[*p >> 4];
+				esc[5] = hex[*p & 15];
+			}
 			n = 6;
 		}
 		r = strbuf_add(sb, esc, n);
-		run = p + 1;
+		run = ++p;
 	}
 	if (r >= 0)
 		r = strbuf_add(sb, run, (size_t)(p - run));

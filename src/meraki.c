@@ -55,14 +55,20 @@ void meraki_result_release(struct meraki_result *r)
 
 int meraki_parse_retry_after(const char *v, uint64_t now, uint64_t *ret)
 {
-	uint64_t secs;
+	uint64_t secs = 0;
 	struct tm tm = {0};
 	const char *end;
+	int r;
 
 	while (*v == ' ' || *v == '\t')
 		v++;
-	if (parse_uint64(v, &secs) >= 0) {
-		*ret = secs > MERAKI_RETRY_AFTER_MAX / USEC_PER_SEC ? MERAKI_RETRY_AFTER_MAX : secs * USEC_PER_SEC;
+	r = parse_uint64(v, &secs);
+	if (r >= 0 || r == -ERANGE) {
+		/* -ERANGE: digits only, more seconds than 64 bits hold. */
+		if (r == -ERANGE || secs > MERAKI_RETRY_AFTER_MAX / USEC_PER_SEC)
+			*ret = MERAKI_RETRY_AFTER_MAX;
+		else
+			*ret = secs * USEC_PER_SEC;
 		return 0;
 	}
 	/* An HTTP-date (RFC 9110, IMF-fixdate): "Sun, 06 Nov 1994 08:49:37 GMT". */
@@ -75,9 +81,27 @@ int meraki_parse_retry_after(const char *v, uint64_t now, uint64_t *ret)
 	time_t t = timegm(&tm);
 	if (t == (time_t)-1)
 		return -EINVAL;
-	uint64_t at = (uint64_t)t * USEC_PER_SEC;
+	/* Before 1970 is in the past; far enough ahead is capped anyway. */
+	uint64_t at = 0;
+	if (t > 0)
+		at = (uint64_t)t > UINT64_MAX / USEC_PER_SEC ? UINT64_MAX : (uint64_t)t * USEC_PER_SEC;
 	*ret = at <= now ? 0 : MIN(at - now, MERAKI_RETRY_AFTER_MAX);
 	return 0;
+}
+
+/* The length of s's first at most max bytes, not cutting a UTF-8 character
+ * in two (the text ends up in the job log, whose reader refuses invalid
+ * UTF-8). */
+static size_t utf8_prefix(const char *s, size_t len, size_t max)
+{
+	size_t n = len;
+
+	if (n > max) {
+		n = max;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	}
+	return n;
 }
 
 /* The API's {"errors": ["...", ...]} joined by "; ", or NULL. */
@@ -89,15 +113,17 @@ static char *api_errors(const struct json *root)
 
 	for (size_t i = 0; i < n && i < 8; i++) {
 		const char *s = json_string(json_array_get(errs, i), NULL);
-		if (!s)
+		if (!s || !*s)
 			continue;
 		if ((sb.len && strbuf_addstr(&sb, "; ") < 0) || strbuf_addstr(&sb, s) < 0) {
 			strbuf_release(&sb);
 			return NULL;
 		}
 	}
-	if (sb.len > 1024)
-		sb.buf[sb.len = 1024] = 0;
+	if (sb.len > 1024) {
+		sb.len = utf8_prefix(sb.buf, sb.len, 1024);
+		sb.buf[sb.len] = 0;
+	}
 	return sb.buf;
 }
 
@@ -165,9 +191,10 @@ int meraki_classify(enum meraki_call_kind kind, long status, const char *transpo
 		if ((id && !(r.leds_blink_id = strdup(id))) || (st && !(r.status = strdup(st))))
 			q = -ENOMEM;
 		else {
-			const char *e = json_string(json_get(root, "error"), NULL);
+			size_t elen = 0;
+			const char *e = json_string(json_get(root, "error"), &elen);
 			if (e && *e)
-				q = set_error(&r, "%.1024s", e);
+				q = set_error(&r, "%.*s", (int)utf8_prefix(e, elen, 1024), e);
 		}
 		goto out;
 	}

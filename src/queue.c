@@ -374,6 +374,8 @@ int queue_sweep_tmp(struct queue *q, uint64_t now)
 		close(fd);
 		return -errno;
 	}
+	/* The dup shares tmp_fd's offset, which a previous sweep left at the end. */
+	rewinddir(d);
 	while ((de = readdir(d))) {
 		struct stat st;
 		uint64_t mtime;

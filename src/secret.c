@@ -77,7 +77,9 @@ int secret_key_load(const char *dir, struct secret_key **ret, bool *ret_created)
 
 	if (!path)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO in its place must be refused, not waited on (it
+	 * changes nothing for a regular file). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd >= 0) {
 		r = read_key(fd, ret);
 		if (r >= 0 && ret_created)

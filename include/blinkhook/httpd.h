@@ -64,7 +64,10 @@ const char *httpd_request_body(const struct httpd_request *r, size_t *ret_len);
 /* The configured secret header's value, or NULL. */
 const char *httpd_request_secret_header(const struct httpd_request *r);
 const char *httpd_request_client(const struct httpd_request *r);
-/* Answers the request with one of INTERFACE.md's status codes. */
+/* Answers the request with one of INTERFACE.md's status codes.  A request
+ * that waited (answered after its handler returned) is sent only by the next
+ * httpd_run(): libmicrohttpd does not wake the loop for it in external mode,
+ * so the owner runs it soon after. */
 void httpd_reply(struct httpd_request *r, unsigned status);
 
 #endif

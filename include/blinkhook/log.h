@@ -22,7 +22,7 @@ int log_get_max_level(void);
 bool log_to_journal(void);
 
 void log_full(int level, const char *fmt, ...) _printf_(2, 3);
-void log_fullv(int level, const char *fmt, va_list ap);
+void log_fullv(int level, const char *fmt, va_list ap) _printf_(2, 0);
 
 #define log_err(...) log_full(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_full(LOG_WARNING, __VA_ARGS__)

@@ -1,0 +1,135 @@
+# Shared helpers for the integration tests (sourced, not run).
+#
+# Each test script starts the real daemon and the Meraki simulator in its own
+# temporary directory, on loopback ports, and prints one TAP-style line per
+# check ("ok - ..." / "not ok - ..."); tests/run-tests.sh counts them.
+# Every wait is bounded; every process started here is stopped on exit.
+
+set -u
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+B=${B:-build}
+BLINKHOOKD=${BLINKHOOKD:-$TOP/$B/blinkhookd}
+BLINKHOOKCTL=${BLINKHOOKCTL:-$TOP/$B/blinkhookctl}
+SIM="$TOP/tests/sim/merakisim.py"
+API_KEY=${API_KEY:-test-key-0123456789abcdef}
+T=$(mktemp -d "${TMPDIR:-/tmp}/blinkhook-test.XXXXXX")
+PIDS=()
+FAILS=0
+
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
+		echo "# kept $T for a look" >&2
+	else
+		rm -rf "$T"
+	fi
+}
+trap cleanup EXIT
+
+ok() { echo "ok - $*"; }
+notok() { echo "not ok - $*"; FAILS=$((FAILS + 1)); }
+# check DESCRIPTION COMMAND...: one check, by a command's exit status.
+check() {
+	local desc=$1; shift
+	if "$@"; then ok "$desc"; else notok "$desc"; fi
+}
+diag() { echo "# $*"; }
+
+# wait_until SECONDS COMMAND...: polls every 0.1 s until the command succeeds.
+wait_until() {
+	local limit=$1; shift
+	local end=$((SECONDS + limit))
+	while [ $SECONDS -le $end ]; do
+		"$@" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# json EXPR < JSON: evaluates a Python expression over the parsed input `j`.
+json() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
+
+# start_sim [ARGS...]: the Meraki simulator; sets SIM_PORT and SIM_URL.
+start_sim() {
+	rm -f "$T/sim.port"
+	python3 "$SIM" --host 127.0.0.1 --port 0 --port-file "$T/sim.port" \
+		--foreign-host 127.0.0.2 --foreign-port 0 --foreign-port-file "$T/sim.foreign" \
+		--api-key "$API_KEY" --log "$T/sim.log" "$@" &
+	PIDS+=($!)
+	SIM_PID=$!
+	wait_until 10 test -s "$T/sim.port" || { notok "simulator did not start"; exit 1; }
+	SIM_PORT=$(cat "$T/sim.port")
+	SIM_URL="http://127.0.0.1:$SIM_PORT"
+}
+
+sim_get() { curl -sS --max-time 5 "$SIM_URL/_sim/$1"; }
+sim_fault() { curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' -d "$1" "$SIM_URL/_sim/faults" >/dev/null; }
+
+# write_config [EXTRA INI LINES...]: $T/bh.conf with the daemon on a free
+# port; extra lines go into the section they name ("[callback] wait = 1s").
+write_config() {
+	D_PORT=$(free_port)
+	D_URL="http://127.0.0.1:$D_PORT"
+	local meraki="" callback="" queue="" state=""
+	local l
+	for l in "$@"; do
+		case "$l" in
+		"[meraki] "*) meraki+="${l#\[meraki\] }"$'\n' ;;
+		"[callback] "*) callback+="${l#\[callback\] }"$'\n' ;;
+		"[queue] "*) queue+="${l#\[queue\] }"$'\n' ;;
+		"[state] "*) state+="${l#\[state\] }"$'\n' ;;
+		esac
+	done
+	cat >"$T/bh.conf" <<-EOF
+	# written by the test
+	[meraki]
+	base_url = $SIM_URL/api/v1
+	min_interval = 0.2s
+	retry_initial = 100ms
+	retry_max = 1s
+	request_timeout = 5s
+	$meraki
+	[callback]
+	public_url = $D_URL
+	listen = 127.0.0.1:$D_PORT
+	$callback
+	[queue]
+	dir = $T/spool
+	$queue
+	[state]
+	dir = $T/state
+	$state
+	EOF
+}
+
+# start_daemon: blinkhookd on $T/bh.conf, ready when /healthz answers 200.
+start_daemon() {
+	MERAKI_DASHBOARD_API_KEY=$API_KEY ${STRACE:-} "$BLINKHOOKD" -c "$T/bh.conf" 2>>"$T/daemon.log" &
+	D_PID=$!
+	PIDS+=($D_PID)
+	wait_until 15 curl -fsS --max-time 1 -o /dev/null "$D_URL/healthz" || {
+		notok "daemon did not become ready"
+		sed 's/^/# /' "$T/daemon.log"
+		exit 1
+	}
+}
+
+stop_daemon() {
+	kill -TERM "$D_PID" 2>/dev/null
+	wait "$D_PID" 2>/dev/null
+	D_STATUS=$?
+}
+
+ctl() { "$BLINKHOOKCTL" -c "$T/bh.conf" "$@"; }
+
+job_state() { ctl status "$1" --json | json 'j["state"]'; }
+state_is() { test "$(job_state "$1")" = "$2"; }
+# wait_state SECONDS JOB STATE
+wait_state() { wait_until "$1" state_is "$2" "$3"; }

@@ -1,0 +1,874 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "blinkhook/job.h"
+#include "blinkhook/joblog.h"
+
+#define TS0 (UINT64_C(1764241648) * USEC_PER_SEC)
+#define SENTINEL ((struct joblog *)(uintptr_t)0x1)
+
+static char tmpdir[64];
+static unsigned dir_counter;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_joblog.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh, empty state directory for one test. */
+static char *new_dir(void)
+{
+	char name[32];
+	char *p;
+
+	snprintf(name, sizeof(name), "state%u", dir_counter++);
+	p = path_join(tmpdir, name);
+	assert_non_null(p);
+	assert_int_equal(mkdir(p, 0700), 0);
+	return p;
+}
+
+static char *log_path(const char *dir)
+{
+	char *p = path_join(dir, JOBLOG_FILE);
+
+	assert_non_null(p);
+	return p;
+}
+
+static struct strbuf file_contents(const char *dir)
+{
+	_cleanup_free_ char *p = log_path(dir);
+	struct strbuf sb = STRBUF_INIT;
+	char *buf = NULL;
+	size_t len = 0;
+
+	assert_int_equal(read_file_capped(AT_FDCWD, p, 1 << 24, &buf, &len), 0);
+	assert_int_equal(strbuf_add(&sb, buf, len), 0);
+	free(buf);
+	return sb;
+}
+
+static uint64_t file_size(const char *dir)
+{
+	_cleanup_free_ char *p = log_path(dir);
+	struct stat st;
+
+	assert_int_equal(stat(p, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+static void append_raw(const char *dir, const void *data, size_t len)
+{
+	_cleanup_free_ char *p = log_path(dir);
+	int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, data, len), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static int noop_cb(const struct job_event *ev, void *ud)
+{
+	(void)ev;
+	(void)ud;
+	return 0;
+}
+
+/* Event number i: the kinds in turn, each with the fields it carries. */
+struct sample {
+	char id[32];
+	char error[48];
+	struct job_event ev;
+};
+
+static void make_sample(struct sample *s, unsigned i)
+{
+	snprintf(s->id, sizeof(s->id), "job-%04u", i / 4);
+	snprintf(s->error, sizeof(s->error), "HTTP 503 \"busy\" #%u", i);
+	s->ev = (struct job_event){.ts = TS0 + i * USEC_PER_SEC, .id = s->id};
+	switch (i % 4) {
+	case 0:
+		s->ev.kind = JOB_EV_QUEUED;
+		s->ev.serial = "Q2AB-CD12-EF34";
+		s->ev.duration = 1 + i;
+		s->ev.source = "queue";
+		break;
+	case 1:
+		s->ev.kind = JOB_EV_ATTEMPT;
+		s->ev.attempts = 1;
+		s->ev.error = s->error;
+		break;
+	case 2:
+		s->ev.kind = JOB_EV_SUBMITTED;
+		s->ev.leds_blink_id = "573083052582915028";
+		s->ev.meraki_status = "new";
+		s->ev.attempts = 2;
+		break;
+	default:
+		s->ev.kind = JOB_EV_FINAL;
+		s->ev.state = JOB_COMPLETE;
+		s->ev.meraki_status = "complete";
+		s->ev.source = "callback";
+		break;
+	}
+}
+
+/* The log's bytes for events first..first+n-1. */
+static void expected_lines(unsigned first, unsigned n, struct strbuf *sb)
+{
+	for (unsigned i = first; i < first + n; i++) {
+		struct sample s;
+
+		make_sample(&s, i);
+		assert_int_equal(job_event_format(&s.ev, sb), 0);
+	}
+}
+
+static void append_samples(struct joblog *l, unsigned first, unsigned n)
+{
+	for (unsigned i = first; i < first + n; i++) {
+		struct sample s;
+		uint64_t seq = 0;
+
+		make_sample(&s, i);
+		assert_int_equal(joblog_append(l, &s.ev, &seq), 0);
+		assert_int_equal(seq, joblog_appended_seq(l));
+	}
+}
+
+/* Writes events 0..n-1 through the API and closes the log. */
+static void write_samples(const char *dir, unsigned n)
+{
+	struct joblog *l = NULL;
+	struct joblog_info info;
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	append_samples(l, 0, n);
+	assert_int_equal(joblog_commit(l), 0);
+	joblog_free(l);
+}
+
+/* What a callback saw: each record formatted again, so that a comparison
+ * covers every field. */
+struct collected {
+	struct strbuf lines;
+	unsigned n;
+	const char *fail_id; /* return fail_with for this id's records */
+	int fail_with;
+};
+
+static int collect_cb(const struct job_event *ev, void *ud)
+{
+	struct collected *c = ud;
+
+	if (c->fail_id && strcmp(ev->id, c->fail_id) == 0)
+		return c->fail_with;
+	c->n++;
+	return job_event_format(ev, &c->lines);
+}
+
+static void assert_collected(const struct collected *c, unsigned first, unsigned n)
+{
+	struct strbuf want = STRBUF_INIT;
+
+	expected_lines(first, n, &want);
+	assert_int_equal(c->n, n);
+	assert_int_equal(c->lines.len, want.len);
+	if (n)
+		assert_memory_equal(c->lines.buf, want.buf, want.len);
+	strbuf_release(&want);
+}
+
+/* ---- opening and locking ---- */
+
+static void test_open_creates(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	_cleanup_free_ char *path = log_path(dir);
+	_cleanup_free_ char *lock = path_join(dir, JOBLOG_LOCK_FILE);
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_non_null(l);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_size, 0);
+	assert_int_equal(st.st_mode & 0137, 0); /* at most 0640 */
+	assert_int_equal(stat(lock, &st), 0);
+
+	assert_int_equal(joblog_appended_seq(l), 0);
+	assert_int_equal(joblog_synced_seq(l), 0);
+	assert_false(joblog_has_pending(l));
+	assert_int_equal(joblog_last_error(l), 0);
+
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	memset(&info, 0xff, sizeof(info));
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(info.records, 0);
+	assert_int_equal(info.size, 0);
+	assert_false(info.torn);
+	assert_int_equal(info.bad_line, 0);
+	/* Committing nothing is fine and writes nothing. */
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(file_size(dir), 0);
+	joblog_free(l);
+	joblog_free(NULL);
+
+	/* A directory that is not there. */
+	_cleanup_free_ char *missing = path_join(dir, "missing");
+	l = SENTINEL;
+	assert_int_equal(joblog_open(missing, &l), -ENOENT);
+	assert_ptr_equal(l, SENTINEL);
+}
+
+static void test_lock(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	_cleanup_free_ char *other = new_dir();
+	struct joblog *a = NULL, *b = SENTINEL, *c = NULL;
+
+	assert_int_equal(joblog_open(dir, &a), 0);
+	/* flock() locks belong to the open file description, so a second open
+	 * in the same process conflicts as another process would. */
+	assert_int_equal(joblog_open(dir, &b), -EBUSY);
+	assert_ptr_equal(b, SENTINEL);
+	assert_int_equal(joblog_open(dir, &b), -EBUSY);
+	/* Another directory is another lock. */
+	assert_int_equal(joblog_open(other, &c), 0);
+	joblog_free(c);
+
+	joblog_free(a);
+	b = NULL;
+	assert_int_equal(joblog_open(dir, &b), 0);
+	joblog_free(b);
+}
+
+/* ---- writing and replaying ---- */
+
+static void test_append_commit_replay(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	struct strbuf want = STRBUF_INIT, got;
+	uint64_t seq = 0;
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+
+	append_samples(l, 0, 10);
+	assert_int_equal(joblog_appended_seq(l), 10);
+	assert_int_equal(joblog_synced_seq(l), 0);
+	assert_true(joblog_has_pending(l));
+	/* Nothing on disk before the commit. */
+	assert_int_equal(file_size(dir), 0);
+
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_synced_seq(l), 10);
+	assert_int_equal(joblog_appended_seq(l), 10);
+	assert_false(joblog_has_pending(l));
+	assert_int_equal(joblog_last_error(l), 0);
+	expected_lines(0, 10, &want);
+	got = file_contents(dir);
+	assert_int_equal(got.len, want.len);
+	assert_memory_equal(got.buf, want.buf, want.len);
+	strbuf_release(&got);
+
+	/* A second batch continues the numbering and lands after the first. */
+	struct sample s;
+	make_sample(&s, 10);
+	assert_int_equal(joblog_append(l, &s.ev, &seq), 0);
+	assert_int_equal(seq, 11);
+	make_sample(&s, 11);
+	assert_int_equal(joblog_append(l, &s.ev, NULL), 0);
+	assert_int_equal(joblog_appended_seq(l), 12);
+	assert_int_equal(joblog_synced_seq(l), 10);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_synced_seq(l), 12);
+	joblog_free(l);
+
+	/* A fresh joblog replays the same events, in order. */
+	l = NULL;
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_collected(&c, 0, 12);
+	assert_int_equal(info.records, 12);
+	assert_int_equal(info.size, file_size(dir));
+	assert_false(info.torn);
+	assert_int_equal(info.bad_line, 0);
+	joblog_free(l);
+
+	strbuf_release(&c.lines);
+	strbuf_release(&want);
+}
+
+static void test_append_without_commit(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	uint64_t size;
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	append_samples(l, 0, 3);
+	assert_int_equal(joblog_commit(l), 0);
+	size = file_size(dir);
+	append_samples(l, 3, 2);
+	assert_int_equal(joblog_appended_seq(l), 5);
+	assert_int_equal(joblog_synced_seq(l), 3);
+	assert_true(joblog_has_pending(l));
+	assert_int_equal(file_size(dir), size);
+	joblog_free(l); /* the pending two are gone */
+	assert_int_equal(file_size(dir), size);
+
+	l = NULL;
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_collected(&c, 0, 3);
+	joblog_free(l);
+	strbuf_release(&c.lines);
+}
+
+static void test_append_too_long(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	char *big = malloc(JOBLOG_LINE_MAX + 1);
+	struct sample s;
+	uint64_t seq = 42;
+
+	assert_non_null(big);
+	memset(big, 'e', JOBLOG_LINE_MAX);
+	big[JOBLOG_LINE_MAX] = 0;
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	append_samples(l, 0, 1);
+	make_sample(&s, 1);
+	s.ev.error = big;
+	/* A record longer than a line may be is refused, and the pending
+	 * buffer keeps only what came before it. */
+	assert_int_equal(joblog_append(l, &s.ev, &seq), -E2BIG);
+	assert_int_equal(seq, 42);
+	assert_int_equal(joblog_appended_seq(l), 1);
+	append_samples(l, 1, 1);
+	assert_int_equal(joblog_commit(l), 0);
+	joblog_free(l);
+
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	l = NULL;
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_collected(&c, 0, 2);
+	joblog_free(l);
+	strbuf_release(&c.lines);
+	free(big);
+}
+
+/* ---- torn tails and damage ---- */
+
+static void check_torn_tail(const char *tail, size_t tail_len)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	struct strbuf want = STRBUF_INIT, got;
+	uint64_t good;
+
+	write_samples(dir, 5);
+	good = file_size(dir);
+	append_raw(dir, tail, tail_len);
+	assert_int_equal(file_size(dir), good + tail_len);
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_collected(&c, 0, 5);
+	assert_true(info.torn);
+	assert_int_equal(info.torn_offset, good);
+	assert_int_equal(info.torn_bytes, tail_len);
+	assert_int_equal(info.records, 5);
+	assert_int_equal(info.size, good);
+	assert_int_equal(info.bad_line, 0);
+	assert_int_equal(info.bad_error, 0);
+	/* Cut off on disk too. */
+	assert_int_equal(file_size(dir), good);
+
+	/* The next record lands right after the good data. */
+	append_samples(l, 5, 1);
+	assert_int_equal(joblog_commit(l), 0);
+	joblog_free(l);
+	expected_lines(0, 6, &want);
+	got = file_contents(dir);
+	assert_int_equal(got.len, want.len);
+	assert_memory_equal(got.buf, want.buf, want.len);
+	strbuf_release(&got);
+
+	/* And the log replays cleanly now. */
+	strbuf_reset(&c.lines);
+	c.n = 0;
+	l = NULL;
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_collected(&c, 0, 6);
+	assert_false(info.torn);
+	joblog_free(l);
+
+	strbuf_release(&c.lines);
+	strbuf_release(&want);
+}
+
+static void test_torn_tail(void **state)
+{
+	(void)state;
+	static const char half[] = "{\"v\":1,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"job-9";
+	static const char garbage[] = "this is not a record\n";
+	static const char nuls[16] = {0};
+	static const char garbage_then_half[] = "#!garbage\n{\"v\":1,\"ts\":";
+	static const char two_bad[] = "garbage\n{\"v\":1}\n";
+	static const char garbage_then_nuls[] = "garbage\n\0\0\0\0\0\0";
+	struct strbuf whole = STRBUF_INIT;
+	struct sample s;
+
+	check_torn_tail(half, strlen(half));
+	check_torn_tail(garbage, strlen(garbage));
+	check_torn_tail(nuls, sizeof(nuls));
+	check_torn_tail(garbage_then_half, strlen(garbage_then_half));
+	check_torn_tail(two_bad, strlen(two_bad));
+	check_torn_tail(garbage_then_nuls, sizeof(garbage_then_nuls) - 1);
+	/* A whole record but for its newline was never acknowledged: the
+	 * newline is the last byte a commit writes. */
+	make_sample(&s, 99);
+	assert_int_equal(job_event_format(&s.ev, &whole), 0);
+	check_torn_tail(whole.buf, whole.len - 1);
+	strbuf_release(&whole);
+}
+
+/* The log holds good lines 0..n_before-1, then bad, then good lines
+ * n_before..n_before+n_after-1; replay refuses it and changes nothing. */
+static void check_damage(const char *bad, size_t bad_len, unsigned n_before, unsigned n_after, int want)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT, got;
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *path = log_path(dir);
+
+	expected_lines(0, n_before, &before);
+	expected_lines(n_before, n_after, &after);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, before.buf, before.len), 0);
+	assert_int_equal(write_all(fd, bad, bad_len), 0);
+	assert_int_equal(write_all(fd, after.buf, after.len), 0);
+	struct strbuf orig = file_contents(dir);
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), want);
+	assert_int_equal(info.bad_line, n_before + 1);
+	assert_int_equal(info.bad_offset, before.len);
+	assert_int_equal(info.bad_error, want);
+	assert_int_equal(info.records, n_before);
+	assert_false(info.torn);
+	assert_collected(&c, 0, n_before);
+	joblog_free(l);
+
+	got = file_contents(dir);
+	assert_int_equal(got.len, orig.len);
+	assert_memory_equal(got.buf, orig.buf, orig.len);
+
+	strbuf_release(&got);
+	strbuf_release(&orig);
+	strbuf_release(&before);
+	strbuf_release(&after);
+	strbuf_release(&c.lines);
+}
+
+static void test_damage_in_middle(void **state)
+{
+	(void)state;
+	static const char garbage[] = "this is not a record\n";
+	static const char half[] = "{\"v\":1,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"job\n";
+	static const char nuls[] = "\0\0\0\0\0\0\0\0\n";
+	char *longline = malloc(JOBLOG_LINE_MAX + 2);
+	struct strbuf big = STRBUF_INIT;
+
+	check_damage(garbage, strlen(garbage), 3, 2, -EBADMSG);
+	check_damage(garbage, strlen(garbage), 0, 1, -EBADMSG);
+	check_damage(half, strlen(half), 4, 1, -EBADMSG);
+	check_damage(nuls, sizeof(nuls) - 1, 2, 3, -EBADMSG);
+	/* A good record after the damage, then a torn tail: still damage. */
+	{
+		_cleanup_free_ char *dir = new_dir();
+		struct joblog *l = NULL;
+		struct joblog_info info;
+		uint64_t size;
+
+		write_samples(dir, 2);
+		append_raw(dir, garbage, strlen(garbage));
+		struct strbuf more = STRBUF_INIT;
+		expected_lines(2, 1, &more);
+		append_raw(dir, more.buf, more.len);
+		append_raw(dir, "{\"v\":1,", 7);
+		size = file_size(dir);
+		assert_int_equal(joblog_open(dir, &l), 0);
+		assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), -EBADMSG);
+		assert_int_equal(info.bad_line, 3);
+		assert_int_equal(file_size(dir), size);
+		joblog_free(l);
+		strbuf_release(&more);
+	}
+	/* A line longer than any record is damage even when it parses. */
+	assert_non_null(longline);
+	{
+		struct sample s;
+		char *err = malloc(JOBLOG_LINE_MAX + 1);
+
+		assert_non_null(err);
+		memset(err, 'e', JOBLOG_LINE_MAX);
+		err[JOBLOG_LINE_MAX] = 0;
+		make_sample(&s, 1);
+		s.ev.error = err;
+		assert_int_equal(job_event_format(&s.ev, &big), 0);
+		assert_true(big.len > JOBLOG_LINE_MAX + 1);
+		check_damage(big.buf, big.len, 1, 1, -EBADMSG);
+		free(err);
+	}
+	memset(longline, 'x', JOBLOG_LINE_MAX + 1);
+	longline[JOBLOG_LINE_MAX + 1] = '\n';
+	check_damage(longline, JOBLOG_LINE_MAX + 2, 2, 1, -EBADMSG);
+	strbuf_release(&big);
+	free(longline);
+}
+
+static void test_future_version(void **state)
+{
+	(void)state;
+	static const char v2[] =
+		"{\"v\":2,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"job-0000\",\"event\":\"frobbed\"}\n";
+
+	/* At the end, where garbage would be a torn tail, a record of a newer
+	 * version is not cut off: that would lose a newer daemon's data. */
+	check_damage(v2, strlen(v2), 3, 0, -EPROTONOSUPPORT);
+	check_damage(v2, strlen(v2), 2, 2, -EPROTONOSUPPORT);
+	check_damage(v2, strlen(v2), 0, 0, -EPROTONOSUPPORT);
+}
+
+static void test_replay_callback_error(void **state)
+{
+	(void)state;
+	/* A good record that the callback refuses is reported at its line and
+	 * the file is left alone, also when it is the last one. */
+	for (unsigned last = 0; last < 2; last++) {
+		_cleanup_free_ char *dir = new_dir();
+		struct joblog *l = NULL;
+		struct joblog_info info;
+		struct collected c = {STRBUF_INIT, 0, "job-0001", -EINVAL};
+		struct strbuf before = STRBUF_INIT;
+		unsigned n = last ? 5 : 8; /* records 4..7 are job-0001 */
+
+		write_samples(dir, n);
+		struct strbuf orig = file_contents(dir);
+		expected_lines(0, 4, &before);
+
+		assert_int_equal(joblog_open(dir, &l), 0);
+		assert_int_equal(joblog_replay(l, collect_cb, &c, &info), -EINVAL);
+		assert_int_equal(info.bad_line, 5);
+		assert_int_equal(info.bad_offset, before.len);
+		assert_int_equal(info.bad_error, -EINVAL);
+		assert_false(info.torn);
+		assert_int_equal(info.records, 4);
+		assert_collected(&c, 0, 4);
+		joblog_free(l);
+
+		struct strbuf got = file_contents(dir);
+		assert_int_equal(got.len, orig.len);
+		assert_memory_equal(got.buf, orig.buf, orig.len);
+		strbuf_release(&got);
+		strbuf_release(&orig);
+		strbuf_release(&before);
+		strbuf_release(&c.lines);
+	}
+}
+
+/* ---- reading without the lock ---- */
+
+static void test_read(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	static const char garbage[] = "garbage\n";
+	static const char v2[] = "{\"v\":2,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"x\",\"event\":\"frobbed\"}\n";
+	struct strbuf lines[6];
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	struct joblog_info info;
+	struct joblog *l = NULL;
+	uint64_t end = 12345, off3, off4, size;
+
+	for (unsigned i = 0; i < 6; i++) {
+		lines[i] = (struct strbuf)STRBUF_INIT;
+		expected_lines(i, 1, &lines[i]);
+	}
+
+	/* No log yet. */
+	memset(&info, 0xff, sizeof(info));
+	assert_int_equal(joblog_read(dir, 0, collect_cb, &c, &info, &end), -ENOENT);
+	assert_int_equal(end, 12345);
+
+	/* good0 good1 garbage good2 v2 good3 half-of-good4 */
+	write_samples(dir, 2);
+	append_raw(dir, garbage, strlen(garbage));
+	off3 = file_size(dir);
+	append_raw(dir, lines[2].buf, lines[2].len);
+	append_raw(dir, v2, strlen(v2));
+	off4 = file_size(dir);
+	append_raw(dir, lines[3].buf, lines[3].len);
+	size = file_size(dir);
+	append_raw(dir, lines[4].buf, 20);
+	struct strbuf orig = file_contents(dir);
+
+	/* The reader works while the writer holds the lock. */
+	assert_int_equal(joblog_open(dir, &l), 0);
+
+	assert_int_equal(joblog_read(dir, 0, collect_cb, &c, &info, &end), 0);
+	assert_int_equal(c.n, 4);
+	assert_int_equal(info.records, 4);
+	assert_int_equal(info.damaged, 2);
+	assert_int_equal(info.bad_line, 3);
+	assert_int_equal(info.bad_offset, off3 - strlen(garbage));
+	assert_int_equal(info.bad_error, -EBADMSG);
+	assert_int_equal(end, size);
+	struct strbuf want = STRBUF_INIT;
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(strbuf_add(&want, lines[i].buf, lines[i].len), 0);
+	assert_int_equal(c.lines.len, want.len);
+	assert_memory_equal(c.lines.buf, want.buf, want.len);
+	strbuf_release(&want);
+
+	/* Reading never writes. */
+	struct strbuf got = file_contents(dir);
+	assert_int_equal(got.len, orig.len);
+	assert_memory_equal(got.buf, orig.buf, orig.len);
+	strbuf_release(&got);
+
+	/* From the end: the unterminated line is still left for later. */
+	strbuf_reset(&c.lines);
+	c.n = 0;
+	assert_int_equal(joblog_read(dir, end, collect_cb, &c, &info, &end), 0);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(info.damaged, 0);
+	assert_int_equal(end, size);
+
+	/* The writer finishes the line, and adds another. */
+	append_raw(dir, lines[4].buf + 20, lines[4].len - 20);
+	append_raw(dir, lines[5].buf, lines[5].len);
+	assert_int_equal(joblog_read(dir, end, collect_cb, &c, &info, &end), 0);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(info.records, 2);
+	assert_int_equal(end, file_size(dir));
+	assert_int_equal(c.lines.len, lines[4].len + lines[5].len);
+	assert_memory_equal(c.lines.buf, lines[4].buf, lines[4].len);
+	assert_memory_equal(c.lines.buf + lines[4].len, lines[5].buf, lines[5].len);
+
+	/* From an offset in the middle: only what follows it. */
+	strbuf_reset(&c.lines);
+	c.n = 0;
+	assert_int_equal(joblog_read(dir, off4, collect_cb, &c, &info, &end), 0);
+	assert_int_equal(c.n, 3);
+	assert_int_equal(info.damaged, 0);
+	assert_memory_equal(c.lines.buf, lines[3].buf, lines[3].len);
+	assert_int_equal(end, file_size(dir));
+
+	/* At or past the end: nothing. */
+	c.n = 0;
+	assert_int_equal(joblog_read(dir, file_size(dir), collect_cb, &c, &info, &end), 0);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(end, file_size(dir));
+
+	joblog_free(l);
+	strbuf_release(&orig);
+	strbuf_release(&c.lines);
+	for (unsigned i = 0; i < 6; i++)
+		strbuf_release(&lines[i]);
+}
+
+static void test_read_callback_error(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	struct collected c = {STRBUF_INIT, 0, "job-0001", -ENOMEM};
+	struct joblog_info info;
+	uint64_t end = 777;
+
+	/* The callback's error is not damage: it stops the read. */
+	write_samples(dir, 8);
+	assert_int_equal(joblog_read(dir, 0, collect_cb, &c, &info, &end), -ENOMEM);
+	assert_collected(&c, 0, 4);
+	assert_int_equal(info.damaged, 0);
+	assert_int_equal(end, 777);
+	strbuf_release(&c.lines);
+}
+
+/* ---- a commit that fails ---- */
+
+static struct rlimit saved_fsize;
+
+static int fsize_setup(void **state)
+{
+	(void)state;
+	if (getrlimit(RLIMIT_FSIZE, &saved_fsize) < 0)
+		return -1;
+	/* Over the limit, write(2) fails with EFBIG instead of killing us. */
+	return signal(SIGXFSZ, SIG_IGN) == SIG_ERR ? -1 : 0;
+}
+
+static int fsize_teardown(void **state)
+{
+	(void)state;
+	(void)signal(SIGXFSZ, SIG_DFL);
+	return setrlimit(RLIMIT_FSIZE, &saved_fsize);
+}
+
+static void set_fsize(rlim_t cur)
+{
+	struct rlimit rl = saved_fsize;
+
+	rl.rlim_cur = cur;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static void test_commit_failure(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	char err[1000];
+	struct sample s[4];
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct strbuf want = STRBUF_INIT, got;
+	uint64_t good;
+
+	memset(err, 'x', sizeof(err) - 1);
+	err[sizeof(err) - 1] = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		make_sample(&s[i], i);
+		if (i > 0)
+			s[i].ev.error = err; /* about 1 KiB each */
+		assert_int_equal(job_event_format(&s[i].ev, &want), 0);
+	}
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	assert_int_equal(joblog_append(l, &s[0].ev, NULL), 0);
+	assert_int_equal(joblog_commit(l), 0);
+	good = file_size(dir);
+	assert_int_equal(joblog_synced_seq(l), 1);
+
+	/* Room for one big record and a part of the next. */
+	set_fsize((rlim_t)good + 1500);
+	for (unsigned i = 1; i < 4; i++)
+		assert_int_equal(joblog_append(l, &s[i].ev, NULL), 0);
+	assert_int_equal(joblog_commit(l), -EFBIG);
+	assert_int_equal(joblog_last_error(l), -EFBIG);
+	assert_true(joblog_has_pending(l));
+	assert_int_equal(joblog_synced_seq(l), 1);
+	assert_int_equal(joblog_appended_seq(l), 4);
+	/* What reached the file was cut back: no half batch on disk. */
+	assert_int_equal(file_size(dir), good);
+
+	/* Still full: fails the same way, still nothing half-written. */
+	assert_int_equal(joblog_commit(l), -EFBIG);
+	assert_int_equal(file_size(dir), good);
+	assert_int_equal(joblog_synced_seq(l), 1);
+
+	/* Space returns: the same records go out once. */
+	set_fsize(saved_fsize.rlim_cur);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_last_error(l), 0);
+	assert_false(joblog_has_pending(l));
+	assert_int_equal(joblog_synced_seq(l), 4);
+	joblog_free(l);
+
+	got = file_contents(dir);
+	assert_int_equal(got.len, want.len);
+	assert_memory_equal(got.buf, want.buf, want.len);
+	strbuf_release(&got);
+
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	l = NULL;
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_int_equal(c.n, 4);
+	assert_int_equal(info.records, 4);
+	assert_false(info.torn);
+	assert_int_equal(c.lines.len, want.len);
+	assert_memory_equal(c.lines.buf, want.buf, want.len);
+	joblog_free(l);
+
+	strbuf_release(&c.lines);
+	strbuf_release(&want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_creates),
+		cmocka_unit_test(test_lock),
+		cmocka_unit_test(test_append_commit_replay),
+		cmocka_unit_test(test_append_without_commit),
+		cmocka_unit_test(test_append_too_long),
+		cmocka_unit_test(test_torn_tail),
+		cmocka_unit_test(test_damage_in_middle),
+		cmocka_unit_test(test_future_version),
+		cmocka_unit_test(test_replay_callback_error),
+		cmocka_unit_test(test_read),
+		cmocka_unit_test(test_read_callback_error),
+		cmocka_unit_test_setup_teardown(test_commit_failure, fsize_setup, fsize_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,507 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "blinkhook/secret.h"
+#include "blinkhook/util.h"
+
+static char tmpdir[64];
+static unsigned dir_counter;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_secret.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh, empty directory for one test (mode 0700, like a state dir). */
+static char *new_dir(void)
+{
+	char name[32];
+	char *p;
+
+	snprintf(name, sizeof(name), "d%u", dir_counter++);
+	p = path_join(tmpdir, name);
+	assert_non_null(p);
+	assert_int_equal(mkdir(p, 0700), 0);
+	return p;
+}
+
+static char *key_path(const char *dir)
+{
+	char *p = path_join(dir, SECRET_KEY_FILE);
+
+	assert_non_null(p);
+	return p;
+}
+
+static void write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, data, len), 0);
+	/* open's mode is subject to the umask; fchmod is not. */
+	assert_int_equal(fchmod(fd, mode), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static void fixed_key_bytes(unsigned char k[static SECRET_KEY_SIZE], unsigned char first)
+{
+	for (unsigned i = 0; i < SECRET_KEY_SIZE; i++)
+		k[i] = (unsigned char)(first + i);
+}
+
+static struct secret_key *fixed_key(unsigned char first)
+{
+	unsigned char b[SECRET_KEY_SIZE];
+	struct secret_key *k = NULL;
+
+	fixed_key_bytes(b, first);
+	assert_int_equal(secret_key_from_bytes(b, sizeof(b), &k), 0);
+	assert_non_null(k);
+	return k;
+}
+
+/* The expected secret, computed here independently of src/secret.c:
+ * OpenSSL's HMAC, OpenSSL's base64, then the url-safe alphabet, no padding. */
+static void reference_secret(const unsigned char *key, size_t key_len, const char *id, char out[static 64])
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int mac_len = 0;
+	unsigned char b64[64];
+	int n;
+
+	assert_non_null(HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)id, strlen(id), mac, &mac_len));
+	assert_int_equal(mac_len, 32);
+	n = EVP_EncodeBlock(b64, mac, (int)mac_len);
+	assert_int_equal(n, 44); /* 43 characters and one '=' */
+	for (int i = 0; i < n; i++) {
+		if (b64[i] == '+')
+			b64[i] = '-';
+		else if (b64[i] == '/')
+			b64[i] = '_';
+	}
+	while (n > 0 && b64[n - 1] == '=')
+		n--;
+	memcpy(out, b64, (size_t)n);
+	out[n] = 0;
+}
+
+static bool is_base64url(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		      *s == '-' || *s == '_'))
+			return false;
+	return true;
+}
+
+/* ---- the key file ---- */
+
+static void test_key_created_then_reloaded(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	_cleanup_free_ char *path = key_path(dir);
+	struct secret_key *k1 = NULL, *k2 = NULL;
+	char s1[SECRET_MAX], s2[SECRET_MAX], ref[64];
+	_cleanup_free_ char *bytes = NULL;
+	size_t len = 0;
+	bool created = false;
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(secret_key_load(dir, &k1, &created), 0);
+	assert_true(created);
+	assert_non_null(k1);
+
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_size, SECRET_KEY_SIZE);
+
+	/* The file holds the key: the secret is the HMAC under its bytes. */
+	assert_int_equal(read_file_capped(AT_FDCWD, path, 1024, &bytes, &len), 0);
+	assert_int_equal(len, SECRET_KEY_SIZE);
+	secret_for_job(k1, "job-1", s1);
+	reference_secret((const unsigned char *)bytes, len, "job-1", ref);
+	assert_string_equal(s1, ref);
+
+	/* The second start loads it, and creates nothing. */
+	created = true;
+	assert_int_equal(secret_key_load(dir, &k2, &created), 0);
+	assert_false(created);
+	secret_for_job(k2, "job-1", s2);
+	assert_string_equal(s1, s2);
+	assert_true(secret_verify(k2, "job-1", s1, strlen(s1)));
+
+	/* ret_created may be NULL. */
+	secret_key_free(k2);
+	k2 = NULL;
+	assert_int_equal(secret_key_load(dir, &k2, NULL), 0);
+	secret_for_job(k2, "job-1", s2);
+	assert_string_equal(s1, s2);
+
+	secret_key_free(k1);
+	secret_key_free(k2);
+	secret_key_free(NULL);
+}
+
+static void test_key_two_dirs_differ(void **state)
+{
+	_cleanup_free_ char *d1 = new_dir();
+	_cleanup_free_ char *d2 = new_dir();
+	struct secret_key *k1 = NULL, *k2 = NULL;
+	char s1[SECRET_MAX], s2[SECRET_MAX];
+
+	(void)state;
+	/* Each new key is random. */
+	assert_int_equal(secret_key_load(d1, &k1, NULL), 0);
+	assert_int_equal(secret_key_load(d2, &k2, NULL), 0);
+	secret_for_job(k1, "job-1", s1);
+	secret_for_job(k2, "job-1", s2);
+	assert_string_not_equal(s1, s2);
+	secret_key_free(k1);
+	secret_key_free(k2);
+}
+
+static void test_key_group_or_other_bits_refused(void **state)
+{
+	static const mode_t modes[] = {0640, 0604, 0660, 0644, 0601, 0610, 0700 | 0040};
+	unsigned char b[SECRET_KEY_SIZE];
+
+	(void)state;
+	fixed_key_bytes(b, 1);
+	for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+		_cleanup_free_ char *dir = new_dir();
+		_cleanup_free_ char *path = key_path(dir);
+		struct secret_key *k = NULL;
+		bool created = true;
+		struct stat st;
+
+		write_file(path, b, sizeof(b), modes[i]);
+		assert_int_equal(secret_key_load(dir, &k, &created), -EPERM);
+		assert_null(k);
+		/* Refused, not replaced: the file is as it was. */
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 07777, modes[i]);
+		assert_int_equal(st.st_size, SECRET_KEY_SIZE);
+	}
+}
+
+static void test_key_owner_only_modes_accepted(void **state)
+{
+	static const mode_t modes[] = {0600, 0400};
+	unsigned char b[SECRET_KEY_SIZE];
+	char s[SECRET_MAX], ref[64];
+
+	(void)state;
+	fixed_key_bytes(b, 1);
+	reference_secret(b, sizeof(b), "job-1", ref);
+	for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+		_cleanup_free_ char *dir = new_dir();
+		_cleanup_free_ char *path = key_path(dir);
+		struct secret_key *k = NULL;
+		bool created = true;
+
+		write_file(path, b, sizeof(b), modes[i]);
+		assert_int_equal(secret_key_load(dir, &k, &created), 0);
+		assert_false(created);
+		secret_for_job(k, "job-1", s);
+		assert_string_equal(s, ref);
+		secret_key_free(k);
+	}
+}
+
+static void test_key_wrong_size_refused(void **state)
+{
+	static const size_t sizes[] = {0, 1, 31, 33, 64, 4096};
+	unsigned char b[4096];
+
+	(void)state;
+	memset(b, 0x5a, sizeof(b));
+	for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+		_cleanup_free_ char *dir = new_dir();
+		_cleanup_free_ char *path = key_path(dir);
+		struct secret_key *k = NULL;
+		struct stat st;
+
+		write_file(path, b, sizes[i], 0600);
+		assert_int_equal(secret_key_load(dir, &k, NULL), -EINVAL);
+		assert_null(k);
+		/* A short key is never "repaired" with a new one. */
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal((size_t)st.st_size, sizes[i]);
+	}
+}
+
+static void test_key_directory_refused(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	_cleanup_free_ char *path = key_path(dir);
+	struct secret_key *k = NULL;
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(secret_key_load(dir, &k, NULL), -EINVAL);
+	assert_null(k);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+}
+
+static void test_key_fifo_refused(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	_cleanup_free_ char *path = key_path(dir);
+	struct secret_key *k = NULL;
+
+	(void)state;
+	/* Not a regular file: refused at once, without waiting for a writer. */
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(secret_key_load(dir, &k, NULL), -EINVAL);
+	assert_null(k);
+}
+
+static void test_key_symlink_refused(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	_cleanup_free_ char *path = key_path(dir);
+	_cleanup_free_ char *target = path_join(dir, "elsewhere.key");
+	unsigned char b[SECRET_KEY_SIZE];
+	struct secret_key *k = NULL;
+	struct stat st;
+
+	(void)state;
+	assert_non_null(target);
+	fixed_key_bytes(b, 1);
+	write_file(target, b, sizeof(b), 0600);
+	assert_int_equal(symlink(target, path), 0);
+	assert_true(secret_key_load(dir, &k, NULL) < 0);
+	assert_null(k);
+	/* Neither the link nor its target was replaced. */
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+}
+
+static void test_key_missing_dir(void **state)
+{
+	_cleanup_free_ char *dir = path_join(tmpdir, "does-not-exist");
+	struct secret_key *k = NULL;
+	struct stat st;
+
+	(void)state;
+	assert_non_null(dir);
+	assert_true(secret_key_load(dir, &k, NULL) < 0);
+	assert_null(k);
+	assert_int_equal(stat(dir, &st), -1);
+}
+
+static void test_key_from_bytes(void **state)
+{
+	unsigned char b[SECRET_KEY_SIZE + 1] = {0};
+	struct secret_key *k = NULL;
+
+	(void)state;
+	assert_int_equal(secret_key_from_bytes(b, SECRET_KEY_SIZE - 1, &k), -EINVAL);
+	assert_int_equal(secret_key_from_bytes(b, SECRET_KEY_SIZE + 1, &k), -EINVAL);
+	assert_int_equal(secret_key_from_bytes(b, 0, &k), -EINVAL);
+	assert_null(k);
+	assert_int_equal(secret_key_from_bytes(b, SECRET_KEY_SIZE, &k), 0);
+	assert_non_null(k);
+	secret_key_free(k);
+}
+
+/* ---- secrets ---- */
+
+static void test_secret_shape_and_determinism(void **state)
+{
+	struct secret_key *k = fixed_key(1);
+	char a[SECRET_MAX], b[SECRET_MAX];
+
+	(void)state;
+	memset(a, 'X', sizeof(a));
+	secret_for_job(k, "job-1", a);
+	assert_int_equal(strlen(a), 43);
+	assert_int_equal(SECRET_MAX, 44);
+	assert_true(is_base64url(a));
+
+	secret_for_job(k, "job-1", b);
+	assert_string_equal(a, b);
+
+	/* A 64-character id, the longest there is. */
+	secret_for_job(k, "0123456789012345678901234567890123456789012345678901234567890123", b);
+	assert_int_equal(strlen(b), 43);
+	assert_true(is_base64url(b));
+	secret_key_free(k);
+}
+
+static void test_secret_differs_per_job_and_key(void **state)
+{
+	struct secret_key *k1 = fixed_key(1), *k2 = fixed_key(2);
+	char a[SECRET_MAX], b[SECRET_MAX], c[SECRET_MAX], d[SECRET_MAX];
+
+	(void)state;
+	secret_for_job(k1, "job-1", a);
+	secret_for_job(k1, "job-2", b);
+	secret_for_job(k2, "job-1", c);
+	secret_for_job(k1, "job-10", d);
+	assert_string_not_equal(a, b);
+	assert_string_not_equal(a, c);
+	assert_string_not_equal(a, d);
+	assert_string_not_equal(b, c);
+	/* And each verifies only for its own job and key. */
+	assert_true(secret_verify(k1, "job-1", a, strlen(a)));
+	assert_false(secret_verify(k1, "job-2", a, strlen(a)));
+	assert_false(secret_verify(k2, "job-1", a, strlen(a)));
+	assert_true(secret_verify(k2, "job-1", c, strlen(c)));
+	secret_key_free(k1);
+	secret_key_free(k2);
+}
+
+static void test_secret_known_vector(void **state)
+{
+	static const char *const ids[] = {"job-1", "job-2", "a", "01JDQ3W7ZK9Y2B5C8D1E4F6G7H",
+					  "x_y-z_0123456789012345678901234567890123456789012345678901234"};
+	unsigned char kb[SECRET_KEY_SIZE];
+	struct secret_key *k = fixed_key(1);
+	char got[SECRET_MAX], want[64];
+
+	(void)state;
+	fixed_key_bytes(kb, 1); /* 0x01 .. 0x20 */
+	assert_int_equal(kb[0], 0x01);
+	assert_int_equal(kb[31], 0x20);
+	for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+		reference_secret(kb, sizeof(kb), ids[i], want);
+		secret_for_job(k, ids[i], got);
+		assert_string_equal(got, want);
+	}
+	secret_key_free(k);
+}
+
+static void test_secret_verify(void **state)
+{
+	struct secret_key *k = fixed_key(1);
+	char s[SECRET_MAX], other[SECRET_MAX], buf[128];
+	size_t n;
+
+	(void)state;
+	secret_for_job(k, "job-1", s);
+	secret_for_job(k, "job-2", other);
+	n = strlen(s);
+
+	assert_true(secret_verify(k, "job-1", s, n));
+
+	/* One character changed, at the start, the middle and the end. */
+	for (size_t pos = 0; pos < n; pos += 21) {
+		memcpy(buf, s, n + 1);
+		buf[pos] = buf[pos] == 'A' ? 'B' : 'A';
+		assert_false(secret_verify(k, "job-1", buf, n));
+	}
+	memcpy(buf, s, n + 1);
+	buf[n - 1] = buf[n - 1] == 'A' ? 'B' : 'A';
+	assert_false(secret_verify(k, "job-1", buf, n));
+
+	/* A prefix, the empty string, a longer string. */
+	assert_false(secret_verify(k, "job-1", s, n - 1));
+	assert_false(secret_verify(k, "job-1", s, 1));
+	assert_false(secret_verify(k, "job-1", "", 0));
+	snprintf(buf, sizeof(buf), "%sA", s);
+	assert_false(secret_verify(k, "job-1", buf, n + 1));
+	snprintf(buf, sizeof(buf), "%s%s", s, s);
+	assert_false(secret_verify(k, "job-1", buf, 2 * n));
+	/* An embedded NUL after the right bytes makes it longer, not equal. */
+	memcpy(buf, s, n);
+	buf[n] = 0;
+	buf[n + 1] = 'x';
+	assert_false(secret_verify(k, "job-1", buf, n + 2));
+
+	/* Another job's secret. */
+	assert_false(secret_verify(k, "job-1", other, strlen(other)));
+
+	/* presented need not be NUL-terminated: only len bytes count. */
+	memcpy(buf, s, n);
+	memcpy(buf + n, "trailing", 9);
+	assert_true(secret_verify(k, "job-1", buf, n));
+	secret_key_free(k);
+}
+
+static void test_secret_equal(void **state)
+{
+	(void)state;
+	assert_true(secret_equal("abc", 3, "abc", 3));
+	assert_true(secret_equal("abcdef", 3, "abcxyz", 3)); /* lengths decide what counts */
+	assert_false(secret_equal("abc", 3, "abd", 3));
+	assert_false(secret_equal("abc", 3, "xbc", 3));
+	assert_false(secret_equal("abc", 3, "abcd", 4));
+	assert_false(secret_equal("abcd", 4, "abc", 3));
+	assert_false(secret_equal("abc", 3, "ABC", 3));
+	assert_true(secret_equal("a\0b", 3, "a\0b", 3));
+	assert_false(secret_equal("a\0b", 3, "a\0c", 3));
+	/* An empty secret never matches, not even another empty one. */
+	assert_false(secret_equal("", 0, "", 0));
+	assert_false(secret_equal("abc", 3, "", 0));
+	assert_false(secret_equal("", 0, "abc", 3));
+}
+
+static void test_secret_wipe(void **state)
+{
+	unsigned char buf[40];
+
+	(void)state;
+	memset(buf, 0xa5, sizeof(buf));
+	secret_wipe(buf + 4, 32);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], i >= 4 && i < 36 ? 0 : 0xa5);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_created_then_reloaded),
+		cmocka_unit_test(test_key_two_dirs_differ),
+		cmocka_unit_test(test_key_group_or_other_bits_refused),
+		cmocka_unit_test(test_key_owner_only_modes_accepted),
+		cmocka_unit_test(test_key_wrong_size_refused),
+		cmocka_unit_test(test_key_directory_refused),
+		cmocka_unit_test(test_key_fifo_refused),
+		cmocka_unit_test(test_key_symlink_refused),
+		cmocka_unit_test(test_key_missing_dir),
+		cmocka_unit_test(test_key_from_bytes),
+		cmocka_unit_test(test_secret_shape_and_determinism),
+		cmocka_unit_test(test_secret_differs_per_job_and_key),
+		cmocka_unit_test(test_secret_known_vector),
+		cmocka_unit_test(test_secret_verify),
+		cmocka_unit_test(test_secret_equal),
+		cmocka_unit_test(test_secret_wipe),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
