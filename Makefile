@@ -42,7 +42,7 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
-	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl
+	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang
 
 CORE := util log config json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd
@@ -107,6 +107,8 @@ integration: $(B)/blinkhookd $(B)/blinkhookctl $(B)/asan/blinkhookd $(B)/asan/bl
 
 check: deps
 	$(MAKE) --no-print-directory all unit integration
+	@# The same sources must build clean with clang too (warnings are errors).
+	$(MAKE) --no-print-directory CC=clang B=$(B)/clang all
 	B=$(B) tests/run-tests.sh
 
 demo: deps
