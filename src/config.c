@@ -84,7 +84,7 @@ static const struct key keys[] = {
 	KEY("callback", "trusted_proxies", KIND_CIDRS, trusted_proxies, 0, 0, false),
 	KEY("callback", "max_body", KIND_SIZE, max_body, KIB, 16 * MIB, false),
 	KEY("callback", "wait", KIND_TIMESPAN, wait_usec, 0, USEC_PER_DAY, false),
-	KEY("callback", "expire", KIND_TIMESPAN, expire_usec, USEC_PER_MIN,
+	KEY("callback", "expire", KIND_TIMESPAN, expire_usec, USEC_PER_SEC,
 	    30 * USEC_PER_DAY, false),
 
 	KEY("queue", "dir", KIND_PATH, queue_dir, 0, 0, true),

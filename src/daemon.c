@@ -46,6 +46,7 @@ struct jobctl {
 	unsigned polls;
 	bool in_flight;
 	bool in_runq;
+	bool orphan; /* the job ended while a call was in flight: freed when it returns */
 	struct jobctl *rq_prev, *rq_next;
 	sd_event_source *timer; /* poll and expiry, on CLOCK_REALTIME */
 };
@@ -89,6 +90,7 @@ struct daemon {
 	bool listen_fd_ours;
 
 	struct jobctl *rq_first, *rq_last;
+	struct jobctl *orphans; /* ended jobs whose call is still in flight */
 	size_t in_flight;
 	struct waiter *waiters, **waiters_tail;
 	struct taken *taken, **taken_tail;
@@ -139,9 +141,45 @@ static void jobctl_free(struct jobctl *c)
 		else
 			d->rq_last = c->rq_prev;
 	}
-	sd_event_source_disable_unref(c->timer);
+	c->timer = sd_event_source_disable_unref(c->timer);
 	c->job->userdata = NULL;
+	if (c->in_flight) {
+		/* The call's done function still holds c: it frees it. */
+		c->orphan = true;
+		c->in_runq = false;
+		c->rq_prev = NULL;
+		c->rq_next = d->orphans;
+		if (d->orphans)
+			d->orphans->rq_prev = c;
+		d->orphans = c;
+		return;
+	}
 	free(c);
+}
+
+static void orphan_free(struct jobctl *c)
+{
+	struct daemon *d = c->d;
+
+	if (c->rq_prev)
+		c->rq_prev->rq_next = c->rq_next;
+	else
+		d->orphans = c->rq_next;
+	if (c->rq_next)
+		c->rq_next->rq_prev = c->rq_prev;
+	free(c);
+}
+
+/* For a done function: true when the job ended meanwhile and c is gone. */
+static bool jobctl_returned(struct jobctl *c)
+{
+	c->in_flight = false;
+	c->d->in_flight--;
+	if (!c->orphan)
+		return false;
+	schedule_submit(c->d);
+	orphan_free(c);
+	return true;
 }
 
 static void runq_append(struct daemon *d, struct jobctl *c)
@@ -418,7 +456,7 @@ static void reject(struct daemon *d, const char *name, const char *reason)
 }
 
 static void finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
-		       const char *error, const char *source);
+		       const char *error, const char *source, unsigned attempts);
 
 static void take_cancel(struct daemon *d, const char *name, const char *id)
 {
@@ -433,7 +471,7 @@ static void take_cancel(struct daemon *d, const char *name, const char *id)
 		log_notice("job %s: cancel request ignored, the job is %s", id,
 			   c && c->in_flight ? "being submitted" : job_state_to_string(j->state));
 	else
-		finish_job(d, j, JOB_FAILED, NULL, "canceled", "cancel");
+		finish_job(d, j, JOB_FAILED, NULL, "canceled", "cancel", 0);
 	(void)take_later(d, name, j->log_seq);
 }
 
@@ -529,8 +567,9 @@ static void callback_url(struct daemon *d, const char *id, struct strbuf *sb)
 	(void)strbuf_addf(sb, "%s%s%s", d->cfg->public_url, CALLBACK_PATH_PREFIX, id);
 }
 
+/* attempts: the count to record with it, 0 for none. */
 static void finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
-		       const char *error, const char *source)
+		       const char *error, const char *source, unsigned attempts)
 {
 	struct job_event ev = {
 		.ts = now_realtime_usec(),
@@ -540,6 +579,7 @@ static void finish_job(struct daemon *d, struct job *j, enum job_state state, co
 		.meraki_status = status,
 		.error = error,
 		.source = source,
+		.attempts = attempts,
 	};
 	int r = record(d, &ev, NULL);
 	if (r < 0)
@@ -555,9 +595,12 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 	unsigned attempts = j->attempts + 1;
 	int r;
 
-	c->in_flight = false;
-	d->in_flight--;
 	d->stats.submissions[res->outcome]++;
+	/* The interval counts again from the answer: the API measures between
+	 * arrivals, and network jitter must never bring two closer than that. */
+	(void)pacer_note(&d->pacer, j->serial, now);
+	if (jobctl_returned(c))
+		return;
 	if (res->outcome != MERAKI_RATE_LIMITED)
 		d->consecutive_429 = 0;
 
@@ -586,7 +629,7 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 		}
 		if (meraki_status_is_final(res->status))
 			finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED, res->status,
-				   res->error, "api");
+				   res->error, "api", 0);
 		break;
 	}
 	case MERAKI_RATE_LIMITED: {
@@ -607,7 +650,7 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 			if (asprintf(&msg, "gave up after %u attempts: %.900s", attempts,
 				     res->error ? res->error : "no detail") < 0)
 				msg = NULL;
-			finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api");
+			finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
 		} else {
 			struct job_event ev = {
 				.ts = now_realtime_usec(),
@@ -631,7 +674,7 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 				res->http_status, res->error ? res->error : "no detail");
 			d->auth_error_logged = true;
 		}
-		finish_job(d, j, JOB_FAILED, NULL, res->error, "api");
+		finish_job(d, j, JOB_FAILED, NULL, res->error, "api", attempts);
 		break;
 	}
 	schedule_submit(d);
@@ -713,14 +756,14 @@ static void on_poll_done(void *ud, const struct meraki_result *res)
 	struct daemon *d = c->d;
 	struct job *j = c->job;
 
-	c->in_flight = false;
-	d->in_flight--;
 	d->stats.polls++;
+	if (jobctl_returned(c))
+		return;
 	if (res->outcome == MERAKI_OK && meraki_status_is_final(res->status)) {
 		finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED, res->status,
 			   strcmp(res->status, "failed") == 0 && !res->error ? "Meraki reported the blink as failed"
 									       : res->error,
-			   "poll");
+			   "poll", 0);
 		return;
 	}
 	if (res->outcome == MERAKI_OK && meraki_status_is_valid(res->status)) {
@@ -763,7 +806,7 @@ static int on_job_timer(sd_event_source *s, uint64_t usec, void *ud)
 		char span[32], msg[96];
 		format_timespan(span, sizeof(span), d->cfg->expire_usec);
 		snprintf(msg, sizeof(msg), "no final status within %s", span);
-		finish_job(d, j, JOB_EXPIRED, NULL, msg, "expiry");
+		finish_job(d, j, JOB_EXPIRED, NULL, msg, "expiry", 0);
 		return 0;
 	}
 	if (j->state == JOB_SUBMITTED && j->leds_blink_id && !c->in_flight) {
@@ -1231,9 +1274,11 @@ static int setup(struct daemon *d)
 	if ((r = sd_event_add_defer(d->event, &d->commit_defer, on_commit, d)) < 0 ||
 	    (r = sd_event_add_defer(d->event, &d->scan_defer, on_scan, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &d->commit_retry, CLOCK_MONOTONIC, 0, 0, on_commit_retry, d)) < 0 ||
-	    (r = sd_event_add_time(d->event, &d->submit_timer, CLOCK_MONOTONIC, 0, 0, on_submit_timer, d)) < 0 ||
-	    (r = sd_event_add_time(d->event, &d->curl_timer, CLOCK_MONOTONIC, 0, 0, on_curl_timer, d)) < 0 ||
-	    (r = sd_event_add_time(d->event, &d->mhd_timer, CLOCK_MONOTONIC, 0, 0, on_mhd_timer, d)) < 0)
+	    /* Accuracy 1 us, not sd-event's default 250 ms: these drive I/O that
+	     * is due now (curl, libmicrohttpd) and the pacing of submissions. */
+	    (r = sd_event_add_time(d->event, &d->submit_timer, CLOCK_MONOTONIC, 0, 1, on_submit_timer, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->curl_timer, CLOCK_MONOTONIC, 0, 1, on_curl_timer, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->mhd_timer, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, d)) < 0)
 		return log_errno(LOG_ERR, r, "cannot set up the event loop: %s", strerror(-r));
 	sd_event_source_set_enabled(d->commit_defer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->scan_defer, SD_EVENT_OFF);
@@ -1327,14 +1372,20 @@ static void teardown(struct daemon *d)
 		free(t->name);
 		free(t);
 	}
+	/* Calls in flight end here, without their done functions. */
+	meraki_free(d->meraki);
 	for (struct job *j = d->jobs.first; j; j = j->next)
-		jobctl_free(j->userdata);
+		if (j->userdata) {
+			((struct jobctl *)j->userdata)->in_flight = false;
+			jobctl_free(j->userdata);
+		}
+	while (d->orphans)
+		orphan_free(d->orphans);
 	sd_event_source_disable_unref(d->mhd_io);
 	sd_event_source_disable_unref(d->mhd_timer);
 	httpd_free(d->httpd);
 	if (d->listen_fd_ours && d->listen_fd >= 0)
 		close(d->listen_fd);
-	meraki_free(d->meraki);
 	sd_event_source_disable_unref(d->curl_timer);
 	sd_event_source_disable_unref(d->submit_timer);
 	sd_event_source_disable_unref(d->commit_defer);

@@ -541,9 +541,12 @@ class Handler(BaseHTTPRequestHandler):
         # answer it asked for, whatever the timing; they do not use up a slot.
         fault = self.sim.take_fault(REQUEST_FAULTS, serial)
         if fault and fault["kind"] == "hang":
-            # The client has most likely given up by now; if not, it gets the
-            # usual answer, late (a slow but working API).
+            # A server that takes the request and never answers: after the
+            # wait the connection is dropped and nothing was done, so that a
+            # client's retry is the only blink (and no late one skews pacing).
             time.sleep(fault["params"]["seconds"])
+            self.close_connection = True
+            return None
         elif fault:
             return self.answer_fault(fault)
         if not SERIAL_RE.match(serial):

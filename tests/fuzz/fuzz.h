@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the fuzz targets share: a check that names the broken invariant and
+ * aborts (libFuzzer then keeps the input as a crash), one scratch directory
+ * per process, the comparison of two job events, and a UTF-8 check for text
+ * bound for the job log.
+ */
+#ifndef BLINKHOOK_FUZZ_H
+#define BLINKHOOK_FUZZ_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blinkhook/job.h"
+#include "blinkhook/util.h"
+
+#define FUZZ_CHECK(cond, ...)                                                                      \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: invariant broken: %s: ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			abort();                                                                   \
+		}                                                                                  \
+	} while (0)
+
+/* Some instant in 2026, whole seconds: the job log keeps no fraction. */
+#define FUZZ_NOW UINT64_C(1795000000000000)
+
+static char fuzz_dir_path[256];
+
+static inline void fuzz_dir_remove(void)
+{
+	DIR *d = opendir(fuzz_dir_path);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	/* The targets make plain files only. */
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			(void)unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+	(void)rmdir(fuzz_dir_path);
+}
+
+/* The process's scratch directory, made at the first call and removed at
+ * exit (a crash leaves it behind, beside the input that caused it). */
+static inline const char *fuzz_dir(void)
+{
+	const char *tmp;
+
+	if (fuzz_dir_path[0])
+		return fuzz_dir_path;
+	tmp = getenv("TMPDIR");
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	snprintf(fuzz_dir_path, sizeof(fuzz_dir_path), "%s/blinkhook-fuzz.XXXXXX", tmp);
+	FUZZ_CHECK(mkdtemp(fuzz_dir_path), "mkdtemp(\"%s\"): %s", fuzz_dir_path, strerror(errno));
+	atexit(fuzz_dir_remove);
+	return fuzz_dir_path;
+}
+
+/* Replaces path's contents with data. */
+static inline void fuzz_write_file(const char *path, const uint8_t *data, size_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	FUZZ_CHECK(fd >= 0, "open(\"%s\"): %s", path, strerror(errno));
+	FUZZ_CHECK(write_all(fd, data, size) >= 0, "write(\"%s\") failed", path);
+	close(fd);
+}
+
+/* A NUL-terminated copy of data (cut at its first NUL, if any). */
+static inline char *fuzz_strndup(const uint8_t *data, size_t size)
+{
+	char *s = malloc(size + 1);
+
+	FUZZ_CHECK(s, "out of memory");
+	memcpy(s, data, size);
+	s[size] = 0;
+	return s;
+}
+
+static inline bool fuzz_str_equal(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static inline const char *fuzz_str(const char *s) { return s ? s : "(null)"; }
+
+/* Whether s is valid UTF-8 with no overlong forms, surrogates or code points
+ * past U+10FFFF: what the job log's reader accepts. */
+static inline bool fuzz_utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		unsigned c = *p, n, cp;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return false;
+		for (unsigned i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
+/* Aborts unless a and b are the same event; the timestamps are compared to
+ * the second, the precision of the job log. */
+static inline void fuzz_check_same_event(const struct job_event *a, const struct job_event *b)
+{
+	FUZZ_CHECK(a->ts / USEC_PER_SEC == b->ts / USEC_PER_SEC, "ts %llu != %llu",
+		   (unsigned long long)a->ts, (unsigned long long)b->ts);
+	FUZZ_CHECK(fuzz_str_equal(a->id, b->id), "id \"%s\" != \"%s\"", fuzz_str(a->id), fuzz_str(b->id));
+	FUZZ_CHECK(a->kind == b->kind, "kind %d != %d", (int)a->kind, (int)b->kind);
+	FUZZ_CHECK(a->kind != JOB_EV_FINAL || a->state == b->state, "state %d != %d", (int)a->state,
+		   (int)b->state);
+	FUZZ_CHECK(fuzz_str_equal(a->serial, b->serial), "serial \"%s\" != \"%s\"", fuzz_str(a->serial),
+		   fuzz_str(b->serial));
+	FUZZ_CHECK(a->duration == b->duration, "duration %u != %u", a->duration, b->duration);
+	FUZZ_CHECK(fuzz_str_equal(a->leds_blink_id, b->leds_blink_id), "leds_blink_id \"%s\" != \"%s\"",
+		   fuzz_str(a->leds_blink_id), fuzz_str(b->leds_blink_id));
+	FUZZ_CHECK(fuzz_str_equal(a->meraki_status, b->meraki_status), "meraki_status \"%s\" != \"%s\"",
+		   fuzz_str(a->meraki_status), fuzz_str(b->meraki_status));
+	FUZZ_CHECK(fuzz_str_equal(a->error, b->error), "error \"%s\" != \"%s\"", fuzz_str(a->error),
+		   fuzz_str(b->error));
+	FUZZ_CHECK(fuzz_str_equal(a->source, b->source), "source \"%s\" != \"%s\"", fuzz_str(a->source),
+		   fuzz_str(b->source));
+	FUZZ_CHECK(a->attempts == b->attempts, "attempts %u != %u", a->attempts, b->attempts);
+}
+
+/* Formats ev as a job-log line and reads it back: the line must be one line,
+ * must parse, and must give the same event.  This is what a restart does
+ * with every record the daemon writes. */
+static inline void fuzz_check_log_line(const struct job_event *ev)
+{
+	struct strbuf sb = STRBUF_INIT;
+	struct json *root = NULL;
+	struct job_event back;
+	int r;
+
+	FUZZ_CHECK(job_event_format(ev, &sb) >= 0, "job_event_format failed");
+	FUZZ_CHECK(sb.len > 0 && sb.buf[sb.len - 1] == '\n' && memchr(sb.buf, '\n', sb.len) == sb.buf + sb.len - 1,
+		   "the record is not one line: %s", sb.buf);
+	r = job_event_parse(sb.buf, sb.len - 1, &back, &root);
+	FUZZ_CHECK(r == 0, "job_event_parse of its own record: %d: %s", r, sb.buf);
+	fuzz_check_same_event(ev, &back);
+	json_free(root);
+	strbuf_release(&sb);
+}
+
+#endif

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_meraki — the pure part of the API client: meraki_classify() for both
+ * kinds of call, meraki_parse_retry_after() and meraki_key_allowed().
+ *
+ * The input: two bytes of HTTP status (mapped into 100..599); then, when a
+ * NUL follows somewhere, the Retry-After value before it; the rest is the
+ * body.  The Retry-After value also stands in for a transport error once.
+ * Finally the whole input, as a string, is a redirect target and a
+ * Retry-After value on its own.
+ *
+ * Checked: each status class gets the outcome the header promises; an OK
+ * blink has a usable ledsBlinkId and an OK poll a status; every failure has
+ * an error text that fits a job record (at most JOB_TEXT_MAX bytes of valid
+ * UTF-8); a wait is never longer than MERAKI_RETRY_AFTER_MAX; and the API
+ * key never goes to a URL that is not https.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#include "blinkhook/job.h"
+#include "blinkhook/meraki.h"
+#include "blinkhook/util.h"
+#include "fuzz.h"
+
+#define BASE_URL "https://api.meraki.com/api/v1"
+
+static void check_result(enum meraki_call_kind kind, long status, const struct meraki_result *res)
+{
+	const char *k = kind == MERAKI_CALL_BLINK ? "blink" : "get";
+
+	FUZZ_CHECK(res->http_status == status, "%s: http_status %ld for %ld", k, res->http_status, status);
+	if (status >= 200 && status < 300)
+		FUZZ_CHECK(res->outcome == MERAKI_OK || res->outcome == MERAKI_RETRY, "%s: %ld gives outcome %d", k,
+			   status, (int)res->outcome);
+	else if (status == 429)
+		FUZZ_CHECK(res->outcome == MERAKI_RATE_LIMITED, "%s: 429 gives outcome %d", k, (int)res->outcome);
+	else if (status >= 500 || status == 408 || (status >= 300 && status < 400))
+		FUZZ_CHECK(res->outcome == MERAKI_RETRY, "%s: %ld gives outcome %d", k, status, (int)res->outcome);
+	else
+		FUZZ_CHECK(res->outcome == MERAKI_FAIL, "%s: %ld gives outcome %d", k, status, (int)res->outcome);
+
+	FUZZ_CHECK(res->auth_error == (status == 401 || status == 403), "%s: auth_error %d for %ld", k,
+		   res->auth_error, status);
+	FUZZ_CHECK(res->outcome == MERAKI_RATE_LIMITED || res->retry_after_usec == UINT64_MAX,
+		   "%s: a wait without a 429", k);
+	FUZZ_CHECK(res->retry_after_usec == UINT64_MAX || res->retry_after_usec <= MERAKI_RETRY_AFTER_MAX,
+		   "%s: a wait of %llu usec", k, (unsigned long long)res->retry_after_usec);
+
+	if (res->outcome == MERAKI_OK) {
+		if (kind == MERAKI_CALL_BLINK)
+			FUZZ_CHECK(res->leds_blink_id && job_id_is_valid(res->leds_blink_id),
+				   "blink: OK with ledsBlinkId \"%s\"", fuzz_str(res->leds_blink_id));
+		else
+			FUZZ_CHECK(res->status, "get: OK without a status");
+	} else
+		FUZZ_CHECK(res->error && *res->error, "%s: outcome %d without an error", k, (int)res->outcome);
+	if (res->error) {
+		FUZZ_CHECK(strlen(res->error) <= JOB_TEXT_MAX, "%s: an error of %zu bytes", k, strlen(res->error));
+		FUZZ_CHECK(fuzz_utf8_valid(res->error), "%s: the error is not UTF-8", k);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const enum meraki_call_kind kinds[] = {MERAKI_CALL_BLINK, MERAKI_CALL_GET};
+	struct meraki_result res;
+	const uint8_t *rest, *nul;
+	char *retry_after = NULL, *whole;
+	const char *body;
+	size_t body_len;
+	uint64_t wait;
+	long status;
+	int r;
+
+	if (size < 2)
+		return 0;
+	status = 100 + (long)(((unsigned)data[0] << 8 | data[1]) % 500);
+	rest = data + 2;
+	nul = memchr(rest, 0, size - 2);
+	if (nul) {
+		retry_after = fuzz_strndup(rest, (size_t)(nul - rest));
+		body = (const char *)nul + 1;
+	} else
+		body = (const char *)rest;
+	body_len = (size_t)((const char *)data + size - body);
+
+	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+		r = meraki_classify(kinds[i], status, NULL, retry_after, body, body_len, FUZZ_NOW, &res);
+		FUZZ_CHECK(r == 0, "meraki_classify returned %d", r);
+		check_result(kinds[i], status, &res);
+		meraki_result_release(&res);
+	}
+
+	if (retry_after) {
+		r = meraki_classify(MERAKI_CALL_BLINK, status, retry_after, NULL, body, body_len, FUZZ_NOW, &res);
+		FUZZ_CHECK(r == 0, "meraki_classify returned %d", r);
+		FUZZ_CHECK(res.outcome == MERAKI_RETRY && res.http_status == 0 && res.error &&
+				   strcmp(res.error, retry_after) == 0,
+			   "a transport error is not a retry with its text");
+		meraki_result_release(&res);
+
+		if (meraki_parse_retry_after(retry_after, FUZZ_NOW, &wait) >= 0)
+			FUZZ_CHECK(wait <= MERAKI_RETRY_AFTER_MAX, "a wait of %llu usec", (unsigned long long)wait);
+		free(retry_after);
+	}
+
+	whole = fuzz_strndup(data, size);
+	if (meraki_parse_retry_after(whole, FUZZ_NOW, &wait) >= 0)
+		FUZZ_CHECK(wait <= MERAKI_RETRY_AFTER_MAX, "a wait of %llu usec", (unsigned long long)wait);
+	if (meraki_key_allowed(BASE_URL, whole))
+		FUZZ_CHECK(strncasecmp(whole, "https:", 6) == 0, "the key may go to \"%s\"", whole);
+	free(whole);
+	return 0;
+}
