@@ -42,7 +42,7 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
-	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang
+	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl
 
 CORE := util log config json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd
@@ -131,7 +131,8 @@ install: all
 	install -m 0644 systemd/blinkhook.tmpfiles $(DESTDIR)$(TMPFILESDIR)/blinkhook.conf
 	[ -e $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf ] || \
 		install -m 0640 conf/blinkhookd.conf $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf
-	install -m 0644 conf/blinkhookd.conf README.md LICENSE $(DESTDIR)$(DOCDIR)/
+	install -m 0644 conf/blinkhookd.conf conf/nginx-location.conf conf/nginx-site.conf conf/Caddyfile \
+		README.md LICENSE $(DESTDIR)$(DOCDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/blinkhookd $(DESTDIR)$(BINDIR)/blinkhookctl \

@@ -927,14 +927,19 @@ static bool on_healthy(void *ud)
 static void on_metrics(void *ud, struct strbuf *sb)
 {
 	struct daemon *d = ud;
-	static const char *const codes[] = {"200", "400", "401", "404", "4xx", "503"};
+	static const char *const codes[] = {"200", "400", "401", "404", "other", "503"};
+	static const unsigned http_codes[] = {405, 413, 415};
 	static const char *const outcomes[] = {"ok", "retry", "rate_limited", "fail"};
 
 	strbuf_addstr(sb, "# HELP blinkhook_callbacks_total Callback requests by answer.\n"
 			  "# TYPE blinkhook_callbacks_total counter\n");
 	for (size_t i = 0; i < ELEMENTSOF(codes); i++)
-		strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%s\"} %llu\n", codes[i],
-			    (unsigned long long)d->stats.callbacks[i]);
+		if (d->stats.callbacks[i] || i != 4)
+			strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%s\"} %llu\n", codes[i],
+				    (unsigned long long)d->stats.callbacks[i]);
+	for (size_t i = 0; i < ELEMENTSOF(http_codes); i++)
+		strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%u\"} %llu\n", http_codes[i],
+			    (unsigned long long)httpd_refused(d->httpd, http_codes[i]));
 	strbuf_addstr(sb, "# HELP blinkhook_jobs Jobs in the job table by state.\n# TYPE blinkhook_jobs gauge\n");
 	for (unsigned s = 0; s < _JOB_STATE_MAX; s++)
 		strbuf_addf(sb, "blinkhook_jobs{state=\"%s\"} %zu\n", job_state_to_string(s), d->jobs.n_by_state[s]);

@@ -58,6 +58,7 @@ struct httpd {
 	void *ud;
 	struct MHD_Response *responses[ELEMENTSOF(canned)];
 	struct MHD_Response *allow_post, *allow_get;
+	uint64_t refused[3]; /* 405, 413, 415 on the callback route */
 };
 
 static struct MHD_Response *canned_response(struct httpd *h, unsigned status)
@@ -75,6 +76,8 @@ static enum MHD_Result queue(struct httpd_request *r, unsigned status)
 
 	if (status == 405)
 		resp = r->route == ROUTE_CALLBACK ? h->allow_post : h->allow_get;
+	if (r->route == ROUTE_CALLBACK && (status == 405 || status == 413 || status == 415))
+		h->refused[status == 405 ? 0 : status == 413 ? 1 : 2]++;
 	r->status = status;
 	return MHD_queue_response(r->conn, status, resp);
 }
@@ -113,48 +116,73 @@ static bool sockaddr_trusted(const struct httpd *h, const struct sockaddr *sa)
 	return sa->sa_family == AF_UNIX; /* a local proxy on a unix socket */
 }
 
+/* Appends each X-Forwarded-For line's value, in order, to a list: a proxy
+ * may add a line of its own instead of extending the client's. */
+struct xff {
+	struct strbuf sb;
+	bool failed;
+};
+
+static enum MHD_Result collect_xff(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct xff *x = cls;
+
+	(void)kind;
+	if (!key || !value || strcasecmp(key, "X-Forwarded-For") != 0)
+		return MHD_YES;
+	if ((x->sb.len && strbuf_add(&x->sb, ",", 1) < 0) || strbuf_addstr(&x->sb, value) < 0)
+		x->failed = true;
+	return MHD_YES;
+}
+
 /*
  * The client: the peer, or, when the peer is a trusted proxy, the rightmost
  * X-Forwarded-For entry that is not itself a trusted proxy.  Entries further
- * left were written by whoever sent the request and prove nothing.
+ * left were written by whoever sent the request and prove nothing, so only
+ * the right end is read, however long the list.
  */
 static void find_client(struct httpd_request *r)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *peer = ci ? ci->client_addr : NULL;
-	const char *xff;
-	char list[512];
+	struct xff x = {STRBUF_INIT, false};
+	char *list, *end;
 
 	addr_to_string(peer, r->client, sizeof(r->client));
 	if (!sockaddr_trusted(r->httpd, peer))
 		return;
-	xff = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Forwarded-For");
-	if (!xff || strlen(xff) >= sizeof(list))
+	(void)MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_xff, &x);
+	if (x.failed || !x.sb.buf) {
+		strbuf_release(&x.sb);
 		return;
-	strcpy(list, xff);
-	for (;;) {
-		char *comma = strrchr(list, ',');
+	}
+	list = x.sb.buf;
+	end = list + x.sb.len;
+	/* At most a few hops are ever trusted; the walk stops at the first
+	 * entry that is not a trusted proxy. */
+	for (unsigned hops = 0; hops < CONFIG_MAX_PROXIES + 1 && end > list; hops++) {
+		char *comma = memrchr(list, ',', (size_t)(end - list));
 		char *item = comma ? comma + 1 : list;
 		unsigned char a[16];
 		int fam;
 
+		*end = 0;
 		while (*item == ' ' || *item == '\t')
 			item++;
-		for (char *e = item + strlen(item); e > item && (e[-1] == ' ' || e[-1] == '\t');)
+		for (char *e = end; e > item && (e[-1] == ' ' || e[-1] == '\t');)
 			*--e = 0;
 		if (inet_pton(AF_INET, item, a) == 1)
 			fam = AF_INET;
 		else if (inet_pton(AF_INET6, item, a) == 1)
 			fam = AF_INET6;
 		else
-			return; /* garbage: keep the last good answer */
-		if (strlen(item) >= sizeof(r->client))
-			return;
-		memcpy(r->client, item, strlen(item) + 1);
+			break; /* garbage: keep the last good answer */
+		memcpy(r->client, item, strlen(item) + 1); /* an address fits */
 		if (!trusted(r->httpd, fam, a) || !comma)
-			return;
-		*comma = 0;
+			break;
+		end = comma;
 	}
+	strbuf_release(&x.sb);
 }
 
 static bool json_content_type(struct MHD_Connection *conn)
@@ -419,3 +447,17 @@ const char *httpd_request_secret_header(const struct httpd_request *r)
 }
 
 const char *httpd_request_client(const struct httpd_request *r) { return r->client; }
+
+uint64_t httpd_refused(const struct httpd *h, unsigned status)
+{
+	switch (status) {
+	case 405:
+		return h->refused[0];
+	case 413:
+		return h->refused[1];
+	case 415:
+		return h->refused[2];
+	default:
+		return 0;
+	}
+}

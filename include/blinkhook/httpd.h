@@ -64,6 +64,9 @@ const char *httpd_request_body(const struct httpd_request *r, size_t *ret_len);
 /* The configured secret header's value, or NULL. */
 const char *httpd_request_secret_header(const struct httpd_request *r);
 const char *httpd_request_client(const struct httpd_request *r);
+/* How many callback requests this layer refused itself with status (405,
+ * 413 or 415), for the metrics. */
+uint64_t httpd_refused(const struct httpd *h, unsigned status);
 /* Answers the request with one of INTERFACE.md's status codes.  A request
  * that waited (answered after its handler returned) is sent only by the next
  * httpd_run(): libmicrohttpd does not wake the loop for it in external mode,

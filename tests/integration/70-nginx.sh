@@ -181,6 +181,13 @@ check "directly from the trusted 127.0.0.1 with X-Forwarded-For 203.0.113.7: bel
 	test "$code" = 401 -a "$from" = 203.0.113.7
 check "no refused callback was logged as coming from 203.0.113.7 but the trusted one" \
 	test "$(grep -c 'from 203\.0\.113\.7 ' "$T/daemon.log")" = 1
+long=$(python3 -c 'print(", ".join(["198.51.100.%d" % i for i in range(60)]))')
+code=$(via_proxy xff-long 127.0.0.5 -H "X-Forwarded-For: $long")
+from=$(logged_from xff-long)
+check "a long X-Forwarded-For through nginx: the client is still 127.0.0.5 ($from)" test "$from" = 127.0.0.5
+code=$(direct xff-two 127.0.0.1 -H 'X-Forwarded-For: 203.0.113.7' -H 'X-Forwarded-For: 127.0.0.5')
+from=$(logged_from xff-two)
+check "two X-Forwarded-For lines from a trusted proxy are read as one list ($from)" test "$from" = 127.0.0.5
 
 # ---- only the callbacks are reachable through the proxy ----
 
