@@ -56,11 +56,26 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 		reject(v, 400, "body is not a JSON object");
 		return 0;
 	}
-	if (!job_id_is_valid(job_id) || !secret_ok(env, job_id, v->root, header_value)) {
+	if (!*job_id && env->static_secret) {
+		/* A Dashboard-managed receiver has one URL for every job: the
+		 * job is the one Meraki knows by this ledsBlinkId. */
+		const struct job *j;
+
+		if (!secret_ok(env, job_id, v->root, header_value)) {
+			reject(v, 401, "missing or wrong secret");
+			return 0;
+		}
+		j = job_table_find_by_blink_id(env->jobs,
+					       json_string(json_get(json_get(v->root, "message"), "ledsBlinkId"), NULL));
+		if (!j) {
+			reject(v, 404, "no job with this ledsBlinkId");
+			return 0;
+		}
+		job_id = j->id;
+	} else if (!job_id_is_valid(job_id) || !secret_ok(env, job_id, v->root, header_value)) {
 		reject(v, 401, "missing or wrong secret");
 		return 0;
-	}
-	if (!job_table_find(env->jobs, job_id)) {
+	} else if (!job_table_find(env->jobs, job_id)) {
 		reject(v, 404, "unknown job");
 		return 0;
 	}

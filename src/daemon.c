@@ -873,6 +873,8 @@ static void on_callback(void *ud, struct httpd_request *req)
 		httpd_reply(req, 503);
 		return;
 	}
+	if (v.http_status == 200)
+		id = v.event.id; /* the receiver's URL names no job: the verdict does */
 	if (v.http_status != 200) {
 		size_t k = v.http_status == 400 ? 1 : v.http_status == 401 ? 2 : v.http_status == 404 ? 3 : 4;
 		d->stats.callbacks[k]++;

@@ -207,6 +207,11 @@ static enum route route_of(const char *url, const char **ret_id)
 		*ret_id = url + n;
 		return ROUTE_CALLBACK;
 	}
+	/* A webhook receiver's one URL for all jobs: the id is left empty. */
+	if (strncmp(url, CALLBACK_PATH_PREFIX, n - 1) == 0 && url[n - 1] == 0) {
+		*ret_id = url + n - 1;
+		return ROUTE_CALLBACK;
+	}
 	if (strcmp(url, "/healthz") == 0)
 		return ROUTE_HEALTHZ;
 	if (strcmp(url, "/metrics") == 0)

@@ -77,7 +77,14 @@ int job_table_init(struct job_table *t)
 	memset(t, 0, sizeof(*t));
 	t->n_buckets = 1024;
 	t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
-	return t->buckets ? 0 : -ENOMEM;
+	t->lbi_buckets = calloc(t->n_buckets, sizeof(*t->lbi_buckets));
+	if (!t->buckets || !t->lbi_buckets) {
+		free(t->buckets);
+		free(t->lbi_buckets);
+		t->buckets = t->lbi_buckets = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static void job_free(struct job *j)
@@ -99,6 +106,7 @@ void job_table_release(struct job_table *t)
 		j = n;
 	}
 	free(t->buckets);
+	free(t->lbi_buckets);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -114,13 +122,53 @@ struct job *job_table_find(const struct job_table *t, const char *id)
 	return NULL;
 }
 
+struct job *job_table_find_by_blink_id(const struct job_table *t, const char *lbi)
+{
+	struct job *j;
+
+	if (!t->lbi_buckets || !lbi)
+		return NULL;
+	for (j = t->lbi_buckets[hash_id(lbi) & (t->n_buckets - 1)]; j; j = j->lbi_next)
+		if (strcmp(j->leds_blink_id, lbi) == 0)
+			return j;
+	return NULL;
+}
+
+static void lbi_unlink(struct job_table *t, struct job *j)
+{
+	if (!j->leds_blink_id)
+		return;
+	for (struct job **p = &t->lbi_buckets[hash_id(j->leds_blink_id) & (t->n_buckets - 1)]; *p;
+	     p = &(*p)->lbi_next)
+		if (*p == j) {
+			*p = j->lbi_next;
+			break;
+		}
+	j->lbi_next = NULL;
+}
+
+static void lbi_link(struct job_table *t, struct job *j)
+{
+	size_t k;
+
+	if (!j->leds_blink_id)
+		return;
+	k = hash_id(j->leds_blink_id) & (t->n_buckets - 1);
+	j->lbi_next = t->lbi_buckets[k];
+	t->lbi_buckets[k] = j;
+}
+
 static int table_grow(struct job_table *t)
 {
 	size_t n = t->n_buckets * 2;
 	struct job **b = calloc(n, sizeof(*b));
+	struct job **lb = calloc(n, sizeof(*lb));
 
-	if (!b)
+	if (!b || !lb) {
+		free(b);
+		free(lb);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < t->n_buckets; i++) {
 		struct job *j = t->buckets[i];
 		while (j) {
@@ -133,12 +181,17 @@ static int table_grow(struct job_table *t)
 	}
 	free(t->buckets);
 	t->buckets = b;
+	free(t->lbi_buckets);
+	t->lbi_buckets = lb;
 	t->n_buckets = n;
+	for (struct job *j = t->first; j; j = j->next)
+		lbi_link(t, j);
 	return 0;
 }
 
 void job_table_remove(struct job_table *t, struct job *j)
 {
+	lbi_unlink(t, j);
 	struct job **p = &t->buckets[hash_id(j->id) & (t->n_buckets - 1)];
 
 	for (; *p; p = &(*p)->hash_next)
@@ -272,8 +325,10 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 		    (ev->error && !(err = strdup(ev->error))))
 			return -ENOMEM;
 		if (lbi) {
+			lbi_unlink(t, j);
 			free(j->leds_blink_id);
 			j->leds_blink_id = TAKE_PTR(lbi);
+			lbi_link(t, j);
 		}
 		if (ms) {
 			free(j->meraki_status);

@@ -75,7 +75,7 @@ sim_fault() { curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' 
 # write_config [EXTRA INI LINES...]: $T/bh.conf with the daemon on a free
 # port; extra lines go into the section they name ("[callback] wait = 1s").
 write_config() {
-	D_PORT=$(free_port)
+	D_PORT=${D_PORT:-$(free_port)}
 	D_URL="http://127.0.0.1:$D_PORT"
 	local meraki="" callback="" queue="" state=""
 	local l

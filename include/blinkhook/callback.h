@@ -16,6 +16,10 @@
  *        already recorded (and for anything after a final state)
  * The secret is checked before the job's existence, so that nobody without a
  * secret learns which job ids exist.
+ *
+ * With a configured receiver secret (http_server_id mode) and an empty job
+ * id (the receiver's one URL for all jobs), the job is the one whose
+ * leds_blink_id is message.ledsBlinkId; event.id then points at its id.
  */
 #ifndef BLINKHOOK_CALLBACK_H
 #define BLINKHOOK_CALLBACK_H

@@ -94,11 +94,13 @@ struct job {
 	void *userdata; /* the daemon's per-job scheduling state */
 
 	struct job *hash_next;
+	struct job *lbi_next; /* the index by leds_blink_id */
 	struct job *prev, *next; /* creation order */
 };
 
 struct job_table {
 	struct job **buckets;
+	struct job **lbi_buckets; /* as many as buckets */
 	size_t n_buckets;
 	size_t n_jobs;
 	size_t n_by_state[_JOB_STATE_MAX];
@@ -109,6 +111,8 @@ int job_table_init(struct job_table *t);
 /* Frees every job. */
 void job_table_release(struct job_table *t);
 struct job *job_table_find(const struct job_table *t, const char *id);
+/* The job Meraki knows as leds_blink_id, or NULL. */
+struct job *job_table_find_by_blink_id(const struct job_table *t, const char *leds_blink_id);
 /* Applies ev.  Returns 0 and the job changed; 1 when the event changes
  * nothing (a repeat of a recorded status, anything after a final state);
  * -EEXIST for a second queued event, -ENOENT for an unknown job, -EINVAL for

@@ -336,7 +336,13 @@ dir = /var/lib/blinkhook/acme
 EOF
 chmod 0640 "$R/etc/blinkhook/acme.conf"
 (umask 077 && printf '%s\n' "$API_KEY" >"$R/etc/blinkhook/acme.meraki-api-key")
-in_ct systemd-tmpfiles --create /usr/local/lib/tmpfiles.d/blinkhook.conf >>"$T/tmpfiles.log" 2>&1
+# The instance's spool, as blinkhookd@.service's comment says.
+mkdir -p "$R/etc/tmpfiles.d"
+for d in "" /tmp /new /rejected; do
+	echo "d /var/spool/blinkhook/acme$d 2770 blinkhook blinkhook-queue -"
+done >"$R/etc/tmpfiles.d/blinkhook-acme.conf"
+in_ct systemd-tmpfiles --create /usr/local/lib/tmpfiles.d/blinkhook.conf /etc/tmpfiles.d/blinkhook-acme.conf \
+	>>"$T/tmpfiles.log" 2>&1
 check "tmpfiles gives the instance's config to root:blinkhook-queue 0640 too" \
 	test "$(in_ct stat -c '%U:%G %a' /etc/blinkhook/acme.conf)" = "root:blinkhook-queue 640"
 in_ct systemctl start blinkhookd@acme.service >"$T/start-acme.log" 2>&1
