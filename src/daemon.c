@@ -29,8 +29,12 @@
 #define SCAN_BATCH 256
 /* Submissions in flight at once (only matters with a short min_interval). */
 #define MAX_IN_FLIGHT 16
+/* Connections: all together, and from one address that is not a trusted
+ * proxy; an idle one is closed after the timeout.  Meraki sends one callback
+ * at a time per job, so a peer holding more than a few is not Meraki. */
 #define CONNECTION_LIMIT 1024
-#define CONNECTION_TIMEOUT_SEC 30
+#define CONNECTION_PER_IP_LIMIT 64
+#define CONNECTION_TIMEOUT_SEC 15
 #define COMMIT_RETRY_MIN (1 * USEC_PER_SEC)
 #define COMMIT_RETRY_MAX (30 * USEC_PER_SEC)
 #define POLL_INTERVAL_MIN (10 * USEC_PER_SEC)
@@ -957,6 +961,8 @@ static void on_metrics(void *ud, struct strbuf *sb)
 		    "blinkhook_queue_depth %zu\n"
 		    "# HELP blinkhook_spool_rejected_total Spool files moved to rejected/.\n"
 		    "# TYPE blinkhook_spool_rejected_total counter\nblinkhook_spool_rejected_total %llu\n"
+		    "# HELP blinkhook_connections_refused_total Connections refused for the per-address cap.\n"
+		    "# TYPE blinkhook_connections_refused_total counter\nblinkhook_connections_refused_total %llu\n"
 		    "# HELP blinkhook_log_syncs_total Job log group commits.\n# TYPE blinkhook_log_syncs_total counter\n"
 		    "blinkhook_log_syncs_total %llu\n"
 		    "# HELP blinkhook_log_sync_errors_total Failed job log commits.\n"
@@ -964,7 +970,8 @@ static void on_metrics(void *ud, struct strbuf *sb)
 		    "# HELP blinkhook_log_sync_seconds_total Time spent writing and syncing the job log.\n"
 		    "# TYPE blinkhook_log_sync_seconds_total counter\nblinkhook_log_sync_seconds_total %.6f\n",
 		    (unsigned long long)d->stats.polls, d->jobs.n_by_state[JOB_QUEUED],
-		    (unsigned long long)d->stats.rejected, (unsigned long long)d->stats.syncs,
+		    (unsigned long long)d->stats.rejected, (unsigned long long)httpd_refused_connections(d->httpd),
+		    (unsigned long long)d->stats.syncs,
 		    (unsigned long long)d->stats.sync_errors, (double)d->stats.sync_usec / USEC_PER_SEC);
 }
 
@@ -1336,6 +1343,7 @@ static int setup(struct daemon *d)
 		.trusted_proxies = d->cfg->trusted_proxies,
 		.n_trusted_proxies = d->cfg->n_trusted_proxies,
 		.connection_limit = CONNECTION_LIMIT,
+		.per_ip_limit = CONNECTION_PER_IP_LIMIT,
 		.timeout_sec = CONNECTION_TIMEOUT_SEC,
 	};
 	r = httpd_new(&ho, &httpd_ops, d, &d->httpd);

@@ -49,8 +49,19 @@ static const struct {
 	{503, "{\"error\":\"unavailable, try again\"}\n"},
 };
 
+/* Open connections per peer address, for the per-IP cap. */
+struct peer {
+	int family;
+	uint8_t addr[16];
+	unsigned n;
+	struct peer *next;
+};
+#define PEER_BUCKETS 256
+
 struct httpd {
 	struct MHD_Daemon *mhd;
+	struct peer *peers[PEER_BUCKETS];
+	uint64_t refused_per_ip;
 	struct httpd_opts opts;
 	char *secret_header;
 	struct cidr proxies[CONFIG_MAX_PROXIES];
@@ -184,6 +195,91 @@ static void find_client(struct httpd_request *r)
 	}
 	strbuf_release(&x.sb);
 }
+
+/* A peer's address bytes; false for anything but IPv4 and IPv6. */
+static bool peer_key(const struct sockaddr *sa, int *ret_family, uint8_t addr[static 16])
+{
+	memset(addr, 0, 16);
+	if (sa && sa->sa_family == AF_INET) {
+		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		*ret_family = AF_INET;
+		return true;
+	}
+	if (sa && sa->sa_family == AF_INET6) {
+		memcpy(addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+		*ret_family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
+static struct peer **peer_slot(struct httpd *h, int family, const uint8_t addr[static 16])
+{
+	uint32_t x = 2166136261u;
+	struct peer **p;
+
+	for (size_t i = 0; i < 16; i++)
+		x = (x ^ addr[i]) * 16777619u;
+	for (p = &h->peers[x % PEER_BUCKETS]; *p; p = &(*p)->next)
+		if ((*p)->family == family && memcmp((*p)->addr, addr, 16) == 0)
+			break;
+	return p;
+}
+
+/* At accept: refuse a peer that holds its share of connections already.
+ * Trusted proxies carry everybody's callbacks and are not capped. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	struct httpd *h = cls;
+	uint8_t addr[16];
+	struct peer *p;
+	int family;
+
+	(void)len;
+	if (!h->opts.per_ip_limit || sockaddr_trusted(h, sa) || !peer_key(sa, &family, addr))
+		return MHD_YES;
+	p = *peer_slot(h, family, addr);
+	if (p && p->n >= h->opts.per_ip_limit) {
+		h->refused_per_ip++;
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	struct httpd *h = cls;
+	struct peer *p = *socket_context, **slot;
+	const union MHD_ConnectionInfo *ci;
+	uint8_t addr[16];
+	int family;
+
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (p && --p->n == 0) {
+			slot = peer_slot(h, p->family, p->addr);
+			*slot = p->next;
+			free(p);
+		}
+		*socket_context = NULL;
+		return;
+	}
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!h->opts.per_ip_limit || !ci || sockaddr_trusted(h, ci->client_addr) ||
+	    !peer_key(ci->client_addr, &family, addr))
+		return;
+	slot = peer_slot(h, family, addr);
+	if (!*slot) {
+		/* Out of memory: the connection goes uncounted, not refused. */
+		if (!(*slot = calloc(1, sizeof(**slot))))
+			return;
+		(*slot)->family = family;
+		memcpy((*slot)->addr, addr, 16);
+	}
+	(*slot)->n++;
+	*socket_context = *slot;
+}
+
 
 static bool json_content_type(struct MHD_Connection *conn)
 {
@@ -381,14 +477,14 @@ int httpd_new(const struct httpd_opts *opts, const struct httpd_ops *ops, void *
 	MHD_add_response_header(h->allow_post, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(h->allow_get, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 
-	h->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-				  handler, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)opts->listen_fd,
+	h->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, accept_policy, h,
+				  handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+				  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)opts->listen_fd,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->connection_limit,
-				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->per_ip_limit,
+				  MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->timeout_sec,
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-				  MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-				  MHD_OPTION_END);
+				  MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_END);
 	if (!h->mhd)
 		goto fail;
 	*ret = h;
@@ -415,6 +511,12 @@ void httpd_free(struct httpd *h)
 		MHD_destroy_response(h->allow_post);
 	if (h->allow_get)
 		MHD_destroy_response(h->allow_get);
+	for (size_t i = 0; i < PEER_BUCKETS; i++)
+		while (h->peers[i]) {
+			struct peer *p = h->peers[i];
+			h->peers[i] = p->next;
+			free(p);
+		}
 	free(h->secret_header);
 	free(h);
 }
@@ -452,6 +554,8 @@ const char *httpd_request_secret_header(const struct httpd_request *r)
 }
 
 const char *httpd_request_client(const struct httpd_request *r) { return r->client; }
+
+uint64_t httpd_refused_connections(const struct httpd *h) { return h->refused_per_ip; }
 
 uint64_t httpd_refused(const struct httpd *h, unsigned status)
 {

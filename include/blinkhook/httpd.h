@@ -43,7 +43,7 @@ struct httpd_opts {
 	const struct cidr *trusted_proxies;
 	size_t n_trusted_proxies;
 	unsigned connection_limit;
-	unsigned per_ip_limit; /* 0: none */
+	unsigned per_ip_limit; /* 0: none; trusted proxies are never capped */
 	unsigned timeout_sec;
 };
 
@@ -67,6 +67,8 @@ const char *httpd_request_client(const struct httpd_request *r);
 /* How many callback requests this layer refused itself with status (405,
  * 413 or 415), for the metrics. */
 uint64_t httpd_refused(const struct httpd *h, unsigned status);
+/* Connections refused at accept for the per-IP cap. */
+uint64_t httpd_refused_connections(const struct httpd *h);
 /* Answers the request with one of INTERFACE.md's status codes.  A request
  * that waited (answered after its handler returned) is sent only by the next
  * httpd_run(): libmicrohttpd does not wake the loop for it in external mode,

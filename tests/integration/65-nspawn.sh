@@ -5,8 +5,8 @@
 # boots systemd; `make install PREFIX=/usr/local` goes in as its /usr/local.
 # In it: the README's install steps, the socket and the service, blinks
 # against the simulator, socket activation, a restart with the socket staying
-# up, a reload, and the watchdog killing and restarting a frozen (SIGSTOPped)
-# daemon.
+# up, a reload, the watchdog killing and restarting a frozen (SIGSTOPped)
+# daemon, and an instance of the template.
 #
 # Needs root. Skipped, loudly ("# SKIP: ..."), only when systemd-nspawn cannot
 # run a container on this machine at all (e.g. inside an unprivileged
@@ -112,9 +112,25 @@ systemd-nspawn --quiet --register=no --keep-unit --boot --volatile=yes --directo
 	</dev/null >"$T/nspawn.log" 2>&1 &
 NS_PID=$!
 
+# child_of PID: a child process of PID (the container's init is nspawn's only
+# child); from /proc, so that procps is not needed.
+child_of() {
+	python3 -c '
+import os, sys
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            stat = open("/proc/%s/stat" % p).read()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[1] == sys.argv[1]:
+            print(p)
+            break
+' "$1"
+}
 booted() {
 	kill -0 "$NS_PID" 2>/dev/null || return 2
-	[ -n "$LEADER" ] || LEADER=$(ps -o pid= --ppid "$NS_PID" | tr -d ' ' | head -n1)
+	[ -n "$LEADER" ] || LEADER=$(child_of "$NS_PID")
 	[ -n "$LEADER" ] || return 1
 	case "$(in_ct systemctl is-system-running 2>/dev/null)" in
 	running | degraded) return 0 ;;
@@ -201,9 +217,10 @@ MAIN=$(ct_show blinkhookd.service MainPID)
 # "uid gid supplementary-groups", numeric, from the container's /proc.
 # (awk on the host's side: the container's /etc/alternatives is empty.)
 ids_of() { in_ct cat "/proc/$1/status" | awk '/^Uid:/ { u = $2 } /^Gid:/ { g = $2 } /^Groups:/ { $1 = ""; s = $0 } END { print u, g, s }' | tr -s ' ' | sed 's/ $//'; }
-want_ids="$(in_ct id -u blinkhook) $(in_ct getent group blinkhook-queue | cut -d: -f3)"
-check "the daemon runs as blinkhook:blinkhook-queue ($want_ids), no other groups" \
-	test "$(ids_of "$MAIN")" = "$want_ids $(in_ct getent group blinkhook-queue | cut -d: -f3)"
+queue_gid=$(in_ct getent group blinkhook-queue | cut -d: -f3)
+want_ids="$(in_ct id -u blinkhook) $queue_gid $queue_gid"
+check "the daemon runs as blinkhook:blinkhook-queue, no other groups (uid gid groups: $want_ids)" \
+	test "$(ids_of "$MAIN")" = "$want_ids"
 caps_none() { in_ct grep -E '^Cap(Eff|Prm|Bnd):' "/proc/$1/status" | grep -vq ':[[:space:]]*0000000000000000$'; test $? = 1; }
 check "the daemon has no capabilities (effective, permitted, bounding)" caps_none "$MAIN"
 status_text_ok() { ct_show blinkhookd.service StatusText | grep -qE '^[0-9]+ queued, [0-9]+ submitted, [0-9]+ complete, [0-9]+ failed, [0-9]+ expired$'; }
@@ -262,7 +279,7 @@ check "the listening socket is the same one (inode $INODE)" test "$(listen_inode
 check "right after the restart /healthz answers through the socket" healthz_ok
 id=$(ct_ctl blink Q2AA-BBBB-NS04 --duration 1)
 check "a blink right after the restart completes (its callback through the kept socket)" ct_wait_state 20 "$id" complete
-check "the old daemon logged its stop (SIGTERM)" journal_has blinkhookd.service 'stopping'
+check "the old daemon logged its stop (SIGTERM)" journal_has blinkhookd.service 'received Terminated; stopping'
 
 # ---- reload ----
 
@@ -367,7 +384,7 @@ fi
 
 # ---- stop ----
 
-in_ct systemctl stop blinkhookd.service blinkhookd.socket
+in_ct systemctl stop blinkhookd.service blinkhookd.socket 2>>"$T/systemctl.log"
 check "systemctl stop of the service and socket: the daemon exited 0" \
 	test "$(ct_show blinkhookd.service Result)/$(ct_show blinkhookd.service ExecMainStatus)" = success/0
 check "the socket is closed" test -z "$(listen_inode)"
