@@ -42,7 +42,8 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
-	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl
+	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
+	systemd systemd-container
 
 CORE := util log config json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd
@@ -125,8 +126,10 @@ install: all
 	install -m 0755 $(B)/blinkhookctl $(DESTDIR)$(BINDIR)/blinkhookctl
 	install -m 0644 systemd/blinkhookd.service systemd/blinkhookd.socket systemd/blinkhookd@.service \
 		$(DESTDIR)$(UNITDIR)/
-	sed -i 's|/usr/sbin/blinkhookd|$(SBINDIR)/blinkhookd|' $(DESTDIR)$(UNITDIR)/blinkhookd.service \
-		$(DESTDIR)$(UNITDIR)/blinkhookd@.service
+	sed -i -e 's|/usr/sbin/blinkhookd|$(SBINDIR)/blinkhookd|' \
+		-e 's|file:/usr/share/doc/blinkhook/|file:$(DOCDIR)/|' \
+		$(DESTDIR)$(UNITDIR)/blinkhookd.service $(DESTDIR)$(UNITDIR)/blinkhookd@.service \
+		$(DESTDIR)$(UNITDIR)/blinkhookd.socket
 	install -m 0644 systemd/blinkhook.sysusers $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf
 	install -m 0644 systemd/blinkhook.tmpfiles $(DESTDIR)$(TMPFILESDIR)/blinkhook.conf
 	[ -e $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf ] || \

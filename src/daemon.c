@@ -1095,6 +1095,90 @@ static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *
 	return 0;
 }
 
+static bool str_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+static void swap_str(char **a, char **b)
+{
+	char *t = *a;
+	*a = *b;
+	*b = t;
+}
+
+/*
+ * SIGHUP: the config file and the API key again.  What can change while
+ * running changes for what comes next; the listening address and the
+ * directories need a restart and are kept, with a warning.  A config with an
+ * error changes nothing.
+ */
+static void reload_config(struct daemon *d)
+{
+	struct config nc;
+	char err[CONFIG_ERROR_MAX];
+	char *secret = NULL;
+	int r;
+
+	if (config_init(&nc) < 0) {
+		log_err("reload: out of memory; keeping the running configuration");
+		return;
+	}
+	r = config_load(&nc, d->cfg->path, err);
+	if (r >= 0 && nc.http_server_id && (r = config_load_callback_secret(&nc, &secret, err)) == -ENOENT)
+		snprintf(err, sizeof(err), "http_server_id needs the receiver's secret");
+	if (r < 0) {
+		log_err("reload: %s; keeping the running configuration", err);
+		config_release(&nc);
+		return;
+	}
+	if (d->cfg->listen.is_unix != nc.listen.is_unix || !str_eq(d->cfg->listen.host, nc.listen.host) ||
+	    d->cfg->listen.port != nc.listen.port || !str_eq(d->cfg->listen.path, nc.listen.path)) {
+		log_warn("reload: [callback] listen changed; it takes effect at the next restart");
+		struct listen_addr t = d->cfg->listen;
+		d->cfg->listen = nc.listen;
+		nc.listen = t;
+	}
+	if (!str_eq(d->cfg->queue_dir, nc.queue_dir)) {
+		log_warn("reload: [queue] dir changed; it takes effect at the next restart");
+		swap_str(&d->cfg->queue_dir, &nc.queue_dir);
+	}
+	if (!str_eq(d->cfg->state_dir, nc.state_dir)) {
+		log_warn("reload: [state] dir changed; it takes effect at the next restart");
+		swap_str(&d->cfg->state_dir, &nc.state_dir);
+	}
+
+	struct meraki_opts mo = {
+		.base_url = nc.base_url,
+		.ca_file = nc.ca_file,
+		.timeout_usec = nc.request_timeout_usec,
+	};
+	struct httpd_opts ho = {
+		.max_body = nc.max_body,
+		.secret_header = nc.secret_header,
+		.trusted_proxies = nc.trusted_proxies,
+		.n_trusted_proxies = nc.n_trusted_proxies,
+	};
+	if (meraki_reconfigure(d->meraki, &mo) < 0 || httpd_reconfigure(d->httpd, &ho) < 0) {
+		log_err("reload: out of memory; the configuration is partly applied");
+		free(secret);
+		config_release(&nc);
+		return;
+	}
+	d->pacer.interval = nc.min_interval_usec;
+	d->pacer.scope = nc.interval_scope;
+	if (d->static_secret) {
+		secret_wipe(d->static_secret, strlen(d->static_secret));
+		free(d->static_secret);
+	}
+	d->static_secret = secret;
+	config_release(d->cfg);
+	*d->cfg = nc;
+	/* Deadlines follow the new wait and expire. */
+	for (struct job *j = d->jobs.first; j; j = j->next)
+		if (j->userdata)
+			jobctl_arm(j->userdata);
+	schedule_submit(d);
+	log_info("reload: configuration from %s applied", d->cfg->path);
+}
+
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *ud)
 {
 	struct daemon *d = ud;
@@ -1105,7 +1189,8 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 
 	(void)s;
 	(void)si;
-	(void)sd_notify(false, "RELOADING=1");
+	(void)sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)now_monotonic_usec());
+	reload_config(d);
 	r = config_load_api_key(d->cfg, &key, &source, err);
 	if (r < 0)
 		log_err("reload: %s; keeping the current API key", err);
@@ -1118,6 +1203,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 		explicit_bzero(key, strlen(key));
 		free(key);
 	}
+	notify_status(d, true);
 	(void)sd_notify(false, "READY=1");
 	return 0;
 }

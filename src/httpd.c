@@ -521,6 +521,23 @@ void httpd_free(struct httpd *h)
 	free(h);
 }
 
+int httpd_reconfigure(struct httpd *h, const struct httpd_opts *opts)
+{
+	char *header = NULL;
+
+	if (opts->n_trusted_proxies > CONFIG_MAX_PROXIES)
+		return -EINVAL;
+	if (opts->secret_header && !(header = strdup(opts->secret_header)))
+		return -ENOMEM;
+	free(h->secret_header);
+	h->secret_header = header;
+	h->opts.secret_header = header;
+	h->opts.max_body = opts->max_body;
+	memcpy(h->proxies, opts->trusted_proxies, opts->n_trusted_proxies * sizeof(struct cidr));
+	h->opts.n_trusted_proxies = opts->n_trusted_proxies;
+	return 0;
+}
+
 int httpd_epoll_fd(const struct httpd *h)
 {
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);

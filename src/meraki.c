@@ -437,6 +437,24 @@ int meraki_set_api_key(struct meraki_client *c, const char *key)
 	return 0;
 }
 
+int meraki_reconfigure(struct meraki_client *c, const struct meraki_opts *opts)
+{
+	char *base = strdup(opts->base_url);
+	char *ca = opts->ca_file ? strdup(opts->ca_file) : NULL;
+
+	if (!base || (opts->ca_file && !ca)) {
+		free(base);
+		free(ca);
+		return -ENOMEM;
+	}
+	free(c->base_url);
+	c->base_url = base;
+	free(c->ca_file);
+	c->ca_file = ca;
+	c->timeout_usec = opts->timeout_usec;
+	return 0;
+}
+
 size_t meraki_in_flight(const struct meraki_client *c) { return c->n_calls; }
 
 static size_t write_cb(char *data, size_t size, size_t n, void *ud)

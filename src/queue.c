@@ -129,11 +129,19 @@ static int open_sub(const char *dir, const char *sub, char **ret_path)
 	_cleanup_free_ char *p = path_join(dir, sub);
 	int fd, r;
 
+	struct stat st;
+	bool existed;
+
 	if (!p)
 		return -ENOMEM;
+	existed = stat(p, &st) == 0;
 	r = mkdir_p(p, 0770);
 	if (r < 0)
 		return r;
+	/* One we made: writable by the queue group whatever the umask, and
+	 * set-group-id so that every file in it stays in that group. */
+	if (!existed)
+		(void)chmod(p, 02770);
 	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

@@ -41,6 +41,7 @@ integration() {
 	passed=$((passed + p))
 	failed=$((failed + f))
 	echo "integration $label$(basename "$script"): $p passed, $f failed"
+	grep '^# SKIP' <<<"$out" | sed 's/^/    /'
 	if [ "$f" -gt 0 ]; then
 		failures+=("$label$(basename "$script")")
 		sed 's/^/    /' <<<"$out"

@@ -54,6 +54,10 @@ int httpd_new(const struct httpd_opts *opts, const struct httpd_ops *ops, void *
  * the caller, maybe to systemd).  Requests still waiting for an answer must
  * have been answered before. */
 void httpd_free(struct httpd *h);
+/* Takes opts' max_body, secret_header and trusted proxies for the requests
+ * that come from now on (reload); the rest of opts is ignored.  On failure
+ * nothing changed. */
+int httpd_reconfigure(struct httpd *h, const struct httpd_opts *opts);
 int httpd_epoll_fd(const struct httpd *h);
 void httpd_run(struct httpd *h);
 /* Microseconds until httpd_run() is due anyway, UINT64_MAX for never. */

@@ -93,6 +93,10 @@ int meraki_new(const struct meraki_opts *opts, const struct meraki_loop_ops *ops
 void meraki_free(struct meraki_client *c);
 /* Later calls use the new key (reload). */
 int meraki_set_api_key(struct meraki_client *c, const char *key);
+/* Later calls use opts' base_url, ca_file and timeout (reload); calls in
+ * flight finish as they started.  opts->api_key is ignored.  On failure
+ * nothing changed. */
+int meraki_reconfigure(struct meraki_client *c, const struct meraki_opts *opts);
 
 /* Starts a call; done is called exactly once, from meraki_on_fd() or
  * meraki_on_timer(), unless the client is freed first. */
