@@ -265,11 +265,20 @@ static int cmd_jobs(int argc, char **argv)
 	return 0;
 }
 
+struct log_view {
+	bool json;
+	bool skip_snapshots; /* following into a compacted log: they restate the past */
+};
+
 static int print_event(const struct job_event *ev, void *ud)
 {
-	bool json = *(bool *)ud;
+	const struct log_view *v = ud;
+	bool json = v->json;
 	struct strbuf sb = STRBUF_INIT;
 	char ts[RFC3339_MAX];
+
+	if (v->skip_snapshots && ev->kind == JOB_EV_SNAPSHOT)
+		return 0;
 
 	if (json) {
 		if (job_event_format(ev, &sb) >= 0)
@@ -279,6 +288,8 @@ static int print_event(const struct job_event *ev, void *ud)
 	}
 	format_rfc3339(ts, ev->ts);
 	printf("%s  %-24s  %-9s", ts, ev->id, job_event_name(ev));
+	if (ev->kind == JOB_EV_SNAPSHOT)
+		printf("  state=%s", job_state_to_string(ev->state));
 	if (ev->serial)
 		printf("  serial=%s duration=%us", ev->serial, ev->duration);
 	if (ev->leds_blink_id)
@@ -295,6 +306,21 @@ static int print_event(const struct job_event *ev, void *ud)
 	return 0;
 }
 
+/* The log's identity, to notice compaction (a new file) while following. */
+static int log_identity(ino_t *ret_ino, off_t *ret_size)
+{
+	_cleanup_free_ char *path = path_join(cfg.state_dir, JOBLOG_FILE);
+	struct stat st;
+
+	if (!path)
+		return -ENOMEM;
+	if (stat(path, &st) < 0)
+		return -errno;
+	*ret_ino = st.st_ino;
+	*ret_size = st.st_size;
+	return 0;
+}
+
 static int cmd_log(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -302,14 +328,17 @@ static int cmd_log(int argc, char **argv)
 		{"follow", no_argument, NULL, 'f'},
 		{},
 	};
+	struct log_view view = {0};
 	struct joblog_info info;
-	bool json = false, follow = false;
+	bool follow = false;
 	uint64_t off = 0;
+	ino_t ino = 0;
+	off_t size;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "f", options, NULL)) >= 0) {
 		if (c == 'j')
-			json = true;
+			view.json = true;
 		else if (c == 'f')
 			follow = true;
 		else
@@ -319,7 +348,17 @@ static int cmd_log(int argc, char **argv)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	setvbuf(stdout, NULL, follow ? _IOLBF : _IOFBF, 0);
 	for (;;) {
-		r = joblog_read(cfg.state_dir, off, print_event, &json, &info, &off);
+		ino_t now_ino = 0;
+
+		/* Compacted since the last read: the new file starts with one
+		 * snapshot a job (already shown as events), then new events. */
+		if (follow && log_identity(&now_ino, &size) >= 0 && ino && (now_ino != ino || (uint64_t)size < off)) {
+			off = 0;
+			view.skip_snapshots = true;
+		}
+		if (now_ino)
+			ino = now_ino;
+		r = joblog_read(cfg.state_dir, off, print_event, &view, &info, &off);
 		if (r < 0 && !(r == -ENOENT && follow)) {
 			fprintf(stderr, "blinkhookctl: cannot read %s/%s: %s\n", cfg.state_dir, JOBLOG_FILE,
 				strerror(-r));

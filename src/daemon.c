@@ -38,6 +38,9 @@
 #define COMMIT_RETRY_MIN (1 * USEC_PER_SEC)
 #define COMMIT_RETRY_MAX (30 * USEC_PER_SEC)
 #define POLL_INTERVAL_MIN (10 * USEC_PER_SEC)
+/* The log is compacted when it holds more than twice as many records as
+ * there are jobs, plus this: about once each time the job count doubles. */
+#define COMPACT_SLACK 1000
 
 struct daemon;
 
@@ -372,6 +375,41 @@ static void notify_status(struct daemon *d, bool force)
 			 d->jobs.n_by_state[JOB_EXPIRED]);
 }
 
+/* Drops final jobs past retention and rewrites the log as one record a job,
+ * when the log has grown well past that (or, at start, when there is
+ * anything to drop).  Runs on the loop: it is rare, and a few hundred
+ * thousand jobs take well under a second. */
+static void maybe_compact(struct daemon *d, bool at_start)
+{
+	uint64_t now = now_realtime_usec(), t0 = now_monotonic_usec(), before = joblog_records(d->log);
+	bool grown = before >= 2 * (uint64_t)d->jobs.n_jobs + COMPACT_SLACK, old = false;
+	size_t dropped = 0;
+	int r;
+
+	if (joblog_has_pending(d->log) || d->log_failing)
+		return;
+	for (struct job *j = d->jobs.first; j && !old && at_start; j = j->next)
+		old = job_state_is_final(j->state) && j->updated_at + d->cfg->retention_usec < now;
+	if (!grown && !old)
+		return;
+	for (struct job *j = d->jobs.first, *next; j; j = next) {
+		next = j->next;
+		if (job_state_is_final(j->state) && !j->userdata && j->updated_at + d->cfg->retention_usec < now) {
+			job_table_remove(&d->jobs, j);
+			dropped++;
+		}
+	}
+	r = joblog_compact(d->log, &d->jobs);
+	if (r < 0) {
+		log_warn("cannot compact the job log in \"%s\": %s; it keeps growing until a later try succeeds",
+			 d->cfg->state_dir, strerror(-r));
+		return;
+	}
+	log_info("compacted the job log: %llu records to %zu, %zu final job(s) past retention dropped, %.3fs",
+		 (unsigned long long)before, d->jobs.n_jobs, dropped,
+		 (double)(now_monotonic_usec() - t0) / USEC_PER_SEC);
+}
+
 static int do_commit(struct daemon *d)
 {
 	uint64_t t0 = now_monotonic_usec();
@@ -411,6 +449,7 @@ static int do_commit(struct daemon *d)
 		enable_oneshot(d->scan_defer);
 	}
 	schedule_submit(d);
+	maybe_compact(d, false);
 	notify_status(d, false);
 	return 0;
 }
@@ -1392,6 +1431,7 @@ static int setup(struct daemon *d)
 	r = replay(d);
 	if (r < 0)
 		return r;
+	maybe_compact(d, true);
 
 	r = queue_open(d->cfg->queue_dir, &d->queue);
 	if (r < 0)

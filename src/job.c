@@ -52,6 +52,7 @@ static const char *const event_names[_JOB_EV_MAX] = {
 	[JOB_EV_ATTEMPT] = "attempt",
 	[JOB_EV_SUBMITTED] = "submitted",
 	[JOB_EV_STATUS] = "status",
+	[JOB_EV_SNAPSHOT] = "job",
 };
 
 const char *job_event_name(const struct job_event *ev)
@@ -224,9 +225,11 @@ static int verdict(const struct job *j, const struct job_event *ev)
 	if (ev->meraki_status && !meraki_status_is_valid(ev->meraki_status))
 		return -EINVAL;
 
-	if (ev->kind == JOB_EV_QUEUED) {
+	if (ev->kind == JOB_EV_QUEUED || ev->kind == JOB_EV_SNAPSHOT) {
 		if (j)
 			return -EEXIST;
+		if (ev->kind == JOB_EV_SNAPSHOT && ((unsigned)ev->state >= _JOB_STATE_MAX || ev->created == 0))
+			return -EINVAL;
 		if (!ev->serial || !serial_is_valid(ev->serial) ||
 		    ev->duration < JOB_DURATION_MIN || ev->duration > JOB_DURATION_MAX)
 			return -EINVAL;
@@ -289,7 +292,7 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 	if (r != 0)
 		return r;
 
-	if (ev->kind == JOB_EV_QUEUED) {
+	if (ev->kind == JOB_EV_QUEUED || ev->kind == JOB_EV_SNAPSHOT) {
 		size_t k;
 
 		if (t->n_jobs >= t->n_buckets && table_grow(t) < 0)
@@ -313,7 +316,10 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 		t->last = j;
 		t->n_jobs++;
 		t->n_by_state[JOB_QUEUED]++;
-		goto done;
+		if (ev->kind == JOB_EV_QUEUED)
+			goto done;
+		/* A snapshot: the rest of the fields below, then its state. */
+		j->created_at = ev->created;
 	}
 
 	/* Copy the strings first, so that running out of memory changes nothing. */
@@ -350,6 +356,7 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 			set_state(t, j, JOB_SUBMITTED);
 		break;
 	case JOB_EV_FINAL:
+	case JOB_EV_SNAPSHOT:
 		set_state(t, j, ev->state);
 		break;
 	default:
@@ -391,6 +398,12 @@ int job_event_format(const struct job_event *ev, struct strbuf *sb)
 		json_w_kstr(&w, "error", ev->error);
 	if (ev->source)
 		json_w_kstr(&w, "source", ev->source);
+	if (ev->kind == JOB_EV_SNAPSHOT) {
+		char created[RFC3339_MAX];
+		format_rfc3339(created, ev->created);
+		json_w_kstr(&w, "state", job_state_to_string(ev->state));
+		json_w_kstr(&w, "created_at", created);
+	}
 	json_w_object_end(&w);
 	r = json_writer_finish(&w);
 	if (r < 0)
@@ -464,12 +477,37 @@ int job_event_parse(const char *line, size_t len, struct job_event *ret, struct 
 	    get_opt_uint(root, "duration", JOB_DURATION_MAX, &ev.duration) < 0 ||
 	    get_opt_uint(root, "attempts", 1000000, &ev.attempts) < 0)
 		return -EBADMSG;
-	if (ev.kind == JOB_EV_QUEUED && (!ev.serial || !serial_is_valid(ev.serial) || ev.duration == 0))
+	if ((ev.kind == JOB_EV_QUEUED || ev.kind == JOB_EV_SNAPSHOT) &&
+	    (!ev.serial || !serial_is_valid(ev.serial) || ev.duration == 0))
 		return -EBADMSG;
+	if (ev.kind == JOB_EV_SNAPSHOT) {
+		const char *st = json_string(json_get(root, "state"), NULL);
+		const char *created = json_string(json_get(root, "created_at"), NULL);
+		if (!st || !created || job_state_from_string(st, &ev.state) < 0 ||
+		    parse_rfc3339(created, &ev.created) < 0)
+			return -EBADMSG;
+	}
 
 	*ret = ev;
 	*ret_root = TAKE_PTR(root);
 	return 0;
+}
+
+void job_snapshot(const struct job *j, struct job_event *ret)
+{
+	*ret = (struct job_event){
+		.ts = j->updated_at,
+		.id = j->id,
+		.kind = JOB_EV_SNAPSHOT,
+		.state = j->state,
+		.created = j->created_at,
+		.serial = j->serial,
+		.duration = j->duration,
+		.leds_blink_id = j->leds_blink_id,
+		.meraki_status = j->meraki_status,
+		.error = j->error,
+		.attempts = j->attempts,
+	};
 }
 
 void job_format_json(const struct job *j, struct json_writer *w)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -16,6 +17,8 @@ struct joblog {
 	uint64_t durable_size; /* the file's size up to the last good sync */
 	uint64_t appended_seq;
 	uint64_t synced_seq;
+	uint64_t records;  /* in the file */
+	uint64_t pending_records;
 	int last_error;
 };
 
@@ -208,6 +211,7 @@ int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_
 			return -errno;
 	}
 	l->durable_size = info->torn ? info->torn_offset : len;
+	l->records = info->records;
 	return 0;
 }
 
@@ -229,6 +233,7 @@ int joblog_append(struct joblog *l, const struct job_event *ev, uint64_t *ret_se
 		return -E2BIG;
 	}
 	l->appended_seq++;
+	l->pending_records++;
 	if (ret_seq)
 		*ret_seq = l->appended_seq;
 	return 0;
@@ -256,12 +261,64 @@ int joblog_commit(struct joblog *l)
 	}
 	l->durable_size += l->pending.len;
 	l->synced_seq = l->appended_seq;
+	l->records += l->pending_records;
+	l->pending_records = 0;
 	l->last_error = 0;
 	strbuf_reset(&l->pending);
 	return 0;
 }
 
 uint64_t joblog_appended_seq(const struct joblog *l) { return l->appended_seq; }
+uint64_t joblog_records(const struct joblog *l) { return l->records; }
+
+int joblog_compact(struct joblog *l, const struct job_table *t)
+{
+	_cleanup_free_ char *path = path_join(l->dir, JOBLOG_FILE), *tmp = path_join(l->dir, JOBLOG_COMPACT_FILE);
+	struct strbuf sb = STRBUF_INIT;
+	struct stat st;
+	uint64_t n = 0;
+	int fd, r = 0;
+
+	if (!path || !tmp)
+		return -ENOMEM;
+	if (l->pending.len)
+		return -EBUSY;
+	if (fstat(l->fd, &st) < 0)
+		return -errno;
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, st.st_mode & 07777);
+	if (fd < 0)
+		return -errno;
+	for (const struct job *j = t->first; j && r >= 0; j = j->next) {
+		struct job_event ev;
+
+		job_snapshot(j, &ev);
+		r = job_event_format(&ev, &sb);
+		n++;
+		if (r >= 0 && (sb.len >= 1024 * 1024 || !j->next)) {
+			r = write_all(fd, sb.buf, sb.len);
+			strbuf_reset(&sb);
+		}
+	}
+	strbuf_release(&sb);
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r >= 0 && fstat(fd, &st) < 0)
+		r = -errno;
+	/* The rename is the moment the new log takes over. */
+	if (r >= 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		(void)unlink(tmp);
+		return r;
+	}
+	(void)fsync_dir(l->dir);
+	close(l->fd);
+	l->fd = fd;
+	l->durable_size = (uint64_t)st.st_size;
+	l->records = n;
+	return 0;
+}
 uint64_t joblog_synced_seq(const struct joblog *l) { return l->synced_seq; }
 bool joblog_has_pending(const struct joblog *l) { return l->pending.len > 0; }
 int joblog_last_error(const struct joblog *l) { return l->last_error; }

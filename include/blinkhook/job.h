@@ -60,6 +60,7 @@ enum job_event_kind {
 	JOB_EV_SUBMITTED, /* Meraki answered 201: leds_blink_id, attempts, meraki_status */
 	JOB_EV_STATUS,    /* a progress status: meraki_status, source */
 	JOB_EV_FINAL,     /* state is complete, failed or expired */
+	JOB_EV_SNAPSHOT,  /* a whole job as compaction writes it: every field */
 	_JOB_EV_MAX,
 };
 
@@ -68,7 +69,8 @@ struct job_event {
 	uint64_t ts; /* realtime, microseconds */
 	const char *id;
 	enum job_event_kind kind;
-	enum job_state state; /* JOB_EV_FINAL only */
+	enum job_state state; /* JOB_EV_FINAL and JOB_EV_SNAPSHOT */
+	uint64_t created;     /* JOB_EV_SNAPSHOT: the job's created_at */
 	const char *serial;
 	unsigned duration;
 	const char *leds_blink_id;
@@ -131,6 +133,9 @@ int job_event_format(const struct job_event *ev, struct strbuf *sb);
  * -EPROTONOSUPPORT for a record version this build does not know. */
 int job_event_parse(const char *line, size_t len, struct job_event *ret, struct json **ret_root);
 const char *job_event_name(const struct job_event *ev);
+
+/* The snapshot event that recreates j (compaction). */
+void job_snapshot(const struct job *j, struct job_event *ret);
 
 /* The job as INTERFACE.md's JSON object. */
 void job_format_json(const struct job *j, struct json_writer *w);

@@ -27,6 +27,7 @@
 
 #define JOBLOG_FILE "jobs.log"
 #define JOBLOG_LOCK_FILE "lock"
+#define JOBLOG_COMPACT_FILE "jobs.log.new"
 /* No record is longer; a longer line is damage. */
 #define JOBLOG_LINE_MAX 8192
 
@@ -66,6 +67,15 @@ uint64_t joblog_synced_seq(const struct joblog *l);
 bool joblog_has_pending(const struct joblog *l);
 /* The last commit's error, 0 after a successful one. */
 int joblog_last_error(const struct joblog *l);
+
+/* Rewrites the log as one snapshot record for each job in t (compaction):
+ * a new file, fsync, rename over the old one, fsync of the directory, so
+ * that a reader sees the old log or the new one, never half of either.
+ * Everything appended must be committed first (-EBUSY otherwise).  On
+ * failure the old log stays in place and in use. */
+int joblog_compact(struct joblog *l, const struct job_table *t);
+/* Records in the file now (replayed, appended and committed since). */
+uint64_t joblog_records(const struct joblog *l);
 
 /* Reads dir's log from byte offset start, without the lock and without
  * writing: records go to cb, damaged lines are counted in info and skipped;

@@ -5,8 +5,9 @@
  *
  * The input's first byte picks the case; the rest is the request:
  *   bits 0-2  the job id in the URL: 0 queued, 1 submitted (with a
- *             ledsBlinkId), 2 complete, 3 an unknown id, 4 an invalid id;
- *             5 to 7 wrap around to 0 to 2
+ *             ledsBlinkId), 2 complete, 3 an unknown id, 4 an invalid id,
+ *             5 none (a webhook receiver's one URL: the job is found by
+ *             message.ledsBlinkId); 6 and 7 wrap around to 0 and 1
  *   bits 3-4  the secret header: 0 none; 1 the rest's first line (the body
  *             is what follows the '\n'); 2 "Bearer " and the job's secret;
  *             3 the job's secret alone
@@ -14,14 +15,16 @@
  * In the body and in a header line, each "@SECRET@" becomes the secret that
  * mode expects, so that the fuzzer gets past a 401 it could never guess its
  * way through.
- * Printable seeds: '@' is job 0 without a header, 'A' to 'D' jobs 1 to 4,
+ * Printable seeds: '@' is job 0 without a header, 'A' to 'E' jobs 1 to 5,
  * add 8 for header mode 1, 16 for 2, 24 for 3, 32 for the configured secret.
  *
  * Checked on every input: the answer is 200, 400, 401 or 404; without the
  * right secret nothing but "not an object" (400) or 401; 404 only for the
- * unknown id; the reason never holds the job's secret; a recorded event is
- * one that job_table_check() accepts, that applies to the table, and whose
- * job-log line reads back as the same event.
+ * unknown id or, at the receiver's URL, an unknown ledsBlinkId; the reason
+ * never holds the job's secret; a recorded event names a job of the table
+ * (at the receiver's URL, the one with that ledsBlinkId), job_table_check()
+ * accepts it, it applies, and its job-log line reads back as the same event;
+ * the same callback again changes nothing.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -37,7 +40,7 @@
 #define STATIC_SECRET "configured-webhook-secret_0123"
 #define SECRET_TOKEN "@SECRET@"
 
-enum { ID_QUEUED, ID_SUBMITTED, ID_COMPLETE, ID_UNKNOWN, ID_INVALID, N_IDS };
+enum { ID_QUEUED, ID_SUBMITTED, ID_COMPLETE, ID_UNKNOWN, ID_INVALID, ID_RECEIVER, N_IDS };
 
 static const char *const ids[N_IDS] = {
 	[ID_QUEUED] = "01a21cbc4f622b9f51fc06ea",
@@ -45,6 +48,7 @@ static const char *const ids[N_IDS] = {
 	[ID_COMPLETE] = "01a21cbc4f622b9f51fc06ec",
 	[ID_UNKNOWN] = "01a21cbc4f622b9f51fc06ed",
 	[ID_INVALID] = "01a21cbc4f622b9f51fc06ea/../x",
+	[ID_RECEIVER] = "",
 };
 
 static struct secret_key *key;
@@ -171,16 +175,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!presented)
 		FUZZ_CHECK(v.http_status == 401 || (v.http_status == 400 && strcmp(v.reason, "body is not a JSON object") == 0),
 			   "%u \"%s\" without the secret", v.http_status, v.reason);
-	if (which == ID_INVALID)
+	if (which == ID_INVALID || (which == ID_RECEIVER && !static_mode))
 		FUZZ_CHECK(v.http_status == 400 || v.http_status == 401, "%u for an invalid job id", v.http_status);
 	if (v.http_status == 404)
-		FUZZ_CHECK(which == ID_UNKNOWN, "404 for a job that exists");
+		FUZZ_CHECK(which == ID_UNKNOWN || (which == ID_RECEIVER && static_mode), "404 for a job that exists");
 	if (v.http_status != 200)
 		FUZZ_CHECK(!v.record, "a %u with an event to record", v.http_status);
 
 	if (v.record) {
+		const struct job *known;
 		struct job *j = NULL;
 
+		known = v.event.id ? job_table_find(&jobs, v.event.id) : NULL;
+		FUZZ_CHECK(known, "an event for job \"%s\", which is not in the table", fuzz_str(v.event.id));
+		if (which == ID_RECEIVER)
+			FUZZ_CHECK(known->leds_blink_id && v.event.leds_blink_id &&
+					   strcmp(known->leds_blink_id, v.event.leds_blink_id) == 0,
+				   "the receiver's callback for ledsBlinkId \"%s\" went to job %s (\"%s\")",
+				   fuzz_str(v.event.leds_blink_id), known->id, fuzz_str(known->leds_blink_id));
+		else
+			FUZZ_CHECK(strcmp(known->id, ids[which]) == 0, "a callback for %s recorded for %s", ids[which],
+				   known->id);
 		FUZZ_CHECK(job_table_check(&jobs, &v.event) == 0, "job_table_check refuses the event to record");
 		r = job_table_apply(&jobs, &v.event, &j);
 		FUZZ_CHECK(r == 0, "job_table_apply: %d", r);

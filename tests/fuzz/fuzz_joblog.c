@@ -12,8 +12,9 @@
  * Checked: replay either succeeds, having cut off at most a torn tail, or
  * fails and leaves the file as it was; after a success both readers agree on
  * the number of records, and a second replay finds no torn tail and builds
- * the same table; joblog_free() releases the lock (the next open would get
- * -EBUSY otherwise).
+ * the same table, whose index by leds_blink_id finds every job that has one;
+ * joblog_free() releases the lock (the next open would get -EBUSY
+ * otherwise).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -65,6 +66,26 @@ static uint64_t file_size(const char *path)
 
 	FUZZ_CHECK(stat(path, &st) == 0, "stat(\"%s\"): %s", path, strerror(errno));
 	return (uint64_t)st.st_size;
+}
+
+/* The index by leds_blink_id finds every job that has one: the job itself,
+ * or, when two jobs share the id, one of them. */
+static void check_blink_index(const struct job_table *t)
+{
+	for (const struct job *j = t->first; j; j = j->next) {
+		const struct job *found, *other;
+		bool shared = false;
+
+		if (!j->leds_blink_id)
+			continue;
+		found = job_table_find_by_blink_id(t, j->leds_blink_id);
+		FUZZ_CHECK(found && found->leds_blink_id && strcmp(found->leds_blink_id, j->leds_blink_id) == 0,
+			   "ledsBlinkId \"%s\" of job %s is not in the index", j->leds_blink_id, j->id);
+		for (other = t->first; other && !shared; other = other->next)
+			shared = other != j && other->leds_blink_id && strcmp(other->leds_blink_id, j->leds_blink_id) == 0;
+		FUZZ_CHECK(found == j || shared, "ledsBlinkId \"%s\" finds job %s, not %s", j->leds_blink_id, found->id,
+			   j->id);
+	}
 }
 
 static int replay(const char *dir, struct job_table *t, struct joblog_info *info)
@@ -127,6 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(file_size(path) == info.torn_offset, "the file was not cut at the torn tail");
 	} else
 		FUZZ_CHECK(file_size(path) == size, "replay changed a log without a torn tail");
+	check_blink_index(&t);
 	FUZZ_CHECK(info.records == read_records, "replay read %llu records, joblog_read %llu",
 		   (unsigned long long)info.records, (unsigned long long)read_records);
 

@@ -755,6 +755,80 @@ static void test_read_callback_error(void **state)
 
 /* ---- a commit that fails ---- */
 
+/* Compaction: one snapshot a job; replaying it gives the same table. */
+static int apply_to_table(const struct job_event *ev, void *ud) { return job_table_apply(ud, ev, NULL) < 0 ? -EINVAL : 0; }
+
+static void test_compact(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct job_table t, back;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	char id[16];
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	for (unsigned i = 0; i < 50; i++) {
+		struct job_event evs[3] = {
+			{.ts = 1700000000000000ULL + i, .id = id, .kind = JOB_EV_QUEUED, .serial = "Q2AA-BBBB-CCCC", .duration = 5 + i},
+			{.ts = 1700000001000000ULL + i, .id = id, .kind = JOB_EV_SUBMITTED, .leds_blink_id = "77", .attempts = 2, .meraki_status = "new"},
+			{.ts = 1700000002000000ULL + i, .id = id, .kind = JOB_EV_FINAL, .state = JOB_FAILED, .error = "Device \"x\" offline", .meraki_status = "failed"},
+		};
+		snprintf(id, sizeof(id), "job%u", i);
+		/* Every third job stops early: queued, or submitted. */
+		unsigned n = i % 3 == 0 ? 1 : i % 3 == 1 ? 2 : 3;
+		for (unsigned k = 0; k < n; k++) {
+			assert_int_equal(job_table_apply(&t, &evs[k], NULL), 0);
+			assert_int_equal(joblog_append(l, &evs[k], NULL), 0);
+		}
+	}
+	assert_int_equal(joblog_compact(l, &t), -EBUSY); /* uncommitted records first */
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_records(l), 99); /* 17 + 17 * 2 + 16 * 3 */
+	assert_int_equal(joblog_compact(l, &t), 0);
+	assert_int_equal(joblog_records(l), 50);
+	{
+		struct strbuf sb = file_contents(dir);
+		size_t lines = 0;
+		for (size_t k = 0; k < sb.len; k++)
+			lines += sb.buf[k] == '\n';
+		assert_int_equal(lines, 50);
+		strbuf_release(&sb);
+	}
+	/* Appending goes on in the new file. */
+	struct job_event more = {.ts = 1700000009000000ULL, .id = "job0", .kind = JOB_EV_ATTEMPT, .attempts = 1, .error = "HTTP 500"};
+	assert_int_equal(job_table_apply(&t, &more, NULL), 0);
+	assert_int_equal(joblog_append(l, &more, NULL), 0);
+	assert_int_equal(joblog_commit(l), 0);
+	joblog_free(l);
+
+	assert_int_equal(job_table_init(&back), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, apply_to_table, &back, &info), 0);
+	assert_int_equal(info.records, 51);
+	assert_int_equal(back.n_jobs, t.n_jobs);
+	for (struct job *a = t.first, *b = back.first; a; a = a->next, b = b->next) {
+		assert_non_null(b);
+		assert_string_equal(a->id, b->id);
+		assert_string_equal(a->serial, b->serial);
+		assert_int_equal(a->duration, b->duration);
+		assert_int_equal(a->state, b->state);
+		assert_int_equal(a->attempts, b->attempts);
+		assert_true(a->created_at / 1000000 == b->created_at / 1000000);
+		assert_true(a->updated_at / 1000000 == b->updated_at / 1000000);
+		assert_true((!a->leds_blink_id && !b->leds_blink_id) || strcmp(a->leds_blink_id, b->leds_blink_id) == 0);
+		assert_true((!a->meraki_status && !b->meraki_status) || strcmp(a->meraki_status, b->meraki_status) == 0);
+		assert_true((!a->error && !b->error) || strcmp(a->error, b->error) == 0);
+	}
+	for (unsigned s = 0; s < _JOB_STATE_MAX; s++)
+		assert_int_equal(back.n_by_state[s], t.n_by_state[s]);
+	joblog_free(l);
+	job_table_release(&t);
+	job_table_release(&back);
+}
+
 static struct rlimit saved_fsize;
 
 static int fsize_setup(void **state)
@@ -858,6 +932,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_creates),
 		cmocka_unit_test(test_lock),
+		cmocka_unit_test(test_compact),
 		cmocka_unit_test(test_append_commit_replay),
 		cmocka_unit_test(test_append_without_commit),
 		cmocka_unit_test(test_append_too_long),

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Compaction and retention: at start the daemon drops final jobs past
+# [state] retention and rewrites the log as one record a job; readers see the
+# old log or the new one, never half; a follower carries on across it.
+. "$(dirname "$0")/../lib.sh"
+
+start_sim --min-interval 0 --blink-time 0.2
+write_config "[state] retention = 30d"
+mkdir -p "$T/state"
+# 1500 finished jobs, three records each; the first 750 finished 60 days ago.
+python3 - "$T/state/jobs.log" <<'PY'
+import sys, time, json
+now = time.time()
+def ts(t): return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+with open(sys.argv[1], "w") as f:
+    for i in range(1500):
+        t = now - (60 * 86400 if i < 750 else 3600)
+        jid = "old%05d" % i if i < 750 else "new%05d" % i
+        serial = "Q2AA-%04d-CCCC" % i
+        for ev in ({"event": "queued", "serial": serial, "duration": 5, "source": "queue"},
+                   {"event": "submitted", "leds_blink_id": str(1000 + i), "meraki_status": "new", "attempts": 1, "source": "api"},
+                   {"event": "complete", "leds_blink_id": str(1000 + i), "meraki_status": "complete", "source": "callback"}):
+            rec = {"v": 1, "ts": ts(t), "id": jid}
+            rec.update(ev)
+            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+PY
+check "blinkhookctl reads the prepared log: 1500 jobs" test "$(ctl jobs --json | json 'len(j)')" = 1500
+
+# A reader hammering the log while the daemon compacts it at start.
+( end=$((SECONDS + 20)); while [ $SECONDS -lt $end ]; do
+	"$BLINKHOOKCTL" -c "$T/bh.conf" jobs --json 2>>"$T/reader.err" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' >>"$T/reader.out" 2>>"$T/reader.err"
+	[ -e "$T/reader.stop" ] && break
+done ) &
+READER=$!
+PIDS+=($READER)
+"$BLINKHOOKCTL" -c "$T/bh.conf" log --follow --json >"$T/follow.out" 2>"$T/follow.err" &
+FOLLOW=$!
+PIDS+=($FOLLOW)
+wait_until 10 test -s "$T/follow.out"
+sleep 0.5
+start_daemon
+check "the daemon compacted at start and dropped the 750 jobs past retention" \
+	grep -q 'compacted the job log: 4500 records to 750, 750 final job(s) past retention dropped' "$T/daemon.log"
+check "the log now holds one record a job" test "$(wc -l <"$T/state/jobs.log")" = 750
+check "no compaction leftover" test ! -e "$T/state/jobs.log.new"
+check "jobs past retention are gone, the others kept" sh -c "
+	[ \"\$('$BLINKHOOKCTL' -c '$T/bh.conf' jobs --json | python3 -c 'import json,sys; a=json.load(sys.stdin); print(len(a), sum(j[\"id\"].startswith(\"old\") for j in a))')\" = '750 0' ]"
+check "a kept job is whole after compaction" python3 -c '
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["state"] == "complete" and j["leds_blink_id"] == "1750" and j["attempts"] == 1 and j["meraki_status"] == "complete", j
+assert j["serial"] == "Q2AA-0750-CCCC" and j["duration"] == 5
+' "$(ctl status new00750 --json)"
+a=$(ctl blink Q2AA-BBBB-9999)
+check "a new job after compaction completes" wait_state 10 "$a" complete
+touch "$T/reader.stop"
+wait "$READER" 2>/dev/null
+check "the concurrent reader only ever saw the whole old log or the whole new one ($(sort -u "$T/reader.out" | tr '\n' ' '))" \
+	sh -c "[ -s '$T/reader.out' ] && ! grep -qvxE '1500|750|751' '$T/reader.out' && [ ! -s '$T/reader.err' ]"
+wait_until 5 grep -q "\"id\":\"$a\",\"event\":\"complete\"" "$T/follow.out"
+check "log --follow carried on across the compaction: the new job's events, each once" \
+	sh -c "[ \$(grep -c '\"id\":\"$a\"' '$T/follow.out') = 3 ]"
+check "log --follow printed no snapshot twice" test "$(grep -c '"event":"job"' "$T/follow.out")" = 0
+check "log --follow printed the old events once" test "$(grep -c '"id":"new00750"' "$T/follow.out")" = 3
+stop_daemon
+start_daemon
+check "a restart after compaction replays the compacted log" grep -q 'replayed 753 records: 751 jobs, 0 unfinished' "$T/daemon.log"
