@@ -236,28 +236,31 @@ static int jobctl_new(struct daemon *d, struct job *j)
 	return 0;
 }
 
-static void log_job(const struct job *j, const struct job_event *ev)
+static void log_job_event(const struct job *j, const struct job_event *ev)
 {
+	const char *state = job_state_to_string(j->state);
+
 	switch (ev->kind) {
 	case JOB_EV_QUEUED:
-		log_info("job %s: queued, blink %s for %us", j->id, j->serial, j->duration);
+		log_job(LOG_INFO, j->id, j->serial, state, "job %s: queued, blink %s for %us", j->id, j->serial,
+			j->duration);
 		break;
 	case JOB_EV_ATTEMPT:
-		log_warn("job %s: attempt %u failed (%s), will retry", j->id, j->attempts,
-			 j->error ? j->error : "no detail");
+		log_job(LOG_WARNING, j->id, j->serial, state, "job %s: attempt %u failed (%s), will retry", j->id,
+			j->attempts, j->error ? j->error : "no detail");
 		break;
 	case JOB_EV_SUBMITTED:
-		log_info("job %s: submitted to Meraki as ledsBlinkId %s (attempt %u)", j->id, j->leds_blink_id,
-			 j->attempts);
+		log_job(LOG_INFO, j->id, j->serial, state, "job %s: submitted to Meraki as ledsBlinkId %s (attempt %u)",
+			j->id, j->leds_blink_id, j->attempts);
 		break;
 	case JOB_EV_STATUS:
-		log_info("job %s: Meraki reports %s (from %s)", j->id, j->meraki_status,
-			 ev->source ? ev->source : "?");
+		log_job(LOG_INFO, j->id, j->serial, state, "job %s: Meraki reports %s (from %s)", j->id,
+			j->meraki_status, ev->source ? ev->source : "?");
 		break;
 	case JOB_EV_FINAL:
-		log_full(j->state == JOB_COMPLETE ? LOG_INFO : LOG_WARNING, "job %s: %s%s%s (from %s)", j->id,
-			 job_state_to_string(j->state), j->error ? ": " : "", j->error ? j->error : "",
-			 ev->source ? ev->source : "?");
+		log_job(j->state == JOB_COMPLETE ? LOG_INFO : LOG_WARNING, j->id, j->serial, state,
+			"job %s: %s%s%s (from %s)", j->id, state, j->error ? ": " : "", j->error ? j->error : "",
+			ev->source ? ev->source : "?");
 		break;
 	default:
 		break;
@@ -295,7 +298,7 @@ static int record(struct daemon *d, const struct job_event *ev, struct job **ret
 	}
 	j->log_seq = seq;
 	enable_oneshot(d->commit_defer);
-	log_job(j, ev);
+	log_job_event(j, ev);
 
 	if (job_state_is_final(j->state))
 		jobctl_free(j->userdata);
@@ -922,8 +925,12 @@ static void on_callback(void *ud, struct httpd_request *req)
 		size_t k = v.http_status == 400 ? 1 : v.http_status == 401 ? 2 : v.http_status == 404 ? 3 : 4;
 		d->stats.callbacks[k]++;
 		/* The id is the caller's text: print it only when it is a valid one. */
-		log_notice("callback for job %s from %s refused: %u, %s", job_id_is_valid(id) ? id : "(invalid id)",
-			   httpd_request_client(req), v.http_status, v.reason);
+		if (job_id_is_valid(id))
+			log_job(LOG_NOTICE, id, NULL, NULL, "callback for job %s from %s refused: %u, %s", id,
+				httpd_request_client(req), v.http_status, v.reason);
+		else
+			log_notice("callback for job (invalid id) from %s refused: %u, %s", httpd_request_client(req),
+				   v.http_status, v.reason);
 		httpd_reply(req, v.http_status);
 		callback_verdict_release(&v);
 		return;
@@ -939,8 +946,8 @@ static void on_callback(void *ud, struct httpd_request *req)
 			return;
 		}
 	}
-	log_info("callback for job %s from %s: %s, %s", id, httpd_request_client(req), v.event.meraki_status,
-		 v.reason);
+	log_job(LOG_INFO, id, NULL, NULL, "callback for job %s from %s: %s, %s", id, httpd_request_client(req),
+		v.event.meraki_status, v.reason);
 	callback_verdict_release(&v);
 	if (!j)
 		j = job_table_find(&d->jobs, id);

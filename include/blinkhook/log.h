@@ -30,6 +30,14 @@ void log_fullv(int level, const char *fmt, va_list ap) _printf_(2, 0);
 #define log_info(...) log_full(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_full(LOG_DEBUG, __VA_ARGS__)
 
+/* A job's story: like log_full, and when stderr is the journal the entry
+ * also carries BLINKHOOK_JOB_ID, BLINKHOOK_SERIAL and BLINKHOOK_STATE, so
+ * that `journalctl BLINKHOOK_JOB_ID=...` finds every line about one job.
+ * It speaks journald's native protocol itself (one datagram, no library);
+ * if the journal cannot take it, the line goes to stderr as usual. */
+void log_job(int level, const char *job_id, const char *serial, const char *state, const char *fmt, ...)
+	_printf_(5, 6);
+
 /* Logs and returns -abs(err), for "return log_error_errno(r, ...)". */
 int log_errno(int level, int err, const char *fmt, ...) _printf_(3, 4);
 

@@ -238,6 +238,16 @@ check "the queue member can queue a blink" test -n "$tech_id"
 for id in "${ids[@]}" "$tech_id"; do
 	check "job $id reaches complete in the container" ct_wait_state 20 "$id" complete
 done
+story_complete() {
+	local out
+	out=$(in_ct journalctl --no-pager -q -o cat "BLINKHOOK_JOB_ID=$1")
+	grep -q "job $1: queued" <<<"$out" && grep -q "job $1: submitted" <<<"$out" &&
+		grep -q "callback for job $1 from" <<<"$out" && grep -q "job $1: complete" <<<"$out"
+}
+check "journalctl BLINKHOOK_JOB_ID=... tells one job's story: queued, submitted, callback, complete" \
+	wait_until 10 story_complete "${ids[0]}"
+story_serial() { in_ct journalctl --no-pager -q -o cat BLINKHOOK_SERIAL=Q2AA-BBBB-NS02 BLINKHOOK_STATE=complete | grep -q "job ${ids[1]}: complete"; }
+check "the journal fields BLINKHOOK_SERIAL and BLINKHOOK_STATE select entries too" story_serial
 tech_reads_status() { test "$(as_tech blinkhookctl status "$1" --json | json 'j["state"]')" = complete; }
 check "the queue member can read the job's status" tech_reads_status "$tech_id"
 tech_lists_jobs() { test "$(as_tech blinkhookctl jobs --json | json 'len(j)')" = "$1"; }
