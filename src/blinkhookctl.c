@@ -19,6 +19,9 @@
 #include "blinkhook/job.h"
 #include "blinkhook/joblog.h"
 #include "blinkhook/json.h"
+#include "blinkhook/daemon.h"
+#include "blinkhook/httpd.h"
+#include "blinkhook/meraki.h"
 #include "blinkhook/queue.h"
 
 #define EXIT_USAGE 2
@@ -40,6 +43,7 @@ static void help(void)
 	       "  log [--follow] [--json]\n"
 	       "                        the job log's events, oldest first\n"
 	       "  cancel JOB_ID         fail a job that is still queued, with error \"canceled\"\n"
+	       "  selftest              check that public_url reaches this daemon (proxy, DNS, TLS)\n"
 	       "\n"
 	       "Options:\n"
 	       "  -c, --config FILE     the config file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -459,6 +463,60 @@ static int cmd_cancel(int argc, char **argv)
 	return 0;
 }
 
+/* Sends a probe through public_url, as Meraki would reach the daemon, and
+ * checks that the answer names this daemon: proves the DNS name, the proxy,
+ * its certificate and its forwarding before Meraki tries. */
+static int cmd_selftest(int argc, char **argv)
+{
+	_cleanup_free_ char *url = NULL, *path = NULL, *want = NULL, *instance = NULL, *error = NULL;
+	size_t len = 0;
+	long status;
+	uint64_t t0;
+	int r;
+
+	(void)argv;
+	if (argc != 1)
+		return usage_error("%s", "selftest takes no arguments");
+	if (!cfg.public_url) {
+		fprintf(stderr, "blinkhookctl: [callback] public_url is not set\n");
+		return 1;
+	}
+	if (asprintf(&url, "%s%s", cfg.public_url, PROBE_PATH) < 0 || !(path = path_join(cfg.state_dir, INSTANCE_ID_FILE)))
+		return 1;
+	r = read_file_capped(AT_FDCWD, path, 64, &want, &len);
+	if (r < 0) {
+		fprintf(stderr, "blinkhookctl: cannot read \"%s\": %s (has blinkhookd run with this config?)\n", path,
+			strerror(-r));
+		return 1;
+	}
+	want[strcspn(want, "\n")] = 0;
+	if (strncmp(url, "https://", 8) != 0)
+		printf("note: public_url is not https://; Meraki will not call it\n");
+	t0 = now_monotonic_usec();
+	if (meraki_probe(url, cfg.ca_file, 10 * USEC_PER_SEC, &status, &instance, &error) < 0) {
+		fprintf(stderr, "blinkhookctl: out of memory\n");
+		return 1;
+	}
+	if (error) {
+		printf("FAILED: %s did not answer: %s\n", url, error);
+		return 1;
+	}
+	if (status != 200 || !instance) {
+		printf("FAILED: %s answered HTTP %ld without naming a blinkhookd: the proxy does not pass "
+		       "%s/callbacks/ to the daemon\n",
+		       url, status, cfg.public_url);
+		return 1;
+	}
+	if (strcmp(instance, want) != 0) {
+		printf("FAILED: %s reached a blinkhookd, but another one (instance %s, this one is %s)\n", url, instance,
+		       want);
+		return 1;
+	}
+	printf("OK: %s reached this blinkhookd (instance %s) in %.0f ms\n", url, instance,
+	       (double)(now_monotonic_usec() - t0) / 1000.0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -472,7 +530,7 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} commands[] = {
 		{"blink", cmd_blink}, {"status", cmd_status}, {"jobs", cmd_jobs},
-		{"log", cmd_log},     {"cancel", cmd_cancel},
+		{"log", cmd_log},     {"cancel", cmd_cancel}, {"selftest", cmd_selftest},
 	};
 	char err[CONFIG_ERROR_MAX];
 	int c, r;

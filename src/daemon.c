@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -114,6 +115,7 @@ struct daemon {
 	bool auth_error_logged;
 	uint64_t commit_backoff;
 	uint64_t last_status_notify;
+	char instance_id[33];
 	struct stats stats;
 };
 
@@ -1369,6 +1371,51 @@ static int replay(struct daemon *d)
 	return 0;
 }
 
+/* This daemon's public name for the selftest probe: 16 random bytes in hex
+ * in [state]/instance-id, made at first start.  Not a secret. */
+static int load_instance_id(struct daemon *d)
+{
+	_cleanup_free_ char *path = path_join(d->cfg->state_dir, INSTANCE_ID_FILE), *buf = NULL;
+	unsigned char raw[16];
+	size_t len;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = read_file_capped(AT_FDCWD, path, 64, &buf, &len);
+	if (r >= 0 && len >= 32) {
+		memcpy(d->instance_id, buf, 32);
+		d->instance_id[32] = 0;
+		if (job_id_is_valid(d->instance_id))
+			return 0;
+	}
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = random_bytes(raw, sizeof(raw));
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(d->instance_id + 2 * i, 3, "%02x", raw[i]);
+	char line[40];
+	snprintf(line, sizeof(line), "%s\n", d->instance_id);
+	return write_file_atomic(d->cfg->state_dir, INSTANCE_ID_FILE, line, strlen(line), 0644);
+}
+
+/* Meraki calls only https URLs on a public host: say so early. */
+static void check_public_url(const struct config *c)
+{
+	static const char *const local[] = {"http://127.", "http://localhost", "http://[::1]"};
+
+	if (!c->public_url || strncmp(c->public_url, "https://", 8) == 0)
+		return;
+	for (size_t i = 0; i < ELEMENTSOF(local); i++)
+		if (strncmp(c->public_url, local[i], strlen(local[i])) == 0)
+			return;
+	log_warn("public_url \"%s\" is not https://: Meraki only calls https URLs with a valid certificate; put a "
+		 "TLS reverse proxy in front (README: Behind a reverse proxy)",
+		 c->public_url);
+}
+
 static int setup(struct daemon *d)
 {
 	char mask[16], ua[64];
@@ -1399,6 +1446,11 @@ static int setup(struct daemon *d)
 				 d->cfg->state_dir, SECRET_KEY_FILE, strerror(-r));
 	if (created)
 		log_info("created a new callback key \"%s/%s\"", d->cfg->state_dir, SECRET_KEY_FILE);
+	r = load_instance_id(d);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot read or create \"%s/%s\": %s", d->cfg->state_dir,
+				 INSTANCE_ID_FILE, strerror(-r));
+	check_public_url(d->cfg);
 	if (d->cfg->http_server_id) {
 		char err[CONFIG_ERROR_MAX];
 		r = config_load_callback_secret(d->cfg, &d->static_secret, err);
@@ -1477,6 +1529,7 @@ static int setup(struct daemon *d)
 		.n_trusted_proxies = d->cfg->n_trusted_proxies,
 		.connection_limit = CONNECTION_LIMIT,
 		.per_ip_limit = CONNECTION_PER_IP_LIMIT,
+		.instance_id = d->instance_id,
 		.timeout_sec = CONNECTION_TIMEOUT_SEC,
 	};
 	r = httpd_new(&ho, &httpd_ops, d, &d->httpd);

@@ -16,6 +16,7 @@ enum route {
 	ROUTE_CALLBACK,
 	ROUTE_HEALTHZ,
 	ROUTE_METRICS,
+	ROUTE_PROBE,
 	ROUTE_NOT_FOUND,
 };
 
@@ -68,7 +69,8 @@ struct httpd {
 	const struct httpd_ops *ops;
 	void *ud;
 	struct MHD_Response *responses[ELEMENTSOF(canned)];
-	struct MHD_Response *allow_post, *allow_get;
+	struct MHD_Response *allow_post, *allow_get, *probe;
+	uint64_t probes;
 	uint64_t refused[3]; /* 405, 413, 415 on the callback route */
 };
 
@@ -312,6 +314,8 @@ static enum route route_of(const char *url, const char **ret_id)
 		return ROUTE_HEALTHZ;
 	if (strcmp(url, "/metrics") == 0)
 		return ROUTE_METRICS;
+	if (strcmp(url, PROBE_PATH) == 0)
+		return ROUTE_PROBE;
 	return ROUTE_NOT_FOUND;
 }
 
@@ -361,6 +365,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 
 		if (r->route == ROUTE_NOT_FOUND)
 			return queue(r, 404);
+		if (r->route == ROUTE_PROBE) {
+			/* Answered at once, body unread; nothing else happens. */
+			h->probes++;
+			log_info("selftest probe from %s answered", r->client);
+			r->status = 200;
+			return MHD_queue_response(conn, 200, h->probe);
+		}
 		if (r->route != ROUTE_CALLBACK)
 			return serve_get(r, method);
 		if (strcmp(method, "POST") != 0)
@@ -470,8 +481,12 @@ int httpd_new(const struct httpd_opts *opts, const struct httpd_ops *ops, void *
 							MHD_RESPMEM_PERSISTENT);
 	h->allow_get = MHD_create_response_from_buffer(strlen(canned[4].body), (void *)canned[4].body,
 						       MHD_RESPMEM_PERSISTENT);
-	if (!h->allow_post || !h->allow_get)
+	h->probe = MHD_create_response_from_buffer(strlen(canned[0].body), (void *)canned[0].body,
+						   MHD_RESPMEM_PERSISTENT);
+	if (!h->allow_post || !h->allow_get || !h->probe)
 		goto fail;
+	MHD_add_response_header(h->probe, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(h->probe, INSTANCE_HEADER, opts->instance_id ? opts->instance_id : "unknown");
 	MHD_add_response_header(h->allow_post, MHD_HTTP_HEADER_ALLOW, "POST");
 	MHD_add_response_header(h->allow_get, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	MHD_add_response_header(h->allow_post, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -511,6 +526,8 @@ void httpd_free(struct httpd *h)
 		MHD_destroy_response(h->allow_post);
 	if (h->allow_get)
 		MHD_destroy_response(h->allow_get);
+	if (h->probe)
+		MHD_destroy_response(h->probe);
 	for (size_t i = 0; i < PEER_BUCKETS; i++)
 		while (h->peers[i]) {
 			struct peer *p = h->peers[i];

@@ -700,3 +700,76 @@ void meraki_on_timer(struct meraki_client *c)
 	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	check_done(c);
 }
+
+struct probe_headers {
+	char *instance;
+};
+
+static size_t probe_header_cb(char *data, size_t size, size_t n, void *ud)
+{
+	struct probe_headers *ph = ud;
+	size_t len = size * n, v = strlen("Blinkhook-Instance:");
+
+	if (len > v && strncasecmp(data, "Blinkhook-Instance:", v) == 0) {
+		size_t e = len;
+		while (v < e && (data[v] == ' ' || data[v] == '\t'))
+			v++;
+		while (e > v && (data[e - 1] == '\r' || data[e - 1] == '\n' || data[e - 1] == ' '))
+			e--;
+		free(ph->instance);
+		ph->instance = strndup(data + v, MIN(e - v, (size_t)128));
+	}
+	return len;
+}
+
+static size_t discard_cb(char *data, size_t size, size_t n, void *ud)
+{
+	(void)data;
+	(void)ud;
+	return size * n;
+}
+
+int meraki_probe(const char *url, const char *ca_file, uint64_t timeout_usec, long *ret_status,
+		 char **ret_instance, char **ret_error)
+{
+	struct probe_headers ph = {NULL};
+	struct curl_slist *headers = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	static const char body[] = "{\"probe\":\"blinkhookctl selftest\"}";
+	CURLcode code;
+	CURL *e;
+	long status = 0;
+
+	*ret_status = 0;
+	*ret_instance = *ret_error = NULL;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(e = curl_easy_init()))
+		return -ENOMEM;
+	headers = curl_slist_append(headers, "Content-Type: application/json");
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "blinkhookctl-selftest");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout_usec / USEC_PER_MSEC));
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, probe_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, &ph);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
+	if (ca_file) {
+		curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
+		curl_easy_setopt(e, CURLOPT_CAPATH, "/etc/ssl/certs");
+	}
+	code = curl_easy_perform(e);
+	if (code == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	else
+		*ret_error = strdup(errbuf[0] ? errbuf : curl_easy_strerror(code));
+	curl_easy_cleanup(e);
+	curl_slist_free_all(headers);
+	*ret_status = status;
+	*ret_instance = ph.instance;
+	return 0;
+}

@@ -22,6 +22,10 @@
 #include "blinkhook/util.h"
 
 #define CALLBACK_PATH_PREFIX "/callbacks/leds-blink/"
+/* blinkhookctl selftest's probe: answered 200 with a Blinkhook-Instance
+ * header naming this daemon; it touches no job. */
+#define PROBE_PATH "/callbacks/probe"
+#define INSTANCE_HEADER "Blinkhook-Instance"
 #define HTTPD_CLIENT_MAX 64 /* an address as text, for logs */
 
 struct httpd_request;
@@ -45,6 +49,7 @@ struct httpd_opts {
 	unsigned connection_limit;
 	unsigned per_ip_limit; /* 0: none; trusted proxies are never capped */
 	unsigned timeout_sec;
+	const char *instance_id; /* for the probe's answer */
 };
 
 struct httpd;

@@ -189,6 +189,30 @@ code=$(direct xff-two 127.0.0.1 -H 'X-Forwarded-For: 203.0.113.7' -H 'X-Forwarde
 from=$(logged_from xff-two)
 check "two X-Forwarded-For lines from a trusted proxy are read as one list ($from)" test "$from" = 127.0.0.5
 
+# ---- blinkhookctl selftest: the probe through public_url ----
+said() { [ "$rc" = "$1" ] && grep -qi -- "$2" <<<"$out"; } # said RC PATTERN: about the last selftest
+sed -i "s|^\[meraki\]|[meraki]\nca_file = $T/ca.pem|" "$T/bh.conf"
+jobs_before=$(ctl jobs --json)
+out=$(ctl selftest 2>&1)
+rc=$?
+check "selftest through nginx reaches this daemon ($out)" said 0 '^OK: https://127.0.0.1:.*/blinkhook/callbacks/probe reached this blinkhookd'
+check "the daemon logged the probe with the client address" grep -q 'selftest probe from 127.0.0.1 answered' "$T/daemon.log"
+check "the probe changed no job" test "$(ctl jobs --json)" = "$jobs_before"
+cp "$T/bh.conf" "$T/bh.conf.keep"
+sed -i "s|^public_url = .*|public_url = $N_URL/elsewhere|" "$T/bh.conf"
+out=$(ctl selftest 2>&1)
+rc=$?
+check "selftest with a prefix the proxy does not forward fails and says so ($out)" said 1 'answered HTTP 404'
+sed -i "s|^public_url = .*|public_url = https://127.0.0.1:$(free_port)/blinkhook|" "$T/bh.conf"
+out=$(ctl selftest 2>&1)
+rc=$?
+check "selftest where nothing listens fails with the reason ($out)" said 1 'did not answer'
+sed -i "s|^ca_file = .*|ca_file = /etc/ssl/certs/ca-certificates.crt|; s|^public_url = .*|public_url = $N_URL/blinkhook|" "$T/bh.conf"
+out=$(ctl selftest 2>&1)
+rc=$?
+check "selftest refuses a certificate it cannot verify ($out)" said 1 'certificate'
+cp "$T/bh.conf.keep" "$T/bh.conf"
+
 # ---- only the callbacks are reachable through the proxy ----
 
 get() { curl -sS --max-time 5 --cacert "$T/ca.pem" -o "$T/got" -w '%{http_code}' "$@"; }
