@@ -639,7 +639,7 @@ static bool follow_redirect(struct meraki_call *call, long status)
 static void finish(struct meraki_call *call, CURLcode code)
 {
 	struct meraki_result res;
-	char transport[CURL_ERROR_SIZE + 64];
+	char transport[CURL_ERROR_SIZE + 64] = "";
 	long status = 0;
 
 	if (code == CURLE_OK) {
