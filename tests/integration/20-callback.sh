@@ -66,6 +66,20 @@ CT=text/plain expect 415 "text/plain" "$A" "$(body "\"$SA\"" complete)"
 CT=application/x-www-form-urlencoded expect 415 "a form body" "$A" "sharedSecret=$SA"
 CT="application/json; charset=utf-8" expect 400 "application/json with a charset is JSON" "$A" '[]'
 expect 413 "a body over max_body" "$A" "$(head -c 70000 /dev/zero | tr '\0' 'a')"
+expect 400 "invalid UTF-8" "$A" "$(printf '{"sharedSecret":"%s","message":{"status":"running","error":"\xff\xfe"}}' "$SA")"
+expect 400 "an empty body" "$A" ''
+expect 400 "status as a number" "$A" "{\"sharedSecret\":\"$SA\",\"message\":{\"status\":3}}"
+expect 400 "message as a string" "$A" "{\"sharedSecret\":\"$SA\",\"message\":\"complete\"}"
+expect 400 "trailing garbage after the JSON" "$A" "$(body "\"$SA\"" complete)xyz"
+expect 401 "a 65-character job id" "$(printf 'a%.0s' $(seq 65))" "$(body '"x"' complete)"
+expect 401 "the collection URL without a receiver configured" "" "$(body "\"$SA\"" complete)"
+expect 413 "a chunked body over max_body" "$A" "$(head -c 70000 /dev/zero | tr '\0' 'a')" -H 'Transfer-Encoding: chunked'
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -X DELETE "$D_URL/callbacks/leds-blink/$A")
+check "DELETE on a callback URL: 405 ($code)" test "$code" = 405
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --path-as-is "$D_URL/callbacks/leds-blink/../../metrics")
+check "a path climbing out of the callbacks gets no metrics ($code)" sh -c "[ '$code' != 200 ]"
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{}' "$D_URL/metrics")
+check "POST /metrics: 405 ($code)" test "$code" = 405
 code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$D_URL/callbacks/leds-blink/$A")
 check "GET on a callback URL: 405 ($code)" test "$code" = 405
 code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -X PUT -d x "$D_URL/callbacks/leds-blink/$A")
@@ -93,8 +107,8 @@ check "the job failed with Meraki's own error" test "$(ctl status "$B" --json | 
 
 code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$D_URL/healthz")
 check "GET /healthz: 200 ($code)" test "$code" = 200
-check "GET /metrics counts refused and accepted callbacks" sh -c "curl -sS --max-time 5 '$D_URL/metrics' | grep -q 'blinkhook_callbacks_total{code=\"401\"} 11' && curl -sS --max-time 5 '$D_URL/metrics' | grep -q 'blinkhook_jobs{state=\"complete\"} 1'"
-check "each refused callback is logged with the client address, never the secret" sh -c "grep -c 'refused: 401' '$T/daemon.log' | grep -qx 11 && grep -q 'from 127.0.0.1 refused' '$T/daemon.log' && ! grep -q '$SA' '$T/daemon.log'"
+check "GET /metrics counts refused and accepted callbacks" sh -c "curl -sS --max-time 5 '$D_URL/metrics' | grep -q 'blinkhook_callbacks_total{code=\"401\"} 13' && curl -sS --max-time 5 '$D_URL/metrics' | grep -q 'blinkhook_jobs{state=\"complete\"} 1'"
+check "each refused callback is logged with the client address, never the secret" sh -c "grep -c 'refused: 401' '$T/daemon.log' | grep -qx 13 && grep -q 'from 127.0.0.1 refused' '$T/daemon.log' && ! grep -q '$SA' '$T/daemon.log'"
 
 # A simulator that sends the wrong secret: every delivery is refused.
 sim_fault '{"kind":"wrong_secret"}'
