@@ -43,7 +43,7 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
-	systemd systemd-container
+	systemd systemd-container libclang-rt-14-dev
 
 CORE := util log config json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd
@@ -110,11 +110,15 @@ check: deps
 	$(MAKE) --no-print-directory all unit integration
 	@# The same sources must build clean with clang too (warnings are errors).
 	$(MAKE) --no-print-directory CC=clang B=$(B)/clang all
+	@# Every fuzz target over its corpus (seeds and every crash ever found).
+	$(MAKE) --no-print-directory fuzz-regress
 	B=$(B) tests/run-tests.sh
 
 demo: deps
 	$(MAKE) --no-print-directory all
 	B=$(B) tests/demo.sh
+
+include tests/fuzz/fuzz.mk
 
 # ---- install ----
 

@@ -458,6 +458,11 @@ int job_event_parse(const char *line, size_t len, struct job_event *ret, struct 
 	name = json_string(json_get(root, "event"), NULL);
 	if (!ts || !ev.id || !name || parse_rfc3339(ts, &ev.ts) < 0 || !job_id_is_valid(ev.id))
 		return -EBADMSG;
+	/* The log keeps whole seconds: a finer stamp read now would not survive
+	 * being written again (compaction). */
+	ev.ts -= ev.ts % USEC_PER_SEC;
+	if (ev.ts == 0)
+		return -EBADMSG;
 
 	ev.kind = _JOB_EV_MAX;
 	for (unsigned i = 0; i < _JOB_EV_MAX; i++)
@@ -485,6 +490,9 @@ int job_event_parse(const char *line, size_t len, struct job_event *ret, struct 
 		const char *created = json_string(json_get(root, "created_at"), NULL);
 		if (!st || !created || job_state_from_string(st, &ev.state) < 0 ||
 		    parse_rfc3339(created, &ev.created) < 0)
+			return -EBADMSG;
+		ev.created -= ev.created % USEC_PER_SEC;
+		if (ev.created == 0)
 			return -EBADMSG;
 	}
 

@@ -146,7 +146,8 @@ static bool any_good_line(const char *buf, size_t len)
 
 		if (!nl)
 			return false;
-		if (job_event_parse(buf + off, (size_t)(nl - (buf + off)), &ev, &root) >= 0) {
+		if ((size_t)(nl - (buf + off)) <= JOBLOG_LINE_MAX &&
+		    job_event_parse(buf + off, (size_t)(nl - (buf + off)), &ev, &root) >= 0) {
 			json_free(root);
 			return true;
 		}

@@ -147,11 +147,19 @@ const struct json *json_get(const struct json *v, const char *key)
 
 const char *json_string(const struct json *v, size_t *ret_len)
 {
+	const char *s;
+	size_t len;
+
 	if (!v || !json_object_is_type(J(v), json_type_string))
 		return NULL;
+	s = json_object_get_string(J(v));
+	len = (size_t)json_object_get_string_len(J(v));
+	/* An escaped \u0000 would cut every C string made from it short. */
+	if (!s || strlen(s) != len)
+		return NULL;
 	if (ret_len)
-		*ret_len = (size_t)json_object_get_string_len(J(v));
-	return json_object_get_string(J(v));
+		*ret_len = len;
+	return s;
 }
 
 int json_int64(const struct json *v, int64_t *ret)

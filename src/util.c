@@ -411,7 +411,9 @@ int parse_rfc3339(const char *s, uint64_t *ret_usec)
 	if (t == (time_t)-1)
 		return -ERANGE;
 	t -= off;
-	if (t < 0)
+	/* Beyond 9999-12-31T23:59:59Z a stamp cannot be written back in
+	 * four-digit years: refuse it rather than read what we cannot write. */
+	if (t < 0 || t > INT64_C(253402300799))
 		return -ERANGE;
 
 	*ret_usec = (uint64_t)t * USEC_PER_SEC + frac;

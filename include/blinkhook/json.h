@@ -41,7 +41,7 @@ enum json_kind json_kind_of(const struct json *v);
 /* The member key of an object, or NULL when v is not an object or lacks it. */
 const struct json *json_get(const struct json *v, const char *key);
 /* A string's bytes (NUL-terminated; *ret_len may be NULL), or NULL when v is
- * not a string. */
+ * not a string or holds an escaped NUL (\u0000). */
 const char *json_string(const struct json *v, size_t *ret_len);
 /* An integer (not a bool, not a fraction); -EINVAL otherwise. */
 int json_int64(const struct json *v, int64_t *ret);

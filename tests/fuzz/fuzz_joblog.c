@@ -7,14 +7,16 @@
  * event.  Then the input becomes jobs.log in a scratch directory and goes
  * through joblog_read() (blinkhookctl's lenient reader) and joblog_open() +
  * joblog_replay() (the daemon's start), whose callback applies each record
- * to a job table as the daemon does.
+ * to a job table as the daemon does; after a successful replay the log is
+ * compacted (joblog_compact) and replayed once more, as the next start
+ * would.
  *
  * Checked: replay either succeeds, having cut off at most a torn tail, or
  * fails and leaves the file as it was; after a success both readers agree on
- * the number of records, and a second replay finds no torn tail and builds
- * the same table, whose index by leds_blink_id finds every job that has one;
- * joblog_free() releases the lock (the next open would get -EBUSY
- * otherwise).
+ * the number of records, the index by leds_blink_id finds every job that has
+ * one, and the compacted log replays, with nothing torn, into the same jobs
+ * (every field; times to the second); joblog_free() releases the lock (the
+ * next open would get -EBUSY otherwise).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -88,17 +90,46 @@ static void check_blink_index(const struct job_table *t)
 	}
 }
 
-static int replay(const char *dir, struct job_table *t, struct joblog_info *info)
+/* Opens and replays the log into t; the caller frees *ret_log. */
+static int replay(const char *dir, struct job_table *t, struct joblog_info *info, struct joblog **ret_log)
 {
-	struct joblog *l = NULL;
 	int r;
 
-	r = joblog_open(dir, &l);
+	r = joblog_open(dir, ret_log);
 	FUZZ_CHECK(r == 0, "joblog_open: %d (a lock left held?)", r);
 	FUZZ_CHECK(job_table_init(t) == 0, "out of memory");
-	r = joblog_replay(l, apply_cb, t, info);
-	joblog_free(l);
-	return r;
+	return joblog_replay(*ret_log, apply_cb, t, info);
+}
+
+/* What a compacted log gives back must be the jobs it was made from. */
+static void check_same_jobs(const struct job_table *a, const struct job_table *b)
+{
+	const struct job *x = a->first, *y = b->first;
+
+	FUZZ_CHECK(a->n_jobs == b->n_jobs, "%zu jobs, then %zu", a->n_jobs, b->n_jobs);
+	for (unsigned s = 0; s < _JOB_STATE_MAX; s++)
+		FUZZ_CHECK(a->n_by_state[s] == b->n_by_state[s], "state %u: %zu jobs, then %zu", s, a->n_by_state[s],
+			   b->n_by_state[s]);
+	for (; x && y; x = x->next, y = y->next) {
+		FUZZ_CHECK(strcmp(x->id, y->id) == 0, "job %s, then %s", x->id, y->id);
+		FUZZ_CHECK(strcmp(x->serial, y->serial) == 0, "job %s: serial %s, then %s", x->id, x->serial, y->serial);
+		FUZZ_CHECK(x->duration == y->duration, "job %s: duration %u, then %u", x->id, x->duration, y->duration);
+		FUZZ_CHECK(x->state == y->state, "job %s: state %d, then %d", x->id, (int)x->state, (int)y->state);
+		FUZZ_CHECK(fuzz_str_equal(x->leds_blink_id, y->leds_blink_id), "job %s: leds_blink_id \"%s\", then \"%s\"",
+			   x->id, fuzz_str(x->leds_blink_id), fuzz_str(y->leds_blink_id));
+		FUZZ_CHECK(fuzz_str_equal(x->meraki_status, y->meraki_status), "job %s: meraki_status \"%s\", then \"%s\"",
+			   x->id, fuzz_str(x->meraki_status), fuzz_str(y->meraki_status));
+		FUZZ_CHECK(fuzz_str_equal(x->error, y->error), "job %s: error \"%s\", then \"%s\"", x->id,
+			   fuzz_str(x->error), fuzz_str(y->error));
+		FUZZ_CHECK(x->attempts == y->attempts, "job %s: attempts %u, then %u", x->id, x->attempts, y->attempts);
+		FUZZ_CHECK(x->created_at / USEC_PER_SEC == y->created_at / USEC_PER_SEC,
+			   "job %s: created_at %llu, then %llu", x->id, (unsigned long long)x->created_at,
+			   (unsigned long long)y->created_at);
+		FUZZ_CHECK(x->updated_at / USEC_PER_SEC == y->updated_at / USEC_PER_SEC,
+			   "job %s: updated_at %llu, then %llu", x->id, (unsigned long long)x->updated_at,
+			   (unsigned long long)y->updated_at);
+	}
+	FUZZ_CHECK(!x && !y, "the job lists differ in length");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -109,8 +140,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *p = (const char *)data, *end = p + size;
 	struct joblog_info read_info, info, info2;
 	struct job_table t, t2;
+	struct joblog *l = NULL;
 	uint64_t read_records = 0, read_end = 0;
-	int r, r2;
+	int r;
 
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -131,8 +163,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(read_end <= size && (read_end == 0 || data[read_end - 1] == '\n'),
 		   "joblog_read ended at %llu, not after a line", (unsigned long long)read_end);
 
-	r = replay(dir, &t, &info);
+	r = replay(dir, &t, &info, &l);
 	if (r < 0) {
+		joblog_free(l);
 		FUZZ_CHECK(r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EINVAL || r == -EEXIST || r == -ENOENT,
 			   "joblog_replay returned %d", r);
 		FUZZ_CHECK(info.bad_line > 0, "a failed replay names no line");
@@ -152,15 +185,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(info.records == read_records, "replay read %llu records, joblog_read %llu",
 		   (unsigned long long)info.records, (unsigned long long)read_records);
 
-	r2 = replay(dir, &t2, &info2);
-	FUZZ_CHECK(r2 == 0, "a second replay failed: %d", r2);
-	FUZZ_CHECK(!info2.torn, "a second replay found a torn tail");
-	FUZZ_CHECK(info2.records == info.records, "the second replay read %llu records, the first %llu",
-		   (unsigned long long)info2.records, (unsigned long long)info.records);
-	FUZZ_CHECK(t.n_jobs == t2.n_jobs, "%zu jobs, then %zu", t.n_jobs, t2.n_jobs);
-	for (unsigned s = 0; s < _JOB_STATE_MAX; s++)
-		FUZZ_CHECK(t.n_by_state[s] == t2.n_by_state[s], "state %u: %zu jobs, then %zu", s, t.n_by_state[s],
-			   t2.n_by_state[s]);
+	FUZZ_CHECK(joblog_records(l) == info.records, "joblog_records %llu after replaying %llu",
+		   (unsigned long long)joblog_records(l), (unsigned long long)info.records);
+
+	r = joblog_compact(l, &t);
+	FUZZ_CHECK(r == 0, "joblog_compact: %d", r);
+	FUZZ_CHECK(joblog_records(l) == t.n_jobs, "joblog_records %llu after compacting %zu jobs",
+		   (unsigned long long)joblog_records(l), t.n_jobs);
+	joblog_free(l);
+	l = NULL;
+
+	r = replay(dir, &t2, &info2, &l);
+	joblog_free(l);
+	FUZZ_CHECK(r == 0, "the compacted log does not replay: %d at line %llu", r, (unsigned long long)info2.bad_line);
+	FUZZ_CHECK(!info2.torn, "the compacted log has a torn tail");
+	FUZZ_CHECK(info2.records == t.n_jobs, "the compacted log has %llu records for %zu jobs",
+		   (unsigned long long)info2.records, t.n_jobs);
+	check_same_jobs(&t, &t2);
 
 	job_table_release(&t);
 	job_table_release(&t2);

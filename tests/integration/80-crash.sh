@@ -146,3 +146,59 @@ check "the clean restart reports ${#ids[@]} jobs, 0 unfinished" \
 check "after the clean restart jobs --json is unchanged" test "$(ctl jobs --json)" = "$final"
 stop_daemon
 check "SIGTERM: exit 0" test "$D_STATUS" = 0
+
+# ---- the crash window between the log and the spool, made exact ----
+# A crash after a request's "queued" record is durable but before its spool
+# file is unlinked leaves both behind.  That state is made here by hand: the
+# log cut back to just after the job's "queued" record, the file put back.
+X=$(ctl blink Q2CR-XXXX-0001 --duration 1)
+cp "$T/spool/new/$X.json" "$T/x.json"
+start_daemon
+check "job X completes" wait_state 20 "$X" complete
+stop_daemon
+cut_after_queued() { # cut_after_queued ID: the log ends with ID's "queued" record
+	python3 - "$T/state/jobs.log" "$1" <<-'PY'
+	import json, sys
+	data = open(sys.argv[1], "rb").read()
+	lines = data.split(b"\n")[:-1]
+	k = next(i for i, l in enumerate(lines) if json.loads(l)["id"] == sys.argv[2] and json.loads(l)["event"] == "queued")
+	assert all(json.loads(l)["id"] == sys.argv[2] for l in lines[k:]), "records of other jobs after it"
+	open(sys.argv[1], "wb").write(b"".join(l + b"\n" for l in lines[:k + 1]))
+	PY
+}
+cut_after_queued "$X"
+cp "$T/x.json" "$T/spool/new/$X.json"
+check "job X is queued in the log and still in the spool, as a crash would leave it" \
+	sh -c "[ -f '$T/spool/new/$X.json' ] && '$BLINKHOOKCTL' -c '$T/bh.conf' status '$X' --json | grep -q '\"state\":\"queued\"'"
+start_daemon
+check "after the restart job X is submitted and completes (not queued twice)" wait_state 20 "$X" complete
+check "... its leftover spool file is removed" wait_until 10 test ! -e "$T/spool/new/$X.json"
+check "... and X is one job" test "$(ctl jobs --serial Q2CR-XXXX-0001 --json | json 'len(j)')" = 1
+stop_daemon
+
+# The same for a whole scan batch (256 files) of such leftovers: they must not
+# keep newer requests out of the job log.  With min_interval = 1h one job is
+# submitted and the others stay queued, so that no callback or poll comes to
+# wake the daemon.
+sed -i 's/^min_interval = .*/min_interval = 1h/' "$T/bh.conf"
+python3 - "$T" <<-'PY'
+	import os, sys
+	T = sys.argv[1]
+	os.makedirs(T + "/save", exist_ok=True)
+	for i in range(256):
+	    b = ('{"id":"left%03d","serial":"Q2CR-L%03d-0000","duration":1}' % (i, i)).encode()
+	    for d in ("save", "spool/tmp"):
+	        open("%s/%s/left%03d.json" % (T, d, i), "wb").write(b)
+	    os.rename("%s/spool/tmp/left%03d.json" % (T, i), "%s/spool/new/left%03d.json" % (T, i))
+	PY
+start_daemon
+left_logged() { test "$(ctl jobs --json | json 'sum(x["id"].startswith("left") for x in j)')" = 256; }
+check "256 requests are logged" wait_until 20 left_logged
+stop_daemon
+cp "$T"/save/left*.json "$T/spool/new/"
+# Named to sort after the leftovers, as a newer request of that producer would.
+Y=$(ctl blink Q2CR-YYYY-0001 --duration 1 --id zz-newer)
+start_daemon
+check "with 256 leftover spool files of logged jobs, a newer request still becomes a job" wait_until 15 sh -c "'$BLINKHOOKCTL' -c '$T/bh.conf' jobs --serial Q2CR-YYYY-0001 --json | grep -q '\"id\":\"$Y\"'"
+check "... and the leftover files are removed" wait_until 10 sh -c "! ls '$T/spool/new' | grep -q '^left'"
+stop_daemon

@@ -23,7 +23,7 @@ starts() {
 # refuses DESCRIPTION: the daemon, run in the foreground, must exit non-zero
 # at once; its stderr is in $T/refused.log.
 refuses() {
-	MERAKI_DASHBOARD_API_KEY=$API_KEY timeout 20 "$BLINKHOOKD" -c "$T/bh.conf" 2>"$T/refused.log"
+	MERAKI_DASHBOARD_API_KEY=$API_KEY timeout 10 "$BLINKHOOKD" -c "$T/bh.conf" 2>"$T/refused.log"
 	local rc=$?
 	if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then ok "$1: the daemon refuses to start (exit $rc)"; else notok "$1: exit $rc"; fi
 	sed -n 's/^/# daemon: /p' "$T/refused.log" | grep -v ' info: ' | head -n 5
@@ -135,7 +135,24 @@ python3 - "$LOG" <<-'EOF'
 	EOF
 refuses "a \"v\":2 record at line 3"
 check "the message names line 3" in_refusal "jobs.log: line 3 (byte offset"
+# Damage followed by nothing but newer records is no torn tail either: the
+# newer records are whole lines that some blinkhookd wrote, and must not be cut.
 cp "$T/jobs.log.v2" "$LOG"
+sed -i '$i this line is damaged' "$LOG"
+sum_v2=$(sha "$LOG")
+refuses "a damaged line followed only by a \"v\":2 record"
+check "the newer record after the damaged line is not cut off as if torn" test "$(sha "$LOG")" = "$sum_v2"
+cp "$T/jobs.log.v2" "$LOG"
+sed -i '$d' "$LOG"
+
+# ---- (f) a whole record that parses but cannot apply (a job nobody queued), as the last line ----
+f_off=$(size "$LOG")
+printf '{"v":1,"ts":"2026-01-01T00:00:00Z","id":"never-queued","event":"complete","meraki_status":"complete","source":"callback"}\n' >>"$LOG"
+sum_f=$(sha "$LOG")
+refuses "a record for a job that was never queued"
+check "the message names the line and says it cannot be applied" \
+	in_refusal "jobs.log: line $((n_lines + 1)) (byte offset $f_off) is a record this daemon cannot apply"
+check "the record is not cut off as if torn" test "$(sha "$LOG")" = "$sum_f"
 sed -i '$d' "$LOG"
 
 # ---- (d) stale and fresh files in tmp/; (e) every kind of bad spool file, in one batch with a good one ----
