@@ -43,7 +43,7 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
-	systemd systemd-container libclang-rt-14-dev
+	systemd systemd-container libclang-rt-14-dev valgrind
 
 CORE := util log config json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd

@@ -111,7 +111,7 @@ write_config() {
 
 # start_daemon: blinkhookd on $T/bh.conf, ready when /healthz answers 200.
 start_daemon() {
-	MERAKI_DASHBOARD_API_KEY=$API_KEY ${STRACE:-} "$BLINKHOOKD" -c "$T/bh.conf" 2>>"$T/daemon.log" &
+	MERAKI_DASHBOARD_API_KEY=$API_KEY ${DAEMON_WRAPPER:-} "$BLINKHOOKD" -c "$T/bh.conf" 2>>"$T/daemon.log" &
 	D_PID=$!
 	PIDS+=($D_PID)
 	wait_until 15 curl -fsS --max-time 1 -o /dev/null "$D_URL/healthz" || {
