@@ -133,6 +133,22 @@ static uint64_t rand64(void)
 
 static void enable_oneshot(sd_event_source *s) { (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); }
 
+static void runq_remove(struct daemon *d, struct jobctl *c)
+{
+	if (!c->in_runq)
+		return;
+	if (c->rq_prev)
+		c->rq_prev->rq_next = c->rq_next;
+	else
+		d->rq_first = c->rq_next;
+	if (c->rq_next)
+		c->rq_next->rq_prev = c->rq_prev;
+	else
+		d->rq_last = c->rq_prev;
+	c->in_runq = false;
+	c->rq_prev = c->rq_next = NULL;
+}
+
 static void jobctl_free(struct jobctl *c)
 {
 	struct daemon *d;
@@ -140,22 +156,12 @@ static void jobctl_free(struct jobctl *c)
 	if (!c)
 		return;
 	d = c->d;
-	if (c->in_runq) {
-		if (c->rq_prev)
-			c->rq_prev->rq_next = c->rq_next;
-		else
-			d->rq_first = c->rq_next;
-		if (c->rq_next)
-			c->rq_next->rq_prev = c->rq_prev;
-		else
-			d->rq_last = c->rq_prev;
-	}
+	runq_remove(d, c);
 	c->timer = sd_event_source_disable_unref(c->timer);
 	c->job->userdata = NULL;
 	if (c->in_flight) {
 		/* The call's done function still holds c: it frees it. */
 		c->orphan = true;
-		c->in_runq = false;
 		c->rq_prev = NULL;
 		c->rq_next = d->orphans;
 		if (d->orphans)
@@ -205,21 +211,6 @@ static void runq_append(struct daemon *d, struct jobctl *c)
 	c->in_runq = true;
 }
 
-static void runq_remove(struct daemon *d, struct jobctl *c)
-{
-	if (!c->in_runq)
-		return;
-	if (c->rq_prev)
-		c->rq_prev->rq_next = c->rq_next;
-	else
-		d->rq_first = c->rq_next;
-	if (c->rq_next)
-		c->rq_next->rq_prev = c->rq_prev;
-	else
-		d->rq_last = c->rq_prev;
-	c->in_runq = false;
-	c->rq_prev = c->rq_next = NULL;
-}
 
 static int jobctl_new(struct daemon *d, struct job *j)
 {

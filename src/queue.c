@@ -192,6 +192,25 @@ fail:
 int queue_new_fd(const struct queue *q) { return q->new_fd; }
 const char *queue_new_path(const struct queue *q) { return q->new_path; }
 
+/* A directory stream over a copy of dirfd, from its start (the copy shares
+ * the offset that an earlier walk left at the end). */
+static int dir_stream(int dirfd, DIR **ret)
+{
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	*ret = d;
+	return 0;
+}
+
 static int cmp_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -208,21 +227,15 @@ void queue_names_free(char **names)
 
 int queue_list(struct queue *q, size_t max, char ***ret_names, size_t *ret_n)
 {
-	int fd = fcntl(q->new_fd, F_DUPFD_CLOEXEC, 3);
 	DIR *d;
 	struct dirent *de;
 	char **names = NULL;
 	size_t n = 0, alloc = 0;
-	int r = 0;
+	int r;
 
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	rewinddir(d);
+	r = dir_stream(q->new_fd, &d);
+	if (r < 0)
+		return r;
 	/* Read every name, then keep the oldest max: a directory's order is not
 	 * the order the files came in. */
 	while ((errno = 0, de = readdir(d))) {
@@ -370,20 +383,13 @@ int queue_sync(struct queue *q) { return fsync_dirfd(q->new_fd); }
 
 int queue_sweep_tmp(struct queue *q, uint64_t now)
 {
-	int fd = fcntl(q->tmp_fd, F_DUPFD_CLOEXEC, 3);
 	DIR *d;
 	struct dirent *de;
-	int moved = 0;
+	int moved = 0, r;
 
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	/* The dup shares tmp_fd's offset, which a previous sweep left at the end. */
-	rewinddir(d);
+	r = dir_stream(q->tmp_fd, &d);
+	if (r < 0)
+		return r;
 	while ((de = readdir(d))) {
 		struct stat st;
 		uint64_t mtime;

@@ -130,6 +130,16 @@ stop_daemon() {
 ctl() { "$BLINKHOOKCTL" -c "$T/bh.conf" "$@"; }
 
 job_state() { ctl status "$1" --json | json 'j["state"]'; }
+# secret_of JOB_ID: the job's callback secret, computed as the daemon does:
+# base64url(HMAC-SHA256(state/secret.key, job id)), unpadded.
+secret_of() {
+	python3 -c '
+import base64, hashlib, hmac, sys
+key = open(sys.argv[1], "rb").read()
+print(base64.urlsafe_b64encode(hmac.new(key, sys.argv[2].encode(), hashlib.sha256).digest()).decode().rstrip("="))
+' "$T/state/secret.key" "$1"
+}
+
 state_is() { test "$(job_state "$1")" = "$2"; }
 # wait_state SECONDS JOB STATE
 wait_state() { wait_until "$1" state_is "$2" "$3"; }

@@ -7,14 +7,6 @@ start_sim --min-interval 0 --blink-time 0.2
 write_config
 start_daemon
 
-# The job's secret, computed the way the daemon does: HMAC-SHA256(key, id).
-secret_of() {
-	python3 -c '
-import base64, hashlib, hmac, sys
-key = open(sys.argv[1], "rb").read()
-print(base64.urlsafe_b64encode(hmac.new(key, sys.argv[2].encode(), hashlib.sha256).digest()).decode().rstrip("="))
-' "$T/state/secret.key" "$1"
-}
 # post ID BODY [CURL ARGS...]: prints the HTTP status.
 post() {
 	local id=$1 body=$2; shift 2

@@ -9,11 +9,7 @@ start_daemon
 sim_fault '{"kind":"lost_callback"}'
 A=$(ctl blink Q2AA-BBBB-CCCC --duration 5)
 wait_state 10 "$A" submitted || notok "the job was not submitted"
-SA=$(python3 -c '
-import base64, hashlib, hmac, sys
-key = open(sys.argv[1], "rb").read()
-print(base64.urlsafe_b64encode(hmac.new(key, sys.argv[2].encode(), hashlib.sha256).digest()).decode().rstrip("="))
-' "$T/state/secret.key" "$A")
+SA=$(secret_of "$A")
 
 # hold.py: opens connections from the given source addresses and keeps them
 # in the given state until killed; prints how many are still open when asked

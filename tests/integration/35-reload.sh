@@ -43,11 +43,7 @@ check "the configuration was applied" grep -q 'reload: configuration from .* app
 sim_fault '{"kind":"lost_callback"}'
 c=$(ctl blink Q2AA-BBBB-0003)
 wait_state 10 "$c" submitted
-SC=$(python3 -c '
-import base64, hashlib, hmac, sys
-key = open(sys.argv[1], "rb").read()
-print(base64.urlsafe_b64encode(hmac.new(key, sys.argv[2].encode(), hashlib.sha256).digest()).decode().rstrip("="))
-' "$T/state/secret.key" "$c")
+SC=$(secret_of "$c")
 code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -H "X-Blink-Secret: Bearer $SC" \
 	--data '{"message":{"status":"complete"}}' "http://127.0.0.1:$OLD_PORT/callbacks/leds-blink/$c")
 check "the secret_header set by the reload is honoured ($code)" test "$code" = 200

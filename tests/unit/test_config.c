@@ -2,7 +2,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,19 +12,12 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "testlib.h"
+
 #include "blinkhook/config.h"
 #include "blinkhook/util.h"
 
-static char tmpdir[64];
-static char conf_path[128];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
+static char conf_path[300];
 
 static int group_setup(void **state)
 {
@@ -33,8 +25,7 @@ static int group_setup(void **state)
 	/* The tests set these themselves; the caller's must not leak in. */
 	unsetenv("CREDENTIALS_DIRECTORY");
 	unsetenv("MERAKI_DASHBOARD_API_KEY");
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_config.XXXXXX");
-	if (!mkdtemp(tmpdir))
+	if (tmpdir_setup("test_config") < 0)
 		return -1;
 	snprintf(conf_path, sizeof(conf_path), "%s/blinkhookd.conf", tmpdir);
 	return 0;
@@ -43,7 +34,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return tmpdir_teardown();
 }
 
 static int test_teardown(void **state)

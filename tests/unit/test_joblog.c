@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,34 +12,26 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "testlib.h"
+
 #include "blinkhook/job.h"
 #include "blinkhook/joblog.h"
 
 #define TS0 (UINT64_C(1764241648) * USEC_PER_SEC)
 #define SENTINEL ((struct joblog *)(uintptr_t)0x1)
 
-static char tmpdir[64];
 static unsigned dir_counter;
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int group_setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_joblog.XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return tmpdir_setup("test_joblog");
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return tmpdir_teardown();
 }
 
 /* A fresh, empty state directory for one test. */

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,34 +10,26 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "testlib.h"
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "blinkhook/secret.h"
 #include "blinkhook/util.h"
 
-static char tmpdir[64];
 static unsigned dir_counter;
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int group_setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_secret.XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return tmpdir_setup("test_secret");
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return tmpdir_teardown();
 }
 
 /* A fresh, empty directory for one test (mode 0700, like a state dir). */

@@ -2,7 +2,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,31 +11,23 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "testlib.h"
+
 #include "blinkhook/util.h"
 
 #define SENTINEL UINT64_C(0xdeadbeefcafef00d)
 
-static char tmpdir[64];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int group_setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_util.XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return tmpdir_setup("test_util");
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return tmpdir_teardown();
 }
 
 static char *tmp_path(const char *name)
