@@ -413,6 +413,12 @@ static int do_commit(struct daemon *d)
 
 	if (!joblog_has_pending(d->log)) {
 		waiters_answer(d, false);
+		taken_remove(d);
+		if (d->scan_more) {
+			d->scan_more = false;
+			enable_oneshot(d->scan_defer);
+		}
+		schedule_submit(d);
 		return 0;
 	}
 	r = joblog_commit(d->log);
@@ -572,6 +578,12 @@ static int on_scan(sd_event_source *s, void *ud)
 	(void)s;
 	if (d->stopping || d->log_failing)
 		return 0;
+	if (d->taken) {
+		/* Files of the last batch wait for their commit: scan after it. */
+		d->scan_more = true;
+		enable_oneshot(d->commit_defer);
+		return 0;
+	}
 	r = queue_list(d->queue, SCAN_BATCH, &names, &n);
 	if (r < 0) {
 		log_err("cannot list the spool \"%s\": %s", queue_new_path(d->queue), strerror(-r));

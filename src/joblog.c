@@ -146,11 +146,15 @@ static bool any_good_line(const char *buf, size_t len)
 
 		if (!nl)
 			return false;
-		if ((size_t)(nl - (buf + off)) <= JOBLOG_LINE_MAX &&
-		    job_event_parse(buf + off, (size_t)(nl - (buf + off)), &ev, &root) >= 0) {
+		int r = (size_t)(nl - (buf + off)) <= JOBLOG_LINE_MAX
+				? job_event_parse(buf + off, (size_t)(nl - (buf + off)), &ev, &root)
+				: -EBADMSG;
+		if (r >= 0) {
 			json_free(root);
 			return true;
 		}
+		if (r == -EPROTONOSUPPORT)
+			return true; /* a whole record of a newer format: not torn */
 		off = (size_t)(nl - buf) + 1;
 	}
 	return false;

@@ -345,7 +345,8 @@ int queue_read(struct queue *q, const char *name, struct queue_request *ret, con
 	return 0;
 }
 
-int queue_reject(struct queue *q, const char *name, const char *reason)
+/* Writes rejected/NAME.reason. */
+static int write_reason(struct queue *q, const char *name, const char *reason)
 {
 	_cleanup_free_ char *rname = NULL;
 	_cleanup_close_ int fd = -1;
@@ -354,22 +355,29 @@ int queue_reject(struct queue *q, const char *name, const char *reason)
 
 	if (asprintf(&rname, "%s.reason", name) < 0)
 		return -ENOMEM;
+	fd = openat(q->rejected_fd, rname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		return -errno;
+	r = strbuf_addf(&sb, "%s\n", reason);
+	if (r >= 0)
+		r = write_all(fd, sb.buf, sb.len);
+	strbuf_release(&sb);
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	return r < 0 ? r : 0;
+}
+
+int queue_reject(struct queue *q, const char *name, const char *reason)
+{
+	int r;
+
 	if (renameat(q->new_fd, name, q->rejected_fd, name) < 0)
 		return -errno;
-	fd = openat(q->rejected_fd, rname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
-	if (fd >= 0) {
-		r = strbuf_addf(&sb, "%s\n", reason);
-		if (r >= 0)
-			r = write_all(fd, sb.buf, sb.len);
-		strbuf_release(&sb);
-		if (r >= 0 && fsync(fd) < 0)
-			r = -errno;
-	} else
-		r = -errno;
+	r = write_reason(q, name, reason);
 	/* The file has moved either way; make both directories agree on disk. */
 	(void)fsync_dirfd(q->rejected_fd);
 	(void)fsync_dirfd(q->new_fd);
-	return r < 0 ? r : 0;
+	return r;
 }
 
 int queue_remove(struct queue *q, const char *name)
@@ -401,8 +409,10 @@ int queue_sweep_tmp(struct queue *q, uint64_t now)
 		mtime = (uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
 		if (mtime + QUEUE_TMP_STALE_USEC > now)
 			continue; /* a producer may still be writing it */
-		if (renameat(q->tmp_fd, de->d_name, q->rejected_fd, de->d_name) == 0)
+		if (renameat(q->tmp_fd, de->d_name, q->rejected_fd, de->d_name) == 0) {
+			write_reason(q, de->d_name, "left in tmp/ for over a minute: its producer died while writing it");
 			moved++;
+		}
 	}
 	closedir(d);
 	if (moved) {

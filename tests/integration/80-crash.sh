@@ -103,13 +103,15 @@ extra = [i for i in got if i not in want]
 notdone = [(i, got[i]["state"]) for i in want if i in got and got[i]["state"] != "complete"]
 assert not missing and not extra and not notdone and len(jobs) == len(want), (missing, extra, notdone)
 ' "$final" "${ids[@]}"
+pairs=()
+for i in "${ids[@]}"; do pairs+=("$i" "${serial_of[$i]}"); done
 check "each job kept its own serial" python3 -c '
 import json, sys
 jobs = {j["id"]: j["serial"] for j in json.loads(sys.argv[1])}
 pairs = sys.argv[2:]
 bad = [(i, s, jobs.get(i)) for i, s in zip(pairs[::2], pairs[1::2]) if jobs.get(i) != s]
 assert not bad, bad
-' "$final" $(for i in "${ids[@]}"; do echo "$i ${serial_of[$i]}"; done)
+' "$final" "${pairs[@]}"
 
 # Repeated submissions: POSTs per serial that the simulator answered 201,
 # beyond the first.  A kill between Meraki's 201 and the durable record may

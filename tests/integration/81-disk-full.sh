@@ -27,14 +27,8 @@ start_sim --min-interval 0 --blink-time 0.2 --callback-retries 10 --callback-ret
 write_config "[callback] wait = 2s"
 start_daemon
 
-secret_of() {
-	python3 -c '
-import base64, hashlib, hmac, sys
-key = open(sys.argv[1], "rb").read()
-print(base64.urlsafe_b64encode(hmac.new(key, sys.argv[2].encode(), hashlib.sha256).digest()).decode().rstrip("="))
-' "$T/state/secret.key" "$1"
-}
-# callback ID STATUS LEDSBLINKID: posts Meraki's callback by hand; prints the HTTP status.
+# callback ID STATUS LEDSBLINKID: posts Meraki's callback by hand (secret_of: lib.sh);
+# prints the HTTP status.
 callback() {
 	local body
 	body=$(printf '{"callbackId":"9","organization":{"id":"1","name":"o"},"network":{"id":"N_1","name":"n"},"sentAt":"2026-01-01T00:00:00Z","sharedSecret":"%s","message":{"ledsBlinkId":"%s","url":"/x","status":"%s","request":{"serial":"Q2DF-LLLL-0001","duration":1},"error":null}}' \
