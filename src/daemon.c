@@ -73,8 +73,10 @@ struct taken {
 	struct taken *next;
 };
 
+enum { CB_200, CB_400, CB_401, CB_404, CB_503, CB_MAX };
+
 struct stats {
-	uint64_t callbacks[6]; /* 200 400 401 404 405+ 503 */
+	uint64_t callbacks[CB_MAX]; /* answers given here; 405/413/415 are httpd's */
 	uint64_t submissions[4]; /* by enum meraki_outcome */
 	uint64_t polls;
 	uint64_t syncs, sync_errors;
@@ -317,7 +319,7 @@ static void waiters_answer(struct daemon *d, bool failed)
 		struct waiter *w = *p;
 		if (w->seq <= synced || failed) {
 			unsigned status = w->seq <= synced ? 200 : 503;
-			d->stats.callbacks[status == 200 ? 0 : 5]++;
+			d->stats.callbacks[status == 200 ? CB_200 : CB_503]++;
 			httpd_reply(w->req, status);
 			any = true;
 			*p = w->next;
@@ -913,22 +915,22 @@ static void on_callback(void *ud, struct httpd_request *req)
 	int r;
 
 	if (d->stopping) {
-		d->stats.callbacks[5]++;
+		d->stats.callbacks[CB_503]++;
 		httpd_reply(req, 503);
 		return;
 	}
 	body = httpd_request_body(req, &len);
 	r = callback_evaluate(&env, id, body, len, httpd_request_secret_header(req), &v);
 	if (r < 0) {
-		d->stats.callbacks[5]++;
+		d->stats.callbacks[CB_503]++;
 		httpd_reply(req, 503);
 		return;
 	}
 	if (v.http_status == 200)
 		id = v.event.id; /* the receiver's URL names no job: the verdict does */
 	if (v.http_status != 200) {
-		size_t k = v.http_status == 400 ? 1 : v.http_status == 401 ? 2 : v.http_status == 404 ? 3 : 4;
-		d->stats.callbacks[k]++;
+		/* callback_evaluate refuses with 400, 401 or 404 only. */
+		d->stats.callbacks[v.http_status == 400 ? CB_400 : v.http_status == 401 ? CB_401 : CB_404]++;
 		/* The id is the caller's text: print it only when it is a valid one. */
 		if (job_id_is_valid(id))
 			log_job(LOG_NOTICE, id, NULL, NULL, "callback for job %s from %s refused: %u, %s", id,
@@ -945,7 +947,7 @@ static void on_callback(void *ud, struct httpd_request *req)
 		if (r < 0) {
 			log_err("callback for job %s from %s: cannot record: %s", id, httpd_request_client(req),
 				strerror(-r));
-			d->stats.callbacks[5]++;
+			d->stats.callbacks[CB_503]++;
 			httpd_reply(req, 503);
 			callback_verdict_release(&v);
 			return;
@@ -957,14 +959,14 @@ static void on_callback(void *ud, struct httpd_request *req)
 	if (!j)
 		j = job_table_find(&d->jobs, id);
 	if (!j || j->log_seq <= joblog_synced_seq(d->log)) {
-		d->stats.callbacks[0]++;
+		d->stats.callbacks[CB_200]++;
 		httpd_reply(req, 200);
 		return;
 	}
 	/* Answer once the status is durable: after the next group commit. */
 	struct waiter *w = calloc(1, sizeof(*w));
 	if (!w) {
-		d->stats.callbacks[5]++;
+		d->stats.callbacks[CB_503]++;
 		httpd_reply(req, 503);
 		return;
 	}
@@ -984,16 +986,15 @@ static bool on_healthy(void *ud)
 static void on_metrics(void *ud, struct strbuf *sb)
 {
 	struct daemon *d = ud;
-	static const char *const codes[] = {"200", "400", "401", "404", "other", "503"};
+	static const char *const codes[CB_MAX] = {"200", "400", "401", "404", "503"};
 	static const unsigned http_codes[] = {405, 413, 415};
 	static const char *const outcomes[] = {"ok", "retry", "rate_limited", "fail"};
 
 	strbuf_addstr(sb, "# HELP blinkhook_callbacks_total Callback requests by answer.\n"
 			  "# TYPE blinkhook_callbacks_total counter\n");
 	for (size_t i = 0; i < ELEMENTSOF(codes); i++)
-		if (d->stats.callbacks[i] || i != 4)
-			strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%s\"} %llu\n", codes[i],
-				    (unsigned long long)d->stats.callbacks[i]);
+		strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%s\"} %llu\n", codes[i],
+			    (unsigned long long)d->stats.callbacks[i]);
 	for (size_t i = 0; i < ELEMENTSOF(http_codes); i++)
 		strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%u\"} %llu\n", http_codes[i],
 			    (unsigned long long)httpd_refused(d->httpd, http_codes[i]));
