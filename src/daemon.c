@@ -38,6 +38,9 @@
 #define CONNECTION_TIMEOUT_SEC 15
 #define COMMIT_RETRY_MIN (1 * USEC_PER_SEC)
 #define COMMIT_RETRY_MAX (30 * USEC_PER_SEC)
+/* On SIGTERM, how long requests to Meraki in flight may take to finish, so
+ * that their answer is logged and the next start does not submit them again. */
+#define STOP_GRACE (5 * USEC_PER_SEC)
 #define POLL_INTERVAL_MIN (10 * USEC_PER_SEC)
 /* The log is compacted when it holds more than twice as many records as
  * there are jobs, plus this: about once each time the job count doubles. */
@@ -108,7 +111,7 @@ struct daemon {
 
 	sd_event_source *submit_timer, *commit_defer, *scan_defer, *commit_retry;
 	sd_event_source *inotify, *mhd_io, *mhd_timer, *curl_timer;
-	sd_event_source *sig_term, *sig_int, *sig_hup;
+	sd_event_source *sig_term, *sig_int, *sig_hup, *stop_timer;
 
 	bool ready;
 	bool stopping;
@@ -123,6 +126,7 @@ struct daemon {
 
 static void schedule_submit(struct daemon *d);
 static void jobctl_arm(struct jobctl *c);
+static void stop_if_idle(struct daemon *d);
 
 static uint64_t rand64(void)
 {
@@ -194,8 +198,10 @@ static bool jobctl_returned(struct jobctl *c)
 	c->d->in_flight--;
 	if (!c->orphan)
 		return false;
-	schedule_submit(c->d);
+	struct daemon *d = c->d;
+	schedule_submit(d);
 	orphan_free(c);
+	stop_if_idle(d);
 	return true;
 }
 
@@ -731,6 +737,7 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 		break;
 	}
 	schedule_submit(d);
+	stop_if_idle(d);
 }
 
 static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
@@ -817,6 +824,7 @@ static void on_poll_done(void *ud, const struct meraki_result *res)
 			   strcmp(res->status, "failed") == 0 && !res->error ? "Meraki reported the blink as failed"
 									       : res->error,
 			   "poll", 0);
+		stop_if_idle(d);
 		return;
 	}
 	if (res->outcome == MERAKI_OK && meraki_status_is_valid(res->status)) {
@@ -837,6 +845,7 @@ static void on_poll_done(void *ud, const struct meraki_result *res)
 			      : backoff_usec(c->polls, POLL_INTERVAL_MIN, MAX(d->cfg->retry_max_usec, POLL_INTERVAL_MIN),
 					     rand64()));
 	jobctl_arm(c);
+	stop_if_idle(d);
 }
 
 static int on_job_timer(sd_event_source *s, uint64_t usec, void *ud)
@@ -914,11 +923,6 @@ static void on_callback(void *ud, struct httpd_request *req)
 	size_t len;
 	int r;
 
-	if (d->stopping) {
-		d->stats.callbacks[CB_503]++;
-		httpd_reply(req, 503);
-		return;
-	}
 	body = httpd_request_body(req, &len);
 	r = callback_evaluate(&env, id, body, len, httpd_request_secret_header(req), &v);
 	if (r < 0) {
@@ -1131,19 +1135,59 @@ static const struct meraki_loop_ops meraki_ops = {
 
 /* ---- start and stop ---- */
 
-static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *ud)
+/* The end of a stop: what is recorded is committed and answered; everything
+ * else is in the log or still in the spool, and the next start picks it up. */
+static void finish_stop(struct daemon *d)
+{
+	(void)do_commit(d);
+	waiters_answer(d, true);
+	sd_event_exit(d->event, 0);
+}
+
+static void stop_if_idle(struct daemon *d)
+{
+	if (d->stopping && d->in_flight == 0)
+		finish_stop(d);
+}
+
+static int on_stop_timer(sd_event_source *s, uint64_t usec, void *ud)
 {
 	struct daemon *d = ud;
 
 	(void)s;
+	(void)usec;
+	log_warn("%zu request(s) to Meraki still in flight after %llus; stopping without their answer (the "
+		 "next start submits those jobs again)",
+		 d->in_flight, (unsigned long long)(STOP_GRACE / USEC_PER_SEC));
+	finish_stop(d);
+	return 0;
+}
+
+static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *ud)
+{
+	struct daemon *d = ud;
+	int r;
+
+	(void)s;
+	if (d->stopping) {
+		log_info("received %s again; stopping now", strsignal((int)si->ssi_signo));
+		finish_stop(d);
+		return 0;
+	}
 	log_info("received %s; stopping", strsignal((int)si->ssi_signo));
 	(void)sd_notify(false, "STOPPING=1");
+	/* No new work from here: no intake, no submissions. Callbacks are still
+	 * answered while the requests in flight finish. */
 	d->stopping = true;
-	/* What is recorded now is answered now; everything else is in the log
-	 * or still in the spool, and the next start picks it up. */
-	(void)do_commit(d);
-	waiters_answer(d, true);
-	sd_event_exit(d->event, 0);
+	if (d->in_flight == 0) {
+		finish_stop(d);
+		return 0;
+	}
+	log_info("waiting up to %llus for %zu request(s) to Meraki in flight",
+		 (unsigned long long)(STOP_GRACE / USEC_PER_SEC), d->in_flight);
+	r = sd_event_add_time_relative(d->event, &d->stop_timer, CLOCK_MONOTONIC, STOP_GRACE, 0, on_stop_timer, d);
+	if (r < 0)
+		finish_stop(d);
 	return 0;
 }
 
@@ -1600,6 +1644,7 @@ static void teardown(struct daemon *d)
 	sd_event_source_disable_unref(d->sig_term);
 	sd_event_source_disable_unref(d->sig_int);
 	sd_event_source_disable_unref(d->sig_hup);
+	sd_event_source_disable_unref(d->stop_timer);
 	queue_free(d->queue);
 	pacer_release(&d->pacer);
 	job_table_release(&d->jobs);
