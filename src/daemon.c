@@ -1399,7 +1399,7 @@ static int replay(struct daemon *d)
 				 (unsigned long long)info.bad_offset, strerror(-r));
 	if (r == -EBADMSG)
 		return log_errno(LOG_ERR, r,
-				 "%s/%s: line %llu (byte offset %llu) is damaged and good records follow it; "
+				 "%s/%s: line %llu (byte offset %llu) is damaged; "
 				 "the daemon will not guess. Copy the file aside, then delete or repair that "
 				 "line (blinkhookctl log shows what is readable) and start again",
 				 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.bad_line,

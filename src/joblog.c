@@ -133,31 +133,29 @@ static int walk(const char *buf, size_t len, uint64_t base, bool strict, joblog_
 	return 0;
 }
 
-/* Whether buf holds any parsable record (used to tell a torn tail from
- * damage in the middle). */
-static bool any_good_line(const char *buf, size_t len)
+/*
+ * Whether buf, the rest of the file from the first line that failed, is what
+ * a crash in the middle of an append leaves: complete lines only where the
+ * file system had extended the file without its data (lines with NUL bytes
+ * in them), then at most one unterminated line.  We write whole records, so a
+ * complete line without a NUL that does not parse (or parses but cannot be
+ * applied) is damage, never a torn write, and is not cut off: that would
+ * lose what it held.
+ */
+static bool only_torn(const char *buf, size_t len)
 {
 	size_t off = 0;
 
 	while (off < len) {
 		const char *nl = memchr(buf + off, '\n', len - off);
-		struct job_event ev;
-		struct json *root = NULL;
 
 		if (!nl)
+			return true; /* the unterminated end */
+		if (!memchr(buf + off, 0, (size_t)(nl - (buf + off))))
 			return false;
-		int r = (size_t)(nl - (buf + off)) <= JOBLOG_LINE_MAX
-				? job_event_parse(buf + off, (size_t)(nl - (buf + off)), &ev, &root)
-				: -EBADMSG;
-		if (r >= 0) {
-			json_free(root);
-			return true;
-		}
-		if (r == -EPROTONOSUPPORT)
-			return true; /* a whole record of a newer format: not torn */
 		off = (size_t)(nl - buf) + 1;
 	}
-	return false;
+	return true;
 }
 
 static int map_file(int fd, uint64_t start, void **ret_map, size_t *ret_len)
@@ -195,13 +193,11 @@ int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_
 		return r;
 	r = walk(map, len, 0, true, cb, ud, info, &end);
 	if (r < 0) {
-		/* From the bad line itself: a record that parses but that cb
-		 * refused is no torn write, and must not be cut off. */
-		if (r == -EPROTONOSUPPORT || any_good_line((char *)map + end, len - end)) {
+		if (r == -EPROTONOSUPPORT || !only_torn((char *)map + end, len - end)) {
 			munmap(map, len);
 			return r;
 		}
-		/* Only bad lines to the end: a torn tail after all. */
+		/* Zero-filled lines to the end: a torn tail after all. */
 		info->torn = true;
 		info->torn_offset = end;
 		info->torn_bytes = len - end;

@@ -13,8 +13,10 @@
  *    the records stay pending for the next commit, so a full disk loses
  *    nothing that was promised and heals by itself when space returns.
  *
- * Reading: joblog_replay() (the daemon, at start) cuts off a torn last line
- * (a crash in the middle of a write) and refuses damage anywhere else;
+ * Reading: joblog_replay() (the daemon, at start) cuts off a torn tail (an
+ * unterminated last line, and lines of NUL bytes that a crash can leave where
+ * the file grew before its data reached the disk) and refuses damage
+ * anywhere else, including complete lines at the end that do not parse;
  * joblog_read() (blinkhookctl) never writes and skips what it cannot parse.
  */
 #ifndef BLINKHOOK_JOBLOG_H

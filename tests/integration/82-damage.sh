@@ -62,14 +62,23 @@ check "the zeros are cut off at byte offset $size0" grep -q "cut off a torn last
 check "the log is byte for byte what it was" test "$(sha "$LOG")" = "$sum0"
 stop_daemon
 
-# ---- (a3) only bad lines to the end (with newlines): a torn tail too ----
-printf '{"v":1,"ts":"2026-01-01T00:00:00Z","id":"x"\n{"v":1,"ts":"20\n' >>"$LOG"
+# ---- (a3) zero-filled lines to the end, as a power cut can leave them: torn ----
+{ head -c 300 /dev/zero; printf '\n'; head -c 100 /dev/zero; printf '\n{"v":1,"ts":"20'; } >>"$LOG"
 tail3=$(($(size "$LOG") - size0))
-starts "bad lines to the end" 3
+starts "zero-filled lines to the end" 3
 check "they are cut off at byte offset $size0 ($tail3 bytes)" grep -q "cut off a torn last record at byte offset $size0 ($tail3 bytes" "$T/daemon.log"
 check "the log is byte for byte what it was" test "$(sha "$LOG")" = "$sum0"
 check "the jobs are intact" test "$(ctl jobs --json)" = "$jobs0"
 stop_daemon
+
+# ---- (a4) complete lines at the end that do not parse: damage, not a torn write ----
+# We only ever write whole records, so such lines are not ours to cut off.
+printf '{"v":1,"ts":"2026-01-01T00:00:00Z","id":"x"\n{"v":1,"ts":"20\n' >>"$LOG"
+sum_a4=$(sha "$LOG")
+refuses "complete bad lines at the end"
+check "the refusal names the first bad line's offset" in_refusal "(byte offset $size0) is damaged"
+check "the lines are not cut off" test "$(sha "$LOG")" = "$sum_a4"
+truncate -s "$size0" "$LOG"
 
 # ---- (b) damage in the middle, good records after it ----
 # The first job's "complete" record becomes garbage.
@@ -90,7 +99,7 @@ cp "$LOG" "$T/jobs.log.good"
 sed -i "${bad_line}s/.*/this line is not a record \x01 at all/" "$LOG"
 sum_bad=$(sha "$LOG")
 refuses "damage at line $bad_line"
-check "the message names the line and its byte offset" in_refusal "jobs.log: line $bad_line (byte offset $bad_off) is damaged and good records follow it"
+check "the message names the line and its byte offset" in_refusal "jobs.log: line $bad_line (byte offset $bad_off) is damaged; the daemon will not guess"
 check "the message says what to do" sh -c "grep -qF 'Copy the file aside, then delete or repair that line' '$T/refused.log'"
 check "the damaged log is left unchanged" test "$(sha "$LOG")" = "$sum_bad"
 out=$(ctl jobs --json 2>"$T/ctl.err")

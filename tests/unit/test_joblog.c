@@ -455,20 +455,17 @@ static void test_torn_tail(void **state)
 {
 	(void)state;
 	static const char half[] = "{\"v\":1,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"job-9";
-	static const char garbage[] = "this is not a record\n";
 	static const char nuls[16] = {0};
-	static const char garbage_then_half[] = "#!garbage\n{\"v\":1,\"ts\":";
-	static const char two_bad[] = "garbage\n{\"v\":1}\n";
-	static const char garbage_then_nuls[] = "garbage\n\0\0\0\0\0\0";
+	/* Where the file grew before its data reached the disk: lines of NULs. */
+	static const char nul_lines_then_half[] = "\0\0\0\0\n\0\0\n{\"v\":1,\"ts\":";
+	static const char nul_line_then_nuls[] = "\0\0\0\n\0\0\0\0\0\0";
 	struct strbuf whole = STRBUF_INIT;
 	struct sample s;
 
 	check_torn_tail(half, strlen(half));
-	check_torn_tail(garbage, strlen(garbage));
 	check_torn_tail(nuls, sizeof(nuls));
-	check_torn_tail(garbage_then_half, strlen(garbage_then_half));
-	check_torn_tail(two_bad, strlen(two_bad));
-	check_torn_tail(garbage_then_nuls, sizeof(garbage_then_nuls) - 1);
+	check_torn_tail(nul_lines_then_half, sizeof(nul_lines_then_half) - 1);
+	check_torn_tail(nul_line_then_nuls, sizeof(nul_line_then_nuls) - 1);
 	/* A whole record but for its newline was never acknowledged: the
 	 * newline is the last byte a commit writes. */
 	make_sample(&s, 99);
@@ -517,6 +514,16 @@ static void check_damage(const char *bad, size_t bad_len, unsigned n_before, uns
 	strbuf_release(&before);
 	strbuf_release(&after);
 	strbuf_release(&c.lines);
+}
+
+/* Complete lines at the end that are not records are damage: a torn append
+ * never leaves them (records are written whole), and cutting them off would
+ * lose whatever they held. */
+static void test_bad_complete_tail_is_damage(void **state)
+{
+	(void)state;
+	check_damage("this is not a record\n", strlen("this is not a record\n"), 3, 0, -EBADMSG);
+	check_damage("{\"v\":1}\n", strlen("{\"v\":1}\n"), 3, 0, -EBADMSG);
 }
 
 static void test_damage_in_middle(void **state)
@@ -924,6 +931,7 @@ int main(void)
 		cmocka_unit_test(test_open_creates),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_compact),
+		cmocka_unit_test(test_bad_complete_tail_is_damage),
 		cmocka_unit_test(test_append_commit_replay),
 		cmocka_unit_test(test_append_without_commit),
 		cmocka_unit_test(test_append_too_long),
