@@ -4,6 +4,8 @@
 #   make deps       install missing build and test dependencies (Debian, apt-get)
 #   make check      build and run every test (also under ASan+UBSan)
 #   make demo       the whole pipeline against the Meraki simulator, on loopback
+#   make bench      the benchmark table (not part of check; about 6 minutes)
+#   make fuzz       every fuzz target for FUZZ_SECONDS (default 30) each
 #   make install    PREFIX=/usr/local DESTDIR=
 #
 # CFLAGS and LDFLAGS are the user's; the project's own flags live apart.
@@ -119,6 +121,7 @@ demo: deps
 	B=$(B) tests/demo.sh
 
 include tests/fuzz/fuzz.mk
+include tests/bench/bench.mk
 
 # ---- install ----
 

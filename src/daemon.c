@@ -381,8 +381,8 @@ static void notify_status(struct daemon *d, bool force)
 
 /* Drops final jobs past retention and rewrites the log as one record a job,
  * when the log has grown well past that (or, at start, when there is
- * anything to drop).  Runs on the loop: it is rare, and a few hundred
- * thousand jobs take well under a second. */
+ * anything to drop).  Runs on the loop: it is rare (about once each time the
+ * job count doubles), but 300,000 jobs take about a second (make bench). */
 static void maybe_compact(struct daemon *d, bool at_start)
 {
 	uint64_t now = now_realtime_usec(), t0 = now_monotonic_usec(), before = joblog_records(d->log);

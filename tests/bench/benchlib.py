@@ -9,19 +9,27 @@
                                      "id secret" lines of jobs that do not exist
     genlog STATE N KIND              jobs.log of N jobs: KIND "unfinished" (queued
                                      + submitted: 2N events) or "final" (one
-                                     snapshot record of a complete job: N events)
+                                     compaction record, "event":"job", of a
+                                     complete job: N events)
     secret STATE ID                  the job's secret
     freeport                         a free loopback TCP port
     start DAEMON CONF URL LOG        starts blinkhookd with NOTIFY_SOCKET, waits
                                      for READY=1 and for /healthz 200; prints
                                      pid= ready_s= healthz_s= (it keeps running)
     rss PID                          rss_kib= hwm_kib=
-    snap URL STATE DAEMONLOG         the daemon's counters now, as JSON
+    snap URL STATE DAEMONLOG         the daemon's counters now, and the records
+                                     and compactions its log shows, as JSON
     record GROUP NAME CONNS WRKOUT [BEFORE AFTER] [key=value...]
                                      one result as a JSON line on stdout
-    intake SPOOL STATE N             N spool files into new/ at once; seconds
-                                     until all are `queued` in the log and gone
-                                     from new/
+    intake SPOOL STATE N [TIMEOUT]   N spool files renamed into new/ of a
+                                     running daemon; seconds until all are
+                                     `queued` in the log and gone from new/
+    intake-start DAEMON CONF URL LOG SPOOL STATE N [TIMEOUT]
+                                     the same with the files there before the
+                                     daemon starts, timed from exec
+    fsyncprobe DIR                   microseconds of an append + fdatasync
+    merge RESULTS RAW                one record per load point from its slices
+    amendkv RESULTS key=value...     adds to the last record
     table RESULTS MACHINE            the table and the targets
 """
 
@@ -215,13 +223,37 @@ def count_lines(path):
             n += b.count(b"\n")
 
 
+def scan_log(daemonlog):
+    """Counts, in the daemon's log, the statuses recorded from callbacks (a
+    line each, written when the record is appended; its 200 waits for the
+    sync) and the compactions.  Incremental: the counts so far and the offset
+    are kept in DAEMONLOG.count."""
+    cache = daemonlog + ".count"
+    st = {"offset": 0, "records": 0, "compactions": 0}
+    try:
+        with open(cache) as f:
+            st = json.load(f)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(daemonlog, "rb") as f:
+            f.seek(st["offset"])
+            data = f.read()
+    except OSError:
+        return st
+    end = data.rfind(b"\n") + 1
+    data = data[:end]
+    st["offset"] += end
+    st["records"] += data.count(b"(from callback)")
+    st["compactions"] += data.count(b"compacted the job log")
+    with open(cache, "w") as f:
+        json.dump(st, f)
+    return st
+
+
 def cmd_snap(url, state, daemonlog):
     m = metrics(url)
-    try:
-        with open(daemonlog, errors="replace") as f:
-            compactions = sum(1 for line in f if "compacted the job log" in line)
-    except OSError:
-        compactions = 0
+    st = scan_log(daemonlog)
     snap = {
         "syncs": m.get("blinkhook_log_syncs_total", 0),
         "sync_s": m.get("blinkhook_log_sync_seconds_total", 0),
@@ -230,8 +262,8 @@ def cmd_snap(url, state, daemonlog):
         "cb404": m.get('blinkhook_callbacks_total{code="404"}', 0),
         "cb503": m.get('blinkhook_callbacks_total{code="503"}', 0),
         "refused_conns": m.get("blinkhook_connections_refused_total", 0),
-        "log_lines": count_lines(os.path.join(state, "jobs.log")),
-        "compactions": compactions,
+        "records": st["records"],
+        "compactions": st["compactions"],
     }
     print(json.dumps(snap))
 
@@ -270,6 +302,8 @@ def cmd_record(group, name, conns, wrkout, *rest):
 
 
 def cmd_intake(spool, state, n, timeout="120"):
+    """N spool files renamed into new/ of a running daemon, as fast as
+    possible: seconds until all are queued in the log and gone from new/."""
     n = int(n)
     tmp, new = os.path.join(spool, "tmp"), os.path.join(spool, "new")
     log = os.path.join(state, "jobs.log")
@@ -279,27 +313,83 @@ def cmd_intake(spool, state, n, timeout="120"):
             return f.read().count(b'"event":"queued"')
 
     before = queued_lines()
-    names = []
-    for i in range(n):
-        name = "bench-%06d.json" % i
-        with open(os.path.join(tmp, name), "w") as f:
-            f.write('{"serial": "%s", "duration": 30, "id": "in%08d"}' % (SERIAL, i))
-        names.append(name)
+    names = write_spool_files(spool, n, "in")
     t0 = time.monotonic()
     for name in names:
         os.rename(os.path.join(tmp, name), os.path.join(new, name))
     t_renamed = time.monotonic() - t0
-    done = None
+    done = first = None
     while time.monotonic() - t0 < float(timeout):
-        if not os.listdir(new) and queued_lines() - before >= n:
+        q = queued_lines() - before
+        if q and first is None:
+            first = time.monotonic() - t0
+        if q >= n and not os.listdir(new):
             done = time.monotonic() - t0
             break
         time.sleep(0.01)
     got = queued_lines() - before
-    rejected = len([x for x in os.listdir(os.path.join(spool, "rejected")) if not x.endswith(".reason")]) \
-        if os.path.isdir(os.path.join(spool, "rejected")) else 0
-    print("intake_s=%s renamed_s=%.3f queued=%d rejected=%d" %
-          ("%.3f" % done if done is not None else "nan", t_renamed, got, rejected))
+    print("intake_s=%s renamed_s=%.3f queued=%d first_s=%s left=%d" % (
+        "%.3f" % done if done is not None else "nan", t_renamed, got,
+        "%.3f" % first if first is not None else "nan", len(os.listdir(new))))
+
+
+def write_spool_files(spool, n, prefix):
+    tmp = os.path.join(spool, "tmp")
+    os.makedirs(tmp, exist_ok=True)
+    os.makedirs(os.path.join(spool, "new"), exist_ok=True)
+    names = []
+    for i in range(n):
+        name = "%s-%06d.json" % (prefix, i)
+        with open(os.path.join(tmp, name), "w") as f:
+            f.write('{"serial": "%s", "duration": 30, "id": "%s%08d"}' % (SERIAL, prefix, i))
+        names.append(name)
+    return names
+
+
+def cmd_intake_start(daemon, conf, url, logpath, spool, state, n, timeout="120"):
+    """N spool files in new/ before the daemon starts: seconds from exec until
+    all are queued in the log and gone from new/.  The daemon keeps running."""
+    n = int(n)
+    new = os.path.join(spool, "new")
+    for name in write_spool_files(spool, n, "st"):
+        os.rename(os.path.join(spool, "tmp", name), os.path.join(new, name))
+    log = os.path.join(state, "jobs.log")
+    env = dict(os.environ)
+    env.setdefault("MERAKI_DASHBOARD_API_KEY", "bench-key-0123456789abcdef")
+    out = open(logpath, "ab")
+    t0 = time.monotonic()
+    p = subprocess.Popen([daemon, "-c", conf], stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+    done = None
+    while time.monotonic() - t0 < float(timeout) and p.poll() is None:
+        try:
+            if not os.listdir(new):
+                with open(log, "rb") as f:
+                    if f.read().count(b'"event":"queued"') >= n:
+                        done = time.monotonic() - t0
+                        break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    try:
+        with open(log, "rb") as f:
+            got = f.read().count(b'"event":"queued"')
+    except OSError:
+        got = 0
+    print("pid=%d intake_s=%s queued=%d" % (p.pid, "%.3f" % done if done is not None else "nan", got))
+
+
+def cmd_fsyncprobe(d):
+    """Microseconds for one 160-byte append and fdatasync in directory d."""
+    path = os.path.join(d, "fdatasync.probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < 1.0:
+        os.write(fd, b"x" * 160 + b"\n")
+        os.fdatasync(fd)
+        n += 1
+    os.close(fd)
+    os.unlink(path)
+    print("%.0f" % (1e6 * (time.monotonic() - t0) / n))
 
 
 def read_results(path):
@@ -312,30 +402,48 @@ def read_results(path):
     return recs
 
 
-def cmd_mergebase(results):
-    """Adds a "baseline" record for each load point from the two baseline runs
-    around it (baseline-a before the daemon's runs, baseline-b after): their
-    mean, so that drift of a shared machine during the point cancels out."""
+def cmd_merge(results, raw_out):
+    """Merges the slices of each load point (records with "slice"): the
+    kinds of one point run in the order A B C ... then ... C B A, so that a
+    drift of a shared machine during the point weighs alike on all of them.
+    The raw slices go to raw_out."""
     recs = read_results(results)
-    out = []
-    for r in recs:
-        out.append(r)
-        if r["group"] != "baseline-b":
-            continue
-        a = [x for x in recs if x["group"] == "baseline-a" and x["conns"] == r["conns"]]
-        runs = [x for x in a[-1:] + [r] if not x.get("failed")]
+    keep, groups, order = [], {}, []
+    with open(raw_out, "a") as raw:
+        for r in recs:
+            if "slice" not in r:
+                keep.append(r)
+                continue
+            raw.write(json.dumps(r) + "\n")
+            k = (r["group"], str(r["conns"]))
+            if k not in groups:
+                groups[k] = []
+                order.append(k)
+            groups[k].append(r)
+    for k in order:
+        runs = [x for x in groups[k] if not x.get("failed")]
+        first = groups[k][0]
         if not runs:
-            out.append({"group": "baseline", "name": "baseline", "conns": r["conns"], "failed": 1})
+            keep.append({"group": k[0], "name": first["name"], "conns": k[1], "failed": 1})
             continue
-        m = {"group": "baseline", "name": "baseline (mean of 2 runs)", "conns": r["conns"]}
-        for k in ("rps", "p50_us", "p90_us", "p99_us", "max_us"):
-            m[k] = sum(x[k] for x in runs) / len(runs)
-        for k in ("requests", "non2xx", "connect_err", "read_err", "write_err", "timeouts"):
-            m[k] = sum(x[k] for x in runs)
-        m["note"] = "runs: " + " / ".join("%.0f" % x["rps"] for x in runs)
-        out.append(m)
-    for r in out:
-        print(json.dumps(r))
+        m = {"group": k[0], "name": first["name"], "conns": k[1]}
+        m["requests"] = sum(x["requests"] for x in runs)
+        m["duration_s"] = sum(x["duration_s"] for x in runs)
+        m["rps"] = m["requests"] / m["duration_s"] if m["duration_s"] else 0
+        for f in ("p50_us", "p90_us", "p99_us"):
+            m[f] = sum(x[f] for x in runs) / len(runs)
+        m["max_us"] = max(x["max_us"] for x in runs)
+        for f in ("non2xx", "connect_err", "read_err", "write_err", "timeouts"):
+            m[f] = sum(x.get(f, 0) for x in runs)
+        for f in runs[0]:
+            if f.startswith("d_"):
+                m[f] = sum(x.get(f, 0) for x in runs)
+        if len(runs) > 1:
+            m["slices"] = " / ".join("%.0f" % x["rps"] for x in runs)
+        keep.append(m)
+    with open(results, "w") as f:
+        for r in keep:
+            f.write(json.dumps(r) + "\n")
 
 
 def cmd_amendkv(results, *kvs):
@@ -385,7 +493,7 @@ def cmd_table(results, machine):
         "repeat": "accepted repeat: a status already recorded, 200 without a write (ratio: to the baseline)",
         "wrong": "refused: wrong secret, 401 (ratio: to the baseline)",
         "unknown": "refused: unknown job, 404 (ratio: to the baseline)",
-        "stall": "many connections, accepted (ratio: to the baseline at 256)",
+        "stall": "many connections, accepted (ratio: to the baseline at as many connections)",
         "nginx": "through nginx, TLS, shipped conf/nginx-location.conf (ratio: to accepted direct)",
         "nginx-ka": "through nginx with upstream keepalive (not shipped; ratio: to accepted direct)",
         "webhook": "adnanh/webhook 2.8, hooks.json secret rule + recording script (ratio: blinkhookd/webhook)",
@@ -415,7 +523,7 @@ def cmd_table(results, machine):
             b = rps("baseline", ref_conns)
             ratio = r["rps"] / b if b else None
         elif g == "stall":
-            b = rps("baseline", ref_conns) or rps("baseline", "256")
+            b = rps("baseline", ref_conns)
             ratio = r["rps"] / b if b else None
         elif g in ("nginx", "nginx-ka"):
             a = rps("accepted", conns)
@@ -427,12 +535,18 @@ def cmd_table(results, machine):
             n200 = r.get("d_cb200")
             if n200:
                 notes.append("syncs/req %.3f" % (r.get("d_syncs", 0) / n200))
-                if r.get("d_log_lines", 0) < n200:
-                    notes.append("ONLY %d of %d 200s wrote a record" % (r.get("d_log_lines", 0), n200))
+                if r.get("d_records", 0) < n200:
+                    notes.append("ONLY %d of %d 200s wrote a record" % (r.get("d_records", 0), n200))
+            if r.get("d_sync_s") and r.get("duration_s"):
+                notes.append("%.0f%% of the time in fdatasync" % (100 * r["d_sync_s"] / r["duration_s"]))
             if r.get("d_compactions"):
                 notes.append("%d compaction(s)" % r["d_compactions"])
-        if g == "repeat" and r.get("d_log_lines"):
-            notes.append("%d records written" % r["d_log_lines"])
+        if g == "repeat" and r.get("d_records"):
+            notes.append("%d records written" % r["d_records"])
+        if r.get("max_us", 0) >= 1000000:
+            notes.append("max %.2f s" % (r["max_us"] / 1e6))
+        if r.get("slices"):
+            notes.append("slices " + r["slices"])
         if g == "webhook" and r.get("recorded") is not None:
             notes.append("%d recorded" % r["recorded"])
         expect_non2xx = g in ("wrong", "unknown")
@@ -449,6 +563,7 @@ def cmd_table(results, machine):
             notes.insert(0, "64 conns, Connection: close")
         if r.get("note"):
             notes.append(str(r["note"]).replace("_", " "))
+
         print("  %-42s %6s %9s %9s %9s %8s  %s" % (
             r["name"], conns, fmt_rps(r.get("rps")), fmt_lat(r.get("p50_us")), fmt_lat(r.get("p99_us")),
             "%.2f" % ratio if ratio is not None else "-", ", ".join(notes)))
@@ -509,7 +624,7 @@ def main():
         sys.stderr.write(__doc__)
         return 2
     cmd, args = sys.argv[1], sys.argv[2:]
-    f = globals().get("cmd_" + cmd)
+    f = globals().get("cmd_" + cmd.replace("-", "_"))
     if not f:
         sys.stderr.write(__doc__)
         return 2

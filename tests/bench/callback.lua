@@ -9,7 +9,7 @@
 --                            ready, scheduled, running, complete for the
 --                            1st..4th pass (ranks only go up)
 --                  repeat    a status the job already has (200, nothing new
---                            to record): "ready" for jobs 0..BENCH_POOL-1
+--                            to record): "ready" for jobs 1..BENCH_POOL
 --                  wrong     valid jobs, a wrong secret (401)
 --                  unknown   job ids that do not exist, each with its own
 --                            correct secret (404: the secret is checked first)
@@ -90,7 +90,7 @@ function request()
 		id, secret = string.format("bj%08d", j), secrets[j + 1]
 		status = STATUSES[math.floor(p / N) + 1] or "complete"
 	elseif mode == "repeat" then
-		j = p % POOL
+		j = 1 + p % POOL -- job 0 may lack a status: wrk builds (and drops) one request to check the script
 		id, secret, status = string.format("bj%08d", j), secrets[j + 1], "ready"
 	elseif mode == "wrong" then
 		id, secret, status = string.format("bj%08d", j), "wrong-secret-wrong-secret-wrong-secret-0000", "running"

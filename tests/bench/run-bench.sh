@@ -10,14 +10,20 @@
 # Environment:
 #   B               build directory (default build): $B/blinkhookd, $B/bench/baseline
 #   TMPDIR          where the run's files go (default /tmp/bench)
-#   BENCH_DURATION  seconds of load per point (default 5)
-#   BENCH_JOBS      jobs prepared for accepted callbacks (default 250000; each
+#   BENCH_SLICE     seconds of one wrk run (default 3).  Each load point of the
+#                   main table runs every kind twice, in the order
+#                   baseline accepted repeat wrong unknown, then backwards, so
+#                   that a drift of a shared machine weighs alike on all kinds
+#   BENCH_DURATION  seconds of the single-run points (many connections, nginx,
+#                   webhook; default 5)
+#   BENCH_JOBS      jobs prepared for accepted callbacks (default 300000; each
 #                   takes 4 new statuses, so up to 4x this many accepted requests)
 #   BENCH_IDLE      seconds to watch an idle daemon (default 20)
+#   BENCH_INTAKE_TIMEOUT  seconds to wait for the spool intake (default 60)
 #   BENCH_KEEP=1    keep the run's directory (logs, configs, raw wrk output)
 #
-# Every load is wrk against 127.0.0.1 for BENCH_DURATION seconds; every wait is
-# bounded; everything started here is stopped by its pid on exit.
+# Every load is wrk against 127.0.0.1, bounded in time; every wait is bounded;
+# everything started here is stopped by its pid on exit.
 
 set -u
 
@@ -28,29 +34,36 @@ BLINKHOOKD=$B/blinkhookd
 BASELINE=$B/bench/baseline
 BENCH=$TOP/tests/bench
 LUA=$BENCH/callback.lua
+SLICE=${BENCH_SLICE:-3}
 DUR=${BENCH_DURATION:-5}
-NJOBS=${BENCH_JOBS:-250000}
+NJOBS=${BENCH_JOBS:-300000}
 IDLE=${BENCH_IDLE:-20}
+INTAKE_TIMEOUT=${BENCH_INTAKE_TIMEOUT:-60}
 export TMPDIR=${TMPDIR:-/tmp/bench}
 mkdir -p "$TMPDIR"
 W=$(mktemp -d "$TMPDIR/run.XXXXXX")
 RES=$W/results.jsonl
 PIDS=()
-API_KEY=bench-key-0123456789abcdef
-export MERAKI_DASHBOARD_API_KEY=$API_KEY
+export MERAKI_DASHBOARD_API_KEY=bench-key-0123456789abcdef
 T_START=$SECONDS
 
 lib() { python3 "$BENCH/benchlib.py" "$@"; }
 say() { printf '[%3ds] %s\n' $((SECONDS - T_START)) "$*" >&2; }
 
+# alive PID: running (a zombie nobody reaped yet counts as gone).
+alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+# stop PID: SIGTERM, up to 10 s, then SIGKILL.
+stop() {
+	local p=$1
+	kill -TERM "$p" 2>/dev/null
+	for _ in $(seq 200); do alive "$p" || break; sleep 0.05; done
+	alive "$p" && kill -KILL "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	return 0
+}
 cleanup() {
 	local p
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
+	for p in "${PIDS[@]}"; do alive "$p" && stop "$p"; done
 	if [ -n "${BENCH_KEEP:-}" ]; then
 		say "kept $W"
 	else
@@ -67,14 +80,6 @@ command -v wrk >/dev/null || { echo "run-bench.sh: wrk is missing (Debian packag
 # Up to 512 connections on each side, and nginx's to the daemon.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 
-# stop PID: SIGTERM, wait up to 10 s, then SIGKILL.
-stop() {
-	local p=$1
-	kill -TERM "$p" 2>/dev/null
-	for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$p" 2>/dev/null
-	wait "$p" 2>/dev/null
-}
 wait_http() { # wait_http SECONDS URL [CURL ARGS]: until it answers at all
 	local end=$((SECONDS + $1)) url=$2; shift 2
 	while [ $SECONDS -le $end ]; do
@@ -83,49 +88,42 @@ wait_http() { # wait_http SECONDS URL [CURL ARGS]: until it answers at all
 	done
 	return 1
 }
-figure() { # figure NAME VALUE [KEY NUM]: one "other figure" row
+figure() { # figure NAME VALUE [KEY NUM]: one row of "other figures"
 	python3 -c 'import json,sys; r={"group":"figure","name":sys.argv[1],"value":sys.argv[2]}
 if len(sys.argv) > 4: r["key"]=sys.argv[3]; r["num"]=None if sys.argv[4] in ("","nan") else float(sys.argv[4])
 print(json.dumps(r))' "$@" >>"$RES"
+}
+skipped() { # skipped GROUP NAME CONNS WHY
+	python3 -c 'import json,sys; print(json.dumps({"group":sys.argv[1],"name":sys.argv[2],"conns":sys.argv[3],"skipped":1,"why":sys.argv[4]}))' \
+		"$@" >>"$RES"
 }
 kv() { # kv KEY "k=v k=v": the value
 	local k=$1 t
 	for t in $2; do [ "${t%%=*}" = "$k" ] && { echo "${t#*=}"; return; }; done
 }
+mib() { echo $(( ($1 + 512) / 1024 )); }
 
 # ---- the machine ----
 
-fs=$(df -PT "$TMPDIR" | awk 'NR==2 {print $2 " on " $1}')
-sync_us=$(python3 - "$W" <<-'EOF'
-	import os, sys, time
-	p = os.path.join(sys.argv[1], "fdatasync.probe")
-	fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-	n, t0 = 0, time.monotonic()
-	while time.monotonic() - t0 < 1.0:
-		os.write(fd, b"x" * 160 + b"\n"); os.fdatasync(fd); n += 1
-	os.close(fd); os.unlink(p)
-	print("%.0f" % (1e6 * (time.monotonic() - t0) / n))
-	EOF
-)
 {
 	echo "blinkhook benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), blinkhookd $("$BLINKHOOKD" --version | awk '{print $2}')"
 	echo "machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM," \
-		"Linux $(uname -r); nothing pinned: load generator, servers and nginx share the cores"
-	echo "job log on $fs ($TMPDIR): one 160-byte append + fdatasync takes ${sync_us} us"
-	echo "load: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), ${DUR} s a point, keep-alive unless \"close\";" \
-		"1 thread for 1 connection, else 2; ~640-byte Meraki-shaped bodies"
+		"Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+	echo "nothing pinned: wrk, the servers and nginx share the cores"
+	echo "job log on $(df -PT "$TMPDIR" | awk 'NR==2 {print $2 " (" $1 ")"}') in $TMPDIR:" \
+		"one 160-byte append + fdatasync takes $(lib fsyncprobe "$W") us"
+	echo "load: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), keep-alive unless \"close\", 1 thread for 1 connection, else 2;" \
+		"~640-byte Meraki-shaped bodies; table points: 2 x ${SLICE} s a kind, others ${DUR} s"
 } >"$W/machine.txt"
 cat "$W/machine.txt" >&2
 
 # ---- the main daemon: N submitted jobs, a key we know ----
 
 say "preparing $NJOBS submitted jobs"
-mkdir -p "$W/main/spool"
 lib prepare "$W/main/state" "$NJOBS" "$W/secrets.txt" "$W/ghosts.txt"
-D_PORT=$(lib freeport)
-D_URL=http://127.0.0.1:$D_PORT
 CLOSED_PORT=$(lib freeport) # nothing listens there: the daemon never reaches an API
 write_conf() { # write_conf DIR PORT: a config that never submits or polls
+	mkdir -p "$1/spool"
 	cat >"$1/bh.conf" <<-EOF
 	# written by tests/bench/run-bench.sh
 	[meraki]
@@ -142,12 +140,22 @@ write_conf() { # write_conf DIR PORT: a config that never submits or polls
 	dir = $1/state
 	EOF
 }
+start_daemon() { # start_daemon DIR PORT: sets PID and OUT
+	OUT=$(lib start "$BLINKHOOKD" "$1/bh.conf" "http://127.0.0.1:$2" "$1/daemon.log")
+	PID=$(kv pid "$OUT")
+	PIDS+=("$PID")
+	if [ "$(kv failed "$OUT")" = 1 ]; then
+		echo "blinkhookd did not start:" >&2
+		tail -20 "$1/daemon.log" >&2
+		exit 1
+	fi
+}
+D_PORT=$(lib freeport)
+D_URL=http://127.0.0.1:$D_PORT
 write_conf "$W/main" "$D_PORT"
-out=$(lib start "$BLINKHOOKD" "$W/main/bh.conf" "$D_URL" "$W/main/daemon.log")
-D_PID=$(kv pid "$out")
-PIDS+=("$D_PID")
-[ "$(kv failed "$out")" = 1 ] && { echo "blinkhookd did not start:" >&2; tail -20 "$W/main/daemon.log" >&2; exit 1; }
-say "blinkhookd ready with $NJOBS jobs ($(kv ready_s "$out") s)"
+start_daemon "$W/main" "$D_PORT"
+D_PID=$PID
+say "blinkhookd ready with $NJOBS jobs ($(kv ready_s "$OUT") s)"
 
 SECRET0=$(head -1 "$W/secrets.txt")
 "$BASELINE" 0 "$SECRET0" >"$W/baseline.port" 2>"$W/baseline.log" &
@@ -158,30 +166,30 @@ BASE_URL=http://127.0.0.1:$(cat "$W/baseline.port")
 
 echo 0 >"$W/stream.pos"
 
-# load GROUP NAME CONNS MODE URL [key=value...]: one wrk point; appends its record.
-# CONNS "close" means 64 connections, each request with Connection: close.
-# Against blinkhookd (URL $D_URL), the daemon's counters are read before and
-# after.  Extra key=value words go into the record.
+# load GROUP NAME CONNS MODE URL SECONDS [key=value...]: one wrk run; appends
+# its record.  CONNS "close" means 64 connections, each request with
+# Connection: close.  With URL $D_URL (or SNAP=1) the daemon's counters are
+# read before and after.  Extra key=value words go into the record.
 load() {
-	local group=$1 name=$2 conns=$3 mode=$4 url=$5
-	shift 5
+	local group=$1 name=$2 conns=$3 mode=$4 url=$5 secs=$6
+	shift 6
 	local c=$conns close=0 t=2 tag="$W/wrk-$group-$conns-$RANDOM"
 	[ "$conns" = close ] && { c=64; close=1; }
 	[ "$c" -lt 2 ] && t=1
 	local daemon=${SNAP:-0}
 	[ "$url" = "$D_URL" ] && daemon=1
-	[ $daemon = 1 ] && lib snap "$D_URL" "$W/main/state" "$W/main/daemon.log" >"$tag.before"
+	[ "$daemon" = 1 ] && lib snap "$D_URL" "$W/main/state" "$W/main/daemon.log" >"$tag.before"
 	BENCH_MODE=$mode BENCH_SECRETS=$W/secrets.txt BENCH_GHOSTS=$W/ghosts.txt BENCH_N=$NJOBS \
 		BENCH_START=$(cat "$W/stream.pos") BENCH_THREADS=$t BENCH_CLOSE=$close BENCH_SECRET=$SECRET0 \
 		BENCH_PATH=${BENCH_PATH:-/callbacks/leds-blink/%s} BENCH_POOL=1000 BENCH_OUT="$tag.out" \
-		timeout $((DUR + 30)) wrk -t$t -c"$c" -d"${DUR}s" --timeout 5s -s "$LUA" "$url" >"$tag.txt" 2>&1
-	if [ $daemon = 1 ]; then
+		timeout $((secs + 30)) wrk -t$t -c"$c" -d"${secs}s" --timeout 5s -s "$LUA" "$url" >"$tag.txt" 2>&1
+	if [ "$daemon" = 1 ]; then
 		lib snap "$D_URL" "$W/main/state" "$W/main/daemon.log" >"$tag.after"
 		lib record "$group" "$name" "$conns" "$tag.out" "$tag.before" "$tag.after" "$@" >>"$RES"
 	else
 		lib record "$group" "$name" "$conns" "$tag.out" "$@" >>"$RES"
 	fi
-	if [ "$mode" = accepted ] || [ "$mode" = fixed ]; then
+	if [ "$mode" = accepted ]; then
 		local next
 		next=$(kv next "$(cat "$tag.out" 2>/dev/null)")
 		[ -n "$next" ] && echo "$next" >"$W/stream.pos"
@@ -192,33 +200,47 @@ load() {
 # The first ~1000 records after a start make the daemon compact the log
 # (records >= 2 x jobs + 1000): let that happen before measuring.
 say "warm-up (the first compaction)"
-DUR_SAVED=$DUR
-DUR=3
-load warmup "warm-up" 16 accepted "$D_URL"
-DUR=$DUR_SAVED
+load warmup "warm-up" 16 accepted "$D_URL" 3
 sleep 0.5
-n=$(grep -c 'compacted the job log' "$W/main/daemon.log")
 c=$(sed -n 's/.*compacted the job log: \([0-9]*\) records to \([0-9]*\).*, \([0-9.]*s\)$/\1 records to \2 in \3/p' \
 	"$W/main/daemon.log" | head -1)
-[ "$n" -gt 0 ] && figure "compaction during the warm-up (event loop blocked)" "$c"
+[ -n "$c" ] && figure "compaction after the warm-up (blocks the event loop)" "$c"
 
-# ---- accepted and refused callbacks, each between two baseline runs ----
+# ---- accepted and refused callbacks against the baseline ----
 
+# Each kind runs twice at each load point, in the order baseline accepted
+# repeat wrong unknown, then backwards: a drift of the shared machine during
+# the point weighs alike on all of them.
+
+KINDS=("baseline:baseline:fixed:$BASE_URL" "accepted:accepted:accepted:$D_URL" "repeat:accepted repeat:repeat:$D_URL"
+	"wrong:wrong secret:wrong:$D_URL" "unknown:unknown job:unknown:$D_URL")
 for conns in 1 16 64 256 close; do
-	load baseline-a "baseline" "$conns" fixed "$BASE_URL"
-	load accepted "accepted" "$conns" accepted "$D_URL"
-	load repeat "accepted repeat" "$conns" repeat "$D_URL"
-	load wrong "wrong secret" "$conns" wrong "$D_URL"
-	load unknown "unknown job" "$conns" unknown "$D_URL"
-	load baseline-b "baseline" "$conns" fixed "$BASE_URL"
+	order=(0 1 2 3 4 4 3 2 1 0)
+	for s in 0 1; do
+		for i in "${order[@]:$((s * 5)):5}"; do
+			IFS=: read -r group name mode url <<<"${KINDS[$i]}" # url keeps its colons
+			load "$group" "$name" "$conns" "$mode" "$url" "$SLICE" "slice=$s"
+		done
+	done
 done
-lib mergebase "$RES" >"$RES.tmp" && mv "$RES.tmp" "$RES"
+lib merge "$RES" "$W/slices.jsonl"
 
 # ---- many connections: no stall, no collapse ----
 
+# baseline, accepted, accepted, baseline: each 2 slices, in the same order
+# trick as above.
 for conns in 128 384 512; do
-	load stall "accepted" "$conns" accepted "$D_URL"
+	for s in 0 1; do
+		if [ $s = 0 ]; then
+			load baseline baseline "$conns" fixed "$BASE_URL" "$SLICE" "slice=$s"
+			load stall accepted "$conns" accepted "$D_URL" "$SLICE" "slice=$s"
+		else
+			load stall accepted "$conns" accepted "$D_URL" "$SLICE" "slice=$s"
+			load baseline baseline "$conns" fixed "$BASE_URL" "$SLICE" "slice=$s"
+		fi
+	done
 done
+lib merge "$RES" "$W/slices.jsonl"
 
 # ---- through nginx (TLS, the shipped snippet on /blinkhook/) ----
 
@@ -270,29 +292,28 @@ if [ -n "$NGINX" ] && command -v openssl >/dev/null; then
 	if wait_http 10 "https://127.0.0.1:$N_PORT/" -k; then
 		for conns in 16 64 256; do
 			SNAP=1 BENCH_PATH=/blinkhook/callbacks/leds-blink/%s load nginx "via nginx" "$conns" accepted \
-				"https://127.0.0.1:$N_PORT"
+				"https://127.0.0.1:$N_PORT" "$DUR"
 		done
 		for conns in 64 256; do
 			SNAP=1 BENCH_PATH=/blinkhook/callbacks/leds-blink/%s load nginx-ka "via nginx, upstream keepalive" \
-				"$conns" accepted "https://127.0.0.1:$NK_PORT"
+				"$conns" accepted "https://127.0.0.1:$NK_PORT" "$DUR"
 		done
 	else
-		echo '{"group":"nginx","name":"via nginx","conns":"64","skipped":1,"why":"nginx did not start"}' >>"$RES"
+		skipped nginx "via nginx" 64 "nginx did not start (see its log)"
 	fi
 	stop "$NGINX_PID"
 else
-	echo '{"group":"nginx","name":"via nginx","conns":"64","skipped":1,"why":"nginx or openssl missing"}' >>"$RES"
+	skipped nginx "via nginx" 64 "nginx or openssl missing"
 fi
 
 # ---- the main daemon's totals ----
 
 lib snap "$D_URL" "$W/main/state" "$W/main/daemon.log" >"$W/main/final.json"
-read -r syncs n200 <<<"$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(int(j["syncs"]), int(j["cb200"]))' "$W/main/final.json")"
+read -r syncs n200 records <<<"$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(int(j["syncs"]), int(j["cb200"]), int(j["records"]))' "$W/main/final.json")"
 figure "job-log syncs / callbacks answered 200 (whole run)" \
-	"$syncs / $n200 = $(python3 -c "print('%.4f' % ($syncs / max($n200, 1)))")"
-t0=$(date +%s.%N)
+	"$syncs / $n200 = $(python3 -c "print('%.4f' % ($syncs / max($n200, 1)))") ($records new records from callbacks)"
+figure "compactions of the job log during the run" "$(grep -c 'compacted the job log' "$W/main/daemon.log"):$(sed -n 's/.*compacted the job log: .*, \([0-9.]*s\)$/ \1/p' "$W/main/daemon.log" | tr -d '\n')"
 stop "$D_PID"
-figure "stop (SIGTERM to exit), $NJOBS jobs" "$(python3 -c "print('%.2f s' % ($(date +%s.%N) - $t0))")"
 stop "$BASE_PID"
 
 # ---- the alternative: adnanh/webhook ----
@@ -337,106 +358,123 @@ if [ -n "$WEBHOOK" ]; then
 		curl -s -o /dev/null --max-time 5 -H 'Content-Type: application/json' \
 			-d '{"sharedSecret":"wrong","message":{"status":"running"}}' "http://127.0.0.1:$WH_PORT/hooks/leds-blink?job=x"
 		wrong=$(wc -l <"$WH/callbacks.log")
-		for conns in 64; do
-			before=$(wc -l <"$WH/callbacks.log")
-			BENCH_PATH='/hooks/leds-blink?job=%s' load webhook "webhook" "$conns" fixed "http://127.0.0.1:$WH_PORT"
-		done
+		before=$(wc -l <"$WH/callbacks.log")
+		BENCH_PATH='/hooks/leds-blink?job=%s' load webhook "webhook" 64 fixed "http://127.0.0.1:$WH_PORT" "$DUR"
 		sleep 1
 		lib amendkv "$RES" "recorded=$(($(wc -l <"$WH/callbacks.log") - before))" \
 			"note=$([ "$wrong" = 0 ] && echo wrong_secret_not_recorded || echo WRONG_SECRET_RECORDED)"
 	else
-		echo '{"group":"webhook","name":"webhook","conns":"64","skipped":1,"why":"webhook did not start"}' >>"$RES"
+		skipped webhook webhook 64 "webhook did not start"
 	fi
 	stop "$WH_PID"
 else
-	echo '{"group":"webhook","name":"webhook","conns":"64","skipped":1,"why":"webhook missing (Debian package webhook)"}' >>"$RES"
+	skipped webhook webhook 64 "webhook missing (Debian package webhook)"
 fi
 
 # ---- an empty daemon: idle RSS, the spool's intake ----
 
 say "spool intake"
-mkdir -p "$W/q/spool" "$W/q/state"
 Q_PORT=$(lib freeport)
 write_conf "$W/q" "$Q_PORT"
-out=$(lib start "$BLINKHOOKD" "$W/q/bh.conf" "http://127.0.0.1:$Q_PORT" "$W/q/daemon.log")
-Q_PID=$(kv pid "$out")
-PIDS+=("$Q_PID")
+start_daemon "$W/q" "$Q_PORT"
+Q_PID=$PID
 sleep 0.5
 rss_idle=$(kv rss_kib "$(lib rss "$Q_PID")")
-figure "RSS idle (no jobs)" "$((rss_idle / 1024)) MiB ($rss_idle KiB)"
-out=$(lib intake "$W/q/spool" "$W/q/state" 10000 120)
-figure "spool intake: 10,000 files to queued (durable, files removed)" \
-	"$(kv intake_s "$out") s (renames took $(kv renamed_s "$out") s; queued $(kv queued "$out"), rejected $(kv rejected "$out"))" \
+figure "RSS idle (no jobs)" "$(mib "$rss_idle") MiB ($rss_idle KiB)"
+out=$(lib intake "$W/q/spool" "$W/q/state" 10000 "$INTAKE_TIMEOUT")
+if [ "$(kv intake_s "$out")" = nan ]; then
+	v="NOT DONE in $INTAKE_TIMEOUT s: $(kv queued "$out") of 10000 queued, $(kv left "$out") files left in new/"
+else
+	v="$(kv intake_s "$out") s"
+fi
+figure "spool intake: 10,000 files renamed into new/ of a running daemon, until all queued (durable) and removed" \
+	"$v; first record durable after $(kv first_s "$out") s; the renames took $(kv renamed_s "$out") s" \
 	intake_s "$(kv intake_s "$out")"
 stop "$Q_PID"
+write_conf "$W/q2" "$Q_PORT"
+out=$(lib intake-start "$BLINKHOOKD" "$W/q2/bh.conf" "http://127.0.0.1:$Q_PORT" "$W/q2/daemon.log" "$W/q2/spool" \
+	"$W/q2/state" 10000 "$INTAKE_TIMEOUT")
+PIDS+=("$(kv pid "$out")")
+figure "spool intake: 10,000 files already in new/ at start, from exec until all queued and removed" \
+	"$(kv intake_s "$out") s ($(kv queued "$out") queued)"
+stop "$(kv pid "$out")"
 
 # ---- startup: replay of 1,000,000 events; memory; idle wakeups ----
 
-# idle PID LABEL: wakeups over $IDLE s, from the kernel's count of the
-# process's context switches, and epoll_wait calls from perf when it works.
+# idle PID...: wakeups of each daemon over the same $IDLE s, from the kernel's
+# count of its context switches, and its epoll_wait calls from perf when perf
+# works.  Prints "pid switches epoll_waits" lines.
 idle() {
-	local pid=$1 label=$2 v0 v1 n perf_n="" permin
-	v0=$(awk '/ctxt_switches/ {s += $2} END {print s}' "/proc/$pid/status")
-	if perf stat -x, -e syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_pwait2 \
-		-p "$pid" -o "$W/perf-idle.txt" -- sleep "$IDLE" 2>/dev/null; then
-		perf_n=$(awk -F, '/sys_enter_epoll/ {if ($1 ~ /^[0-9]+$/) s += $1; else if ($1 ~ /not counted/) s += 0; else bad = 1}
-			END {if (!bad) print s}' "$W/perf-idle.txt")
-	else
-		sleep "$IDLE"
-	fi
-	v1=$(awk '/ctxt_switches/ {s += $2} END {print s}' "/proc/$pid/status")
-	n=$((v1 - v0))
-	permin=$(python3 -c "print('%g' % round($n * 60 / $IDLE, 1))")
-	figure "idle wakeups, $label" \
-		"$permin /min ($n context switches in $IDLE s${perf_n:+; perf: $perf_n epoll_wait calls})" \
-		"$3" "$permin"
+	local p
+	declare -A v0
+	for p in "$@"; do v0[$p]=$(awk '/ctxt_switches/ {s += $2} END {print s}' "/proc/$p/status"); done
+	for p in "$@"; do
+		perf stat -x, -e syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_pwait2 \
+			-p "$p" -o "$W/perf-idle.$p" -- sleep "$IDLE" >/dev/null 2>&1 &
+	done
+	sleep "$IDLE"
+	wait
+	for p in "$@"; do
+		local n perf_n
+		n=$(($(awk '/ctxt_switches/ {s += $2} END {print s}' "/proc/$p/status") - v0[$p]))
+		perf_n=$(awk -F, '/sys_enter_epoll/ {if ($1 ~ /^[0-9]+$/) s += $1; else if ($1 !~ /not counted/) bad = 1; seen = 1}
+			END {if (seen && !bad) print s + 0}' "$W/perf-idle.$p" 2>/dev/null)
+		echo "$p $n ${perf_n:--}"
+	done
 }
 
 say "startup: generating a 1,000,000-event job log"
-mkdir -p "$W/s/spool"
 lib genlog "$W/s/state" 500000 unfinished
 S_PORT=$(lib freeport)
 write_conf "$W/s" "$S_PORT"
 sync
-out=$(lib start "$BLINKHOOKD" "$W/s/bh.conf" "http://127.0.0.1:$S_PORT" "$W/s/daemon.log")
-S_PID=$(kv pid "$out")
-PIDS+=("$S_PID")
-ready_s=$(kv ready_s "$out")
+start_daemon "$W/s" "$S_PORT"
+S_PID=$PID
+ready_s=$(kv ready_s "$OUT")
 rss=$(lib rss "$S_PID")
-figure "startup: replay 1,000,000 events (500,000 unfinished jobs) to READY=1" \
-	"$ready_s s (/healthz 200 at $(kv healthz_s "$out") s), peak RSS $(($(kv hwm_kib "$rss") / 1024)) MiB" replay_s "$ready_s"
+figure "startup: replay of 1,000,000 events (500,000 unfinished jobs) to READY=1" \
+	"$ready_s s (/healthz 200 at $(kv healthz_s "$OUT") s), peak RSS $(mib "$(kv hwm_kib "$rss")") MiB" replay_s "$ready_s"
 per100k_u=$(( ($(kv rss_kib "$rss") - rss_idle) / 5 ))
-figure "RSS per 100,000 unfinished jobs (each with a timer)" "$((per100k_u / 1024)) MiB ($per100k_u KiB)"
-say "idle wakeups, $IDLE s"
-idle "$S_PID" "500,000 jobs, no watchdog" idle_wakeups
-stop "$S_PID"
+figure "RSS per 100,000 unfinished jobs (each with its timer)" "$(mib "$per100k_u") MiB ($per100k_u KiB)"
 
-mkdir -p "$W/f/spool"
+# The watchdog's own wakeups, for comparison: an empty daemon with WATCHDOG_USEC.
+W_PORT=$(lib freeport)
+write_conf "$W/w" "$W_PORT"
+OUT=$(WATCHDOG_USEC=10000000 BENCH_KEEP_ENV=WATCHDOG_USEC lib start "$BLINKHOOKD" "$W/w/bh.conf" \
+	"http://127.0.0.1:$W_PORT" "$W/w/daemon.log")
+W_PID=$(kv pid "$OUT")
+PIDS+=("$W_PID")
+sleep 1
+say "idle wakeups, $IDLE s"
+while read -r p n pn; do
+	permin=$(python3 -c "print('%g' % round($n * 60 / $IDLE, 1))")
+	if [ "$p" = "$S_PID" ]; then
+		figure "idle wakeups, 500,000 jobs, no watchdog" "$permin /min ($n context switches in $IDLE s; perf: $pn epoll_wait calls)" \
+			idle_wakeups "$permin"
+	else
+		figure "idle wakeups, no jobs, WATCHDOG_USEC=10s (for comparison)" \
+			"$permin /min ($n context switches in $IDLE s; perf: $pn epoll_wait calls)"
+	fi
+done < <(idle "$S_PID" "$W_PID")
+t0=$(date +%s%N)
+stop "$S_PID"
+figure "stop (SIGTERM to exit) with 500,000 jobs" "$(python3 -c "print('%.2f s' % (($(date +%s%N) - $t0) / 1e9))")"
+stop "$W_PID"
+
+rm -rf "$W/s/state" # 140 MB
 lib genlog "$W/f/state" 500000 final
 F_PORT=$(lib freeport)
 write_conf "$W/f" "$F_PORT"
 sync
-out=$(lib start "$BLINKHOOKD" "$W/f/bh.conf" "http://127.0.0.1:$F_PORT" "$W/f/daemon.log")
-F_PID=$(kv pid "$out")
-PIDS+=("$F_PID")
+start_daemon "$W/f" "$F_PORT"
+F_PID=$PID
 rss=$(lib rss "$F_PID")
+records=$(sed -n 's/.*replayed \([0-9]*\) records.*/\1/p' "$W/f/daemon.log")
 per100k_f=$(( ($(kv rss_kib "$rss") - rss_idle) / 5 ))
-figure "startup: 500,000 complete jobs (snapshot records) to READY=1" "$(kv ready_s "$out") s"
-figure "RSS per 100,000 retained complete jobs" "$((per100k_f / 1024)) MiB ($per100k_f KiB)"
+figure "startup: 500,000 complete jobs (compacted log, one record each) to READY=1" \
+	"$(kv ready_s "$OUT") s ($records records replayed)"
+figure "RSS per 100,000 retained complete jobs" "$(mib "$per100k_f") MiB ($per100k_f KiB)"
 stop "$F_PID"
-
-# The watchdog's own wakeups, for comparison: an empty daemon with WATCHDOG_USEC.
-mkdir -p "$W/w/spool"
-W_PORT=$(lib freeport)
-write_conf "$W/w" "$W_PORT"
-out=$(WATCHDOG_USEC=10000000 BENCH_KEEP_ENV=WATCHDOG_USEC lib start "$BLINKHOOKD" "$W/w/bh.conf" \
-	"http://127.0.0.1:$W_PORT" "$W/w/daemon.log")
-W_PID=$(kv pid "$out")
-PIDS+=("$W_PID")
-sleep 1
-say "idle wakeups with a 10 s watchdog, $IDLE s"
-idle "$W_PID" "empty, WATCHDOG_USEC=10s" watchdog_wakeups
-stop "$W_PID"
 
 # ---- the table ----
 
