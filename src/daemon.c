@@ -416,42 +416,37 @@ static void maybe_compact(struct daemon *d, bool at_start)
 
 static int do_commit(struct daemon *d)
 {
-	uint64_t t0 = now_monotonic_usec();
 	int r;
 
-	if (!joblog_has_pending(d->log)) {
-		waiters_answer(d, false);
-		taken_remove(d);
-		if (d->scan_more) {
-			d->scan_more = false;
+	if (joblog_has_pending(d->log)) {
+		uint64_t t0 = now_monotonic_usec();
+
+		r = joblog_commit(d->log);
+		d->stats.syncs++;
+		d->stats.sync_usec += now_monotonic_usec() - t0;
+		if (r < 0) {
+			d->stats.sync_errors++;
+			if (!d->log_failing)
+				log_err("cannot write the job log in \"%s\": %s; answering callbacks 503 and holding "
+					"the queue until it can (free space on that file system)",
+					d->cfg->state_dir, strerror(-r));
+			d->log_failing = true;
+			waiters_answer(d, true);
+			d->commit_backoff = d->commit_backoff ? MIN(d->commit_backoff * 2, COMMIT_RETRY_MAX)
+							      : COMMIT_RETRY_MIN;
+			(void)sd_event_source_set_time_relative(d->commit_retry, d->commit_backoff);
+			enable_oneshot(d->commit_retry);
+			return r;
+		}
+		if (d->log_failing) {
+			log_notice("the job log is writable again; taking requests");
+			d->log_failing = false;
+			d->commit_backoff = 0;
+			(void)sd_event_source_set_enabled(d->commit_retry, SD_EVENT_OFF);
 			enable_oneshot(d->scan_defer);
 		}
-		schedule_submit(d);
-		return 0;
 	}
-	r = joblog_commit(d->log);
-	d->stats.syncs++;
-	d->stats.sync_usec += now_monotonic_usec() - t0;
-	if (r < 0) {
-		d->stats.sync_errors++;
-		if (!d->log_failing)
-			log_err("cannot write the job log in \"%s\": %s; answering callbacks 503 and holding the "
-				"queue until it can (free space on that file system)",
-				d->cfg->state_dir, strerror(-r));
-		d->log_failing = true;
-		waiters_answer(d, true);
-		d->commit_backoff = d->commit_backoff ? MIN(d->commit_backoff * 2, COMMIT_RETRY_MAX) : COMMIT_RETRY_MIN;
-		(void)sd_event_source_set_time_relative(d->commit_retry, d->commit_backoff);
-		enable_oneshot(d->commit_retry);
-		return r;
-	}
-	if (d->log_failing) {
-		log_notice("the job log is writable again; taking requests");
-		d->log_failing = false;
-		d->commit_backoff = 0;
-		(void)sd_event_source_set_enabled(d->commit_retry, SD_EVENT_OFF);
-		enable_oneshot(d->scan_defer);
-	}
+	/* Everything appended is durable: keep the promises that waited for it. */
 	waiters_answer(d, false);
 	taken_remove(d);
 	if (d->scan_more) {
