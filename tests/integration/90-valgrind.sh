@@ -29,4 +29,4 @@ stop_daemon
 check "valgrind: no errors, no definite leaks (exit $D_STATUS)" test "$D_STATUS" = 0
 check "valgrind ran the daemon" test -e "$T/valgrind.log"
 check "valgrind said nothing" test ! -s "$T/valgrind.log"
-[ -s "$T/valgrind.log" ] && sed 's/^/# /' "$T/valgrind.log" | head -40
+if [ -s "$T/valgrind.log" ]; then sed "s/^/# /" "$T/valgrind.log" | head -40; fi
