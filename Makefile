@@ -93,15 +93,19 @@ $(B)/tests-asan/%: $(B)/asan/%.o $(CORE:%=$(B)/asan/%.o) | $(B)/tests-asan
 
 # ---- dependencies ----
 
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# $(call install_debs,NAME,PACKAGES): apt-get installs those of PACKAGES that
+# are not installed yet (as root, or through sudo), and nothing otherwise.
+install_debs = @missing=""; for p in $(2); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
 	done; \
-	if [ -z "$$missing" ]; then echo "deps: all present"; exit 0; fi; \
-	echo "deps: installing$$missing"; \
+	if [ -z "$$missing" ]; then echo "$(1): all present"; exit 0; fi; \
+	echo "$(1): installing$$missing"; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+deps:
+	$(call install_debs,deps,$(DEB_PACKAGES))
 
 # ---- tests ----
 

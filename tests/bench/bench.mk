@@ -35,14 +35,7 @@ bench: deps bench-deps
 	B=$(B) tests/bench/run-bench.sh
 
 bench-deps:
-	@missing=""; for p in $(BENCH_DEB_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -z "$$missing" ]; then echo "bench-deps: all present"; exit 0; fi; \
-	echo "bench-deps: installing$$missing"; \
-	if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+	$(call install_debs,bench-deps,$(BENCH_DEB_PACKAGES))
 
 $(B)/bench:
 	mkdir -p $@

@@ -20,7 +20,6 @@
 #define TS0 (UINT64_C(1764241648) * USEC_PER_SEC)
 #define SENTINEL ((struct joblog *)(uintptr_t)0x1)
 
-static unsigned dir_counter;
 
 static int group_setup(void **state)
 {
@@ -32,19 +31,6 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	return tmpdir_teardown();
-}
-
-/* A fresh, empty state directory for one test. */
-static char *new_dir(void)
-{
-	char name[32];
-	char *p;
-
-	snprintf(name, sizeof(name), "state%u", dir_counter++);
-	p = path_join(tmpdir, name);
-	assert_non_null(p);
-	assert_int_equal(mkdir(p, 0700), 0);
-	return p;
 }
 
 static char *log_path(const char *dir)

@@ -18,7 +18,6 @@
 #include "blinkhook/secret.h"
 #include "blinkhook/util.h"
 
-static unsigned dir_counter;
 
 static int group_setup(void **state)
 {
@@ -30,19 +29,6 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	return tmpdir_teardown();
-}
-
-/* A fresh, empty directory for one test (mode 0700, like a state dir). */
-static char *new_dir(void)
-{
-	char name[32];
-	char *p;
-
-	snprintf(name, sizeof(name), "d%u", dir_counter++);
-	p = path_join(tmpdir, name);
-	assert_non_null(p);
-	assert_int_equal(mkdir(p, 0700), 0);
-	return p;
 }
 
 static char *key_path(const char *dir)

@@ -35,4 +35,19 @@ static inline int tmpdir_setup(const char *program)
 
 static inline int tmpdir_teardown(void) { return nftw(tmpdir, testlib_rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
+/* A fresh, empty directory in the scratch directory for one test (mode
+ * 0700, like a state directory); the caller frees the path. */
+static inline char *new_dir(void)
+{
+	static unsigned counter;
+	char name[32];
+	char *p;
+
+	snprintf(name, sizeof(name), "d%u", counter++);
+	p = path_join(tmpdir, name);
+	assert_non_null(p);
+	assert_int_equal(mkdir(p, 0700), 0);
+	return p;
+}
+
 #endif
