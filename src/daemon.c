@@ -385,13 +385,16 @@ static void notify_status(struct daemon *d, bool force)
  * job count doubles), but 300,000 jobs take about a second (make bench). */
 static void maybe_compact(struct daemon *d, bool at_start)
 {
-	uint64_t now = now_realtime_usec(), t0 = now_monotonic_usec(), before = joblog_records(d->log);
+	uint64_t before = joblog_records(d->log), now, t0;
 	bool grown = before >= 2 * (uint64_t)d->jobs.n_jobs + COMPACT_SLACK, old = false;
 	size_t dropped = 0;
 	int r;
 
-	if (joblog_has_pending(d->log) || d->log_failing)
+	/* After every commit: the common answer costs two comparisons. */
+	if ((!grown && !at_start) || joblog_has_pending(d->log) || d->log_failing)
 		return;
+	now = now_realtime_usec();
+	t0 = now_monotonic_usec();
 	for (struct job *j = d->jobs.first; j && !old && at_start; j = j->next)
 		old = job_state_is_final(j->state) && j->updated_at + d->cfg->retention_usec < now;
 	if (!grown && !old)
