@@ -133,14 +133,14 @@ static int spool_job(const char *id, struct job *ret)
 	struct stat st;
 	size_t len;
 
+	memset(ret, 0, sizeof(*ret));
 	if (asprintf(&path, "%s/new/%s.json", cfg.queue_dir, id) < 0)
 		return -ENOMEM;
 	if (stat(path, &st) < 0)
-		return -errno;
+		return negative_errno();
 	if (read_file_capped(AT_FDCWD, path, QUEUE_FILE_MAX, &buf, &len) < 0 ||
 	    queue_parse_request(buf, len, &req, &reason) < 0 || req.cancel[0])
 		return -EINVAL;
-	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->id, sizeof(ret->id), "%s", id);
 	snprintf(ret->serial, sizeof(ret->serial), "%s", req.serial);
 	ret->duration = req.duration;
@@ -319,7 +319,7 @@ static int log_identity(ino_t *ret_ino, off_t *ret_size)
 	if (!path)
 		return -ENOMEM;
 	if (stat(path, &st) < 0)
-		return -errno;
+		return negative_errno();
 	*ret_ino = st.st_ino;
 	*ret_size = st.st_size;
 	return 0;

@@ -97,13 +97,16 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 	err = json_string(json_get(msg, "error"), &err_len);
 	if (err && *err) {
 		/* Keep what fits; an error text is for people, not for matching. */
-		size_t n = MIN(err_len, sizeof(v->error) - 1);
+		size_t n = err_len;
+
 		/* Cut before a character, not inside one: the text goes to
 		 * the job log, whose reader refuses invalid UTF-8 (the parse
 		 * has checked that err is valid UTF-8). */
-		if (n < err_len)
+		if (n >= sizeof(v->error)) {
+			n = sizeof(v->error) - 1;
 			while (n > 0 && ((unsigned char)err[n] & 0xc0) == 0x80)
 				n--;
+		}
 		memcpy(v->error, err, n);
 		v->error[n] = 0;
 	}

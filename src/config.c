@@ -24,7 +24,7 @@
 #include "blinkhook/util.h"
 
 /* A config file is a few dozen lines; anything this large is a mistake. */
-#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_FILE_MAX ((size_t)1024 * 1024)
 /* API keys are 40 characters; secrets are short too. */
 #define SECRET_FILE_MAX 4096
 
@@ -48,15 +48,15 @@ enum kind {
 struct key {
 	const char *section;
 	const char *name;
-	enum kind kind;
 	size_t offset;
 	uint64_t min, max;
+	enum kind kind;
 	/* For strings: an empty value is an error rather than "unset". */
 	bool required;
 };
 
 #define KEY(sec, nm, kd, field, lo, hi, req)                                   \
-	{sec, nm, kd, offsetof(struct config, field), lo, hi, req}
+	{sec, nm, offsetof(struct config, field), lo, hi, kd, req}
 
 static const struct key keys[] = {
 	KEY("meraki", "base_url", KIND_URL, base_url, 0, 0, true),
@@ -657,9 +657,11 @@ static char *reader(char *str, int num, void *stream)
 
 	if (ps->line == 1 && eol - s >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
 		s += 3;
-	while (s < eol && (*s == ' ' || *s == '\t'))
-		s++;
 	n = (size_t)(eol - s);
+	while (n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
 	if (n > 0 && s[n - 1] == '\r')
 		n--;
 
@@ -766,7 +768,7 @@ int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR
 	r = read_file_capped(AT_FDCWD, path, CONFIG_FILE_MAX, &buf, &len);
 	if (r < 0) {
 		if (r == -EFBIG)
-			snprintf(err, CONFIG_ERROR_MAX, "%s: larger than %d bytes", path,
+			snprintf(err, CONFIG_ERROR_MAX, "%s: larger than %zu bytes", path,
 				 CONFIG_FILE_MAX);
 		else if (r == -EINVAL)
 			snprintf(err, CONFIG_ERROR_MAX, "%s: not a regular file", path);

@@ -1626,8 +1626,12 @@ static void teardown(struct daemon *d)
 			((struct jobctl *)j->userdata)->in_flight = false;
 			jobctl_free(j->userdata);
 		}
-	while (d->orphans)
-		orphan_free(d->orphans);
+	while (d->orphans) {
+		struct jobctl *c = d->orphans;
+
+		d->orphans = c->rq_next;
+		free(c);
+	}
 	sd_event_source_disable_unref(d->mhd_io);
 	sd_event_source_disable_unref(d->mhd_timer);
 	httpd_free(d->httpd);
@@ -1660,6 +1664,7 @@ static void teardown(struct daemon *d)
 	config_release(d->cfg);
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): ours to wipe and free */
 int daemon_run(struct config *cfg, char *api_key)
 {
 	struct daemon d = {

@@ -54,7 +54,11 @@ int joblog_open(const char *dir, struct joblog **ret)
 		free(l);
 		return -ENOMEM;
 	}
+	/* TAKE_FD leaves -1 behind for the _cleanup_close_ handlers, which
+	 * cppcheck does not see reading it. */
+	/* cppcheck-suppress unreadVariable */
 	l->fd = TAKE_FD(fd);
+	/* cppcheck-suppress unreadVariable */
 	l->lock_fd = TAKE_FD(lock_fd);
 	l->durable_size = (uint64_t)st.st_size;
 	*ret = l;
@@ -84,7 +88,6 @@ static int walk(const char *buf, size_t len, uint64_t base, bool strict, joblog_
 		struct joblog_info *info, size_t *ret_end)
 {
 	size_t off = 0, line_no = 0;
-	int r = 0;
 
 	while (off < len) {
 		const char *nl = memchr(buf + off, '\n', len - off);
@@ -102,6 +105,7 @@ static int walk(const char *buf, size_t len, uint64_t base, bool strict, joblog_
 		if (n > 0) {
 			struct job_event ev;
 			_cleanup_json_ struct json *root = NULL;
+			int r;
 
 			r = n > JOBLOG_LINE_MAX ? -EBADMSG : job_event_parse(buf + off, n, &ev, &root);
 			if (r >= 0) {
@@ -123,7 +127,6 @@ static int walk(const char *buf, size_t len, uint64_t base, bool strict, joblog_
 					return r;
 				}
 				info->damaged++;
-				r = 0;
 			}
 		}
 		off += n + 1;
@@ -191,7 +194,7 @@ int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_
 	r = map_file(l->fd, 0, &map, &len);
 	if (r < 0)
 		return r;
-	r = walk(map, len, 0, true, cb, ud, info, &end);
+	r = map ? walk(map, len, 0, true, cb, ud, info, &end) : 0;
 	if (r < 0) {
 		if (r == -EPROTONOSUPPORT || !only_torn((char *)map + end, len - end)) {
 			munmap(map, len);
@@ -295,7 +298,7 @@ int joblog_compact(struct joblog *l, const struct job_table *t)
 		job_snapshot(j, &ev);
 		r = job_event_format(&ev, &sb);
 		n++;
-		if (r >= 0 && (sb.len >= 1024 * 1024 || !j->next)) {
+		if (r >= 0 && (sb.len >= (size_t)1024 * 1024 || !j->next)) {
 			r = write_all(fd, sb.buf, sb.len);
 			strbuf_reset(&sb);
 		}

@@ -9,7 +9,7 @@
 #include "blinkhook/json.h"
 
 /* Our opaque type is json-c's object; the casts stay in this file. */
-static struct json_object *J(const struct json *v) { return (struct json_object *)(uintptr_t)v; }
+static struct json_object *J(const struct json *v) { return (struct json_object *)v; }
 
 /* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when it is not one
  * (overlong forms, surrogates and code points past U+10FFFF included). */
@@ -238,6 +238,7 @@ int json_escape(struct strbuf *sb, const char *s)
 		case '\t': esc[1] = 't'; break;
 		default:
 			if (*p >= 0x80) {
+				/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): not a string */
 				memcpy(esc, "\\ufffd", 6);
 			} else {
 				esc[1] = 'u';

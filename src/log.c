@@ -18,14 +18,17 @@ void log_setup(const char *name)
 {
 	const char *e = getenv("JOURNAL_STREAM");
 	const char *lvl = getenv("BLINKHOOK_LOG_LEVEL");
-	unsigned long dev, ino;
+	unsigned long long dev, ino;
+	char *end;
 	struct stat st;
 
 	program = name;
 	/* JOURNAL_STREAM is inherited by children whose stderr went elsewhere:
 	 * believe it only when it names our stderr. */
-	if (e && sscanf(e, "%lu:%lu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-	    (unsigned long)st.st_dev == dev && (unsigned long)st.st_ino == ino)
+	if (e && (errno = 0, dev = strtoull(e, &end, 10), errno == 0 && end != e && *end == ':') &&
+	    (e = end + 1, ino = strtoull(e, &end, 10), errno == 0 && end != e && *end == '\0') &&
+	    fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino)
 		journal = true;
 	if (lvl && strcmp(lvl, "debug") == 0)
 		max_level = LOG_DEBUG;

@@ -236,8 +236,8 @@ static int url_origin(const char *url, char *scheme, size_t slen, char *host, si
 	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_SCHEME, &s, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && strlen(s) < slen && strlen(h) < hlen) {
-		strcpy(scheme, s);
-		strcpy(host, h);
+		(void)str_copy(scheme, slen, s);
+		(void)str_copy(host, hlen, h);
 		for (char *p = host; *p; p++)
 			if (*p >= 'A' && *p <= 'Z')
 				*p = (char)(*p - 'A' + 'a');
@@ -647,7 +647,7 @@ static void finish(struct meraki_call *call, CURLcode code)
 		if (follow_redirect(call, status))
 			return;
 	} else if (call->response_too_big)
-		snprintf(transport, sizeof(transport), "response larger than %d bytes", MERAKI_BODY_MAX);
+		snprintf(transport, sizeof(transport), "response larger than %zu bytes", MERAKI_BODY_MAX);
 	else
 		snprintf(transport, sizeof(transport), "%s", curl_easy_strerror(code));
 
@@ -722,6 +722,7 @@ static size_t probe_header_cb(char *data, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): curl's type */
 static size_t discard_cb(char *data, size_t size, size_t n, void *ud)
 {
 	(void)data;

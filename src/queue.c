@@ -34,7 +34,7 @@ static int request_member(const char *key, const struct json *val, void *ud)
 			st->reason = "serial is not a Meraki serial (Q2XX-XXXX-XXXX)";
 			return -EINVAL;
 		}
-		strcpy(st->req->serial, s);
+		(void)STR_COPY(st->req->serial, s);
 		st->has_serial = true;
 	} else if (strcmp(key, "duration") == 0) {
 		if (json_int64(val, &n) < 0 || n < JOB_DURATION_MIN || n > JOB_DURATION_MAX) {
@@ -49,14 +49,14 @@ static int request_member(const char *key, const struct json *val, void *ud)
 			st->reason = "id is not 1 to 64 characters of A-Z a-z 0-9 _ -";
 			return -EINVAL;
 		}
-		strcpy(st->req->id, s);
+		(void)STR_COPY(st->req->id, s);
 	} else if (strcmp(key, "cancel") == 0) {
 		s = json_string(val, NULL);
 		if (!s || !job_id_is_valid(s)) {
 			st->reason = "cancel is not a job id";
 			return -EINVAL;
 		}
-		strcpy(st->req->cancel, s);
+		(void)STR_COPY(st->req->cancel, s);
 	} else {
 		st->reason = "unknown field";
 		return -EINVAL;
@@ -193,22 +193,24 @@ int queue_new_fd(const struct queue *q) { return q->new_fd; }
 const char *queue_new_path(const struct queue *q) { return q->new_path; }
 
 /* A directory stream over a copy of dirfd, from its start (the copy shares
- * the offset that an earlier walk left at the end). */
-static int dir_stream(int dirfd, DIR **ret)
+ * the offset that an earlier walk left at the end); NULL with errno set. */
+static DIR *dir_stream(int dirfd)
 {
 	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
 	DIR *d;
 
 	if (fd < 0)
-		return -errno;
+		return NULL;
 	d = fdopendir(fd);
 	if (!d) {
+		int saved = errno;
+
 		close(fd);
-		return -errno;
+		errno = saved;
+		return NULL;
 	}
 	rewinddir(d);
-	*ret = d;
-	return 0;
+	return d;
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -231,11 +233,11 @@ int queue_list(struct queue *q, size_t max, char ***ret_names, size_t *ret_n)
 	struct dirent *de;
 	char **names = NULL;
 	size_t n = 0, alloc = 0;
-	int r;
+	int r = 0;
 
-	r = dir_stream(q->new_fd, &d);
-	if (r < 0)
-		return r;
+	d = dir_stream(q->new_fd);
+	if (!d)
+		return negative_errno();
 	/* Read every name, then keep the oldest max: a directory's order is not
 	 * the order the files came in. */
 	while ((errno = 0, de = readdir(d))) {
@@ -393,11 +395,11 @@ int queue_sweep_tmp(struct queue *q, uint64_t now)
 {
 	DIR *d;
 	struct dirent *de;
-	int moved = 0, r;
+	int moved = 0;
 
-	r = dir_stream(q->tmp_fd, &d);
-	if (r < 0)
-		return r;
+	d = dir_stream(q->tmp_fd);
+	if (!d)
+		return negative_errno();
 	while ((de = readdir(d))) {
 		struct stat st;
 		uint64_t mtime;
@@ -434,7 +436,7 @@ int queue_enqueue(const char *dir, struct queue_request *req)
 	if ((r = job_id_new(fresh)) < 0)
 		return r;
 	if (!req->id[0] && !req->cancel[0])
-		strcpy(req->id, fresh);
+		(void)STR_COPY(req->id, fresh);
 	tmp = path_join(dir, "tmp");
 	new = path_join(dir, "new");
 	/* Named by time, so that the daemon takes files in the order they came. */

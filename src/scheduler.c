@@ -39,6 +39,7 @@ int pacer_init(struct pacer *p, uint64_t interval, enum interval_scope scope)
 	p->interval = interval;
 	p->scope = scope;
 	p->n_buckets = 256;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	p->buckets = calloc(p->n_buckets, sizeof(*p->buckets));
 	return p->buckets ? 0 : -ENOMEM;
 }

@@ -675,6 +675,21 @@ fail_unlink:
 	return r;
 }
 
+int str_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (size == 0)
+		return -E2BIG;
+	if (n >= size) {
+		memcpy(dst, src, size - 1);
+		dst[size - 1] = '\0';
+		return -E2BIG;
+	}
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
 char *path_join(const char *a, const char *b)
 {
 	size_t la, lb;

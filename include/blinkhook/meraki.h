@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MERAKI_BODY_MAX (64 * 1024)
+#define MERAKI_BODY_MAX ((size_t)64 * 1024)
 #define MERAKI_MAX_REDIRECTS 5
 /* A Retry-After longer than this is taken as this. */
 #define MERAKI_RETRY_AFTER_MAX (3600 * UINT64_C(1000000))

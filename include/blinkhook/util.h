@@ -10,6 +10,7 @@
 #ifndef BLINKHOOK_UTIL_H
 #define BLINKHOOK_UTIL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,15 @@ static inline void closep(int *fd)
 		(fd) = -1;                                                     \
 		_fd_;                                                          \
 	})
+
+/* -errno for a call that failed, never 0: a caller's "r < 0" must hold even
+ * if a library forgot to set errno. */
+static inline int negative_errno(void) { return errno > 0 ? -errno : -EIO; }
+
+/* Copies the string src into dst of size bytes, always terminated; -E2BIG
+ * (dst holding what fitted) when src is longer.  STR_COPY for arrays. */
+int str_copy(char *dst, size_t size, const char *src);
+#define STR_COPY(dst, src) str_copy((dst), sizeof(dst), (src))
 
 /* "10s", "5min", "1.5h", "30d", "250ms", "2min 30s"; a bare number is seconds.
  * -EINVAL on anything else, -ERANGE past UINT64_MAX microseconds. */

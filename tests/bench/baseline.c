@@ -37,7 +37,7 @@
 #include <openssl/crypto.h>
 
 #define PREFIX "/callbacks/leds-blink/"
-#define MAX_BODY (64 * 1024) /* blinkhookd's default max_body */
+#define MAX_BODY ((size_t)64 * 1024) /* blinkhookd's default max_body */
 #define JSON_DEPTH 32
 
 struct request {

@@ -54,7 +54,7 @@ FUZZ_PKGS_fuzz_spans :=
 # Undefined behaviour stops the run as a crash does, rather than being
 # printed and passed over.
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
+FUZZ_WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wconversion -Wsign-conversion -Wmissing-prototypes -Wstrict-prototypes \
 	-Wpointer-arith -Wundef -Wvla -Wnull-dereference -Wwrite-strings -Wno-unused-parameter
 FUZZ_WERROR ?= -Werror
 FUZZ_CFLAGS = $(FUZZ_SAN) -g -O1 -std=gnu17 -D_GNU_SOURCE -Iinclude \

@@ -171,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Whether the input held the secret anywhere; if not, the only answers
 	 * are the two given before the secret is checked. */
 	presented = (header_value && strstr(header_value, expected)) ||
-		    (body.len && memmem(body.buf, body.len, expected, strlen(expected)));
+		    (body.buf && memmem(body.buf, body.len, expected, strlen(expected)));
 	if (!presented)
 		FUZZ_CHECK(v.http_status == 401 || (v.http_status == 400 && strcmp(v.reason, "body is not a JSON object") == 0),
 			   "%u \"%s\" without the secret", v.http_status, v.reason);

@@ -55,7 +55,7 @@ static void check_config(const struct config *c)
 	check_range("max_attempts", c->max_attempts, 1, 100);
 	check_range("retry_initial", c->retry_initial_usec, 10 * USEC_PER_MSEC, USEC_PER_HOUR);
 	check_range("retry_max", c->retry_max_usec, 10 * USEC_PER_MSEC, USEC_PER_DAY);
-	check_range("max_body", c->max_body, 1024, 16 * 1024 * 1024);
+	check_range("max_body", c->max_body, 1024, (uint64_t)16 * 1024 * 1024);
 	check_range("wait", c->wait_usec, 0, USEC_PER_DAY);
 	check_range("expire", c->expire_usec, USEC_PER_SEC, 30 * USEC_PER_DAY);
 	check_range("retention", c->retention_usec, USEC_PER_HOUR, 3650 * USEC_PER_DAY);

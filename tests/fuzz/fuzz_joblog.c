@@ -58,6 +58,7 @@ static int apply_cb(const struct job_event *ev, void *ud)
 
 static int count_cb(const struct job_event *ev, void *ud)
 {
+	(void)ev;
 	(*(uint64_t *)ud)++;
 	return 0;
 }

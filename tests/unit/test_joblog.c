@@ -123,7 +123,7 @@ static void make_sample(struct sample *s, unsigned i)
 static void expected_lines(unsigned first, unsigned n, struct strbuf *sb)
 {
 	for (unsigned i = first; i < first + n; i++) {
-		struct sample s;
+		struct sample s = {0};
 
 		make_sample(&s, i);
 		assert_int_equal(job_event_format(&s.ev, sb), 0);
@@ -133,7 +133,7 @@ static void expected_lines(unsigned first, unsigned n, struct strbuf *sb)
 static void append_samples(struct joblog *l, unsigned first, unsigned n)
 {
 	for (unsigned i = first; i < first + n; i++) {
-		struct sample s;
+		struct sample s = {0};
 		uint64_t seq = 0;
 
 		make_sample(&s, i);
@@ -290,7 +290,7 @@ static void test_append_commit_replay(void **state)
 	strbuf_release(&got);
 
 	/* A second batch continues the numbering and lands after the first. */
-	struct sample s;
+	struct sample s = {0};
 	make_sample(&s, 10);
 	assert_int_equal(joblog_append(l, &s.ev, &seq), 0);
 	assert_int_equal(seq, 11);
@@ -354,7 +354,7 @@ static void test_append_too_long(void **state)
 	struct joblog *l = NULL;
 	struct joblog_info info;
 	char *big = malloc(JOBLOG_LINE_MAX + 1);
-	struct sample s;
+	struct sample s = {0};
 	uint64_t seq = 42;
 
 	assert_non_null(big);
@@ -446,7 +446,7 @@ static void test_torn_tail(void **state)
 	static const char nul_lines_then_half[] = "\0\0\0\0\n\0\0\n{\"v\":1,\"ts\":";
 	static const char nul_line_then_nuls[] = "\0\0\0\n\0\0\0\0\0\0";
 	struct strbuf whole = STRBUF_INIT;
-	struct sample s;
+	struct sample s = {0};
 
 	check_torn_tail(half, strlen(half));
 	check_torn_tail(nuls, sizeof(nuls));
@@ -549,7 +549,7 @@ static void test_damage_in_middle(void **state)
 	/* A line longer than any record is damage even when it parses. */
 	assert_non_null(longline);
 	{
-		struct sample s;
+		struct sample s = {0};
 		char *err = malloc(JOBLOG_LINE_MAX + 1);
 
 		assert_non_null(err);
@@ -844,7 +844,7 @@ static void test_commit_failure(void **state)
 	(void)state;
 	_cleanup_free_ char *dir = new_dir();
 	char err[1000];
-	struct sample s[4];
+	struct sample s[4] = {0};
 	struct joblog *l = NULL;
 	struct joblog_info info;
 	struct strbuf want = STRBUF_INIT, got;
