@@ -87,6 +87,23 @@ struct stats {
 	uint64_t rejected;
 };
 
+/*
+ * Refused callbacks are logged, but not without limit: whoever can reach the
+ * endpoint could otherwise fill the journal, and spend our time writing it.
+ * Up to REFUSALS_BURST lines in REFUSALS_INTERVAL; past that they are only
+ * counted, and one line at the end of the interval says how many went
+ * unlogged.  /metrics counts every one.
+ */
+#define REFUSALS_INTERVAL (10 * USEC_PER_SEC)
+#define REFUSALS_BURST 20
+
+struct refusals {
+	uint64_t window_start; /* CLOCK_MONOTONIC */
+	unsigned logged;
+	uint64_t unlogged[3]; /* 400, 401, 404 */
+	sd_event_source *timer;
+};
+
 struct daemon {
 	struct config *cfg;
 	char *api_key;
@@ -122,6 +139,7 @@ struct daemon {
 	uint64_t last_status_notify;
 	char instance_id[33];
 	struct stats stats;
+	struct refusals refusals;
 };
 
 static void schedule_submit(struct daemon *d);
@@ -906,6 +924,57 @@ static void jobctl_arm(struct jobctl *c)
 
 /* ---- callbacks from Meraki ---- */
 
+/* Says how many refusals went unlogged, and starts a new interval at now. */
+static void refusals_flush(struct daemon *d, uint64_t now)
+{
+	struct refusals *rf = &d->refusals;
+	uint64_t n = rf->unlogged[0] + rf->unlogged[1] + rf->unlogged[2];
+
+	if (n > 0)
+		log_notice("%llu more refused callbacks in the last %llus not logged one by one "
+			   "(400: %llu, 401: %llu, 404: %llu); /metrics counts them all",
+			   (unsigned long long)n, (unsigned long long)((now - rf->window_start) / USEC_PER_SEC),
+			   (unsigned long long)rf->unlogged[0], (unsigned long long)rf->unlogged[1],
+			   (unsigned long long)rf->unlogged[2]);
+	memset(rf->unlogged, 0, sizeof(rf->unlogged));
+	rf->logged = 0;
+	rf->window_start = now;
+	(void)sd_event_source_set_enabled(rf->timer, SD_EVENT_OFF);
+}
+
+static int on_refusals_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct daemon *d = ud;
+	uint64_t now = usec;
+
+	(void)s;
+	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	refusals_flush(d, now);
+	return 0;
+}
+
+/* Whether a refusal with this status may have its own log line. */
+static bool refusal_may_log(struct daemon *d, unsigned status)
+{
+	struct refusals *rf = &d->refusals;
+	uint64_t now = 0;
+
+	/* The loop's own clock: no system call a request. */
+	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	if (now >= rf->window_start + REFUSALS_INTERVAL)
+		refusals_flush(d, now);
+	if (rf->logged < REFUSALS_BURST) {
+		rf->logged++;
+		return true;
+	}
+	if (rf->unlogged[0] + rf->unlogged[1] + rf->unlogged[2] == 0) {
+		(void)sd_event_source_set_time(rf->timer, rf->window_start + REFUSALS_INTERVAL);
+		enable_oneshot(rf->timer);
+	}
+	rf->unlogged[status == 400 ? 0 : status == 401 ? 1 : 2]++;
+	return false;
+}
+
 static void on_callback(void *ud, struct httpd_request *req)
 {
 	struct daemon *d = ud;
@@ -934,12 +1003,14 @@ static void on_callback(void *ud, struct httpd_request *req)
 		/* callback_evaluate refuses with 400, 401 or 404 only. */
 		d->stats.callbacks[v.http_status == 400 ? CB_400 : v.http_status == 401 ? CB_401 : CB_404]++;
 		/* The id is the caller's text: print it only when it is a valid one. */
-		if (job_id_is_valid(id))
-			log_job(LOG_NOTICE, id, NULL, NULL, "callback for job %s from %s refused: %u, %s", id,
-				httpd_request_client(req), v.http_status, v.reason);
-		else
-			log_notice("callback for job (invalid id) from %s refused: %u, %s", httpd_request_client(req),
-				   v.http_status, v.reason);
+		if (refusal_may_log(d, v.http_status)) {
+			if (job_id_is_valid(id))
+				log_job(LOG_NOTICE, id, NULL, NULL, "callback for job %s from %s refused: %u, %s", id,
+					httpd_request_client(req), v.http_status, v.reason);
+			else
+				log_notice("callback for job (invalid id) from %s refused: %u, %s",
+					   httpd_request_client(req), v.http_status, v.reason);
+		}
 		httpd_reply(req, v.http_status);
 		callback_verdict_release(&v);
 		return;
@@ -1522,11 +1593,14 @@ static int setup(struct daemon *d)
 	     * is due now (curl, libmicrohttpd) and the pacing of submissions. */
 	    (r = sd_event_add_time(d->event, &d->submit_timer, CLOCK_MONOTONIC, 0, 1, on_submit_timer, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &d->curl_timer, CLOCK_MONOTONIC, 0, 1, on_curl_timer, d)) < 0 ||
-	    (r = sd_event_add_time(d->event, &d->mhd_timer, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, d)) < 0)
+	    (r = sd_event_add_time(d->event, &d->mhd_timer, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->refusals.timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC,
+				   on_refusals_timer, d)) < 0)
 		return log_errno(LOG_ERR, r, "cannot set up the event loop: %s", strerror(-r));
 	sd_event_source_set_enabled(d->commit_defer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->scan_defer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->commit_retry, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->refusals.timer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->submit_timer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->curl_timer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->mhd_timer, SD_EVENT_OFF);
@@ -1610,6 +1684,9 @@ static int setup(struct daemon *d)
 
 static void teardown(struct daemon *d)
 {
+	/* A count of unlogged refusals is not lost at a stop either. */
+	if (d->refusals.timer)
+		refusals_flush(d, now_monotonic_usec());
 	/* Waiters hold connections: answer them before the server goes. */
 	if (d->log)
 		waiters_answer(d, true);
@@ -1641,6 +1718,7 @@ static void teardown(struct daemon *d)
 	sd_event_source_disable_unref(d->submit_timer);
 	sd_event_source_disable_unref(d->commit_defer);
 	sd_event_source_disable_unref(d->commit_retry);
+	sd_event_source_disable_unref(d->refusals.timer);
 	sd_event_source_disable_unref(d->scan_defer);
 	sd_event_source_disable_unref(d->inotify);
 	sd_event_source_disable_unref(d->sig_term);

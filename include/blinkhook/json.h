@@ -52,6 +52,38 @@ const struct json *json_array_get(const struct json *v, size_t i);
 int json_object_each(const struct json *v,
 		     int (*cb)(const char *key, const struct json *val, void *ud), void *ud);
 
+/*
+ * A fast reader for the one shape our own writer gives the job log's
+ * records: a flat object, {"key":value,...}, whose values are strings and
+ * integers.  It builds no tree and allocates nothing, and it reads only a
+ * strict subset of what json_parse() accepts: no white space, no nested
+ * value, null, true, false, fraction or negative number, no number of more
+ * than 18 digits or with a leading zero, no key with an escape or a byte
+ * outside printable ASCII, no repeated key, no escaped NUL or surrogate, no
+ * raw control character, no more than max members, no text past the object.
+ * Anything else it declines, with -EOPNOTSUPP, and says nothing about
+ * whether the input is valid: the caller asks json_parse() then.  What it
+ * accepts, json_parse() accepts too, and json_get() finds the same members
+ * with the same values; so a caller that falls back on -EOPNOTSUPP gives
+ * every input the verdict json_parse() would.
+ *
+ * Keys point into buf (not NUL-terminated); string values are decoded into
+ * text, NUL-terminated, which needs text_size >= len (decoding never grows a
+ * string, and each string's quotes leave room for its NUL): with less it
+ * declines.  On -EOPNOTSUPP *ret_n is unchanged and text and members hold
+ * garbage.
+ */
+struct json_member {
+	const char *key;
+	size_t key_len;
+	enum json_kind kind; /* JSON_STRING or JSON_INT */
+	const char *str;     /* JSON_STRING: in text */
+	size_t str_len;
+	uint64_t num; /* JSON_INT: below 10^18 */
+};
+int json_parse_flat(const char *buf, size_t len, char *text, size_t text_size, struct json_member *members,
+		    size_t max, size_t *ret_n);
+
 /* The writer: a stack of open containers, commas placed for the caller. */
 #define JSON_WRITER_DEPTH 8
 struct json_writer {

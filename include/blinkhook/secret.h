@@ -30,6 +30,8 @@ void secret_key_free(struct secret_key *k);
 /* A key from bytes (tests, benchmarks). */
 int secret_key_from_bytes(const void *bytes, size_t len, struct secret_key **ret);
 
+/* A key computes one secret at a time (it has one scratch state): the daemon
+ * has one thread. */
 void secret_for_job(const struct secret_key *k, const char *job_id, char out[static SECRET_MAX]);
 /* Whether presented (len bytes, not necessarily NUL-terminated) is job_id's
  * secret; the comparison takes the same time wherever they differ. */
