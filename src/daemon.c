@@ -126,7 +126,8 @@ struct daemon {
 	struct taken *taken, **taken_tail;
 	unsigned consecutive_429;
 
-	sd_event_source *submit_timer, *commit_defer, *scan_defer, *commit_retry;
+	sd_event_source *submit_timer, *commit_defer, *scan_defer, *commit_retry, *commit_io;
+	uint64_t commit_t0; /* when the sync in flight began */
 	sd_event_source *inotify, *mhd_io, *mhd_timer, *curl_timer;
 	sd_event_source *sig_term, *sig_int, *sig_hup, *stop_timer;
 
@@ -255,9 +256,12 @@ static int jobctl_new(struct daemon *d, struct job *j)
 	return 0;
 }
 
-static void log_job_event(const struct job *j, const struct job_event *ev)
+/* client: the address a callback came from, or NULL. */
+static void log_job_event(const struct job *j, const struct job_event *ev, const char *client)
 {
 	const char *state = job_state_to_string(j->state);
+	const char *from = client ? "callback from " : "from ";
+	const char *source = client ? client : ev->source ? ev->source : "?";
 
 	switch (ev->kind) {
 	case JOB_EV_QUEUED:
@@ -273,13 +277,13 @@ static void log_job_event(const struct job *j, const struct job_event *ev)
 			j->id, j->leds_blink_id, j->attempts);
 		break;
 	case JOB_EV_STATUS:
-		log_job(LOG_INFO, j->id, j->serial, state, "job %s: Meraki reports %s (from %s)", j->id,
-			j->meraki_status, ev->source ? ev->source : "?");
+		log_job(LOG_INFO, j->id, j->serial, state, "job %s: Meraki reports %s (%s%s)", j->id,
+			j->meraki_status, from, source);
 		break;
 	case JOB_EV_FINAL:
 		log_job(j->state == JOB_COMPLETE ? LOG_INFO : LOG_WARNING, j->id, j->serial, state,
-			"job %s: %s%s%s (from %s)", j->id, state, j->error ? ": " : "", j->error ? j->error : "",
-			ev->source ? ev->source : "?");
+			"job %s: %s%s%s (%s%s)", j->id, state, j->error ? ": " : "", j->error ? j->error : "", from,
+			source);
 		break;
 	default:
 		break;
@@ -291,7 +295,7 @@ static void log_job_event(const struct job *j, const struct job_event *ev)
  * to the table.  Returns 0 when it changed the job, 1 when it changes
  * nothing, or a negative errno (the job is then unchanged).
  */
-static int record(struct daemon *d, const struct job_event *ev, struct job **ret_job)
+static int record_from(struct daemon *d, const struct job_event *ev, struct job **ret_job, const char *client)
 {
 	struct job *j = NULL;
 	uint64_t seq;
@@ -317,7 +321,7 @@ static int record(struct daemon *d, const struct job_event *ev, struct job **ret
 	}
 	j->log_seq = seq;
 	enable_oneshot(d->commit_defer);
-	log_job_event(j, ev);
+	log_job_event(j, ev, client);
 
 	if (job_state_is_final(j->state))
 		jobctl_free(j->userdata);
@@ -329,6 +333,11 @@ static int record(struct daemon *d, const struct job_event *ev, struct job **ret
 	if (ret_job)
 		*ret_job = j;
 	return 0;
+}
+
+static int record(struct daemon *d, const struct job_event *ev, struct job **ret_job)
+{
+	return record_from(d, ev, ret_job, NULL);
 }
 
 static void mhd_kick(struct daemon *d);
@@ -435,14 +444,13 @@ static void maybe_compact(struct daemon *d, bool at_start)
 		 (double)(now_monotonic_usec() - t0) / USEC_PER_SEC);
 }
 
-static int do_commit(struct daemon *d)
+static int on_commit_io(sd_event_source *s, int fd, uint32_t revents, void *ud);
+
+/* The end of a commit (r its result; t0 when it began), or, with nothing to
+ * write, the moment to keep the promises that waited for earlier ones. */
+static int commit_done(struct daemon *d, int r, uint64_t t0)
 {
-	int r;
-
-	if (joblog_has_pending(d->log)) {
-		uint64_t t0 = now_monotonic_usec();
-
-		r = joblog_commit(d->log);
+	if (t0) {
 		d->stats.syncs++;
 		d->stats.sync_usec += now_monotonic_usec() - t0;
 		if (r < 0) {
@@ -467,7 +475,7 @@ static int do_commit(struct daemon *d)
 			enable_oneshot(d->scan_defer);
 		}
 	}
-	/* Everything appended is durable: keep the promises that waited for it. */
+	/* Everything synced is durable: keep the promises that waited for it. */
 	waiters_answer(d, false);
 	taken_remove(d);
 	if (d->scan_more) {
@@ -477,13 +485,67 @@ static int do_commit(struct daemon *d)
 	schedule_submit(d);
 	maybe_compact(d, false);
 	notify_status(d, false);
+	/* What came in while the disk synced is the next batch. */
+	if (joblog_has_pending(d->log))
+		enable_oneshot(d->commit_defer);
+	return 0;
+}
+
+/* Starts a commit of everything appended.  The sync runs while the loop goes
+ * on (on_commit_io ends it); with wait, or without asynchronous syncs, it
+ * ends here.  One batch at a time: one in flight takes the next when it
+ * ends. */
+static int do_commit(struct daemon *d, bool wait)
+{
+	uint64_t t0;
+	int r;
+
+	if (joblog_syncing(d->log)) {
+		if (!wait)
+			return 0;
+		r = joblog_commit(d->log); /* waits for the one in flight, then the rest */
+		return commit_done(d, r, d->commit_t0);
+	}
+	if (!joblog_has_pending(d->log))
+		return commit_done(d, 0, 0);
+	t0 = now_monotonic_usec();
+	r = wait ? joblog_commit(d->log) : joblog_commit_start(d->log);
+	if (r != 1)
+		return commit_done(d, r, t0);
+	d->commit_t0 = t0;
+	if (!d->commit_io) {
+		r = sd_event_add_io(d->event, &d->commit_io, joblog_commit_fd(d->log), EPOLLIN, on_commit_io, d);
+		if (r < 0) {
+			/* No way to hear of its end: wait for it here. */
+			log_warn("cannot watch the job log's syncs: %s; syncing in place", strerror(-r));
+			return commit_done(d, joblog_commit(d->log), t0);
+		}
+		/* Before the requests that wait for it, but after the requests
+		 * already read: they join the next batch. */
+		(void)sd_event_source_set_priority(d->commit_io, SD_EVENT_PRIORITY_NORMAL - 1);
+	}
+	return 0;
+}
+
+static int on_commit_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
+{
+	struct daemon *d = ud;
+	int r;
+
+	(void)s;
+	(void)fd;
+	(void)revents;
+	r = joblog_commit_finish(d->log);
+	if (r == -EAGAIN)
+		return 0;
+	(void)commit_done(d, r, d->commit_t0);
 	return 0;
 }
 
 static int on_commit(sd_event_source *s, void *ud)
 {
 	(void)s;
-	(void)do_commit(ud);
+	(void)do_commit(ud, false);
 	return 0;
 }
 
@@ -491,7 +553,7 @@ static int on_commit_retry(sd_event_source *s, uint64_t usec, void *ud)
 {
 	(void)s;
 	(void)usec;
-	(void)do_commit(ud);
+	(void)do_commit(ud, false);
 	return 0;
 }
 
@@ -1016,7 +1078,7 @@ static void on_callback(void *ud, struct httpd_request *req)
 		return;
 	}
 	if (v.record) {
-		r = record(d, &v.event, &j);
+		r = record_from(d, &v.event, &j, httpd_request_client(req));
 		if (r < 0) {
 			log_err("callback for job %s from %s: cannot record: %s", id, httpd_request_client(req),
 				strerror(-r));
@@ -1026,8 +1088,11 @@ static void on_callback(void *ud, struct httpd_request *req)
 			return;
 		}
 	}
-	log_job(LOG_INFO, id, NULL, NULL, "callback for job %s from %s: %s, %s", id, httpd_request_client(req),
-		v.event.meraki_status, v.reason);
+	/* A callback that changed the job has its line from record_from; one
+	 * that changed nothing (a repeat) is for debugging only. */
+	if (!v.record || r != 0)
+		log_job(LOG_DEBUG, id, NULL, NULL, "callback for job %s from %s: %s, %s", id,
+			httpd_request_client(req), v.event.meraki_status, v.reason);
 	callback_verdict_release(&v);
 	if (!j)
 		j = job_table_find(&d->jobs, id);
@@ -1208,7 +1273,7 @@ static const struct meraki_loop_ops meraki_ops = {
  * else is in the log or still in the spool, and the next start picks it up. */
 static void finish_stop(struct daemon *d)
 {
-	(void)do_commit(d);
+	(void)do_commit(d, true);
 	waiters_answer(d, true);
 	sd_event_exit(d->event, 0);
 }
@@ -1717,6 +1782,7 @@ static void teardown(struct daemon *d)
 	sd_event_source_disable_unref(d->curl_timer);
 	sd_event_source_disable_unref(d->submit_timer);
 	sd_event_source_disable_unref(d->commit_defer);
+	sd_event_source_disable_unref(d->commit_io);
 	sd_event_source_disable_unref(d->commit_retry);
 	sd_event_source_disable_unref(d->refusals.timer);
 	sd_event_source_disable_unref(d->scan_defer);

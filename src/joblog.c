@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/aio_abi.h>
 
 #include "blinkhook/joblog.h"
 
@@ -20,6 +23,19 @@ struct joblog {
 	uint64_t records;  /* in the file */
 	uint64_t pending_records;
 	int last_error;
+
+	/* A batch written and being synced (joblog_commit_start). */
+	bool syncing;
+	struct strbuf inflight;
+	uint64_t inflight_seq;
+	uint64_t inflight_records;
+	/* The kernel's asynchronous fdatasync: a context for one request, and
+	 * an eventfd that it signals.  aio_state: 0 not tried yet, 1 ready,
+	 * -1 unavailable (the commit then syncs in place). */
+	int aio_state;
+	aio_context_t aio;
+	int aio_eventfd;
+	struct iocb iocb;
 };
 
 int joblog_open(const char *dir, struct joblog **ret)
@@ -65,10 +81,20 @@ int joblog_open(const char *dir, struct joblog **ret)
 	return 0;
 }
 
+static int commit_wait(struct joblog *l);
+
 void joblog_free(struct joblog *l)
 {
 	if (!l)
 		return;
+	/* A sync in flight ends before its file descriptor goes. */
+	if (l->syncing)
+		(void)commit_wait(l);
+	if (l->aio_state > 0) {
+		(void)syscall(SYS_io_destroy, l->aio);
+		close(l->aio_eventfd);
+	}
+	strbuf_release(&l->inflight);
 	if (l->fd >= 0)
 		close(l->fd);
 	if (l->lock_fd >= 0)
@@ -243,33 +269,157 @@ int joblog_append(struct joblog *l, const struct job_event *ev, uint64_t *ret_se
 	return 0;
 }
 
-int joblog_commit(struct joblog *l)
+/* Sets up the asynchronous fdatasync once; a kernel or a seccomp filter
+ * without it leaves the commit syncing in place. */
+static void aio_init(struct joblog *l)
 {
-	int r;
+	l->aio_state = -1;
+	l->aio_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->aio_eventfd < 0)
+		return;
+	l->aio = 0;
+	if (syscall(SYS_io_setup, 1, &l->aio) < 0) {
+		close(l->aio_eventfd);
+		l->aio_eventfd = -1;
+		return;
+	}
+	l->aio_state = 1;
+}
 
-	if (l->pending.len == 0)
-		return 0;
-	r = write_all(l->fd, l->pending.buf, l->pending.len);
-	if (r >= 0 && fdatasync(l->fd) < 0)
-		r = -errno;
+/* Ends the batch in flight with the sync's result r. */
+static int commit_end(struct joblog *l, int r)
+{
+	l->syncing = false;
 	if (r < 0) {
 		/* Cut back what may have reached the file, so that the retry writes
 		 * the same bytes at the same place and the log never holds half a
 		 * batch.  After a failed fdatasync the kernel may have dropped the
-		 * pages, so a retry must write them again, not just sync. */
+		 * pages, so a retry must write them again, not just sync.  The
+		 * batch stays in inflight, ahead of what was appended meanwhile. */
 		if (ftruncate(l->fd, (off_t)l->durable_size) < 0) {
 			/* Nothing more to do: the next commit finds the file as it is. */
 		}
 		l->last_error = r;
 		return r;
 	}
-	l->durable_size += l->pending.len;
-	l->synced_seq = l->appended_seq;
-	l->records += l->pending_records;
-	l->pending_records = 0;
+	l->durable_size += l->inflight.len;
+	l->synced_seq = l->inflight_seq;
+	l->records += l->inflight_records;
+	l->inflight_records = 0;
 	l->last_error = 0;
-	strbuf_reset(&l->pending);
+	strbuf_reset(&l->inflight);
 	return 0;
+}
+
+/* The result of the asynchronous sync in flight: -EAGAIN while it runs, or
+ * (wait) blocks until it ends. */
+static int aio_result(struct joblog *l, bool wait)
+{
+	struct io_event ev;
+	struct timespec zero = {0, 0};
+	long n;
+
+	do
+		n = syscall(SYS_io_getevents, l->aio, 1L, 1L, &ev, wait ? NULL : &zero);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return negative_errno();
+	if (n == 0)
+		return -EAGAIN;
+	return ev.res < 0 ? (int)ev.res : 0;
+}
+
+static int commit_wait(struct joblog *l)
+{
+	uint64_t count;
+	int r = aio_result(l, true);
+
+	/* Drain the eventfd: the completion is taken. */
+	if (read(l->aio_eventfd, &count, sizeof(count)) < 0) {
+		/* Already drained by joblog_commit_finish's caller's loop: fine. */
+	}
+	return commit_end(l, r);
+}
+
+int joblog_commit_start(struct joblog *l)
+{
+	int r;
+
+	if (l->syncing)
+		return -EBUSY;
+	if (l->pending.len == 0 && l->inflight.len == 0)
+		return 0;
+	/* The batch: a failed one first, then everything pending. */
+	if (l->inflight.len == 0)
+		SWAP(l->pending, l->inflight);
+	else if (l->pending.len) {
+		r = strbuf_add(&l->inflight, l->pending.buf, l->pending.len);
+		if (r < 0)
+			return r; /* nothing changed: the next commit tries again */
+		strbuf_reset(&l->pending);
+	}
+	l->inflight_seq = l->appended_seq;
+	l->inflight_records += l->pending_records;
+	l->pending_records = 0;
+	l->syncing = true;
+
+	r = write_all(l->fd, l->inflight.buf, l->inflight.len);
+	if (r < 0)
+		return commit_end(l, r);
+	if (l->aio_state == 0)
+		aio_init(l);
+	if (l->aio_state > 0) {
+		struct iocb *list[1] = {&l->iocb};
+
+		l->iocb = (struct iocb){
+			.aio_lio_opcode = IOCB_CMD_FDSYNC,
+			.aio_fildes = (uint32_t)l->fd,
+			.aio_flags = IOCB_FLAG_RESFD,
+			.aio_resfd = (uint32_t)l->aio_eventfd,
+		};
+		if (syscall(SYS_io_submit, l->aio, 1L, list) == 1)
+			return 1;
+		/* A file system without it (EINVAL), a filter: sync here from
+		 * now on. */
+		l->aio_state = -1;
+		(void)syscall(SYS_io_destroy, l->aio);
+		close(l->aio_eventfd);
+		l->aio_eventfd = -1;
+	}
+	return commit_end(l, fdatasync(l->fd) < 0 ? negative_errno() : 0);
+}
+
+int joblog_commit_fd(const struct joblog *l) { return l->aio_state > 0 ? l->aio_eventfd : -1; }
+bool joblog_syncing(const struct joblog *l) { return l->syncing; }
+
+int joblog_commit_finish(struct joblog *l)
+{
+	uint64_t count;
+	int r;
+
+	if (!l->syncing)
+		return -EAGAIN;
+	if (read(l->aio_eventfd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		return negative_errno();
+	r = aio_result(l, false);
+	if (r == -EAGAIN)
+		return r;
+	return commit_end(l, r);
+}
+
+int joblog_commit(struct joblog *l)
+{
+	int r;
+
+	if (l->syncing) {
+		r = commit_wait(l);
+		if (r < 0)
+			return r;
+	}
+	r = joblog_commit_start(l);
+	if (r == 1)
+		r = commit_wait(l);
+	return r;
 }
 
 uint64_t joblog_appended_seq(const struct joblog *l) { return l->appended_seq; }
@@ -285,7 +435,7 @@ int joblog_compact(struct joblog *l, const struct job_table *t)
 
 	if (!path || !tmp)
 		return -ENOMEM;
-	if (l->pending.len)
+	if (l->pending.len || l->inflight.len || l->syncing)
 		return -EBUSY;
 	if (fstat(l->fd, &st) < 0)
 		return -errno;
@@ -324,7 +474,10 @@ int joblog_compact(struct joblog *l, const struct job_table *t)
 	return 0;
 }
 uint64_t joblog_synced_seq(const struct joblog *l) { return l->synced_seq; }
-bool joblog_has_pending(const struct joblog *l) { return l->pending.len > 0; }
+bool joblog_has_pending(const struct joblog *l)
+{
+	return l->pending.len > 0 || (!l->syncing && l->inflight.len > 0);
+}
 int joblog_last_error(const struct joblog *l) { return l->last_error; }
 
 int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,

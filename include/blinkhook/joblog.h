@@ -12,6 +12,13 @@
  *    durable.  On failure the file is cut back to its last durable size and
  *    the records stay pending for the next commit, so a full disk loses
  *    nothing that was promised and heals by itself when space returns.
+ *  - joblog_commit_start() is the same commit without waiting for the disk:
+ *    it writes the batch and starts the kernel's asynchronous fdatasync
+ *    (Linux AIO, IOCB_CMD_FDSYNC); joblog_commit_fd() becomes readable when
+ *    it ends, and joblog_commit_finish() takes its result.  Records appended
+ *    meanwhile wait for the next batch.  So the daemon's loop goes on
+ *    answering requests during the few milliseconds a sync takes; where the
+ *    kernel or a seccomp filter lacks AIO, it syncs in place instead.
  *
  * Reading: joblog_replay() (the daemon, at start) cuts off a torn tail (an
  * unterminated last line, and lines of NUL bytes that a crash can leave where
@@ -64,6 +71,17 @@ int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_
 
 int joblog_append(struct joblog *l, const struct job_event *ev, uint64_t *ret_seq);
 int joblog_commit(struct joblog *l);
+/* 1 when a sync is now in flight, 0 when the commit is done (nothing
+ * pending, or synced in place), or the commit's error (as joblog_commit).
+ * -EBUSY while a sync is in flight. */
+int joblog_commit_start(struct joblog *l);
+/* The file descriptor that becomes readable when the sync in flight ends; -1
+ * while commits sync in place (before the first, or without AIO). */
+int joblog_commit_fd(const struct joblog *l);
+/* The result of the sync in flight, as joblog_commit's; -EAGAIN when it has
+ * not ended (or none is in flight). */
+int joblog_commit_finish(struct joblog *l);
+bool joblog_syncing(const struct joblog *l);
 uint64_t joblog_appended_seq(const struct joblog *l);
 uint64_t joblog_synced_seq(const struct joblog *l);
 bool joblog_has_pending(const struct joblog *l);
@@ -73,7 +91,8 @@ int joblog_last_error(const struct joblog *l);
 /* Rewrites the log as one snapshot record for each job in t (compaction):
  * a new file, fsync, rename over the old one, fsync of the directory, so
  * that a reader sees the old log or the new one, never half of either.
- * Everything appended must be committed first (-EBUSY otherwise).  On
+ * Everything appended must be committed first, and no sync in flight
+ * (-EBUSY otherwise).  On
  * failure the old log stays in place and in use. */
 int joblog_compact(struct joblog *l, const struct job_table *t);
 /* Records in the file now (replayed, appended and committed since). */

@@ -26,6 +26,12 @@
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SWAP(a, b)                                                             \
+	do {                                                                   \
+		__typeof__(a) _t_ = (a);                                       \
+		(a) = (b);                                                     \
+		(b) = _t_;                                                     \
+	} while (0)
 
 /* Ownership helpers in the systemd manner: a variable declared with _cleanup_
  * is released when it goes out of scope; TAKE_PTR hands it on. */

@@ -244,7 +244,7 @@ def scan_log(daemonlog):
     end = data.rfind(b"\n") + 1
     data = data[:end]
     st["offset"] += end
-    st["records"] += data.count(b"(from callback)")
+    st["records"] += data.count(b"(callback from ")
     st["compactions"] += data.count(b"compacted the job log")
     with open(cache, "w") as f:
         json.dump(st, f)

@@ -242,7 +242,7 @@ story_complete() {
 	local out
 	out=$(in_ct journalctl --no-pager -q -o cat "BLINKHOOK_JOB_ID=$1")
 	grep -q "job $1: queued" <<<"$out" && grep -q "job $1: submitted" <<<"$out" &&
-		grep -q "callback for job $1 from" <<<"$out" && grep -q "job $1: complete" <<<"$out"
+		grep -q "job $1: complete (callback from " <<<"$out"
 }
 check "journalctl BLINKHOOK_JOB_ID=... tells one job's story: queued, submitted, callback, complete" \
 	wait_until 10 story_complete "${ids[0]}"

@@ -140,7 +140,7 @@ check "nginx's access log shows POST /blinkhook/callbacks/leds-blink/<id> answer
 	wait_until 5 sh -c "grep -q '\"POST /blinkhook/callbacks/leds-blink/$A HTTP/1.1\" 200 ' '$NGX/logs/access.log' &&
 		grep -q '\"POST /blinkhook/callbacks/leds-blink/$B HTTP/1.1\" 200 ' '$NGX/logs/access.log'"
 check "the daemon logged the callbacks as coming from the simulator's address" \
-	grep -q "callback for job $A from 127.0.0.1: complete" "$T/daemon.log"
+	grep -q "job $A: complete (callback from 127.0.0.1)" "$T/daemon.log"
 
 # ---- the client address ----
 

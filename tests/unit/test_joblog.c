@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <cmocka.h>
@@ -911,6 +912,148 @@ static void test_commit_failure(void **state)
 	strbuf_release(&want);
 }
 
+/* ---- the asynchronous commit ---- */
+
+/* Starts a commit and waits (up to 10 s) for its sync: its result. */
+static int commit_async(struct joblog *l, bool *ret_async)
+{
+	int r = joblog_commit_start(l);
+
+	if (r != 1) {
+		*ret_async = false;
+		return r;
+	}
+	*ret_async = true;
+	assert_true(joblog_syncing(l));
+	assert_true(joblog_commit_fd(l) >= 0);
+	for (int i = 0; i < 100; i++) {
+		struct pollfd p = {.fd = joblog_commit_fd(l), .events = POLLIN};
+
+		assert_true(poll(&p, 1, 100) >= 0);
+		r = joblog_commit_finish(l);
+		if (r != -EAGAIN)
+			return r;
+	}
+	fail_msg("the sync did not end in 10 s");
+	return -ETIMEDOUT;
+}
+
+static void test_commit_async(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct job_table t;
+	bool async = false;
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	/* Nothing pending: nothing to do. */
+	assert_int_equal(joblog_commit_start(l), 0);
+	assert_false(joblog_syncing(l));
+
+	append_samples(l, 0, 10);
+	assert_int_equal(joblog_commit_start(l), 1); /* Linux AIO: the machines we test on have it */
+	async = true;
+	assert_true(joblog_syncing(l));
+	assert_false(joblog_has_pending(l));
+	/* A second batch waits for the first; so does compaction. */
+	assert_int_equal(joblog_commit_start(l), -EBUSY);
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_compact(l, &t), -EBUSY);
+	/* Records appended meanwhile are not part of the batch in flight. */
+	append_samples(l, 10, 5);
+	assert_true(joblog_has_pending(l));
+	for (int i = 0; i < 100 && joblog_syncing(l); i++) {
+		struct pollfd p = {.fd = joblog_commit_fd(l), .events = POLLIN};
+
+		assert_true(poll(&p, 1, 100) >= 0);
+		int r = joblog_commit_finish(l);
+		assert_true(r == 0 || r == -EAGAIN);
+	}
+	assert_false(joblog_syncing(l));
+	assert_int_equal(joblog_synced_seq(l), 10);
+	assert_int_equal(joblog_appended_seq(l), 15);
+	assert_true(joblog_has_pending(l));
+	assert_int_equal(joblog_records(l), 10);
+	assert_int_equal(joblog_commit_finish(l), -EAGAIN); /* none in flight */
+
+	/* The next batch; then one left in flight for joblog_commit, which
+	 * waits for it and commits the rest. */
+	assert_int_equal(commit_async(l, &async), 0);
+	assert_true(async);
+	assert_int_equal(joblog_synced_seq(l), 15);
+	append_samples(l, 15, 3);
+	assert_int_equal(joblog_commit_start(l), 1);
+	append_samples(l, 18, 2);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_false(joblog_syncing(l));
+	assert_false(joblog_has_pending(l));
+	assert_int_equal(joblog_synced_seq(l), 20);
+	assert_int_equal(joblog_records(l), 20);
+
+	/* Closing with a sync in flight waits for it. */
+	append_samples(l, 20, 4);
+	assert_int_equal(joblog_commit_start(l), 1);
+	joblog_free(l);
+	job_table_release(&t);
+
+	l = NULL;
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_false(info.torn);
+	assert_collected(&c, 0, 24);
+	joblog_free(l);
+	strbuf_release(&c.lines);
+}
+
+/* A batch that cannot be written stays, ahead of what is appended later. */
+static void test_commit_async_failure(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *dir = new_dir();
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	uint64_t good;
+	bool async;
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	append_samples(l, 0, 2);
+	assert_int_equal(commit_async(l, &async), 0);
+	good = file_size(dir);
+
+	set_fsize((rlim_t)good + 100);
+	append_samples(l, 2, 10);
+	assert_int_equal(joblog_commit_start(l), -EFBIG);
+	assert_false(joblog_syncing(l));
+	assert_true(joblog_has_pending(l));
+	assert_int_equal(joblog_last_error(l), -EFBIG);
+	assert_int_equal(file_size(dir), good);
+	assert_int_equal(joblog_synced_seq(l), 2);
+	/* More records come while the disk is full. */
+	append_samples(l, 12, 3);
+	assert_int_equal(joblog_commit_start(l), -EFBIG);
+	assert_int_equal(file_size(dir), good);
+
+	set_fsize(saved_fsize.rlim_cur);
+	assert_int_equal(commit_async(l, &async), 0);
+	assert_false(joblog_has_pending(l));
+	assert_int_equal(joblog_synced_seq(l), 15);
+	assert_int_equal(joblog_records(l), 15);
+	joblog_free(l);
+
+	l = NULL;
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_collected(&c, 0, 15);
+	joblog_free(l);
+	strbuf_release(&c.lines);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -928,6 +1071,8 @@ int main(void)
 		cmocka_unit_test(test_read),
 		cmocka_unit_test(test_read_callback_error),
 		cmocka_unit_test_setup_teardown(test_commit_failure, fsize_setup, fsize_teardown),
+		cmocka_unit_test(test_commit_async),
+		cmocka_unit_test_setup_teardown(test_commit_async_failure, fsize_setup, fsize_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
