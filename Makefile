@@ -164,7 +164,7 @@ install: all
 	install -m 0644 systemd/blinkhook.tmpfiles $(DESTDIR)$(TMPFILESDIR)/blinkhook.conf
 	[ -e $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf ] || \
 		install -m 0640 conf/blinkhookd.conf $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf
-	install -m 0644 conf/blinkhookd.conf conf/nginx-location.conf conf/nginx-site.conf conf/Caddyfile \
+	install -m 0644 conf/blinkhookd.conf conf/nginx-upstream.conf conf/nginx-location.conf conf/nginx-site.conf conf/Caddyfile \
 		README.md LICENSE $(DESTDIR)$(DOCDIR)/
 
 uninstall:

@@ -494,8 +494,8 @@ def cmd_table(results, machine):
         "wrong": "refused: wrong secret, 401 (ratio: to the baseline)",
         "unknown": "refused: unknown job, 404 (ratio: to the baseline)",
         "stall": "many connections, accepted (ratio: to the baseline at as many connections)",
-        "nginx": "through nginx, TLS, shipped conf/nginx-location.conf (ratio: to accepted direct)",
-        "nginx-ka": "through nginx with upstream keepalive (not shipped; ratio: to accepted direct)",
+        "nginx": "through nginx, TLS, shipped conf/nginx-upstream.conf + nginx-location.conf (ratio: to accepted direct)",
+        "nginx-nk": "through nginx without upstream keepalive (a proxy_pass to the address; ratio: to accepted direct)",
         "webhook": "adnanh/webhook 2.8, hooks.json secret rule + recording script (ratio: blinkhookd/webhook)",
     }
     order = {"1": 0, "16": 1, "64": 2, "128": 3, "256": 4, "384": 5, "512": 6, "close": 7}
@@ -525,13 +525,13 @@ def cmd_table(results, machine):
         elif g == "stall":
             b = rps("baseline", ref_conns)
             ratio = r["rps"] / b if b else None
-        elif g in ("nginx", "nginx-ka"):
+        elif g in ("nginx", "nginx-nk"):
             a = rps("accepted", conns)
             ratio = r["rps"] / a if a else None
         elif g == "webhook":
             a = rps("accepted", conns)
             ratio = a / r["rps"] if a and r["rps"] else None
-        if g in ("accepted", "stall", "nginx", "nginx-ka"):
+        if g in ("accepted", "stall", "nginx", "nginx-nk"):
             n200 = r.get("d_cb200")
             if n200:
                 notes.append("syncs/req %.3f" % (r.get("d_syncs", 0) / n200))

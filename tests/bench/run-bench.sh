@@ -253,10 +253,13 @@ if [ -n "$NGINX" ] && command -v openssl >/dev/null; then
 		-addext "subjectAltName=IP:127.0.0.1" -keyout "$NGX/server.key" -out "$NGX/server.pem" >"$NGX/openssl.log" 2>&1
 	N_PORT=$(lib freeport)
 	NK_PORT=$(lib freeport)
-	sed "s|127\.0\.0\.1:8787|127.0.0.1:$D_PORT|g" "$TOP/conf/nginx-location.conf" >"$NGX/blinkhook.conf"
-	# The variant: the same snippet with a keep-alive upstream (not shipped).
-	sed -e "s|proxy_pass http://127\.0\.0\.1:8787/callbacks/;|proxy_pass http://blinkhook_ka/callbacks/; proxy_set_header Connection \"\";|" \
-		"$TOP/conf/nginx-location.conf" >"$NGX/blinkhook-ka.conf"
+	# The shipped upstream (with the daemon's port) and snippet.
+	sed "s|127\.0\.0\.1:8787|127.0.0.1:$D_PORT|g" "$TOP/conf/nginx-upstream.conf" >"$NGX/upstream.conf"
+	cp "$TOP/conf/nginx-location.conf" "$NGX/blinkhook.conf"
+	# The variant: the snippet proxying to the address itself, a new
+	# connection a callback (what a proxy_pass without an upstream does).
+	sed -e "s|proxy_pass http://blinkhook/callbacks/;|proxy_pass http://127.0.0.1:$D_PORT/callbacks/;|" \
+		-e "s|proxy_set_header Connection \"\";||" "$TOP/conf/nginx-location.conf" >"$NGX/blinkhook-nk.conf"
 	cat >"$NGX/nginx.conf" <<-EOF
 	# written by tests/bench/run-bench.sh
 	user root;
@@ -271,7 +274,7 @@ if [ -n "$NGINX" ] && command -v openssl >/dev/null; then
 	    fastcgi_temp_path $NGX/tmp/fastcgi;
 	    uwsgi_temp_path $NGX/tmp/uwsgi;
 	    scgi_temp_path $NGX/tmp/scgi;
-	    upstream blinkhook_ka { server 127.0.0.1:$D_PORT; keepalive 64; }
+	    include $NGX/upstream.conf;
 	    server {
 	        listen 127.0.0.1:$N_PORT ssl;
 	        ssl_certificate $NGX/server.pem;
@@ -282,7 +285,7 @@ if [ -n "$NGINX" ] && command -v openssl >/dev/null; then
 	        listen 127.0.0.1:$NK_PORT ssl;
 	        ssl_certificate $NGX/server.pem;
 	        ssl_certificate_key $NGX/server.key;
-	        include $NGX/blinkhook-ka.conf;
+	        include $NGX/blinkhook-nk.conf;
 	    }
 	}
 	EOF
@@ -295,7 +298,7 @@ if [ -n "$NGINX" ] && command -v openssl >/dev/null; then
 				"https://127.0.0.1:$N_PORT" "$DUR"
 		done
 		for conns in 64 256; do
-			SNAP=1 BENCH_PATH=/blinkhook/callbacks/leds-blink/%s load nginx-ka "via nginx, upstream keepalive" \
+			SNAP=1 BENCH_PATH=/blinkhook/callbacks/leds-blink/%s load nginx-nk "via nginx, no upstream keepalive" \
 				"$conns" accepted "https://127.0.0.1:$NK_PORT" "$DUR"
 		done
 	else

@@ -72,12 +72,18 @@ N_PORT=$(free_port)
 N_URL="https://127.0.0.1:$N_PORT"
 sed -i "s|^public_url = .*|public_url = $N_URL/blinkhook|" "$T/bh.conf"
 
-# The shipped snippet, with the daemon's test port for the documented 127.0.0.1:8787.
-sed "s|127\.0\.0\.1:8787|127.0.0.1:$D_PORT|g" "$TOP/conf/nginx-location.conf" >"$NGX/blinkhook.conf"
-check "the shipped snippet proxies to 127.0.0.1:8787 (the default listen), which the test replaced" \
-	sh -c "grep -q 'proxy_pass http://127.0.0.1:8787/callbacks/;' '$TOP/conf/nginx-location.conf' &&
-		grep -q 'proxy_pass http://127.0.0.1:$D_PORT/callbacks/;' '$NGX/blinkhook.conf'"
+# The shipped upstream, with the daemon's test port for the documented
+# 127.0.0.1:8787, and the shipped snippet as it is.
+sed "s|127\.0\.0\.1:8787|127.0.0.1:$D_PORT|g" "$TOP/conf/nginx-upstream.conf" >"$NGX/upstream.conf"
+check "the shipped upstream names 127.0.0.1:8787 (the default listen), which the test replaced" \
+	sh -c "grep -q '^ *server 127.0.0.1:8787;' '$TOP/conf/nginx-upstream.conf' &&
+		grep -q '^ *server 127.0.0.1:$D_PORT;' '$NGX/upstream.conf'"
+check "the shipped snippet proxies to that upstream over kept-alive connections" \
+	sh -c "grep -q 'proxy_pass http://blinkhook/callbacks/;' '$TOP/conf/nginx-location.conf' &&
+		grep -q 'proxy_set_header Connection \"\";' '$TOP/conf/nginx-location.conf'"
+cp "$TOP/conf/nginx-location.conf" "$NGX/blinkhook.conf"
 nginx_conf "$NGX/nginx.conf" \
+	"include $NGX/upstream.conf;" \
 	"server {" \
 	"    listen 127.0.0.1:$N_PORT ssl;" \
 	"    server_name localhost;" \
@@ -85,7 +91,8 @@ nginx_conf "$NGX/nginx.conf" \
 	"    ssl_certificate_key $T/server.key;" \
 	"    include $NGX/blinkhook.conf;" \
 	"}"
-check "nginx -t accepts conf/nginx-location.conf inside a TLS server block" nginx_t "$NGX/nginx.conf" ||
+check "nginx -t accepts conf/nginx-upstream.conf in http and conf/nginx-location.conf inside a TLS server block" \
+	nginx_t "$NGX/nginx.conf" ||
 	sed 's/^/# /' "$NGX/nginx.conf.t"
 
 # The complete site example, with the test's certificate for Let's Encrypt's,
@@ -105,7 +112,7 @@ check "the test's copy of the site example has its certificate, the snippet and 
 	grep -q 'ssl_certificate_key *$T/server.key;' '$NGX/site.conf' &&
 	test \"\$(grep -c 'listen 127.0.0.1:$P80;' '$NGX/site.conf') \$(grep -c 'listen 127.0.0.1:$P443 ssl;' '$NGX/site.conf')\" = '1 1' &&
 	! grep -q '^ *listen [^1]' '$NGX/site.conf'"
-nginx_conf "$NGX/site-main.conf" "include $NGX/site.conf;"
+nginx_conf "$NGX/site-main.conf" "include $NGX/upstream.conf;" "include $NGX/site.conf;"
 check "nginx -t accepts conf/nginx-site.conf (with the test's certificate)" nginx_t "$NGX/site-main.conf" ||
 	sed 's/^/# /' "$NGX/site-main.conf.t"
 
@@ -141,6 +148,26 @@ check "nginx's access log shows POST /blinkhook/callbacks/leds-blink/<id> answer
 		grep -q '\"POST /blinkhook/callbacks/leds-blink/$B HTTP/1.1\" 200 ' '$NGX/logs/access.log'"
 check "the daemon logged the callbacks as coming from the simulator's address" \
 	grep -q "job $A: complete (callback from 127.0.0.1)" "$T/daemon.log"
+# upstream_conns: established TCP connections to the daemon's port (nginx's ends).
+upstream_conns() {
+	python3 -c '
+import sys
+port = int(sys.argv[1])
+n = 0
+for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        lines = open(f).read().splitlines()[1:]
+    except OSError:
+        continue
+    for l in lines:
+        p = l.split()
+        if p[3] == "01" and int(p[2].rsplit(":", 1)[1], 16) == port:
+            n += 1
+print(n)' "$D_PORT"
+}
+conns=$(upstream_conns)
+check "nginx keeps its connection to the daemon open between callbacks (upstream keepalive: $conns)" \
+	test "$conns" -ge 1 -a "$conns" -le 16
 
 # ---- the client address ----
 
