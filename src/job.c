@@ -416,52 +416,94 @@ int job_event_format(const struct job_event *ev, struct strbuf *sb)
 	return strbuf_add(sb, "\n", 1);
 }
 
-static int get_opt_string(const struct json *root, const char *key, const char **ret)
-{
-	const struct json *v = json_get(root, key);
+/* The members a record may have; the index of each in a record's table. */
+enum {
+	REC_V,
+	REC_TS,
+	REC_ID,
+	REC_EVENT,
+	REC_SERIAL,
+	REC_DURATION,
+	REC_LEDS_BLINK_ID,
+	REC_MERAKI_STATUS,
+	REC_ATTEMPTS,
+	REC_ERROR,
+	REC_SOURCE,
+	REC_STATE,
+	REC_CREATED_AT,
+	REC_COUNT,
+};
 
-	if (!v) {
+static const struct {
+	const char *name;
+	size_t len;
+} record_keys[REC_COUNT] = {
+#define KEY(i, s) [i] = {s, sizeof(s) - 1}
+	KEY(REC_V, "v"),
+	KEY(REC_TS, "ts"),
+	KEY(REC_ID, "id"),
+	KEY(REC_EVENT, "event"),
+	KEY(REC_SERIAL, "serial"),
+	KEY(REC_DURATION, "duration"),
+	KEY(REC_LEDS_BLINK_ID, "leds_blink_id"),
+	KEY(REC_MERAKI_STATUS, "meraki_status"),
+	KEY(REC_ATTEMPTS, "attempts"),
+	KEY(REC_ERROR, "error"),
+	KEY(REC_SOURCE, "source"),
+	KEY(REC_STATE, "state"),
+	KEY(REC_CREATED_AT, "created_at"),
+#undef KEY
+};
+
+/* A member as either reader found it, in the terms of json.h's accessors,
+ * which the json-c reader asks. */
+struct member {
+	const char *str; /* json_string(): a string without a NUL, else NULL */
+	int64_t num;
+	bool present; /* json_get() finds it: there, and not null */
+	bool is_int;  /* json_int64() reads it, into num */
+};
+
+static int opt_string(const struct member *m, const char **ret)
+{
+	if (!m->present) {
 		*ret = NULL;
 		return 0;
 	}
-	*ret = json_string(v, NULL);
+	*ret = m->str;
 	return *ret ? 0 : -EBADMSG;
 }
 
-static int get_opt_uint(const struct json *root, const char *key, unsigned max, unsigned *ret)
+static int opt_uint(const struct member *m, unsigned max, unsigned *ret)
 {
-	const struct json *v = json_get(root, key);
-	int64_t x;
-
-	if (!v) {
+	if (!m->present) {
 		*ret = 0;
 		return 0;
 	}
-	if (json_int64(v, &x) < 0 || x < 0 || (uint64_t)x > max)
+	if (!m->is_int || m->num < 0 || (uint64_t)m->num > max)
 		return -EBADMSG;
-	*ret = (unsigned)x;
+	*ret = (unsigned)m->num;
 	return 0;
 }
 
-int job_event_parse(const char *line, size_t len, struct job_event *ret, struct json **ret_root)
+/* The event a record's members make, or why they make none.  Both readers
+ * end here, so that they differ only in how they find the members, and in
+ * read_stamp: parse_rfc3339() for the reference, and its short cut
+ * parse_stamp() for the fast one, so that the tests compare the two. */
+static int record_to_event(const struct member m[static REC_COUNT], int (*read_stamp)(const char *, uint64_t *),
+			   struct job_event *ret)
 {
-	_cleanup_json_ struct json *root = NULL;
 	struct job_event ev = {0};
 	const char *name, *ts;
-	int64_t v;
-	int r;
 
-	r = json_parse(line, len, 4, &root);
-	if (r < 0)
+	if (!m[REC_V].is_int)
 		return -EBADMSG;
-	if (json_int64(json_get(root, "v"), &v) < 0)
-		return -EBADMSG;
-	if (v != JOB_RECORD_VERSION)
+	if (m[REC_V].num != JOB_RECORD_VERSION)
 		return -EPROTONOSUPPORT;
-	ts = json_string(json_get(root, "ts"), NULL);
-	ev.id = json_string(json_get(root, "id"), NULL);
-	name = json_string(json_get(root, "event"), NULL);
-	if (!ts || !ev.id || !name || parse_rfc3339(ts, &ev.ts) < 0 || !job_id_is_valid(ev.id))
+	ts = m[REC_TS].str;
+	ev.id = m[REC_ID].str;
+	name = m[REC_EVENT].str;
+	if (!ts || !ev.id || !name || read_stamp(ts, &ev.ts) < 0 || !job_id_is_valid(ev.id))
 		return -EBADMSG;
 	/* The log keeps whole seconds: a finer stamp read now would not survive
 	 * being written again (compaction). */
@@ -479,22 +521,19 @@ int job_event_parse(const char *line, size_t len, struct job_event *ret, struct 
 		ev.kind = JOB_EV_FINAL;
 	}
 
-	if (get_opt_string(root, "serial", &ev.serial) < 0 ||
-	    get_opt_string(root, "leds_blink_id", &ev.leds_blink_id) < 0 ||
-	    get_opt_string(root, "meraki_status", &ev.meraki_status) < 0 ||
-	    get_opt_string(root, "error", &ev.error) < 0 ||
-	    get_opt_string(root, "source", &ev.source) < 0 ||
-	    get_opt_uint(root, "duration", JOB_DURATION_MAX, &ev.duration) < 0 ||
-	    get_opt_uint(root, "attempts", 1000000, &ev.attempts) < 0)
+	if (opt_string(&m[REC_SERIAL], &ev.serial) < 0 || opt_string(&m[REC_LEDS_BLINK_ID], &ev.leds_blink_id) < 0 ||
+	    opt_string(&m[REC_MERAKI_STATUS], &ev.meraki_status) < 0 || opt_string(&m[REC_ERROR], &ev.error) < 0 ||
+	    opt_string(&m[REC_SOURCE], &ev.source) < 0 ||
+	    opt_uint(&m[REC_DURATION], JOB_DURATION_MAX, &ev.duration) < 0 ||
+	    opt_uint(&m[REC_ATTEMPTS], 1000000, &ev.attempts) < 0)
 		return -EBADMSG;
 	if ((ev.kind == JOB_EV_QUEUED || ev.kind == JOB_EV_SNAPSHOT) &&
 	    (!ev.serial || !serial_is_valid(ev.serial) || ev.duration == 0))
 		return -EBADMSG;
 	if (ev.kind == JOB_EV_SNAPSHOT) {
-		const char *st = json_string(json_get(root, "state"), NULL);
-		const char *created = json_string(json_get(root, "created_at"), NULL);
-		if (!st || !created || job_state_from_string(st, &ev.state) < 0 ||
-		    parse_rfc3339(created, &ev.created) < 0)
+		const char *st = m[REC_STATE].str;
+		const char *created = m[REC_CREATED_AT].str;
+		if (!st || !created || job_state_from_string(st, &ev.state) < 0 || read_stamp(created, &ev.created) < 0)
 			return -EBADMSG;
 		ev.created -= ev.created % USEC_PER_SEC;
 		if (ev.created == 0)
@@ -502,8 +541,151 @@ int job_event_parse(const char *line, size_t len, struct job_event *ret, struct 
 	}
 
 	*ret = ev;
-	*ret_root = TAKE_PTR(root);
 	return 0;
+}
+
+/* Exactly n digits at s (stopping at the first byte that is none). */
+static bool fixed_digits(const char *s, unsigned n, unsigned *ret)
+{
+	unsigned v = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	*ret = v;
+	return true;
+}
+
+static bool is_leap(unsigned year)
+{
+	return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+}
+
+/* Days from 1970-01-01 to a valid date from then on (Howard Hinnant's
+ * days_from_civil): years that start in March put the leap day last. */
+static uint64_t days_since_epoch(unsigned year, unsigned mon, unsigned mday)
+{
+	unsigned y = year - (mon <= 2), era = y / 400, yoe = y % 400;
+	unsigned doy = (153 * (mon > 2 ? mon - 3 : mon + 9) + 2) / 5 + mday - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+	return (uint64_t)era * 146097 + doe - 719468;
+}
+
+/*
+ * parse_rfc3339() without timegm() for the one form job_event_format()
+ * writes, "YYYY-MM-DDTHH:MM:SSZ": timegm() made a stamp cost four times
+ * this, and with json-c out of the way that was an eighth of replay.
+ * Everything else (fractions, offsets, a leap second, a date before 1970,
+ * one that does not exist) goes to parse_rfc3339(), so the result is always
+ * its result.
+ */
+static int parse_stamp(const char *s, uint64_t *ret)
+{
+	static const unsigned char mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	unsigned year, mon, mday, hour, min, sec;
+
+	/* In order, each only once the one before matched: none reads past
+	 * the NUL of a shorter s. */
+	if (!fixed_digits(s, 4, &year) || s[4] != '-' || !fixed_digits(s + 5, 2, &mon) || s[7] != '-' ||
+	    !fixed_digits(s + 8, 2, &mday) || s[10] != 'T' || !fixed_digits(s + 11, 2, &hour) || s[13] != ':' ||
+	    !fixed_digits(s + 14, 2, &min) || s[16] != ':' || !fixed_digits(s + 17, 2, &sec) || s[19] != 'Z' || s[20])
+		return parse_rfc3339(s, ret);
+	if (year < 1970 || mon < 1 || mon > 12 || mday < 1 ||
+	    mday > mdays[mon - 1] + (unsigned)(mon == 2 && is_leap(year)) || hour > 23 || min > 59 || sec > 59)
+		return parse_rfc3339(s, ret);
+	*ret = (days_since_epoch(year, mon, mday) * 86400 + (uint64_t)hour * 3600 + (uint64_t)min * 60 + sec) *
+	       USEC_PER_SEC;
+	return 0;
+}
+
+void job_event_store_release(struct job_event_store *store)
+{
+	json_free(store->root);
+	store->root = NULL;
+}
+
+/* The index of a record's key, or -1.  The search starts at *next, the
+ * member after the one found last: job_event_format() writes them in the
+ * order of the table, so it mostly finds each at the first try. */
+static int record_key(const char *key, size_t len, unsigned *next)
+{
+	for (unsigned i = 0; i < REC_COUNT; i++) {
+		unsigned k = (*next + i) % REC_COUNT;
+
+		if (len == record_keys[k].len && key[0] == record_keys[k].name[0] &&
+		    memcmp(key, record_keys[k].name, len) == 0) {
+			*next = k + 1;
+			return (int)k;
+		}
+	}
+	return -1;
+}
+
+/* The most members a record read fast may have: ours have at most 13. */
+#define RECORD_MEMBERS_MAX 16
+
+int job_event_parse_flat(const char *line, size_t len, struct job_event *ret, struct job_event_store *store)
+{
+	struct json_member mem[RECORD_MEMBERS_MAX];
+	struct member m[REC_COUNT] = {0};
+	unsigned next = 0;
+	size_t n;
+
+	job_event_store_release(store);
+	if (json_parse_flat(line, len, store->text, sizeof(store->text), mem, ELEMENTSOF(mem), &n) < 0)
+		return -EOPNOTSUPP;
+	for (size_t i = 0; i < n; i++) {
+		/* A member with another key is ignored, as by the json-c reader,
+		 * which asks for none but ours. */
+		int k = record_key(mem[i].key, mem[i].key_len, &next);
+
+		if (k < 0)
+			continue;
+		/* json_parse_flat() reads no repeated key, no null and no string
+		 * with a NUL in it: what json_get() and json_string() would say
+		 * follows from the kind alone. */
+		m[k].present = true;
+		if (mem[i].kind == JSON_STRING)
+			m[k].str = mem[i].str;
+		else {
+			m[k].is_int = true;
+			m[k].num = (int64_t)mem[i].num;
+		}
+	}
+	return record_to_event(m, parse_stamp, ret);
+}
+
+int job_event_parse_json(const char *line, size_t len, struct job_event *ret, struct job_event_store *store)
+{
+	_cleanup_json_ struct json *root = NULL;
+	struct member m[REC_COUNT];
+	int r;
+
+	job_event_store_release(store);
+	if (json_parse(line, len, 4, &root) < 0)
+		return -EBADMSG;
+	for (unsigned k = 0; k < REC_COUNT; k++) {
+		const struct json *v = json_get(root, record_keys[k].name);
+
+		m[k].present = v != NULL;
+		m[k].str = json_string(v, NULL);
+		m[k].is_int = json_int64(v, &m[k].num) == 0;
+	}
+	r = record_to_event(m, parse_rfc3339, ret);
+	if (r < 0)
+		return r;
+	store->root = TAKE_PTR(root);
+	return 0;
+}
+
+int job_event_parse(const char *line, size_t len, struct job_event *ret, struct job_event_store *store)
+{
+	int r = job_event_parse_flat(line, len, ret, store);
+
+	return r == -EOPNOTSUPP ? job_event_parse_json(line, len, ret, store) : r;
 }
 
 void job_snapshot(const struct job *j, struct job_event *ret)

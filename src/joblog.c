@@ -113,6 +113,7 @@ void joblog_free(struct joblog *l)
 static int walk(const char *buf, size_t len, uint64_t base, bool strict, joblog_event_cb cb, void *ud,
 		struct joblog_info *info, size_t *ret_end)
 {
+	_cleanup_(job_event_store_release) struct job_event_store store = JOB_EVENT_STORE_INIT;
 	size_t off = 0, line_no = 0;
 
 	while (off < len) {
@@ -130,10 +131,9 @@ static int walk(const char *buf, size_t len, uint64_t base, bool strict, joblog_
 		line_no++;
 		if (n > 0) {
 			struct job_event ev;
-			_cleanup_json_ struct json *root = NULL;
 			int r;
 
-			r = n > JOBLOG_LINE_MAX ? -EBADMSG : job_event_parse(buf + off, n, &ev, &root);
+			r = n > JOBLOG_LINE_MAX ? -EBADMSG : job_event_parse(buf + off, n, &ev, &store);
 			if (r >= 0) {
 				r = cb(&ev, ud);
 				if (r < 0 && !strict)

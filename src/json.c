@@ -106,6 +106,197 @@ int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **re
 	return 0;
 }
 
+/* ---- the flat reader: no json-c, no tree ---- */
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The bytes that stand for themselves: FLAT_STR in a string (printable ASCII
+ * and DEL, but not the quote or the backslash), FLAT_KEY in a key (the same
+ * without DEL).  The rest: control characters, which our writer escapes, and
+ * bytes from 0x80, checked as UTF-8 apart. */
+enum { FLAT_STR = 1, FLAT_KEY = 2 };
+#define ROW(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+static const unsigned char flat_plain[256] = {
+	ROW(0), ROW(0),
+	3, 3, 0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* 0x22 '"' */
+	ROW(3), ROW(3),
+	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 3, 3, 3, /* 0x5c '\\' */
+	ROW(3),
+	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1, /* 0x7f DEL */
+};
+#undef ROW
+
+/* Decodes the string whose opening quote is just before *pp into *tp, with
+ * its NUL; on success *pp is past the closing quote and *tp past the NUL.
+ * end is the object's closing brace, so that a valid string always ends
+ * before it. */
+static int flat_string(const char **pp, const char *end, char **tp)
+{
+	const char *p = *pp;
+	char *t = *tp;
+
+	for (;;) {
+		const char *run = p;
+		size_t n;
+
+		/* Plain ASCII, the bulk of every record, is copied a run at a time. */
+		while (p < end && flat_plain[(unsigned char)*p] & FLAT_STR)
+			p++;
+		memcpy(t, run, (size_t)(p - run));
+		t += p - run;
+		if (p >= end)
+			return -EOPNOTSUPP;
+		if (*p == '"')
+			break;
+		if (*p == '\\') {
+			unsigned u = 0;
+
+			if (end - p < 2)
+				return -EOPNOTSUPP;
+			switch (p[1]) {
+			case '"': *t++ = '"'; break;
+			case '\\': *t++ = '\\'; break;
+			case '/': *t++ = '/'; break;
+			case 'b': *t++ = '\b'; break;
+			case 'f': *t++ = '\f'; break;
+			case 'n': *t++ = '\n'; break;
+			case 'r': *t++ = '\r'; break;
+			case 't': *t++ = '\t'; break;
+			case 'u':
+				if (end - p < 6)
+					return -EOPNOTSUPP;
+				for (int i = 2; i < 6; i++) {
+					int h = hex_value(p[i]);
+
+					if (h < 0)
+						return -EOPNOTSUPP;
+					u = u << 4 | (unsigned)h;
+				}
+				/* json-c keeps an escaped NUL inside the string, which
+				 * json_string() then refuses, replaces a lone surrogate
+				 * and joins a pair: all that is left to it. */
+				if (u == 0 || (u >= 0xd800 && u <= 0xdfff))
+					return -EOPNOTSUPP;
+				if (u < 0x80)
+					*t++ = (char)u;
+				else if (u < 0x800) {
+					*t++ = (char)(0xc0 | u >> 6);
+					*t++ = (char)(0x80 | (u & 0x3f));
+				} else {
+					*t++ = (char)(0xe0 | u >> 12);
+					*t++ = (char)(0x80 | (u >> 6 & 0x3f));
+					*t++ = (char)(0x80 | (u & 0x3f));
+				}
+				p += 6;
+				continue;
+			default:
+				return -EOPNOTSUPP;
+			}
+			p += 2;
+			continue;
+		}
+		/* json-c takes a raw control character; our writer never writes
+		 * one, so it is no record of ours. */
+		if ((unsigned char)*p < 0x20)
+			return -EOPNOTSUPP;
+		/* The same rule as json_parse()'s.  utf8_len() reads a byte only
+		 * when those before it continue the sequence, and end, the closing
+		 * brace, continues none: it reads nothing past end. */
+		n = utf8_len((const unsigned char *)p);
+		if (n == 0)
+			return -EOPNOTSUPP;
+		memcpy(t, p, n);
+		t += n;
+		p += n;
+	}
+	*t++ = 0;
+	*pp = p + 1;
+	*tp = t;
+	return 0;
+}
+
+int json_parse_flat(const char *buf, size_t len, char *text, size_t text_size, struct json_member *members,
+		    size_t max, size_t *ret_n)
+{
+	const char *p, *end;
+	char *t = text;
+	size_t n = 0;
+
+	if (len < 2 || len > text_size || len > INT32_MAX || buf[0] != '{' || buf[len - 1] != '}')
+		return -EOPNOTSUPP;
+	/* Between the braces. */
+	p = buf + 1;
+	end = buf + len - 1;
+	while (p < end) {
+		struct json_member *m;
+		const char *key;
+
+		if (n == max || *p != '"')
+			return -EOPNOTSUPP;
+		m = &members[n];
+		key = p + 1;
+		/* Keys are our own plain names.  One with an escape could decode
+		 * to one of them (json-c even cuts a key at an escaped NUL), so
+		 * it is left to json-c. */
+		for (p = key; p < end && flat_plain[(unsigned char)*p] & FLAT_KEY; p++)
+			;
+		/* The closing quote, the colon and at least one byte of value. */
+		if (end - p < 3 || *p != '"' || p[1] != ':')
+			return -EOPNOTSUPP;
+		m->key = key;
+		m->key_len = (size_t)(p - key);
+		/* json-c keeps the last of repeated keys; no record repeats one.
+		 * (An empty key's first byte is its closing quote.) */
+		for (size_t i = 0; i < n; i++)
+			if (members[i].key_len == m->key_len && members[i].key[0] == key[0] &&
+			    memcmp(members[i].key, key, m->key_len) == 0)
+				return -EOPNOTSUPP;
+		p += 2;
+
+		if (*p == '"') {
+			p++;
+			m->kind = JSON_STRING;
+			m->str = t;
+			if (flat_string(&p, end, &t) < 0)
+				return -EOPNOTSUPP;
+			m->str_len = (size_t)(t - m->str) - 1;
+		} else if (*p >= '0' && *p <= '9') {
+			const char *digits = p;
+			uint64_t v = 0;
+
+			/* 18 digits cannot overflow, nor reach json-c's saturation at
+			 * INT64_MAX; json-c refuses a leading zero. */
+			for (; p < end && *p >= '0' && *p <= '9'; p++) {
+				if (p - digits == 18)
+					return -EOPNOTSUPP;
+				v = v * 10 + (uint64_t)(*p - '0');
+			}
+			if (*digits == '0' && p - digits > 1)
+				return -EOPNOTSUPP;
+			m->kind = JSON_INT;
+			m->num = v;
+		} else
+			return -EOPNOTSUPP;
+		n++;
+
+		/* A comma and another member, or the closing brace.  A fraction,
+		 * an exponent or anything else after a value stops here. */
+		if (p < end && (*p != ',' || ++p == end))
+			return -EOPNOTSUPP;
+	}
+	*ret_n = n;
+	return 0;
+}
+
 void json_free(struct json *v)
 {
 	if (v)

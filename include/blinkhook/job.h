@@ -128,10 +128,35 @@ void job_table_remove(struct job_table *t, struct job *j);
 
 /* The job log's line for ev, with its trailing newline. */
 int job_event_format(const struct job_event *ev, struct strbuf *sb);
-/* Parses one line (without the newline).  The event's strings point into
- * *ret_root, which the caller frees.  -EBADMSG for anything malformed,
- * -EPROTONOSUPPORT for a record version this build does not know. */
-int job_event_parse(const char *line, size_t len, struct job_event *ret, struct json **ret_root);
+
+/*
+ * Reading records.  A parsed event's strings point into a store that the
+ * caller owns and reuses from line to line (replay reads a million of them):
+ * the decoded text of a record, or the json-c tree of one that took the slow
+ * way.  Each parse into a store ends the life of the strings of the event
+ * parsed before into it; job_event_store_release() those of the last one.
+ */
+#define JOB_EVENT_TEXT_MAX 8192 /* the longest record read fast; a store is as big */
+struct job_event_store {
+	struct json *root;
+	char text[JOB_EVENT_TEXT_MAX];
+};
+#define JOB_EVENT_STORE_INIT {.root = NULL}
+void job_event_store_release(struct job_event_store *store);
+
+/* Parses one line (without the newline) into *ret.  -EBADMSG for anything
+ * malformed, -EPROTONOSUPPORT for a record version this build does not know;
+ * on failure *ret is unchanged.  Lines in the shape job_event_format() gives
+ * them, up to JOB_EVENT_TEXT_MAX bytes, are read by job_event_parse_flat(),
+ * the rest by job_event_parse_json(); both give every line the same
+ * verdict. */
+int job_event_parse(const char *line, size_t len, struct job_event *ret, struct job_event_store *store);
+/* The two halves of job_event_parse(), apart for the tests and the fuzzer,
+ * which check that they agree.  The flat one reads without json-c what
+ * json_parse_flat() reads, and declines everything else with -EOPNOTSUPP
+ * (*ret unchanged); the json one is the reference, on json-c. */
+int job_event_parse_flat(const char *line, size_t len, struct job_event *ret, struct job_event_store *store);
+int job_event_parse_json(const char *line, size_t len, struct job_event *ret, struct job_event_store *store);
 const char *job_event_name(const struct job_event *ev);
 
 /* The snapshot event that recreates j (compaction). */

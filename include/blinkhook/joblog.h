@@ -39,6 +39,8 @@
 #define JOBLOG_COMPACT_FILE "jobs.log.new"
 /* No record is longer; a longer line is damage. */
 #define JOBLOG_LINE_MAX 8192
+/* So that replay reads every record without json-c. */
+_Static_assert(JOBLOG_LINE_MAX <= JOB_EVENT_TEXT_MAX, "a record may be too long for the fast reader");
 
 struct joblog;
 

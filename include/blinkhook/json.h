@@ -56,16 +56,17 @@ int json_object_each(const struct json *v,
  * A fast reader for the one shape our own writer gives the job log's
  * records: a flat object, {"key":value,...}, whose values are strings and
  * integers.  It builds no tree and allocates nothing, and it reads only a
- * strict subset of what json_parse() accepts: no white space, no nested
- * value, null, true, false, fraction or negative number, no number of more
- * than 18 digits or with a leading zero, no key with an escape or a byte
- * outside printable ASCII, no repeated key, no escaped NUL or surrogate, no
- * raw control character, no more than max members, no text past the object.
- * Anything else it declines, with -EOPNOTSUPP, and says nothing about
- * whether the input is valid: the caller asks json_parse() then.  What it
- * accepts, json_parse() accepts too, and json_get() finds the same members
- * with the same values; so a caller that falls back on -EOPNOTSUPP gives
- * every input the verdict json_parse() would.
+ * strict subset of what json_parse() accepts: strings of valid UTF-8 with
+ * the escapes \" \\ \/ \b \f \n \r \t and \uXXXX (neither \u0000 nor a
+ * surrogate), without raw control characters; integers of 1 to 18 digits
+ * without a leading zero; keys of printable ASCII without escapes, none
+ * repeated; at most max members; no white space, nothing after the object.
+ * Anything else (null, true, false, fractions, negative numbers, nested
+ * values...) it declines, with -EOPNOTSUPP, and says nothing about whether
+ * the input is valid: the caller asks json_parse() then.  What it accepts,
+ * json_parse() accepts too, and json_get() finds the same members with the
+ * same values; so a caller that falls back on -EOPNOTSUPP gives every input
+ * the verdict json_parse() would.
  *
  * Keys point into buf (not NUL-terminated); string values are decoded into
  * text, NUL-terminated, which needs text_size >= len (decoding never grows a

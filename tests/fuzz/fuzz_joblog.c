@@ -2,9 +2,11 @@
 /*
  * fuzz_joblog — the job log's reader, on a line and on a whole file.
  *
- * Each line of the input goes to job_event_parse(); an accepted record must
- * format (job_event_format) into one line that parses back to the same
- * event.  Then the input becomes jobs.log in a scratch directory and goes
+ * Each line of the input goes to both halves of job_event_parse(): the fast
+ * reader must decline it or give the verdict of the json-c reader, and then
+ * the same event, field for field; job_event_parse() must give that verdict
+ * too.  An accepted record must format (job_event_format) into one line that
+ * parses back to the same event, without json-c.  Then the input becomes jobs.log in a scratch directory and goes
  * through joblog_read() (blinkhookctl's lenient reader) and joblog_open() +
  * joblog_replay() (the daemon's start), whose callback applies each record
  * to a job table as the daemon does; after a successful replay the log is
@@ -28,24 +30,48 @@
 #include "blinkhook/util.h"
 #include "fuzz.h"
 
+static void check_identical_events(const struct job_event *a, const struct job_event *b)
+{
+	FUZZ_CHECK(a->ts == b->ts, "ts %llu != %llu", (unsigned long long)a->ts, (unsigned long long)b->ts);
+	FUZZ_CHECK(a->kind == b->kind, "kind %d != %d", (int)a->kind, (int)b->kind);
+	FUZZ_CHECK(a->state == b->state, "state %d != %d", (int)a->state, (int)b->state);
+	FUZZ_CHECK(a->created == b->created, "created %llu != %llu", (unsigned long long)a->created,
+		   (unsigned long long)b->created);
+	FUZZ_CHECK(a->duration == b->duration, "duration %u != %u", a->duration, b->duration);
+	FUZZ_CHECK(a->attempts == b->attempts, "attempts %u != %u", a->attempts, b->attempts);
+	fuzz_check_same_event(a, b);
+}
+
 static void check_line(const char *line, size_t len)
 {
-	struct job_event ev;
-	struct json *root = NULL;
-	int r;
+	struct job_event_store store = JOB_EVENT_STORE_INIT, flat_store = JOB_EVENT_STORE_INIT,
+			       json_store = JOB_EVENT_STORE_INIT;
+	struct job_event ev, flat, json;
+	int r, r_flat, r_json;
 
-	r = job_event_parse(line, len, &ev, &root);
-	if (r < 0) {
-		FUZZ_CHECK(r == -EBADMSG || r == -EPROTONOSUPPORT, "job_event_parse returned %d", r);
-		return;
+	r_json = job_event_parse_json(line, len, &json, &json_store);
+	FUZZ_CHECK(r_json == 0 || r_json == -EBADMSG || r_json == -EPROTONOSUPPORT, "job_event_parse_json returned %d",
+		   r_json);
+	r_flat = job_event_parse_flat(line, len, &flat, &flat_store);
+	if (r_flat != -EOPNOTSUPP) {
+		FUZZ_CHECK(r_flat == r_json, "job_event_parse_flat returned %d, job_event_parse_json %d", r_flat, r_json);
+		FUZZ_CHECK(flat_store.root == NULL, "the fast reader made a json-c tree");
+		if (r_flat == 0)
+			check_identical_events(&flat, &json);
 	}
-	FUZZ_CHECK(r == 0, "job_event_parse returned %d", r);
-	FUZZ_CHECK(ev.id && job_id_is_valid(ev.id), "a record without a valid id");
-	FUZZ_CHECK(ev.kind < _JOB_EV_MAX, "kind %d", (int)ev.kind);
-	FUZZ_CHECK(ev.kind != JOB_EV_FINAL || job_state_is_final(ev.state), "a final event in state %d",
-		   (int)ev.state);
-	fuzz_check_log_line(&ev);
-	json_free(root);
+	r = job_event_parse(line, len, &ev, &store);
+	FUZZ_CHECK(r == r_json, "job_event_parse returned %d, job_event_parse_json %d", r, r_json);
+	if (r == 0) {
+		check_identical_events(&ev, &json);
+		FUZZ_CHECK(ev.id && job_id_is_valid(ev.id), "a record without a valid id");
+		FUZZ_CHECK(ev.kind < _JOB_EV_MAX, "kind %d", (int)ev.kind);
+		FUZZ_CHECK(ev.kind != JOB_EV_FINAL || job_state_is_final(ev.state), "a final event in state %d",
+			   (int)ev.state);
+		fuzz_check_log_line(&ev);
+	}
+	job_event_store_release(&store);
+	job_event_store_release(&flat_store);
+	job_event_store_release(&json_store);
 }
 
 /* The daemon's replay callback: a record that changes nothing is a repeat. */

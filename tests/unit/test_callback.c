@@ -515,9 +515,9 @@ static void test_long_error_truncated_utf8(void **state)
 		for (size_t lead = 0; lead < 4; lead++) {
 			struct strbuf msg = STRBUF_INIT, line = STRBUF_INIT;
 			_cleanup_free_ char *body = NULL;
+			_cleanup_(job_event_store_release) struct job_event_store store = JOB_EVENT_STORE_INIT;
 			struct callback_verdict v;
 			struct job_event back;
-			_cleanup_json_ struct json *root = NULL;
 			size_t n;
 
 			for (size_t i = 0; i < lead; i++)
@@ -537,7 +537,7 @@ static void test_long_error_truncated_utf8(void **state)
 			/* Whole characters only, so the log line reads back. */
 			assert_int_equal((n - lead) % strlen(chars[c]), 0);
 			assert_int_equal(job_event_format(&v.event, &line), 0);
-			assert_int_equal(job_event_parse(line.buf, line.len - 1, &back, &root), 0);
+			assert_int_equal(job_event_parse(line.buf, line.len - 1, &back, &store), 0);
 			assert_string_equal(back.error, v.event.error);
 
 			callback_verdict_release(&v);
