@@ -76,6 +76,7 @@ int joblog_open(const char *dir, struct joblog **ret)
 	l->fd = TAKE_FD(fd);
 	/* cppcheck-suppress unreadVariable */
 	l->lock_fd = TAKE_FD(lock_fd);
+	l->aio_eventfd = -1;
 	l->durable_size = (uint64_t)st.st_size;
 	*ret = l;
 	return 0;
@@ -90,10 +91,10 @@ void joblog_free(struct joblog *l)
 	/* A sync in flight ends before its file descriptor goes. */
 	if (l->syncing)
 		(void)commit_wait(l);
-	if (l->aio_state > 0) {
+	if (l->aio_state > 0)
 		(void)syscall(SYS_io_destroy, l->aio);
+	if (l->aio_eventfd >= 0)
 		close(l->aio_eventfd);
-	}
 	strbuf_release(&l->inflight);
 	if (l->fd >= 0)
 		close(l->fd);
@@ -380,16 +381,16 @@ int joblog_commit_start(struct joblog *l)
 		if (syscall(SYS_io_submit, l->aio, 1L, list) == 1)
 			return 1;
 		/* A file system without it (EINVAL), a filter: sync here from
-		 * now on. */
+		 * now on.  The eventfd stays open until joblog_free(): a caller
+		 * may watch it still, and its number must not go to another
+		 * file meanwhile. */
 		l->aio_state = -1;
 		(void)syscall(SYS_io_destroy, l->aio);
-		close(l->aio_eventfd);
-		l->aio_eventfd = -1;
 	}
 	return commit_end(l, fdatasync(l->fd) < 0 ? negative_errno() : 0);
 }
 
-int joblog_commit_fd(const struct joblog *l) { return l->aio_state > 0 ? l->aio_eventfd : -1; }
+int joblog_commit_fd(const struct joblog *l) { return l->aio_eventfd; }
 bool joblog_syncing(const struct joblog *l) { return l->syncing; }
 
 int joblog_commit_finish(struct joblog *l)

@@ -78,7 +78,8 @@ int joblog_commit(struct joblog *l);
  * -EBUSY while a sync is in flight. */
 int joblog_commit_start(struct joblog *l);
 /* The file descriptor that becomes readable when the sync in flight ends; -1
- * while commits sync in place (before the first, or without AIO). */
+ * before the first commit, or without AIO.  It stays valid (if silent, after
+ * a fallback to syncing in place) until joblog_free(). */
 int joblog_commit_fd(const struct joblog *l);
 /* The result of the sync in flight, as joblog_commit's; -EAGAIN when it has
  * not ended (or none is in flight). */
