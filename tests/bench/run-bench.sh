@@ -16,7 +16,7 @@
 #                   that a drift of a shared machine weighs alike on all kinds
 #   BENCH_DURATION  seconds of the single-run points (many connections, nginx,
 #                   webhook; default 5)
-#   BENCH_JOBS      jobs prepared for accepted callbacks (default 300000; each
+#   BENCH_JOBS      jobs prepared for accepted callbacks (default 600000; each
 #                   takes 4 new statuses, so up to 4x this many accepted requests)
 #   BENCH_IDLE      seconds to watch an idle daemon (default 20)
 #   BENCH_INTAKE_TIMEOUT  seconds to wait for the spool intake (default 60)
@@ -36,7 +36,7 @@ BENCH=$TOP/tests/bench
 LUA=$BENCH/callback.lua
 SLICE=${BENCH_SLICE:-3}
 DUR=${BENCH_DURATION:-5}
-NJOBS=${BENCH_JOBS:-300000}
+NJOBS=${BENCH_JOBS:-600000}
 IDLE=${BENCH_IDLE:-20}
 INTAKE_TIMEOUT=${BENCH_INTAKE_TIMEOUT:-60}
 export TMPDIR=${TMPDIR:-/tmp/bench}
