@@ -538,7 +538,7 @@ def cmd_table(results, machine):
                 if r.get("d_records", 0) < n200:
                     notes.append("ONLY %d of %d 200s wrote a record" % (r.get("d_records", 0), n200))
             if r.get("d_sync_s") and r.get("duration_s"):
-                notes.append("%.0f%% of the time in fdatasync" % (100 * r["d_sync_s"] / r["duration_s"]))
+                notes.append("a sync in flight %.0f%% of the time" % (100 * r["d_sync_s"] / r["duration_s"]))
             if r.get("d_compactions"):
                 notes.append("%d compaction(s)" % r["d_compactions"])
         if g == "repeat" and r.get("d_records"):
