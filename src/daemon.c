@@ -1157,7 +1157,7 @@ static void on_metrics(void *ud, struct strbuf *sb)
 		    "blinkhook_log_syncs_total %llu\n"
 		    "# HELP blinkhook_log_sync_errors_total Failed job log commits.\n"
 		    "# TYPE blinkhook_log_sync_errors_total counter\nblinkhook_log_sync_errors_total %llu\n"
-		    "# HELP blinkhook_log_sync_seconds_total Time job-log commits took, from the write to the end of the sync (the loop goes on meanwhile).\n"
+		    "# HELP blinkhook_log_sync_seconds_total Time from each job-log write to the end of its sync.\n"
 		    "# TYPE blinkhook_log_sync_seconds_total counter\nblinkhook_log_sync_seconds_total %.6f\n",
 		    (unsigned long long)d->stats.polls, d->jobs.n_by_state[JOB_QUEUED],
 		    (unsigned long long)d->stats.rejected, (unsigned long long)httpd_refused_connections(d->httpd),
