@@ -187,6 +187,22 @@ static void assert_collected(const struct collected *c, unsigned first, unsigned
 	strbuf_release(&want);
 }
 
+/* Opens dir's log and replays it: it must hold events 0..n-1, nothing torn. */
+static void assert_log_holds(const char *dir, unsigned n)
+{
+	struct collected c = {STRBUF_INIT, 0, NULL, 0};
+	struct joblog *l = NULL;
+	struct joblog_info info;
+
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
+	assert_false(info.torn);
+	assert_int_equal(info.records, n);
+	assert_collected(&c, 0, n);
+	joblog_free(l);
+	strbuf_release(&c.lines);
+}
+
 /* ---- opening and locking ---- */
 
 static void test_open_creates(void **state)
@@ -324,7 +340,6 @@ static void test_append_without_commit(void **state)
 	_cleanup_free_ char *dir = new_dir();
 	struct joblog *l = NULL;
 	struct joblog_info info;
-	struct collected c = {STRBUF_INIT, 0, NULL, 0};
 	uint64_t size;
 
 	assert_int_equal(joblog_open(dir, &l), 0);
@@ -339,13 +354,7 @@ static void test_append_without_commit(void **state)
 	assert_int_equal(file_size(dir), size);
 	joblog_free(l); /* the pending two are gone */
 	assert_int_equal(file_size(dir), size);
-
-	l = NULL;
-	assert_int_equal(joblog_open(dir, &l), 0);
-	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
-	assert_collected(&c, 0, 3);
-	joblog_free(l);
-	strbuf_release(&c.lines);
+	assert_log_holds(dir, 3);
 }
 
 static void test_append_too_long(void **state)
@@ -374,14 +383,7 @@ static void test_append_too_long(void **state)
 	append_samples(l, 1, 1);
 	assert_int_equal(joblog_commit(l), 0);
 	joblog_free(l);
-
-	struct collected c = {STRBUF_INIT, 0, NULL, 0};
-	l = NULL;
-	assert_int_equal(joblog_open(dir, &l), 0);
-	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
-	assert_collected(&c, 0, 2);
-	joblog_free(l);
-	strbuf_release(&c.lines);
+	assert_log_holds(dir, 2);
 	free(big);
 }
 
@@ -942,7 +944,6 @@ static void test_commit_async(void **state)
 {
 	(void)state;
 	_cleanup_free_ char *dir = new_dir();
-	struct collected c = {STRBUF_INIT, 0, NULL, 0};
 	struct joblog *l = NULL;
 	struct joblog_info info;
 	struct job_table t;
@@ -999,14 +1000,7 @@ static void test_commit_async(void **state)
 	assert_int_equal(joblog_commit_start(l), 1);
 	joblog_free(l);
 	job_table_release(&t);
-
-	l = NULL;
-	assert_int_equal(joblog_open(dir, &l), 0);
-	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
-	assert_false(info.torn);
-	assert_collected(&c, 0, 24);
-	joblog_free(l);
-	strbuf_release(&c.lines);
+	assert_log_holds(dir, 24);
 }
 
 /* A batch that cannot be written stays, ahead of what is appended later. */
@@ -1014,7 +1008,6 @@ static void test_commit_async_failure(void **state)
 {
 	(void)state;
 	_cleanup_free_ char *dir = new_dir();
-	struct collected c = {STRBUF_INIT, 0, NULL, 0};
 	struct joblog *l = NULL;
 	struct joblog_info info;
 	uint64_t good;
@@ -1045,13 +1038,7 @@ static void test_commit_async_failure(void **state)
 	assert_int_equal(joblog_synced_seq(l), 15);
 	assert_int_equal(joblog_records(l), 15);
 	joblog_free(l);
-
-	l = NULL;
-	assert_int_equal(joblog_open(dir, &l), 0);
-	assert_int_equal(joblog_replay(l, collect_cb, &c, &info), 0);
-	assert_collected(&c, 0, 15);
-	joblog_free(l);
-	strbuf_release(&c.lines);
+	assert_log_holds(dir, 15);
 }
 
 int main(void)
