@@ -335,9 +335,10 @@ static int commit_wait(struct joblog *l)
 	uint64_t count;
 	int r = aio_result(l, true);
 
-	/* Drain the eventfd: the completion is taken. */
+	/* The completion is taken here: drain its eventfd too, so that the
+	 * loop is not woken for it (EAGAIN when nothing was signalled). */
 	if (read(l->aio_eventfd, &count, sizeof(count)) < 0) {
-		/* Already drained by joblog_commit_finish's caller's loop: fine. */
+		/* Nothing to drain: fine. */
 	}
 	return commit_end(l, r);
 }
