@@ -291,7 +291,11 @@ static int print_event(const struct job_event *ev, void *ud)
 		return 0;
 
 	if (json) {
-		if (job_event_format(ev, &sb) >= 0)
+		/* The nonce stays in the log: not secret by itself (the key
+		 * is), but no interface needs it. */
+		struct job_event shown = *ev;
+		shown.nonce = NULL;
+		if (job_event_format(&shown, &sb) >= 0)
 			fwrite(sb.buf, 1, sb.len, stdout);
 		strbuf_release(&sb);
 		return 0;

@@ -297,9 +297,21 @@ static void log_job_event(const struct job *j, const struct job_event *ev, const
  */
 static int record_from(struct daemon *d, const struct job_event *ev, struct job **ret_job, const char *client)
 {
+	char nonce[JOB_NONCE_LEN + 1];
+	struct job_event queued;
 	struct job *j = NULL;
 	uint64_t seq;
 	int r;
+
+	/* A new job's first record carries its nonce, which its secret binds. */
+	if (ev->kind == JOB_EV_QUEUED && !ev->nonce) {
+		r = job_nonce_new(nonce);
+		if (r < 0)
+			return r;
+		queued = *ev;
+		queued.nonce = nonce;
+		ev = &queued;
+	}
 
 	r = job_table_check(&d->jobs, ev);
 	if (r != 0) {
@@ -833,7 +845,7 @@ static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
 
 	if (!d->cfg->http_server_id) {
 		callback_url(d, j->id, &url);
-		secret_for_job(d->key, j->id, secret);
+		secret_for_job(d->key, j->id, j->nonce, secret);
 		req.callback_url = url.buf;
 		req.shared_secret = secret;
 	}

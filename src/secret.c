@@ -172,16 +172,20 @@ static void base64url(const unsigned char *in, size_t len, char *out)
 	out[o] = 0;
 }
 
-void secret_for_job(const struct secret_key *k, const char *job_id, char out[static SECRET_MAX])
+void secret_for_job(const struct secret_key *k, const char *job_id, const char *nonce, char out[static SECRET_MAX])
 {
 	unsigned char ihash[SHA256_SIZE], mac[SHA256_SIZE];
 	unsigned int ilen = 0, mac_len = 0;
 	bool ok;
 
-	/* HMAC = H((key ^ opad) || H((key ^ ipad) || id)).  Copying a state
-	 * cannot fail short of memory exhaustion inside OpenSSL; an empty
-	 * secret then fails every verification. */
+	/* HMAC = H((key ^ opad) || H((key ^ ipad) || message)), the message
+	 * being id NUL nonce (no id holds a NUL), or the id alone for a job
+	 * without a nonce.  Copying a state cannot fail short of memory
+	 * exhaustion inside OpenSSL; an empty secret then fails every
+	 * verification. */
 	ok = EVP_MD_CTX_copy_ex(k->work, k->inner) && EVP_DigestUpdate(k->work, job_id, strlen(job_id)) &&
+	     (!nonce || !*nonce ||
+	      (EVP_DigestUpdate(k->work, "", 1) && EVP_DigestUpdate(k->work, nonce, strlen(nonce)))) &&
 	     EVP_DigestFinal_ex(k->work, ihash, &ilen) && ilen == SHA256_SIZE &&
 	     EVP_MD_CTX_copy_ex(k->work, k->outer) && EVP_DigestUpdate(k->work, ihash, ilen) &&
 	     EVP_DigestFinal_ex(k->work, mac, &mac_len) && mac_len == SHA256_SIZE;
@@ -201,12 +205,13 @@ bool secret_equal(const char *a, size_t alen, const char *b, size_t blen)
 	return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
-bool secret_verify(const struct secret_key *k, const char *job_id, const char *presented, size_t len)
+bool secret_verify(const struct secret_key *k, const char *job_id, const char *nonce, const char *presented,
+		   size_t len)
 {
 	char expected[SECRET_MAX];
 	bool ok;
 
-	secret_for_job(k, job_id, expected);
+	secret_for_job(k, job_id, nonce, expected);
 	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
 	OPENSSL_cleanse(expected, sizeof(expected));
 	return ok;

@@ -71,10 +71,10 @@ static int setup(void **state)
 	assert_int_equal(job_table_find(&f->jobs, ID_SUBMITTED)->state, JOB_SUBMITTED);
 	assert_int_equal(job_table_find(&f->jobs, ID_COMPLETE)->state, JOB_COMPLETE);
 
-	secret_for_job(f->key, ID_QUEUED, f->s_queued);
-	secret_for_job(f->key, ID_SUBMITTED, f->s_submitted);
-	secret_for_job(f->key, ID_COMPLETE, f->s_complete);
-	secret_for_job(f->key, ID_UNKNOWN, f->s_unknown);
+	secret_for_job(f->key, ID_QUEUED, NULL, f->s_queued);
+	secret_for_job(f->key, ID_SUBMITTED, NULL, f->s_submitted);
+	secret_for_job(f->key, ID_COMPLETE, NULL, f->s_complete);
+	secret_for_job(f->key, ID_UNKNOWN, NULL, f->s_unknown);
 
 	f->env = (struct callback_env){.jobs = &f->jobs, .key = f->key, .now = NOW};
 	*state = f;
