@@ -44,7 +44,10 @@ sleep 0.5 # the log lines of the last events
 clean() {
 	python3 -c '
 import re, sys
-t = open(sys.argv[1], "rb").read().decode("utf-8")
+try:
+    t = open(sys.argv[1], "rb").read().decode("utf-8")
+except UnicodeDecodeError:
+    sys.exit(1)
 sys.exit(1 if re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", t) else 0)' "$1"
 }
 check "the daemon's log names the spool file, escaped" grep -qF "bad$SHOWN.json" "$T/daemon.log"
