@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -517,6 +518,53 @@ int job_id_new(char buf[static JOB_ID_MAX + 1])
 	snprintf(buf, JOB_ID_MAX + 1, "%012" PRIx64 "%02x%02x%02x%02x%02x%02x", ms, rnd[0],
 		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 	return 0;
+}
+
+/* Before the memory handed out: the size of the whole mapping, aligned so
+ * that what follows is aligned for any type. */
+#define SECRET_HEADER 16
+
+void *secret_alloc(size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), size;
+	unsigned char *p;
+
+	if (len > SIZE_MAX / 2)
+		return NULL;
+	size = (len + SECRET_HEADER + page - 1) / page * page;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Pages of their own: out of core dumps, and not inherited by a
+	 * child.  A kernel that cannot do either still gets the key wiped
+	 * when it is freed. */
+	(void)madvise(p, size, MADV_DONTDUMP);
+	(void)madvise(p, size, MADV_DONTFORK);
+	memcpy(p, &size, sizeof(size));
+	return p + SECRET_HEADER;
+}
+
+void secret_free(void *ptr)
+{
+	unsigned char *p = ptr;
+	size_t size;
+
+	if (!p)
+		return;
+	p -= SECRET_HEADER;
+	memcpy(&size, p, sizeof(size));
+	explicit_bzero(p, size);
+	munmap(p, size);
+}
+
+char *secret_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = secret_alloc(n);
+
+	if (d)
+		memcpy(d, s, n);
+	return d;
 }
 
 int random_bytes(void *buf, size_t len)

@@ -107,6 +107,14 @@ int job_id_new(char buf[static JOB_ID_MAX + 1]);
 #define TEXT_ESCAPED_SIZE(n) (4 * (n) + 1) /* room for n bytes, all escaped */
 const char *text_escape(char *dst, size_t size, const char *src);
 
+/* Memory for keys (the API key, the callback secret, secret.c's key
+ * states): pages of their own, marked MADV_DONTDUMP so that a core dump
+ * leaves them out, and MADV_DONTFORK; secret_free() wipes and unmaps them
+ * (NULL is fine).  NULL when out of memory. */
+void *secret_alloc(size_t len);
+void secret_free(void *p);
+char *secret_strdup(const char *s);
+
 /* Fills buf from the kernel's CSPRNG. */
 int random_bytes(void *buf, size_t len);
 

@@ -497,6 +497,65 @@ static void test_secret_equal(void **state)
 	assert_false(secret_equal("", 0, "abc", 3));
 }
 
+/* The VmFlags of the mapping that holds p, from /proc/self/smaps. */
+static void vmflags_of(const void *p, char *ret, size_t size)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	bool inside = false;
+
+	assert_non_null(f);
+	ret[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(ret, size, "%s", line + 8);
+			break;
+		}
+	}
+	fclose(f);
+	assert_true(ret[0]);
+}
+
+static void test_secret_alloc(void **state)
+{
+	struct secret_key *k = fixed_key(1);
+	char flags[512], *s, *big;
+
+	(void)state;
+	/* Left out of core dumps ("dd") and of a child's copy ("dc"). */
+	s = secret_strdup("the-api-key");
+	assert_non_null(s);
+	assert_string_equal(s, "the-api-key");
+	vmflags_of(s, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " dd"));
+	assert_non_null(strstr(flags, " dc"));
+	/* The key's HMAC states too. */
+	vmflags_of(k, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " dd"));
+	/* While ordinary heap memory is dumped: the check can tell. */
+	big = malloc(16);
+	assert_non_null(big);
+	vmflags_of(big, flags, sizeof(flags));
+	assert_null(strstr(flags, " dd"));
+	free(big);
+
+	/* More than a page, all of it usable. */
+	big = secret_alloc(3 * 4096 + 1);
+	assert_non_null(big);
+	memset(big, 0x5a, 3 * 4096 + 1);
+	vmflags_of(big + 3 * 4096, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " dd"));
+	secret_free(big);
+	secret_free(s);
+	secret_free(NULL);
+	secret_key_free(k);
+	secret_key_free(NULL);
+}
+
 static void test_secret_wipe(void **state)
 {
 	unsigned char buf[40];
@@ -527,6 +586,7 @@ int main(void)
 		cmocka_unit_test(test_secret_with_nonce),
 		cmocka_unit_test(test_secret_verify),
 		cmocka_unit_test(test_secret_equal),
+		cmocka_unit_test(test_secret_alloc),
 		cmocka_unit_test(test_secret_wipe),
 	};
 
