@@ -18,6 +18,13 @@ dd_kb=$(awk '$1 == "Size:" { size = $2 } $1 == "VmFlags:" && / wr / && / dd / { 
 check "the API key (the daemon's and the client's copy) and the HMAC key are in writable pages left out of core dumps (VmFlags wr dd: $dd_kb kB)" \
 	test "$dd_kb" -ge 12
 
+# The README's install step checks the config with the key file as the
+# unit's credential, the key on no command line.
+mkdir -p "$T/etc" && (umask 077 && printf '%s\n' "$API_KEY" >"$T/etc/meraki-api-key")
+out=$(env -u MERAKI_DASHBOARD_API_KEY CREDENTIALS_DIRECTORY="$T/etc" "$BLINKHOOKD" -c "$T/bh.conf" --check-config 2>&1)
+check "--check-config with CREDENTIALS_DIRECTORY reads the key file as the credential ($out)" \
+	sh -c "echo '$out' | grep -q 'OK; API key .*${API_KEY: -4} from credential'"
+
 # post ID SECRET STATUS: prints the HTTP status of a callback.
 post() {
 	curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
