@@ -1425,7 +1425,6 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	char err[CONFIG_ERROR_MAX], mask[16];
 	const char *source;
 	char *key = NULL;
-	int r;
 
 	(void)s;
 	(void)si;
@@ -1436,7 +1435,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	 * from the environment block when it was read). */
 	if (d->api_key_from_env)
 		log_info("reload: keeping the API key from the environment");
-	else if ((r = config_load_api_key(d->cfg, &key, &source, err)) < 0)
+	else if (config_load_api_key(d->cfg, &key, &source, err) < 0)
 		log_err("reload: %s; keeping the current API key", err);
 	else {
 		api_key_mask(key, mask);
