@@ -1433,9 +1433,10 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	/* The environment cannot change under a running process, and took
 	 * precedence over a key file: a key from it stays (and was wiped
 	 * from the environment block when it was read). */
-	if (d->api_key_from_env)
-		log_info("reload: keeping the API key from the environment");
-	else if (config_load_api_key(d->cfg, &key, &source, err) < 0)
+	if (d->api_key_from_env) {
+		api_key_mask(d->api_key, mask);
+		log_info("reload: API key %s kept (the environment is read once, at start)", mask);
+	} else if (config_load_api_key(d->cfg, &key, &source, err) < 0)
 		log_err("reload: %s; keeping the current API key", err);
 	else {
 		api_key_mask(key, mask);

@@ -84,7 +84,7 @@ wait_state 5 "$LEGACY" complete || notok "the old-format job did not complete"
 # still works.
 kill -HUP "$D_PID"
 check "a reload keeps the API key from the environment" \
-	wait_until 10 grep -q 'reload: keeping the API key from the environment' "$T/daemon.log"
+	wait_until 10 grep -q 'reload: API key .* kept (the environment is read once, at start)' "$T/daemon.log"
 R=$(ctl blink Q2AA-0000-0004 --duration 1)
 check "after the reload a blink still completes with that key" wait_state 15 "$R" complete
 check "and the key is still out of /proc/PID/environ" sh -c "! grep -qaF '$API_KEY' /proc/$D_PID/environ"
