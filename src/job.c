@@ -459,9 +459,9 @@ enum {
 	REC_ATTEMPTS,
 	REC_ERROR,
 	REC_SOURCE,
+	REC_NONCE,
 	REC_STATE,
 	REC_CREATED_AT,
-	REC_NONCE,
 	REC_COUNT,
 };
 
@@ -481,9 +481,9 @@ static const struct {
 	KEY(REC_ATTEMPTS, "attempts"),
 	KEY(REC_ERROR, "error"),
 	KEY(REC_SOURCE, "source"),
+	KEY(REC_NONCE, "nonce"),
 	KEY(REC_STATE, "state"),
 	KEY(REC_CREATED_AT, "created_at"),
-	KEY(REC_NONCE, "nonce"),
 #undef KEY
 };
 
