@@ -51,16 +51,22 @@ static void help(void)
 	       "      --version         print the version\n");
 }
 
+/* Text from the log, the spool or the network for the terminal (util.h's
+ * text_escape): the buffer lives until the end of the enclosing block, so
+ * one printf can take several. */
+#define ESC(s) text_escape((char[TEXT_ESCAPED_SIZE(JOB_TEXT_MAX)]){0}, TEXT_ESCAPED_SIZE(JOB_TEXT_MAX), (s))
+
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
 static int usage_error(const char *fmt, ...)
 {
+	char buf[1024], text[TEXT_ESCAPED_SIZE(1024)];
 	va_list ap;
 
-	fprintf(stderr, "blinkhookctl: ");
+	/* It quotes the argument it refuses, whatever bytes that holds. */
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'blinkhookctl --help'.\n");
+	fprintf(stderr, "blinkhookctl: %s\nTry 'blinkhookctl --help'.\n", text_escape(text, sizeof(text), buf));
 	return EXIT_USAGE;
 }
 
@@ -114,8 +120,8 @@ static void print_job_human(const struct job *j)
 	       "Error:          %s\n"
 	       "Created:        %s\n"
 	       "Updated:        %s\n",
-	       j->id, j->serial, j->duration, job_state_to_string(j->state), or_dash(j->leds_blink_id),
-	       or_dash(j->meraki_status), j->attempts, or_dash(j->error), created, updated);
+	       ESC(j->id), ESC(j->serial), j->duration, job_state_to_string(j->state), ESC(or_dash(j->leds_blink_id)),
+	       ESC(or_dash(j->meraki_status)), j->attempts, ESC(or_dash(j->error)), created, updated);
 }
 
 static void print_json(struct strbuf *sb)
@@ -255,9 +261,9 @@ static int cmd_jobs(int argc, char **argv)
 			continue;
 		}
 		format_rfc3339(updated, j->updated_at);
-		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", j->id, j->serial, j->duration,
-		       job_state_to_string(j->state), or_dash(j->meraki_status), j->attempts, updated,
-		       or_dash(j->error));
+		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(j->serial), j->duration,
+		       job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
+		       ESC(or_dash(j->error)));
 	}
 	if (json) {
 		json_w_array_end(&w);
@@ -285,27 +291,31 @@ static int print_event(const struct job_event *ev, void *ud)
 		return 0;
 
 	if (json) {
-		if (job_event_format(ev, &sb) >= 0)
+		/* The nonce stays in the log: not secret by itself (the key
+		 * is), but no interface needs it. */
+		struct job_event shown = *ev;
+		shown.nonce = NULL;
+		if (job_event_format(&shown, &sb) >= 0)
 			fwrite(sb.buf, 1, sb.len, stdout);
 		strbuf_release(&sb);
 		return 0;
 	}
 	format_rfc3339(ts, ev->ts);
-	printf("%s  %-24s  %-9s", ts, ev->id, job_event_name(ev));
+	printf("%s  %-24s  %-9s", ts, ESC(ev->id), job_event_name(ev));
 	if (ev->kind == JOB_EV_SNAPSHOT)
 		printf("  state=%s", job_state_to_string(ev->state));
 	if (ev->serial)
-		printf("  serial=%s duration=%us", ev->serial, ev->duration);
+		printf("  serial=%s duration=%us", ESC(ev->serial), ev->duration);
 	if (ev->leds_blink_id)
-		printf("  ledsBlinkId=%s", ev->leds_blink_id);
+		printf("  ledsBlinkId=%s", ESC(ev->leds_blink_id));
 	if (ev->meraki_status)
-		printf("  meraki=%s", ev->meraki_status);
+		printf("  meraki=%s", ESC(ev->meraki_status));
 	if (ev->attempts)
 		printf("  attempt=%u", ev->attempts);
 	if (ev->source)
-		printf("  from=%s", ev->source);
+		printf("  from=%s", ESC(ev->source));
 	if (ev->error)
-		printf("  error=\"%s\"", ev->error);
+		printf("  error=\"%s\"", ESC(ev->error));
 	putchar('\n');
 	return 0;
 }

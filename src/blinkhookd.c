@@ -82,13 +82,12 @@ int main(int argc, char **argv)
 	if (check) {
 		api_key_mask(key, mask);
 		printf("%s: OK; API key %s from %s\n", path, mask, source);
-		explicit_bzero(key, strlen(key));
-		free(key);
+		secret_free(key);
 		config_release(&cfg);
 		return 0;
 	}
 	log_info("blinkhookd %s starting with %s; API key from %s", BLINKHOOK_VERSION, path, source);
 	/* daemon_run owns the config and the key from here. */
-	r = daemon_run(&cfg, key);
+	r = daemon_run(&cfg, key, source);
 	return r < 0 ? 1 : 0;
 }

@@ -6,9 +6,14 @@
 
 static bool presented_ok(const struct callback_env *env, const char *job_id, const char *s, size_t len)
 {
+	const struct job *j;
+
 	if (env->static_secret)
 		return secret_equal(env->static_secret, strlen(env->static_secret), s, len);
-	return secret_verify(env->key, job_id, s, len);
+	/* The secret binds the job's nonce: an unknown job has none, and
+	 * finds its 404 only with the secret of its id alone. */
+	j = job_table_find(env->jobs, job_id);
+	return secret_verify(env->key, job_id, j ? j->nonce : NULL, s, len);
 }
 
 static bool secret_ok(const struct callback_env *env, const char *job_id, const struct json *root,

@@ -1052,7 +1052,7 @@ static int secret_read_file(const char *path, bool private, enum secret_kind kin
 		snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, reason);
 		return r;
 	}
-	s = strdup(buf);
+	s = secret_strdup(buf);
 	explicit_bzero(buf, sizeof(buf));
 	if (!s) {
 		snprintf(err, CONFIG_ERROR_MAX, "%s: out of memory", path);
@@ -1084,33 +1084,45 @@ int config_load_api_key(const struct config *c, char **ret_key, const char **ret
 			char err[static CONFIG_ERROR_MAX])
 {
 	static const char env_name[] = "MERAKI_DASHBOARD_API_KEY";
-	const char *env, *reason = NULL;
-	char *key = NULL;
+	const char *reason = NULL;
+	char *env, *env_key = NULL, *key = NULL;
 	int r;
 
 	err[0] = '\0';
 
+	/* The environment's key leaves the environment block as soon as it
+	 * is read, whichever source wins: /proc/PID/environ shows the block
+	 * the process started with, so its bytes are overwritten where they
+	 * are, and the variable is unset for any child. */
+	env = getenv(env_name);
+	if (env) {
+		env_key = secret_strdup(env);
+		explicit_bzero(env, strlen(env));
+		(void)unsetenv(env_name);
+		if (!env_key) {
+			snprintf(err, CONFIG_ERROR_MAX, "out of memory");
+			return -ENOMEM;
+		}
+	}
+
 	r = secret_read_credential("meraki-api-key", SECRET_API_KEY, &key, err);
 	if (r >= 0) {
+		secret_free(env_key);
 		*ret_key = key;
 		if (ret_source)
 			*ret_source = "credential";
 		return 0;
 	}
-	if (r != -ENOENT)
+	if (r != -ENOENT) {
+		secret_free(env_key);
 		return r;
+	}
 
-	env = getenv(env_name);
-	if (env) {
-		key = strdup(env);
-		if (!key) {
-			snprintf(err, CONFIG_ERROR_MAX, "out of memory");
-			return -ENOMEM;
-		}
+	if (env_key) {
+		key = env_key;
 		r = secret_check(key, SECRET_API_KEY, &reason);
 		if (r < 0) {
-			explicit_bzero(key, strlen(key));
-			free(key);
+			secret_free(key);
 			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", env_name, reason);
 			return r;
 		}

@@ -107,6 +107,7 @@ struct refusals {
 struct daemon {
 	struct config *cfg;
 	char *api_key;
+	bool api_key_from_env; /* read once: the environment block is wiped */
 	char *static_secret;
 	sd_event *event;
 	struct joblog *log;
@@ -297,9 +298,21 @@ static void log_job_event(const struct job *j, const struct job_event *ev, const
  */
 static int record_from(struct daemon *d, const struct job_event *ev, struct job **ret_job, const char *client)
 {
+	char nonce[JOB_NONCE_LEN + 1];
+	struct job_event queued;
 	struct job *j = NULL;
 	uint64_t seq;
 	int r;
+
+	/* A new job's first record carries its nonce, which its secret binds. */
+	if (ev->kind == JOB_EV_QUEUED && !ev->nonce) {
+		r = job_nonce_new(nonce);
+		if (r < 0)
+			return r;
+		queued = *ev;
+		queued.nonce = nonce;
+		ev = &queued;
+	}
 
 	r = job_table_check(&d->jobs, ev);
 	if (r != 0) {
@@ -833,7 +846,7 @@ static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
 
 	if (!d->cfg->http_server_id) {
 		callback_url(d, j->id, &url);
-		secret_for_job(d->key, j->id, secret);
+		secret_for_job(d->key, j->id, j->nonce, secret);
 		req.callback_url = url.buf;
 		req.shared_secret = secret;
 	}
@@ -1388,16 +1401,13 @@ static void reload_config(struct daemon *d)
 	};
 	if (meraki_reconfigure(d->meraki, &mo) < 0 || httpd_reconfigure(d->httpd, &ho) < 0) {
 		log_err("reload: out of memory; the configuration is partly applied");
-		free(secret);
+		secret_free(secret);
 		config_release(&nc);
 		return;
 	}
 	d->pacer.interval = nc.min_interval_usec;
 	d->pacer.scope = nc.interval_scope;
-	if (d->static_secret) {
-		secret_wipe(d->static_secret, strlen(d->static_secret));
-		free(d->static_secret);
-	}
+	secret_free(d->static_secret);
 	d->static_secret = secret;
 	config_release(d->cfg);
 	*d->cfg = nc;
@@ -1415,14 +1425,18 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	char err[CONFIG_ERROR_MAX], mask[16];
 	const char *source;
 	char *key = NULL;
-	int r;
 
 	(void)s;
 	(void)si;
 	(void)sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)now_monotonic_usec());
 	reload_config(d);
-	r = config_load_api_key(d->cfg, &key, &source, err);
-	if (r < 0)
+	/* The environment cannot change under a running process, and took
+	 * precedence over a key file: a key from it stays (and was wiped
+	 * from the environment block when it was read). */
+	if (d->api_key_from_env) {
+		api_key_mask(d->api_key, mask);
+		log_info("reload: API key %s kept (the environment is read once, at start)", mask);
+	} else if (config_load_api_key(d->cfg, &key, &source, err) < 0)
 		log_err("reload: %s; keeping the current API key", err);
 	else {
 		api_key_mask(key, mask);
@@ -1430,8 +1444,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 			log_info("reload: API key %s from %s", mask, source);
 			d->auth_error_logged = false;
 		}
-		explicit_bzero(key, strlen(key));
-		free(key);
+		secret_free(key);
 	}
 	notify_status(d, true);
 	(void)sd_notify(false, "READY=1");
@@ -1797,23 +1810,18 @@ static void teardown(struct daemon *d)
 	secret_key_free(d->key);
 	joblog_free(d->log);
 	sd_event_unref(d->event);
-	if (d->static_secret) {
-		secret_wipe(d->static_secret, strlen(d->static_secret));
-		free(d->static_secret);
-	}
-	if (d->api_key) {
-		secret_wipe(d->api_key, strlen(d->api_key));
-		free(d->api_key);
-	}
+	secret_free(d->static_secret);
+	secret_free(d->api_key);
 	config_release(d->cfg);
 }
 
 /* NOLINTNEXTLINE(readability-non-const-parameter): ours to wipe and free */
-int daemon_run(struct config *cfg, char *api_key)
+int daemon_run(struct config *cfg, char *api_key, const char *api_key_source)
 {
 	struct daemon d = {
 		.cfg = cfg,
 		.api_key = api_key,
+		.api_key_from_env = api_key_source && strcmp(api_key_source, "environment") == 0,
 		.listen_fd = -1,
 	};
 	int r;

@@ -9,6 +9,30 @@ static const char *const state_names[_JOB_STATE_MAX] = {
 	[JOB_FAILED] = "failed",     [JOB_EXPIRED] = "expired",
 };
 
+bool job_nonce_is_valid(const char *s)
+{
+	size_t n = strspn(s, "0123456789abcdef");
+
+	return n == JOB_NONCE_LEN && s[n] == '\0';
+}
+
+int job_nonce_new(char buf[static JOB_NONCE_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[JOB_NONCE_LEN / 2];
+	int r;
+
+	r = random_bytes(rnd, sizeof(rnd));
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		buf[2 * i] = hex[rnd[i] >> 4];
+		buf[2 * i + 1] = hex[rnd[i] & 15];
+	}
+	buf[JOB_NONCE_LEN] = '\0';
+	return 0;
+}
+
 const char *job_state_to_string(enum job_state s)
 {
 	return (unsigned)s < _JOB_STATE_MAX ? state_names[s] : "unknown";
@@ -228,6 +252,8 @@ static int verdict(const struct job *j, const struct job_event *ev)
 		return -EINVAL;
 	if (ev->meraki_status && !meraki_status_is_valid(ev->meraki_status))
 		return -EINVAL;
+	if (ev->nonce && !job_nonce_is_valid(ev->nonce))
+		return -EINVAL;
 
 	if (ev->kind == JOB_EV_QUEUED || ev->kind == JOB_EV_SNAPSHOT) {
 		if (j)
@@ -307,6 +333,8 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 		/* job_table_check has checked both lengths. */
 		(void)STR_COPY(j->id, ev->id);
 		(void)STR_COPY(j->serial, ev->serial);
+		if (ev->nonce)
+			(void)STR_COPY(j->nonce, ev->nonce);
 		j->duration = ev->duration;
 		j->state = JOB_QUEUED;
 		j->created_at = j->updated_at = ev->ts;
@@ -403,6 +431,8 @@ int job_event_format(const struct job_event *ev, struct strbuf *sb)
 		json_w_kstr(&w, "error", ev->error);
 	if (ev->source)
 		json_w_kstr(&w, "source", ev->source);
+	if (ev->nonce)
+		json_w_kstr(&w, "nonce", ev->nonce);
 	if (ev->kind == JOB_EV_SNAPSHOT) {
 		char created[RFC3339_MAX];
 		format_rfc3339(created, ev->created);
@@ -429,6 +459,7 @@ enum {
 	REC_ATTEMPTS,
 	REC_ERROR,
 	REC_SOURCE,
+	REC_NONCE,
 	REC_STATE,
 	REC_CREATED_AT,
 	REC_COUNT,
@@ -450,6 +481,7 @@ static const struct {
 	KEY(REC_ATTEMPTS, "attempts"),
 	KEY(REC_ERROR, "error"),
 	KEY(REC_SOURCE, "source"),
+	KEY(REC_NONCE, "nonce"),
 	KEY(REC_STATE, "state"),
 	KEY(REC_CREATED_AT, "created_at"),
 #undef KEY
@@ -523,12 +555,14 @@ static int record_to_event(const struct member m[static REC_COUNT], int (*read_s
 
 	if (opt_string(&m[REC_SERIAL], &ev.serial) < 0 || opt_string(&m[REC_LEDS_BLINK_ID], &ev.leds_blink_id) < 0 ||
 	    opt_string(&m[REC_MERAKI_STATUS], &ev.meraki_status) < 0 || opt_string(&m[REC_ERROR], &ev.error) < 0 ||
-	    opt_string(&m[REC_SOURCE], &ev.source) < 0 ||
+	    opt_string(&m[REC_SOURCE], &ev.source) < 0 || opt_string(&m[REC_NONCE], &ev.nonce) < 0 ||
 	    opt_uint(&m[REC_DURATION], JOB_DURATION_MAX, &ev.duration) < 0 ||
 	    opt_uint(&m[REC_ATTEMPTS], 1000000, &ev.attempts) < 0)
 		return -EBADMSG;
 	if ((ev.kind == JOB_EV_QUEUED || ev.kind == JOB_EV_SNAPSHOT) &&
 	    (!ev.serial || !serial_is_valid(ev.serial) || ev.duration == 0))
+		return -EBADMSG;
+	if (ev.nonce && !job_nonce_is_valid(ev.nonce))
 		return -EBADMSG;
 	if (ev.kind == JOB_EV_SNAPSHOT) {
 		const char *st = m[REC_STATE].str;
@@ -624,7 +658,7 @@ static int record_key(const char *key, size_t len, unsigned *next)
 	return -1;
 }
 
-/* The most members a record read fast may have: ours have at most 13. */
+/* The most members a record read fast may have: ours have at most 14. */
 #define RECORD_MEMBERS_MAX 16
 
 int job_event_parse_flat(const char *line, size_t len, struct job_event *ret, struct job_event_store *store)
@@ -702,6 +736,7 @@ void job_snapshot(const struct job *j, struct job_event *ret)
 		.meraki_status = j->meraki_status,
 		.error = j->error,
 		.attempts = j->attempts,
+		.nonce = j->nonce[0] ? j->nonce : NULL,
 	};
 }
 

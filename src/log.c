@@ -10,6 +10,9 @@
 
 #include "blinkhook/log.h"
 
+/* The longest message before escaping; longer ones are cut. */
+#define LOG_LINE_MAX 2048
+
 static const char *program = "blinkhook";
 static int max_level = LOG_INFO;
 static bool journal;
@@ -60,20 +63,20 @@ static const char *level_name(int level)
 
 void log_fullv(int level, const char *fmt, va_list ap)
 {
-	char buf[2048];
+	char buf[LOG_LINE_MAX], text[TEXT_ESCAPED_SIZE(LOG_LINE_MAX)];
 	int saved = errno;
 
 	if (level > max_level)
 		return;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	/* One message, one line: a newline from a peer must not forge a line. */
-	for (char *p = buf; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* One message, one line, nothing for a terminal to obey: a newline
+	 * from a peer must not forge a line, nor an ESC sequence in a file
+	 * name or an API's error text retitle or clear the reader's screen. */
+	text_escape(text, sizeof(text), buf);
 	if (journal)
-		fprintf(stderr, "<%d>%s\n", level, buf);
+		fprintf(stderr, "<%d>%s\n", level, text);
 	else
-		fprintf(stderr, "%s: %s: %s\n", program, level_name(level), buf);
+		fprintf(stderr, "%s: %s: %s\n", program, level_name(level), text);
 	errno = saved;
 }
 
@@ -140,7 +143,8 @@ static bool journal_send(int level, const char *job_id, const char *serial, cons
 
 void log_job(int level, const char *job_id, const char *serial, const char *state, const char *fmt, ...)
 {
-	char buf[2048];
+	char buf[LOG_LINE_MAX], text[TEXT_ESCAPED_SIZE(LOG_LINE_MAX)];
+	char id[TEXT_ESCAPED_SIZE(JOB_ID_MAX)], ser[TEXT_ESCAPED_SIZE(16)];
 	va_list ap;
 	int saved = errno;
 
@@ -149,12 +153,13 @@ void log_job(int level, const char *job_id, const char *serial, const char *stat
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	for (char *p = buf; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	/* The ids are checked for their shape before they get here, so no
-	 * field can carry a newline. */
-	if (!journal || !journal_send(level, job_id, serial, state, buf))
+	/* Each field of a native entry ends at a newline: escaped like a
+	 * line, the ids too, though they are checked for their shape before
+	 * they get here. */
+	text_escape(text, sizeof(text), buf);
+	text_escape(id, sizeof(id), job_id);
+	text_escape(ser, sizeof(ser), serial);
+	if (!journal || !journal_send(level, id, serial ? ser : NULL, state, text))
 		log_full(level, "%s", buf);
 	errno = saved;
 }

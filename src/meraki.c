@@ -369,7 +369,7 @@ int meraki_new(const struct meraki_opts *opts, const struct meraki_loop_ops *ops
 	c->loop_ud = loop_ud;
 	c->timeout_usec = opts->timeout_usec;
 	c->base_url = strdup(opts->base_url);
-	c->api_key = strdup(opts->api_key ? opts->api_key : "");
+	c->api_key = secret_strdup(opts->api_key ? opts->api_key : "");
 	c->ca_file = opts->ca_file ? strdup(opts->ca_file) : NULL;
 	c->user_agent = strdup(opts->user_agent);
 	c->multi = curl_multi_init();
@@ -385,6 +385,15 @@ int meraki_new(const struct meraki_opts *opts, const struct meraki_loop_ops *ops
 	return 0;
 }
 
+/* curl_slist_free_all() that leaves no copy of the API key (the
+ * Authorization header) in freed memory. */
+static void headers_free(struct curl_slist *h)
+{
+	for (struct curl_slist *p = h; p; p = p->next)
+		explicit_bzero(p->data, strlen(p->data));
+	curl_slist_free_all(h);
+}
+
 static void call_free(struct meraki_call *call)
 {
 	struct meraki_client *c = call->client;
@@ -393,7 +402,7 @@ static void call_free(struct meraki_call *call)
 		curl_multi_remove_handle(c->multi, call->easy);
 		curl_easy_cleanup(call->easy);
 	}
-	curl_slist_free_all(call->headers);
+	headers_free(call->headers);
 	if (call->prev)
 		call->prev->next = call->next;
 	else
@@ -415,10 +424,7 @@ void meraki_free(struct meraki_client *c)
 		call_free(c->calls);
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
-	if (c->api_key) {
-		explicit_bzero(c->api_key, strlen(c->api_key));
-		free(c->api_key);
-	}
+	secret_free(c->api_key);
 	free(c->base_url);
 	free(c->ca_file);
 	free(c->user_agent);
@@ -427,12 +433,11 @@ void meraki_free(struct meraki_client *c)
 
 int meraki_set_api_key(struct meraki_client *c, const char *key)
 {
-	char *k = strdup(key);
+	char *k = secret_strdup(key);
 
 	if (!k)
 		return -ENOMEM;
-	explicit_bzero(c->api_key, strlen(c->api_key));
-	free(c->api_key);
+	secret_free(c->api_key);
 	c->api_key = k;
 	return 0;
 }
@@ -504,7 +509,7 @@ static int call_start(struct meraki_call *call)
 		curl_easy_cleanup(call->easy);
 		call->easy = NULL;
 	}
-	curl_slist_free_all(call->headers);
+	headers_free(call->headers);
 	call->headers = NULL;
 	strbuf_reset(&call->response);
 	call->retry_after[0] = 0;

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
+/* SHA256_Init() and friends are deprecated in OpenSSL 3 in favour of EVP,
+ * whose digest states live in OpenSSL's own heap; ours must live in pages
+ * left out of core dumps, and SHA256_CTX is a plain struct we can place. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "blinkhook/secret.h"
 #include "blinkhook/util.h"
@@ -17,30 +21,23 @@
  * HMAC-SHA256 (RFC 2104) with the key's two pads hashed once, when the key is
  * loaded: a secret then costs two SHA-256 compressions of a copied state
  * instead of HMAC()'s fetch, key setup and four compressions.  Every callback
- * computes one (a refused one too), so this is on the hot path.
+ * computes one (a refused one too), so this is on the hot path.  The states
+ * stand for the key: they live in secret_alloc()'s memory.
  */
 struct secret_key {
-	EVP_MD *sha256;
-	EVP_MD_CTX *inner; /* SHA-256 after (key ^ ipad) */
-	EVP_MD_CTX *outer; /* SHA-256 after (key ^ opad) */
-	EVP_MD_CTX *work;  /* scratch for one secret at a time */
+	SHA256_CTX inner; /* SHA-256 after (key ^ ipad) */
+	SHA256_CTX outer; /* SHA-256 after (key ^ opad) */
+	SHA256_CTX work;  /* scratch for one secret at a time */
 };
 
 void secret_wipe(void *p, size_t len) { OPENSSL_cleanse(p, len); }
 
 void secret_key_free(struct secret_key *k)
 {
-	if (!k)
-		return;
-	/* Freeing a digest context wipes its state. */
-	EVP_MD_CTX_free(k->inner);
-	EVP_MD_CTX_free(k->outer);
-	EVP_MD_CTX_free(k->work);
-	EVP_MD_free(k->sha256);
-	free(k);
+	secret_free(k);
 }
 
-static int pad_state(EVP_MD_CTX *ctx, const EVP_MD *md, const unsigned char *key, unsigned char pad)
+static int pad_state(SHA256_CTX *ctx, const unsigned char *key, unsigned char pad)
 {
 	unsigned char block[SHA256_BLOCK];
 	int ok;
@@ -48,7 +45,7 @@ static int pad_state(EVP_MD_CTX *ctx, const EVP_MD *md, const unsigned char *key
 	memset(block, pad, sizeof(block));
 	for (size_t i = 0; i < SECRET_KEY_SIZE; i++)
 		block[i] ^= key[i];
-	ok = EVP_DigestInit_ex(ctx, md, NULL) && EVP_DigestUpdate(ctx, block, sizeof(block));
+	ok = SHA256_Init(ctx) && SHA256_Update(ctx, block, sizeof(block));
 	OPENSSL_cleanse(block, sizeof(block));
 	return ok ? 0 : -ENOMEM;
 }
@@ -62,20 +59,12 @@ int secret_key_from_bytes(const void *bytes, size_t len, struct secret_key **ret
 	 * always shorter, and zero-padded to the block by pad_state. */
 	if (len != SECRET_KEY_SIZE)
 		return -EINVAL;
-	k = calloc(1, sizeof(*k));
+	k = secret_alloc(sizeof(*k));
 	if (!k)
 		return -ENOMEM;
-	k->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	k->inner = EVP_MD_CTX_new();
-	k->outer = EVP_MD_CTX_new();
-	k->work = EVP_MD_CTX_new();
-	if (!k->sha256 || !k->inner || !k->outer || !k->work) {
-		secret_key_free(k);
-		return -ENOMEM;
-	}
-	r = pad_state(k->inner, k->sha256, bytes, 0x36);
+	r = pad_state(&k->inner, bytes, 0x36);
 	if (r >= 0)
-		r = pad_state(k->outer, k->sha256, bytes, 0x5c);
+		r = pad_state(&k->outer, bytes, 0x5c);
 	if (r < 0) {
 		secret_key_free(k);
 		return r;
@@ -172,21 +161,30 @@ static void base64url(const unsigned char *in, size_t len, char *out)
 	out[o] = 0;
 }
 
-void secret_for_job(const struct secret_key *k, const char *job_id, char out[static SECRET_MAX])
+void secret_for_job(const struct secret_key *k, const char *job_id, const char *nonce, char out[static SECRET_MAX])
 {
+	/* The scratch state is the key's own, in its pages, so that no copy
+	 * of a pad state lands on the stack; "const" is the key's, which this
+	 * does not change (one thread, one secret at a time). */
+	SHA256_CTX *work = (SHA256_CTX *)&k->work;
 	unsigned char ihash[SHA256_SIZE], mac[SHA256_SIZE];
-	unsigned int ilen = 0, mac_len = 0;
 	bool ok;
 
-	/* HMAC = H((key ^ opad) || H((key ^ ipad) || id)).  Copying a state
-	 * cannot fail short of memory exhaustion inside OpenSSL; an empty
-	 * secret then fails every verification. */
-	ok = EVP_MD_CTX_copy_ex(k->work, k->inner) && EVP_DigestUpdate(k->work, job_id, strlen(job_id)) &&
-	     EVP_DigestFinal_ex(k->work, ihash, &ilen) && ilen == SHA256_SIZE &&
-	     EVP_MD_CTX_copy_ex(k->work, k->outer) && EVP_DigestUpdate(k->work, ihash, ilen) &&
-	     EVP_DigestFinal_ex(k->work, mac, &mac_len) && mac_len == SHA256_SIZE;
+	/* HMAC = H((key ^ opad) || H((key ^ ipad) || message)), the message
+	 * being id NUL nonce (no id holds a NUL), or the id alone for a job
+	 * without a nonce.  SHA-256 on memory we own cannot fail; if it did,
+	 * an empty secret fails every verification. */
+	*work = k->inner;
+	ok = SHA256_Update(work, job_id, strlen(job_id)) &&
+	     (!nonce || !*nonce || (SHA256_Update(work, "", 1) && SHA256_Update(work, nonce, strlen(nonce)))) &&
+	     SHA256_Final(ihash, work);
+	if (ok) {
+		*work = k->outer;
+		ok = SHA256_Update(work, ihash, sizeof(ihash)) && SHA256_Final(mac, work);
+	}
+	OPENSSL_cleanse(work, sizeof(*work));
 	if (ok)
-		base64url(mac, mac_len, out);
+		base64url(mac, sizeof(mac), out);
 	else
 		out[0] = 0;
 	OPENSSL_cleanse(ihash, sizeof(ihash));
@@ -201,12 +199,13 @@ bool secret_equal(const char *a, size_t alen, const char *b, size_t blen)
 	return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
-bool secret_verify(const struct secret_key *k, const char *job_id, const char *presented, size_t len)
+bool secret_verify(const struct secret_key *k, const char *job_id, const char *nonce, const char *presented,
+		   size_t len)
 {
 	char expected[SECRET_MAX];
 	bool ok;
 
-	secret_for_job(k, job_id, expected);
+	secret_for_job(k, job_id, nonce, expected);
 	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
 	OPENSSL_cleanse(expected, sizeof(expected));
 	return ok;

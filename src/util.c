@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -445,6 +446,63 @@ bool job_id_is_valid(const char *s)
 	return true;
 }
 
+/* The length of the valid UTF-8 sequence at p (RFC 3629: no overlong form,
+ * no surrogate, nothing past U+10FFFF), or 0 when there is none. */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else
+		return 0;
+	/* The bytes are read one by one: a NUL ends the check early. */
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+const char *text_escape(char *dst, size_t size, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)(src ? src : "");
+	size_t o = 0;
+
+	while (*p) {
+		size_t n = *p >= 0x20 && *p < 0x7f ? 1 : utf8_len(p);
+		/* U+0080..U+009F, the C1 controls, are C2 80..C2 9F. */
+		bool escape = n == 0 || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0);
+		size_t take = escape ? (n ? n : 1) : n, need = escape ? 4 * take : n;
+
+		if (o + need >= size)
+			break;
+		for (size_t i = 0; i < take; i++) {
+			if (escape) {
+				dst[o++] = '\\';
+				dst[o++] = 'x';
+				dst[o++] = hex[p[i] >> 4];
+				dst[o++] = hex[p[i] & 15];
+			} else
+				dst[o++] = (char)p[i];
+		}
+		p += take;
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
 int job_id_new(char buf[static JOB_ID_MAX + 1])
 {
 	uint8_t rnd[6];
@@ -460,6 +518,53 @@ int job_id_new(char buf[static JOB_ID_MAX + 1])
 	snprintf(buf, JOB_ID_MAX + 1, "%012" PRIx64 "%02x%02x%02x%02x%02x%02x", ms, rnd[0],
 		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 	return 0;
+}
+
+/* Before the memory handed out: the size of the whole mapping, aligned so
+ * that what follows is aligned for any type. */
+#define SECRET_HEADER 16
+
+void *secret_alloc(size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), size;
+	unsigned char *p;
+
+	if (len > SIZE_MAX / 2)
+		return NULL;
+	size = (len + SECRET_HEADER + page - 1) / page * page;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Pages of their own: out of core dumps, and not inherited by a
+	 * child.  A kernel that cannot do either still gets the key wiped
+	 * when it is freed. */
+	(void)madvise(p, size, MADV_DONTDUMP);
+	(void)madvise(p, size, MADV_DONTFORK);
+	memcpy(p, &size, sizeof(size));
+	return p + SECRET_HEADER;
+}
+
+void secret_free(void *ptr)
+{
+	unsigned char *p = ptr;
+	size_t size;
+
+	if (!p)
+		return;
+	p -= SECRET_HEADER;
+	memcpy(&size, p, sizeof(size));
+	explicit_bzero(p, size);
+	munmap(p, size);
+}
+
+char *secret_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = secret_alloc(n);
+
+	if (d)
+		memcpy(d, s, n);
+	return d;
 }
 
 int random_bytes(void *buf, size_t len)

@@ -131,13 +131,29 @@ ctl() { "$BLINKHOOKCTL" -c "$T/bh.conf" "$@"; }
 
 job_state() { ctl status "$1" --json | json 'j["state"]'; }
 # secret_of JOB_ID: the job's callback secret, computed as the daemon does:
-# base64url(HMAC-SHA256(state/secret.key, job id)), unpadded.
+# base64url(HMAC-SHA256(state/secret.key, id NUL nonce)), unpadded, with the
+# nonce of the job's latest "queued" (or compaction's "job") record in
+# state/jobs.log; HMAC-SHA256(key, id) for a job logged without a nonce.
 secret_of() {
 	python3 -c '
-import base64, hashlib, hmac, sys
+import base64, hashlib, hmac, json, sys
 key = open(sys.argv[1], "rb").read()
-print(base64.urlsafe_b64encode(hmac.new(key, sys.argv[2].encode(), hashlib.sha256).digest()).decode().rstrip("="))
-' "$T/state/secret.key" "$1"
+msg = sys.argv[2].encode()
+nonce = None
+try:
+    for line in open(sys.argv[3], "rb"):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("id") == sys.argv[2] and rec.get("event") in ("queued", "job"):
+            nonce = rec.get("nonce")
+except FileNotFoundError:
+    pass
+if nonce:
+    msg += b"\0" + nonce.encode()
+print(base64.urlsafe_b64encode(hmac.new(key, msg, hashlib.sha256).digest()).decode().rstrip("="))
+' "$T/state/secret.key" "$1" "$T/state/jobs.log"
 }
 
 state_is() { test "$(job_state "$1")" = "$2"; }

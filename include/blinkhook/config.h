@@ -96,7 +96,10 @@ bool cidr_match(const struct cidr *c, int family, const void *addr);
  * $CREDENTIALS_DIRECTORY, $MERAKI_DASHBOARD_API_KEY, then api_key_file (which
  * must not be readable by group or others).  *ret_source names where it came
  * from ("credential", "environment", "file"), a static string.  On failure
- * writes the reason into err. */
+ * writes the reason into err.  $MERAKI_DASHBOARD_API_KEY is wiped (its bytes
+ * in the environment block overwritten, then unset) whenever it is set,
+ * whichever source wins.  The key is in secret_alloc()'s memory: release it
+ * with secret_free(); so is config_load_callback_secret()'s secret. */
 int config_load_api_key(const struct config *c, char **ret_key, const char **ret_source,
 			char err[static CONFIG_ERROR_MAX]);
 

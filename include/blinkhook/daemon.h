@@ -19,8 +19,9 @@
 #define INSTANCE_ID_FILE "instance-id"
 
 /* Runs until SIGTERM or SIGINT; takes over the config (and frees it).  The
- * API key is already checked by the caller and passed in.  Returns 0 on a
+ * API key is already checked by the caller and passed in (secret_alloc()'s
+ * memory, from config_load_api_key(), with its source).  Returns 0 on a
  * clean stop, a negative errno after logging why it could not run. */
-int daemon_run(struct config *cfg, char *api_key);
+int daemon_run(struct config *cfg, char *api_key, const char *api_key_source);
 
 #endif

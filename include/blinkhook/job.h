@@ -33,6 +33,15 @@
 #define SERIAL_MAX 14
 /* The job-log record format; bumped when a record changes incompatibly. */
 #define JOB_RECORD_VERSION 1
+/* A job's nonce: 16 random bytes as 32 lowercase hex digits, made when the
+ * job is queued and kept in its first record (and in compaction's
+ * snapshot).  The job's callback secret binds it (secret.h), so that a job
+ * that reuses the id of one dropped by retention never accepts the old
+ * job's callbacks.  Jobs logged before it existed have none. */
+#define JOB_NONCE_LEN 32
+bool job_nonce_is_valid(const char *s);
+int job_nonce_new(char buf[static JOB_NONCE_LEN + 1]);
+
 /* Longest text kept from the API or a callback (an error message). */
 #define JOB_TEXT_MAX 1024
 
@@ -78,11 +87,13 @@ struct job_event {
 	const char *error;
 	const char *source; /* what reported it: api, callback, poll, queue, cancel, expiry */
 	unsigned attempts;
+	const char *nonce; /* JOB_EV_QUEUED and JOB_EV_SNAPSHOT; NULL in records from before 0.3.0 */
 };
 
 struct job {
 	char id[JOB_ID_MAX + 1];
 	char serial[SERIAL_MAX + 1];
+	char nonce[JOB_NONCE_LEN + 1]; /* "" for a job logged without one */
 	unsigned duration;
 	enum job_state state;
 	char *leds_blink_id;

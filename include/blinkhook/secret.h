@@ -4,9 +4,11 @@
  *
  * The key is 32 random bytes in `secret.key` in the state directory (mode
  * 0600), created at first start.  A job's sharedSecret is
- * base64url(HMAC-SHA256(key, job id)) without padding: the daemon never
- * stores a secret, it recomputes it to verify a callback, and a leaked secret
- * opens one job only.  The only module that includes OpenSSL.
+ * base64url(HMAC-SHA256(key, id NUL nonce)) without padding, the nonce being
+ * the job's random one (job.h), or HMAC-SHA256(key, id) for a job logged
+ * without one: the daemon never stores a secret, it recomputes it to verify
+ * a callback, and a leaked secret opens one job only, never a later job that
+ * reuses its id.  The only module that includes OpenSSL.
  */
 #ifndef BLINKHOOK_SECRET_H
 #define BLINKHOOK_SECRET_H
@@ -32,10 +34,12 @@ int secret_key_from_bytes(const void *bytes, size_t len, struct secret_key **ret
 
 /* A key computes one secret at a time (it has one scratch state): the daemon
  * has one thread. */
-void secret_for_job(const struct secret_key *k, const char *job_id, char out[static SECRET_MAX]);
-/* Whether presented (len bytes, not necessarily NUL-terminated) is job_id's
- * secret; the comparison takes the same time wherever they differ. */
-bool secret_verify(const struct secret_key *k, const char *job_id, const char *presented, size_t len);
+void secret_for_job(const struct secret_key *k, const char *job_id, const char *nonce, char out[static SECRET_MAX]);
+/* Whether presented (len bytes, not necessarily NUL-terminated) is the secret
+ * of job_id with nonce (NULL or "": none); the comparison takes the same time
+ * wherever they differ. */
+bool secret_verify(const struct secret_key *k, const char *job_id, const char *nonce, const char *presented,
+		   size_t len);
 /* Constant-time comparison of two byte strings (for a configured secret). */
 bool secret_equal(const char *a, size_t alen, const char *b, size_t blen);
 /* Wipes len bytes of memory the compiler may not skip. */

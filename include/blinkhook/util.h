@@ -96,6 +96,25 @@ bool job_id_is_valid(const char *s);
 /* A new, unique, roughly time-ordered job id (24 characters). */
 int job_id_new(char buf[static JOB_ID_MAX + 1]);
 
+/* Text from outside (a file name, an id, an error text from the API or a
+ * callback) made safe for a terminal or a log line: the C0 controls (newline
+ * and ESC too), DEL, the C1 controls as UTF-8 (U+0080..U+009F) and every byte
+ * that is not part of valid UTF-8 (a raw 0x9b is CSI to some terminals)
+ * become "\xNN"; valid UTF-8 such as "Zürich" and the backslash stay as they
+ * are, so it reads as written but cannot be decoded back.  Writes at most
+ * size bytes into dst, always NUL-terminated (size > 0), cut before a whole
+ * escape or character that does not fit; returns dst.  NULL reads as "". */
+#define TEXT_ESCAPED_SIZE(n) (4 * (n) + 1) /* room for n bytes, all escaped */
+const char *text_escape(char *dst, size_t size, const char *src);
+
+/* Memory for keys (the API key, the callback secret, secret.c's key
+ * states): pages of their own, marked MADV_DONTDUMP so that a core dump
+ * leaves them out, and MADV_DONTFORK; secret_free() wipes and unmaps them
+ * (NULL is fine).  NULL when out of memory. */
+void *secret_alloc(size_t len);
+void secret_free(void *p);
+char *secret_strdup(const char *s);
+
 /* Fills buf from the kernel's CSPRNG. */
 int random_bytes(void *buf, size_t len);
 

@@ -124,7 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rest = (const char *)data + 1;
 	end = (const char *)data + size;
 
-	secret_for_job(key, ids[which], job_secret);
+	secret_for_job(key, ids[which], NULL, job_secret);
 	expected = static_mode ? STATIC_SECRET : job_secret;
 
 	switch (mode) {

@@ -71,10 +71,10 @@ static int setup(void **state)
 	assert_int_equal(job_table_find(&f->jobs, ID_SUBMITTED)->state, JOB_SUBMITTED);
 	assert_int_equal(job_table_find(&f->jobs, ID_COMPLETE)->state, JOB_COMPLETE);
 
-	secret_for_job(f->key, ID_QUEUED, f->s_queued);
-	secret_for_job(f->key, ID_SUBMITTED, f->s_submitted);
-	secret_for_job(f->key, ID_COMPLETE, f->s_complete);
-	secret_for_job(f->key, ID_UNKNOWN, f->s_unknown);
+	secret_for_job(f->key, ID_QUEUED, NULL, f->s_queued);
+	secret_for_job(f->key, ID_SUBMITTED, NULL, f->s_submitted);
+	secret_for_job(f->key, ID_COMPLETE, NULL, f->s_complete);
+	secret_for_job(f->key, ID_UNKNOWN, NULL, f->s_unknown);
 
 	f->env = (struct callback_env){.jobs = &f->jobs, .key = f->key, .now = NOW};
 	*state = f;
@@ -687,6 +687,39 @@ static void test_secret_checked_before_lookup(void **state)
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = "wrong", .status = "bogus"}), 401);
 }
 
+/* A job with a nonce (every job queued since 0.3.0) takes only the secret
+ * that binds it: not its id's alone (an earlier job's with the same id, or
+ * one from before nonces), nor another nonce's. */
+static void test_secret_binds_nonce(void **state)
+{
+	struct fixture *f = *state;
+	static const char nonce[] = "00112233445566778899aabbccddeeff";
+	char right[SECRET_MAX], id_only[SECRET_MAX], other[SECRET_MAX], bearer[SECRET_MAX + 16];
+
+	apply(&f->jobs, &(struct job_event){.ts = NOW, .id = "job-nonce", .kind = JOB_EV_QUEUED, .serial = SERIAL,
+					    .duration = 20, .source = "queue", .nonce = nonce});
+	apply(&f->jobs, &(struct job_event){.ts = NOW, .id = "job-nonce", .kind = JOB_EV_SUBMITTED,
+					    .leds_blink_id = "44", .meraki_status = "new", .attempts = 1,
+					    .source = "api"});
+	secret_for_job(f->key, "job-nonce", nonce, right);
+	secret_for_job(f->key, "job-nonce", NULL, id_only);
+	secret_for_job(f->key, "job-nonce", "ffeeddccbbaa99887766554433221100", other);
+
+	assert_int_equal(status_of(f, "job-nonce", &(struct body){.secret = id_only, .lbi = "44", .status = "complete"}),
+			 401);
+	assert_int_equal(status_of(f, "job-nonce", &(struct body){.secret = other, .lbi = "44", .status = "complete"}),
+			 401);
+	snprintf(bearer, sizeof(bearer), "Bearer %s", id_only);
+	assert_int_equal(verdict_of(f, "job-nonce", &(struct body){.lbi = "44", .status = "complete"}, bearer, NULL),
+			 401);
+	assert_int_equal(job_table_find(&f->jobs, "job-nonce")->state, JOB_SUBMITTED);
+	assert_int_equal(status_of(f, "job-nonce", &(struct body){.secret = right, .lbi = "44", .status = "complete"}),
+			 200);
+	snprintf(bearer, sizeof(bearer), "Bearer %s", right);
+	assert_int_equal(verdict_of(f, "job-nonce", &(struct body){.lbi = "44", .status = "complete"}, bearer, NULL),
+			 200);
+}
+
 /* ---- 404 ---- */
 
 static void test_unknown_job(void **state)
@@ -990,6 +1023,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_complete_records_final, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secret_binds_nonce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_complete_for_queued_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_records_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_default_error, setup, teardown),

@@ -716,7 +716,7 @@ static void assert_key(const struct config *c, const char *want, const char *wan
 	assert_int_equal(config_load_api_key(c, &key, &source, err), 0);
 	assert_string_equal(key, want);
 	assert_string_equal(source, want_source);
-	free(key);
+	secret_free(key);
 }
 
 static void assert_key_error(const struct config *c, int want, const char *want_err)
@@ -735,6 +735,7 @@ static void assert_key_error(const struct config *c, int want, const char *want_
 
 static void test_api_key_precedence(void **state)
 {
+	char *env;
 	struct config c;
 	struct keys k;
 
@@ -745,11 +746,21 @@ static void test_api_key_precedence(void **state)
 
 	setenv("CREDENTIALS_DIRECTORY", k.cred_dir, 1);
 	setenv("MERAKI_DASHBOARD_API_KEY", "envkey-0123456789abcdef", 1);
+	env = getenv("MERAKI_DASHBOARD_API_KEY");
 	assert_key(&c, "credkey-0123456789abcdef", "credential");
+	/* The environment's key is wiped where it was, even when another
+	 * source wins. */
+	assert_null(getenv("MERAKI_DASHBOARD_API_KEY"));
+	assert_int_equal(env[0], 0);
+	assert_int_equal(memcmp(env, (char[23]){0}, 23), 0);
 
 	/* A credentials directory without this credential is passed over. */
 	assert_int_equal(unlink(k.cred_file), 0);
+	setenv("MERAKI_DASHBOARD_API_KEY", "envkey-0123456789abcdef", 1);
+	env = getenv("MERAKI_DASHBOARD_API_KEY");
 	assert_key(&c, "envkey-0123456789abcdef", "environment");
+	assert_null(getenv("MERAKI_DASHBOARD_API_KEY"));
+	assert_int_equal(memcmp(env, (char[23]){0}, 23), 0);
 
 	unsetenv("CREDENTIALS_DIRECTORY");
 	setenv("MERAKI_DASHBOARD_API_KEY", " envkey-0123456789abcdef\n", 1);
@@ -853,14 +864,14 @@ static void test_callback_secret(void **state)
 	c.shared_secret_file = strdup(file);
 	assert_int_equal(config_load_callback_secret(&c, &secret, err), 0);
 	assert_string_equal(secret, "file secret with spaces");
-	free(secret);
+	secret_free(secret);
 	secret = NULL;
 
 	write_file(cred, "cred-secret\n", 12, 0400);
 	setenv("CREDENTIALS_DIRECTORY", dir, 1);
 	assert_int_equal(config_load_callback_secret(&c, &secret, err), 0);
 	assert_string_equal(secret, "cred-secret");
-	free(secret);
+	secret_free(secret);
 	secret = NULL;
 	unsetenv("CREDENTIALS_DIRECTORY");
 

@@ -633,6 +633,7 @@ static void assert_event_equal(const struct job_event *got, const struct job_eve
 	assert_str_or_null(got->error, want->error);
 	assert_str_or_null(got->source, want->source);
 	assert_int_equal(got->attempts, want->attempts);
+	assert_str_or_null(got->nonce, want->nonce);
 }
 
 /* Every field, whatever the kind: what the two readers give must be the same
@@ -1270,6 +1271,88 @@ static void test_format_json(void **state)
 	job_table_release(&t);
 }
 
+#define NONCE "0123456789abcdef0123456789abcdef"
+
+/* A job's nonce goes into its first record, through both readers, into the
+ * table, into compaction's snapshot and back; a record from before nonces
+ * still reads, as a job without one; the public JSON never shows it. */
+static void test_nonce(void **state)
+{
+	(void)state;
+	char a[JOB_NONCE_LEN + 1], b[JOB_NONCE_LEN + 1];
+	struct job_event_store store = JOB_EVENT_STORE_INIT;
+	struct strbuf sb = STRBUF_INIT;
+	struct job_table t, t2;
+	struct job_event ev, snap, got;
+	struct json *root = NULL;
+	struct members m = {0};
+	struct job *j;
+
+	assert_int_equal(job_nonce_new(a), 0);
+	assert_int_equal(job_nonce_new(b), 0);
+	assert_true(job_nonce_is_valid(a));
+	assert_string_not_equal(a, b);
+	assert_true(job_nonce_is_valid(NONCE));
+	assert_false(job_nonce_is_valid(""));
+	assert_false(job_nonce_is_valid("0123456789abcdef0123456789abcde"));   /* 31 */
+	assert_false(job_nonce_is_valid("0123456789abcdef0123456789abcdef0")); /* 33 */
+	assert_false(job_nonce_is_valid("0123456789ABCDEF0123456789abcdef"));
+
+	ev = ev_queued("n-1", TS0);
+	ev.nonce = NONCE;
+	roundtrip(&ev);
+	assert_int_equal(job_table_init(&t), 0);
+	apply_ok(&t, ev);
+	j = job_table_find(&t, "n-1");
+	assert_string_equal(j->nonce, NONCE);
+	apply_ok(&t, ev_submitted("n-1", TS0 + USEC_PER_SEC, LBI));
+
+	/* Compaction keeps it. */
+	job_snapshot(j, &snap);
+	assert_string_equal(snap.nonce, NONCE);
+	roundtrip(&snap);
+	assert_int_equal(job_event_format(&snap, &sb), 0);
+	assert_int_equal(job_event_parse(sb.buf, sb.len - 1, &got, &store), 0);
+	assert_int_equal(job_table_init(&t2), 0);
+	assert_int_equal(job_table_apply(&t2, &got, NULL), 0);
+	assert_string_equal(job_table_find(&t2, "n-1")->nonce, NONCE);
+	job_event_store_release(&store);
+	strbuf_release(&sb);
+
+	/* Not in the job's JSON: still its ten members. */
+	format_and_parse(j, &root);
+	assert_int_equal(json_object_each(root, collect_member, &m), 0);
+	assert_int_equal(m.n, 10);
+	assert_null(json_get(root, "nonce"));
+	json_free(root);
+
+	/* A queued record from before nonces: a job without one, whose
+	 * snapshot has none either. */
+	check_readers("{\"v\":1,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"old\",\"event\":\"queued\","
+		      "\"serial\":\"Q2XX-AAAA-0001\",\"duration\":20,\"source\":\"queue\"}",
+		      0, 0);
+	ev = ev_queued("old", TS0);
+	apply_ok(&t, ev);
+	assert_string_equal(job_table_find(&t, "old")->nonce, "");
+	job_snapshot(job_table_find(&t, "old"), &snap);
+	assert_null(snap.nonce);
+
+	/* A nonce of the wrong shape: refused by both readers and by apply. */
+	check_readers("{\"v\":1,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"x\",\"event\":\"queued\","
+		      "\"serial\":\"Q2XX-AAAA-0001\",\"duration\":20,\"nonce\":\"0123\"}",
+		      -EBADMSG, -EBADMSG);
+	check_readers("{\"v\":1,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"x\",\"event\":\"queued\","
+		      "\"serial\":\"Q2XX-AAAA-0001\",\"duration\":20,\"nonce\":12}",
+		      -EBADMSG, -EBADMSG);
+	ev = ev_queued("bad", TS0);
+	ev.nonce = "0123456789ABCDEF0123456789ABCDEF";
+	assert_int_equal(job_table_apply(&t, &ev, NULL), -EINVAL);
+	assert_null(job_table_find(&t, "bad"));
+
+	job_table_release(&t);
+	job_table_release(&t2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1290,6 +1373,7 @@ int main(void)
 		cmocka_unit_test(test_event_fast_reader_declines),
 		cmocka_unit_test(test_event_fast_reader_stamps),
 		cmocka_unit_test(test_format_json),
+		cmocka_unit_test(test_nonce),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,14 +69,16 @@ static struct secret_key *fixed_key(unsigned char first)
 
 /* The expected secret, computed here independently of src/secret.c:
  * OpenSSL's HMAC, OpenSSL's base64, then the url-safe alphabet, no padding. */
-static void reference_secret(const unsigned char *key, size_t key_len, const char *id, char out[static 64])
+/* base64url(HMAC-SHA256(key, msg)) through OpenSSL's one-shot HMAC(). */
+static void reference_mac(const unsigned char *key, size_t key_len, const void *msg, size_t msg_len,
+			  char out[static 64])
 {
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int mac_len = 0;
 	unsigned char b64[64];
 	int n;
 
-	assert_non_null(HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)id, strlen(id), mac, &mac_len));
+	assert_non_null(HMAC(EVP_sha256(), key, (int)key_len, msg, msg_len, mac, &mac_len));
 	assert_int_equal(mac_len, 32);
 	n = EVP_EncodeBlock(b64, mac, (int)mac_len);
 	assert_int_equal(n, 44); /* 43 characters and one '=' */
@@ -90,6 +92,11 @@ static void reference_secret(const unsigned char *key, size_t key_len, const cha
 		n--;
 	memcpy(out, b64, (size_t)n);
 	out[n] = 0;
+}
+
+static void reference_secret(const unsigned char *key, size_t key_len, const char *id, char out[static 64])
+{
+	reference_mac(key, key_len, id, strlen(id), out);
 }
 
 static bool is_base64url(const char *s)
@@ -127,7 +134,7 @@ static void test_key_created_then_reloaded(void **state)
 	/* The file holds the key: the secret is the HMAC under its bytes. */
 	assert_int_equal(read_file_capped(AT_FDCWD, path, 1024, &bytes, &len), 0);
 	assert_int_equal(len, SECRET_KEY_SIZE);
-	secret_for_job(k1, "job-1", s1);
+	secret_for_job(k1, "job-1", NULL, s1);
 	reference_secret((const unsigned char *)bytes, len, "job-1", ref);
 	assert_string_equal(s1, ref);
 
@@ -135,15 +142,15 @@ static void test_key_created_then_reloaded(void **state)
 	created = true;
 	assert_int_equal(secret_key_load(dir, &k2, &created), 0);
 	assert_false(created);
-	secret_for_job(k2, "job-1", s2);
+	secret_for_job(k2, "job-1", NULL, s2);
 	assert_string_equal(s1, s2);
-	assert_true(secret_verify(k2, "job-1", s1, strlen(s1)));
+	assert_true(secret_verify(k2, "job-1", NULL, s1, strlen(s1)));
 
 	/* ret_created may be NULL. */
 	secret_key_free(k2);
 	k2 = NULL;
 	assert_int_equal(secret_key_load(dir, &k2, NULL), 0);
-	secret_for_job(k2, "job-1", s2);
+	secret_for_job(k2, "job-1", NULL, s2);
 	assert_string_equal(s1, s2);
 
 	secret_key_free(k1);
@@ -162,8 +169,8 @@ static void test_key_two_dirs_differ(void **state)
 	/* Each new key is random. */
 	assert_int_equal(secret_key_load(d1, &k1, NULL), 0);
 	assert_int_equal(secret_key_load(d2, &k2, NULL), 0);
-	secret_for_job(k1, "job-1", s1);
-	secret_for_job(k2, "job-1", s2);
+	secret_for_job(k1, "job-1", NULL, s1);
+	secret_for_job(k2, "job-1", NULL, s2);
 	assert_string_not_equal(s1, s2);
 	secret_key_free(k1);
 	secret_key_free(k2);
@@ -211,7 +218,7 @@ static void test_key_owner_only_modes_accepted(void **state)
 		write_file(path, b, sizeof(b), modes[i]);
 		assert_int_equal(secret_key_load(dir, &k, &created), 0);
 		assert_false(created);
-		secret_for_job(k, "job-1", s);
+		secret_for_job(k, "job-1", NULL, s);
 		assert_string_equal(s, ref);
 		secret_key_free(k);
 	}
@@ -325,16 +332,16 @@ static void test_secret_shape_and_determinism(void **state)
 
 	(void)state;
 	memset(a, 'X', sizeof(a));
-	secret_for_job(k, "job-1", a);
+	secret_for_job(k, "job-1", NULL, a);
 	assert_int_equal(strlen(a), 43);
 	assert_int_equal(SECRET_MAX, 44);
 	assert_true(is_base64url(a));
 
-	secret_for_job(k, "job-1", b);
+	secret_for_job(k, "job-1", NULL, b);
 	assert_string_equal(a, b);
 
 	/* A 64-character id, the longest there is. */
-	secret_for_job(k, "0123456789012345678901234567890123456789012345678901234567890123", b);
+	secret_for_job(k, "0123456789012345678901234567890123456789012345678901234567890123", NULL, b);
 	assert_int_equal(strlen(b), 43);
 	assert_true(is_base64url(b));
 	secret_key_free(k);
@@ -346,19 +353,19 @@ static void test_secret_differs_per_job_and_key(void **state)
 	char a[SECRET_MAX], b[SECRET_MAX], c[SECRET_MAX], d[SECRET_MAX];
 
 	(void)state;
-	secret_for_job(k1, "job-1", a);
-	secret_for_job(k1, "job-2", b);
-	secret_for_job(k2, "job-1", c);
-	secret_for_job(k1, "job-10", d);
+	secret_for_job(k1, "job-1", NULL, a);
+	secret_for_job(k1, "job-2", NULL, b);
+	secret_for_job(k2, "job-1", NULL, c);
+	secret_for_job(k1, "job-10", NULL, d);
 	assert_string_not_equal(a, b);
 	assert_string_not_equal(a, c);
 	assert_string_not_equal(a, d);
 	assert_string_not_equal(b, c);
 	/* And each verifies only for its own job and key. */
-	assert_true(secret_verify(k1, "job-1", a, strlen(a)));
-	assert_false(secret_verify(k1, "job-2", a, strlen(a)));
-	assert_false(secret_verify(k2, "job-1", a, strlen(a)));
-	assert_true(secret_verify(k2, "job-1", c, strlen(c)));
+	assert_true(secret_verify(k1, "job-1", NULL, a, strlen(a)));
+	assert_false(secret_verify(k1, "job-2", NULL, a, strlen(a)));
+	assert_false(secret_verify(k2, "job-1", NULL, a, strlen(a)));
+	assert_true(secret_verify(k2, "job-1", NULL, c, strlen(c)));
 	secret_key_free(k1);
 	secret_key_free(k2);
 }
@@ -377,9 +384,51 @@ static void test_secret_known_vector(void **state)
 	assert_int_equal(kb[31], 0x20);
 	for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
 		reference_secret(kb, sizeof(kb), ids[i], want);
-		secret_for_job(k, ids[i], got);
+		secret_for_job(k, ids[i], NULL, got);
 		assert_string_equal(got, want);
 	}
+	secret_key_free(k);
+}
+
+/* With a nonce the message is id NUL nonce; without one (NULL or "", a job
+ * logged before nonces) the id alone, so that old jobs keep their secret. */
+static void test_secret_with_nonce(void **state)
+{
+	static const char nonce[] = "00112233445566778899aabbccddeeff";
+	unsigned char kb[SECRET_KEY_SIZE], msg[128];
+	struct secret_key *k = fixed_key(1);
+	char got[SECRET_MAX], want[64], legacy[64], other[SECRET_MAX];
+	size_t n = 0;
+
+	(void)state;
+	fixed_key_bytes(kb, 1);
+	memcpy(msg, "job-1", 5);
+	n += 5;
+	msg[n++] = 0;
+	memcpy(msg + n, nonce, 32);
+	n += 32;
+	reference_mac(kb, sizeof(kb), msg, n, want);
+	reference_secret(kb, sizeof(kb), "job-1", legacy);
+
+	secret_for_job(k, "job-1", nonce, got);
+	assert_string_equal(got, want);
+	assert_string_not_equal(got, legacy);
+	secret_for_job(k, "job-1", NULL, got);
+	assert_string_equal(got, legacy);
+	secret_for_job(k, "job-1", "", got);
+	assert_string_equal(got, legacy);
+
+	/* A job with a nonce refuses the secret of its id alone (an earlier
+	 * job's, or one from before nonces), and another nonce's. */
+	assert_true(secret_verify(k, "job-1", nonce, want, strlen(want)));
+	assert_false(secret_verify(k, "job-1", nonce, legacy, strlen(legacy)));
+	assert_true(secret_verify(k, "job-1", NULL, legacy, strlen(legacy)));
+	assert_false(secret_verify(k, "job-1", NULL, want, strlen(want)));
+	secret_for_job(k, "job-1", "ffeeddccbbaa99887766554433221100", other);
+	assert_false(secret_verify(k, "job-1", nonce, other, strlen(other)));
+	/* No shifting of bytes between the id and the nonce. */
+	secret_for_job(k, "job-10", "0112233445566778899aabbccddeeff", other);
+	assert_string_not_equal(other, want);
 	secret_key_free(k);
 }
 
@@ -390,43 +439,43 @@ static void test_secret_verify(void **state)
 	size_t n;
 
 	(void)state;
-	secret_for_job(k, "job-1", s);
-	secret_for_job(k, "job-2", other);
+	secret_for_job(k, "job-1", NULL, s);
+	secret_for_job(k, "job-2", NULL, other);
 	n = strlen(s);
 
-	assert_true(secret_verify(k, "job-1", s, n));
+	assert_true(secret_verify(k, "job-1", NULL, s, n));
 
 	/* One character changed, at the start, the middle and the end. */
 	for (size_t pos = 0; pos < n; pos += 21) {
 		memcpy(buf, s, n + 1);
 		buf[pos] = buf[pos] == 'A' ? 'B' : 'A';
-		assert_false(secret_verify(k, "job-1", buf, n));
+		assert_false(secret_verify(k, "job-1", NULL, buf, n));
 	}
 	memcpy(buf, s, n + 1);
 	buf[n - 1] = buf[n - 1] == 'A' ? 'B' : 'A';
-	assert_false(secret_verify(k, "job-1", buf, n));
+	assert_false(secret_verify(k, "job-1", NULL, buf, n));
 
 	/* A prefix, the empty string, a longer string. */
-	assert_false(secret_verify(k, "job-1", s, n - 1));
-	assert_false(secret_verify(k, "job-1", s, 1));
-	assert_false(secret_verify(k, "job-1", "", 0));
+	assert_false(secret_verify(k, "job-1", NULL, s, n - 1));
+	assert_false(secret_verify(k, "job-1", NULL, s, 1));
+	assert_false(secret_verify(k, "job-1", NULL, "", 0));
 	snprintf(buf, sizeof(buf), "%sA", s);
-	assert_false(secret_verify(k, "job-1", buf, n + 1));
+	assert_false(secret_verify(k, "job-1", NULL, buf, n + 1));
 	snprintf(buf, sizeof(buf), "%s%s", s, s);
-	assert_false(secret_verify(k, "job-1", buf, 2 * n));
+	assert_false(secret_verify(k, "job-1", NULL, buf, 2 * n));
 	/* An embedded NUL after the right bytes makes it longer, not equal. */
 	memcpy(buf, s, n);
 	buf[n] = 0;
 	buf[n + 1] = 'x';
-	assert_false(secret_verify(k, "job-1", buf, n + 2));
+	assert_false(secret_verify(k, "job-1", NULL, buf, n + 2));
 
 	/* Another job's secret. */
-	assert_false(secret_verify(k, "job-1", other, strlen(other)));
+	assert_false(secret_verify(k, "job-1", NULL, other, strlen(other)));
 
 	/* presented need not be NUL-terminated: only len bytes count. */
 	memcpy(buf, s, n);
 	memcpy(buf + n, "trailing", 9);
-	assert_true(secret_verify(k, "job-1", buf, n));
+	assert_true(secret_verify(k, "job-1", NULL, buf, n));
 	secret_key_free(k);
 }
 
@@ -446,6 +495,65 @@ static void test_secret_equal(void **state)
 	assert_false(secret_equal("", 0, "", 0));
 	assert_false(secret_equal("abc", 3, "", 0));
 	assert_false(secret_equal("", 0, "abc", 3));
+}
+
+/* The VmFlags of the mapping that holds p, from /proc/self/smaps. */
+static void vmflags_of(const void *p, char *ret, size_t size)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	bool inside = false;
+
+	assert_non_null(f);
+	ret[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(ret, size, "%s", line + 8);
+			break;
+		}
+	}
+	fclose(f);
+	assert_true(ret[0]);
+}
+
+static void test_secret_alloc(void **state)
+{
+	struct secret_key *k = fixed_key(1);
+	char flags[512], *s, *big;
+
+	(void)state;
+	/* Left out of core dumps ("dd") and of a child's copy ("dc"). */
+	s = secret_strdup("the-api-key");
+	assert_non_null(s);
+	assert_string_equal(s, "the-api-key");
+	vmflags_of(s, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " dd"));
+	assert_non_null(strstr(flags, " dc"));
+	/* The key's HMAC states too. */
+	vmflags_of(k, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " dd"));
+	/* While ordinary heap memory is dumped: the check can tell. */
+	big = malloc(16);
+	assert_non_null(big);
+	vmflags_of(big, flags, sizeof(flags));
+	assert_null(strstr(flags, " dd"));
+	free(big);
+
+	/* More than a page, all of it usable. */
+	big = secret_alloc(3 * 4096 + 1);
+	assert_non_null(big);
+	memset(big, 0x5a, 3 * 4096 + 1);
+	vmflags_of(big + 3 * 4096, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " dd"));
+	secret_free(big);
+	secret_free(s);
+	secret_free(NULL);
+	secret_key_free(k);
+	secret_key_free(NULL);
 }
 
 static void test_secret_wipe(void **state)
@@ -475,8 +583,10 @@ int main(void)
 		cmocka_unit_test(test_secret_shape_and_determinism),
 		cmocka_unit_test(test_secret_differs_per_job_and_key),
 		cmocka_unit_test(test_secret_known_vector),
+		cmocka_unit_test(test_secret_with_nonce),
 		cmocka_unit_test(test_secret_verify),
 		cmocka_unit_test(test_secret_equal),
+		cmocka_unit_test(test_secret_alloc),
 		cmocka_unit_test(test_secret_wipe),
 	};
 

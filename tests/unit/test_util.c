@@ -436,6 +436,70 @@ static void test_serial(void **state)
 	assert_false(serial_is_valid("Q2\xc3\x84X-ABCD-123"));
 }
 
+static void test_text_escape(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"plain text, 42 (ok)", "plain text, 42 (ok)"},
+		{NULL, ""},
+		/* The C0 controls: ESC, BEL, newline, return, tab, 0x01, 0x1f. */
+		{"\x1b]0;pwned\a\x1b[2J", "\\x1b]0;pwned\\x07\\x1b[2J"},
+		{"a\nb\rc\td\x01\x1f", "a\\x0ab\\x0dc\\x09d\\x01\\x1f"},
+		{"del\x7f", "del\\x7f"},
+		/* C1 as UTF-8 (U+0080, U+009B, U+009F) escaped; U+00A0 kept. */
+		{"\xc2\x80|\xc2\x9b|\xc2\x9f|\xc2\xa0", "\\xc2\\x80|\\xc2\\x9b|\\xc2\\x9f|\xc2\xa0"},
+		/* Valid multi-byte UTF-8 kept: 2, 3 and 4 bytes. */
+		{"Z\xc3\xbcrich \xe2\x80\xa6 \xf0\x9f\x98\x80", "Z\xc3\xbcrich \xe2\x80\xa6 \xf0\x9f\x98\x80"},
+		/* Not UTF-8: a raw 8-bit CSI, a stray continuation, a truncated
+		 * sequence, an overlong '/', a surrogate, past U+10FFFF, 0xff. */
+		{"\x9b" "2J", "\\x9b2J"},
+		{"a\x80z", "a\\x80z"},
+		{"\xe2\x80", "\\xe2\\x80"},
+		{"\xc3", "\\xc3"},
+		{"\xc0\xaf", "\\xc0\\xaf"},
+		{"\xed\xa0\x80", "\\xed\\xa0\\x80"},
+		{"\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"},
+		{"\xff\xfe", "\\xff\\xfe"},
+		/* A backslash stays. */
+		{"C:\\x", "C:\\x"},
+	};
+	char buf[256];
+
+	(void)state;
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+		assert_string_equal(text_escape(buf, sizeof(buf), cases[i].in), cases[i].out);
+}
+
+static void test_text_escape_bounded(void **state)
+{
+	char big[5000], out[TEXT_ESCAPED_SIZE(16)], small[8];
+
+	(void)state;
+	/* Long input: never more than the room, always terminated. */
+	memset(big, '\x1b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memset(out, 'X', sizeof(out));
+	text_escape(out, sizeof(out), big);
+	assert_int_equal(strlen(out), 64);
+	memset(out, 'X', sizeof(out));
+	memset(big, 'a', sizeof(big) - 1);
+	text_escape(out, sizeof(out), big);
+	assert_int_equal(strlen(out), sizeof(out) - 1);
+
+	/* Cut before an escape or a character that does not fit whole. */
+	assert_string_equal(text_escape(small, sizeof(small), "abcd\x1b"), "abcd");
+	assert_string_equal(text_escape(small, sizeof(small), "abc\x1b"), "abc\\x1b");
+	assert_string_equal(text_escape(small, sizeof(small), "abcde\xe2\x80\xa6"), "abcde");
+	assert_string_equal(text_escape(small, sizeof(small), "abc\xe2\x80\xa6"), "abc\xe2\x80\xa6");
+	assert_string_equal(text_escape(small, 1, "abc"), "");
+	/* The worst case fits its macro exactly. */
+	{
+		char w[TEXT_ESCAPED_SIZE(4)];
+		assert_string_equal(text_escape(w, sizeof(w), "\x01\x02\x03\x04"), "\\x01\\x02\\x03\\x04");
+	}
+}
+
 static void test_job_id_valid(void **state)
 {
 	char id[JOB_ID_MAX + 2];
@@ -806,6 +870,8 @@ int main(void)
 		cmocka_unit_test(test_clocks),
 		cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_serial),
+		cmocka_unit_test(test_text_escape),
+		cmocka_unit_test(test_text_escape_bounded),
 		cmocka_unit_test(test_job_id_valid),
 		cmocka_unit_test(test_job_id_new),
 		cmocka_unit_test(test_random_bytes),
