@@ -111,6 +111,11 @@ limit=$(python3 -c "import math; d = $t1 - $t0; print(min(12 * (math.floor(d / 1
 check "a flood of 360 unauthenticated callbacks is answered 401 each ($flood_out)" test "$flood_out" = "401:360"
 check "the flood prompted at most $limit polls in $(python3 -c "print(round($t1 - $t0, 1))")s ($n_gets GETs)" \
 	test "$n_gets" -le "$limit"
+per_job=$(sim_get requests | python3 -c '
+import collections, json, sys
+print(max(collections.Counter(r["path"] for r in json.load(sys.stdin) if r["method"] == "GET").values(), default=0))')
+check "no job was asked about more than once in the flood's $(python3 -c "print(round($t1 - $t0, 1))")s (at most $per_job)" \
+	python3 -c "import sys; sys.exit(0 if $per_job <= 1 or $t1 - $t0 >= 10 else 1)"
 check "the flood prompted some polls, each counted ($n_gets GETs, $((p_after - p_before)) counted)" \
 	sh -c "[ $n_gets -ge 2 ] && [ $((p_after - p_before)) = $n_gets ]"
 check "the limits dropped the rest, counted" test "$(curl -sS --max-time 5 "$D_URL/metrics" |
