@@ -116,12 +116,14 @@ static void print_job_human(const struct job *j)
 	       "State:          %s\n"
 	       "ledsBlinkId:    %s\n"
 	       "Meraki status:  %s\n"
+	       "Learned by:     %s\n"
 	       "Attempts:       %u\n"
 	       "Error:          %s\n"
 	       "Created:        %s\n"
 	       "Updated:        %s\n",
 	       ESC(j->id), ESC(j->serial), j->duration, job_state_to_string(j->state), ESC(or_dash(j->leds_blink_id)),
-	       ESC(or_dash(j->meraki_status)), j->attempts, ESC(or_dash(j->error)), created, updated);
+	       ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)), j->attempts, ESC(or_dash(j->error)),
+	       created, updated);
 }
 
 static void print_json(struct strbuf *sb)

@@ -16,17 +16,23 @@ static bool presented_ok(const struct callback_env *env, const char *job_id, con
 	return secret_verify(env->key, job_id, j ? j->nonce : NULL, s, len);
 }
 
+/* *ret_sources: the CALLBACK_SECRET_* places where a secret was presented
+ * (whatever its value), for the log. */
 static bool secret_ok(const struct callback_env *env, const char *job_id, const struct json *root,
-		      const char *header_value)
+		      const char *header_value, unsigned *ret_sources)
 {
 	const char *s;
 	size_t len;
 	bool ok = false;
 
+	*ret_sources = 0;
 	s = json_string(json_get(root, "sharedSecret"), &len);
+	if (s)
+		*ret_sources |= CALLBACK_SECRET_BODY;
 	if (s && presented_ok(env, job_id, s, len))
 		ok = true;
 	if (header_value) {
+		*ret_sources |= CALLBACK_SECRET_HEADER;
 		s = header_value;
 		if (strncasecmp(s, "Bearer ", 7) == 0)
 			s += 7;
@@ -36,6 +42,54 @@ static bool secret_ok(const struct callback_env *env, const char *job_id, const 
 			ok = true;
 	}
 	return ok;
+}
+
+const char *callback_shape_to_string(enum callback_shape shape)
+{
+	switch (shape) {
+	case CALLBACK_SHAPE_CALLBACK:
+		return "callback";
+	case CALLBACK_SHAPE_ALERT:
+		return "alert";
+	default:
+		return "other";
+	}
+}
+
+const char *callback_secret_sources_to_string(unsigned sources)
+{
+	static const char *const names[] = {"none", "body field", "configured header",
+					    "body field and configured header"};
+
+	return names[sources & (CALLBACK_SECRET_BODY | CALLBACK_SECRET_HEADER)];
+}
+
+/* Which of the two renderings of the callback template the body is, and
+ * the object that holds the job in it: "message" in the callback shape, or
+ * "alertData" in the alert webhook shape, whose alertType says it is an API
+ * callback (an alert of another type sent to this URL is not one). */
+static enum callback_shape shape_of(const struct json *root, const struct json **ret_job)
+{
+	const struct json *msg = json_get(root, "message"), *alert = json_get(root, "alertData");
+	const char *type = json_string(json_get(root, "alertType"), NULL);
+
+	*ret_job = NULL;
+	if (msg && !alert) {
+		*ret_job = msg;
+		return CALLBACK_SHAPE_CALLBACK;
+	}
+	if (alert && !msg && json_kind_of(alert) == JSON_OBJECT && type && strcmp(type, "API callback") == 0) {
+		*ret_job = alert;
+		return CALLBACK_SHAPE_ALERT;
+	}
+	return CALLBACK_SHAPE_OTHER;
+}
+
+/* A job that an unverified callback may prompt a poll for: one that Meraki
+ * has and that is not final yet. */
+static const struct job *pollable(const struct job *j)
+{
+	return j && j->state == JOB_SUBMITTED && j->leds_blink_id ? j : NULL;
 }
 
 static void reject(struct callback_verdict *v, unsigned status, const char *reason)
@@ -61,42 +115,54 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 		reject(v, 400, "body is not a JSON object");
 		return 0;
 	}
+	/* Only found here; a body of neither shape is refused after the
+	 * secret and the job, as a malformed message always was. */
+	v->shape = shape_of(v->root, &msg);
 	if (!*job_id && env->static_secret) {
 		/* A Dashboard-managed receiver has one URL for every job: the
 		 * job is the one Meraki knows by this ledsBlinkId. */
-		const struct job *j;
+		const struct job *j =
+			job_table_find_by_blink_id(env->jobs, json_string(json_get(msg, "ledsBlinkId"), NULL));
 
-		if (!secret_ok(env, job_id, v->root, header_value)) {
+		if (!secret_ok(env, job_id, v->root, header_value, &v->secret_sources)) {
 			reject(v, 401, "missing or wrong secret");
+			v->unverified = pollable(j);
 			return 0;
 		}
-		j = job_table_find_by_blink_id(env->jobs,
-					       json_string(json_get(json_get(v->root, "message"), "ledsBlinkId"), NULL));
 		if (!j) {
 			reject(v, 404, "no job with this ledsBlinkId");
 			return 0;
 		}
 		job_id = j->id;
-	} else if (!job_id_is_valid(job_id) || !secret_ok(env, job_id, v->root, header_value)) {
+	} else if (!job_id_is_valid(job_id)) {
 		reject(v, 401, "missing or wrong secret");
+		return 0;
+	} else if (!secret_ok(env, job_id, v->root, header_value, &v->secret_sources)) {
+		reject(v, 401, "missing or wrong secret");
+		/* Looked up whether or not it exists, so that the answer takes
+		 * the same time; only the daemon learns what it found. */
+		v->unverified = pollable(job_table_find(env->jobs, job_id));
 		return 0;
 	} else if (!job_table_find(env->jobs, job_id)) {
 		reject(v, 404, "unknown job");
 		return 0;
 	}
-	msg = json_get(v->root, "message");
-	if (!msg || json_kind_of(msg) != JSON_OBJECT) {
-		reject(v, 400, "message is missing or not an object");
+	if (v->shape == CALLBACK_SHAPE_OTHER) {
+		reject(v, 400, "body is neither a callback (message) nor an alert (alertData, alertType \"API callback\")");
+		return 0;
+	}
+	if (json_kind_of(msg) != JSON_OBJECT) {
+		reject(v, 400, "the job (message or alertData) is not an object");
 		return 0;
 	}
 	status = json_string(json_get(msg, "status"), NULL);
 	if (!status || !meraki_status_is_valid(status)) {
-		reject(v, 400, "message.status is not a Meraki status");
+		reject(v, 400, "the job's status is not a Meraki status");
 		return 0;
 	}
 	lbi = json_string(json_get(msg, "ledsBlinkId"), NULL);
 	if (json_get(msg, "ledsBlinkId") && (!lbi || !*lbi || strlen(lbi) > CALLBACK_ID_MAX)) {
-		reject(v, 400, "message.ledsBlinkId is not an id");
+		reject(v, 400, "the job's ledsBlinkId is not an id");
 		return 0;
 	}
 	err = json_string(json_get(msg, "error"), &err_len);
@@ -137,7 +203,7 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 
 	r = job_table_check(env->jobs, &v->event);
 	if (r < 0) {
-		reject(v, 400, r == -EINVAL ? "message.ledsBlinkId belongs to another job" : "cannot apply");
+		reject(v, 400, r == -EINVAL ? "the job's ledsBlinkId belongs to another job" : "cannot apply");
 		return 0;
 	}
 	v->http_status = 200;

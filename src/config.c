@@ -41,6 +41,7 @@ enum kind {
 	KIND_SIZE,     /* uint64_t bytes in [min, max] */
 	KIND_UINT,     /* unsigned in [min, max] */
 	KIND_SCOPE,    /* enum interval_scope */
+	KIND_UNVERIFIED, /* enum unverified_policy */
 	KIND_LISTEN,   /* struct listen_addr */
 	KIND_CIDRS,    /* trusted_proxies and n_trusted_proxies */
 };
@@ -86,6 +87,7 @@ static const struct key keys[] = {
 	KEY("callback", "wait", KIND_TIMESPAN, wait_usec, 0, USEC_PER_DAY, false),
 	KEY("callback", "expire", KIND_TIMESPAN, expire_usec, USEC_PER_SEC,
 	    30 * USEC_PER_DAY, false),
+	KEY("callback", "unverified", KIND_UNVERIFIED, unverified, 0, 0, false),
 
 	KEY("queue", "dir", KIND_PATH, queue_dir, 0, 0, true),
 
@@ -557,6 +559,17 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 		else {
 			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not one of: global, device",
 			     k->name, v);
+			return -EINVAL;
+		}
+		return 0;
+
+	case KIND_UNVERIFIED:
+		if (strcmp(v, "poll") == 0)
+			*(enum unverified_policy *)field = UNVERIFIED_POLL;
+		else if (strcmp(v, "ignore") == 0)
+			*(enum unverified_policy *)field = UNVERIFIED_IGNORE;
+		else {
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not one of: poll, ignore", k->name, v);
 			return -EINVAL;
 		}
 		return 0;

@@ -42,6 +42,14 @@
  * that their answer is logged and the next start does not submit them again. */
 #define STOP_GRACE (5 * USEC_PER_SEC)
 #define POLL_INTERVAL_MIN (10 * USEC_PER_SEC)
+/* Polls prompted by callbacks that cannot be verified: whoever can reach the
+ * endpoint must not be able to spend the organisation's API budget (10
+ * requests/s, shared with every other app) through us.  At most one per job
+ * in PROMPT_JOB_INTERVAL, and PROMPT_RATE in any PROMPT_WINDOW over all jobs;
+ * the rest are only counted. */
+#define PROMPT_JOB_INTERVAL (10 * USEC_PER_SEC)
+#define PROMPT_RATE 2
+#define PROMPT_WINDOW USEC_PER_SEC
 /* The log is compacted when it holds more than twice as many records as
  * there are jobs, plus this: about once each time the job count doubles. */
 #define COMPACT_SLACK 1000
@@ -55,7 +63,10 @@ struct jobctl {
 	uint64_t not_before; /* monotonic: no submission before this */
 	uint64_t poll_at;    /* realtime: when to ask Meraki, if still unfinished */
 	unsigned polls;
+	uint64_t prompted_at; /* monotonic: the last poll a callback prompted */
 	bool in_flight;
+	bool prompt_pending; /* the timer is due for a prompted poll */
+	bool prompted;       /* the call in flight is a prompted poll */
 	bool in_runq;
 	bool orphan; /* the job ended while a call was in flight: freed when it returns */
 	struct jobctl *rq_prev, *rq_next;
@@ -77,11 +88,15 @@ struct taken {
 };
 
 enum { CB_200, CB_400, CB_401, CB_404, CB_503, CB_MAX };
+/* Why a prompted poll did not go. */
+enum prompt_drop { PROMPT_DROP_IN_FLIGHT, PROMPT_DROP_JOB, PROMPT_DROP_RATE };
 
 struct stats {
 	uint64_t callbacks[CB_MAX]; /* answers given here; 405/413/415 are httpd's */
 	uint64_t submissions[4]; /* by enum meraki_outcome */
 	uint64_t polls;
+	uint64_t prompted_polls;
+	uint64_t prompts_dropped[3]; /* by enum prompt_drop */
 	uint64_t syncs, sync_errors;
 	uint64_t sync_usec;
 	uint64_t rejected;
@@ -142,6 +157,10 @@ struct daemon {
 	char instance_id[33];
 	struct stats stats;
 	struct refusals refusals;
+	/* CLOCK_MONOTONIC starts of the last PROMPT_RATE prompted polls, the
+	 * oldest at prompt_next. */
+	uint64_t prompt_times[PROMPT_RATE];
+	unsigned prompt_next;
 };
 
 static void schedule_submit(struct daemon *d);
@@ -901,6 +920,31 @@ static int on_submit_timer(sd_event_source *s, uint64_t usec, void *ud)
 	return 0;
 }
 
+/* Records what a status request learned, as reported by source; true when
+ * the job is final now (and its jobctl gone). */
+static bool poll_record(struct daemon *d, struct job *j, const struct meraki_result *res, const char *source)
+{
+	if (res->outcome == MERAKI_OK && meraki_status_is_final(res->status)) {
+		finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED, res->status,
+			   strcmp(res->status, "failed") == 0 && !res->error ? "Meraki reported the blink as failed"
+									       : res->error,
+			   source, 0);
+		return true;
+	}
+	if (res->outcome == MERAKI_OK && meraki_status_is_valid(res->status)) {
+		struct job_event ev = {
+			.ts = now_realtime_usec(),
+			.id = j->id,
+			.kind = JOB_EV_STATUS,
+			.meraki_status = res->status,
+			.source = source,
+		};
+		(void)record(d, &ev, NULL);
+	} else if (res->outcome == MERAKI_FAIL)
+		log_warn("job %s: polling its status failed: %s", j->id, res->error ? res->error : "no detail");
+	return false;
+}
+
 static void on_poll_done(void *ud, const struct meraki_result *res)
 {
 	struct jobctl *c = ud;
@@ -910,25 +954,10 @@ static void on_poll_done(void *ud, const struct meraki_result *res)
 	d->stats.polls++;
 	if (jobctl_returned(c))
 		return;
-	if (res->outcome == MERAKI_OK && meraki_status_is_final(res->status)) {
-		finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED, res->status,
-			   strcmp(res->status, "failed") == 0 && !res->error ? "Meraki reported the blink as failed"
-									       : res->error,
-			   "poll", 0);
+	if (poll_record(d, j, res, "poll")) {
 		stop_if_idle(d);
 		return;
 	}
-	if (res->outcome == MERAKI_OK && meraki_status_is_valid(res->status)) {
-		struct job_event ev = {
-			.ts = now_realtime_usec(),
-			.id = j->id,
-			.kind = JOB_EV_STATUS,
-			.meraki_status = res->status,
-			.source = "poll",
-		};
-		(void)record(d, &ev, NULL);
-	} else if (res->outcome == MERAKI_FAIL)
-		log_warn("job %s: polling its status failed: %s", j->id, res->error ? res->error : "no detail");
 	c->polls++;
 	c->poll_at = now_realtime_usec() +
 		     (res->outcome == MERAKI_RATE_LIMITED && res->retry_after_usec != UINT64_MAX
@@ -937,6 +966,84 @@ static void on_poll_done(void *ud, const struct meraki_result *res)
 					     rand64()));
 	jobctl_arm(c);
 	stop_if_idle(d);
+}
+
+/* A prompted poll's answer is recorded like any other; the regular polls
+ * keep their schedule, except that none follows within POLL_INTERVAL_MIN. */
+static void on_prompted_poll_done(void *ud, const struct meraki_result *res)
+{
+	struct jobctl *c = ud;
+	struct daemon *d = c->d;
+	struct job *j = c->job;
+	uint64_t now = now_realtime_usec();
+
+	d->stats.polls++;
+	if (jobctl_returned(c))
+		return;
+	c->prompted = false;
+	if (poll_record(d, j, res, "prompted poll")) {
+		stop_if_idle(d);
+		return;
+	}
+	c->poll_at = MAX(c->poll_at, now + (res->outcome == MERAKI_RATE_LIMITED && res->retry_after_usec != UINT64_MAX
+						    ? res->retry_after_usec
+						    : POLL_INTERVAL_MIN));
+	jobctl_arm(c);
+	stop_if_idle(d);
+}
+
+/* The timer found a prompted poll due: starts it if the job still wants one. */
+static void prompted_poll_start(struct daemon *d, struct jobctl *c)
+{
+	struct job *j = c->job;
+	int r;
+
+	c->prompt_pending = false;
+	if (j->state != JOB_SUBMITTED || !j->leds_blink_id || c->in_flight)
+		return;
+	r = meraki_get_blink(d->meraki, j->serial, j->leds_blink_id, on_prompted_poll_done, c);
+	if (r < 0) {
+		log_err("job %s: cannot start the status request: %s", j->id, strerror(-r));
+		return;
+	}
+	c->in_flight = true;
+	c->prompted = true;
+	d->in_flight++;
+	d->stats.prompted_polls++;
+	log_debug("job %s: a callback without a valid secret prompted a status request", j->id);
+}
+
+/*
+ * A callback for job j could not be verified: ask Meraki instead of
+ * believing it, within the limits, on the job's own timer (so after this
+ * answer went out, and never for a job that ended meanwhile).
+ */
+static void prompt_poll(struct daemon *d, struct job *j)
+{
+	struct jobctl *c = j->userdata;
+	uint64_t now = 0;
+
+	if (d->cfg->unverified != UNVERIFIED_POLL || !c || !c->timer)
+		return;
+	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	if (c->in_flight || c->prompt_pending) {
+		d->stats.prompts_dropped[PROMPT_DROP_IN_FLIGHT]++;
+		return;
+	}
+	if (c->prompted_at && now < c->prompted_at + PROMPT_JOB_INTERVAL) {
+		d->stats.prompts_dropped[PROMPT_DROP_JOB]++;
+		return;
+	}
+	if (d->prompt_times[d->prompt_next] && now < d->prompt_times[d->prompt_next] + PROMPT_WINDOW) {
+		d->stats.prompts_dropped[PROMPT_DROP_RATE]++;
+		return;
+	}
+	d->prompt_times[d->prompt_next] = now;
+	d->prompt_next = (d->prompt_next + 1) % PROMPT_RATE;
+	c->prompted_at = now;
+	c->prompt_pending = true;
+	(void)sd_event_source_set_time(c->timer, 0);
+	enable_oneshot(c->timer);
 }
 
 static int on_job_timer(sd_event_source *s, uint64_t usec, void *ud)
@@ -962,6 +1069,16 @@ static int on_job_timer(sd_event_source *s, uint64_t usec, void *ud)
 		finish_job(d, j, JOB_EXPIRED, NULL, msg, "expiry", 0);
 		return 0;
 	}
+	if (c->prompt_pending) {
+		/* Fired early for it: the regular poll may not be due. */
+		prompted_poll_start(d, c);
+		if (!c->in_flight && now < c->poll_at) {
+			jobctl_arm(c);
+			return 0;
+		}
+	}
+	if (c->in_flight && c->prompted)
+		return 0; /* its done function arms the timer again; now it would only spin */
 	if (j->state == JOB_SUBMITTED && j->leds_blink_id && !c->in_flight) {
 		r = meraki_get_blink(d->meraki, j->serial, j->leds_blink_id, on_poll_done, c);
 		if (r >= 0) {
@@ -1077,16 +1194,28 @@ static void on_callback(void *ud, struct httpd_request *req)
 	if (v.http_status != 200) {
 		/* callback_evaluate refuses with 400, 401 or 404 only. */
 		d->stats.callbacks[v.http_status == 400 ? CB_400 : v.http_status == 401 ? CB_401 : CB_404]++;
-		/* The id is the caller's text: print it only when it is a valid one. */
+		/* The id is the caller's text: print it only when it is a valid
+		 * one.  What arrived is named, never a value: the body's shape
+		 * and where a secret was presented. */
 		if (refusal_may_log(d, v.http_status)) {
 			if (job_id_is_valid(id))
-				log_job(LOG_NOTICE, id, NULL, NULL, "callback for job %s from %s refused: %u, %s", id,
-					httpd_request_client(req), v.http_status, v.reason);
+				log_job(LOG_NOTICE, id, NULL, NULL,
+					"callback for job %s from %s refused: %u, %s (shape: %s; secret in: %s)", id,
+					httpd_request_client(req), v.http_status, v.reason,
+					callback_shape_to_string(v.shape),
+					callback_secret_sources_to_string(v.secret_sources));
 			else
-				log_notice("callback for job (invalid id) from %s refused: %u, %s",
-					   httpd_request_client(req), v.http_status, v.reason);
+				log_notice("callback for job (invalid id) from %s refused: %u, %s (shape: %s; secret in: %s)",
+					   httpd_request_client(req), v.http_status, v.reason,
+					   callback_shape_to_string(v.shape),
+					   callback_secret_sources_to_string(v.secret_sources));
 		}
 		httpd_reply(req, v.http_status);
+		/* After the answer, which is the same whether or not the job
+		 * exists: an unverified callback for a submitted job only makes
+		 * us ask Meraki. */
+		if (v.unverified)
+			prompt_poll(d, job_table_find(&d->jobs, v.unverified->id));
 		callback_verdict_release(&v);
 		return;
 	}
@@ -1157,6 +1286,18 @@ static void on_metrics(void *ud, struct strbuf *sb)
 	for (size_t i = 0; i < ELEMENTSOF(outcomes); i++)
 		strbuf_addf(sb, "blinkhook_submissions_total{outcome=\"%s\"} %llu\n", outcomes[i],
 			    (unsigned long long)d->stats.submissions[i]);
+	strbuf_addf(sb,
+		    "# HELP blinkhook_prompted_polls_total Status polls prompted by callbacks that could not be "
+		    "verified.\n# TYPE blinkhook_prompted_polls_total counter\nblinkhook_prompted_polls_total %llu\n"
+		    "# HELP blinkhook_prompted_polls_dropped_total Prompted polls not sent, by the limit that "
+		    "stopped them.\n# TYPE blinkhook_prompted_polls_dropped_total counter\n"
+		    "blinkhook_prompted_polls_dropped_total{reason=\"in_flight\"} %llu\n"
+		    "blinkhook_prompted_polls_dropped_total{reason=\"job_interval\"} %llu\n"
+		    "blinkhook_prompted_polls_dropped_total{reason=\"rate\"} %llu\n",
+		    (unsigned long long)d->stats.prompted_polls,
+		    (unsigned long long)d->stats.prompts_dropped[PROMPT_DROP_IN_FLIGHT],
+		    (unsigned long long)d->stats.prompts_dropped[PROMPT_DROP_JOB],
+		    (unsigned long long)d->stats.prompts_dropped[PROMPT_DROP_RATE]);
 	strbuf_addf(sb,
 		    "# HELP blinkhook_polls_total Status polls sent.\n# TYPE blinkhook_polls_total counter\n"
 		    "blinkhook_polls_total %llu\n"

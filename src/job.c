@@ -121,6 +121,7 @@ static void job_free(struct job *j)
 	free(j->leds_blink_id);
 	free(j->meraki_status);
 	free(j->error);
+	free(j->status_source);
 	free(j);
 }
 
@@ -357,11 +358,14 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 
 	/* Copy the strings first, so that running out of memory changes nothing. */
 	{
-		_cleanup_free_ char *lbi = NULL, *ms = NULL, *err = NULL;
+		_cleanup_free_ char *lbi = NULL, *ms = NULL, *err = NULL, *src = NULL;
+		/* The status's source: what reported the status the event
+		 * carries, or in a snapshot what the job had. */
+		bool sets_source = ev->source && (ev->meraki_status || ev->kind == JOB_EV_SNAPSHOT);
 
 		if ((ev->leds_blink_id && !(lbi = strdup(ev->leds_blink_id))) ||
 		    (ev->meraki_status && !(ms = strdup(ev->meraki_status))) ||
-		    (ev->error && !(err = strdup(ev->error))))
+		    (ev->error && !(err = strdup(ev->error))) || (sets_source && !(src = strdup(ev->source))))
 			return -ENOMEM;
 		if (lbi) {
 			lbi_unlink(t, j);
@@ -372,6 +376,10 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 		if (ms) {
 			free(j->meraki_status);
 			j->meraki_status = TAKE_PTR(ms);
+		}
+		if (src) {
+			free(j->status_source);
+			j->status_source = TAKE_PTR(src);
 		}
 		if (err || ev->kind == JOB_EV_SUBMITTED) {
 			/* A successful submission makes an earlier attempt's error stale. */
@@ -735,6 +743,7 @@ void job_snapshot(const struct job *j, struct job_event *ret)
 		.leds_blink_id = j->leds_blink_id,
 		.meraki_status = j->meraki_status,
 		.error = j->error,
+		.source = j->status_source,
 		.attempts = j->attempts,
 		.nonce = j->nonce[0] ? j->nonce : NULL,
 	};
@@ -753,6 +762,7 @@ void job_format_json(const struct job *j, struct json_writer *w)
 	json_w_kstr(w, "state", job_state_to_string(j->state));
 	json_w_kstr(w, "leds_blink_id", j->leds_blink_id);
 	json_w_kstr(w, "meraki_status", j->meraki_status);
+	json_w_kstr(w, "status_source", j->status_source);
 	json_w_kint(w, "attempts", j->attempts);
 	json_w_kstr(w, "error", j->error);
 	json_w_kstr(w, "created_at", created);

@@ -24,6 +24,12 @@ enum interval_scope {
 	INTERVAL_SCOPE_DEVICE,
 };
 
+/* What a callback that cannot be verified makes the daemon do. */
+enum unverified_policy {
+	UNVERIFIED_POLL,   /* ask Meraki for the job's status now (rate-limited) */
+	UNVERIFIED_IGNORE, /* nothing: the job waits for [callback] wait */
+};
+
 /* An address prefix from trusted_proxies: "127.0.0.1", "10.0.0.0/8", "::1",
  * "fd00::/8". addr is in network byte order, 4 or 16 bytes used. */
 struct cidr {
@@ -66,6 +72,7 @@ struct config {
 	uint64_t max_body;
 	uint64_t wait_usec;
 	uint64_t expire_usec;
+	enum unverified_policy unverified;
 
 	/* [queue] */
 	char *queue_dir;

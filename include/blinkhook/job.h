@@ -85,7 +85,9 @@ struct job_event {
 	const char *leds_blink_id;
 	const char *meraki_status;
 	const char *error;
-	const char *source; /* what reported it: api, callback, poll, queue, cancel, expiry */
+	/* What reported it: api, callback, poll, prompted poll, queue, cancel,
+	 * expiry.  In a snapshot: the job's status_source. */
+	const char *source;
 	unsigned attempts;
 	const char *nonce; /* JOB_EV_QUEUED and JOB_EV_SNAPSHOT; NULL in records from before 0.3.0 */
 };
@@ -99,6 +101,9 @@ struct job {
 	char *leds_blink_id;
 	char *meraki_status;
 	char *error;
+	/* How meraki_status was learned: the source of the event that set it
+	 * ("api", "callback", "poll", "prompted poll"), or NULL. */
+	char *status_source;
 	unsigned attempts;
 	uint64_t created_at; /* realtime usec */
 	uint64_t updated_at;

@@ -7,7 +7,8 @@
  *   bits 0-2  the job id in the URL: 0 queued, 1 submitted (with a
  *             ledsBlinkId), 2 complete, 3 an unknown id, 4 an invalid id,
  *             5 none (a webhook receiver's one URL: the job is found by
- *             message.ledsBlinkId); 6 and 7 wrap around to 0 and 1
+ *             message.ledsBlinkId, or alertData.ledsBlinkId in the alert
+ *             shape); 6 and 7 wrap around to 0 and 1
  *   bits 3-4  the secret header: 0 none; 1 the rest's first line (the body
  *             is what follows the '\n'); 2 "Bearer " and the job's secret;
  *             3 the job's secret alone
@@ -18,13 +19,20 @@
  * Printable seeds: '@' is job 0 without a header, 'A' to 'E' jobs 1 to 5,
  * add 8 for header mode 1, 16 for 2, 24 for 3, 32 for the configured secret.
  *
+ * The body may be in either shape: Meraki's callback (the job under
+ * "message") or the alert webhook's (under "alertData", alertType "API
+ * callback"); seeds of both are in the corpus.
+ *
  * Checked on every input: the answer is 200, 400, 401 or 404; without the
  * right secret nothing but "not an object" (400) or 401; 404 only for the
  * unknown id or, at the receiver's URL, an unknown ledsBlinkId; the reason
  * never holds the job's secret; a recorded event names a job of the table
  * (at the receiver's URL, the one with that ledsBlinkId), job_table_check()
  * accepts it, it applies, and its job-log line reads back as the same event;
- * the same callback again changes nothing.
+ * the same callback again changes nothing; a 200 is of one of the two
+ * shapes; a 401 names the submitted job for a prompted poll exactly when it
+ * concerned that job, and nothing else ever names a job for one; where the
+ * secret was presented is reported as it was.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -181,6 +189,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(which == ID_UNKNOWN || (which == ID_RECEIVER && static_mode), "404 for a job that exists");
 	if (v.http_status != 200)
 		FUZZ_CHECK(!v.record, "a %u with an event to record", v.http_status);
+	if (v.http_status == 200)
+		FUZZ_CHECK(v.shape == CALLBACK_SHAPE_CALLBACK || v.shape == CALLBACK_SHAPE_ALERT, "200 for a body of shape %s",
+			   callback_shape_to_string(v.shape));
+	if (v.http_status == 200 || v.http_status == 404)
+		FUZZ_CHECK(!(v.secret_sources & CALLBACK_SECRET_HEADER) == !header_value,
+			   "the header reported as %s", callback_secret_sources_to_string(v.secret_sources));
+	if (v.unverified) {
+		FUZZ_CHECK(v.http_status == 401, "a %u names a job for a prompted poll", v.http_status);
+		FUZZ_CHECK(v.unverified == job_table_find(&jobs, ids[ID_SUBMITTED]),
+			   "a prompted poll for %s, which is not the submitted job", v.unverified->id);
+	}
+	if (v.http_status == 401 && which == ID_SUBMITTED)
+		FUZZ_CHECK(v.unverified, "a 401 for the submitted job names it for no prompted poll");
 
 	if (v.record) {
 		const struct job *known;

@@ -20,10 +20,11 @@ st=$(ctl status "${ids[0]}" --json)
 check "status --json has every INTERFACE field" python3 -c '
 import json, sys, re
 j = json.loads(sys.argv[1])
-need = ["id","serial","duration","state","leds_blink_id","meraki_status","attempts","error","created_at","updated_at"]
+need = ["id","serial","duration","state","leds_blink_id","meraki_status","status_source","attempts","error","created_at","updated_at"]
 assert all(k in j for k in need), [k for k in need if k not in j]
 assert j["serial"] == "Q2AA-BBBB-CCC1" and j["duration"] == 7 and j["state"] == "complete"
 assert isinstance(j["leds_blink_id"], str) and j["meraki_status"] == "complete"
+assert j["status_source"] == "callback", j["status_source"]
 assert j["attempts"] == 1 and j["error"] is None
 rfc = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 assert rfc.match(j["created_at"]) and rfc.match(j["updated_at"])

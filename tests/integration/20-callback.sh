@@ -4,7 +4,9 @@
 . "$(dirname "$0")/../lib.sh"
 
 start_sim --min-interval 0 --blink-time 0.2
-write_config
+# Refused callbacks here must change nothing, not even by the poll they would
+# prompt (22-unverified.sh tests that).
+write_config "[callback] unverified = ignore"
 start_daemon
 
 # post ID BODY [CURL ARGS...]: prints the HTTP status.

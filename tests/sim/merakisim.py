@@ -21,11 +21,23 @@ Tests drive it through unauthenticated endpoints (JSON in and out):
     GET  /_sim/faults     faults still pending
     POST /_sim/faults     {"kind": K, "count": 1, "serial": null, ...params}
     POST /_sim/reset      forget faults, requests and callbacks (not jobs)
+    GET  /_sim/mode       how callbacks are rendered now
+    POST /_sim/mode       {"callback_secret": "body"|"header"|"none",
+                           "callback_shape": "callback"|"alert"} (either or both)
+
+Callback modes (also --callback-secret and --callback-shape): where the
+shared secret travels, since Meraki does not document it: "body" (a top-level
+"sharedSecret", the default), "header" (--callback-secret-header, default
+"Authorization: Bearer <secret>"), or "none" (exactly the published callback
+schema, which has no secret at all); and the body's shape: "callback" (the job
+under "message") or "alert" (the alert webhook shape that some renderings of
+the callback template use, the job under "alertData").
 
 Fault kinds (parameters, flat or in "params"): status (status, message),
 429 (retry_after), hang (seconds), badbody (body, content_type, status),
 redirect (status, to: main|foreign), notfound — these answer one blink POST;
-failed (error), lost_callback, repeat_callback (times), never_final, progress,
+failed (error), lost_callback, repeat_callback (times), never_final (silent: no
+callback either), progress,
 wrong_secret — these shape one new job.
 
 A second, optional listener (--foreign-port-file) on another loopback address
@@ -77,6 +89,8 @@ ORGANIZATION = {"id": "549236", "name": "Simulated Organization"}
 NETWORK = {"id": "N_24329156", "name": "Simulated Network"}
 # GUESS: the User-Agent of Meraki's webhook sender is not documented.
 CALLBACK_USER_AGENT = "MerakiWebhooks/1.0 (merakisim)"
+CALLBACK_SECRET_MODES = ("body", "header", "none")
+CALLBACK_SHAPES = ("callback", "alert")
 
 
 def mask_key(key):
@@ -133,6 +147,7 @@ class Sim:
         self.last_accepted = {}  # rate-limit scope key -> time.monotonic()
         self.listeners = {}  # "main"/"foreign" -> (host, port)
         self.http_servers = args.http_server  # id -> (url, secret)
+        self.mode = {"callback_secret": args.callback_secret, "callback_shape": args.callback_shape}
         # Ids are strings of digits in Meraki's examples; counters keep them unique.
         self.blink_ids = itertools.count(573000001)
         self.callback_ids = itertools.count(1284392014819)
@@ -251,21 +266,63 @@ class Sim:
 
     @staticmethod
     def job_view(job):
-        """The job as the API shows it (GET; the 201 adds "callback")."""
-        return {
+        """The job as the API shows it (GET; the 201 adds "callback").  The
+        schema types "error" as a string: it is absent when there is none,
+        never null."""
+        view = {
             "ledsBlinkId": job["ledsBlinkId"],
             "url": "/devices/%s/liveTools/leds/blink/%s" % (job["serial"], job["ledsBlinkId"]),
             "status": job["status"],
             "request": {"serial": job["serial"], "duration": job["duration"]},
-            "error": job["error"],
         }
+        if job["error"] is not None:
+            view["error"] = job["error"]
+        return view
+
+    def set_mode(self, spec):
+        """Validates and applies a callback mode; returns (mode, None) or (None, error)."""
+        if not isinstance(spec, dict) or not spec or \
+                set(spec) - {"callback_secret", "callback_shape"}:
+            return None, "mode must be an object with callback_secret and/or callback_shape"
+        if spec.get("callback_secret", "body") not in CALLBACK_SECRET_MODES:
+            return None, "callback_secret must be one of %s" % ", ".join(CALLBACK_SECRET_MODES)
+        if spec.get("callback_shape", "callback") not in CALLBACK_SHAPES:
+            return None, "callback_shape must be one of %s" % ", ".join(CALLBACK_SHAPES)
+        with self.lock:
+            self.mode.update(spec)
+            return dict(self.mode), None
+
+    def render_callback(self, job, message, secret):
+        """The body and extra headers of one callback, in the current mode."""
+        with self.lock:
+            where, shape = self.mode["callback_secret"], self.mode["callback_shape"]
+        if shape == "alert":
+            # GUESS: the alert webhook shape as Meraki's alert webhooks send
+            # it, with the job as alertData; the values are the simulator's.
+            now = rfc3339_now()
+            body = {"version": "0.1", "sentAt": now, "organizationId": ORGANIZATION["id"],
+                    "organizationName": ORGANIZATION["name"], "networkId": NETWORK["id"],
+                    "networkName": NETWORK["name"], "alertId": job["callback_id"],
+                    "alertType": "API callback", "alertTypeId": "api_callback",
+                    "alertLevel": "informational", "occurredAt": now, "alertData": message}
+        else:
+            body = {"callbackId": job["callback_id"], "organization": ORGANIZATION,
+                    "network": NETWORK, "sentAt": rfc3339_now(), "message": message}
+        headers = {}
+        if where == "body":
+            body["sharedSecret"] = secret
+        elif where == "header":
+            name = self.args.callback_secret_header
+            headers[name] = "Bearer " + secret if name.lower() == "authorization" else secret
+        return json.dumps(body).encode(), headers, where, shape
 
     def run_job(self, job):
         """Moves a job along after its 201 and sends its callbacks."""
         fault = job["fault"] or {"kind": None, "params": {}}
         kind, params = fault["kind"], fault["params"]
         final = "failed" if kind == "failed" else "complete"
-        # never_final: one "running", and then nothing, ever.
+        # never_final: one "running", and then nothing, ever (with "silent",
+        # not even its callback).
         steps = {"progress": ["scheduled", "running", final],
                  "never_final": ["running"]}.get(kind, [final])
         # The final status arrives --blink-time after the 201 whatever the steps.
@@ -277,24 +334,23 @@ class Sim:
                 if status == "failed":
                     job["error"] = str(params.get("error", "Device is offline"))
                 message = self.job_view(job)
-            if job["callback_url"] is None or kind == "lost_callback":
+            if job["callback_url"] is None or kind == "lost_callback" or \
+                    (kind == "never_final" and params.get("silent")):
                 continue
             secret = job["shared_secret"]
             if kind == "wrong_secret":
                 secret = "not-" + secret
             # GUESS: where the secret travels is undocumented; Meraki's alert
-            # webhooks put it in the body as "sharedSecret", so this does too.
-            payload = json.dumps({
-                "callbackId": job["callback_id"], "organization": ORGANIZATION,
-                "network": NETWORK, "sentAt": rfc3339_now(), "sharedSecret": secret,
-                "message": message}).encode()
+            # webhooks put it in the body as "sharedSecret", so this does by
+            # default (see the callback modes).
+            payload, headers, where, shape = self.render_callback(job, message, secret)
             times = params.get("times", 3) if kind == "repeat_callback" and status == final else 1
             # Repeats are byte-identical (same callbackId, same sentAt), as a
             # duplicate delivery would be.
             for _ in range(times):
-                self.deliver(job, payload, status)
+                self.deliver(job, payload, status, headers, where, shape)
 
-    def deliver(self, job, payload, status_sent):
+    def deliver(self, job, payload, status_sent, headers=None, secret_in="body", shape="callback"):
         """POSTs one callback, retrying on connection errors and non-2xx.
 
         GUESS: Meraki's retry policy is not documented; this retries
@@ -304,8 +360,9 @@ class Sim:
         attempts = self.args.callback_retries + 1
         for attempt in range(1, attempts + 1):
             http_status, error = None, None
-            req = urllib.request.Request(url, data=payload, method="POST", headers={
-                "Content-Type": "application/json", "User-Agent": CALLBACK_USER_AGENT})
+            req = urllib.request.Request(url, data=payload, method="POST", headers=dict(
+                headers or {}, **{"Content-Type": "application/json",
+                                  "User-Agent": CALLBACK_USER_AGENT}))
             try:
                 with self.opener.open(req, timeout=CALLBACK_TIMEOUT) as resp:
                     http_status = resp.status
@@ -320,7 +377,8 @@ class Sim:
                 self.callbacks.append({
                     "t": time.monotonic(), "ledsBlinkId": job["ledsBlinkId"],
                     "callbackId": job["callback_id"], "url": url, "status_sent": status_sent,
-                    "attempt": attempt, "http_status": http_status, "error": error})
+                    "attempt": attempt, "http_status": http_status, "error": error,
+                    "secret_in": secret_in, "shape": shape})
             self.log("callback %s %s attempt %d/%d -> %s", job["ledsBlinkId"], status_sent,
                      attempt, attempts, http_status if http_status is not None else error)
             if ok:
@@ -626,6 +684,18 @@ class Handler(BaseHTTPRequestHandler):
             if err:
                 return self.respond(400, {"errors": [err]})
             return self.respond(200, {"ok": True, "fault": fault})
+        if method == "GET" and path == "/_sim/mode":
+            with sim.lock:
+                return self.respond(200, dict(sim.mode))
+        if method == "POST" and path == "/_sim/mode":
+            try:
+                spec = json.loads(raw) if raw else None
+            except ValueError:
+                return self.respond(400, {"errors": ["mode is not valid JSON"]})
+            mode, err = sim.set_mode(spec)
+            if err:
+                return self.respond(400, {"errors": [err]})
+            return self.respond(200, {"ok": True, "mode": mode})
         if method == "POST" and path == "/_sim/reset":
             sim.reset()
             return self.respond(200, {"ok": True})
@@ -665,6 +735,12 @@ def parse_args(argv):
     p.add_argument("--callback-cafile", help="CA bundle for https callback URLs")
     p.add_argument("--http-server", action="append", default=[], type=parse_http_server,
                    metavar="ID=URL=SECRET", help="a Dashboard webhook receiver (repeatable)")
+    p.add_argument("--callback-secret", choices=CALLBACK_SECRET_MODES, default="body",
+                   help="where callbacks carry the shared secret (none: the schema has no field)")
+    p.add_argument("--callback-secret-header", default="Authorization",
+                   help="the header for --callback-secret header (Authorization gets 'Bearer ')")
+    p.add_argument("--callback-shape", choices=CALLBACK_SHAPES, default="callback",
+                   help="the callback body: the job under message, or the alert shape (alertData)")
     p.add_argument("--log", help="append the log here instead of stderr")
     args = p.parse_args(argv)
     if args.callback_retries < 0:

@@ -1019,6 +1019,237 @@ static void test_static_secret_works_without_key(void **state)
 			 401);
 }
 
+/* ---- the alert shape, the shape check, what the verdict tells ---- */
+
+/* A body in the alert webhook shape: secret (NULL: none) at the top, the job
+ * (raw JSON, NULL: none) under alertData, alert_type (NULL: none). */
+static char *make_alert(const char *secret, const char *alert_type, const char *job_raw)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	assert_int_equal(strbuf_addstr(&sb, "{\"version\":\"0.1\",\"sentAt\":\"2026-11-18T14:05:02.123456Z\","
+					    "\"organizationId\":\"2930418\",\"organizationName\":\"My organization\","
+					    "\"networkId\":\"L_1234567890\",\"alertId\":\"1284392014819\","
+					    "\"alertTypeId\":\"api_callback\",\"alertLevel\":\"informational\""),
+			 0);
+	add_member(&sb, "sharedSecret", secret, NULL);
+	add_member(&sb, "alertType", alert_type, NULL);
+	if (job_raw)
+		assert_int_equal(strbuf_addf(&sb, ",\"alertData\":%s", job_raw), 0);
+	assert_int_equal(strbuf_addstr(&sb, "}"), 0);
+	return sb.buf;
+}
+
+#define ALERT_JOB(status) "{\"ledsBlinkId\":\"42\",\"url\":\"/x\",\"status\":\"" status "\",\"request\":{\"serial\":\"" SERIAL "\"}}"
+
+static unsigned alert_verdict(struct fixture *f, const char *id, const char *secret, const char *alert_type,
+			      const char *job_raw, const char *header, struct callback_verdict *v)
+{
+	_cleanup_free_ char *body = make_alert(secret, alert_type, job_raw);
+
+	eval(f, id, body, header, v);
+	return v->http_status;
+}
+
+static void test_alert_shape(void **state)
+{
+	struct fixture *f = *state;
+	struct callback_verdict v;
+	char bearer[SECRET_MAX + 16];
+
+	/* Progress, then final with Meraki's error: recorded as from the
+	 * callback shape. */
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, f->s_submitted, "API callback", ALERT_JOB("running"), NULL, &v),
+			 200);
+	assert_int_equal(v.shape, CALLBACK_SHAPE_ALERT);
+	assert_int_equal(v.secret_sources, CALLBACK_SECRET_BODY);
+	assert_int_equal(v.event.kind, JOB_EV_STATUS);
+	assert_string_equal(v.event.meraki_status, "running");
+	assert_string_equal(v.event.leds_blink_id, "42");
+	assert_null(v.unverified);
+	record(f, &v);
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, f->s_submitted, "API callback",
+				       "{\"ledsBlinkId\":\"42\",\"status\":\"failed\",\"error\":\"Device is offline\"}",
+				       NULL, &v),
+			 200);
+	assert_int_equal(v.event.kind, JOB_EV_FINAL);
+	assert_int_equal(v.event.state, JOB_FAILED);
+	assert_string_equal(v.event.error, "Device is offline");
+	record(f, &v);
+	callback_verdict_release(&v);
+	assert_int_equal(job_table_find(&f->jobs, ID_SUBMITTED)->state, JOB_FAILED);
+
+	/* The secret rules are the same: in a header, */
+	snprintf(bearer, sizeof(bearer), "Bearer %s", f->s_queued);
+	assert_int_equal(alert_verdict(f, ID_QUEUED, NULL, "API callback", ALERT_JOB("running"), bearer, &v), 200);
+	assert_int_equal(v.secret_sources, CALLBACK_SECRET_HEADER);
+	assert_true(v.record);
+	callback_verdict_release(&v);
+	/* ...none, a wrong one or another job's is 401, */
+	assert_int_equal(alert_verdict(f, ID_QUEUED, NULL, "API callback", ALERT_JOB("running"), NULL, &v), 401);
+	assert_int_equal(v.shape, CALLBACK_SHAPE_ALERT);
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_QUEUED, "wrong", "API callback", ALERT_JOB("running"), NULL, &v), 401);
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_QUEUED, f->s_complete, "API callback", ALERT_JOB("running"), NULL, &v),
+			 401);
+	callback_verdict_release(&v);
+	/* ...and a job's status is checked as in the callback shape. */
+	assert_int_equal(alert_verdict(f, ID_QUEUED, f->s_queued, "API callback", ALERT_JOB("done"), NULL, &v), 400);
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_QUEUED, f->s_queued, "API callback", "{\"ledsBlinkId\":7}", NULL, &v), 400);
+	callback_verdict_release(&v);
+
+	/* In http_server_id mode the job is found by alertData.ledsBlinkId. */
+	f->env.static_secret = STATIC_SECRET;
+	assert_int_equal(alert_verdict(f, "", STATIC_SECRET, "API callback", ALERT_JOB("running"), NULL, &v), 200);
+	assert_string_equal(v.event.id, ID_SUBMITTED);
+	assert_false(v.record); /* failed above: final is final */
+	callback_verdict_release(&v);
+}
+
+static void test_other_shape(void **state)
+{
+	struct fixture *f = *state;
+	struct callback_verdict v;
+	const char *s = f->s_submitted;
+
+	/* An alert of another type, one without its type, with alertData not
+	 * an object, both shapes at once, neither: 400 with the right secret. */
+	static const char *const types[] = {"Settings changed", "api callback", ""};
+	for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+		assert_int_equal(alert_verdict(f, ID_SUBMITTED, s, types[i], ALERT_JOB("complete"), NULL, &v), 400);
+		assert_int_equal(v.shape, CALLBACK_SHAPE_OTHER);
+		callback_verdict_release(&v);
+	}
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, s, NULL, ALERT_JOB("complete"), NULL, &v), 400);
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, s, "API callback", "\"complete\"", NULL, &v), 400);
+	assert_int_equal(v.shape, CALLBACK_SHAPE_OTHER);
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, s, "API callback", "null", NULL, &v), 400);
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, s, "API callback", NULL, NULL, &v), 400);
+	callback_verdict_release(&v);
+	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "42", .status = "complete",
+								     .extra_top = "\"alertType\":\"API callback\","
+										  "\"alertData\":" ALERT_JOB("complete")}),
+			 400);
+	assert_int_equal(job_table_find(&f->jobs, ID_SUBMITTED)->state, JOB_SUBMITTED);
+
+	/* Still after the secret and the job: without the secret 401, for an
+	 * unknown job with its secret 404, whatever the shape. */
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, "wrong", "Settings changed", ALERT_JOB("complete"), NULL, &v),
+			 401);
+	assert_int_equal(v.shape, CALLBACK_SHAPE_OTHER);
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_UNKNOWN, f->s_unknown, "Settings changed", NULL, NULL, &v), 404);
+	callback_verdict_release(&v);
+
+	assert_string_equal(callback_shape_to_string(CALLBACK_SHAPE_CALLBACK), "callback");
+	assert_string_equal(callback_shape_to_string(CALLBACK_SHAPE_ALERT), "alert");
+	assert_string_equal(callback_shape_to_string(CALLBACK_SHAPE_OTHER), "other");
+}
+
+static void test_secret_sources(void **state)
+{
+	struct fixture *f = *state;
+	struct callback_verdict v;
+	const struct {
+		const char *secret, *secret_raw, *header;
+		unsigned want;
+		const char *name;
+	} cases[] = {
+		{NULL, NULL, NULL, 0, "none"},
+		{"wrong", NULL, NULL, CALLBACK_SECRET_BODY, "body field"},
+		{"", NULL, NULL, CALLBACK_SECRET_BODY, "body field"},
+		{NULL, "12345", NULL, 0, "none"}, /* not a string: no secret at all */
+		{NULL, "null", NULL, 0, "none"},
+		{NULL, NULL, "Bearer wrong", CALLBACK_SECRET_HEADER, "configured header"},
+		{"wrong", NULL, "Bearer wrong", CALLBACK_SECRET_BODY | CALLBACK_SECRET_HEADER,
+		 "body field and configured header"},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		_cleanup_free_ char *body = make_body(&(struct body){.secret = cases[i].secret,
+								     .secret_raw = cases[i].secret_raw, .lbi = "42",
+								     .status = "complete"});
+		eval(f, ID_SUBMITTED, body, cases[i].header, &v);
+		assert_int_equal(v.http_status, 401);
+		assert_int_equal(v.shape, CALLBACK_SHAPE_CALLBACK);
+		assert_int_equal(v.secret_sources, cases[i].want);
+		assert_string_equal(callback_secret_sources_to_string(v.secret_sources), cases[i].name);
+		callback_verdict_release(&v);
+	}
+	/* And when the secret is right, where it was. */
+	_cleanup_free_ char *good = make_body(&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "running"});
+	eval(f, ID_SUBMITTED, good, NULL, &v);
+	assert_int_equal(v.http_status, 200);
+	assert_int_equal(v.secret_sources, CALLBACK_SECRET_BODY);
+	callback_verdict_release(&v);
+	/* A body that is no JSON object gets no further: nothing known. */
+	eval(f, ID_SUBMITTED, "[]", "Bearer x", &v);
+	assert_int_equal(v.http_status, 400);
+	assert_int_equal(v.shape, CALLBACK_SHAPE_OTHER);
+	assert_int_equal(v.secret_sources, 0);
+	callback_verdict_release(&v);
+}
+
+/* A 401 names the job for the daemon's prompted poll only when it is known,
+ * submitted and has a ledsBlinkId; the answer itself is the same. */
+static void test_unverified_job(void **state)
+{
+	struct fixture *f = *state;
+	struct callback_verdict v, u;
+	_cleanup_free_ char *body = make_body(&(struct body){.secret = "wrong", .lbi = "42", .status = "failed"});
+
+	eval(f, ID_SUBMITTED, body, NULL, &v);
+	assert_int_equal(v.http_status, 401);
+	assert_ptr_equal(v.unverified, job_table_find(&f->jobs, ID_SUBMITTED));
+	assert_false(v.record);
+	eval(f, ID_UNKNOWN, body, NULL, &u);
+	assert_int_equal(u.http_status, 401);
+	assert_null(u.unverified);
+	assert_string_equal(u.reason, v.reason);
+	callback_verdict_release(&u);
+	callback_verdict_release(&v);
+
+	/* Queued (no ledsBlinkId yet), final, an invalid id: none. */
+	const char *none[] = {ID_QUEUED, ID_COMPLETE, "bad id", ""};
+	for (size_t i = 0; i < ELEMENTSOF(none); i++) {
+		eval(f, none[i], body, NULL, &v);
+		assert_int_equal(v.http_status, 401);
+		assert_null(v.unverified);
+		callback_verdict_release(&v);
+	}
+	/* Whatever the shape and the secret's place. */
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, NULL, "API callback", ALERT_JOB("complete"), "Bearer x", &v), 401);
+	assert_ptr_equal(v.unverified, job_table_find(&f->jobs, ID_SUBMITTED));
+	callback_verdict_release(&v);
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, NULL, "Settings changed", NULL, NULL, &v), 401);
+	assert_ptr_equal(v.unverified, job_table_find(&f->jobs, ID_SUBMITTED));
+	callback_verdict_release(&v);
+	/* Not for anything verified. */
+	_cleanup_free_ char *good = make_body(&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "running"});
+	eval(f, ID_SUBMITTED, good, NULL, &v);
+	assert_int_equal(v.http_status, 200);
+	assert_null(v.unverified);
+	callback_verdict_release(&v);
+
+	/* http_server_id mode: the job by its ledsBlinkId, if any. */
+	f->env.static_secret = STATIC_SECRET;
+	eval(f, "", body, NULL, &v);
+	assert_int_equal(v.http_status, 401);
+	assert_ptr_equal(v.unverified, job_table_find(&f->jobs, ID_SUBMITTED));
+	callback_verdict_release(&v);
+	_cleanup_free_ char *other = make_body(&(struct body){.secret = "wrong", .lbi = "43", .status = "failed"});
+	eval(f, "", other, NULL, &v);
+	assert_int_equal(v.http_status, 401);
+	assert_null(v.unverified); /* the job Meraki knows as 43 is complete */
+	callback_verdict_release(&v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1052,6 +1283,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_static_secret, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_static_secret_works_without_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alert_shape, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_shape, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secret_sources, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unverified_job, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

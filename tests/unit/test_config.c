@@ -114,6 +114,7 @@ static void test_full_file(void **state)
 		"max_body = 128KiB\n"
 		"wait = 2min\n"
 		"expire = 2h\n"
+		"unverified = ignore\n"
 		"\n"
 		"[queue]\n"
 		"dir = /srv/blinkhook/spool\n"
@@ -163,6 +164,7 @@ static void test_full_file(void **state)
 	assert_true(c.max_body == 128 * 1024);
 	assert_true(c.wait_usec == 2 * USEC_PER_MIN);
 	assert_true(c.expire_usec == 2 * USEC_PER_HOUR);
+	assert_int_equal(c.unverified, UNVERIFIED_IGNORE);
 	assert_string_equal(c.queue_dir, "/srv/blinkhook/spool");
 	assert_string_equal(c.state_dir, "/srv/blinkhook/state");
 	assert_true(c.retention_usec == 7 * USEC_PER_DAY);
@@ -180,6 +182,7 @@ static void assert_defaults(const struct config *c)
 	assert_null(c->api_key_file);
 	assert_true(c->min_interval_usec == 10 * USEC_PER_SEC);
 	assert_int_equal(c->interval_scope, INTERVAL_SCOPE_GLOBAL);
+	assert_int_equal(c->unverified, UNVERIFIED_POLL);
 	assert_true(c->request_timeout_usec == 30 * USEC_PER_SEC);
 	assert_int_equal(c->max_attempts, 8);
 	assert_true(c->retry_initial_usec == USEC_PER_SEC);
@@ -249,6 +252,9 @@ static void test_errors(void **state)
 			  ":4: max_attempts: \"8.5\" is not a whole number");
 	assert_load_error(PUBLIC "[meraki]\ninterval_scope = network\n",
 			  ":4: interval_scope: \"network\" is not one of: global, device");
+	assert_load_error(PUBLIC "unverified = believe\n",
+			  ":3: unverified: \"believe\" is not one of: poll, ignore");
+	assert_load_error(PUBLIC "unverified =\n", ":3: unverified: \"\" is not one of: poll, ignore");
 	assert_load_error(PUBLIC "max_body = 32MiB\n",
 			  ":3: max_body: \"32MiB\" is out of range (1KiB..16MiB)");
 	assert_load_error(PUBLIC "max_body = lots\n",

@@ -97,7 +97,7 @@ static void apply_ok(struct job_table *t, struct job_event ev)
  * nothing. */
 struct snapshot {
 	enum job_state state;
-	char lbi[64], status[64], error[64];
+	char lbi[64], status[64], error[64], status_source[64];
 	unsigned attempts, duration;
 	uint64_t created_at, updated_at;
 	size_t n_jobs, by_state[_JOB_STATE_MAX];
@@ -110,6 +110,7 @@ static void take_snapshot(const struct job_table *t, const struct job *j, struct
 	snprintf(s->lbi, sizeof(s->lbi), "%s", j->leds_blink_id ? j->leds_blink_id : "(null)");
 	snprintf(s->status, sizeof(s->status), "%s", j->meraki_status ? j->meraki_status : "(null)");
 	snprintf(s->error, sizeof(s->error), "%s", j->error ? j->error : "(null)");
+	snprintf(s->status_source, sizeof(s->status_source), "%s", j->status_source ? j->status_source : "(null)");
 	s->attempts = j->attempts;
 	s->duration = j->duration;
 	s->created_at = j->created_at;
@@ -1228,13 +1229,14 @@ static void test_format_json(void **state)
 	format_and_parse(job_table_find(&t, "fmt-1"), &root);
 	assert_int_equal(json_kind_of(root), JSON_OBJECT);
 	assert_int_equal(json_object_each(root, collect_member, &m), 0);
-	assert_int_equal(m.n, 10);
+	assert_int_equal(m.n, 11);
 	assert_json_str(&m, "id", "fmt-1");
 	assert_json_str(&m, "serial", SERIAL);
 	assert_json_int(&m, "duration", 45);
 	assert_json_str(&m, "state", "queued");
 	assert_json_str(&m, "leds_blink_id", NULL);
 	assert_json_str(&m, "meraki_status", NULL);
+	assert_json_str(&m, "status_source", NULL);
 	assert_json_int(&m, "attempts", 0);
 	assert_json_str(&m, "error", NULL);
 	assert_json_str(&m, "created_at", "2025-11-27T11:07:28Z");
@@ -1252,13 +1254,14 @@ static void test_format_json(void **state)
 	format_and_parse(job_table_find(&t, "fmt-1"), &root);
 	m.n = 0;
 	assert_int_equal(json_object_each(root, collect_member, &m), 0);
-	assert_int_equal(m.n, 10);
+	assert_int_equal(m.n, 11);
 	assert_json_str(&m, "id", "fmt-1");
 	assert_json_str(&m, "serial", SERIAL);
 	assert_json_int(&m, "duration", 45);
 	assert_json_str(&m, "state", "failed");
 	assert_json_str(&m, "leds_blink_id", LBI);
 	assert_json_str(&m, "meraki_status", "failed");
+	assert_json_str(&m, "status_source", "callback");
 	assert_json_int(&m, "attempts", 2);
 	assert_json_str(&m, "error", "LED \"blink\" refused");
 	format_rfc3339(ts, TS0);
@@ -1319,10 +1322,10 @@ static void test_nonce(void **state)
 	job_event_store_release(&store);
 	strbuf_release(&sb);
 
-	/* Not in the job's JSON: still its ten members. */
+	/* Not in the job's JSON: still its eleven members. */
 	format_and_parse(j, &root);
 	assert_int_equal(json_object_each(root, collect_member, &m), 0);
-	assert_int_equal(m.n, 10);
+	assert_int_equal(m.n, 11);
 	assert_null(json_get(root, "nonce"));
 	json_free(root);
 
@@ -1353,6 +1356,97 @@ static void test_nonce(void **state)
 	job_table_release(&t2);
 }
 
+/* A job's snapshot, written and read back by each reader into a fresh table:
+ * the job there, which the caller checks and releases with t. */
+static struct job *snapshot_through_log(const struct job *j, struct job_table *t, bool flat)
+{
+	struct job_event_store store = JOB_EVENT_STORE_INIT;
+	struct strbuf sb = STRBUF_INIT;
+	struct job_event ev;
+	struct job *got = NULL;
+
+	job_snapshot(j, &ev);
+	assert_int_equal(job_event_format(&ev, &sb), 0);
+	assert_int_equal(job_table_init(t), 0);
+	if (flat)
+		assert_int_equal(job_event_parse_flat(sb.buf, sb.len - 1, &ev, &store), 0);
+	else
+		assert_int_equal(job_event_parse_json(sb.buf, sb.len - 1, &ev, &store), 0);
+	assert_int_equal(job_table_apply(t, &ev, &got), 0);
+	job_event_store_release(&store);
+	strbuf_release(&sb);
+	return got;
+}
+
+/* status_source: what reported the status the job holds, from the events'
+ * source; kept by snapshots; absent from old records. */
+static void test_status_source(void **state)
+{
+	(void)state;
+	struct job_table t, t2;
+	struct job *j;
+
+	assert_int_equal(job_table_init(&t), 0);
+	apply_ok(&t, ev_queued("src", TS0));
+	j = job_table_find(&t, "src");
+	assert_null(j->status_source);
+	apply_ok(&t, ev_submitted("src", TS0 + USEC_PER_SEC, LBI));
+	assert_string_equal(j->status_source, "api");
+	struct job_event st = ev_status("src", TS0 + 2 * USEC_PER_SEC, "running");
+	st.source = "poll";
+	apply_ok(&t, st);
+	assert_string_equal(j->status_source, "poll");
+
+	/* Through compaction, by either reader, while not final. */
+	for (int flat = 0; flat <= 1; flat++) {
+		struct job *k = snapshot_through_log(j, &t2, flat);
+		assert_string_equal(k->status_source, "poll");
+		assert_string_equal(k->meraki_status, "running");
+		job_table_release(&t2);
+	}
+
+	struct job_event fin = ev_final("src", TS0 + 3 * USEC_PER_SEC, JOB_COMPLETE);
+	fin.source = "prompted poll";
+	apply_ok(&t, fin);
+	assert_string_equal(j->status_source, "prompted poll");
+	for (int flat = 0; flat <= 1; flat++) {
+		struct job *k = snapshot_through_log(j, &t2, flat);
+		assert_string_equal(k->status_source, "prompted poll");
+		job_table_release(&t2);
+	}
+
+	/* An event without a status leaves it: expiry says nothing of Meraki. */
+	apply_ok(&t, ev_queued("src2", TS0));
+	apply_ok(&t, ev_submitted("src2", TS0 + USEC_PER_SEC, LBI "2"));
+	struct job_event exp = {.ts = TS0 + 9 * USEC_PER_SEC, .id = "src2", .kind = JOB_EV_FINAL,
+				.state = JOB_EXPIRED, .error = "no final status", .source = "expiry"};
+	apply_ok(&t, exp);
+	assert_string_equal(job_table_find(&t, "src2")->status_source, "api");
+
+	/* A snapshot of an older version, without source: null, by both readers. */
+	static const char old[] = "{\"v\":1,\"ts\":\"2025-11-27T11:08:43Z\",\"id\":\"old\",\"event\":\"job\","
+				  "\"serial\":\"" SERIAL "\",\"duration\":20,\"leds_blink_id\":\"1\","
+				  "\"meraki_status\":\"complete\",\"state\":\"complete\","
+				  "\"created_at\":\"2025-11-27T11:07:28Z\"}";
+	for (int flat = 0; flat <= 1; flat++) {
+		struct job_event_store store = JOB_EVENT_STORE_INIT;
+		struct job_event ev;
+		struct job *k = NULL;
+
+		assert_int_equal(job_table_init(&t2), 0);
+		if (flat)
+			assert_int_equal(job_event_parse_flat(old, strlen(old), &ev, &store), 0);
+		else
+			assert_int_equal(job_event_parse_json(old, strlen(old), &ev, &store), 0);
+		assert_int_equal(job_table_apply(&t2, &ev, &k), 0);
+		assert_null(k->status_source);
+		assert_string_equal(k->meraki_status, "complete");
+		job_event_store_release(&store);
+		job_table_release(&t2);
+	}
+	job_table_release(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1374,6 +1468,7 @@ int main(void)
 		cmocka_unit_test(test_event_fast_reader_stamps),
 		cmocka_unit_test(test_format_json),
 		cmocka_unit_test(test_nonce),
+		cmocka_unit_test(test_status_source),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
