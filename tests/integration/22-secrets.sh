@@ -64,7 +64,11 @@ LBI=$(ctl status "$ID" --json | json 'j["leds_blink_id"]')
 NEW=$(secret_of "$ID")
 check "the new job has a secret of its own" test "$NEW" != "$OLD"
 check "the earlier job's captured secret is refused by the new job: 401" test "$(post "$ID" "$OLD" failed)" = 401
-check "the new job is still submitted" state_is "$ID" submitted
+# The refusal decides nothing (it may prompt a poll, which asks Meraki):
+# the forged "failed" is nowhere, and no callback taught the job anything.
+check "the refused callback did not fail the new job" test "$(job_state "$ID")" != failed
+check "the refused callback recorded nothing" \
+	test "$(ctl status "$ID" --json | json 'j["status_source"]')" != callback
 check "the new job's own secret: 200" test "$(post "$ID" "$NEW" complete)" = 200
 wait_state 5 "$ID" complete || notok "the second job $ID did not complete"
 
