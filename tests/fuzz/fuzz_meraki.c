@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_meraki — the pure part of the API client: meraki_classify() for both
- * kinds of call, meraki_parse_retry_after() and meraki_key_allowed().
+ * kinds of call, meraki_parse_retry_after(), meraki_origin() and
+ * meraki_same_origin().
  *
  * The input: two bytes of HTTP status (mapped into 100..599); then, when a
  * NUL follows somewhere, the Retry-After value before it; the rest is the
@@ -12,8 +13,10 @@
  * Checked: each status class gets the outcome the header promises; an OK
  * blink has a usable ledsBlinkId and an OK poll a status; every failure has
  * an error text that fits a job record (at most JOB_TEXT_MAX bytes of valid
- * UTF-8); a wait is never longer than MERAKI_RETRY_AFTER_MAX; and the API
- * key never goes to a URL that is not https.
+ * UTF-8); a wait is never longer than MERAKI_RETRY_AFTER_MAX; the API key
+ * never goes to a URL that is not https, and only to what has base_url's
+ * origin by its own normalised text; an origin is always
+ * "scheme://host:port" in lower case and the same as itself.
  */
 #include <stdint.h>
 #include <string.h>
@@ -110,8 +113,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	whole = fuzz_strndup(data, size);
 	if (meraki_parse_retry_after(whole, FUZZ_NOW, &wait) >= 0)
 		FUZZ_CHECK(wait <= MERAKI_RETRY_AFTER_MAX, "a wait of %llu usec", (unsigned long long)wait);
-	if (meraki_key_allowed(BASE_URL, whole))
+	if (meraki_same_origin(BASE_URL, whole)) {
+		char o[MERAKI_ORIGIN_MAX];
 		FUZZ_CHECK(strncasecmp(whole, "https:", 6) == 0, "the key may go to \"%s\"", whole);
+		FUZZ_CHECK(meraki_origin(whole, o, sizeof(o)) == 0 && strcmp(o, "https://api.meraki.com:443") == 0,
+			   "\"%s\" has base_url's origin but not its text", whole);
+	}
+	{
+		char o[MERAKI_ORIGIN_MAX], o2[MERAKI_ORIGIN_MAX];
+		if (meraki_origin(whole, o, sizeof(o)) == 0) {
+			const char *c = strstr(o, "://");
+			FUZZ_CHECK(strncmp(o, "https://", 8) == 0 || strncmp(o, "http://", 7) == 0,
+				   "origin \"%s\"", fuzz_str(o));
+			FUZZ_CHECK(c && strrchr(o, ':') > c + 2, "origin \"%s\" without a port", fuzz_str(o));
+			for (const char *q = o; *q; q++)
+				FUZZ_CHECK(!(*q >= 'A' && *q <= 'Z'), "origin \"%s\" not in lower case", fuzz_str(o));
+			FUZZ_CHECK(meraki_same_origin(whole, whole), "\"%s\" is not its own origin", whole);
+			/* The origin, as a URL, names itself. */
+			FUZZ_CHECK(meraki_origin(o, o2, sizeof(o2)) != 0 || strcmp(o, o2) == 0,
+				   "origin \"%s\" of its own origin is \"%s\"", o, o2);
+		}
+	}
 	free(whole);
 	return 0;
 }

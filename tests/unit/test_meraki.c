@@ -487,66 +487,89 @@ static void test_parse_retry_after_garbage(void **state)
 	}
 }
 
-/* ---- meraki_key_allowed ---- */
+/* ---- meraki_origin, meraki_same_origin ---- */
 
-static void test_key_allowed(void **state)
+static void assert_origin(const char *url, const char *want)
 {
+	char buf[MERAKI_ORIGIN_MAX];
+	int r = meraki_origin(url, buf, sizeof(buf));
+
+	if (r < 0 || strcmp(buf, want) != 0)
+		fail_msg("origin of \"%s\": %d \"%s\", want \"%s\"", url, r, r < 0 ? "" : buf, want);
+}
+
+static void test_origin(void **state)
+{
+	char buf[MERAKI_ORIGIN_MAX];
+
 	(void)state;
-	/* The base's own host. */
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://api.meraki.com/api/v1/devices/x"));
-	assert_true(meraki_key_allowed("https://api.example.net/api/v1", "https://api.example.net/other/path?q=1"));
-	assert_true(meraki_key_allowed("https://API.Meraki.COM/api/v1", "https://api.meraki.com/api/v1/x"));
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://API.MERAKI.COM/api/v1/x"));
-	assert_true(meraki_key_allowed("https://api.example.net/api/v1", "https://API.Example.NET/x"));
+	assert_origin("https://api.meraki.com/api/v1", "https://api.meraki.com:443");
+	assert_origin("HTTPS://API.Meraki.COM:443/api/v1?x=1#f", "https://api.meraki.com:443");
+	assert_origin("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8080");
+	assert_origin("http://127.0.0.1/", "http://127.0.0.1:80");
+	assert_origin("https://user:pw@api.meraki.com/", "https://api.meraki.com:443");
+	assert_origin("http://[::1]:8080/x", "http://[::1]:8080");
+	assert_origin("http://[0:0:0:0:0:0:0:1]/x", "http://[::1]:80");
+	assert_origin("http://[FE80::1%25eth0]:8/x", "http://[fe80::1%eth0]:8");
 
-	/* Other hosts. */
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://example.net/x"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://other.example.net/x"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://evil.test/api/v1"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://api.example.net.evil.test/"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://api.example.net@evil.test/"));
+	/* Not http(s), or no origin at all. */
+	assert_int_equal(meraki_origin("ftp://api.meraki.com/x", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("file:///etc/passwd", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("/api/v1/relative", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("not a url", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("https://", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("https://api.meraki.com/", buf, 10), -ENAMETOOLONG);
+}
 
-	/* Meraki's shards of its own domain. */
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://n123.meraki.com/api/v1/devices/x"));
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://N123.Meraki.Com/api/v1"));
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://evil-meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://meraki.com.evil.net/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://n1.meraki.com.evil.net/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://evilmeraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://api.meraki.com@evil.net/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://n1.gov-meraki.com/api/v1"));
+static void test_same_origin(void **state)
+{
+	static const char BASE[] = "https://api.meraki.com/api/v1";
 
-	/* Regional domains: each keeps to its own. */
-	assert_true(meraki_key_allowed("https://api.meraki.ca/api/v1", "https://x.meraki.ca/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.ca/api/v1", "https://x.meraki.com/api/v1"));
-	assert_true(meraki_key_allowed("https://api.meraki.cn/api/v1", "https://n5.meraki.cn/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.cn/api/v1", "https://n5.meraki.ca/api/v1"));
-	assert_true(meraki_key_allowed("https://api.meraki.in/api/v1", "https://n5.meraki.in/api/v1"));
-	assert_true(meraki_key_allowed("https://api.gov-meraki.com/api/v1", "https://n2.gov-meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.gov-meraki.com/api/v1", "https://n2.meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://x.meraki.ca/api/v1"));
+	(void)state;
+	/* Same scheme, host and port: any path, query, case of the host,
+	 * default port written or not. */
+	assert_true(meraki_same_origin(BASE, "https://api.meraki.com/api/v1/devices/x"));
+	assert_true(meraki_same_origin(BASE, "https://api.meraki.com/other/path?q=1"));
+	assert_true(meraki_same_origin(BASE, "https://API.MERAKI.COM/api/v1/x"));
+	assert_true(meraki_same_origin("https://API.Meraki.COM/api/v1", "https://api.meraki.com/x"));
+	assert_true(meraki_same_origin(BASE, "https://api.meraki.com:443/api/v1/x"));
+	assert_true(meraki_same_origin("https://api.meraki.com:443/api/v1", "https://api.meraki.com/x"));
+	assert_true(meraki_same_origin("http://127.0.0.1/api/v1", "http://127.0.0.1:80/x"));
+	assert_true(meraki_same_origin("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8080/moved/api/v1/x"));
+	assert_true(meraki_same_origin("http://[::1]:8080/api/v1", "http://[0:0:0:0:0:0:0:1]:8080/x"));
+	assert_true(meraki_same_origin("http://[::1]/api/v1", "http://[::1]:80/x"));
+	assert_true(meraki_same_origin("https://[2001:DB8::1]/api/v1", "https://[2001:db8::1]:443/x"));
 
-	/* Never from https down to http, not even on the same host. */
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "http://api.meraki.com/api/v1/x"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "http://n1.meraki.com/api/v1/x"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "http://api.example.net/x"));
-	/* A plain-http base (a local simulator) keeps to its host. */
-	assert_true(meraki_key_allowed("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8080/api/v1/x"));
-	assert_true(meraki_key_allowed("http://localhost:8080/api/v1", "http://localhost:8080/x"));
-	assert_true(meraki_key_allowed("http://sim.example.net/api/v1", "https://sim.example.net/x"));
-	assert_false(meraki_key_allowed("http://127.0.0.1:8080/api/v1", "http://127.0.0.2:8080/api/v1/x"));
-	/* Not a web URL at all. */
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "ftp://api.meraki.com/x"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "file:///etc/passwd"));
-
-	/* Garbage. */
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "not a url"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", ""));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "/api/v1/relative"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://"));
-	assert_false(meraki_key_allowed("not a url", "https://api.meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("", ""));
+	/* Another port of the same host. */
+	assert_false(meraki_same_origin(BASE, "https://api.meraki.com:8443/api/v1/x"));
+	assert_false(meraki_same_origin("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8081/api/v1/x"));
+	assert_false(meraki_same_origin("http://127.0.0.1/api/v1", "http://127.0.0.1:8080/x"));
+	assert_false(meraki_same_origin("http://[::1]:8080/api/v1", "http://[::1]:8081/x"));
+	/* https -> http, also to the same host and port; and the other way. */
+	assert_false(meraki_same_origin(BASE, "http://api.meraki.com/api/v1/x"));
+	assert_false(meraki_same_origin(BASE, "http://api.meraki.com:443/api/v1/x"));
+	assert_false(meraki_same_origin("http://127.0.0.1:8080/api/v1", "https://127.0.0.1:8080/x"));
+	/* Another host, sibling hosts of one domain included. */
+	assert_false(meraki_same_origin(BASE, "https://n123.meraki.com/api/v1/devices/x"));
+	assert_false(meraki_same_origin(BASE, "https://meraki.com/api/v1"));
+	assert_false(meraki_same_origin(BASE, "https://api.meraki.com.evil.net/api/v1"));
+	assert_false(meraki_same_origin(BASE, "https://api.meraki.com@evil.net/api/v1"));
+	assert_false(meraki_same_origin(BASE, "https://evil.net/api.meraki.com/api/v1"));
+	assert_false(meraki_same_origin(BASE, "https://api.meraki.com./api/v1"));
+	assert_false(meraki_same_origin("http://127.0.0.1:8080/api/v1", "http://127.0.0.2:8080/api/v1/x"));
+	assert_false(meraki_same_origin("http://[::1]:8080/api/v1", "http://[::2]:8080/x"));
+	assert_false(meraki_same_origin("http://[::1]:8080/api/v1", "http://127.0.0.1:8080/x"));
+	/* Other schemes and garbage are no origin, not even their own. */
+	assert_false(meraki_same_origin(BASE, "ftp://api.meraki.com/x"));
+	assert_false(meraki_same_origin("ftp://api.meraki.com/x", "ftp://api.meraki.com/x"));
+	assert_false(meraki_same_origin(BASE, "file:///etc/passwd"));
+	assert_false(meraki_same_origin(BASE, "not a url"));
+	assert_false(meraki_same_origin(BASE, ""));
+	assert_false(meraki_same_origin(BASE, "/api/v1/relative"));
+	assert_false(meraki_same_origin(BASE, "https://"));
+	assert_false(meraki_same_origin("not a url", "not a url"));
+	assert_false(meraki_same_origin("", ""));
 }
 
 /* ---- meraki_blink_body ---- */
@@ -753,7 +776,8 @@ int main(void)
 		cmocka_unit_test(test_parse_retry_after_seconds),
 		cmocka_unit_test(test_parse_retry_after_date),
 		cmocka_unit_test(test_parse_retry_after_garbage),
-		cmocka_unit_test(test_key_allowed),
+		cmocka_unit_test(test_origin),
+		cmocka_unit_test(test_same_origin),
 		cmocka_unit_test(test_blink_body_url_and_secret),
 		cmocka_unit_test(test_blink_body_durations),
 		cmocka_unit_test(test_blink_body_http_server),
