@@ -4,6 +4,15 @@
 
 #include "blinkhook/callback.h"
 
+/* A ledsBlinkId as text: a string, or a number's exact decimal text, as the
+ * API client keeps it (meraki.c), so that both compare alike. */
+static const char *id_text(const struct json *v)
+{
+	const char *s = json_string(v, NULL);
+
+	return s ? s : json_integer_text(v);
+}
+
 static bool presented_ok(const struct callback_env *env, const char *job_id, const char *s, size_t len)
 {
 	if (env->static_secret)
@@ -66,7 +75,7 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 			return 0;
 		}
 		j = job_table_find_by_blink_id(env->jobs,
-					       json_string(json_get(json_get(v->root, "message"), "ledsBlinkId"), NULL));
+					       id_text(json_get(json_get(v->root, "message"), "ledsBlinkId")));
 		if (!j) {
 			reject(v, 404, "no job with this ledsBlinkId");
 			return 0;
@@ -89,7 +98,7 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 		reject(v, 400, "message.status is not a Meraki status");
 		return 0;
 	}
-	lbi = json_string(json_get(msg, "ledsBlinkId"), NULL);
+	lbi = id_text(json_get(msg, "ledsBlinkId"));
 	if (json_get(msg, "ledsBlinkId") && (!lbi || !*lbi || strlen(lbi) > CALLBACK_ID_MAX)) {
 		reject(v, 400, "message.ledsBlinkId is not an id");
 		return 0;

@@ -170,15 +170,12 @@ int meraki_classify(enum meraki_call_kind kind, long status, const char *transpo
 	if (status >= 200 && status < 300) {
 		const char *st = json_string(json_get(root, "status"), NULL);
 		const struct json *idv = json_get(root, "ledsBlinkId");
-		char num[32];
 		const char *id = json_string(idv, NULL);
-		int64_t n;
 
-		/* The published example has a string; tolerate a number. */
-		if (!id && json_int64(idv, &n) >= 0) {
-			snprintf(num, sizeof(num), "%" PRId64, n);
-			id = num;
-		}
+		/* The published example has a string; tolerate a number, kept as
+		 * its decimal text whatever its size. */
+		if (!id)
+			id = json_integer_text(idv);
 		if (!root || json_kind_of(root) != JSON_OBJECT ||
 		    (kind == MERAKI_CALL_BLINK && !valid_id(id)) || (kind == MERAKI_CALL_GET && !st)) {
 			/* A 2xx we cannot read: the job may or may not exist, so the

@@ -70,6 +70,86 @@ static void test_blink_201_numeric_id(void **state)
 	meraki_result_release(&r);
 }
 
+/* Ids beyond 64 bits stay their decimal text, in a 201 and in a poll. */
+static void test_blink_201_big_numeric_id(void **state)
+{
+	static const char *const ids[] = {
+		"98765432109876543210",		  /* above UINT64_MAX: json-c saturates it */
+		"18446744073709551616",		  /* UINT64_MAX + 1 */
+		"18446744073709551615",		  /* UINT64_MAX itself */
+		"9223372036854775808",		  /* INT64_MAX + 1 */
+		"9223372036854775807",		  /* INT64_MAX */
+		"123456789012345678901234567890", /* 30 digits */
+		"1000000000000000000",
+	};
+	char body[256];
+	struct meraki_result r;
+
+	(void)state;
+	for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+		snprintf(body, sizeof(body), "{\"ledsBlinkId\":%s,\"status\":\"new\"}", ids[i]);
+		classify(MERAKI_CALL_BLINK, 201, NULL, NULL, body, &r);
+		assert_int_equal(r.outcome, MERAKI_OK);
+		assert_string_equal(r.leds_blink_id, ids[i]);
+		meraki_result_release(&r);
+
+		snprintf(body, sizeof(body),
+			 "{\"ledsBlinkId\": %s ,\"url\":\"/devices/Q2XX-AAAA-0001/liveTools/leds/blink/%s\","
+			 "\"status\":\"complete\",\"request\":{\"serial\":\"Q2XX-AAAA-0001\",\"duration\":5}}",
+			 ids[i], ids[i]);
+		classify(MERAKI_CALL_GET, 200, NULL, NULL, body, &r);
+		assert_int_equal(r.outcome, MERAKI_OK);
+		assert_string_equal(r.leds_blink_id, ids[i]);
+		assert_string_equal(r.status, "complete");
+		meraki_result_release(&r);
+	}
+
+	/* A repeated key reads as its last value, literal and all. */
+	classify(MERAKI_CALL_BLINK, 201, NULL, NULL, "{\"ledsBlinkId\":98765432109876543210,\"ledsBlinkId\":5}", &r);
+	assert_string_equal(r.leds_blink_id, "5");
+	meraki_result_release(&r);
+	classify(MERAKI_CALL_BLINK, 201, NULL, NULL,
+		 "{\"ledsBlinkId\":5,\"x\":[1,{\"a\":\"\\\"]\"}],\"ledsBlink\\u0049d\":98765432109876543210}", &r);
+	assert_string_equal(r.leds_blink_id, "98765432109876543210");
+	meraki_result_release(&r);
+
+	/* Not an id: negative beyond 64 bits is no valid id either way, and
+	 * a fraction is not an integer. */
+	classify(MERAKI_CALL_BLINK, 201, NULL, NULL, "{\"ledsBlinkId\":98765432109876543210.5}", &r);
+	assert_int_equal(r.outcome, MERAKI_RETRY);
+	meraki_result_release(&r);
+}
+
+static void test_json_big_integers(void **state)
+{
+	static const char doc[] = "{\"a\":98765432109876543210,\"b\":-98765432109876543210,\"c\":[1,"
+				  "18446744073709551616,{\"d\":9223372036854775807}],\"e\":9223372036854775808,"
+				  "\"f\":\"98765432109876543210\",\"g\":-0,\"h\":1e30}";
+	_cleanup_json_ struct json *root = NULL;
+	const struct json *c;
+	int64_t n = 42;
+
+	(void)state;
+	assert_int_equal(json_parse(doc, strlen(doc), 8, &root), 0);
+	assert_string_equal(json_integer_text(json_get(root, "a")), "98765432109876543210");
+	assert_int_equal(json_int64(json_get(root, "a"), &n), -ERANGE);
+	assert_string_equal(json_integer_text(json_get(root, "b")), "-98765432109876543210");
+	assert_int_equal(json_int64(json_get(root, "b"), &n), -ERANGE);
+	c = json_get(root, "c");
+	assert_string_equal(json_integer_text(json_array_get(c, 0)), "1");
+	assert_string_equal(json_integer_text(json_array_get(c, 1)), "18446744073709551616");
+	assert_string_equal(json_integer_text(json_get(json_array_get(c, 2), "d")), "9223372036854775807");
+	assert_int_equal(json_int64(json_get(json_array_get(c, 2), "d"), &n), 0);
+	assert_true(n == INT64_MAX);
+	/* Above INT64_MAX json-c holds it exactly, but not as an int64. */
+	assert_string_equal(json_integer_text(json_get(root, "e")), "9223372036854775808");
+	assert_int_equal(json_int64(json_get(root, "e"), &n), -ERANGE);
+	assert_null(json_integer_text(json_get(root, "f")));
+	assert_string_equal(json_integer_text(json_get(root, "g")), "0");
+	assert_null(json_integer_text(json_get(root, "h")));
+	assert_true(n == INT64_MAX); /* untouched by the refusals */
+}
+
 static void test_blink_201_with_error_text(void **state)
 {
 	struct meraki_result r;
@@ -760,6 +840,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blink_201),
 		cmocka_unit_test(test_blink_201_numeric_id),
+		cmocka_unit_test(test_blink_201_big_numeric_id),
+		cmocka_unit_test(test_json_big_integers),
 		cmocka_unit_test(test_blink_201_with_error_text),
 		cmocka_unit_test(test_blink_201_unreadable),
 		cmocka_unit_test(test_get_200),
