@@ -114,26 +114,30 @@ static int keep_literal(struct json_object *o, const char *p, const char *e)
 {
 	char have[32], *lit;
 	bool neg = *p == '-';
+	const char *d = p + neg;
 
 	if (!json_object_is_type(o, json_type_int))
 		return 0;
-	for (const char *q = p + neg; q < e; q++)
+	for (const char *q = d; q < e; q++)
 		if (*q < '0' || *q > '9')
 			return 0; /* a fraction or exponent: json-c keeps its text */
+	/* json-c lets leading zeros through after a minus sign: the text is
+	 * the number's, without them, as json-c's own text is. */
+	while (e - d > 1 && *d == '0')
+		d++;
+	if (e - d == 1 && *d == '0')
+		neg = false; /* -0 is 0 */
 	if (neg)
 		snprintf(have, sizeof(have), "%" PRId64, json_object_get_int64(o));
 	else
 		snprintf(have, sizeof(have), "%" PRIu64, json_object_get_uint64(o));
-	if ((size_t)(e - p) == strlen(have) && memcmp(p, have, strlen(have)) == 0) {
+	if (strlen(have) == (size_t)(e - d) + neg && memcmp(have + neg, d, (size_t)(e - d)) == 0) {
 		/* Exact; a literal an earlier duplicate left is dropped. */
 		if (json_object_get_userdata(o))
 			json_object_set_serializer(o, NULL, NULL, NULL);
 		return 0;
 	}
-	if (neg && e - p == 2 && p[1] == '0')
-		return 0; /* -0 is 0 */
-	lit = strndup(p, (size_t)(e - p));
-	if (!lit)
+	if (asprintf(&lit, "%s%.*s", neg ? "-" : "", (int)(e - d), d) < 0)
 		return -ENOMEM;
 	json_object_set_serializer(o, json_object_userdata_to_json_string, lit, json_object_free_userdata);
 	return 0;

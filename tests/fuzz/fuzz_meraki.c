@@ -16,13 +16,17 @@
  * UTF-8); a wait is never longer than MERAKI_RETRY_AFTER_MAX; the API key
  * never goes to a URL that is not https, and only to what has base_url's
  * origin by its own normalised text; an origin is always
- * "scheme://host:port" in lower case and the same as itself.
+ * "scheme://host:port" in lower case and the same as itself.  The body is
+ * also parsed on its own: every integer's json_integer_text() is the digits
+ * of an integer literal in the body without leading zeros, the same as its
+ * 64-bit value where json_int64() gives one (ids never pass through 64 bits).
  */
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
 #include "blinkhook/job.h"
+#include "blinkhook/json.h"
 #include "blinkhook/meraki.h"
 #include "blinkhook/util.h"
 #include "fuzz.h"
@@ -65,6 +69,41 @@ static void check_result(enum meraki_call_kind kind, long status, const struct m
 	}
 }
 
+/* Checks every integer in v (at most a few levels down). */
+static void check_integers(const struct json *v, const char *body, size_t len, unsigned depth)
+{
+	const char *t = json_integer_text(v);
+
+	if (t) {
+		int64_t n;
+		size_t tl = strlen(t);
+		bool digits = tl > 0;
+
+		for (size_t i = *t == '-'; i < tl; i++)
+			digits = digits && t[i] >= '0' && t[i] <= '9';
+		FUZZ_CHECK(digits && tl > (size_t)(*t == '-'), "integer text \"%s\"", fuzz_str(t));
+		/* Its digits as the body has them (json-c lets leading zeros
+		 * after a minus sign through; the text has none). */
+		FUZZ_CHECK(memmem(body, len, t + (*t == '-'), tl - (*t == '-')), "integer text \"%s\" not in the body",
+			   fuzz_str(t));
+		FUZZ_CHECK(tl - (*t == '-') == 1 || t[*t == '-'] != '0', "integer text \"%s\" with a leading zero",
+			   fuzz_str(t));
+		FUZZ_CHECK(strcmp(t, "-0") != 0, "integer text -0");
+		if (json_int64(v, &n) == 0) {
+			char buf[32];
+			snprintf(buf, sizeof(buf), "%lld", (long long)n);
+			FUZZ_CHECK(strcmp(buf, t) == 0, "integer %s read as text \"%s\"", buf, fuzz_str(t));
+		}
+	}
+	if (depth >= 4)
+		return;
+	for (size_t i = 0; i < json_array_length(v) && i < 16; i++)
+		check_integers(json_array_get(v, i), body, len, depth + 1);
+	check_integers(json_get(v, "ledsBlinkId"), body, len, depth + 1);
+	check_integers(json_get(v, "message"), body, len, depth + 1);
+	check_integers(json_get(v, "a"), body, len, depth + 1);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -90,6 +129,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		body = (const char *)rest;
 	body_len = (size_t)((const char *)data + size - body);
 
+	{
+		struct json *root = NULL;
+		if (json_parse(body, body_len, 16, &root) == 0) {
+			check_integers(root, body, body_len, 0);
+			json_free(root);
+		}
+	}
 	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
 		r = meraki_classify(kinds[i], status, NULL, retry_after, body, body_len, FUZZ_NOW, &res);
 		FUZZ_CHECK(r == 0, "meraki_classify returned %d", r);

@@ -148,6 +148,16 @@ static void test_json_big_integers(void **state)
 	assert_string_equal(json_integer_text(json_get(root, "g")), "0");
 	assert_null(json_integer_text(json_get(root, "h")));
 	assert_true(n == INT64_MAX); /* untouched by the refusals */
+	json_free(TAKE_PTR(root));
+
+	/* json-c lets leading zeros through after a minus sign: the text is
+	 * the number's all the same, long or short. */
+	static const char zeros[] = "[-0000000000000000000042,-000000000000000000000098765432109876543210,-007,-0000]";
+	assert_int_equal(json_parse(zeros, strlen(zeros), 8, &root), 0);
+	assert_string_equal(json_integer_text(json_array_get(root, 0)), "-42");
+	assert_string_equal(json_integer_text(json_array_get(root, 1)), "-98765432109876543210");
+	assert_string_equal(json_integer_text(json_array_get(root, 2)), "-7");
+	assert_string_equal(json_integer_text(json_array_get(root, 3)), "0");
 }
 
 static void test_blink_201_with_error_text(void **state)
