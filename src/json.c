@@ -167,7 +167,9 @@ static int member_key(const char *p, const char *e, char **ret)
 }
 
 /* Walks the value at *pp, which json-c read into o (NULL: a value the tree
- * does not hold, walked over only). */
+ * does not hold, walked over only).  Recursive, but only as deep as json-c
+ * let the document be (max_depth, at most 1000). */
+/* NOLINTNEXTLINE(misc-no-recursion): bounded by the depth json-c accepted */
 static int walk_literals(const char **pp, const char *end, struct json_object *o, unsigned depth)
 {
 	const char *p = skip_ws(*pp, end), *e;

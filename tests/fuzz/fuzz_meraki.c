@@ -70,6 +70,7 @@ static void check_result(enum meraki_call_kind kind, long status, const struct m
 }
 
 /* Checks every integer in v (at most a few levels down). */
+/* NOLINTNEXTLINE(misc-no-recursion): at most 4 levels */
 static void check_integers(const struct json *v, const char *body, size_t len, unsigned depth)
 {
 	const char *t = json_integer_text(v);
