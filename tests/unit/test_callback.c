@@ -838,6 +838,18 @@ static void test_ledsblinkid_numeric(void **state)
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = f->s_submitted, .lbi_raw = "42",
 								     .status = "running"}),
 			 200);
+
+	/* A Dashboard receiver's callback finds its job by the id's text too. */
+	f->env.static_secret = STATIC_SECRET;
+	assert_int_equal(status_of(f, "", &(struct body){.secret = STATIC_SECRET, .lbi_raw = "9223372036854775807",
+						       .status = "complete"}),
+			 404);
+	free(body);
+	body = make_body(&(struct body){.secret = STATIC_SECRET, .lbi_raw = "42", .status = "running"});
+	assert_int_equal(callback_evaluate(&f->env, "", body, strlen(body), NULL, &v), 0);
+	assert_int_equal(v.http_status, 200);
+	assert_string_equal(v.event.id, ID_SUBMITTED);
+	callback_verdict_release(&v);
 }
 
 /* {"sharedSecret":..., "message":{...}, "deep":[[[...]]]}: the object itself
