@@ -142,7 +142,7 @@ class Sim:
         self.listeners = {}  # "main"/"foreign" -> (host, port)
         self.http_servers = args.http_server  # id -> (url, secret)
         # Ids are strings of digits in Meraki's examples; counters keep them unique.
-        self.blink_ids = itertools.count(573000001)
+        self.blink_ids = itertools.count(args.first_blink_id)
         self.callback_ids = itertools.count(1284392014819)
         ctx = ssl.create_default_context(cafile=args.callback_cafile)
         # No ProxyHandler settings from the environment: callbacks go direct.
@@ -257,11 +257,12 @@ class Sim:
                          name="job-" + blink_id).start()
         return job
 
-    @staticmethod
-    def job_view(job):
+    def job_view(self, job):
         """The job as the API shows it (GET; the 201 adds "callback")."""
         return {
-            "ledsBlinkId": job["ledsBlinkId"],
+            # GUESS: the published example has a string; --numeric-ids sends
+            # a JSON number, so that clients are tested against one too.
+            "ledsBlinkId": int(job["ledsBlinkId"]) if self.args.numeric_ids else job["ledsBlinkId"],
             "url": "/devices/%s/liveTools/leds/blink/%s" % (job["serial"], job["ledsBlinkId"]),
             "status": job["status"],
             "request": {"serial": job["serial"], "duration": job["duration"]},
@@ -675,6 +676,10 @@ def parse_args(argv):
                    help="start a 'tls' (https) listener on --host and write its port here")
     p.add_argument("--tls-cert", help="certificate (PEM) of the 'tls' listener")
     p.add_argument("--tls-key", help="its private key (PEM)")
+    p.add_argument("--first-blink-id", type=int, default=573000001,
+                   help="the first ledsBlinkId (any size: ids stay exact)")
+    p.add_argument("--numeric-ids", action="store_true",
+                   help="send ledsBlinkId as a JSON number instead of a string")
     p.add_argument("--api-key", help="the only key accepted (default: any non-empty key)")
     p.add_argument("--min-interval", type=float, default=10.0,
                    help="seconds between accepted blink requests (0: no limit)")
