@@ -4,6 +4,15 @@
 
 #include "blinkhook/callback.h"
 
+/* A ledsBlinkId as text: a string, or a number's exact decimal text, as the
+ * API client keeps it (meraki.c), so that both compare alike. */
+static const char *id_text(const struct json *v)
+{
+	const char *s = json_string(v, NULL);
+
+	return s ? s : json_integer_text(v);
+}
+
 static bool presented_ok(const struct callback_env *env, const char *job_id, const char *s, size_t len)
 {
 	const struct job *j;
@@ -122,7 +131,7 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 		/* A Dashboard-managed receiver has one URL for every job: the
 		 * job is the one Meraki knows by this ledsBlinkId. */
 		const struct job *j =
-			job_table_find_by_blink_id(env->jobs, json_string(json_get(msg, "ledsBlinkId"), NULL));
+			job_table_find_by_blink_id(env->jobs, id_text(json_get(msg, "ledsBlinkId")));
 
 		if (!secret_ok(env, job_id, v->root, header_value, &v->secret_sources)) {
 			reject(v, 401, "missing or wrong secret");
@@ -160,7 +169,7 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 		reject(v, 400, "the job's status is not a Meraki status");
 		return 0;
 	}
-	lbi = json_string(json_get(msg, "ledsBlinkId"), NULL);
+	lbi = id_text(json_get(msg, "ledsBlinkId"));
 	if (json_get(msg, "ledsBlinkId") && (!lbi || !*lbi || strlen(lbi) > CALLBACK_ID_MAX)) {
 		reject(v, 400, "the job's ledsBlinkId is not an id");
 		return 0;

@@ -36,6 +36,7 @@ enum kind {
 	KIND_STRING,   /* any text without control characters */
 	KIND_TOKEN,    /* an HTTP header name */
 	KIND_URL,      /* absolute http(s) URL, stored without a trailing '/' */
+	KIND_API_URL,  /* the same, https:// unless the host is loopback */
 	KIND_PATH,     /* absolute path */
 	KIND_TIMESPAN, /* uint64_t microseconds in [min, max] */
 	KIND_SIZE,     /* uint64_t bytes in [min, max] */
@@ -60,7 +61,7 @@ struct key {
 	{sec, nm, offsetof(struct config, field), lo, hi, kd, req}
 
 static const struct key keys[] = {
-	KEY("meraki", "base_url", KIND_URL, base_url, 0, 0, true),
+	KEY("meraki", "base_url", KIND_API_URL, base_url, 0, 0, true),
 	KEY("meraki", "api_key_file", KIND_PATH, api_key_file, 0, 0, false),
 	KEY("meraki", "min_interval", KIND_TIMESPAN, min_interval_usec, 0, USEC_PER_HOUR,
 	    false),
@@ -354,6 +355,34 @@ static char *url_normalize(const char *v, const char **ret_reason)
 	return out;
 }
 
+/* Whether a URL url_normalize() accepted names 127.0.0.0/8, ::1 or
+ * localhost: the only hosts plain http is good enough for. */
+static bool url_host_is_loopback(const char *url)
+{
+	const char *host = strstr(url, "://") + 3;
+	char buf[INET6_ADDRSTRLEN];
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t n;
+
+	if (*host == '[') {
+		n = strcspn(host + 1, "]");
+		if (n >= sizeof(buf))
+			return false;
+		memcpy(buf, host + 1, n);
+		buf[n] = '\0';
+		return inet_pton(AF_INET6, buf, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	n = strcspn(host, ":/");
+	if (n == strlen("localhost") && strncasecmp(host, "localhost", n) == 0)
+		return true;
+	if (n >= sizeof(buf))
+		return false;
+	memcpy(buf, host, n);
+	buf[n] = '\0';
+	return inet_pton(AF_INET, buf, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
 static void set_string(char **field, char *v)
 {
 	free(*field);
@@ -473,6 +502,7 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 	case KIND_STRING:
 	case KIND_TOKEN:
 	case KIND_URL:
+	case KIND_API_URL:
 	case KIND_PATH:
 		if (!*v) {
 			if (k->required) {
@@ -511,13 +541,22 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 		set_string(field, v);
 		return 0;
 
-	case KIND_URL: {
+	case KIND_URL:
+	case KIND_API_URL: {
 		char *u = url_normalize(v, &reason);
 
 		if (!u) {
 			if (!reason)
 				goto oom;
 			fail(ps, -EINVAL, ps->line, "%s: \"%s\" %s", k->name, v, reason);
+			return -EINVAL;
+		}
+		if (k->kind == KIND_API_URL && strncmp(u, "https://", 8) != 0 && !url_host_is_loopback(u)) {
+			fail(ps, -EINVAL, ps->line,
+			     "%s: \"%s\" must be https:// (http:// only to a loopback host): the API key "
+			     "would travel in clear text",
+			     k->name, v);
+			free(u);
 			return -EINVAL;
 		}
 		set_string(field, u);

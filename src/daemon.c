@@ -152,6 +152,7 @@ struct daemon {
 	bool log_failing;
 	bool scan_more;
 	bool auth_error_logged;
+	bool redirect_error_logged; /* until a reload */
 	uint64_t commit_backoff;
 	uint64_t last_status_notify;
 	char instance_id[33];
@@ -842,6 +843,10 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 				"fixed (then: systemctl reload blinkhookd)",
 				res->http_status, res->error ? res->error : "no detail");
 			d->auth_error_logged = true;
+		}
+		if (res->foreign_redirect && !d->redirect_error_logged) {
+			log_err("job %s: %s", j->id, res->error ? res->error : "redirect to another origin");
+			d->redirect_error_logged = true;
 		}
 		finish_job(d, j, JOB_FAILED, NULL, res->error, "api", attempts);
 		break;
@@ -1546,6 +1551,7 @@ static void reload_config(struct daemon *d)
 		config_release(&nc);
 		return;
 	}
+	d->redirect_error_logged = false;
 	d->pacer.interval = nc.min_interval_usec;
 	d->pacer.scope = nc.interval_scope;
 	secret_free(d->static_secret);

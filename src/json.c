@@ -66,6 +66,168 @@ static bool utf8_valid(const char *buf, size_t len)
 	return true;
 }
 
+/*
+ * Integers that json-c cannot hold exactly.  json-c keeps an integer in 64
+ * bits and saturates one that does not fit (98765432109876543210 reads as
+ * 18446744073709551615, -98765432109876543210 as INT64_MIN), and its
+ * json_object_get_int64() then gives INT64_MAX without a word.  An id that
+ * the API sends as a number must stay its decimal text, so after json-c has
+ * accepted a document that holds a run of 19 or more digits, this walks the
+ * text beside the tree and gives each integer whose value json-c changed its
+ * literal as its serialisation (json_integer_text() returns that, and
+ * json_int64() refuses it).  Keys are looked up as json-c stored them, so a
+ * repeated key ends with the literal of its last value, as the tree does.
+ */
+static bool has_long_digit_run(const char *buf, size_t len)
+{
+	size_t run = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		run = buf[i] >= '0' && buf[i] <= '9' ? run + 1 : 0;
+		if (run >= 19)
+			return true;
+	}
+	return false;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++;
+	return p;
+}
+
+/* Past the string literal at p (which is at its opening quote), or NULL. */
+static const char *skip_string(const char *p, const char *end)
+{
+	for (p++; p < end; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* Gives o the literal [p, e) when json-c's value of it differs. */
+static int keep_literal(struct json_object *o, const char *p, const char *e)
+{
+	char have[32], *lit;
+	bool neg = *p == '-';
+	const char *d = p + neg;
+
+	if (!json_object_is_type(o, json_type_int))
+		return 0;
+	for (const char *q = d; q < e; q++)
+		if (*q < '0' || *q > '9')
+			return 0; /* a fraction or exponent: json-c keeps its text */
+	/* json-c lets leading zeros through after a minus sign: the text is
+	 * the number's, without them, as json-c's own text is. */
+	while (e - d > 1 && *d == '0')
+		d++;
+	if (e - d == 1 && *d == '0')
+		neg = false; /* -0 is 0 */
+	if (neg)
+		snprintf(have, sizeof(have), "%" PRId64, json_object_get_int64(o));
+	else
+		snprintf(have, sizeof(have), "%" PRIu64, json_object_get_uint64(o));
+	if (strlen(have) == (size_t)(e - d) + neg && memcmp(have + neg, d, (size_t)(e - d)) == 0) {
+		/* Exact; a literal an earlier duplicate left is dropped. */
+		if (json_object_get_userdata(o))
+			json_object_set_serializer(o, NULL, NULL, NULL);
+		return 0;
+	}
+	if (asprintf(&lit, "%s%.*s", neg ? "-" : "", (int)(e - d), d) < 0)
+		return -ENOMEM;
+	json_object_set_serializer(o, json_object_userdata_to_json_string, lit, json_object_free_userdata);
+	return 0;
+}
+
+/* The key of the string literal [p, e), decoded as json-c decodes it. */
+static int member_key(const char *p, const char *e, char **ret)
+{
+	_cleanup_free_ char *quoted = NULL;
+	struct json_object *k;
+
+	if (!memchr(p, '\\', (size_t)(e - p))) {
+		*ret = strndup(p + 1, (size_t)(e - p - 2));
+		return *ret ? 0 : -ENOMEM;
+	}
+	quoted = strndup(p, (size_t)(e - p));
+	if (!quoted)
+		return -ENOMEM;
+	k = json_tokener_parse(quoted);
+	if (!k || !json_object_is_type(k, json_type_string)) {
+		json_object_put(k);
+		return -EBADMSG;
+	}
+	*ret = strdup(json_object_get_string(k));
+	json_object_put(k);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* Walks the value at *pp, which json-c read into o (NULL: a value the tree
+ * does not hold, walked over only).  Recursive, but only as deep as json-c
+ * let the document be (max_depth, at most 1000). */
+/* NOLINTNEXTLINE(misc-no-recursion): bounded by the depth json-c accepted */
+static int walk_literals(const char **pp, const char *end, struct json_object *o, unsigned depth)
+{
+	const char *p = skip_ws(*pp, end), *e;
+	int r;
+
+	if (p >= end || depth > 1000)
+		return -EBADMSG;
+	if (*p == '{' || *p == '[') {
+		bool object = *p == '{';
+		size_t i = 0;
+
+		for (p = skip_ws(p + 1, end); p < end && *p != (object ? '}' : ']'); i++) {
+			struct json_object *child = NULL;
+
+			if (object) {
+				if (*p != '"' || !(e = skip_string(p, end)))
+					return -EBADMSG;
+				if (json_object_is_type(o, json_type_object)) {
+					char *key = NULL;
+					r = member_key(p, e, &key);
+					if (r < 0)
+						return r;
+					(void)json_object_object_get_ex(o, key, &child);
+					free(key);
+				}
+				p = skip_ws(e, end);
+				if (p >= end || *p != ':')
+					return -EBADMSG;
+				p++;
+			} else if (json_object_is_type(o, json_type_array) && i < json_object_array_length(o))
+				child = json_object_array_get_idx(o, i);
+			r = walk_literals(&p, end, child, depth + 1);
+			if (r < 0)
+				return r;
+			p = skip_ws(p, end);
+			if (p < end && *p == ',')
+				p = skip_ws(p + 1, end);
+		}
+		if (p >= end)
+			return -EBADMSG;
+		*pp = p + 1;
+		return 0;
+	}
+	if (*p == '"') {
+		e = skip_string(p, end);
+		if (!e)
+			return -EBADMSG;
+		*pp = e;
+		return 0;
+	}
+	for (e = p; e < end && !strchr(",]} \t\r\n", *e); e++)
+		;
+	if (e == p)
+		return -EBADMSG;
+	*pp = e;
+	return o ? keep_literal(o, p, e) : 0;
+}
+
 int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **ret)
 {
 	struct json_tokener *tok;
@@ -102,6 +264,14 @@ int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **re
 			json_object_put(o);
 			return -EBADMSG;
 		}
+	if (has_long_digit_run(buf, len)) {
+		const char *p = buf;
+		int r = walk_literals(&p, buf + len, o, 0);
+		if (r < 0) {
+			json_object_put(o);
+			return r;
+		}
+	}
 	*ret = (struct json *)o;
 	return 0;
 }
@@ -359,11 +529,22 @@ int json_int64(const struct json *v, int64_t *ret)
 		return -EINVAL;
 	errno = 0;
 	int64_t x = json_object_get_int64(J(v));
-	/* json-c saturates out-of-range numbers at INT64_MIN/MAX and sets errno. */
-	if (errno == ERANGE)
+	/* json-c saturates out-of-range numbers at INT64_MIN/MAX, mostly without
+	 * a word: a literal json_parse() kept says so, and so does a value
+	 * above INT64_MAX that json-c holds as unsigned. */
+	if (errno == ERANGE || json_object_get_userdata(J(v)) ||
+	    (x == INT64_MAX && json_object_get_uint64(J(v)) != (uint64_t)INT64_MAX))
 		return -ERANGE;
 	*ret = x;
 	return 0;
+}
+
+const char *json_integer_text(const struct json *v)
+{
+	if (!v || !json_object_is_type(J(v), json_type_int))
+		return NULL;
+	/* Ours: the literal json_parse() kept, else json-c's exact value. */
+	return json_object_to_json_string_ext(J(v), JSON_C_TO_STRING_PLAIN);
 }
 
 size_t json_array_length(const struct json *v)

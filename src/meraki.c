@@ -20,6 +20,7 @@ struct meraki_call {
 	struct curl_slist *headers;
 	enum meraki_call_kind kind;
 	char *url;
+	char origin[MERAKI_ORIGIN_MAX]; /* of the first url: base_url's */
 	char *body; /* POST body, kept for redirects */
 	unsigned redirects;
 	struct strbuf response;
@@ -169,15 +170,12 @@ int meraki_classify(enum meraki_call_kind kind, long status, const char *transpo
 	if (status >= 200 && status < 300) {
 		const char *st = json_string(json_get(root, "status"), NULL);
 		const struct json *idv = json_get(root, "ledsBlinkId");
-		char num[32];
 		const char *id = json_string(idv, NULL);
-		int64_t n;
 
-		/* The published example has a string; tolerate a number. */
-		if (!id && json_int64(idv, &n) >= 0) {
-			snprintf(num, sizeof(num), "%" PRId64, n);
-			id = num;
-		}
+		/* The published example has a string; tolerate a number, kept as
+		 * its decimal text whatever its size. */
+		if (!id)
+			id = json_integer_text(idv);
 		if (!root || json_kind_of(root) != JSON_OBJECT ||
 		    (kind == MERAKI_CALL_BLINK && !valid_id(id)) || (kind == MERAKI_CALL_GET && !st)) {
 			/* A 2xx we cannot read: the job may or may not exist, so the
@@ -224,65 +222,51 @@ out:
 	return 0;
 }
 
-/* scheme://host[:port] of url, lowercased host, into buf. */
-static int url_origin(const char *url, char *scheme, size_t slen, char *host, size_t hlen)
+int meraki_origin(const char *url, char *buf, size_t size)
 {
 	CURLU *u = curl_url();
-	char *s = NULL, *h = NULL;
-	int r = -EINVAL;
+	char *s = NULL, *h = NULL, *p = NULL, *z = NULL;
+	int r = -EINVAL, n;
 
 	if (!u)
 		return -ENOMEM;
+	/* curl normalises what it parses: IPv4 in any notation to dotted
+	 * quads, IPv6 to its shortest form, %-escapes in the host decoded, an
+	 * absent port to the scheme's.  Only the case of names is left. */
 	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_SCHEME, &s, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && strlen(s) < slen && strlen(h) < hlen) {
-		(void)str_copy(scheme, slen, s);
-		(void)str_copy(host, hlen, h);
-		for (char *p = host; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-		r = 0;
+	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+	    (strcmp(s, "https") == 0 || strcmp(s, "http") == 0) && *h) {
+		CURLUcode zc = curl_url_get(u, CURLUPART_ZONEID, &z, 0);
+		if (zc == CURLUE_OK && z && h[0] == '[')
+			/* An IPv6 link-local address names its interface too. */
+			n = snprintf(buf, size, "%s://%.*s%%%s]:%s", s, (int)strlen(h) - 1, h, z, p);
+		else
+			n = snprintf(buf, size, "%s://%s:%s", s, h, p);
+		if (n < 0 || (size_t)n >= size)
+			r = -ENAMETOOLONG;
+		else {
+			for (char *q = buf; *q; q++)
+				if (*q >= 'A' && *q <= 'Z')
+					*q = (char)(*q - 'A' + 'a');
+			r = 0;
+		}
 	}
 	curl_free(s);
 	curl_free(h);
+	curl_free(p);
+	curl_free(z);
 	curl_url_cleanup(u);
 	return r;
 }
 
-static bool host_in_domain(const char *host, const char *domain)
+bool meraki_same_origin(const char *a, const char *b)
 {
-	size_t h = strlen(host), d = strlen(domain);
+	char oa[MERAKI_ORIGIN_MAX], ob[MERAKI_ORIGIN_MAX];
 
-	if (h == d)
-		return strcmp(host, domain) == 0;
-	return h > d && host[h - d - 1] == '.' && strcmp(host + h - d, domain) == 0;
-}
-
-/* Meraki's API domains: a redirect among hosts of one of them keeps the key. */
-static const char *meraki_domain(const char *host)
-{
-	static const char *const domains[] = {"meraki.com", "meraki.ca", "meraki.cn", "meraki.in",
-					      "gov-meraki.com"};
-	for (size_t i = 0; i < ELEMENTSOF(domains); i++)
-		if (host_in_domain(host, domains[i]))
-			return domains[i];
-	return NULL;
-}
-
-bool meraki_key_allowed(const char *base_url, const char *url)
-{
-	char bs[16], bh[256], us[16], uh[256];
-	const char *d;
-
-	if (url_origin(base_url, bs, sizeof(bs), bh, sizeof(bh)) < 0 ||
-	    url_origin(url, us, sizeof(us), uh, sizeof(uh)) < 0)
-		return false;
-	if (strcmp(bs, "https") == 0 && strcmp(us, "https") != 0)
-		return false; /* never downgrade the key to plain http */
-	if (strcmp(bh, uh) == 0)
-		return true;
-	d = meraki_domain(bh);
-	return d && host_in_domain(uh, d);
+	return meraki_origin(a, oa, sizeof(oa)) >= 0 && meraki_origin(b, ob, sizeof(ob)) >= 0 &&
+	       strcmp(oa, ob) == 0;
 }
 
 int meraki_blink_body(const struct meraki_blink_request *req, char **ret)
@@ -518,7 +502,9 @@ static int call_start(struct meraki_call *call)
 	if (!e)
 		return -ENOMEM;
 	call->easy = e;
-	if (meraki_key_allowed(c->base_url, call->url)) {
+	/* Only same-origin redirects are followed; checked again here all the
+	 * same, since this is where the key is put on the wire. */
+	if (meraki_same_origin(call->origin, call->url)) {
 		if (asprintf(&auth, "Authorization: Bearer %s", c->api_key) < 0)
 			return -ENOMEM;
 		call->headers = curl_slist_append(call->headers, auth);
@@ -578,6 +564,13 @@ static int call_new(struct meraki_client *c, enum meraki_call_kind kind, char *u
 	call->kind = kind;
 	call->url = url;
 	call->body = body;
+	r = meraki_origin(url, call->origin, sizeof(call->origin));
+	if (r < 0) {
+		free(url);
+		free(body);
+		free(call);
+		return r;
+	}
 	call->done = done;
 	call->ud = ud;
 	call->next = c->calls;
@@ -620,21 +613,29 @@ int meraki_get_blink(struct meraki_client *c, const char *serial, const char *le
 	return call_new(c, MERAKI_CALL_GET, url, NULL, done, ud);
 }
 
-/* A 3xx with a Location: the same request again at the new place.  Returns
- * true when the call goes on. */
-static bool follow_redirect(struct meraki_call *call, long status)
+/* A 3xx with a Location: the same request again at the new place, if that
+ * is within the call's origin.  Returns 1 when the call goes on, 0 when the
+ * answer is to be classified as it is, and -EXDEV with the target's origin in
+ * foreign when it lies elsewhere (not followed: the key and the callback
+ * secret stay with base_url's origin). */
+static int follow_redirect(struct meraki_call *call, long status, char *foreign, size_t size)
 {
 	char *loc = NULL, *next;
 
 	if (status != 301 && status != 302 && status != 307 && status != 308)
-		return false;
-	if (call->redirects >= MERAKI_MAX_REDIRECTS)
-		return false;
+		return 0;
 	if (curl_easy_getinfo(call->easy, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK || !loc)
-		return false;
+		return 0;
+	if (!meraki_same_origin(call->origin, loc)) {
+		if (meraki_origin(loc, foreign, size) < 0)
+			(void)str_copy(foreign, size, "a URL that is not http(s)");
+		return -EXDEV;
+	}
+	if (call->redirects >= MERAKI_MAX_REDIRECTS)
+		return 0;
 	next = strdup(loc);
 	if (!next)
-		return false;
+		return 0;
 	free(call->url);
 	call->url = next;
 	call->redirects++;
@@ -645,12 +646,34 @@ static void finish(struct meraki_call *call, CURLcode code)
 {
 	struct meraki_result res;
 	char transport[CURL_ERROR_SIZE + 64] = "";
+	char foreign[MERAKI_ORIGIN_MAX];
 	long status = 0;
+	int r;
 
 	if (code == CURLE_OK) {
 		curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
-		if (follow_redirect(call, status))
+		r = follow_redirect(call, status, foreign, sizeof(foreign));
+		if (r > 0)
 			return;
+		if (r == -EXDEV) {
+			/* A failure, not a retry: the same request gets the same
+			 * answer until the operator decides where it may go. */
+			res = (struct meraki_result){
+				.outcome = MERAKI_FAIL,
+				.http_status = status,
+				.retry_after_usec = UINT64_MAX,
+				.foreign_redirect = true,
+			};
+			if (asprintf(&res.error,
+				     "HTTP %ld redirect to another origin, %s (base_url's is %s): not followed, "
+				     "since the API key and the callback secret go only to base_url; if that is "
+				     "Meraki's API, set [meraki] base_url to it",
+				     status, foreign, call->origin) < 0)
+				res.error = NULL;
+			else /* within a job record's text */
+				res.error[utf8_prefix(res.error, strlen(res.error), 1024)] = 0;
+			goto done;
+		}
 	} else if (call->response_too_big)
 		snprintf(transport, sizeof(transport), "response larger than %zu bytes", MERAKI_BODY_MAX);
 	else
@@ -660,6 +683,7 @@ static void finish(struct meraki_call *call, CURLcode code)
 			    call->retry_after[0] ? call->retry_after : NULL, call->response.buf,
 			    call->response.len, now_realtime_usec(), &res) < 0)
 		res = (struct meraki_result){.outcome = MERAKI_RETRY, .retry_after_usec = UINT64_MAX};
+done:;
 	/* Unlink first: the done function may start the next call. */
 	meraki_done_fn done = call->done;
 	void *ud = call->ud;

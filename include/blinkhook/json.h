@@ -43,8 +43,13 @@ const struct json *json_get(const struct json *v, const char *key);
 /* A string's bytes (NUL-terminated; *ret_len may be NULL), or NULL when v is
  * not a string or holds an escaped NUL (\u0000). */
 const char *json_string(const struct json *v, size_t *ret_len);
-/* An integer (not a bool, not a fraction); -EINVAL otherwise. */
+/* An integer (not a bool, not a fraction); -EINVAL otherwise, -ERANGE when
+ * it does not fit in 64 signed bits. */
 int json_int64(const struct json *v, int64_t *ret);
+/* An integer's decimal text exactly as the document has it, whatever its
+ * size (an id sent as a number never goes through 64 bits); NULL when v is
+ * not an integer.  Valid until the next call for v or v's release. */
+const char *json_integer_text(const struct json *v);
 size_t json_array_length(const struct json *v);
 const struct json *json_array_get(const struct json *v, size_t i);
 /* Calls cb for each member of an object, in document order, until cb

@@ -8,11 +8,12 @@
  * The client knows no event loop: it asks its owner to watch sockets and to
  * arm one timer (struct meraki_loop_ops) and is told when they fire.
  *
- * Redirects are followed here, not by libcurl, so that the rule for the API
- * key is ours: the key goes only to base_url's host, or, when base_url is a
- * Meraki host, to other hosts of the same Meraki domain; never over a
- * downgrade from https to http.  A redirect elsewhere is followed without the
- * key.  POST stays POST with its body on 301, 302, 307 and 308.
+ * Redirects are followed here, not by libcurl, so that the rule is ours: a
+ * request goes only to base_url's origin (scheme, host and port), since it
+ * carries the API key and a blink's body carries the job's callback secret.
+ * A redirect within that origin is followed (POST stays POST with its body on
+ * 301, 302, 307 and 308); one to any other origin is not, and fails the call
+ * with foreign_redirect set and the target's origin in the error.
  */
 #ifndef BLINKHOOK_MERAKI_H
 #define BLINKHOOK_MERAKI_H
@@ -41,6 +42,9 @@ struct meraki_result {
 	char *status; /* Meraki's job status from the body */
 	char *error;  /* the API's own errors text, or what went wrong */
 	bool auth_error; /* 401 or 403: every request will fail alike */
+	/* A redirect to another origin, not followed: every request will
+	 * fail alike until base_url names that origin. */
+	bool foreign_redirect;
 };
 void meraki_result_release(struct meraki_result *r);
 
@@ -56,8 +60,14 @@ int meraki_classify(enum meraki_call_kind kind, long http_status, const char *tr
 		    struct meraki_result *ret);
 /* "120" or an HTTP-date; the wait from now, capped at MERAKI_RETRY_AFTER_MAX. */
 int meraki_parse_retry_after(const char *v, uint64_t now_realtime, uint64_t *ret_usec);
-/* Whether the API key may be sent to url, given base_url. */
-bool meraki_key_allowed(const char *base_url, const char *url);
+/* "scheme://host:port" of an http or https URL: scheme and host in lower
+ * case, the port always given (80 and 443 by default), IPv6 in brackets.
+ * -EINVAL for anything else, -ENAMETOOLONG when size is too small. */
+#define MERAKI_ORIGIN_MAX 320
+int meraki_origin(const char *url, char *buf, size_t size);
+/* Whether a and b have the same origin (false when either has none): the
+ * only place the API key and a callback secret may go, given base_url. */
+bool meraki_same_origin(const char *a, const char *b);
 
 struct meraki_loop_ops {
 	/* Watch fd for EPOLLIN/EPOLLOUT (events 0: stop watching and forget

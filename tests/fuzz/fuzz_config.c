@@ -41,6 +41,10 @@ static void check_config(const struct config *c)
 {
 	FUZZ_CHECK(c->base_url, "no base_url");
 	check_url("base_url", c->base_url);
+	FUZZ_CHECK(strncmp(c->base_url, "https://", 8) == 0 || strncmp(c->base_url, "http://127.", 11) == 0 ||
+			   strncasecmp(c->base_url, "http://localhost", 16) == 0 ||
+			   strncmp(c->base_url, "http://[", 8) == 0,
+		   "base_url = \"%s\" is plain http to a host that is not loopback", c->base_url);
 	check_url("public_url", c->public_url);
 	FUZZ_CHECK(c->public_url || c->http_server_id, "neither public_url nor http_server_id");
 	check_path("api_key_file", c->api_key_file);

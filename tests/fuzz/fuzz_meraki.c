@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_meraki — the pure part of the API client: meraki_classify() for both
- * kinds of call, meraki_parse_retry_after() and meraki_key_allowed().
+ * kinds of call, meraki_parse_retry_after(), meraki_origin() and
+ * meraki_same_origin().
  *
  * The input: two bytes of HTTP status (mapped into 100..599); then, when a
  * NUL follows somewhere, the Retry-After value before it; the rest is the
@@ -12,14 +13,20 @@
  * Checked: each status class gets the outcome the header promises; an OK
  * blink has a usable ledsBlinkId and an OK poll a status; every failure has
  * an error text that fits a job record (at most JOB_TEXT_MAX bytes of valid
- * UTF-8); a wait is never longer than MERAKI_RETRY_AFTER_MAX; and the API
- * key never goes to a URL that is not https.
+ * UTF-8); a wait is never longer than MERAKI_RETRY_AFTER_MAX; the API key
+ * never goes to a URL that is not https, and only to what has base_url's
+ * origin by its own normalised text; an origin is always
+ * "scheme://host:port" in lower case and the same as itself.  The body is
+ * also parsed on its own: every integer's json_integer_text() is the digits
+ * of an integer literal in the body without leading zeros, the same as its
+ * 64-bit value where json_int64() gives one (ids never pass through 64 bits).
  */
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
 #include "blinkhook/job.h"
+#include "blinkhook/json.h"
 #include "blinkhook/meraki.h"
 #include "blinkhook/util.h"
 #include "fuzz.h"
@@ -62,6 +69,42 @@ static void check_result(enum meraki_call_kind kind, long status, const struct m
 	}
 }
 
+/* Checks every integer in v (at most a few levels down). */
+/* NOLINTNEXTLINE(misc-no-recursion): at most 4 levels */
+static void check_integers(const struct json *v, const char *body, size_t len, unsigned depth)
+{
+	const char *t = json_integer_text(v);
+
+	if (t) {
+		int64_t n;
+		size_t tl = strlen(t);
+		bool digits = tl > 0;
+
+		for (size_t i = *t == '-'; i < tl; i++)
+			digits = digits && t[i] >= '0' && t[i] <= '9';
+		FUZZ_CHECK(digits && tl > (size_t)(*t == '-'), "integer text \"%s\"", fuzz_str(t));
+		/* Its digits as the body has them (json-c lets leading zeros
+		 * after a minus sign through; the text has none). */
+		FUZZ_CHECK(memmem(body, len, t + (*t == '-'), tl - (*t == '-')), "integer text \"%s\" not in the body",
+			   fuzz_str(t));
+		FUZZ_CHECK(tl - (*t == '-') == 1 || t[*t == '-'] != '0', "integer text \"%s\" with a leading zero",
+			   fuzz_str(t));
+		FUZZ_CHECK(strcmp(t, "-0") != 0, "integer text -0");
+		if (json_int64(v, &n) == 0) {
+			char buf[32];
+			snprintf(buf, sizeof(buf), "%lld", (long long)n);
+			FUZZ_CHECK(strcmp(buf, t) == 0, "integer %s read as text \"%s\"", buf, fuzz_str(t));
+		}
+	}
+	if (depth >= 4)
+		return;
+	for (size_t i = 0; i < json_array_length(v) && i < 16; i++)
+		check_integers(json_array_get(v, i), body, len, depth + 1);
+	check_integers(json_get(v, "ledsBlinkId"), body, len, depth + 1);
+	check_integers(json_get(v, "message"), body, len, depth + 1);
+	check_integers(json_get(v, "a"), body, len, depth + 1);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -87,6 +130,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		body = (const char *)rest;
 	body_len = (size_t)((const char *)data + size - body);
 
+	{
+		struct json *root = NULL;
+		if (json_parse(body, body_len, 16, &root) == 0) {
+			check_integers(root, body, body_len, 0);
+			json_free(root);
+		}
+	}
 	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
 		r = meraki_classify(kinds[i], status, NULL, retry_after, body, body_len, FUZZ_NOW, &res);
 		FUZZ_CHECK(r == 0, "meraki_classify returned %d", r);
@@ -110,8 +160,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	whole = fuzz_strndup(data, size);
 	if (meraki_parse_retry_after(whole, FUZZ_NOW, &wait) >= 0)
 		FUZZ_CHECK(wait <= MERAKI_RETRY_AFTER_MAX, "a wait of %llu usec", (unsigned long long)wait);
-	if (meraki_key_allowed(BASE_URL, whole))
+	if (meraki_same_origin(BASE_URL, whole)) {
+		char o[MERAKI_ORIGIN_MAX];
 		FUZZ_CHECK(strncasecmp(whole, "https:", 6) == 0, "the key may go to \"%s\"", whole);
+		FUZZ_CHECK(meraki_origin(whole, o, sizeof(o)) == 0 && strcmp(o, "https://api.meraki.com:443") == 0,
+			   "\"%s\" has base_url's origin but not its text", whole);
+	}
+	{
+		char o[MERAKI_ORIGIN_MAX], o2[MERAKI_ORIGIN_MAX];
+		if (meraki_origin(whole, o, sizeof(o)) == 0) {
+			const char *c = strstr(o, "://");
+			FUZZ_CHECK(strncmp(o, "https://", 8) == 0 || strncmp(o, "http://", 7) == 0,
+				   "origin \"%s\"", fuzz_str(o));
+			FUZZ_CHECK(c && strrchr(o, ':') > c + 2, "origin \"%s\" without a port", fuzz_str(o));
+			for (const char *q = o; *q; q++)
+				FUZZ_CHECK(!(*q >= 'A' && *q <= 'Z'), "origin \"%s\" not in lower case", fuzz_str(o));
+			FUZZ_CHECK(meraki_same_origin(whole, whole), "\"%s\" is not its own origin", whole);
+			/* The origin, as a URL, names itself. */
+			FUZZ_CHECK(meraki_origin(o, o2, sizeof(o2)) != 0 || strcmp(o, o2) == 0,
+				   "origin \"%s\" of its own origin is \"%s\"", o, o2);
+		}
+	}
 	free(whole);
 	return 0;
 }

@@ -35,15 +35,21 @@ the callback template use, the job under "alertData").
 
 Fault kinds (parameters, flat or in "params"): status (status, message),
 429 (retry_after), hang (seconds), badbody (body, content_type, status),
-redirect (status, to: main|foreign), notfound — these answer one blink POST;
-failed (error), lost_callback, repeat_callback (times), never_final (silent: no
-callback either), progress,
-wrong_secret — these shape one new job.
+redirect (status, to: a listener's role, moved: bool), notfound — these
+answer one blink POST; poll_redirect (the same parameters) answers one poll
+GET; failed (error), lost_callback, repeat_callback (times), never_final
+(silent: no callback either),
+progress, wrong_secret — these shape one new job.  A redirect's Location is
+the request's own path on the target listener, or with "moved": true the
+same under /moved, which every listener serves as an alias of the API.
 
-A second, optional listener (--foreign-port-file) on another loopback address
-stands for "a foreign host": it serves the same API from the same state, but
-its requests are recorded with "server": "foreign", so tests can check what a
-client sends after a cross-host redirect (above all: not the API key).
+Optional listeners serve the same API from the same state, each recording
+its requests with its role in "server", so tests can check what a client
+sends after a redirect (above all: neither the API key nor a callback
+secret): "foreign" (--foreign-port-file) on another loopback address stands
+for a foreign host, "otherport" (--other-port-file) for another port of the
+main host, and "tls" (--tls-port-file, --tls-cert, --tls-key) serves https
+on the main host.
 
 Python 3.11 standard library only.  Run `merakisim.py --help` for options.
 """
@@ -68,6 +74,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 API_PREFIX = "/api/v1"
+MOVED_PREFIX = "/moved"
 MAX_BODY = 1 << 20
 CALLBACK_TIMEOUT = 10.0
 
@@ -80,6 +87,7 @@ JOB_RE = re.compile(r"^/api/v1/devices/([^/]+)/liveTools/leds/blink/([^/]+)$")
 # Request-level faults replace the answer to one blink POST; job-level faults
 # change what happens to one newly created job.  Both share one FIFO queue.
 REQUEST_FAULTS = {"status", "429", "hang", "badbody", "redirect", "notfound"}
+POLL_FAULTS = {"poll_redirect"}
 JOB_FAULTS = {"failed", "lost_callback", "repeat_callback", "never_final", "progress",
               "wrong_secret"}
 
@@ -149,7 +157,7 @@ class Sim:
         self.http_servers = args.http_server  # id -> (url, secret)
         self.mode = {"callback_secret": args.callback_secret, "callback_shape": args.callback_shape}
         # Ids are strings of digits in Meraki's examples; counters keep them unique.
-        self.blink_ids = itertools.count(573000001)
+        self.blink_ids = itertools.count(args.first_blink_id)
         self.callback_ids = itertools.count(1284392014819)
         ctx = ssl.create_default_context(cafile=args.callback_cafile)
         # No ProxyHandler settings from the environment: callbacks go direct.
@@ -163,7 +171,7 @@ class Sim:
         if not isinstance(spec, dict):
             return None, "fault must be a JSON object"
         kind = spec.get("kind")
-        if kind not in REQUEST_FAULTS | JOB_FAULTS:
+        if kind not in REQUEST_FAULTS | JOB_FAULTS | POLL_FAULTS:
             return None, "unknown fault kind %r" % (kind,)
         count = spec.get("count", 1)
         if not is_int(count) or count < 1:
@@ -182,7 +190,7 @@ class Sim:
             params.setdefault("status", 500)
             if not is_int(params["status"]) or not 200 <= params["status"] <= 599:
                 return None, "status must be an HTTP status code from 200 to 599"
-        elif kind == "redirect":
+        elif kind in ("redirect", "poll_redirect"):
             params.setdefault("status", 307)
             params.setdefault("to", "main")
             if params["status"] not in (301, 302, 303, 307, 308):
@@ -264,13 +272,14 @@ class Sim:
                          name="job-" + blink_id).start()
         return job
 
-    @staticmethod
-    def job_view(job):
+    def job_view(self, job):
         """The job as the API shows it (GET; the 201 adds "callback").  The
         schema types "error" as a string: it is absent when there is none,
         never null."""
         view = {
-            "ledsBlinkId": job["ledsBlinkId"],
+            # GUESS: the published example has a string; --numeric-ids sends
+            # a JSON number, so that clients are tested against one too.
+            "ledsBlinkId": int(job["ledsBlinkId"]) if self.args.numeric_ids else job["ledsBlinkId"],
             "url": "/devices/%s/liveTools/leds/blink/%s" % (job["serial"], job["ledsBlinkId"]),
             "status": job["status"],
             "request": {"serial": job["serial"], "duration": job["duration"]},
@@ -584,6 +593,8 @@ class Handler(BaseHTTPRequestHandler):
     # --- the Dashboard API --------------------------------------------------
 
     def api(self, path, raw):
+        if path.startswith(MOVED_PREFIX + API_PREFIX + "/"):
+            path = path[len(MOVED_PREFIX):]
         m = BLINK_RE.match(path)
         if m and self.command == "POST":
             return self.blink(m.group(1), raw)
@@ -647,11 +658,14 @@ class Handler(BaseHTTPRequestHandler):
             body = p.get("body", "<html>oops</html>")
             return self.respond(p.get("status", 201), raw=str(body).encode(),
                                 content_type=p.get("content_type", "text/html"))
-        if kind == "redirect":
+        if kind in ("redirect", "poll_redirect"):
             host, port = self.sim.listeners[p["to"]]
             if ":" in host:
                 host = "[%s]" % host
-            location = "http://%s:%d%s" % (host, port, self.path)
+            path = self.path
+            if p.get("moved") and not path.startswith(MOVED_PREFIX + "/"):
+                path = MOVED_PREFIX + path
+            location = "%s://%s:%d%s" % ("https" if p["to"] == "tls" else "http", host, port, path)
             return self.respond(p["status"], headers=[("Location", location)])
         # notfound
         return self.respond(404, {"errors": ["Device not found"]})
@@ -659,6 +673,9 @@ class Handler(BaseHTTPRequestHandler):
     def get_job(self, serial, blink_id):
         if not self.authorized():
             return self.respond(401, {"errors": ["Invalid API key"]})
+        fault = self.sim.take_fault(POLL_FAULTS, serial)
+        if fault:
+            return self.answer_fault(fault)
         with self.sim.lock:
             job = self.sim.jobs.get(blink_id)
             view = self.sim.job_view(job) if job and job["serial"] == serial else None
@@ -723,6 +740,16 @@ def parse_args(argv):
     p.add_argument("--foreign-port", type=int, default=0)
     p.add_argument("--foreign-port-file",
                    help="start the 'foreign host' listener and write its port here")
+    p.add_argument("--other-port-file",
+                   help="start an 'otherport' listener on --host and write its port here")
+    p.add_argument("--tls-port-file",
+                   help="start a 'tls' (https) listener on --host and write its port here")
+    p.add_argument("--tls-cert", help="certificate (PEM) of the 'tls' listener")
+    p.add_argument("--tls-key", help="its private key (PEM)")
+    p.add_argument("--first-blink-id", type=int, default=573000001,
+                   help="the first ledsBlinkId (any size: ids stay exact)")
+    p.add_argument("--numeric-ids", action="store_true",
+                   help="send ledsBlinkId as a JSON number instead of a string")
     p.add_argument("--api-key", help="the only key accepted (default: any non-empty key)")
     p.add_argument("--min-interval", type=float, default=10.0,
                    help="seconds between accepted blink requests (0: no limit)")
@@ -747,6 +774,8 @@ def parse_args(argv):
         p.error("--callback-retries must be >= 0")
     if args.min_interval < 0 or args.blink_time < 0 or args.callback_retry_delay < 0:
         p.error("intervals and delays must be >= 0")
+    if args.tls_port_file and not (args.tls_cert and args.tls_key):
+        p.error("--tls-port-file needs --tls-cert and --tls-key")
     args.http_server = {i: (u, s) for i, u, s in args.http_server}
     return args
 
@@ -762,11 +791,13 @@ def write_port_file(path, port):
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # a hanging handler must not hold up the exit
 
-    def __init__(self, host, port, role, sim):
+    def __init__(self, host, port, role, sim, tls=None):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), Handler)
         self.role = role
         self.sim = sim
+        if tls:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
 
 
 def main(argv=None):
@@ -784,6 +815,12 @@ def main(argv=None):
     try:
         if args.foreign_port_file:
             servers.append(Server(args.foreign_host, args.foreign_port, "foreign", sim))
+        if args.other_port_file:
+            servers.append(Server(args.host, 0, "otherport", sim))
+        if args.tls_port_file:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+            servers.append(Server(args.host, 0, "tls", sim, tls))
         servers.insert(0, Server(args.host, args.port, "main", sim))
     except OSError as e:
         log("cannot listen: %s", e)
@@ -791,10 +828,13 @@ def main(argv=None):
     for s in servers:
         sim.listeners[s.role] = host, port = s.server_address[:2]
         threading.Thread(target=s.serve_forever, daemon=True, name=s.role).start()
-        log("%s listening on http://%s:%d%s", s.role, host, port, API_PREFIX)
-    # Foreign first: once the main port file exists, both listeners are up.
-    if args.foreign_port_file:
-        write_port_file(args.foreign_port_file, sim.listeners["foreign"][1])
+        log("%s listening on %s://%s:%d%s", s.role, "https" if s.role == "tls" else "http",
+            host, port, API_PREFIX)
+    # The others first: once the main port file exists, every listener is up.
+    for role, path in (("foreign", args.foreign_port_file), ("otherport", args.other_port_file),
+                       ("tls", args.tls_port_file)):
+        if path:
+            write_port_file(path, sim.listeners[role][1])
     if args.port_file:
         write_port_file(args.port_file, sim.listeners["main"][1])
     while not stop:

@@ -813,9 +813,12 @@ static void test_ledsblinkid_mismatch_or_bad(void **state)
 			 400);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "4", .status = "failed"}),
 			 400);
-	/* Not a string, or empty, or too long. */
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "42", .status = "complete"}),
+	/* As a number: compared as its decimal text, so another one is refused. */
+	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "43", .status = "complete"}),
 			 400);
+	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "42.0", .status = "complete"}),
+			 400);
+	/* Not a string or an integer, or empty, or too long. */
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "{\"id\":\"42\"}",
 								     .status = "complete"}),
 			 400);
@@ -830,11 +833,56 @@ static void test_ledsblinkid_mismatch_or_bad(void **state)
 	assert_int_equal(status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi = long_id,
 								  .status = "running"}),
 			 400);
-	assert_int_equal(status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi_raw = "7",
+	assert_int_equal(status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi_raw = "7e0",
 								  .status = "running"}),
 			 400);
 	assert_int_equal(job_table_find(&f->jobs, ID_SUBMITTED)->state, JOB_SUBMITTED);
 	assert_int_equal(job_table_find(&f->jobs, ID_QUEUED)->state, JOB_QUEUED);
+}
+
+/* A ledsBlinkId the API sent as a number is the job's as its decimal text,
+ * whatever its size: never through 64 bits, where a 20-digit id would read
+ * as INT64_MAX or UINT64_MAX and match another. */
+static void test_ledsblinkid_numeric(void **state)
+{
+	struct fixture *f = *state;
+	struct callback_verdict v;
+	_cleanup_free_ char *body = NULL;
+
+	apply(&f->jobs, &(struct job_event){.ts = NOW - 1, .id = ID_UNKNOWN, .kind = JOB_EV_QUEUED,
+					    .serial = SERIAL, .duration = 20, .source = "queue"});
+	apply(&f->jobs, &(struct job_event){.ts = NOW, .id = ID_UNKNOWN, .kind = JOB_EV_SUBMITTED,
+					    .leds_blink_id = "98765432109876543210", .attempts = 1, .source = "api"});
+	static const char *const others[] = {"9223372036854775807", "18446744073709551615", "98765432109876543211",
+					      "-98765432109876543210", "98765432109876543210.0"};
+	for (size_t i = 0; i < ELEMENTSOF(others); i++)
+		assert_int_equal(status_of(f, ID_UNKNOWN, &(struct body){.secret = f->s_unknown, .lbi_raw = others[i],
+									   .status = "running"}),
+				 400);
+
+	body = make_body(&(struct body){.secret = f->s_unknown, .lbi_raw = "98765432109876543210", .status = "complete"});
+	eval(f, ID_UNKNOWN, body, NULL, &v);
+	assert_int_equal(v.http_status, 200);
+	assert_string_equal(v.event.leds_blink_id, "98765432109876543210");
+	assert_int_equal(record(f, &v)->state, JOB_COMPLETE);
+	callback_verdict_release(&v);
+
+	/* The small one too, as a number. */
+	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = f->s_submitted, .lbi_raw = "42",
+								     .status = "running"}),
+			 200);
+
+	/* A Dashboard receiver's callback finds its job by the id's text too. */
+	f->env.static_secret = STATIC_SECRET;
+	assert_int_equal(status_of(f, "", &(struct body){.secret = STATIC_SECRET, .lbi_raw = "9223372036854775807",
+						       .status = "complete"}),
+			 404);
+	free(body);
+	body = make_body(&(struct body){.secret = STATIC_SECRET, .lbi_raw = "42", .status = "running"});
+	assert_int_equal(callback_evaluate(&f->env, "", body, strlen(body), NULL, &v), 0);
+	assert_int_equal(v.http_status, 200);
+	assert_string_equal(v.event.id, ID_SUBMITTED);
+	callback_verdict_release(&v);
 }
 
 /* {"sharedSecret":..., "message":{...}, "deep":[[[...]]]}: the object itself
@@ -1278,6 +1326,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_message_missing_or_not_object, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_missing_unknown_or_not_string, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ledsblinkid_mismatch_or_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ledsblinkid_numeric, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depth_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nul_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),

@@ -270,6 +270,31 @@ static void test_errors(void **state)
 	assert_load_error(PUBLIC "[meraki]\nbase_url = api.meraki.com/api/v1\n",
 			  ":4: base_url: \"api.meraki.com/api/v1\" is not an http:// or https:// URL");
 	assert_load_error(PUBLIC "[meraki]\nbase_url =\n", ":4: base_url: must not be empty");
+	/* The API key would travel in clear text: plain http only on loopback. */
+	assert_load_error(PUBLIC "[meraki]\nbase_url = http://api.meraki.com/api/v1\n",
+			  ":4: base_url: \"http://api.meraki.com/api/v1\" must be https:// (http:// only to a "
+			  "loopback host): the API key would travel in clear text");
+	assert_load_error(PUBLIC "[meraki]\nbase_url = HTTP://10.0.0.1:8080/api/v1\n",
+			  ":4: base_url: \"HTTP://10.0.0.1:8080/api/v1\" must be https:// (http:// only to a "
+			  "loopback host): the API key would travel in clear text");
+	static const char *const not_loopback[] = {
+		"http://[::2]/api/v1",		   "http://127.0.0.1.example.net/api/v1",
+		"http://localhost.example.net/x", "http://128.0.0.1/api/v1",
+		"http://[::ffff:10.0.0.1]/api/v1", "http://localhost@evil.example/x",
+	};
+	for (size_t i = 0; i < ELEMENTSOF(not_loopback); i++) {
+		char text[256], suffix[256];
+
+		snprintf(text, sizeof(text), PUBLIC "[meraki]\nbase_url = %s\n", not_loopback[i]);
+		snprintf(suffix, sizeof(suffix),
+			 ":4: base_url: \"%s\" must be https:// (http:// only to a loopback host): the API key "
+			 "would travel in clear text",
+			 not_loopback[i]);
+		if (strchr(not_loopback[i], '@'))
+			snprintf(suffix, sizeof(suffix), ":4: base_url: \"%s\" must not contain user information",
+				 not_loopback[i]);
+		assert_load_error(text, suffix);
+	}
 	assert_load_error("[callback]\npublic_url = https://\n",
 			  ":2: public_url: \"https://\" has no host");
 	assert_load_error("[callback]\npublic_url = https:///x\n",
@@ -456,6 +481,23 @@ static void test_urls(void **state)
 			 0);
 	assert_string_equal(c.base_url, "http://[::1]:8080/api/v1");
 	assert_string_equal(c.public_url, "http://127.0.0.1:9999");
+	config_release(&c);
+
+	/* Plain http to loopback (a local simulator or tunnel) is allowed. */
+	static const char *const loopback[] = {
+		"http://127.0.0.1:8080/api/v1", "http://127.255.0.9/api/v1", "http://localhost:1/api/v1",
+		"http://LocalHost/api/v1",      "http://[::1]/api/v1",       "http://[0:0:0:0:0:0:0:1]:80/x",
+	};
+	for (size_t i = 0; i < ELEMENTSOF(loopback); i++) {
+		char text[256];
+
+		snprintf(text, sizeof(text), "[meraki]\nbase_url = %s\n[callback]\npublic_url = https://h.example\n",
+			 loopback[i]);
+		assert_int_equal(load(&c, text, err), 0);
+		config_release(&c);
+	}
+	/* public_url is not the key's way: plain http stays allowed there. */
+	assert_int_equal(load(&c, "[callback]\npublic_url = http://bh.example.net/\n", err), 0);
 	config_release(&c);
 }
 

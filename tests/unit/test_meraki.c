@@ -70,6 +70,96 @@ static void test_blink_201_numeric_id(void **state)
 	meraki_result_release(&r);
 }
 
+/* Ids beyond 64 bits stay their decimal text, in a 201 and in a poll. */
+static void test_blink_201_big_numeric_id(void **state)
+{
+	static const char *const ids[] = {
+		"98765432109876543210",		  /* above UINT64_MAX: json-c saturates it */
+		"18446744073709551616",		  /* UINT64_MAX + 1 */
+		"18446744073709551615",		  /* UINT64_MAX itself */
+		"9223372036854775808",		  /* INT64_MAX + 1 */
+		"9223372036854775807",		  /* INT64_MAX */
+		"123456789012345678901234567890", /* 30 digits */
+		"1000000000000000000",
+	};
+	char body[256];
+	struct meraki_result r;
+
+	(void)state;
+	for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+		snprintf(body, sizeof(body), "{\"ledsBlinkId\":%s,\"status\":\"new\"}", ids[i]);
+		classify(MERAKI_CALL_BLINK, 201, NULL, NULL, body, &r);
+		assert_int_equal(r.outcome, MERAKI_OK);
+		assert_string_equal(r.leds_blink_id, ids[i]);
+		meraki_result_release(&r);
+
+		snprintf(body, sizeof(body),
+			 "{\"ledsBlinkId\": %s ,\"url\":\"/devices/Q2XX-AAAA-0001/liveTools/leds/blink/%s\","
+			 "\"status\":\"complete\",\"request\":{\"serial\":\"Q2XX-AAAA-0001\",\"duration\":5}}",
+			 ids[i], ids[i]);
+		classify(MERAKI_CALL_GET, 200, NULL, NULL, body, &r);
+		assert_int_equal(r.outcome, MERAKI_OK);
+		assert_string_equal(r.leds_blink_id, ids[i]);
+		assert_string_equal(r.status, "complete");
+		meraki_result_release(&r);
+	}
+
+	/* A repeated key reads as its last value, literal and all. */
+	classify(MERAKI_CALL_BLINK, 201, NULL, NULL, "{\"ledsBlinkId\":98765432109876543210,\"ledsBlinkId\":5}", &r);
+	assert_string_equal(r.leds_blink_id, "5");
+	meraki_result_release(&r);
+	classify(MERAKI_CALL_BLINK, 201, NULL, NULL,
+		 "{\"ledsBlinkId\":5,\"x\":[1,{\"a\":\"\\\"]\"}],\"ledsBlink\\u0049d\":98765432109876543210}", &r);
+	assert_string_equal(r.leds_blink_id, "98765432109876543210");
+	meraki_result_release(&r);
+
+	/* Not an id: negative beyond 64 bits is no valid id either way, and
+	 * a fraction is not an integer. */
+	classify(MERAKI_CALL_BLINK, 201, NULL, NULL, "{\"ledsBlinkId\":98765432109876543210.5}", &r);
+	assert_int_equal(r.outcome, MERAKI_RETRY);
+	meraki_result_release(&r);
+}
+
+static void test_json_big_integers(void **state)
+{
+	static const char doc[] = "{\"a\":98765432109876543210,\"b\":-98765432109876543210,\"c\":[1,"
+				  "18446744073709551616,{\"d\":9223372036854775807}],\"e\":9223372036854775808,"
+				  "\"f\":\"98765432109876543210\",\"g\":-0,\"h\":1e30}";
+	_cleanup_json_ struct json *root = NULL;
+	const struct json *c;
+	int64_t n = 42;
+
+	(void)state;
+	assert_int_equal(json_parse(doc, strlen(doc), 8, &root), 0);
+	assert_string_equal(json_integer_text(json_get(root, "a")), "98765432109876543210");
+	assert_int_equal(json_int64(json_get(root, "a"), &n), -ERANGE);
+	assert_string_equal(json_integer_text(json_get(root, "b")), "-98765432109876543210");
+	assert_int_equal(json_int64(json_get(root, "b"), &n), -ERANGE);
+	c = json_get(root, "c");
+	assert_string_equal(json_integer_text(json_array_get(c, 0)), "1");
+	assert_string_equal(json_integer_text(json_array_get(c, 1)), "18446744073709551616");
+	assert_string_equal(json_integer_text(json_get(json_array_get(c, 2), "d")), "9223372036854775807");
+	assert_int_equal(json_int64(json_get(json_array_get(c, 2), "d"), &n), 0);
+	assert_true(n == INT64_MAX);
+	/* Above INT64_MAX json-c holds it exactly, but not as an int64. */
+	assert_string_equal(json_integer_text(json_get(root, "e")), "9223372036854775808");
+	assert_int_equal(json_int64(json_get(root, "e"), &n), -ERANGE);
+	assert_null(json_integer_text(json_get(root, "f")));
+	assert_string_equal(json_integer_text(json_get(root, "g")), "0");
+	assert_null(json_integer_text(json_get(root, "h")));
+	assert_true(n == INT64_MAX); /* untouched by the refusals */
+	json_free(TAKE_PTR(root));
+
+	/* json-c lets leading zeros through after a minus sign: the text is
+	 * the number's all the same, long or short. */
+	static const char zeros[] = "[-0000000000000000000042,-000000000000000000000098765432109876543210,-007,-0000]";
+	assert_int_equal(json_parse(zeros, strlen(zeros), 8, &root), 0);
+	assert_string_equal(json_integer_text(json_array_get(root, 0)), "-42");
+	assert_string_equal(json_integer_text(json_array_get(root, 1)), "-98765432109876543210");
+	assert_string_equal(json_integer_text(json_array_get(root, 2)), "-7");
+	assert_string_equal(json_integer_text(json_array_get(root, 3)), "0");
+}
+
 static void test_blink_201_with_error_text(void **state)
 {
 	struct meraki_result r;
@@ -487,66 +577,89 @@ static void test_parse_retry_after_garbage(void **state)
 	}
 }
 
-/* ---- meraki_key_allowed ---- */
+/* ---- meraki_origin, meraki_same_origin ---- */
 
-static void test_key_allowed(void **state)
+static void assert_origin(const char *url, const char *want)
 {
+	char buf[MERAKI_ORIGIN_MAX];
+	int r = meraki_origin(url, buf, sizeof(buf));
+
+	if (r < 0 || strcmp(buf, want) != 0)
+		fail_msg("origin of \"%s\": %d \"%s\", want \"%s\"", url, r, r < 0 ? "" : buf, want);
+}
+
+static void test_origin(void **state)
+{
+	char buf[MERAKI_ORIGIN_MAX];
+
 	(void)state;
-	/* The base's own host. */
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://api.meraki.com/api/v1/devices/x"));
-	assert_true(meraki_key_allowed("https://api.example.net/api/v1", "https://api.example.net/other/path?q=1"));
-	assert_true(meraki_key_allowed("https://API.Meraki.COM/api/v1", "https://api.meraki.com/api/v1/x"));
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://API.MERAKI.COM/api/v1/x"));
-	assert_true(meraki_key_allowed("https://api.example.net/api/v1", "https://API.Example.NET/x"));
+	assert_origin("https://api.meraki.com/api/v1", "https://api.meraki.com:443");
+	assert_origin("HTTPS://API.Meraki.COM:443/api/v1?x=1#f", "https://api.meraki.com:443");
+	assert_origin("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8080");
+	assert_origin("http://127.0.0.1/", "http://127.0.0.1:80");
+	assert_origin("https://user:pw@api.meraki.com/", "https://api.meraki.com:443");
+	assert_origin("http://[::1]:8080/x", "http://[::1]:8080");
+	assert_origin("http://[0:0:0:0:0:0:0:1]/x", "http://[::1]:80");
+	assert_origin("http://[FE80::1%25eth0]:8/x", "http://[fe80::1%eth0]:8");
 
-	/* Other hosts. */
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://example.net/x"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://other.example.net/x"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://evil.test/api/v1"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://api.example.net.evil.test/"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "https://api.example.net@evil.test/"));
+	/* Not http(s), or no origin at all. */
+	assert_int_equal(meraki_origin("ftp://api.meraki.com/x", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("file:///etc/passwd", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("/api/v1/relative", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("not a url", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("https://", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("https://api.meraki.com/", buf, 10), -ENAMETOOLONG);
+}
 
-	/* Meraki's shards of its own domain. */
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://n123.meraki.com/api/v1/devices/x"));
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://N123.Meraki.Com/api/v1"));
-	assert_true(meraki_key_allowed("https://api.meraki.com/api/v1", "https://meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://evil-meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://meraki.com.evil.net/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://n1.meraki.com.evil.net/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://evilmeraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://api.meraki.com@evil.net/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://n1.gov-meraki.com/api/v1"));
+static void test_same_origin(void **state)
+{
+	static const char BASE[] = "https://api.meraki.com/api/v1";
 
-	/* Regional domains: each keeps to its own. */
-	assert_true(meraki_key_allowed("https://api.meraki.ca/api/v1", "https://x.meraki.ca/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.ca/api/v1", "https://x.meraki.com/api/v1"));
-	assert_true(meraki_key_allowed("https://api.meraki.cn/api/v1", "https://n5.meraki.cn/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.cn/api/v1", "https://n5.meraki.ca/api/v1"));
-	assert_true(meraki_key_allowed("https://api.meraki.in/api/v1", "https://n5.meraki.in/api/v1"));
-	assert_true(meraki_key_allowed("https://api.gov-meraki.com/api/v1", "https://n2.gov-meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.gov-meraki.com/api/v1", "https://n2.meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://x.meraki.ca/api/v1"));
+	(void)state;
+	/* Same scheme, host and port: any path, query, case of the host,
+	 * default port written or not. */
+	assert_true(meraki_same_origin(BASE, "https://api.meraki.com/api/v1/devices/x"));
+	assert_true(meraki_same_origin(BASE, "https://api.meraki.com/other/path?q=1"));
+	assert_true(meraki_same_origin(BASE, "https://API.MERAKI.COM/api/v1/x"));
+	assert_true(meraki_same_origin("https://API.Meraki.COM/api/v1", "https://api.meraki.com/x"));
+	assert_true(meraki_same_origin(BASE, "https://api.meraki.com:443/api/v1/x"));
+	assert_true(meraki_same_origin("https://api.meraki.com:443/api/v1", "https://api.meraki.com/x"));
+	assert_true(meraki_same_origin("http://127.0.0.1/api/v1", "http://127.0.0.1:80/x"));
+	assert_true(meraki_same_origin("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8080/moved/api/v1/x"));
+	assert_true(meraki_same_origin("http://[::1]:8080/api/v1", "http://[0:0:0:0:0:0:0:1]:8080/x"));
+	assert_true(meraki_same_origin("http://[::1]/api/v1", "http://[::1]:80/x"));
+	assert_true(meraki_same_origin("https://[2001:DB8::1]/api/v1", "https://[2001:db8::1]:443/x"));
 
-	/* Never from https down to http, not even on the same host. */
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "http://api.meraki.com/api/v1/x"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "http://n1.meraki.com/api/v1/x"));
-	assert_false(meraki_key_allowed("https://api.example.net/api/v1", "http://api.example.net/x"));
-	/* A plain-http base (a local simulator) keeps to its host. */
-	assert_true(meraki_key_allowed("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8080/api/v1/x"));
-	assert_true(meraki_key_allowed("http://localhost:8080/api/v1", "http://localhost:8080/x"));
-	assert_true(meraki_key_allowed("http://sim.example.net/api/v1", "https://sim.example.net/x"));
-	assert_false(meraki_key_allowed("http://127.0.0.1:8080/api/v1", "http://127.0.0.2:8080/api/v1/x"));
-	/* Not a web URL at all. */
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "ftp://api.meraki.com/x"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "file:///etc/passwd"));
-
-	/* Garbage. */
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "not a url"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", ""));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "/api/v1/relative"));
-	assert_false(meraki_key_allowed("https://api.meraki.com/api/v1", "https://"));
-	assert_false(meraki_key_allowed("not a url", "https://api.meraki.com/api/v1"));
-	assert_false(meraki_key_allowed("", ""));
+	/* Another port of the same host. */
+	assert_false(meraki_same_origin(BASE, "https://api.meraki.com:8443/api/v1/x"));
+	assert_false(meraki_same_origin("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8081/api/v1/x"));
+	assert_false(meraki_same_origin("http://127.0.0.1/api/v1", "http://127.0.0.1:8080/x"));
+	assert_false(meraki_same_origin("http://[::1]:8080/api/v1", "http://[::1]:8081/x"));
+	/* https -> http, also to the same host and port; and the other way. */
+	assert_false(meraki_same_origin(BASE, "http://api.meraki.com/api/v1/x"));
+	assert_false(meraki_same_origin(BASE, "http://api.meraki.com:443/api/v1/x"));
+	assert_false(meraki_same_origin("http://127.0.0.1:8080/api/v1", "https://127.0.0.1:8080/x"));
+	/* Another host, sibling hosts of one domain included. */
+	assert_false(meraki_same_origin(BASE, "https://n123.meraki.com/api/v1/devices/x"));
+	assert_false(meraki_same_origin(BASE, "https://meraki.com/api/v1"));
+	assert_false(meraki_same_origin(BASE, "https://api.meraki.com.evil.net/api/v1"));
+	assert_false(meraki_same_origin(BASE, "https://api.meraki.com@evil.net/api/v1"));
+	assert_false(meraki_same_origin(BASE, "https://evil.net/api.meraki.com/api/v1"));
+	assert_false(meraki_same_origin(BASE, "https://api.meraki.com./api/v1"));
+	assert_false(meraki_same_origin("http://127.0.0.1:8080/api/v1", "http://127.0.0.2:8080/api/v1/x"));
+	assert_false(meraki_same_origin("http://[::1]:8080/api/v1", "http://[::2]:8080/x"));
+	assert_false(meraki_same_origin("http://[::1]:8080/api/v1", "http://127.0.0.1:8080/x"));
+	/* Other schemes and garbage are no origin, not even their own. */
+	assert_false(meraki_same_origin(BASE, "ftp://api.meraki.com/x"));
+	assert_false(meraki_same_origin("ftp://api.meraki.com/x", "ftp://api.meraki.com/x"));
+	assert_false(meraki_same_origin(BASE, "file:///etc/passwd"));
+	assert_false(meraki_same_origin(BASE, "not a url"));
+	assert_false(meraki_same_origin(BASE, ""));
+	assert_false(meraki_same_origin(BASE, "/api/v1/relative"));
+	assert_false(meraki_same_origin(BASE, "https://"));
+	assert_false(meraki_same_origin("not a url", "not a url"));
+	assert_false(meraki_same_origin("", ""));
 }
 
 /* ---- meraki_blink_body ---- */
@@ -737,6 +850,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blink_201),
 		cmocka_unit_test(test_blink_201_numeric_id),
+		cmocka_unit_test(test_blink_201_big_numeric_id),
+		cmocka_unit_test(test_json_big_integers),
 		cmocka_unit_test(test_blink_201_with_error_text),
 		cmocka_unit_test(test_blink_201_unreadable),
 		cmocka_unit_test(test_get_200),
@@ -753,7 +868,8 @@ int main(void)
 		cmocka_unit_test(test_parse_retry_after_seconds),
 		cmocka_unit_test(test_parse_retry_after_date),
 		cmocka_unit_test(test_parse_retry_after_garbage),
-		cmocka_unit_test(test_key_allowed),
+		cmocka_unit_test(test_origin),
+		cmocka_unit_test(test_same_origin),
 		cmocka_unit_test(test_blink_body_url_and_secret),
 		cmocka_unit_test(test_blink_body_durations),
 		cmocka_unit_test(test_blink_body_http_server),
