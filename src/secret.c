@@ -84,7 +84,8 @@ int secret_key_from_bytes(const void *bytes, size_t len, struct secret_key **ret
 	return 0;
 }
 
-static int read_key(int fd, struct secret_key **ret)
+/* forbidden: the mode bits the file must not have. */
+static int read_key(int fd, mode_t forbidden, struct secret_key **ret)
 {
 	unsigned char buf[SECRET_KEY_SIZE + 1];
 	struct stat st;
@@ -96,7 +97,7 @@ static int read_key(int fd, struct secret_key **ret)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -EINVAL;
-	if (st.st_mode & 077)
+	if (st.st_mode & forbidden)
 		return -EPERM;
 	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
 		if (n < 0) {
@@ -126,7 +127,7 @@ int secret_key_load(const char *dir, struct secret_key **ret, bool *ret_created)
 	 * changes nothing for a regular file). */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd >= 0) {
-		r = read_key(fd, ret);
+		r = read_key(fd, 077, ret);
 		if (r >= 0 && ret_created)
 			*ret_created = false;
 		return r;
@@ -207,6 +208,91 @@ bool secret_verify(const struct secret_key *k, const char *job_id, const char *p
 	bool ok;
 
 	secret_for_job(k, job_id, expected);
+	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
+	OPENSSL_cleanse(expected, sizeof(expected));
+	return ok;
+}
+
+/* ---- the selftest probe ---- */
+
+int probe_key_load(const char *dir, bool create, struct secret_key **ret, bool *ret_created)
+{
+	_cleanup_free_ char *path = path_join(dir, PROBE_KEY_FILE);
+	_cleanup_close_ int fd = -1;
+	unsigned char buf[SECRET_KEY_SIZE];
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd >= 0) {
+		/* The group reads it (blinkhookctl selftest); nobody else may,
+		 * and only the owner may change it. */
+		r = read_key(fd, 037, ret);
+		if (r >= 0 && ret_created)
+			*ret_created = false;
+		return r;
+	}
+	if (errno != ENOENT || !create)
+		return -errno;
+	r = random_bytes(buf, sizeof(buf));
+	if (r >= 0)
+		r = write_file_atomic(dir, PROBE_KEY_FILE, buf, sizeof(buf), 0640);
+	if (r >= 0)
+		r = secret_key_from_bytes(buf, sizeof(buf), ret);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (r >= 0 && ret_created)
+		*ret_created = true;
+	return r;
+}
+
+bool probe_token_is_valid(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+
+	return s[n] == 0 && n >= PROBE_TOKEN_MIN && n < PROBE_TOKEN_MAX;
+}
+
+int probe_token_new(char out[static PROBE_TOKEN_MAX])
+{
+	unsigned char raw[PROBE_TOKEN_BYTES];
+	int r = random_bytes(raw, sizeof(raw));
+
+	if (r < 0)
+		return r;
+	base64url(raw, sizeof(raw), out);
+	return 0;
+}
+
+void probe_mac(const struct secret_key *k, const char *nonce, const char *salt, char out[static SECRET_MAX])
+{
+	/* A label of its own, and NULs between the parts: these bytes can
+	 * never be the input of another MAC under any key of ours. */
+	static const char label[] = "blinkhook selftest probe v1";
+	unsigned char ihash[SHA256_SIZE], mac[SHA256_SIZE];
+	unsigned int ilen = 0, mac_len = 0;
+	bool ok;
+
+	ok = EVP_MD_CTX_copy_ex(k->work, k->inner) && EVP_DigestUpdate(k->work, label, sizeof(label)) &&
+	     EVP_DigestUpdate(k->work, nonce, strlen(nonce) + 1) && EVP_DigestUpdate(k->work, salt, strlen(salt)) &&
+	     EVP_DigestFinal_ex(k->work, ihash, &ilen) && ilen == SHA256_SIZE &&
+	     EVP_MD_CTX_copy_ex(k->work, k->outer) && EVP_DigestUpdate(k->work, ihash, ilen) &&
+	     EVP_DigestFinal_ex(k->work, mac, &mac_len) && mac_len == SHA256_SIZE;
+	if (ok)
+		base64url(mac, mac_len, out);
+	else
+		out[0] = 0;
+	OPENSSL_cleanse(ihash, sizeof(ihash));
+	OPENSSL_cleanse(mac, sizeof(mac));
+}
+
+bool probe_mac_verify(const struct secret_key *k, const char *nonce, const char *salt, const char *presented,
+		      size_t len)
+{
+	char expected[SECRET_MAX];
+	bool ok;
+
+	probe_mac(k, nonce, salt, expected);
 	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
 	OPENSSL_cleanse(expected, sizeof(expected));
 	return ok;

@@ -15,9 +15,6 @@
 
 #include "blinkhook/version.h"
 
-/* The daemon's public name, answered to blinkhookctl selftest's probe. */
-#define INSTANCE_ID_FILE "instance-id"
-
 /* Runs until SIGTERM or SIGINT; takes over the config (and frees it).  The
  * API key is already checked by the caller and passed in.  Returns 0 on a
  * clean stop, a negative errno after logging why it could not run. */
