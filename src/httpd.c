@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -391,8 +390,9 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	}
 	/* libmicrohttpd ends a value at its first NUL byte, and overwrites the
 	 * line's CR LF with two NULs: a value that is not followed by two NULs
-	 * had more on its line after a NUL (or its line ended in a bare LF),
-	 * which the application would never see. */
+	 * had more on its line after a NUL, which the application would never
+	 * see (a line ended by a bare LF looks alike, and is refused too unless
+	 * it is the last). */
 	if (value[value_size] != 0 || value[value_size + 1] != 0)
 		s->bad = true;
 	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
@@ -601,7 +601,7 @@ void httpd_reply(struct httpd_request *r, unsigned status)
 
 void httpd_reply_json(struct httpd_request *r, unsigned status, const char *json)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(json), (void *)(uintptr_t)json,
+	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(json), (void *)json,
 								    MHD_RESPMEM_MUST_COPY);
 
 	if (!resp) {
