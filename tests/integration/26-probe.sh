@@ -134,6 +134,10 @@ chmod 0644 "$T/state/probe.key"
 out=$(ctl selftest 2>&1)
 check "blinkhookctl refuses a probe key others may read ($out)" grep -q 'probe.key' <<<"$out"
 chmod 0640 "$T/state/probe.key"
+sed "s|^dir = $T/state|dir = $T/never-started|" "$T/bh.conf" >"$T/never.conf"
+out=$("$BLINKHOOKCTL" -c "$T/never.conf" selftest 2>&1)
+rc=$?
+check "selftest for a state directory no daemon has used says so ($out)" said 1 'has blinkhookd 0.3.0 or later run'
 stop_daemon
 check "the other daemon stops cleanly" test "$D_STATUS" = 0
 check "no sanitizer report in the daemon's log" sh -c "! grep -q -e 'ERROR: AddressSanitizer' -e 'runtime error:' '$T/daemon.log'"

@@ -15,23 +15,26 @@ DAEMON_WRAPPER="prlimit --nofile=1024:1024" start_daemon
 check "the daemon derives its connection limit from the 1024 descriptors" \
 	grep -q 'serving up to 896 connections at once (1024 file descriptors)' "$T/daemon.log"
 
-# hold.py N OUT: N idle connections from 127.0.0.1, held until killed; on
-# SIGUSR1 writes how many the daemon still keeps open.
+# hold.py OUT SRC*N...: N idle connections from each source address, held
+# until killed; on SIGUSR1 writes how many were opened and how many the
+# daemon still keeps open.
 cat >"$T/hold.py" <<'PY'
 import resource, signal, socket, sys, time
-port, n, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, out = int(sys.argv[1]), sys.argv[2]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 socks = []
-for _ in range(n):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(2)
-    try:
-        s.connect(("127.0.0.1", port))
-        socks.append(s)
-    except OSError:
-        pass
+for spec in sys.argv[3:]:
+    src, n = spec.split("*")
+    for _ in range(int(n)):
+        s = socket.socket()
+        s.bind((src, 0))
+        s.settimeout(2)
+        try:
+            s.connect(("127.0.0.1", port))
+            socks.append(s)
+        except OSError:
+            pass
 def alive():
     k = 0
     for s in socks:
@@ -55,14 +58,22 @@ deadline = time.monotonic() + 120
 while time.monotonic() < deadline:
     time.sleep(0.5)
 PY
-python3 "$T/hold.py" "$D_PORT" 1030 "$T/held" &
-HOLD=$!
-PIDS+=($HOLD)
-wait_until 60 test -e "$T/held.ready" || notok "the connections were not opened"
-sleep 1 # the daemon accepts (or refuses) the backlog
-kill -USR1 "$HOLD"
-wait_until 5 test -s "$T/held"
-read -r opened held <"$T/held"
+# held NAME: "OPENED HELD" of that holder, asked now.
+held() {
+	rm -f "$T/$1"
+	kill -USR1 "$(cat "$T/$1.pid")"
+	wait_until 5 test -s "$T/$1" && cat "$T/$1"
+}
+hold() { # hold NAME SRC*N...
+	local name=$1; shift
+	python3 "$T/hold.py" "$D_PORT" "$T/$name" "$@" &
+	PIDS+=($!)
+	echo $! >"$T/$name.pid"
+	wait_until 60 test -e "$T/$name.ready" || notok "the connections were not opened"
+	sleep 1 # the daemon accepts (or refuses) the backlog
+}
+hold proxy 127.0.0.1*1030
+read -r opened held < <(held proxy)
 diag "connections opened: $opened, still held by the daemon: $held"
 check "1,030 connections from 127.0.0.1 were opened, the daemon keeps at most half its limit ($held <= 448)" \
 	test "$opened" -ge 1030 -a "$held" -le 448 -a "$held" -ge 400
@@ -79,8 +90,18 @@ check "the connections refused for the cap are counted" \
 	sh -c "awk '/^blinkhook_connections_refused_total /{n = \$2} END{exit !(n >= 500)}' '$T/metrics'"
 check "/metrics shows the connection limit" grep -qx 'blinkhook_connection_limit 896' "$T/metrics"
 check "the daemon never ran out of descriptors" sh -c "! grep -qi 'too many open files' '$T/daemon.log'"
-kill "$HOLD"
-wait "$HOLD" 2>/dev/null
+# Every connection the limit allows, the rest from clients: 7 x 64 more.
+hold clients 127.0.0.3*64 127.0.0.4*64 127.0.0.5*64 127.0.0.6*64 127.0.0.7*64 127.0.0.8*64 127.0.0.9*64
+read -r _ held_proxy < <(held proxy)
+read -r _ held_clients < <(held clients)
+check "all 896 connections the limit allows are held ($held_proxy + $held_clients)" \
+	test "$((held_proxy + held_clients))" -ge 890
+B=$(ctl blink Q2AA-BBBB-DDDD --duration 1)
+check "with the limit reached, the reserve still lets a blink be taken, submitted and polled to complete" \
+	wait_state 20 "$B" complete
+check "the daemon still never ran out of descriptors" sh -c "! grep -qi 'too many open files' '$T/daemon.log'"
+kill "$(cat "$T/proxy.pid")" "$(cat "$T/clients.pid")"
+wait "$(cat "$T/proxy.pid")" "$(cat "$T/clients.pid")" 2>/dev/null
 stop_daemon
 check "SIGTERM: exit 0" test "$D_STATUS" = 0
 
