@@ -91,8 +91,9 @@ check "/metrics counts the $smuggled refused requests" grep -qx "blinkhook_reque
 check "no smuggled request reached the callback handler: no refused callback for job smuggle but the controls' 3" \
 	test "$(grep -c 'callback for job smuggle from' "$T/daemon.log")" = 3
 
-# slow.py PORT PATH: a 64 MiB chunked body, 16 KiB every 5 ms, until an
-# answer comes or sending fails; prints "STATUS BYTES-SENT SECONDS".
+# slow.py PORT PATH: a 64 MiB chunked body, 16 KiB every 20 ms (so that a
+# daemon slowed by a busy machine still reads as it comes), until an answer
+# comes, sending fails or 10 s pass; prints "STATUS BYTES-SENT SECONDS".
 cat >"$T/slow.py" <<'PY'
 import re, socket, sys, time
 port, path = int(sys.argv[1]), sys.argv[2]
@@ -119,7 +120,7 @@ while sent < 64 * 1024 * 1024 and time.monotonic() - t0 < 10:
         pass
     except OSError:
         break
-    time.sleep(0.005)
+    time.sleep(0.02)
 s.setblocking(True)
 s.settimeout(2)
 try:
