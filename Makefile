@@ -36,7 +36,7 @@ BH_CFLAGS := -std=gnu17 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -fstack-protector-stro
 BH_LDFLAGS := -pie -Wl,-z,relro,-z,now
 
 PKGS_D := libmicrohttpd json-c libcrypto libsystemd libcurl inih
-PKGS_CTL := json-c inih libcurl
+PKGS_CTL := json-c inih libcurl libcrypto
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS_D) cmocka 2>/dev/null)
 LIBS_D = $(shell $(PKG_CONFIG) --libs $(PKGS_D) 2>/dev/null)
 LIBS_CTL = $(shell $(PKG_CONFIG) --libs $(PKGS_CTL) 2>/dev/null)
@@ -49,7 +49,7 @@ DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev l
 
 CORE := util log config json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd
-CTL_OBJS := util log config json job joblog queue meraki blinkhookctl
+CTL_OBJS := util log config json job joblog queue meraki secret blinkhookctl
 UNIT_TESTS := test_util test_config test_job test_joblog test_queue test_secret test_callback \
 	test_meraki test_scheduler
 

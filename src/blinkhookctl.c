@@ -23,6 +23,7 @@
 #include "blinkhook/httpd.h"
 #include "blinkhook/meraki.h"
 #include "blinkhook/queue.h"
+#include "blinkhook/secret.h"
 
 #define EXIT_USAGE 2
 
@@ -475,13 +476,31 @@ static int cmd_cancel(int argc, char **argv)
 	return 0;
 }
 
-/* Sends a probe through public_url, as Meraki would reach the daemon, and
- * checks that the answer names this daemon: proves the DNS name, the proxy,
- * its certificate and its forwarding before Meraki tries. */
+/* The salt and MAC of a probe's answer, {"salt":"...","mac":"..."}, when
+ * they verify under key for nonce. */
+static bool probe_answer_ok(const struct secret_key *key, const char *nonce, const char *answer)
+{
+	_cleanup_json_ struct json *v = NULL;
+	const char *salt, *mac;
+	size_t mac_len = 0;
+
+	if (!answer || json_parse(answer, strlen(answer), 2, &v) < 0)
+		return false;
+	salt = json_string(json_get(v, "salt"), NULL);
+	mac = json_string(json_get(v, "mac"), &mac_len);
+	return salt && mac && probe_token_is_valid(salt) && probe_mac_verify(key, nonce, salt, mac, mac_len);
+}
+
+/* Sends a probe through public_url, as Meraki would reach the daemon: a
+ * fresh nonce, which only a daemon holding this state directory's probe key
+ * answers right.  Proves the DNS name, the proxy, its certificate and its
+ * forwarding before Meraki tries. */
 static int cmd_selftest(int argc, char **argv)
 {
-	_cleanup_free_ char *url = NULL, *path = NULL, *want = NULL, *instance = NULL, *error = NULL;
-	size_t len = 0;
+	_cleanup_free_ char *url = NULL, *answer = NULL, *error = NULL, *body = NULL;
+	struct secret_key *key = NULL;
+	char nonce[PROBE_TOKEN_MAX];
+	bool ok;
 	long status;
 	uint64_t t0;
 	int r;
@@ -493,39 +512,52 @@ static int cmd_selftest(int argc, char **argv)
 		fprintf(stderr, "blinkhookctl: [callback] public_url is not set\n");
 		return 1;
 	}
-	if (asprintf(&url, "%s%s", cfg.public_url, PROBE_PATH) < 0 || !(path = path_join(cfg.state_dir, INSTANCE_ID_FILE)))
-		return 1;
-	r = read_file_capped(AT_FDCWD, path, 64, &want, &len);
-	if (r < 0) {
-		fprintf(stderr, "blinkhookctl: cannot read \"%s\": %s (has blinkhookd run with this config?)\n", path,
-			strerror(-r));
+	if (asprintf(&url, "%s%s", cfg.public_url, PROBE_PATH) < 0) {
+		url = NULL;
 		return 1;
 	}
-	want[strcspn(want, "\n")] = 0;
+	r = probe_key_load(cfg.state_dir, false, &key, NULL);
+	if (r < 0) {
+		fprintf(stderr, "blinkhookctl: cannot read \"%s/%s\": %s (%s)\n", cfg.state_dir, PROBE_KEY_FILE,
+			strerror(-r),
+			r == -EACCES ? "run it as a member of the daemon's group, or as root"
+			: r == -EPERM ? "the group may write it or others read it: chmod 640 it"
+				      : "has blinkhookd 0.3.0 or later run with this config?");
+		return 1;
+	}
+	if (probe_token_new(nonce) < 0 || asprintf(&body, "{\"nonce\":\"%s\"}", nonce) < 0) {
+		body = NULL;
+		secret_key_free(key);
+		fprintf(stderr, "blinkhookctl: cannot make a nonce\n");
+		return 1;
+	}
 	if (strncmp(url, "https://", 8) != 0)
 		printf("note: public_url is not https://; Meraki will not call it\n");
 	t0 = now_monotonic_usec();
-	if (meraki_probe(url, cfg.ca_file, 10 * USEC_PER_SEC, &status, &instance, &error) < 0) {
+	if (meraki_probe(url, cfg.ca_file, 10 * USEC_PER_SEC, body, &status, &answer, &error) < 0) {
+		secret_key_free(key);
 		fprintf(stderr, "blinkhookctl: out of memory\n");
 		return 1;
 	}
+	ok = status == 200 && !error && probe_answer_ok(key, nonce, answer);
+	secret_key_free(key);
 	if (error) {
 		printf("FAILED: %s did not answer: %s\n", url, error);
 		return 1;
 	}
-	if (status != 200 || !instance) {
-		printf("FAILED: %s answered HTTP %ld without naming a blinkhookd: the proxy does not pass "
+	if (!ok && status == 200 && answer && strstr(answer, "\"mac\"")) {
+		printf("FAILED: %s reached a blinkhookd, but another one (its answer does not verify under "
+		       "\"%s/%s\")\n",
+		       url, cfg.state_dir, PROBE_KEY_FILE);
+		return 1;
+	}
+	if (!ok) {
+		printf("FAILED: %s answered HTTP %ld without a blinkhookd's answer: the proxy does not pass "
 		       "%s/callbacks/ to the daemon\n",
 		       url, status, cfg.public_url);
 		return 1;
 	}
-	if (strcmp(instance, want) != 0) {
-		printf("FAILED: %s reached a blinkhookd, but another one (instance %s, this one is %s)\n", url, instance,
-		       want);
-		return 1;
-	}
-	printf("OK: %s reached this blinkhookd (instance %s) in %.0f ms\n", url, instance,
-	       (double)(now_monotonic_usec() - t0) / 1000.0);
+	printf("OK: %s reached this blinkhookd in %.0f ms\n", url, (double)(now_monotonic_usec() - t0) / 1000.0);
 	return 0;
 }
 

@@ -478,7 +478,7 @@ static int parse_proxies(struct parse *ps, const struct key *k, const char *v)
 		}
 		if (len >= sizeof(item) || config_parse_cidr(item, &list[n]) < 0) {
 			fail(ps, -EINVAL, ps->line,
-			     "%s: \"%.*s\" is not an IP address or address/prefix", k->name,
+			     "%s: \"%.*s\" is not an IP address, address/prefix or \"unix\"", k->name,
 			     (int)MIN(len, (size_t)64), s);
 			return -EINVAL;
 		}
@@ -933,6 +933,11 @@ int config_parse_cidr(const char *s, struct cidr *ret)
 
 	if (!s)
 		return -EINVAL;
+	/* The peers of a unix listen socket, which have no address. */
+	if (strcmp(s, "unix") == 0) {
+		*ret = (struct cidr){.family = AF_UNIX};
+		return 0;
+	}
 	slash = strchr(s, '/');
 	len = slash ? (size_t)(slash - s) : strlen(s);
 	if (len == 0 || len >= sizeof(buf))

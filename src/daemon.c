@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -19,6 +20,7 @@
 #include "blinkhook/httpd.h"
 #include "blinkhook/job.h"
 #include "blinkhook/joblog.h"
+#include "blinkhook/json.h"
 #include "blinkhook/log.h"
 #include "blinkhook/meraki.h"
 #include "blinkhook/queue.h"
@@ -32,8 +34,16 @@
 #define MAX_IN_FLIGHT 16
 /* Connections: all together, and from one address that is not a trusted
  * proxy; an idle one is closed after the timeout.  Meraki sends one callback
- * at a time per job, so a peer holding more than a few is not Meraki. */
-#define CONNECTION_LIMIT 1024
+ * at a time per job, so a peer holding more than a few is not Meraki.  All
+ * together: as many as RLIMIT_NOFILE leaves after CONNECTION_FD_RESERVE
+ * descriptors for everything else (the job log, its lock and AIO eventfd,
+ * the spool's directories and the file being read, inotify, epoll, signalfd
+ * and timers, curl's sockets for MAX_IN_FLIGHT calls and its resolver), and
+ * at most CONNECTION_LIMIT_MAX (each may hold a 32 KiB buffer).  A trusted
+ * proxy (and a unix socket's peers, together) may hold half of them. */
+#define CONNECTION_FD_RESERVE 128
+#define CONNECTION_LIMIT_MIN 16
+#define CONNECTION_LIMIT_MAX 16384
 #define CONNECTION_PER_IP_LIMIT 64
 #define CONNECTION_TIMEOUT_SEC 15
 #define COMMIT_RETRY_MIN (1 * USEC_PER_SEC)
@@ -100,6 +110,7 @@ struct stats {
 	uint64_t syncs, sync_errors;
 	uint64_t sync_usec;
 	uint64_t rejected;
+	uint64_t probes_answered, probes_refused;
 };
 
 /*
@@ -116,6 +127,7 @@ struct refusals {
 	uint64_t window_start; /* CLOCK_MONOTONIC */
 	unsigned logged;
 	uint64_t unlogged[3]; /* 400, 401, 404 */
+	uint64_t unlogged_probes; /* selftest probes, answered or refused */
 	sd_event_source *timer;
 };
 
@@ -129,6 +141,7 @@ struct daemon {
 	struct job_table jobs;
 	struct queue *queue;
 	struct secret_key *key;
+	struct secret_key *probe_key;
 	struct meraki_client *meraki;
 	struct httpd *httpd;
 	struct pacer pacer;
@@ -155,7 +168,7 @@ struct daemon {
 	bool redirect_error_logged; /* until a reload */
 	uint64_t commit_backoff;
 	uint64_t last_status_notify;
-	char instance_id[33];
+	unsigned connection_limit;
 	struct stats stats;
 	struct refusals refusals;
 	/* CLOCK_MONOTONIC starts of the last PROMPT_RATE prompted polls, the
@@ -1133,7 +1146,13 @@ static void refusals_flush(struct daemon *d, uint64_t now)
 			   (unsigned long long)n, (unsigned long long)((now - rf->window_start) / USEC_PER_SEC),
 			   (unsigned long long)rf->unlogged[0], (unsigned long long)rf->unlogged[1],
 			   (unsigned long long)rf->unlogged[2]);
+	if (rf->unlogged_probes > 0)
+		log_notice("%llu more selftest probes in the last %llus not logged one by one; /metrics counts "
+			   "them all",
+			   (unsigned long long)rf->unlogged_probes,
+			   (unsigned long long)((now - rf->window_start) / USEC_PER_SEC));
 	memset(rf->unlogged, 0, sizeof(rf->unlogged));
+	rf->unlogged_probes = 0;
 	rf->logged = 0;
 	rf->window_start = now;
 	(void)sd_event_source_set_enabled(rf->timer, SD_EVENT_OFF);
@@ -1150,7 +1169,8 @@ static int on_refusals_timer(sd_event_source *s, uint64_t usec, void *ud)
 	return 0;
 }
 
-/* Whether a refusal with this status may have its own log line. */
+/* Whether a refusal with this status may have its own log line; status 0
+ * for a selftest probe, which shares the budget. */
 static bool refusal_may_log(struct daemon *d, unsigned status)
 {
 	struct refusals *rf = &d->refusals;
@@ -1164,11 +1184,14 @@ static bool refusal_may_log(struct daemon *d, unsigned status)
 		rf->logged++;
 		return true;
 	}
-	if (rf->unlogged[0] + rf->unlogged[1] + rf->unlogged[2] == 0) {
+	if (rf->unlogged[0] + rf->unlogged[1] + rf->unlogged[2] + rf->unlogged_probes == 0) {
 		(void)sd_event_source_set_time(rf->timer, rf->window_start + REFUSALS_INTERVAL);
 		enable_oneshot(rf->timer);
 	}
-	rf->unlogged[status == 400 ? 0 : status == 401 ? 1 : 2]++;
+	if (status == 0)
+		rf->unlogged_probes++;
+	else
+		rf->unlogged[status == 400 ? 0 : status == 401 ? 1 : 2]++;
 	return false;
 }
 
@@ -1262,6 +1285,72 @@ static void on_callback(void *ud, struct httpd_request *req)
 	enable_oneshot(d->commit_defer);
 }
 
+/* ---- the selftest probe ---- */
+
+/* A probe's nonce from its body, {"nonce":"..."}; NULL when malformed. */
+static const char *probe_nonce(const struct json *v)
+{
+	const char *nonce = json_string(json_get(v, "nonce"), NULL);
+
+	return nonce && probe_token_is_valid(nonce) ? nonce : NULL;
+}
+
+/* Answers a nonce with a MAC under the probe key that blinkhookctl reads,
+ * and a salt of its own; nothing else, so that the answer proves to
+ * blinkhookctl that the probe reached this daemon, and tells nobody else
+ * which daemon it is.  Anyone may send one: it is logged and counted like a
+ * refused callback. */
+static void on_probe(void *ud, struct httpd_request *req)
+{
+	struct daemon *d = ud;
+	_cleanup_json_ struct json *v = NULL;
+	struct strbuf sb = STRBUF_INIT;
+	char salt[PROBE_TOKEN_MAX], mac[SECRET_MAX];
+	const char *nonce = NULL, *body;
+	size_t len;
+
+	body = httpd_request_body(req, &len);
+	if (json_parse(body, len, 2, &v) >= 0)
+		nonce = probe_nonce(v);
+	if (!nonce) {
+		d->stats.probes_refused++;
+		if (refusal_may_log(d, 0))
+			log_notice("selftest probe from %s refused: 400, no valid nonce", httpd_request_client(req));
+		httpd_reply(req, 400);
+		return;
+	}
+	if (probe_token_new(salt) < 0) {
+		httpd_reply(req, 503);
+		return;
+	}
+	probe_mac(d->probe_key, nonce, salt, mac);
+	struct json_writer w;
+	json_writer_init(&w, &sb);
+	json_w_object_begin(&w);
+	json_w_kstr(&w, "salt", salt);
+	json_w_kstr(&w, "mac", mac);
+	json_w_object_end(&w);
+	if (json_writer_finish(&w) < 0 || strbuf_add(&sb, "\n", 1) < 0) {
+		strbuf_release(&sb);
+		httpd_reply(req, 503);
+		return;
+	}
+	d->stats.probes_answered++;
+	if (refusal_may_log(d, 0))
+		log_info("selftest probe from %s answered", httpd_request_client(req));
+	httpd_reply_json(req, 200, sb.buf);
+	strbuf_release(&sb);
+}
+
+static void on_probe_refused(void *ud, const struct httpd_request *req, unsigned status)
+{
+	struct daemon *d = ud;
+
+	d->stats.probes_refused++;
+	if (refusal_may_log(d, 0))
+		log_notice("selftest probe from %s refused: %u", httpd_request_client(req), status);
+}
+
 static bool on_healthy(void *ud)
 {
 	struct daemon *d = ud;
@@ -1312,6 +1401,13 @@ static void on_metrics(void *ud, struct strbuf *sb)
 		    "# TYPE blinkhook_spool_rejected_total counter\nblinkhook_spool_rejected_total %llu\n"
 		    "# HELP blinkhook_connections_refused_total Connections refused for the per-address cap.\n"
 		    "# TYPE blinkhook_connections_refused_total counter\nblinkhook_connections_refused_total %llu\n"
+		    "# HELP blinkhook_connection_limit Connections served at once (from RLIMIT_NOFILE).\n"
+		    "# TYPE blinkhook_connection_limit gauge\nblinkhook_connection_limit %u\n"
+		    "# HELP blinkhook_requests_malformed_total Requests refused 400 and closed for their framing or "
+		    "headers.\n"
+		    "# TYPE blinkhook_requests_malformed_total counter\nblinkhook_requests_malformed_total %llu\n"
+		    "# HELP blinkhook_probes_total Selftest probes by result.\n# TYPE blinkhook_probes_total counter\n"
+		    "blinkhook_probes_total{result=\"answered\"} %llu\nblinkhook_probes_total{result=\"refused\"} %llu\n"
 		    "# HELP blinkhook_log_syncs_total Job log group commits.\n# TYPE blinkhook_log_syncs_total counter\n"
 		    "blinkhook_log_syncs_total %llu\n"
 		    "# HELP blinkhook_log_sync_errors_total Failed job log commits.\n"
@@ -1320,6 +1416,8 @@ static void on_metrics(void *ud, struct strbuf *sb)
 		    "# TYPE blinkhook_log_sync_seconds_total counter\nblinkhook_log_sync_seconds_total %.6f\n",
 		    (unsigned long long)d->stats.polls, d->jobs.n_by_state[JOB_QUEUED],
 		    (unsigned long long)d->stats.rejected, (unsigned long long)httpd_refused_connections(d->httpd),
+		    d->connection_limit, (unsigned long long)httpd_refused_malformed(d->httpd),
+		    (unsigned long long)d->stats.probes_answered, (unsigned long long)d->stats.probes_refused,
 		    (unsigned long long)d->stats.syncs,
 		    (unsigned long long)d->stats.sync_errors, (double)d->stats.sync_usec / USEC_PER_SEC);
 }
@@ -1328,6 +1426,8 @@ static const struct httpd_ops httpd_ops = {
 	.callback = on_callback,
 	.metrics = on_metrics,
 	.healthy = on_healthy,
+	.probe = on_probe,
+	.probe_refused = on_probe_refused,
 };
 
 /* ---- the loop's plumbing for libmicrohttpd and libcurl ---- */
@@ -1598,6 +1698,38 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	return 0;
 }
 
+/*
+ * Raises the soft RLIMIT_NOFILE to the hard one (the daemon uses epoll, never
+ * select, so more descriptors cost nothing), and returns the connections to
+ * serve at once: what the limit leaves after the daemon's own descriptors,
+ * so that a flood of connections never leaves it without one to take a spool
+ * file, write its log or call the API.
+ */
+static unsigned connection_limit(void)
+{
+	struct rlimit rl;
+	rlim_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return CONNECTION_LIMIT_MIN;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit raised = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl.rlim_cur = rl.rlim_max;
+	}
+	n = rl.rlim_cur == RLIM_INFINITY ? CONNECTION_LIMIT_MAX + CONNECTION_FD_RESERVE : rl.rlim_cur;
+	if (n < CONNECTION_LIMIT_MIN + CONNECTION_FD_RESERVE) {
+		log_warn("only %llu file descriptors (ulimit -n); serving %u connections at once, which may leave "
+			 "too few for the rest (set LimitNOFILE= or ulimit -n to 1024 or more)",
+			 (unsigned long long)n, CONNECTION_LIMIT_MIN);
+		return CONNECTION_LIMIT_MIN;
+	}
+	n = MIN(n - CONNECTION_FD_RESERVE, (rlim_t)CONNECTION_LIMIT_MAX);
+	log_info("serving up to %llu connections at once (%llu file descriptors)", (unsigned long long)n,
+		 (unsigned long long)rl.rlim_cur);
+	return (unsigned)n;
+}
+
 static int open_listen_socket(struct daemon *d)
 {
 	const struct listen_addr *la = &d->cfg->listen;
@@ -1713,36 +1845,6 @@ static int replay(struct daemon *d)
 	return 0;
 }
 
-/* This daemon's public name for the selftest probe: 16 random bytes in hex
- * in [state]/instance-id, made at first start.  Not a secret. */
-static int load_instance_id(struct daemon *d)
-{
-	_cleanup_free_ char *path = path_join(d->cfg->state_dir, INSTANCE_ID_FILE), *buf = NULL;
-	unsigned char raw[16];
-	size_t len;
-	int r;
-
-	if (!path)
-		return -ENOMEM;
-	r = read_file_capped(AT_FDCWD, path, 64, &buf, &len);
-	if (r >= 0 && len >= 32) {
-		memcpy(d->instance_id, buf, 32);
-		d->instance_id[32] = 0;
-		if (job_id_is_valid(d->instance_id))
-			return 0;
-	}
-	if (r < 0 && r != -ENOENT)
-		return r;
-	r = random_bytes(raw, sizeof(raw));
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < sizeof(raw); i++)
-		snprintf(d->instance_id + 2 * i, 3, "%02x", raw[i]);
-	char line[40];
-	snprintf(line, sizeof(line), "%s\n", d->instance_id);
-	return write_file_atomic(d->cfg->state_dir, INSTANCE_ID_FILE, line, strlen(line), 0644);
-}
-
 /* Meraki calls only https URLs on a public host: say so early. */
 static void check_public_url(const struct config *c)
 {
@@ -1788,10 +1890,15 @@ static int setup(struct daemon *d)
 				 d->cfg->state_dir, SECRET_KEY_FILE, strerror(-r));
 	if (created)
 		log_info("created a new callback key \"%s/%s\"", d->cfg->state_dir, SECRET_KEY_FILE);
-	r = load_instance_id(d);
+	r = probe_key_load(d->cfg->state_dir, true, &d->probe_key, &created);
+	if (r == -EPERM)
+		return log_errno(LOG_ERR, r, "\"%s/%s\" is writable by group or readable by others; chmod 640 it",
+				 d->cfg->state_dir, PROBE_KEY_FILE);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot read or create \"%s/%s\": %s", d->cfg->state_dir,
-				 INSTANCE_ID_FILE, strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %s (a damaged key: delete it, a new one is made)",
+				 d->cfg->state_dir, PROBE_KEY_FILE, strerror(-r));
+	if (created)
+		log_info("created a new selftest probe key \"%s/%s\"", d->cfg->state_dir, PROBE_KEY_FILE);
 	check_public_url(d->cfg);
 	if (d->cfg->http_server_id) {
 		char err[CONFIG_ERROR_MAX];
@@ -1866,15 +1973,16 @@ static int setup(struct daemon *d)
 	r = open_listen_socket(d);
 	if (r < 0)
 		return r;
+	d->connection_limit = connection_limit();
 	struct httpd_opts ho = {
 		.listen_fd = d->listen_fd,
 		.max_body = d->cfg->max_body,
 		.secret_header = d->cfg->secret_header,
 		.trusted_proxies = d->cfg->trusted_proxies,
 		.n_trusted_proxies = d->cfg->n_trusted_proxies,
-		.connection_limit = CONNECTION_LIMIT,
+		.connection_limit = d->connection_limit,
 		.per_ip_limit = CONNECTION_PER_IP_LIMIT,
-		.instance_id = d->instance_id,
+		.proxy_limit = d->connection_limit / 2,
 		.timeout_sec = CONNECTION_TIMEOUT_SEC,
 	};
 	r = httpd_new(&ho, &httpd_ops, d, &d->httpd);
@@ -1955,6 +2063,7 @@ static void teardown(struct daemon *d)
 	pacer_release(&d->pacer);
 	job_table_release(&d->jobs);
 	secret_key_free(d->key);
+	secret_key_free(d->probe_key);
 	joblog_free(d->log);
 	sd_event_unref(d->event);
 	secret_free(d->static_secret);

@@ -28,7 +28,6 @@ struct httpd_request {
 	struct strbuf body;
 	unsigned status; /* 0 until a response is queued */
 	unsigned answer; /* given by httpd_reply() while suspended */
-	bool too_big;
 	bool suspended;
 	bool started;
 	char client[HTTPD_CLIENT_MAX];
@@ -69,10 +68,19 @@ struct httpd {
 	const struct httpd_ops *ops;
 	void *ud;
 	struct MHD_Response *responses[ELEMENTSOF(canned)];
-	struct MHD_Response *allow_post, *allow_get, *probe;
-	uint64_t probes;
+	struct MHD_Response *allow_post, *allow_get;
+	struct MHD_Response *bad_close, *too_big_close; /* 400 and 413, then the connection closes */
 	uint64_t refused[3]; /* 405, 413, 415 on the callback route */
+	uint64_t refused_malformed;
 };
+
+static const char *canned_body(unsigned status)
+{
+	for (size_t i = 0; i < ELEMENTSOF(canned); i++)
+		if (canned[i].status == status)
+			return canned[i].body;
+	return canned[7].body;
+}
 
 static struct MHD_Response *canned_response(struct httpd *h, unsigned status)
 {
@@ -88,11 +96,52 @@ static enum MHD_Result queue(struct httpd_request *r, unsigned status)
 	struct MHD_Response *resp = canned_response(h, status);
 
 	if (status == 405)
-		resp = r->route == ROUTE_CALLBACK ? h->allow_post : h->allow_get;
+		resp = r->route == ROUTE_CALLBACK || r->route == ROUTE_PROBE ? h->allow_post : h->allow_get;
 	if (r->route == ROUTE_CALLBACK && (status == 405 || status == 413 || status == 415))
 		h->refused[status == 405 ? 0 : status == 413 ? 1 : 2]++;
 	r->status = status;
 	return MHD_queue_response(r->conn, status, resp);
+}
+
+/* An answer after which the connection closes: nothing the peer sent after
+ * this request's headers is read as another request. */
+static enum MHD_Result queue_close(struct httpd_request *r, unsigned status)
+{
+	struct httpd *h = r->httpd;
+
+	if (r->route == ROUTE_CALLBACK && status == 413)
+		h->refused[1]++;
+	r->status = status;
+	return MHD_queue_response(r->conn, status, status == 413 ? h->too_big_close : h->bad_close);
+}
+
+/*
+ * A chunked body grew past the cap.  libmicrohttpd 0.9.75 takes no answer
+ * while it reads a body (MHD_queue_response refuses), and it would read the
+ * rest to its end: so the 413 goes onto the socket here, the sending side is
+ * shut, and returning MHD_NO closes the connection without reading on.
+ */
+static enum MHD_Result refuse_rest(struct httpd_request *r)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const char *body = canned_body(413);
+	char msg[256];
+	int n;
+
+	if (r->route == ROUTE_CALLBACK)
+		r->httpd->refused[1]++;
+	r->status = 413;
+	n = snprintf(msg, sizeof(msg),
+		     "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n\r\n%s",
+		     strlen(body), body);
+	/* The socket is non-blocking and has sent everything before this
+	 * request: the few bytes fit, and if not, the peer gets the close. */
+	if (ci && n > 0 && (size_t)n < sizeof(msg)) {
+		(void)send(ci->connect_fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)shutdown(ci->connect_fd, SHUT_WR);
+	}
+	return MHD_NO;
 }
 
 static void addr_to_string(const struct sockaddr *sa, char *buf, size_t len)
@@ -126,7 +175,14 @@ static bool sockaddr_trusted(const struct httpd *h, const struct sockaddr *sa)
 		return trusted(h, AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr);
 	if (sa->sa_family == AF_INET6)
 		return trusted(h, AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
-	return sa->sa_family == AF_UNIX; /* a local proxy on a unix socket */
+	if (sa->sa_family == AF_UNIX) {
+		/* A unix socket's peers have no address: trusted only when
+		 * trusted_proxies says "unix". */
+		for (size_t i = 0; i < h->opts.n_trusted_proxies; i++)
+			if (h->proxies[i].family == AF_UNIX)
+				return true;
+	}
+	return false;
 }
 
 /* Appends each X-Forwarded-For line's value, in order, to a list: a proxy
@@ -198,10 +254,15 @@ static void find_client(struct httpd_request *r)
 	strbuf_release(&x.sb);
 }
 
-/* A peer's address bytes; false for anything but IPv4 and IPv6. */
+/* A peer's address bytes; every peer of a unix socket is one (they have no
+ * address to tell them apart); false for anything else. */
 static bool peer_key(const struct sockaddr *sa, int *ret_family, uint8_t addr[static 16])
 {
 	memset(addr, 0, 16);
+	if (sa && sa->sa_family == AF_UNIX) {
+		*ret_family = AF_UNIX;
+		return true;
+	}
 	if (sa && sa->sa_family == AF_INET) {
 		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
 		*ret_family = AF_INET;
@@ -228,20 +289,31 @@ static struct peer **peer_slot(struct httpd *h, int family, const uint8_t addr[s
 	return p;
 }
 
-/* At accept: refuse a peer that holds its share of connections already.
- * Trusted proxies carry everybody's callbacks and are not capped. */
+/* How many connections one peer may hold (0: no cap).  A trusted proxy
+ * carries everybody's callbacks and gets far more than one client, but not
+ * every connection: each one is a descriptor, and the daemon needs some of
+ * its own. */
+static unsigned peer_cap(const struct httpd *h, const struct sockaddr *sa)
+{
+	if ((sa && sa->sa_family == AF_UNIX) || sockaddr_trusted(h, sa))
+		return h->opts.proxy_limit;
+	return h->opts.per_ip_limit;
+}
+
+/* At accept: refuse a peer that holds its share of connections already. */
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
 {
 	struct httpd *h = cls;
+	unsigned cap = peer_cap(h, sa);
 	uint8_t addr[16];
 	struct peer *p;
 	int family;
 
 	(void)len;
-	if (!h->opts.per_ip_limit || sockaddr_trusted(h, sa) || !peer_key(sa, &family, addr))
+	if (!cap || !peer_key(sa, &family, addr))
 		return MHD_YES;
 	p = *peer_slot(h, family, addr);
-	if (p && p->n >= h->opts.per_ip_limit) {
+	if (p && p->n >= cap) {
 		h->refused_per_ip++;
 		return MHD_NO;
 	}
@@ -267,8 +339,9 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 		return;
 	}
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (!h->opts.per_ip_limit || !ci || sockaddr_trusted(h, ci->client_addr) ||
-	    !peer_key(ci->client_addr, &family, addr))
+	/* Every peer is counted, trusted or not: trust may change at a reload
+	 * while its connections stay. */
+	if (!ci || !peer_key(ci->client_addr, &family, addr))
 		return;
 	slot = peer_slot(h, family, addr);
 	if (!*slot) {
@@ -282,6 +355,83 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 	*socket_context = *slot;
 }
 
+/* What the headers of a request hold, for strict_headers(). */
+struct header_scan {
+	unsigned hosts, lengths, encodings;
+	const char *length;
+	size_t length_size;
+	bool chunked;
+	bool bad;
+};
+
+static bool is_tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+				   const char *value, size_t value_size)
+{
+	struct header_scan *s = cls;
+
+	(void)kind;
+	if (!key || !value || key_size == 0) {
+		s->bad = true;
+		return MHD_NO;
+	}
+	for (size_t i = 0; i < key_size; i++)
+		if (!is_tchar((unsigned char)key[i]))
+			s->bad = true;
+	for (size_t i = 0; i < value_size; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			s->bad = true;
+	}
+	/* libmicrohttpd ends a value at its first NUL byte, and overwrites the
+	 * line's CR LF with two NULs: a value that is not followed by two NULs
+	 * had more on its line after a NUL, which the application would never
+	 * see (a line ended by a bare LF looks alike, and is refused too unless
+	 * it is the last). */
+	if (value[value_size] != 0 || value[value_size + 1] != 0)
+		s->bad = true;
+	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		s->hosts++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		/* Repeats of one length are harmless; two lengths are not. */
+		if (s->lengths++ && (value_size != s->length_size || memcmp(value, s->length, value_size) != 0))
+			s->bad = true;
+		s->length = value;
+		s->length_size = value_size;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		s->encodings++;
+		s->chunked = strcasecmp(value, "chunked") == 0;
+	}
+	return s->bad ? MHD_NO : MHD_YES;
+}
+
+/*
+ * The request's framing and headers are unambiguous: libmicrohttpd 0.9.75
+ * takes the first of two Content-Lengths, lets Transfer-Encoding override a
+ * Content-Length, hides what follows a NUL in a header, and accepts two Host
+ * headers; a proxy in front may read any of these otherwise, and the rest of
+ * the bytes would then be taken for a second request.  RFC 9112 says to
+ * refuse them (400) and close.
+ */
+static bool strict_headers(struct MHD_Connection *conn, const char *version)
+{
+	struct header_scan s = {0};
+
+	if (MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &s) < 0 || s.bad)
+		return false;
+	if (s.hosts > 1 || (s.hosts == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0))
+		return false;
+	/* Only chunked is a transfer coding we read, never with a length,
+	 * and never from HTTP/1.0, which has no transfer codings. */
+	if (s.encodings && (s.encodings > 1 || !s.chunked || s.lengths || strcmp(version, MHD_HTTP_VERSION_1_1) != 0))
+		return false;
+	return true;
+}
 
 static bool json_content_type(struct MHD_Connection *conn)
 {
@@ -363,14 +513,31 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		*con_cls = r;
 		find_client(r);
 
+		if (!strict_headers(conn, version)) {
+			h->refused_malformed++;
+			enum MHD_Result ret = queue_close(r, 400);
+			if (r->route == ROUTE_PROBE)
+				h->ops->probe_refused(h->ud, r, 400);
+			return ret;
+		}
 		if (r->route == ROUTE_NOT_FOUND)
 			return queue(r, 404);
 		if (r->route == ROUTE_PROBE) {
-			/* Answered at once, body unread; nothing else happens. */
-			h->probes++;
-			log_info("selftest probe from %s answered", r->client);
-			r->status = 200;
-			return MHD_queue_response(conn, 200, h->probe);
+			unsigned refuse = 0;
+
+			if (strcmp(method, "POST") != 0)
+				refuse = 405;
+			else if (!json_content_type(conn))
+				refuse = 415;
+			else if ((cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+								   MHD_HTTP_HEADER_CONTENT_LENGTH)) &&
+				 parse_uint64(cl, &len) >= 0 && len > PROBE_BODY_MAX)
+				refuse = 413;
+			if (!refuse)
+				return MHD_YES; /* the body next */
+			enum MHD_Result ret = refuse == 413 ? queue_close(r, 413) : queue(r, refuse);
+			h->ops->probe_refused(h->ud, r, refuse);
+			return ret;
 		}
 		if (r->route != ROUTE_CALLBACK)
 			return serve_get(r, method);
@@ -381,23 +548,31 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		/* Refuse an announced oversized body before reading a byte. */
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && parse_uint64(cl, &len) >= 0 && len > h->opts.max_body)
-			return queue(r, 413);
+			return queue_close(r, 413);
 		return MHD_YES;
 	}
 	if (r->status)
 		return MHD_YES; /* answered already; MHD drains or closes */
 
 	if (*upload_data_size > 0) {
-		/* A chunked body is cut off at the cap. */
-		if (!r->too_big && r->body.len + *upload_data_size > h->opts.max_body)
-			r->too_big = true;
-		if (!r->too_big && strbuf_add(&r->body, upload_data, *upload_data_size) < 0)
+		/* A chunked body is cut off at the cap: answered and closed at
+		 * once, not read to its end. */
+		if (r->body.len + *upload_data_size > (r->route == ROUTE_PROBE ? PROBE_BODY_MAX : h->opts.max_body)) {
+			enum MHD_Result ret = refuse_rest(r);
+			if (r->route == ROUTE_PROBE)
+				h->ops->probe_refused(h->ud, r, 413);
+			return ret;
+		}
+		if (strbuf_add(&r->body, upload_data, *upload_data_size) < 0)
 			return MHD_NO;
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (r->too_big)
-		return queue(r, 413);
+	if (!r->started && r->route == ROUTE_PROBE) {
+		r->started = true;
+		h->ops->probe(h->ud, r);
+		return r->status ? MHD_YES : queue(r, 500);
+	}
 	if (!r->started) {
 		r->started = true;
 		h->ops->callback(h->ud, r);
@@ -422,6 +597,21 @@ void httpd_reply(struct httpd_request *r, unsigned status)
 		return;
 	}
 	(void)queue(r, status);
+}
+
+void httpd_reply_json(struct httpd_request *r, unsigned status, const char *json)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(json), (void *)json,
+								    MHD_RESPMEM_MUST_COPY);
+
+	if (!resp) {
+		(void)queue(r, 500);
+		return;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	r->status = status;
+	(void)MHD_queue_response(r->conn, status, resp);
+	MHD_destroy_response(resp);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
@@ -481,12 +671,16 @@ int httpd_new(const struct httpd_opts *opts, const struct httpd_ops *ops, void *
 							MHD_RESPMEM_PERSISTENT);
 	h->allow_get = MHD_create_response_from_buffer(strlen(canned[4].body), (void *)canned[4].body,
 						       MHD_RESPMEM_PERSISTENT);
-	h->probe = MHD_create_response_from_buffer(strlen(canned[0].body), (void *)canned[0].body,
-						   MHD_RESPMEM_PERSISTENT);
-	if (!h->allow_post || !h->allow_get || !h->probe)
+	h->bad_close = MHD_create_response_from_buffer(strlen(canned[1].body), (void *)canned[1].body,
+						       MHD_RESPMEM_PERSISTENT);
+	h->too_big_close = MHD_create_response_from_buffer(strlen(canned[5].body), (void *)canned[5].body,
+							   MHD_RESPMEM_PERSISTENT);
+	if (!h->allow_post || !h->allow_get || !h->bad_close || !h->too_big_close)
 		goto fail;
-	MHD_add_response_header(h->probe, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(h->probe, INSTANCE_HEADER, opts->instance_id ? opts->instance_id : "unknown");
+	MHD_add_response_header(h->bad_close, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(h->bad_close, MHD_HTTP_HEADER_CONNECTION, "close");
+	MHD_add_response_header(h->too_big_close, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(h->too_big_close, MHD_HTTP_HEADER_CONNECTION, "close");
 	MHD_add_response_header(h->allow_post, MHD_HTTP_HEADER_ALLOW, "POST");
 	MHD_add_response_header(h->allow_get, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	MHD_add_response_header(h->allow_post, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -526,8 +720,10 @@ void httpd_free(struct httpd *h)
 		MHD_destroy_response(h->allow_post);
 	if (h->allow_get)
 		MHD_destroy_response(h->allow_get);
-	if (h->probe)
-		MHD_destroy_response(h->probe);
+	if (h->bad_close)
+		MHD_destroy_response(h->bad_close);
+	if (h->too_big_close)
+		MHD_destroy_response(h->too_big_close);
 	for (size_t i = 0; i < PEER_BUCKETS; i++)
 		while (h->peers[i]) {
 			struct peer *p = h->peers[i];
@@ -590,6 +786,8 @@ const char *httpd_request_secret_header(const struct httpd_request *r)
 const char *httpd_request_client(const struct httpd_request *r) { return r->client; }
 
 uint64_t httpd_refused_connections(const struct httpd *h) { return h->refused_per_ip; }
+
+uint64_t httpd_refused_malformed(const struct httpd *h) { return h->refused_malformed; }
 
 uint64_t httpd_refused(const struct httpd *h, unsigned status)
 {

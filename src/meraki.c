@@ -730,48 +730,30 @@ void meraki_on_timer(struct meraki_client *c)
 	check_done(c);
 }
 
-struct probe_headers {
-	char *instance;
-};
-
-static size_t probe_header_cb(char *data, size_t size, size_t n, void *ud)
+/* NOLINTNEXTLINE(readability-non-const-parameter): curl's type */
+static size_t probe_body_cb(char *data, size_t size, size_t n, void *ud)
 {
-	struct probe_headers *ph = ud;
-	size_t len = size * n, v = strlen("Blinkhook-Instance:");
+	struct strbuf *sb = ud;
+	size_t len = size * n;
 
-	if (len > v && strncasecmp(data, "Blinkhook-Instance:", v) == 0) {
-		size_t e = len;
-		while (v < e && (data[v] == ' ' || data[v] == '\t'))
-			v++;
-		while (e > v && (data[e - 1] == '\r' || data[e - 1] == '\n' || data[e - 1] == ' '))
-			e--;
-		free(ph->instance);
-		ph->instance = strndup(data + v, MIN(e - v, (size_t)128));
-	}
+	/* The rest of a long answer is not a blinkhookd's: dropped. */
+	if (sb->len < MERAKI_PROBE_ANSWER_MAX)
+		(void)strbuf_add(sb, data, MIN(len, MERAKI_PROBE_ANSWER_MAX - sb->len));
 	return len;
 }
 
-/* NOLINTNEXTLINE(readability-non-const-parameter): curl's type */
-static size_t discard_cb(char *data, size_t size, size_t n, void *ud)
+int meraki_probe(const char *url, const char *ca_file, uint64_t timeout_usec, const char *body, long *ret_status,
+		 char **ret_body, char **ret_error)
 {
-	(void)data;
-	(void)ud;
-	return size * n;
-}
-
-int meraki_probe(const char *url, const char *ca_file, uint64_t timeout_usec, long *ret_status,
-		 char **ret_instance, char **ret_error)
-{
-	struct probe_headers ph = {NULL};
+	struct strbuf answer = STRBUF_INIT;
 	struct curl_slist *headers = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
-	static const char body[] = "{\"probe\":\"blinkhookctl selftest\"}";
 	CURLcode code;
 	CURL *e;
 	long status = 0;
 
 	*ret_status = 0;
-	*ret_instance = *ret_error = NULL;
+	*ret_body = *ret_error = NULL;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(e = curl_easy_init()))
 		return -ENOMEM;
 	headers = curl_slist_append(headers, "Content-Type: application/json");
@@ -785,9 +767,8 @@ int meraki_probe(const char *url, const char *ca_file, uint64_t timeout_usec, lo
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, probe_header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, &ph);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, probe_body_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &answer);
 	if (ca_file) {
 		curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
 		curl_easy_setopt(e, CURLOPT_CAPATH, "/etc/ssl/certs");
@@ -800,6 +781,6 @@ int meraki_probe(const char *url, const char *ca_file, uint64_t timeout_usec, lo
 	curl_easy_cleanup(e);
 	curl_slist_free_all(headers);
 	*ret_status = status;
-	*ret_instance = ph.instance;
+	*ret_body = answer.buf; /* NULL for an empty answer */
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -73,7 +74,8 @@ int secret_key_from_bytes(const void *bytes, size_t len, struct secret_key **ret
 	return 0;
 }
 
-static int read_key(int fd, struct secret_key **ret)
+/* forbidden: the mode bits the file must not have. */
+static int read_key(int fd, mode_t forbidden, struct secret_key **ret)
 {
 	unsigned char buf[SECRET_KEY_SIZE + 1];
 	struct stat st;
@@ -85,7 +87,7 @@ static int read_key(int fd, struct secret_key **ret)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -EINVAL;
-	if (st.st_mode & 077)
+	if (st.st_mode & forbidden)
 		return -EPERM;
 	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
 		if (n < 0) {
@@ -115,7 +117,7 @@ int secret_key_load(const char *dir, struct secret_key **ret, bool *ret_created)
 	 * changes nothing for a regular file). */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd >= 0) {
-		r = read_key(fd, ret);
+		r = read_key(fd, 077, ret);
 		if (r >= 0 && ret_created)
 			*ret_created = false;
 		return r;
@@ -161,34 +163,57 @@ static void base64url(const unsigned char *in, size_t len, char *out)
 	out[o] = 0;
 }
 
-void secret_for_job(const struct secret_key *k, const char *job_id, const char *nonce, char out[static SECRET_MAX])
+/*
+ * HMAC-SHA256 under k of the n parts, one after the other, into mac.  The
+ * scratch state is the key's own, in its pages, so that no copy of a pad
+ * state lands on the stack; "const" is the key's, which this does not change
+ * (one thread, one MAC at a time).  SHA-256 on memory we own cannot fail; if
+ * it did, this returns false and the caller makes an empty text of it, which
+ * fails every verification.
+ */
+static bool key_hmac(const struct secret_key *k, const struct iovec *parts, size_t n, unsigned char mac[SHA256_SIZE])
 {
-	/* The scratch state is the key's own, in its pages, so that no copy
-	 * of a pad state lands on the stack; "const" is the key's, which this
-	 * does not change (one thread, one secret at a time). */
 	SHA256_CTX *work = (SHA256_CTX *)&k->work;
-	unsigned char ihash[SHA256_SIZE], mac[SHA256_SIZE];
-	bool ok;
+	unsigned char ihash[SHA256_SIZE];
+	bool ok = true;
 
-	/* HMAC = H((key ^ opad) || H((key ^ ipad) || message)), the message
-	 * being id NUL nonce (no id holds a NUL), or the id alone for a job
-	 * without a nonce.  SHA-256 on memory we own cannot fail; if it did,
-	 * an empty secret fails every verification. */
+	/* HMAC = H((key ^ opad) || H((key ^ ipad) || message)) */
 	*work = k->inner;
-	ok = SHA256_Update(work, job_id, strlen(job_id)) &&
-	     (!nonce || !*nonce || (SHA256_Update(work, "", 1) && SHA256_Update(work, nonce, strlen(nonce)))) &&
-	     SHA256_Final(ihash, work);
+	for (size_t i = 0; ok && i < n; i++)
+		ok = SHA256_Update(work, parts[i].iov_base, parts[i].iov_len);
+	ok = ok && SHA256_Final(ihash, work);
 	if (ok) {
 		*work = k->outer;
 		ok = SHA256_Update(work, ihash, sizeof(ihash)) && SHA256_Final(mac, work);
 	}
 	OPENSSL_cleanse(work, sizeof(*work));
-	if (ok)
+	OPENSSL_cleanse(ihash, sizeof(ihash));
+	return ok;
+}
+
+/* The MAC of parts as base64url text in out, or "" should hashing fail. */
+static void key_hmac_text(const struct secret_key *k, const struct iovec *parts, size_t n, char out[static SECRET_MAX])
+{
+	unsigned char mac[SHA256_SIZE];
+
+	if (key_hmac(k, parts, n, mac))
 		base64url(mac, sizeof(mac), out);
 	else
 		out[0] = 0;
-	OPENSSL_cleanse(ihash, sizeof(ihash));
 	OPENSSL_cleanse(mac, sizeof(mac));
+}
+
+void secret_for_job(const struct secret_key *k, const char *job_id, const char *nonce, char out[static SECRET_MAX])
+{
+	/* The message is id NUL nonce (no id holds a NUL), or the id alone
+	 * for a job logged without a nonce. */
+	const struct iovec parts[] = {
+		{(void *)job_id, strlen(job_id)},
+		{(void *)"", 1},
+		{(void *)nonce, nonce ? strlen(nonce) : 0},
+	};
+
+	key_hmac_text(k, parts, nonce && *nonce ? 3 : 1, out);
 }
 
 bool secret_equal(const char *a, size_t alen, const char *b, size_t blen)
@@ -206,6 +231,83 @@ bool secret_verify(const struct secret_key *k, const char *job_id, const char *n
 	bool ok;
 
 	secret_for_job(k, job_id, nonce, expected);
+	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
+	OPENSSL_cleanse(expected, sizeof(expected));
+	return ok;
+}
+
+/* ---- the selftest probe ---- */
+
+int probe_key_load(const char *dir, bool create, struct secret_key **ret, bool *ret_created)
+{
+	_cleanup_free_ char *path = path_join(dir, PROBE_KEY_FILE);
+	_cleanup_close_ int fd = -1;
+	unsigned char buf[SECRET_KEY_SIZE];
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd >= 0) {
+		/* The group reads it (blinkhookctl selftest); nobody else may,
+		 * and only the owner may change it. */
+		r = read_key(fd, 037, ret);
+		if (r >= 0 && ret_created)
+			*ret_created = false;
+		return r;
+	}
+	if (errno != ENOENT || !create)
+		return -errno;
+	r = random_bytes(buf, sizeof(buf));
+	if (r >= 0)
+		r = write_file_atomic(dir, PROBE_KEY_FILE, buf, sizeof(buf), 0640);
+	if (r >= 0)
+		r = secret_key_from_bytes(buf, sizeof(buf), ret);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (r >= 0 && ret_created)
+		*ret_created = true;
+	return r;
+}
+
+bool probe_token_is_valid(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+
+	return s[n] == 0 && n >= PROBE_TOKEN_MIN && n < PROBE_TOKEN_MAX;
+}
+
+int probe_token_new(char out[static PROBE_TOKEN_MAX])
+{
+	unsigned char raw[PROBE_TOKEN_BYTES];
+	int r = random_bytes(raw, sizeof(raw));
+
+	if (r < 0)
+		return r;
+	base64url(raw, sizeof(raw), out);
+	return 0;
+}
+
+void probe_mac(const struct secret_key *k, const char *nonce, const char *salt, char out[static SECRET_MAX])
+{
+	/* A label of its own, and NULs between the parts: these bytes can
+	 * never be the input of another MAC under any key of ours. */
+	static const char label[] = "blinkhook selftest probe v1";
+	const struct iovec parts[] = {
+		{(void *)label, sizeof(label)},
+		{(void *)nonce, strlen(nonce) + 1},
+		{(void *)salt, strlen(salt)},
+	};
+
+	key_hmac_text(k, parts, ELEMENTSOF(parts), out);
+}
+
+bool probe_mac_verify(const struct secret_key *k, const char *nonce, const char *salt, const char *presented,
+		      size_t len)
+{
+	char expected[SECRET_MAX];
+	bool ok;
+
+	probe_mac(k, nonce, salt, expected);
 	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
 	OPENSSL_cleanse(expected, sizeof(expected));
 	return ok;

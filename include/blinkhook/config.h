@@ -31,9 +31,11 @@ enum unverified_policy {
 };
 
 /* An address prefix from trusted_proxies: "127.0.0.1", "10.0.0.0/8", "::1",
- * "fd00::/8". addr is in network byte order, 4 or 16 bytes used. */
+ * "fd00::/8". addr is in network byte order, 4 or 16 bytes used.  "unix"
+ * (family AF_UNIX, nothing else set) stands for the peers of a unix listen
+ * socket, which no address prefix matches. */
 struct cidr {
-	int family; /* AF_INET or AF_INET6 */
+	int family; /* AF_INET, AF_INET6, or AF_UNIX for "unix" */
 	uint8_t addr[16];
 	unsigned prefix;
 };

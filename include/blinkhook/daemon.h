@@ -15,9 +15,6 @@
 
 #include "blinkhook/version.h"
 
-/* The daemon's public name, answered to blinkhookctl selftest's probe. */
-#define INSTANCE_ID_FILE "instance-id"
-
 /* Runs until SIGTERM or SIGINT; takes over the config (and frees it).  The
  * API key is already checked by the caller and passed in (secret_alloc()'s
  * memory, from config_load_api_key(), with its source).  Returns 0 on a

@@ -22,10 +22,11 @@
 #include "blinkhook/util.h"
 
 #define CALLBACK_PATH_PREFIX "/callbacks/leds-blink/"
-/* blinkhookctl selftest's probe: answered 200 with a Blinkhook-Instance
- * header naming this daemon; it touches no job. */
+/* blinkhookctl selftest's probe: a POST of {"nonce":"..."}, answered by the
+ * owner (ops->probe) with {"salt":"...","mac":"..."}; it touches no job. */
 #define PROBE_PATH "/callbacks/probe"
-#define INSTANCE_HEADER "Blinkhook-Instance"
+/* A probe's body is a nonce: anything longer is refused with 413. */
+#define PROBE_BODY_MAX 256
 #define HTTPD_CLIENT_MAX 64 /* an address as text, for logs */
 
 struct httpd_request;
@@ -38,6 +39,12 @@ struct httpd_ops {
 	void (*metrics)(void *ud, struct strbuf *out);
 	/* GET /healthz: whether the daemon is ready. */
 	bool (*healthy)(void *ud);
+	/* A POST to PROBE_PATH with a JSON body within PROBE_BODY_MAX.  Answer
+	 * with httpd_reply_json() or httpd_reply() before returning. */
+	void (*probe)(void *ud, struct httpd_request *req);
+	/* A request to PROBE_PATH this layer refused itself (405, 413, 415, or
+	 * 400 for a malformed request), already answered: to count and log. */
+	void (*probe_refused)(void *ud, const struct httpd_request *req, unsigned status);
 };
 
 struct httpd_opts {
@@ -47,9 +54,12 @@ struct httpd_opts {
 	const struct cidr *trusted_proxies;
 	size_t n_trusted_proxies;
 	unsigned connection_limit;
-	unsigned per_ip_limit; /* 0: none; trusted proxies are never capped */
+	unsigned per_ip_limit; /* 0: none; for peers that are not trusted proxies */
+	/* Connections from one trusted proxy, and from all peers of a unix
+	 * socket together; 0: none.  Less than connection_limit, so that one
+	 * peer never holds every connection. */
+	unsigned proxy_limit;
 	unsigned timeout_sec;
-	const char *instance_id; /* for the probe's answer */
 };
 
 struct httpd;
@@ -78,10 +88,17 @@ const char *httpd_request_client(const struct httpd_request *r);
 uint64_t httpd_refused(const struct httpd *h, unsigned status);
 /* Connections refused at accept for the per-IP cap. */
 uint64_t httpd_refused_connections(const struct httpd *h);
+/* Requests refused with 400 and closed for their framing or headers (the
+ * request smuggling shapes: two Content-Lengths, Content-Length with
+ * Transfer-Encoding, control bytes in a header, two Host headers...). */
+uint64_t httpd_refused_malformed(const struct httpd *h);
 /* Answers the request with one of INTERFACE.md's status codes.  A request
  * that waited (answered after its handler returned) is sent only by the next
  * httpd_run(): libmicrohttpd does not wake the loop for it in external mode,
  * so the owner runs it soon after. */
 void httpd_reply(struct httpd_request *r, unsigned status);
+/* Answers with status and a JSON body of the caller's (copied), from within
+ * ops->probe only. */
+void httpd_reply_json(struct httpd_request *r, unsigned status, const char *json);
 
 #endif

@@ -118,13 +118,14 @@ size_t meraki_in_flight(const struct meraki_client *c);
 void meraki_on_fd(struct meraki_client *c, int fd, uint32_t revents);
 void meraki_on_timer(struct meraki_client *c);
 
-/* For blinkhookctl selftest: POSTs a probe to url and waits for the answer
- * (blocking; never used by the daemon).  TLS is verified as for the API,
- * ca_file added.  *ret_status is the HTTP status (0 when none came),
- * *ret_instance the Blinkhook-Instance header or NULL, *ret_error what went
- * wrong in transport or NULL.  Returns -ENOMEM only. */
-int meraki_probe(const char *url, const char *ca_file, uint64_t timeout_usec, long *ret_status,
-		 char **ret_instance, char **ret_error);
+/* For blinkhookctl selftest: POSTs body (JSON) to url and waits for the
+ * answer (blocking; never used by the daemon).  TLS is verified as for the
+ * API, ca_file added.  *ret_status is the HTTP status (0 when none came),
+ * *ret_body the answer's first MERAKI_PROBE_ANSWER_MAX bytes or NULL,
+ * *ret_error what went wrong in transport or NULL.  Returns -ENOMEM only. */
+#define MERAKI_PROBE_ANSWER_MAX 4096
+int meraki_probe(const char *url, const char *ca_file, uint64_t timeout_usec, const char *body, long *ret_status,
+		 char **ret_body, char **ret_error);
 
 /* The request body for a blink (exposed for tests). */
 int meraki_blink_body(const struct meraki_blink_request *req, char **ret);

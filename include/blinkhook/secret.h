@@ -45,4 +45,36 @@ bool secret_equal(const char *a, size_t alen, const char *b, size_t blen);
 /* Wipes len bytes of memory the compiler may not skip. */
 void secret_wipe(void *p, size_t len);
 
+/*
+ * The selftest probe (blinkhookctl selftest, the daemon's /callbacks/probe).
+ * A key of its own, 32 random bytes in `probe.key` in the state directory,
+ * mode 0640: the daemon's group (blinkhookctl's users) reads it, the world
+ * does not.  The prober sends a random nonce; the daemon answers a random
+ * salt of its own and base64url(HMAC-SHA256(probe key, label, nonce, salt)).
+ * Only a holder of the key can answer a fresh nonce, so the answer proves
+ * that the probe reached this daemon; and, salted, it lets no stranger tell
+ * one daemon from another.  The callback key stays 0600 and is never used
+ * for this.
+ */
+#define PROBE_KEY_FILE "probe.key"
+/* A nonce or salt: base64url without padding of 16 to 48 random bytes. */
+#define PROBE_TOKEN_BYTES 24
+#define PROBE_TOKEN_MIN 22
+#define PROBE_TOKEN_MAX 65 /* 64 characters and the NUL */
+
+/* Loads dir/probe.key; creates it when missing and create is set (the
+ * daemon), else -ENOENT (blinkhookctl).  -EPERM when the group may write it
+ * or others may read it; -EINVAL when it is not a 32-byte regular file. */
+int probe_key_load(const char *dir, bool create, struct secret_key **ret, bool *ret_created);
+/* Whether s is a nonce or salt: base64url, PROBE_TOKEN_MIN to
+ * PROBE_TOKEN_MAX - 1 characters. */
+bool probe_token_is_valid(const char *s);
+/* A new random nonce or salt (PROBE_TOKEN_BYTES bytes). */
+int probe_token_new(char out[static PROBE_TOKEN_MAX]);
+/* The answer to nonce with salt under the probe key k. */
+void probe_mac(const struct secret_key *k, const char *nonce, const char *salt, char out[static SECRET_MAX]);
+/* Whether presented (len bytes) is that answer; constant time. */
+bool probe_mac_verify(const struct secret_key *k, const char *nonce, const char *salt, const char *presented,
+		      size_t len);
+
 #endif

@@ -224,6 +224,9 @@ out=$(ctl selftest 2>&1)
 rc=$?
 check "selftest through nginx reaches this daemon ($out)" said 0 '^OK: https://127.0.0.1:.*/blinkhook/callbacks/probe reached this blinkhookd'
 check "the daemon logged the probe with the client address" grep -q 'selftest probe from 127.0.0.1 answered' "$T/daemon.log"
+check "the probe's answer names no instance: no Blinkhook-Instance header, no instance-id file" sh -c "
+	curl -sS -i --max-time 5 --cacert '$T/ca.pem' -H 'Content-Type: application/json' -d '{\"nonce\":\"AAAAAAAAAAAAAAAAAAAAAAAA\"}' '$N_URL/blinkhook/callbacks/probe' >'$T/probe.answer' &&
+	grep -q '^HTTP/1.1 200' '$T/probe.answer' && ! grep -qi '^blinkhook-instance' '$T/probe.answer' && ! test -e '$T/state/instance-id'"
 check "the probe changed no job" test "$(ctl jobs --json)" = "$jobs_before"
 cp "$T/bh.conf" "$T/bh.conf.keep"
 sed -i "s|^public_url = .*|public_url = $N_URL/elsewhere|" "$T/bh.conf"

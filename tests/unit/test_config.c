@@ -334,11 +334,11 @@ static void test_errors(void **state)
 	assert_load_error(PUBLIC "listen = 127.0.0.1:0\n",
 			  ":3: listen: \"127.0.0.1:0\": port must be 1..65535");
 	assert_load_error(PUBLIC "trusted_proxies = 127.0.0.1 10.0.0.0/33\n",
-			  ":3: trusted_proxies: \"10.0.0.0/33\" is not an IP address or "
-			  "address/prefix");
+			  ":3: trusted_proxies: \"10.0.0.0/33\" is not an IP address, "
+			  "address/prefix or \"unix\"");
 	assert_load_error(PUBLIC "trusted_proxies = proxy.example.com\n",
-			  ":3: trusted_proxies: \"proxy.example.com\" is not an IP address or "
-			  "address/prefix");
+			  ":3: trusted_proxies: \"proxy.example.com\" is not an IP address, "
+			  "address/prefix or \"unix\"");
 	assert_load_error(PUBLIC "secret_header = X Secret\n",
 			  ":3: secret_header: \"X Secret\" is not a valid HTTP header name");
 	assert_load_error(PUBLIC "payload_template_id = a\x01z\n",
@@ -673,6 +673,44 @@ static void test_parse_cidr(void **state)
 	assert_int_equal(c.prefix, 99);
 }
 
+/* "unix" stands for a unix listen socket's peers: trusted only when listed,
+ * never by default, and no address matches it. */
+static void test_trusted_proxies_unix(void **state)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config c;
+	struct cidr u = {.prefix = 99}, lo4;
+	uint8_t a4[4] = {127, 0, 0, 1}, a6[16] = {0};
+
+	(void)state;
+	assert_int_equal(config_parse_cidr("unix", &u), 0);
+	assert_int_equal(u.family, AF_UNIX);
+	assert_int_equal(u.prefix, 0);
+	assert_false(cidr_match(&u, AF_INET, a4));
+	assert_false(cidr_match(&u, AF_INET6, a6));
+	assert_false(cidr_match(&u, AF_UNIX, a6));
+	assert_int_equal(config_parse_cidr("UNIX", &u), -EINVAL);
+	assert_int_equal(config_parse_cidr("unix:/run/x.sock", &u), -EINVAL);
+	assert_int_equal(config_parse_cidr("unix/8", &u), -EINVAL);
+
+	assert_int_equal(load(&c, PUBLIC "trusted_proxies = 127.0.0.1, unix\n", err), 0);
+	assert_int_equal(c.n_trusted_proxies, 2);
+	assert_int_equal(config_parse_cidr("127.0.0.1", &lo4), 0);
+	assert_memory_equal(&c.trusted_proxies[0], &lo4, sizeof(lo4));
+	assert_int_equal(c.trusted_proxies[1].family, AF_UNIX);
+	config_release(&c);
+
+	/* The default trusts loopback addresses, not the unix socket. */
+	assert_int_equal(load(&c, PUBLIC, err), 0);
+	for (size_t i = 0; i < c.n_trusted_proxies; i++)
+		assert_int_not_equal(c.trusted_proxies[i].family, AF_UNIX);
+	config_release(&c);
+
+	assert_load_error(PUBLIC "trusted_proxies = unix:/run/blinkhook/http.sock\n",
+			  ":3: trusted_proxies: \"unix:/run/blinkhook/http.sock\" is not an IP address, "
+			  "address/prefix or \"unix\"");
+}
+
 static bool match(const char *prefix, const char *addr)
 {
 	uint8_t a[16];
@@ -972,6 +1010,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_parse_listen, test_teardown),
 		cmocka_unit_test_teardown(test_parse_cidr, test_teardown),
 		cmocka_unit_test_teardown(test_cidr_match, test_teardown),
+		cmocka_unit_test_teardown(test_trusted_proxies_unix, test_teardown),
 		cmocka_unit_test_teardown(test_api_key_precedence, test_teardown),
 		cmocka_unit_test_teardown(test_api_key_refusals, test_teardown),
 		cmocka_unit_test_teardown(test_callback_secret, test_teardown),

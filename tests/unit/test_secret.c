@@ -556,6 +556,127 @@ static void test_secret_alloc(void **state)
 	secret_key_free(NULL);
 }
 
+/* The probe key: made 0640 by the daemon (its group reads it), never made
+ * by a reader, refused when the group may write it or others read it. */
+static void test_probe_key(void **state)
+{
+	_cleanup_free_ char *dir = path_join(tmpdir, "probe"), *path = NULL;
+	struct secret_key *k = NULL, *k2 = NULL, *callback = NULL;
+	bool created = false;
+	char a[SECRET_MAX], b[SECRET_MAX], c[SECRET_MAX];
+	struct stat st;
+
+	(void)state;
+	assert_non_null(dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	path = path_join(dir, PROBE_KEY_FILE);
+	assert_non_null(path);
+	assert_int_equal(probe_key_load(dir, false, &k, &created), -ENOENT);
+	assert_null(k);
+	umask(077); /* the mode is the module's, not the umask's */
+	assert_int_equal(probe_key_load(dir, true, &k, &created), 0);
+	umask(022);
+	assert_true(created);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal((int)st.st_size, SECRET_KEY_SIZE);
+	assert_int_equal(probe_key_load(dir, false, &k2, &created), 0);
+	assert_false(created);
+	probe_mac(k, "nonce-nonce-nonce-nonce-1", "salt-salt-salt-salt-salt", a);
+	probe_mac(k2, "nonce-nonce-nonce-nonce-1", "salt-salt-salt-salt-salt", b);
+	assert_int_equal(strlen(a), SECRET_MAX - 1);
+	assert_string_equal(a, b);
+	/* The callback key of the same directory is another key. */
+	assert_int_equal(secret_key_load(dir, &callback, NULL), 0);
+	probe_mac(callback, "nonce-nonce-nonce-nonce-1", "salt-salt-salt-salt-salt", c);
+	assert_string_not_equal(a, c);
+	secret_key_free(callback);
+	secret_key_free(k2);
+	k2 = NULL;
+
+	static const mode_t refused[] = {0660, 0644, 0604, 0642, 0670};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		assert_int_equal(chmod(path, refused[i]), 0);
+		assert_int_equal(probe_key_load(dir, true, &k2, NULL), -EPERM);
+		assert_null(k2);
+	}
+	static const mode_t accepted[] = {0640, 0600, 0440, 0400};
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		assert_int_equal(chmod(path, accepted[i]), 0);
+		assert_int_equal(probe_key_load(dir, false, &k2, NULL), 0);
+		secret_key_free(k2);
+		k2 = NULL;
+	}
+	secret_key_free(k);
+}
+
+/* OpenSSL's base64 of len bytes in the url-safe alphabet, unpadded. */
+static void b64url(const unsigned char *in, unsigned int len, char out[static SECRET_MAX])
+{
+	unsigned char b64[64];
+	int n = EVP_EncodeBlock(b64, in, (int)len);
+
+	assert_int_equal(n, 44);
+	for (int i = 0; i < n; i++)
+		b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+	while (n > 0 && b64[n - 1] == '=')
+		n--;
+	memcpy(out, b64, (size_t)n);
+	out[n] = 0;
+}
+
+/* The MAC: HMAC-SHA256(key, label NUL nonce NUL salt), base64url; each part
+ * changes it; verification is exact. */
+static void test_probe_mac(void **state)
+{
+	unsigned char key[SECRET_KEY_SIZE], mac[32];
+	unsigned int mac_len = 0;
+	static const char msg[] = "blinkhook selftest probe v1\0NONCE-nonce-NONCE-nonce-1\0SALT-salt-SALT-salt-SALT";
+	char want[SECRET_MAX], got[SECRET_MAX], other[SECRET_MAX], token[PROBE_TOKEN_MAX], token2[PROBE_TOKEN_MAX];
+	struct secret_key *k;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(key); i++)
+		key[i] = (unsigned char)(i * 7 + 1);
+	assert_non_null(HMAC(EVP_sha256(), key, (int)sizeof(key), (const unsigned char *)msg, sizeof(msg) - 1, mac,
+			     &mac_len));
+	assert_int_equal(mac_len, 32);
+	b64url(mac, mac_len, want);
+	assert_int_equal(secret_key_from_bytes(key, sizeof(key), &k), 0);
+	probe_mac(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALT", got);
+	assert_string_equal(got, want);
+	assert_true(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALT", got, strlen(got)));
+	assert_false(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-2", "SALT-salt-SALT-salt-SALT", got, strlen(got)));
+	assert_false(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALx", got, strlen(got)));
+	assert_false(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALT", got, strlen(got) - 1));
+	assert_false(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALT", "", 0));
+	/* Moving bytes between nonce and salt changes the MAC. */
+	probe_mac(k, "NONCE-nonce-NONCE-nonce-1S", "ALT-salt-SALT-salt-SALT", other);
+	assert_string_not_equal(got, other);
+	/* A job's secret for the same text is another value. */
+	secret_for_job(k, "NONCE-nonce-NONCE-nonce-1", NULL, other);
+	assert_string_not_equal(got, other);
+	secret_key_free(k);
+
+	assert_int_equal(probe_token_new(token), 0);
+	assert_int_equal(probe_token_new(token2), 0);
+	assert_int_equal(strlen(token), 32);
+	assert_string_not_equal(token, token2);
+	assert_true(probe_token_is_valid(token));
+	assert_true(probe_token_is_valid("abcdefghijklmnopqrstuv"));            /* 22: 16 bytes */
+	assert_false(probe_token_is_valid("abcdefghijklmnopqrstu"));            /* 21 */
+	assert_false(probe_token_is_valid("abcdefghijklmnopqrstuv="));          /* padding */
+	assert_false(probe_token_is_valid("abcdefghijklmnopqrstu+"));           /* not url-safe */
+	assert_false(probe_token_is_valid("abcdefghijklmnopqrstuv\n"));
+	assert_false(probe_token_is_valid(""));
+	char longer[80];
+	memset(longer, 'A', 65);
+	longer[65] = 0;
+	assert_false(probe_token_is_valid(longer)); /* 65 characters */
+	longer[64] = 0;
+	assert_true(probe_token_is_valid(longer)); /* 64 */
+}
+
 static void test_secret_wipe(void **state)
 {
 	unsigned char buf[40];
@@ -587,6 +708,8 @@ int main(void)
 		cmocka_unit_test(test_secret_verify),
 		cmocka_unit_test(test_secret_equal),
 		cmocka_unit_test(test_secret_alloc),
+		cmocka_unit_test(test_probe_key),
+		cmocka_unit_test(test_probe_mac),
 		cmocka_unit_test(test_secret_wipe),
 	};
 
