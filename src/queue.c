@@ -134,7 +134,7 @@ int queue_format_request(const struct queue_request *req, struct strbuf *sb)
  * cannot remove or rename another's file (the daemon owns them and still
  * can); the top directory and rejected/ are the daemon's, which the group may
  * read but not change. */
-#define MODE_TOP 02755
+#define MODE_TOP 02751
 #define MODE_DROP 03770
 #define MODE_REJECTED 02750
 

@@ -2,7 +2,7 @@
 /*
  * queue — the spool directory that producers write requests into.
  *
- *   DIR/           the daemon's (02755): the queue group may not change it
+ *   DIR/           the daemon's (02751): the queue group may not change it
  *   DIR/tmp/       a producer writes its request here first (03770: the
  *                  queue group writes, the sticky bit keeps members from
  *                  removing each other's files)
