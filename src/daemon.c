@@ -658,10 +658,32 @@ static bool reject_may_log(struct daemon *d)
 
 static bool spool_skipped(struct daemon *d, const char *name, uint64_t ino)
 {
-	for (size_t i = 0; i < SKIPPED_MAX && d->spool.skipped[i].name; i++)
-		if (d->spool.skipped[i].ino == ino && strcmp(d->spool.skipped[i].name, name) == 0)
+	for (size_t i = 0; i < SKIPPED_MAX; i++)
+		if (d->spool.skipped[i].name && d->spool.skipped[i].ino == ino &&
+		    strcmp(d->spool.skipped[i].name, name) == 0)
 			return true;
 	return false;
+}
+
+static int cmp_name(const void *key, const void *elem)
+{
+	return strcmp(key, *(char *const *)elem);
+}
+
+/* Forgets skipped files that are gone from the new list: a later file of
+ * the same name (its inode number perhaps reused) gets its own try. */
+static void spool_skipped_prune(struct daemon *d)
+{
+	struct spool *sp = &d->spool;
+
+	for (size_t i = 0; i < SKIPPED_MAX; i++) {
+		struct skipped *k = &sp->skipped[i];
+
+		if (k->name && !(sp->n && bsearch(k->name, sp->names, sp->n, sizeof(*sp->names), cmp_name))) {
+			free(k->name);
+			k->name = NULL;
+		}
+	}
 }
 
 static void spool_skip(struct daemon *d, const char *name, uint64_t ino)
@@ -834,6 +856,7 @@ static int on_scan(sd_event_source *s, void *ud)
 			spool_retry(d, r, "list");
 			return 0;
 		}
+		spool_skipped_prune(d);
 	}
 	end = MIN(sp->n, sp->next + SCAN_BATCH);
 	for (; sp->next < end; sp->next++) {
