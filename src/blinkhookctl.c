@@ -425,6 +425,24 @@ static int cmd_blink(int argc, char **argv)
 				   "like Q2XX-XXXX-XXXX)",
 				   argv[optind]);
 	snprintf(req.serial, sizeof(req.serial), "%s", argv[optind]);
+	if (req.id[0]) {
+		/* The daemon would reject it: say so now, not in its log. */
+		struct job_table t;
+		bool used;
+
+		if (load_jobs(&t) < 0) {
+			fprintf(stderr, "blinkhookctl: not checking whether id \"%s\" is already used\n", req.id);
+			used = false;
+		} else {
+			used = job_table_find(&t, req.id) != NULL;
+			job_table_release(&t);
+		}
+		if (used) {
+			fprintf(stderr, "blinkhookctl: id \"%s\" is already used by a job in the log; choose another\n",
+				req.id);
+			return 1;
+		}
+	}
 	r = queue_enqueue(cfg.queue_dir, &req);
 	if (r == -EEXIST) {
 		fprintf(stderr, "blinkhookctl: a request with id \"%s\" is already waiting\n", req.id);

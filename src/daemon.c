@@ -131,6 +131,42 @@ struct refusals {
 	sd_event_source *timer;
 };
 
+/*
+ * The spool is taken in rounds: new/ is listed once, sorted, and the list
+ * taken SCAN_BATCH names at a time, each batch committed before the next.
+ * It is listed again only when the list is used up and inotify said that
+ * something arrived, or on a timer after a failure of ours (out of
+ * descriptors): a round that made no progress never starts another at once.
+ * A file that can be neither taken nor moved to rejected/ is remembered by
+ * name and inode and logged once.  Rejects are logged like refused
+ * callbacks: up to REJECTS_BURST lines a REFUSALS_INTERVAL, then one line
+ * that counts the rest; /metrics counts every one.
+ */
+#define SPOOL_RETRY_MIN (1 * USEC_PER_SEC)
+#define SPOOL_RETRY_MAX (60 * USEC_PER_SEC)
+#define SKIPPED_MAX 1024
+#define REJECTS_BURST 20
+
+struct skipped {
+	char *name;
+	uint64_t ino;
+};
+
+struct spool {
+	char **names; /* this round's list */
+	size_t n, next;
+	bool relist;      /* something arrived since the list was made */
+	uint64_t started; /* realtime: jobs created since were taken by this run */
+	uint64_t backoff;
+	sd_event_source *retry;
+	struct skipped skipped[SKIPPED_MAX]; /* a ring: the oldest goes first */
+	size_t skipped_next;
+	uint64_t window_start; /* CLOCK_MONOTONIC */
+	unsigned logged;
+	uint64_t unlogged;
+	sd_event_source *limit_timer;
+};
+
 struct daemon {
 	struct config *cfg;
 	char *api_key;
@@ -175,6 +211,7 @@ struct daemon {
 	 * oldest at prompt_next. */
 	uint64_t prompt_times[PROMPT_RATE];
 	unsigned prompt_next;
+	struct spool spool;
 };
 
 static void schedule_submit(struct daemon *d);
@@ -619,29 +656,124 @@ static int take_later(struct daemon *d, const char *name, uint64_t seq)
 	return 0;
 }
 
-static void reject(struct daemon *d, const char *name, const char *reason)
+static void rejects_flush(struct daemon *d, uint64_t now)
+{
+	struct spool *sp = &d->spool;
+
+	if (sp->unlogged > 0)
+		log_notice("%llu more spool file(s) rejected or skipped in the last %llus not logged one by one; "
+			   "/metrics counts them all, rejected/NAME.reason says why",
+			   (unsigned long long)sp->unlogged,
+			   (unsigned long long)((now - sp->window_start) / USEC_PER_SEC));
+	sp->unlogged = 0;
+	sp->logged = 0;
+	sp->window_start = now;
+	(void)sd_event_source_set_enabled(sp->limit_timer, SD_EVENT_OFF);
+}
+
+static int on_rejects_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct daemon *d = ud;
+	uint64_t now = usec;
+
+	(void)s;
+	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	rejects_flush(d, now);
+	return 0;
+}
+
+/* Whether a reject may have its own log line. */
+static bool reject_may_log(struct daemon *d)
+{
+	struct spool *sp = &d->spool;
+	uint64_t now = 0;
+
+	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	if (now >= sp->window_start + REFUSALS_INTERVAL)
+		rejects_flush(d, now);
+	if (sp->logged < REJECTS_BURST) {
+		sp->logged++;
+		return true;
+	}
+	if (sp->unlogged++ == 0) {
+		(void)sd_event_source_set_time(sp->limit_timer, sp->window_start + REFUSALS_INTERVAL);
+		enable_oneshot(sp->limit_timer);
+	}
+	return false;
+}
+
+static bool spool_skipped(struct daemon *d, const char *name, uint64_t ino)
+{
+	for (size_t i = 0; i < SKIPPED_MAX; i++)
+		if (d->spool.skipped[i].name && d->spool.skipped[i].ino == ino &&
+		    strcmp(d->spool.skipped[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static int cmp_name(const void *key, const void *elem)
+{
+	return strcmp(key, *(char *const *)elem);
+}
+
+/* Forgets skipped files that are gone from the new list: a later file of
+ * the same name (its inode number perhaps reused) gets its own try. */
+static void spool_skipped_prune(struct daemon *d)
+{
+	struct spool *sp = &d->spool;
+
+	for (size_t i = 0; i < SKIPPED_MAX; i++) {
+		struct skipped *k = &sp->skipped[i];
+
+		if (k->name && !(sp->n && bsearch(k->name, sp->names, sp->n, sizeof(*sp->names), cmp_name))) {
+			free(k->name);
+			k->name = NULL;
+		}
+	}
+}
+
+static void spool_skip(struct daemon *d, const char *name, uint64_t ino)
+{
+	struct skipped *k = &d->spool.skipped[d->spool.skipped_next];
+
+	free(k->name);
+	k->name = strdup(name); /* out of memory: logged again next round */
+	k->ino = ino;
+	d->spool.skipped_next = (d->spool.skipped_next + 1) % SKIPPED_MAX;
+}
+
+/* Moves a bad file to rejected/ (made durable once a batch), or, where even
+ * that fails, leaves it to be skipped from now on. */
+static void reject(struct daemon *d, const char *name, uint64_t ino, const char *reason)
 {
 	int r = queue_reject(d->queue, name, reason);
 
+	if (r == -ENOENT)
+		return; /* gone meanwhile: its producer took it back */
 	d->stats.rejected++;
 	if (r < 0)
-		log_err("spool file \"%s/%s\" is bad (%s) and cannot be moved to rejected/: %s",
+		spool_skip(d, name, ino);
+	if (!reject_may_log(d))
+		return;
+	if (r < 0)
+		log_err("spool file \"%s/%s\" is bad (%s) and cannot be moved to rejected/: %s; skipping it from "
+			"now on",
 			queue_new_path(d->queue), name, reason, strerror(-r));
 	else
-		log_warn("spool file \"%s/%s\" rejected: %s (moved to rejected/)", queue_new_path(d->queue), name,
-			 reason);
+		log_warn("spool file \"%s/%s\" rejected: %s (moved to rejected/%s)", queue_new_path(d->queue), name,
+			 reason, r > 0 ? "; its reason file could not be written" : "");
 }
 
 static void finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
 		       const char *error, const char *source, unsigned attempts);
 
-static void take_cancel(struct daemon *d, const char *name, const char *id)
+static void take_cancel(struct daemon *d, const char *name, uint64_t ino, const char *id)
 {
 	struct job *j = job_table_find(&d->jobs, id);
 	struct jobctl *c = j ? j->userdata : NULL;
 
 	if (!j) {
-		reject(d, name, "cancel names no known job");
+		reject(d, name, ino, "cancel names no known job");
 		return;
 	}
 	if (j->state != JOB_QUEUED || (c && c->in_flight))
@@ -652,37 +784,47 @@ static void take_cancel(struct daemon *d, const char *name, const char *id)
 	(void)take_later(d, name, j->log_seq);
 }
 
-static void take_one(struct daemon *d, const char *name)
+/* Takes new/name: 0, or a transient error of ours (the file waits). */
+static int take_one(struct daemon *d, const char *name)
 {
 	struct queue_request req;
 	const char *reason = NULL;
 	struct job *j;
+	uint64_t ino = 0;
 	int r;
 
+	r = queue_file_ino(d->queue, name, &ino);
+	if (r == -ENOENT)
+		return 0;
+	if (queue_error_is_transient(r))
+		return r;
+	if (r == 0 && spool_skipped(d, name, ino))
+		return 0;
 	r = queue_read(d->queue, name, &req, &reason);
 	if (r == -ENOENT)
-		return;
+		return 0;
 	if (r == -EINVAL) {
-		reject(d, name, reason);
-		return;
+		reject(d, name, ino, reason);
+		return 0;
 	}
-	if (r < 0) {
-		log_err("cannot read spool file \"%s/%s\": %s", queue_new_path(d->queue), name, strerror(-r));
-		return;
-	}
+	if (r < 0)
+		return r;
 	if (req.cancel[0]) {
-		take_cancel(d, name, req.cancel);
-		return;
+		take_cancel(d, name, ino, req.cancel);
+		return 0;
 	}
 	j = job_table_find(&d->jobs, req.id);
 	if (j) {
-		/* Taken before, and the crash came before the file was removed;
-		 * or a producer reused an id. */
-		if (strcmp(j->serial, req.serial) == 0 && j->duration == req.duration)
+		/* The same request, taken by an earlier run that stopped before
+		 * it removed the file: a job from before this run, no younger
+		 * than the file, for the same blink.  Anything else is a
+		 * producer reusing an id, and must not vanish unseen. */
+		if (j->created_at < d->spool.started && req.mtime <= j->created_at &&
+		    strcmp(j->serial, req.serial) == 0 && j->duration == req.duration)
 			(void)take_later(d, name, j->log_seq);
 		else
-			reject(d, name, "its id is already used by another job");
-		return;
+			reject(d, name, ino, "its id is already used by another job");
+		return 0;
 	}
 	struct job_event ev = {
 		.ts = now_realtime_usec(),
@@ -695,17 +837,49 @@ static void take_one(struct daemon *d, const char *name)
 	r = record(d, &ev, &j);
 	if (r < 0) {
 		log_err("cannot queue spool file \"%s/%s\": %s", queue_new_path(d->queue), name, strerror(-r));
-		return;
+		d->spool.relist = true; /* it waits for the log: look again then */
+		return 0;
 	}
 	(void)take_later(d, name, j->log_seq);
+	return 0;
+}
+
+static void spool_names_drop(struct spool *sp)
+{
+	queue_names_free(sp->names);
+	sp->names = NULL;
+	sp->n = sp->next = 0;
+}
+
+/* A failure of ours (r): look again later, ever less often while it lasts. */
+static void spool_retry(struct daemon *d, int r, const char *what)
+{
+	struct spool *sp = &d->spool;
+
+	sp->backoff = sp->backoff ? MIN(sp->backoff * 2, SPOOL_RETRY_MAX) : SPOOL_RETRY_MIN;
+	log_err("cannot %s the spool \"%s\": %s; trying again in %llus", what, queue_new_path(d->queue),
+		strerror(-r), (unsigned long long)(sp->backoff / USEC_PER_SEC));
+	(void)sd_event_source_set_time_relative(sp->retry, sp->backoff);
+	enable_oneshot(sp->retry);
+}
+
+static int on_spool_retry(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct daemon *d = ud;
+
+	(void)s;
+	(void)usec;
+	d->spool.relist = true;
+	enable_oneshot(d->scan_defer);
+	return 0;
 }
 
 static int on_scan(sd_event_source *s, void *ud)
 {
 	struct daemon *d = ud;
-	char **names = NULL;
-	size_t n = 0;
-	int r;
+	struct spool *sp = &d->spool;
+	size_t end;
+	int r = 0, k;
 
 	(void)s;
 	if (d->stopping || d->log_failing)
@@ -716,16 +890,37 @@ static int on_scan(sd_event_source *s, void *ud)
 		enable_oneshot(d->commit_defer);
 		return 0;
 	}
-	r = queue_list(d->queue, SCAN_BATCH, &names, &n);
-	if (r < 0) {
-		log_err("cannot list the spool \"%s\": %s", queue_new_path(d->queue), strerror(-r));
-		return 0;
+	if (sp->next >= sp->n) {
+		/* This round's list is used up: a new one only for news. */
+		if (!sp->relist)
+			return 0;
+		sp->relist = false;
+		spool_names_drop(sp);
+		r = queue_list(d->queue, SIZE_MAX, &sp->names, &sp->n);
+		if (r < 0) {
+			spool_names_drop(sp);
+			spool_retry(d, r, "list");
+			return 0;
+		}
+		spool_skipped_prune(d);
 	}
-	for (size_t i = 0; i < n; i++)
-		take_one(d, names[i]);
-	queue_names_free(names);
-	/* A full batch: more may wait; scan again once this batch is durable. */
-	d->scan_more = n == SCAN_BATCH;
+	end = MIN(sp->n, sp->next + SCAN_BATCH);
+	for (; sp->next < end; sp->next++) {
+		r = take_one(d, sp->names[sp->next]);
+		if (r < 0)
+			break; /* this one waits for the retry */
+	}
+	/* The batch's rejects durable at once: one sync, not one a file. */
+	k = queue_reject_sync(d->queue);
+	if (k < 0)
+		log_warn("cannot sync the spool's rejected/: %s", strerror(-k));
+	if (r < 0)
+		spool_retry(d, r, "read a file in");
+	else
+		sp->backoff = 0;
+	/* The rest of the list, or news: the next batch once this one is
+	 * durable. */
+	d->scan_more = r >= 0 && (sp->next < sp->n || sp->relist);
 	if (joblog_has_pending(d->log) || d->taken)
 		enable_oneshot(d->commit_defer);
 	else if (d->scan_more)
@@ -739,6 +934,7 @@ static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *
 
 	(void)s;
 	(void)ev; /* any event, IN_Q_OVERFLOW included, means: look again */
+	d->spool.relist = true;
 	enable_oneshot(d->scan_defer);
 	return 0;
 }
@@ -1927,12 +2123,17 @@ static int setup(struct daemon *d)
 	    (r = sd_event_add_time(d->event, &d->curl_timer, CLOCK_MONOTONIC, 0, 1, on_curl_timer, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &d->mhd_timer, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &d->refusals.timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC,
-				   on_refusals_timer, d)) < 0)
+				   on_refusals_timer, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->spool.limit_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC,
+				   on_rejects_timer, d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &d->spool.retry, CLOCK_MONOTONIC, 0, 0, on_spool_retry, d)) < 0)
 		return log_errno(LOG_ERR, r, "cannot set up the event loop: %s", strerror(-r));
 	sd_event_source_set_enabled(d->commit_defer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->scan_defer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->commit_retry, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->refusals.timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->spool.limit_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->spool.retry, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->submit_timer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->curl_timer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->mhd_timer, SD_EVENT_OFF);
@@ -1944,9 +2145,19 @@ static int setup(struct daemon *d)
 		return r;
 	maybe_compact(d, true);
 
+	d->spool.started = now_realtime_usec();
 	r = queue_open(d->cfg->queue_dir, &d->queue);
+	if (r == -ELOOP)
+		return log_errno(LOG_ERR, r, "cannot open the spool \"%s\": it or its tmp/, new/ or rejected/ is a "
+				 "symbolic link, which the daemon does not follow (make them directories)",
+				 d->cfg->queue_dir);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "cannot open the spool \"%s\": %s", d->cfg->queue_dir, strerror(-r));
+	const char *lax = queue_lax_dir(d->queue);
+	if (lax)
+		log_warn("spool \"%s\": %s is writable by others than the daemon or not its own; only tmp/ and "
+			 "new/ should be (see systemd/blinkhook.tmpfiles)",
+			 d->cfg->queue_dir, lax);
 	r = queue_sweep_tmp(d->queue, now_realtime_usec());
 	if (r > 0)
 		log_warn("moved %d stale file(s) from \"%s/tmp\" to rejected/ (a producer died while writing)", r,
@@ -2005,6 +2216,7 @@ static int setup(struct daemon *d)
 		return log_errno(LOG_ERR, r, "cannot watch signals: %s", strerror(-r));
 
 	/* The spool's current contents, before anything else. */
+	d->spool.relist = true;
 	(void)on_scan(NULL, d);
 	d->ready = true;
 	mhd_rearm(d);
@@ -2020,6 +2232,11 @@ static void teardown(struct daemon *d)
 	/* A count of unlogged refusals is not lost at a stop either. */
 	if (d->refusals.timer)
 		refusals_flush(d, now_monotonic_usec());
+	if (d->spool.limit_timer)
+		rejects_flush(d, now_monotonic_usec());
+	spool_names_drop(&d->spool);
+	for (size_t i = 0; i < SKIPPED_MAX; i++)
+		free(d->spool.skipped[i].name);
 	/* Waiters hold connections: answer them before the server goes. */
 	if (d->log)
 		waiters_answer(d, true);
@@ -2053,6 +2270,8 @@ static void teardown(struct daemon *d)
 	sd_event_source_disable_unref(d->commit_io);
 	sd_event_source_disable_unref(d->commit_retry);
 	sd_event_source_disable_unref(d->refusals.timer);
+	sd_event_source_disable_unref(d->spool.limit_timer);
+	sd_event_source_disable_unref(d->spool.retry);
 	sd_event_source_disable_unref(d->scan_defer);
 	sd_event_source_disable_unref(d->inotify);
 	sd_event_source_disable_unref(d->sig_term);

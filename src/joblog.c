@@ -482,12 +482,49 @@ bool joblog_has_pending(const struct joblog *l)
 }
 int joblog_last_error(const struct joblog *l) { return l->last_error; }
 
+/* The file from start to its current end, read (not mapped: the daemon may
+ * truncate or compact it meanwhile, and a mapping would fault past the new
+ * end; a read just comes back shorter). */
+static int read_from(int fd, uint64_t start, char **ret_buf, size_t *ret_len)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+	size_t want, len = 0;
+
+	*ret_buf = NULL;
+	*ret_len = 0;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size <= start)
+		return 0;
+	if ((uint64_t)st.st_size - start > SIZE_MAX - 1)
+		return -EFBIG;
+	want = (size_t)((uint64_t)st.st_size - start);
+	buf = malloc(want + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (len < want) {
+		ssize_t n = pread(fd, buf + len, want - len, (off_t)(start + len));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break; /* cut short since the fstat */
+		len += (size_t)n;
+	}
+	*ret_buf = TAKE_PTR(buf);
+	*ret_len = len;
+	return 0;
+}
+
 int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,
 		struct joblog_info *info, uint64_t *ret_end)
 {
 	_cleanup_free_ char *path = path_join(dir, JOBLOG_FILE);
 	_cleanup_close_ int fd = -1;
-	void *map = NULL;
+	_cleanup_free_ char *buf = NULL;
 	size_t len = 0, end = 0;
 	int r;
 
@@ -497,15 +534,14 @@ int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	r = map_file(fd, start, &map, &len);
+	r = read_from(fd, start, &buf, &len);
 	if (r < 0)
 		return r;
 	if (len == 0) {
 		*ret_end = start;
 		return 0;
 	}
-	r = walk((char *)map + start, len - start, start, false, cb, ud, info, &end);
-	munmap(map, len);
+	r = walk(buf, len, start, false, cb, ud, info, &end);
 	if (r < 0)
 		return r;
 	*ret_end = start + end;

@@ -12,7 +12,11 @@
 struct queue {
 	char *dir;
 	char *new_path;
-	int tmp_fd, new_fd, rejected_fd;
+	int top_fd, tmp_fd, new_fd, rejected_fd;
+	uid_t uid; /* ours: the daemon's */
+	gid_t gid; /* new/'s: the spool's group, that producers write as */
+	bool unsynced; /* rejects moved since the last queue_reject_sync() */
+	char reason[192]; /* a reason that names numbers (queue_read) */
 };
 
 struct parse_state {
@@ -124,29 +128,47 @@ int queue_format_request(const struct queue_request *req, struct strbuf *sb)
 	return r < 0 ? r : strbuf_add(sb, "\n", 1);
 }
 
-static int open_sub(const char *dir, const char *sub, char **ret_path)
+/* Directory modes when the daemon makes the spool (systemd-tmpfiles makes it
+ * with the same modes in a packaged install).  The Postfix maildrop model:
+ * only tmp/ and new/ are writable by the queue group, sticky so that a member
+ * cannot remove or rename another's file (the daemon owns them and still
+ * can); the top directory and rejected/ are the daemon's, which the group may
+ * read but not change. */
+#define MODE_TOP 02751
+#define MODE_DROP 03770
+#define MODE_REJECTED 02750
+
+/* Opens dirfd/name as a directory, never through a symbolic link (-ELOOP
+ * for one: O_NOFOLLOW | O_DIRECTORY alone says ENOTDIR). */
+static int open_dir_at(int dirfd, const char *name)
 {
-	_cleanup_free_ char *p = path_join(dir, sub);
-	int fd, r;
-
 	struct stat st;
-	bool existed;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-	if (!p)
-		return -ENOMEM;
-	existed = stat(p, &st) == 0;
-	r = mkdir_p(p, 0770);
-	if (r < 0)
-		return r;
-	/* One we made: writable by the queue group whatever the umask, and
-	 * set-group-id so that every file in it stays in that group. */
-	if (!existed)
-		(void)chmod(p, 02770);
-	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (ret_path)
-		*ret_path = TAKE_PTR(p);
+	if (fd >= 0)
+		return fd;
+	if ((errno == ENOTDIR || errno == ELOOP) && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		return -ELOOP;
+	return -errno;
+}
+
+/* Opens (making it first if missing) dirfd/sub. */
+static int open_sub(int dirfd, const char *sub, unsigned mode)
+{
+	int fd;
+
+	if (mkdirat(dirfd, sub, mode & 0777) < 0) {
+		if (errno != EEXIST)
+			return -errno;
+		return open_dir_at(dirfd, sub);
+	}
+	fd = open_dir_at(dirfd, sub);
+	/* One we made: its mode whatever the umask, set-group-id so that every
+	 * file in it stays in the spool's group (without it, where that is not
+	 * allowed: RestrictSUIDSGID=). */
+	if (fd >= 0 && fchmod(fd, mode) < 0)
+		(void)fchmod(fd, mode & 0777);
 	return fd;
 }
 
@@ -154,6 +176,8 @@ void queue_free(struct queue *q)
 {
 	if (!q)
 		return;
+	if (q->top_fd >= 0)
+		close(q->top_fd);
 	if (q->tmp_fd >= 0)
 		close(q->tmp_fd);
 	if (q->new_fd >= 0)
@@ -168,25 +192,52 @@ void queue_free(struct queue *q)
 int queue_open(const char *dir, struct queue **ret)
 {
 	struct queue *q = calloc(1, sizeof(*q));
+	struct stat st;
+	bool existed;
 	int r;
 
 	if (!q)
 		return -ENOMEM;
-	q->tmp_fd = q->new_fd = q->rejected_fd = -1;
+	q->top_fd = q->tmp_fd = q->new_fd = q->rejected_fd = -1;
+	q->uid = geteuid();
 	q->dir = strdup(dir);
-	if (!q->dir) {
+	q->new_path = path_join(dir, "new");
+	if (!q->dir || !q->new_path) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	if ((r = q->tmp_fd = open_sub(dir, "tmp", NULL)) < 0 ||
-	    (r = q->new_fd = open_sub(dir, "new", &q->new_path)) < 0 ||
-	    (r = q->rejected_fd = open_sub(dir, "rejected", NULL)) < 0)
+	existed = lstat(dir, &st) == 0;
+	if (!existed && (r = mkdir_p(dir, MODE_TOP & 0777)) < 0)
 		goto fail;
+	if ((r = q->top_fd = open_dir_at(AT_FDCWD, dir)) < 0)
+		goto fail;
+	if (!existed && fchmod(q->top_fd, MODE_TOP) < 0)
+		(void)fchmod(q->top_fd, MODE_TOP & 0777);
+	if ((r = q->tmp_fd = open_sub(q->top_fd, "tmp", MODE_DROP)) < 0 ||
+	    (r = q->new_fd = open_sub(q->top_fd, "new", MODE_DROP)) < 0 ||
+	    (r = q->rejected_fd = open_sub(q->top_fd, "rejected", MODE_REJECTED)) < 0)
+		goto fail;
+	if (fstat(q->new_fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	q->gid = st.st_gid;
 	*ret = q;
 	return 0;
 fail:
 	queue_free(q);
 	return r;
+}
+
+const char *queue_lax_dir(const struct queue *q)
+{
+	struct stat st;
+
+	if (fstat(q->top_fd, &st) == 0 && (st.st_uid != q->uid || (st.st_mode & 0022)))
+		return "the spool's top directory";
+	if (fstat(q->rejected_fd, &st) == 0 && (st.st_uid != q->uid || (st.st_mode & 0022)))
+		return "rejected/";
+	return NULL;
 }
 
 int queue_new_fd(const struct queue *q) { return q->new_fd; }
@@ -301,33 +352,101 @@ static void derive_id(const char *name, const struct stat *st, char id[static JO
 	snprintf(id, JOB_ID_MAX + 1, "q%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
 }
 
+static const char *file_type(mode_t mode)
+{
+	return S_ISLNK(mode) ? "a symbolic link" : S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO"
+	     : S_ISSOCK(mode) ? "a socket" : S_ISCHR(mode) || S_ISBLK(mode) ? "a device" : "not a regular file";
+}
+
+/* Whether a file in new/ may be trusted as a request: a regular file with one
+ * link (not a hard link to a file elsewhere), owned by us or in the spool's
+ * group (as the set-group-id new/ makes every file a producer writes). */
+static int check_file(struct queue *q, const struct stat *st, const char **ret_reason)
+{
+	if (S_ISLNK(st->st_mode)) {
+		*ret_reason = "a symbolic link, not a file";
+		return -EINVAL;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		snprintf(q->reason, sizeof(q->reason), "%s, not a regular file", file_type(st->st_mode));
+		*ret_reason = q->reason;
+		return -EINVAL;
+	}
+	if (st->st_nlink != 1) {
+		snprintf(q->reason, sizeof(q->reason), "has %llu hard links; a request has exactly one",
+			 (unsigned long long)st->st_nlink);
+		*ret_reason = q->reason;
+		return -EINVAL;
+	}
+	if (st->st_uid != q->uid && st->st_gid != q->gid) {
+		snprintf(q->reason, sizeof(q->reason),
+			 "owned by user %u and group %u: neither the daemon's user nor the spool's group (%u)",
+			 (unsigned)st->st_uid, (unsigned)st->st_gid, (unsigned)q->gid);
+		*ret_reason = q->reason;
+		return -EINVAL;
+	}
+	if (st->st_size > QUEUE_FILE_MAX) {
+		*ret_reason = "file is larger than 4096 bytes";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+bool queue_error_is_transient(int r)
+{
+	return r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -ENOBUFS || r == -EINTR || r == -EAGAIN;
+}
+
+/* An error opening or reading new/NAME (st: what lstat said): a reason to
+ * reject the file for, unless it is gone or the error is ours and passes. */
+static int read_failed(struct queue *q, int r, const struct stat *st, const char **ret_reason)
+{
+	if (r == -ENOENT || queue_error_is_transient(r))
+		return r;
+	if (r == -EACCES || r == -EPERM)
+		snprintf(q->reason, sizeof(q->reason),
+			 "the daemon may not read it (mode %04o, user %u, group %u): a request must be readable "
+			 "by the spool's group",
+			 (unsigned)(st->st_mode & 07777), (unsigned)st->st_uid, (unsigned)st->st_gid);
+	else if (r == -ELOOP)
+		snprintf(q->reason, sizeof(q->reason), "a symbolic link, not a file");
+	else if (r == -ENXIO)
+		snprintf(q->reason, sizeof(q->reason), "a socket or device, not a regular file");
+	else
+		snprintf(q->reason, sizeof(q->reason), "cannot be read: %s", strerror(-r));
+	*ret_reason = q->reason;
+	return -EINVAL;
+}
+
 int queue_read(struct queue *q, const char *name, struct queue_request *ret, const char **ret_reason)
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *buf = NULL;
-	struct stat st;
+	struct queue_request req;
+	struct stat lst, st;
 	size_t len = 0;
 	ssize_t n;
 	int r;
 
-	fd = openat(q->new_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0) {
-		if (errno == ELOOP) {
-			*ret_reason = "a symbolic link, not a file";
-			return -EINVAL;
-		}
+	/* Before opening it: a device or FIFO is not even opened. */
+	if (fstatat(q->new_fd, name, &lst, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	}
+	r = check_file(q, &lst, ret_reason);
+	if (r < 0)
+		return r;
+	fd = openat(q->new_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return read_failed(q, -errno, &lst, ret_reason);
 	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode)) {
-		*ret_reason = "not a regular file";
+		return read_failed(q, -errno, &lst, ret_reason);
+	/* And what was opened: it may have been swapped or linked since. */
+	if (st.st_dev != lst.st_dev || st.st_ino != lst.st_ino) {
+		*ret_reason = "replaced while it was being opened";
 		return -EINVAL;
 	}
-	if (st.st_size > QUEUE_FILE_MAX) {
-		*ret_reason = "file is larger than 4096 bytes";
-		return -EINVAL;
-	}
+	r = check_file(q, &st, ret_reason);
+	if (r < 0)
+		return r;
 	buf = malloc(QUEUE_FILE_MAX + 1);
 	if (!buf)
 		return -ENOMEM;
@@ -335,19 +454,34 @@ int queue_read(struct queue *q, const char *name, struct queue_request *ret, con
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			return read_failed(q, -errno, &st, ret_reason);
 		}
 		len += (size_t)n;
 	}
-	r = queue_parse_request(buf, len, ret, ret_reason);
+	r = queue_parse_request(buf, len, &req, ret_reason);
 	if (r < 0)
 		return r;
-	if (!ret->id[0] && !ret->cancel[0])
-		derive_id(name, &st, ret->id);
+	if (!req.id[0] && !req.cancel[0])
+		derive_id(name, &st, req.id);
+	req.mtime = (uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
+	*ret = req;
 	return 0;
 }
 
-/* Writes rejected/NAME.reason. */
+int queue_file_ino(struct queue *q, const char *name, uint64_t *ret_ino)
+{
+	struct stat st;
+
+	if (fstatat(q->new_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	*ret_ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
+/* Writes rejected/NAME.reason: a new file, never through a link (a member
+ * who could plant one there must not make us write elsewhere); a stale one
+ * in our own rejected/ is replaced.  Not synced: queue_reject_sync() syncs
+ * the directory once a batch, and the reason is advice, the file the thing. */
 static int write_reason(struct queue *q, const char *name, const char *reason)
 {
 	_cleanup_free_ char *rname = NULL;
@@ -357,28 +491,71 @@ static int write_reason(struct queue *q, const char *name, const char *reason)
 
 	if (asprintf(&rname, "%s.reason", name) < 0)
 		return -ENOMEM;
-	fd = openat(q->rejected_fd, rname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+	fd = openat(q->rejected_fd, rname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0 && errno == EEXIST && unlinkat(q->rejected_fd, rname, 0) == 0)
+		fd = openat(q->rejected_fd, rname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd < 0)
 		return -errno;
 	r = strbuf_addf(&sb, "%s\n", reason);
 	if (r >= 0)
 		r = write_all(fd, sb.buf, sb.len);
 	strbuf_release(&sb);
-	if (r >= 0 && fsync(fd) < 0)
-		r = -errno;
 	return r < 0 ? r : 0;
+}
+
+/* Moves fromfd/name into rejected/, under its own name or, where that is
+ * taken, NAME.N (never over another reject), and writes its reason.  0 when
+ * both are done, 1 when the file moved but its reason could not be written. */
+static int move_aside(struct queue *q, int fromfd, const char *name, const char *reason)
+{
+	char dst[256];
+
+	for (unsigned i = 0;; i++) {
+		/* Room for ".NN" and ".reason" within NAME_MAX. */
+		if (i == 0 && strlen(name) <= 200)
+			snprintf(dst, sizeof(dst), "%s", name);
+		else
+			snprintf(dst, sizeof(dst), "%.200s.%u", name, i);
+		if (renameat2(fromfd, name, q->rejected_fd, dst, RENAME_NOREPLACE) == 0)
+			break;
+		if (errno == EINVAL) {
+			/* A file system without RENAME_NOREPLACE: rejected/ is ours,
+			 * so nobody else creates names in it meanwhile. */
+			struct stat st;
+			if (fstatat(q->rejected_fd, dst, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+				if (renameat(fromfd, name, q->rejected_fd, dst) == 0)
+					break;
+				return -errno;
+			}
+			errno = EEXIST;
+		}
+		if (errno != EEXIST)
+			return -errno;
+		if (i >= 99)
+			return -EEXIST;
+	}
+	q->unsynced = true;
+	return write_reason(q, dst, reason) < 0 ? 1 : 0;
 }
 
 int queue_reject(struct queue *q, const char *name, const char *reason)
 {
-	int r;
+	return move_aside(q, q->new_fd, name, reason);
+}
 
-	if (renameat(q->new_fd, name, q->rejected_fd, name) < 0)
-		return -errno;
-	r = write_reason(q, name, reason);
-	/* The file has moved either way; make both directories agree on disk. */
-	(void)fsync_dirfd(q->rejected_fd);
-	(void)fsync_dirfd(q->new_fd);
+int queue_reject_sync(struct queue *q)
+{
+	int r = 0, k;
+
+	if (!q->unsynced)
+		return 0;
+	q->unsynced = false;
+	if ((k = fsync_dirfd(q->rejected_fd)) < 0)
+		r = k;
+	if ((k = fsync_dirfd(q->new_fd)) < 0 && r == 0)
+		r = k;
+	if ((k = fsync_dirfd(q->tmp_fd)) < 0 && r == 0)
+		r = k;
 	return r;
 }
 
@@ -411,16 +588,12 @@ int queue_sweep_tmp(struct queue *q, uint64_t now)
 		mtime = (uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
 		if (mtime + QUEUE_TMP_STALE_USEC > now)
 			continue; /* a producer may still be writing it */
-		if (renameat(q->tmp_fd, de->d_name, q->rejected_fd, de->d_name) == 0) {
-			write_reason(q, de->d_name, "left in tmp/ for over a minute: its producer died while writing it");
+		if (move_aside(q, q->tmp_fd, de->d_name,
+			       "left in tmp/ for over a minute: its producer died while writing it") >= 0)
 			moved++;
-		}
 	}
 	closedir(d);
-	if (moved) {
-		(void)fsync_dirfd(q->rejected_fd);
-		(void)fsync_dirfd(q->tmp_fd);
-	}
+	(void)queue_reject_sync(q);
 	return moved;
 }
 
@@ -453,7 +626,11 @@ int queue_enqueue(const char *dir, struct queue_request *req)
 	fd = open(tmp_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd < 0)
 		return -errno;
-	r = queue_format_request(req, &sb);
+	/* Readable by the spool's group whatever the producer's umask (077
+	 * would leave a file the daemon cannot read). */
+	r = fchmod(fd, 0640) < 0 ? -errno : 0;
+	if (r >= 0)
+		r = queue_format_request(req, &sb);
 	if (r >= 0)
 		r = write_all(fd, sb.buf, sb.len);
 	strbuf_release(&sb);

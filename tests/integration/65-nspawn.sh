@@ -175,8 +175,11 @@ check "sysusers made the user blinkhook and the group blinkhook-queue" \
 # this container lacks.
 in_ct systemd-tmpfiles --create /usr/local/lib/tmpfiles.d/blinkhook.conf >"$T/tmpfiles.log" 2>&1
 check "systemd-tmpfiles --create succeeds" test $? = 0
-check "the spool is blinkhook:blinkhook-queue 2770" \
-	test "$(in_ct stat -c '%U:%G %a' /var/spool/blinkhook /var/spool/blinkhook/new | sort -u)" = "blinkhook:blinkhook-queue 2770"
+check "the spool is blinkhook:blinkhook-queue; only tmp/ and new/ group-writable (sticky)" \
+	test "$(in_ct stat -c '%n %U:%G %a' /var/spool/blinkhook /var/spool/blinkhook/tmp /var/spool/blinkhook/new \
+		/var/spool/blinkhook/rejected | tr '\n' ' ')" = "/var/spool/blinkhook blinkhook:blinkhook-queue 2751 \
+/var/spool/blinkhook/tmp blinkhook:blinkhook-queue 3770 /var/spool/blinkhook/new blinkhook:blinkhook-queue 3770 \
+/var/spool/blinkhook/rejected blinkhook:blinkhook-queue 2750 "
 check "the config is root:blinkhook-queue 0640 (the daemon and blinkhookctl users read it)" \
 	test "$(in_ct stat -c '%U:%G %a' /etc/blinkhook/blinkhookd.conf)" = "root:blinkhook-queue 640"
 in_ct systemctl daemon-reload
@@ -367,23 +370,44 @@ dir = /var/lib/blinkhook/acme
 EOF
 chmod 0640 "$R/etc/blinkhook/acme.conf"
 (umask 077 && printf '%s\n' "$API_KEY" >"$R/etc/blinkhook/acme.meraki-api-key")
-# The instance's spool, as blinkhookd@.service's comment says.
-mkdir -p "$R/etc/tmpfiles.d"
-for d in "" /tmp /new /rejected; do
-	echo "d /var/spool/blinkhook/acme$d 2770 blinkhook blinkhook-queue -"
-done >"$R/etc/tmpfiles.d/blinkhook-acme.conf"
+# The instance's group and spool, as blinkhookd@.service's comment says.
+mkdir -p "$R/etc/tmpfiles.d" "$R/etc/sysusers.d"
+echo "g blinkhook-queue-acme -" >"$R/etc/sysusers.d/blinkhook-acme.conf"
+sed -n 's/^#     \([dz] .*\)$/\1/p' "$TOP/systemd/blinkhookd@.service" >"$R/etc/tmpfiles.d/blinkhook-acme.conf"
+check "the unit's comment gives the instance's tmpfiles lines" test "$(wc -l <"$R/etc/tmpfiles.d/blinkhook-acme.conf")" = 5
+in_ct systemd-sysusers /etc/sysusers.d/blinkhook-acme.conf >>"$T/sysusers.log" 2>&1
 in_ct systemd-tmpfiles --create /usr/local/lib/tmpfiles.d/blinkhook.conf /etc/tmpfiles.d/blinkhook-acme.conf \
 	>>"$T/tmpfiles.log" 2>&1
-check "tmpfiles gives the instance's config to root:blinkhook-queue 0640 too" \
-	test "$(in_ct stat -c '%U:%G %a' /etc/blinkhook/acme.conf)" = "root:blinkhook-queue 640"
+check "tmpfiles gives the instance's config to root:blinkhook-queue-acme 0640" \
+	test "$(in_ct stat -c '%U:%G %a' /etc/blinkhook/acme.conf)" = "root:blinkhook-queue-acme 640"
+check "the instance's spool is its group's" \
+	test "$(in_ct stat -c '%U:%G %a' /var/spool/blinkhook/acme/new)" = "blinkhook:blinkhook-queue-acme 3770"
+in_ct useradd -M -U -G blinkhook-queue-acme -s /usr/sbin/nologin acmetech
+as_acmetech() { in_ct setpriv --reuid=acmetech --regid=acmetech --init-groups "$@"; }
+fails() { ! "$@"; }
 in_ct systemctl start blinkhookd@acme.service >"$T/start-acme.log" 2>&1
 rc=$?
 if [ "$rc" = 0 ] && ct_state_is blinkhookd@acme.service active; then
 	ok "blinkhookd@acme.service starts"
 	check "the instance listens on its own address" journal_has blinkhookd@acme.service "listening on 127.0.0.1:$INST_PORT"
 	acme_state_is() { test "$(in_ct blinkhookctl -c /etc/blinkhook/acme.conf status "$1" --json 2>/dev/null | json 'j["state"]')" = "$2"; }
-	id=$(as_tech blinkhookctl -c /etc/blinkhook/acme.conf blink Q2AA-BBBB-AC01 --duration 1)
-	check "a queue member's blink to the instance completes" wait_until 20 acme_state_is "$id" complete
+	id=$(as_acmetech blinkhookctl -c /etc/blinkhook/acme.conf blink Q2AA-BBBB-AC01 --duration 1)
+	check "a member of the instance's queue group: its blink to the instance completes" \
+		wait_until 20 acme_state_is "$id" complete
+	acme_reads_jobs() { test "$(as_acmetech blinkhookctl -c /etc/blinkhook/acme.conf jobs --json | json 'len(j)')" = 1; }
+	check "... and it reads the instance's jobs" acme_reads_jobs
+	main_member_queues_for_acme() {
+		as_tech blinkhookctl -c /etc/blinkhook/acme.conf blink Q2AA-BBBB-AC02 >/dev/null 2>&1 ||
+			test -n "$(ls -A "$R/var/spool/blinkhook/acme/new")"
+	}
+	check "a member of the main queue cannot queue for the instance" fails main_member_queues_for_acme
+	main_member_reads_acme() {
+		as_tech ls /var/spool/blinkhook/acme/new >/dev/null 2>&1 ||
+			as_tech cat /var/lib/blinkhook/acme/jobs.log >/dev/null 2>&1
+	}
+	check "... nor read its spool or jobs" fails main_member_reads_acme
+	acme_member_queues_for_main() { as_acmetech blinkhookctl blink Q2AA-BBBB-AC03 >/dev/null 2>&1; }
+	check "the instance's member cannot queue for the main service" fails acme_member_queues_for_main
 	check "the instance keeps its job log in /var/lib/blinkhook/acme" test -s "$R/var/lib/blinkhook/acme/jobs.log"
 	check "the main service's job log does not have the instance's job" \
 		sh -c "! grep -q '$id' '$R/var/lib/blinkhook/jobs.log'"

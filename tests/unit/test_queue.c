@@ -8,7 +8,9 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <cmocka.h>
 
 #include "testlib.h"
@@ -644,6 +646,156 @@ static void test_sweep_tmp(void **state)
 	queue_free(q);
 }
 
+/* ---- trust: links, modes, owners ---- */
+
+static void test_open_refuses_symlinks(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *spool = new_spool();
+	_cleanup_free_ char *rej = path_join(spool, "rejected");
+	_cleanup_free_ char *aside = path_join(spool, "rejected.real");
+	_cleanup_free_ char *elsewhere = path_join(tmpdir, "elsewhere");
+	_cleanup_free_ char *top_link = path_join(tmpdir, "spool-link");
+	struct queue *q = NULL;
+
+	assert_int_equal(queue_open(spool, &q), 0);
+	assert_null(queue_lax_dir(q));
+	queue_free(q);
+
+	/* rejected/ replaced by a link into another directory. */
+	assert_int_equal(mkdir(elsewhere, 0700), 0);
+	assert_int_equal(rename(rej, aside), 0);
+	assert_int_equal(symlink(elsewhere, rej), 0);
+	q = NULL;
+	assert_int_equal(queue_open(spool, &q), -ELOOP);
+	assert_null(q);
+	assert_int_equal(count_entries(tmpdir, "elsewhere"), 0);
+	assert_int_equal(unlink(rej), 0);
+	assert_int_equal(rename(aside, rej), 0);
+
+	/* The spool itself a link. */
+	assert_int_equal(symlink(spool, top_link), 0);
+	assert_int_equal(queue_open(top_link, &q), -ELOOP);
+
+	/* A group-writable rejected/ is worth a warning. */
+	assert_int_equal(chmod(rej, 0770), 0);
+	assert_int_equal(queue_open(spool, &q), 0);
+	assert_string_equal(queue_lax_dir(q), "rejected/");
+	queue_free(q);
+}
+
+static void test_hard_link(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *spool = new_spool();
+	_cleanup_free_ char *outside = NULL, *linked = NULL, *content = NULL;
+	static const char good[] = "{\"serial\":\"" SERIAL "\"}";
+	struct queue *q = NULL;
+
+	assert_int_equal(queue_open(spool, &q), 0);
+	/* A good request, but linked in from outside the spool. */
+	outside = path_join(spool, "outside.json");
+	write_file(outside, good, strlen(good));
+	linked = join3(spool, "new", "linked.json");
+	assert_int_equal(link(outside, linked), 0);
+	read_bad(q, "linked.json", -EINVAL, "hard links");
+	assert_int_equal(queue_reject(q, "linked.json", "has 2 hard links"), 0);
+	assert_int_equal(queue_reject_sync(q), 0);
+	assert_false(exists_in(spool, "new", "linked.json"));
+	assert_int_equal(read_file_capped(AT_FDCWD, outside, 65536, &content, NULL), 0);
+	assert_string_equal(content, good);
+	queue_free(q);
+}
+
+static void test_reason_excl(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *spool = new_spool();
+	_cleanup_free_ char *victim = NULL, *planted = NULL, *content = NULL, *why = NULL, *first = NULL;
+	struct queue *q = NULL;
+
+	assert_int_equal(queue_open(spool, &q), 0);
+	victim = path_join(spool, "instance-id");
+	write_file(victim, "precious\n", 9);
+	/* A reason file planted as a hard link to a file elsewhere. */
+	planted = join3(spool, "rejected", "bad.json.reason");
+	assert_int_equal(link(victim, planted), 0);
+	write_in(spool, "new", "bad.json", "{");
+	assert_int_equal(queue_reject(q, "bad.json", "not valid JSON"), 0);
+	assert_int_equal(read_file_capped(AT_FDCWD, victim, 65536, &content, NULL), 0);
+	assert_string_equal(content, "precious\n");
+	why = read_in(spool, "rejected", "bad.json.reason");
+	assert_string_equal(why, "not valid JSON\n");
+
+	/* A second reject of the same name keeps the first. */
+	write_in(spool, "new", "bad.json", "{{");
+	assert_int_equal(queue_reject(q, "bad.json", "again"), 0);
+	first = read_in(spool, "rejected", "bad.json");
+	assert_string_equal(first, "{");
+	free(why);
+	why = read_in(spool, "rejected", "bad.json.1.reason");
+	assert_string_equal(why, "again\n");
+	assert_int_equal(queue_reject_sync(q), 0);
+	queue_free(q);
+}
+
+static void test_unreadable(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *spool = new_spool();
+	_cleanup_free_ char *sock_path = NULL, *locked = NULL, *stranger = NULL;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct queue *q = NULL;
+	int fd;
+
+	assert_int_equal(queue_open(spool, &q), 0);
+	/* A unix socket: opening it says ENXIO; it must be rejected, not
+	 * retried forever. */
+	sock_path = join3(spool, "new", "sock.json");
+	assert_true(strlen(sock_path) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, sock_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	read_bad(q, "sock.json", -EINVAL, "socket");
+	assert_int_equal(queue_reject(q, "sock.json", "a socket"), 0);
+	assert_true(exists_in(spool, "rejected", "sock.json"));
+	close(fd);
+
+	if (geteuid() != 0) {
+		/* A file its producer left unreadable (umask 077 in another
+		 * user's hands; here: mode 000). */
+		write_in(spool, "new", "locked.json", "{\"serial\":\"" SERIAL "\"}");
+		locked = join3(spool, "new", "locked.json");
+		assert_int_equal(chmod(locked, 0), 0);
+		read_bad(q, "locked.json", -EINVAL, "may not read");
+	} else {
+		/* Root reads anything; but a file of a stranger's user and group
+		 * is not trusted. */
+		write_in(spool, "new", "stranger.json", "{\"serial\":\"" SERIAL "\"}");
+		stranger = join3(spool, "new", "stranger.json");
+		assert_int_equal(chown(stranger, 54321, 54321), 0);
+		read_bad(q, "stranger.json", -EINVAL, "neither the daemon's user nor the spool's group");
+	}
+	queue_free(q);
+}
+
+static void test_enqueue_mode(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *spool = new_spool();
+	_cleanup_free_ char *path = NULL;
+	struct queue_request req = {.id = "umask-077", .serial = SERIAL, .duration = 5};
+	struct stat st;
+	mode_t old = umask(077);
+
+	assert_int_equal(queue_enqueue(spool, &req), 0);
+	umask(old);
+	path = join3(spool, "new", "umask-077.json");
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -659,6 +811,11 @@ int main(void)
 		cmocka_unit_test(test_reject),
 		cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_sweep_tmp),
+		cmocka_unit_test(test_open_refuses_symlinks),
+		cmocka_unit_test(test_hard_link),
+		cmocka_unit_test(test_reason_excl),
+		cmocka_unit_test(test_unreadable),
+		cmocka_unit_test(test_enqueue_mode),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
