@@ -795,6 +795,14 @@ int str_copy(char *dst, size_t size, const char *src)
 	return 0;
 }
 
+bool str_has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 char *path_join(const char *a, const char *b)
 {
 	size_t la, lb;

@@ -68,6 +68,8 @@ static inline int negative_errno(void) { return errno > 0 ? -errno : -EIO; }
  * (dst holding what fitted) when src is longer.  STR_COPY for arrays. */
 int str_copy(char *dst, size_t size, const char *src);
 #define STR_COPY(dst, src) str_copy((dst), sizeof(dst), (src))
+/* Whether s holds a C0 control character or DEL. */
+bool str_has_control(const char *s);
 
 /* "10s", "5min", "1.5h", "30d", "250ms", "2min 30s"; a bare number is seconds.
  * -EINVAL on anything else, -ERANGE past UINT64_MAX microseconds. */
