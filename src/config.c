@@ -813,8 +813,10 @@ int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR
 				 CONFIG_FILE_MAX);
 		else if (r == -EINVAL)
 			snprintf(err, CONFIG_ERROR_MAX, "%s: not a regular file", path);
-		else
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
+		else {
+			errno = -r;
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %m", path);
+		}
 		return r;
 	}
 

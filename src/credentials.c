@@ -35,7 +35,7 @@ static int secret_check(char *s, enum secret_kind kind, const char **ret_reason)
 	n -= start;
 	memmove(s, s + start, n);
 	/* Wipes what the move left behind, which also ends the string. */
-	explicit_bzero(s + n, len - n);
+	secret_wipe(s + n, len - n);
 
 	if (n == 0) {
 		*ret_reason = "is empty";
@@ -54,6 +54,21 @@ static int secret_check(char *s, enum secret_kind kind, const char **ret_reason)
 	return 0;
 }
 
+/* "path: the error's text" into err; returns r (-errno). */
+static int fail_errno(char err[static CONFIG_ERROR_MAX], const char *path, int r)
+{
+	errno = -r;
+	snprintf(err, CONFIG_ERROR_MAX, "%s: %m", path);
+	return r;
+}
+
+/* The read buffer leaves no copy of a secret on the stack, whichever way
+ * the function returns. */
+static void buf_wipe(char (*buf)[SECRET_FILE_MAX + 2])
+{
+	secret_wipe(*buf, sizeof(*buf));
+}
+
 /* Reads a secret from a file.  private: the file must not be accessible to
  * group or others (credentials under $CREDENTIALS_DIRECTORY are systemd's to
  * protect).  -ENOENT when the file does not exist, with err untouched. */
@@ -61,7 +76,7 @@ static int secret_read_file(const char *path, bool private, enum secret_kind kin
 			    char **ret, char err[static CONFIG_ERROR_MAX])
 {
 	_cleanup_close_ int fd = -1;
-	char buf[SECRET_FILE_MAX + 2];
+	_cleanup_(buf_wipe) char buf[SECRET_FILE_MAX + 2];
 	const char *reason = NULL;
 	size_t len = 0;
 	struct stat st;
@@ -69,17 +84,10 @@ static int secret_read_file(const char *path, bool private, enum secret_kind kin
 	int r;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		r = -errno;
-		if (r != -ENOENT)
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
-		return r;
-	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
-		return r;
-	}
+	if (fd < 0)
+		return errno == ENOENT ? -ENOENT : fail_errno(err, path, -errno);
+	if (fstat(fd, &st) < 0)
+		return fail_errno(err, path, -errno);
 	if (!S_ISREG(st.st_mode)) {
 		snprintf(err, CONFIG_ERROR_MAX, "%s: not a regular file", path);
 		return -EINVAL;
@@ -96,35 +104,28 @@ static int secret_read_file(const char *path, bool private, enum secret_kind kin
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			r = -errno;
-			explicit_bzero(buf, sizeof(buf));
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
-			return r;
+			return fail_errno(err, path, -errno);
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
 	if (len > SECRET_FILE_MAX) {
-		explicit_bzero(buf, sizeof(buf));
 		snprintf(err, CONFIG_ERROR_MAX, "%s: larger than %d bytes", path, SECRET_FILE_MAX);
 		return -EFBIG;
 	}
 	buf[len] = '\0';
 	if (strlen(buf) != len) {
-		explicit_bzero(buf, sizeof(buf));
 		snprintf(err, CONFIG_ERROR_MAX, "%s: contains a NUL byte", path);
 		return -EINVAL;
 	}
 
 	r = secret_check(buf, kind, &reason);
 	if (r < 0) {
-		explicit_bzero(buf, sizeof(buf));
 		snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, reason);
 		return r;
 	}
 	s = secret_strdup(buf);
-	explicit_bzero(buf, sizeof(buf));
 	if (!s) {
 		snprintf(err, CONFIG_ERROR_MAX, "%s: out of memory", path);
 		return -ENOMEM;
@@ -168,7 +169,7 @@ int config_load_api_key(const struct config *c, char **ret_key, const char **ret
 	env = getenv(env_name);
 	if (env) {
 		env_key = secret_strdup(env);
-		explicit_bzero(env, strlen(env));
+		secret_wipe(env, strlen(env));
 		(void)unsetenv(env_name);
 		if (!env_key) {
 			snprintf(err, CONFIG_ERROR_MAX, "out of memory");
@@ -206,7 +207,7 @@ int config_load_api_key(const struct config *c, char **ret_key, const char **ret
 	if (c && c->api_key_file) {
 		r = secret_read_file(c->api_key_file, true, SECRET_API_KEY, &key, err);
 		if (r == -ENOENT)
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", c->api_key_file, strerror(ENOENT));
+			fail_errno(err, c->api_key_file, -ENOENT);
 		if (r < 0)
 			return r;
 		*ret_key = key;
@@ -241,8 +242,7 @@ int config_load_callback_secret(const struct config *c, char **ret_secret,
 		r = secret_read_file(c->shared_secret_file, true, SECRET_SHARED, &secret, err);
 		/* Named in the config but missing: an error, not "not set". */
 		if (r == -ENOENT) {
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", c->shared_secret_file,
-				 strerror(ENOENT));
+			fail_errno(err, c->shared_secret_file, -ENOENT);
 			return -EINVAL;
 		}
 		if (r < 0)

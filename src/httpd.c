@@ -208,12 +208,9 @@ static bool peer_key(const struct sockaddr *sa, int *ret_family, uint8_t addr[st
 
 static struct peer **peer_slot(struct httpd *h, int family, const uint8_t addr[static 16])
 {
-	uint32_t x = 2166136261u;
 	struct peer **p;
 
-	for (size_t i = 0; i < 16; i++)
-		x = (x ^ addr[i]) * 16777619u;
-	for (p = &h->peers[x % PEER_BUCKETS]; *p; p = &(*p)->next)
+	for (p = &h->peers[fnv1a64(addr, 16) % PEER_BUCKETS]; *p; p = &(*p)->next)
 		if ((*p)->family == family && memcmp((*p)->addr, addr, 16) == 0)
 			break;
 	return p;

@@ -2,6 +2,7 @@
 /*
  * util — see include/blinkhook/util.h for the contract.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -342,10 +343,11 @@ static bool is_leap(int year)
 	return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
 }
 
-static int days_in_month(int year, int month)
+int days_in_month(int year, int month)
 {
 	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
+	assert(month >= 1 && month <= 12);
 	return month == 2 && is_leap(year) ? 29 : days[month - 1];
 }
 
@@ -553,9 +555,11 @@ void secret_free(void *ptr)
 		return;
 	p -= SECRET_HEADER;
 	memcpy(&size, p, sizeof(size));
-	explicit_bzero(p, size);
+	secret_wipe(p, size);
 	munmap(p, size);
 }
+
+void secret_wipe(void *p, size_t len) { explicit_bzero(p, len); }
 
 char *secret_strdup(const char *s)
 {
@@ -802,6 +806,17 @@ bool str_has_control(const char *s)
 			return true;
 	return false;
 }
+
+uint64_t fnv1a64_add(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * FNV1A64_PRIME;
+	return h;
+}
+
+uint64_t fnv1a64_str(const char *s) { return fnv1a64(s, strlen(s)); }
 
 char *path_join(const char *a, const char *b)
 {
