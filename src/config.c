@@ -378,6 +378,17 @@ static void set_string(char **field, char *v)
 	*field = v;
 }
 
+/* Stores a copy of v in *field: -ENOMEM or 0. */
+static int set_copy(char **field, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (!copy)
+		return -ENOMEM;
+	set_string(field, copy);
+	return 0;
+}
+
 static void format_size(char *buf, size_t len, uint64_t bytes)
 {
 	static const struct {
@@ -512,10 +523,8 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 
 	switch (k->kind) {
 	case KIND_STRING:
-		v = strdup(v);
-		if (!v)
+		if (set_copy(field, v) < 0)
 			goto oom;
-		set_string(field, v);
 		return 0;
 
 	case KIND_TOKEN:
@@ -524,10 +533,8 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 			     k->name, v);
 			return -EINVAL;
 		}
-		v = strdup(v);
-		if (!v)
+		if (set_copy(field, v) < 0)
 			goto oom;
-		set_string(field, v);
 		return 0;
 
 	case KIND_URL:
@@ -558,10 +565,8 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 			     k->name, v);
 			return -EINVAL;
 		}
-		v = strdup(v);
-		if (!v)
+		if (set_copy(field, v) < 0)
 			goto oom;
-		set_string(field, v);
 		return 0;
 
 	case KIND_TIMESPAN:

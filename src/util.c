@@ -153,6 +153,27 @@ static const struct unit *unit_find(const struct unit *units, size_t n, const ch
 	return NULL;
 }
 
+/* One amount of a span or size: a decimal, blanks, and the letters of its
+ * unit (none: *ret_len is 0), leaving *p after them and the blanks that
+ * follow. */
+static int parse_amount(const char **p, struct decimal *d, const char **ret_name, size_t *ret_len)
+{
+	const char *name;
+	int r;
+
+	r = parse_decimal(p, d);
+	if (r < 0)
+		return r;
+	name = skip_space(*p);
+	*p = name;
+	while (is_alpha(**p))
+		(*p)++;
+	*ret_name = name;
+	*ret_len = (size_t)(*p - name);
+	*p = skip_space(*p);
+	return 0;
+}
+
 int parse_timespan(const char *s, uint64_t *ret_usec)
 {
 	uint64_t sum = 0;
@@ -170,29 +191,21 @@ int parse_timespan(const char *s, uint64_t *ret_usec)
 		const struct unit *u;
 		struct decimal d;
 		const char *name;
+		size_t len;
 		uint64_t v;
 		int r;
 
-		r = parse_decimal(&p, &d);
+		r = parse_amount(&p, &d, &name, &len);
 		if (r < 0)
 			return r;
-		p = skip_space(p);
-		name = p;
-		while (is_alpha(*p))
-			p++;
-		if (p == name) {
-			/* A bare number is seconds, but only on its own: "2min 30"
-			 * is more likely a slip than two and a half minutes. */
-			if (n > 0 || *p)
-				return -EINVAL;
-			u = unit_find(time_units, ELEMENTSOF(time_units), "s", 1);
-		} else {
-			u = unit_find(time_units, ELEMENTSOF(time_units), name,
-				      (size_t)(p - name));
-			if (!u)
-				return -EINVAL;
-		}
-		p = skip_space(p);
+		/* A bare number is seconds, but only on its own: "2min 30" is
+		 * more likely a slip than two and a half minutes. */
+		if (len == 0 && (n > 0 || *p))
+			return -EINVAL;
+		u = len ? unit_find(time_units, ELEMENTSOF(time_units), name, len)
+			: unit_find(time_units, ELEMENTSOF(time_units), "s", 1);
+		if (!u)
+			return -EINVAL;
 
 		r = decimal_scale(&d, u->factor, &v);
 		if (r < 0 || v > UINT64_MAX - sum)
@@ -212,27 +225,24 @@ int parse_size(const char *s, uint64_t *ret_bytes)
 	const struct unit *u;
 	struct decimal d;
 	const char *p, *name;
+	size_t len;
 	uint64_t v;
 	int r;
 
 	if (!s)
 		return -EINVAL;
 	p = skip_space(s);
-	r = parse_decimal(&p, &d);
+	r = parse_amount(&p, &d, &name, &len);
 	if (r < 0)
 		return r;
-	p = skip_space(p);
-	name = p;
-	while (is_alpha(*p))
-		p++;
-	if (p == name)
+	if (len == 0)
 		u = &size_units[0];
 	else {
-		u = unit_find(size_units, ELEMENTSOF(size_units), name, (size_t)(p - name));
+		u = unit_find(size_units, ELEMENTSOF(size_units), name, len);
 		if (!u)
 			return -EINVAL;
 	}
-	if (*skip_space(p))
+	if (*p)
 		return -EINVAL;
 
 	r = decimal_scale(&d, u->factor, &v);
