@@ -2,6 +2,7 @@
 /*
  * credentials — see include/blinkhook/credentials.h for the contract.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -160,6 +161,7 @@ int config_load_api_key(const struct config *c, char **ret_key, const char **ret
 	char *env, *env_key = NULL, *key = NULL;
 	int r;
 
+	assert(ret_key && err);
 	err[0] = '\0';
 
 	/* The environment's key leaves the environment block as soon as it
@@ -228,6 +230,7 @@ int config_load_callback_secret(const struct config *c, char **ret_secret,
 	char *secret = NULL;
 	int r;
 
+	assert(ret_secret && err);
 	err[0] = '\0';
 
 	r = secret_read_credential("callback-secret", SECRET_SHARED, &secret, err);
