@@ -94,7 +94,7 @@ check "blinkhookd@.service loads the key from /opt/etc/blinkhook/%i.meraki-api-k
 check "the tmpfiles entry sets the mode of /opt/etc/blinkhook/blinkhookd.conf" \
 	grep -qE '^z /opt/etc/blinkhook/blinkhookd.conf 0640 root +blinkhook-queue -$' "$TMPF"
 check "nothing installed names /etc/blinkhook any more" \
-	sh -c "! grep -rn '[^t]/etc/blinkhook' '$UNITS' '$TMPF' '$ROOT/opt/etc/blinkhook/blinkhookd.conf'"
+	sh -c "! grep -rq '[^t]/etc/blinkhook' '$UNITS' '$TMPF' '$ROOT/opt/etc/blinkhook/blinkhookd.conf'"
 
 D=$ROOT/usr/sbin/blinkhookd
 CTL=$ROOT/usr/bin/blinkhookctl
