@@ -54,8 +54,9 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
 	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy clang-format \
-	procps
-# procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it).
+	procps dpkg-dev
+# procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
+# dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with.
 
 CORE := util log config json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd
