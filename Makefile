@@ -6,9 +6,12 @@
 #   make demo       the whole pipeline against the Meraki simulator, on loopback
 #   make bench      the benchmark table (not part of check; about 6 minutes)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 30) each
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local SYSCONFDIR=/etc DESTDIR=
+#   make format     clang-format the project's C files in place (make lint checks them)
 #
-# CFLAGS and LDFLAGS are the user's; the project's own flags live apart.
+# CPPFLAGS, CFLAGS and LDFLAGS are the user's (a packager's); the project's own
+# flags live apart and come first, so that the user's can override them.
+# SYSCONFDIR is compiled in: the default config is $(SYSCONFDIR)/blinkhook/blinkhookd.conf.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -22,6 +25,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
 CC ?= cc
 CFLAGS ?= -O2 -g
+CPPFLAGS ?=
 LDFLAGS ?=
 PKG_CONFIG ?= pkg-config
 B ?= build
@@ -31,8 +35,12 @@ WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wconversion -Wsign-conversion \
 	-Wnull-dereference -Wwrite-strings -Wmissing-declarations -Wno-unused-parameter
 # Warnings are errors in the developers' and CI's builds; WERROR= turns that off.
 WERROR ?= -Werror
-BH_CFLAGS := -std=gnu17 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE \
-	-Iinclude $(WARNINGS) $(WERROR) -MMD -MP
+# _FORTIFY_SOURCE=2 unless the user's flags choose a level (or -U it): a second
+# -D_FORTIFY_SOURCE would be a redefinition, an error under -Werror.  The -U
+# drops a level the compiler may define by itself.
+BH_FORTIFY := $(if $(findstring _FORTIFY_SOURCE,$(CPPFLAGS) $(CFLAGS)),,-U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2)
+BH_CFLAGS := -std=gnu17 -D_GNU_SOURCE $(BH_FORTIFY) -fstack-protector-strong -fPIE \
+	-DBLINKHOOK_SYSCONFDIR='"$(SYSCONFDIR)"' -Iinclude $(WARNINGS) $(WERROR) -MMD -MP
 BH_LDFLAGS := -pie -Wl,-z,relro,-z,now
 
 PKGS_D := libmicrohttpd json-c libcrypto libsystemd libcurl inih
@@ -45,7 +53,10 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
-	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy
+	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy clang-format \
+	procps dpkg-dev
+# procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
+# dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with.
 
 CORE := util log config credentials netaddr json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd
@@ -55,21 +66,33 @@ UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all deps check lint unit integration demo install uninstall clean
+.PHONY: all deps check lint format format-check unit integration demo install uninstall clean FORCE
 .DELETE_ON_ERROR:
 
 all: $(B)/blinkhookd $(B)/blinkhookctl
 
 # ---- objects: a normal build in $(B)/obj and a sanitized one in $(B)/asan ----
 
-$(B)/obj/%.o: src/%.c | $(B)/obj
-	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
-$(B)/obj/%.o: tests/unit/%.c | $(B)/obj
-	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
-$(B)/asan/%.o: src/%.c | $(B)/asan
-	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) -O1 -g $(SAN) -c $< -o $@
-$(B)/asan/%.o: tests/unit/%.c | $(B)/asan
-	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) -O1 -g $(SAN) -c $< -o $@
+$(B)/obj/%.o: src/%.c $(B)/obj/flags | $(B)/obj
+	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+$(B)/obj/%.o: tests/unit/%.c $(B)/obj/flags | $(B)/obj
+	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+$(B)/asan/%.o: src/%.c $(B)/asan/flags | $(B)/asan
+	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) -O1 -g $(SAN) -c $< -o $@
+$(B)/asan/%.o: tests/unit/%.c $(B)/asan/flags | $(B)/asan
+	$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) -O1 -g $(SAN) -c $< -o $@
+
+# Each object directory's flags file holds the flags its objects were built
+# with and is rewritten only when they change (make SYSCONFDIR=... or CFLAGS=...
+# after a plain make): the objects depend on it, so exactly then they rebuild.
+# $(call flags_file,FLAGS): the recipe that keeps $@ up to date.
+flags_file = @flags='$(subst ','\'',$(1))'; \
+	if [ "$$flags" != "$$(cat $@ 2>/dev/null)" ]; then printf '%s\n' "$$flags" >$@; fi
+$(B)/obj/flags: FORCE | $(B)/obj
+	$(call flags_file,$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS))
+$(B)/asan/flags: FORCE | $(B)/asan
+	$(call flags_file,$(CC) $(BH_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(SAN))
+FORCE:
 
 $(B)/obj $(B)/asan $(B)/tests $(B)/tests-asan:
 	mkdir -p $@
@@ -123,7 +146,7 @@ check: deps
 	$(MAKE) --no-print-directory lint
 	B=$(B) tests/run-tests.sh
 
-# ---- static analysis: cppcheck and clang-tidy, clean or the check fails ----
+# ---- static analysis: cppcheck, clang-tidy and clang-format, clean or the check fails ----
 # The chosen checks and why some are off: README.md, "Static analysis".
 
 CHECK_FUZZ_SECONDS ?= 15
@@ -142,6 +165,30 @@ lint: deps
 		$(shell $(PKG_CONFIG) --cflags $(LINT_PKGS) 2>/dev/null) 2>$(B)/clang-tidy.stderr || \
 		{ grep -v 'warnings\{0,1\} generated\.$$' $(B)/clang-tidy.stderr; exit 1; }
 	@echo "lint: clang-tidy clean"
+	@$(MAKE) --no-print-directory format-check
+
+# The project's own C files, in the one style of .clang-format (clang-format 14,
+# Debian 12's: another version may format some lines differently).
+CLANG_FORMAT ?= clang-format
+FORMAT_C = $(wildcard src/*.c include/blinkhook/*.h tests/unit/*.c tests/fuzz/*.c) tests/bench/baseline.c
+
+format:
+	$(CLANG_FORMAT) -i $(FORMAT_C)
+
+# Names every file clang-format would change; `clang-format --dry-run FILE`
+# shows where.
+format-check:
+	@command -v $(CLANG_FORMAT) >/dev/null || { echo "lint: $(CLANG_FORMAT) is missing (make deps)"; exit 1; }
+	@$(CLANG_FORMAT) --dump-config $(firstword $(FORMAT_C)) >/dev/null || exit 1
+	@bad=""; for f in $(FORMAT_C); do \
+		$(CLANG_FORMAT) --dry-run --Werror "$$f" >/dev/null 2>&1 || bad="$$bad $$f"; \
+	done; \
+	if [ -n "$$bad" ]; then \
+		echo "lint: clang-format would change these files (make format changes them; clang-format --dry-run FILE shows where):"; \
+		for f in $$bad; do echo "    $$f"; done; \
+		exit 1; \
+	fi
+	@echo "lint: clang-format clean"
 
 demo: deps
 	$(MAKE) --no-print-directory all
@@ -160,14 +207,18 @@ install: all
 	install -m 0755 $(B)/blinkhookctl $(DESTDIR)$(BINDIR)/blinkhookctl
 	install -m 0644 systemd/blinkhookd.service systemd/blinkhookd.socket systemd/blinkhookd@.service \
 		$(DESTDIR)$(UNITDIR)/
-	sed -i -e 's|/usr/sbin/blinkhookd|$(SBINDIR)/blinkhookd|' \
-		-e 's|file:/usr/share/doc/blinkhook/|file:$(DOCDIR)/|' \
-		$(DESTDIR)$(UNITDIR)/blinkhookd.service $(DESTDIR)$(UNITDIR)/blinkhookd@.service \
-		$(DESTDIR)$(UNITDIR)/blinkhookd.socket
 	install -m 0644 systemd/blinkhook.sysusers $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf
 	install -m 0644 systemd/blinkhook.tmpfiles $(DESTDIR)$(TMPFILESDIR)/blinkhook.conf
-	[ -e $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf ] || \
-		install -m 0640 conf/blinkhookd.conf $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf
+	@# The units and the tmpfiles entry name the paths of this build.
+	sed -i -e 's|/usr/sbin/blinkhookd|$(SBINDIR)/blinkhookd|' \
+		-e 's|file:/usr/share/doc/blinkhook/|file:$(DOCDIR)/|' \
+		-e 's|/etc/blinkhook/|$(SYSCONFDIR)/blinkhook/|g' \
+		$(DESTDIR)$(UNITDIR)/blinkhookd.service $(DESTDIR)$(UNITDIR)/blinkhookd@.service \
+		$(DESTDIR)$(UNITDIR)/blinkhookd.socket $(DESTDIR)$(TMPFILESDIR)/blinkhook.conf
+	@# An existing config is the operator's: never overwritten.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf ] || { \
+		install -m 0640 conf/blinkhookd.conf $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf && \
+		sed -i -e 's|/etc/blinkhook/|$(SYSCONFDIR)/blinkhook/|g' $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf; }
 	install -m 0644 conf/blinkhookd.conf conf/nginx-upstream.conf conf/nginx-location.conf conf/nginx-site.conf conf/Caddyfile \
 		README.md LICENSE $(DESTDIR)$(DOCDIR)/
 

@@ -17,7 +17,11 @@
 
 #include "blinkhook/netaddr.h"
 
-#define CONFIG_DEFAULT_PATH "/etc/blinkhook/blinkhookd.conf"
+/* The build's SYSCONFDIR (make SYSCONFDIR=...), where the default config is. */
+#ifndef BLINKHOOK_SYSCONFDIR
+#define BLINKHOOK_SYSCONFDIR "/etc"
+#endif
+#define CONFIG_DEFAULT_PATH BLINKHOOK_SYSCONFDIR "/blinkhook/blinkhookd.conf"
 #define CONFIG_ERROR_MAX 512
 #define CONFIG_MAX_PROXIES 32
 

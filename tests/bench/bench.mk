@@ -41,7 +41,7 @@ $(B)/bench:
 	mkdir -p $@
 
 $(B)/bench/baseline: tests/bench/baseline.c | $(B)/bench
-	$(CC) $(BENCH_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(BENCH_PKGS)) $(CFLAGS) $(BH_LDFLAGS) $(LDFLAGS) \
+	$(CC) $(BENCH_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(BENCH_PKGS)) $(CPPFLAGS) $(CFLAGS) $(BH_LDFLAGS) $(LDFLAGS) \
 		$< $(shell $(PKG_CONFIG) --libs $(BENCH_PKGS)) -o $@
 
 .DEFAULT_GOAL := $(BENCH_SAVED_DEFAULT_GOAL)

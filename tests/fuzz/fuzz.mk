@@ -20,6 +20,9 @@
 
 B ?= build
 PKG_CONFIG ?= pkg-config
+# The user's preprocessor flags (-I, -D) reach these compiles too; their
+# CFLAGS do not: a fuzz target has its own optimization and sanitizers.
+CPPFLAGS ?=
 
 # Included before the top-level Makefile's first rule, these rules must not
 # become its default goal.
@@ -73,9 +76,9 @@ FUZZ_ENV = TMPDIR=$(FUZZ_TMPDIR) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_OUT)/%)
 
 $(FUZZ_OUT)/obj/%.o: src/%.c | $(FUZZ_OUT)/obj
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS) -c $< -o $@
 $(FUZZ_OUT)/obj/%.o: $(FUZZ_SRC)/%.c | $(FUZZ_OUT)/obj
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS) -c $< -o $@
 $(FUZZ_OUT)/obj:
 	mkdir -p $@
 
