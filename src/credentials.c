@@ -46,9 +46,8 @@ static int secret_check(char *s, enum secret_kind kind, const char **ret_reason)
 		unsigned char ch = (unsigned char)s[i];
 
 		if (kind == SECRET_API_KEY ? ch <= 0x20 || ch >= 0x7f : ch < 0x20 || ch == 0x7f) {
-			*ret_reason = kind == SECRET_API_KEY
-					      ? "contains blanks or characters outside printable ASCII"
-					      : "contains control characters";
+			*ret_reason = kind == SECRET_API_KEY ? "contains blanks or characters outside printable ASCII"
+							     : "contains control characters";
 			return -EINVAL;
 		}
 	}
@@ -73,8 +72,8 @@ static void buf_wipe(char (*buf)[SECRET_FILE_MAX + 2])
 /* Reads a secret from a file.  private: the file must not be accessible to
  * group or others (credentials under $CREDENTIALS_DIRECTORY are systemd's to
  * protect).  -ENOENT when the file does not exist, with err untouched. */
-static int secret_read_file(const char *path, bool private, enum secret_kind kind,
-			    char **ret, char err[static CONFIG_ERROR_MAX])
+static int secret_read_file(const char *path, bool private, enum secret_kind kind, char **ret,
+			    char err[static CONFIG_ERROR_MAX])
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_(buf_wipe) char buf[SECRET_FILE_MAX + 2];
@@ -94,8 +93,7 @@ static int secret_read_file(const char *path, bool private, enum secret_kind kin
 		return -EINVAL;
 	}
 	if (private && (st.st_mode & 077)) {
-		snprintf(err, CONFIG_ERROR_MAX,
-			 "%s: is readable by group or others; chmod 600 it", path);
+		snprintf(err, CONFIG_ERROR_MAX, "%s: is readable by group or others; chmod 600 it", path);
 		return -EACCES;
 	}
 
@@ -218,14 +216,12 @@ int config_load_api_key(const struct config *c, char **ret_key, const char **ret
 		return 0;
 	}
 
-	snprintf(err, CONFIG_ERROR_MAX,
-		 "no API key: set the credential meraki-api-key, %s, or [meraki] api_key_file",
+	snprintf(err, CONFIG_ERROR_MAX, "no API key: set the credential meraki-api-key, %s, or [meraki] api_key_file",
 		 env_name);
 	return -ENOENT;
 }
 
-int config_load_callback_secret(const struct config *c, char **ret_secret,
-				char err[static CONFIG_ERROR_MAX])
+int config_load_callback_secret(const struct config *c, char **ret_secret, char err[static CONFIG_ERROR_MAX])
 {
 	char *secret = NULL;
 	int r;

@@ -58,8 +58,8 @@ int config_parse_listen(const char *s, struct listen_addr *ret)
 			return -EINVAL;
 		/* A bare IPv6 address needs brackets, or its port is ambiguous. */
 		for (const char *h = s; h < colon; h++)
-			if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
-			      (*h >= '0' && *h <= '9') || *h == '.' || *h == '-'))
+			if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') || (*h >= '0' && *h <= '9') ||
+			      *h == '.' || *h == '-'))
 				return -EINVAL;
 		host = strndup(s, (size_t)(colon - s));
 		if (!host)
@@ -135,8 +135,7 @@ int config_parse_cidr(const char *s, struct cidr *ret)
 
 /* IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), so that one comparison covers
  * a v4 peer, a v4 peer seen on a dual-stack socket, and mapped prefixes. */
-static void to_v6(int family, const uint8_t *addr, unsigned prefix, uint8_t out[16],
-		  unsigned *ret_prefix)
+static void to_v6(int family, const uint8_t *addr, unsigned prefix, uint8_t out[16], unsigned *ret_prefix)
 {
 	if (family == AF_INET) {
 		memset(out, 0, 10);
@@ -154,8 +153,7 @@ bool cidr_match(const struct cidr *c, int family, const void *addr)
 	uint8_t net[16], a[16];
 	unsigned prefix, unused;
 
-	if (!c || !addr || (family != AF_INET && family != AF_INET6) ||
-	    (c->family != AF_INET && c->family != AF_INET6))
+	if (!c || !addr || (family != AF_INET && family != AF_INET6) || (c->family != AF_INET && c->family != AF_INET6))
 		return false;
 
 	to_v6(c->family, c->addr, c->prefix, net, &prefix);
@@ -204,14 +202,13 @@ void peer_to_string(const struct sockaddr *peer, char *buf, size_t len)
 	if (peer->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, buf, (socklen_t)len);
 	else if (peer->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr, buf,
-			  (socklen_t)len);
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr, buf, (socklen_t)len);
 	else
 		snprintf(buf, len, "local");
 }
 
-int xff_client(const char *header, const struct sockaddr *peer, const struct cidr *trusted, size_t n_trusted,
-	       char *buf, size_t len)
+int xff_client(const char *header, const struct sockaddr *peer, const struct cidr *trusted, size_t n_trusted, char *buf,
+	       size_t len)
 {
 	const char *end;
 	int found = 0;

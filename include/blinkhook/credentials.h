@@ -27,8 +27,7 @@ int config_load_api_key(const struct config *c, char **ret_key, const char **ret
 
 /* Reads the callback secret for http_server_id mode: the credential
  * "callback-secret", then shared_secret_file.  -ENOENT when neither is set. */
-int config_load_callback_secret(const struct config *c, char **ret_secret,
-				char err[static CONFIG_ERROR_MAX]);
+int config_load_callback_secret(const struct config *c, char **ret_secret, char err[static CONFIG_ERROR_MAX]);
 
 /* "…abcd": the last 4 characters of a key behind an ellipsis, for display. */
 void api_key_mask(const char *key, char buf[static 16]);

@@ -67,7 +67,7 @@ void peer_to_string(const struct sockaddr *peer, char *buf, size_t len);
  * when buf holds an address from the header, 0 when it holds the peer.
  * len of INET6_ADDRSTRLEN or more always fits.
  */
-int xff_client(const char *header, const struct sockaddr *peer, const struct cidr *trusted, size_t n_trusted,
-	       char *buf, size_t len);
+int xff_client(const char *header, const struct sockaddr *peer, const struct cidr *trusted, size_t n_trusted, char *buf,
+	       size_t len);
 
 #endif

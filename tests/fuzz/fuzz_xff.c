@@ -43,8 +43,7 @@ static void make_peer(unsigned pick, struct sockaddr_storage *ss, const struct s
 
 		s6->sin6_family = AF_INET6;
 		snprintf(mapped, sizeof(mapped), "::ffff:%s", v4[(pick / 5) % 3]);
-		FUZZ_CHECK(inet_pton(AF_INET6, pick % 5 == 1 ? v6[(pick / 5) % 3] : mapped, &s6->sin6_addr) == 1,
-			   "v6");
+		FUZZ_CHECK(inet_pton(AF_INET6, pick % 5 == 1 ? v6[(pick / 5) % 3] : mapped, &s6->sin6_addr) == 1, "v6");
 		break;
 	}
 	case 3:

@@ -174,8 +174,7 @@ static void test_api_key_refusals(void **state)
 
 	/* Group or world access to the key file is refused. */
 	assert_int_equal(chmod(k.key_file, 0640), 0);
-	snprintf(want, sizeof(want), "%s: is readable by group or others; chmod 600 it",
-		 k.key_file);
+	snprintf(want, sizeof(want), "%s: is readable by group or others; chmod 600 it", k.key_file);
 	assert_key_error(&c, -EACCES, want);
 	assert_int_equal(chmod(k.key_file, 0604), 0);
 	assert_key_error(&c, -EACCES, want);
@@ -187,8 +186,7 @@ static void test_api_key_refusals(void **state)
 	assert_key_error(&c, -EINVAL, want);
 
 	write_file(k.key_file, "key-0123456789\nsecond line\n", 27, 0600);
-	snprintf(want, sizeof(want), "%s: contains blanks or characters outside printable ASCII",
-		 k.key_file);
+	snprintf(want, sizeof(want), "%s: contains blanks or characters outside printable ASCII", k.key_file);
 	assert_key_error(&c, -EINVAL, want);
 
 	write_file(k.key_file, "key-0123456789\xc3\xa9", 16, 0600);
@@ -224,8 +222,7 @@ static void test_api_key_refusals(void **state)
 
 static void test_callback_secret(void **state)
 {
-	_cleanup_free_ char *dir = tmp_path("cb-credentials"), *cred = NULL,
-			    *file = tmp_path("cb-secret");
+	_cleanup_free_ char *dir = tmp_path("cb-credentials"), *cred = NULL, *file = tmp_path("cb-secret");
 	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
 	char *secret = NULL;
 	struct config c;
@@ -277,9 +274,11 @@ static void test_api_key_mask(void **state)
 
 	(void)state;
 	api_key_mask("0123456789abcdef0123456789abcdef01234567", buf);
-	assert_string_equal(buf, "\xe2\x80\xa6" "4567");
+	assert_string_equal(buf, "\xe2\x80\xa6"
+				 "4567");
 	api_key_mask("abcdefgh", buf);
-	assert_string_equal(buf, "\xe2\x80\xa6" "efgh");
+	assert_string_equal(buf, "\xe2\x80\xa6"
+				 "efgh");
 	api_key_mask("abcdefg", buf);
 	assert_string_equal(buf, "****");
 	api_key_mask("", buf);

@@ -18,8 +18,7 @@
 
 /* ---- listen ---- */
 
-static void assert_listen(const char *s, bool is_unix, const char *host, unsigned port,
-			  const char *path)
+static void assert_listen(const char *s, bool is_unix, const char *host, unsigned port, const char *path)
 {
 	struct listen_addr l;
 
@@ -273,8 +272,7 @@ static void test_xff_several_hops(void **state)
 	(void)state;
 	/* The rightmost entry that is not a trusted proxy, whatever the
 	 * client wrote further left. */
-	assert_xff("127.0.0.1", "127.0.0.1 10.0.0.0/8", "1.1.1.1, 198.51.100.7, 10.0.0.2, 10.0.0.1",
-		   "198.51.100.7", 1);
+	assert_xff("127.0.0.1", "127.0.0.1 10.0.0.0/8", "1.1.1.1, 198.51.100.7, 10.0.0.2, 10.0.0.1", "198.51.100.7", 1);
 	assert_xff("127.0.0.1", "127.0.0.1", "1.1.1.1, 198.51.100.7", "198.51.100.7", 1);
 	/* Lines joined by ',' (one per proxy) walk as one list. */
 	assert_xff("127.0.0.1", "127.0.0.1 10.0.0.1", "6.6.6.6,198.51.100.7,10.0.0.1", "198.51.100.7", 1);
@@ -426,20 +424,13 @@ static void test_cidr_list_match_peer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_listen),
-		cmocka_unit_test(test_parse_cidr),
-		cmocka_unit_test(test_cidr_match),
-		cmocka_unit_test(test_cidr_list_match_peer),
-		cmocka_unit_test(test_peer_to_string),
-		cmocka_unit_test(test_xff_no_header),
-		cmocka_unit_test(test_xff_one_hop),
-		cmocka_unit_test(test_xff_several_hops),
-		cmocka_unit_test(test_xff_untrusted_peer),
-		cmocka_unit_test(test_xff_garbage),
-		cmocka_unit_test(test_xff_ipv6),
-		cmocka_unit_test(test_xff_ports_and_brackets),
-		cmocka_unit_test(test_xff_long_header),
-		cmocka_unit_test(test_xff_small_buffer),
+		cmocka_unit_test(test_parse_listen),       cmocka_unit_test(test_parse_cidr),
+		cmocka_unit_test(test_cidr_match),         cmocka_unit_test(test_cidr_list_match_peer),
+		cmocka_unit_test(test_peer_to_string),     cmocka_unit_test(test_xff_no_header),
+		cmocka_unit_test(test_xff_one_hop),        cmocka_unit_test(test_xff_several_hops),
+		cmocka_unit_test(test_xff_untrusted_peer), cmocka_unit_test(test_xff_garbage),
+		cmocka_unit_test(test_xff_ipv6),           cmocka_unit_test(test_xff_ports_and_brackets),
+		cmocka_unit_test(test_xff_long_header),    cmocka_unit_test(test_xff_small_buffer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
