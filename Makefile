@@ -58,10 +58,10 @@ DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev l
 # procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
 # dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with.
 
-CORE := util log config json job joblog queue secret callback scheduler meraki httpd
+CORE := util log config credentials netaddr json job joblog queue secret callback scheduler meraki httpd
 D_OBJS := $(CORE) daemon blinkhookd
-CTL_OBJS := util log config json job joblog queue meraki secret blinkhookctl
-UNIT_TESTS := test_util test_config test_job test_joblog test_queue test_secret test_callback \
+CTL_OBJS := util log config credentials netaddr json job joblog queue meraki secret blinkhookctl
+UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_joblog test_queue test_secret test_callback \
 	test_meraki test_scheduler
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -93,7 +93,8 @@ static int load_jobs(struct job_table *t)
 	if (r == -ENOENT)
 		return 0; /* no job yet */
 	if (r < 0) {
-		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %s\n", cfg.state_dir, JOBLOG_FILE, strerror(-r));
+		errno = -r;
+		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
 		return r;
 	}
 	if (info.damaged)
@@ -377,8 +378,8 @@ static int cmd_log(int argc, char **argv)
 			ino = now_ino;
 		r = joblog_read(cfg.state_dir, off, print_event, &view, &info, &off);
 		if (r < 0 && !(r == -ENOENT && follow)) {
-			fprintf(stderr, "blinkhookctl: cannot read %s/%s: %s\n", cfg.state_dir, JOBLOG_FILE,
-				strerror(-r));
+			errno = -r;
+			fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
 			return 1;
 		}
 		if (info.damaged)
@@ -449,7 +450,8 @@ static int cmd_blink(int argc, char **argv)
 		return 1;
 	}
 	if (r < 0) {
-		fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %s\n", cfg.queue_dir, strerror(-r));
+		errno = -r;
+		fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %m\n", cfg.queue_dir);
 		return 1;
 	}
 	printf("%s\n", req.id);
@@ -487,7 +489,8 @@ static int cmd_cancel(int argc, char **argv)
 	snprintf(req.cancel, sizeof(req.cancel), "%s", argv[1]);
 	r = queue_enqueue(cfg.queue_dir, &req);
 	if (r < 0) {
-		fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %s\n", cfg.queue_dir, strerror(-r));
+		errno = -r;
+		fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %m\n", cfg.queue_dir);
 		return 1;
 	}
 	printf("cancel of %s requested; the daemon fails it unless it is submitted first\n", argv[1]);
@@ -536,8 +539,8 @@ static int cmd_selftest(int argc, char **argv)
 	}
 	r = probe_key_load(cfg.state_dir, false, &key, NULL);
 	if (r < 0) {
-		fprintf(stderr, "blinkhookctl: cannot read \"%s/%s\": %s (%s)\n", cfg.state_dir, PROBE_KEY_FILE,
-			strerror(-r),
+		errno = -r;
+		fprintf(stderr, "blinkhookctl: cannot read \"%s/%s\": %m (%s)\n", cfg.state_dir, PROBE_KEY_FILE,
 			r == -EACCES ? "run it as a member of the daemon's group, or as root"
 			: r == -EPERM ? "the group may write it or others read it: chmod 640 it"
 				      : "has blinkhookd 0.3.0 or later run with this config?");

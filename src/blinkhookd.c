@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "blinkhook/config.h"
+#include "blinkhook/credentials.h"
 #include "blinkhook/daemon.h"
 #include "blinkhook/log.h"
 

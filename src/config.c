@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "blinkhook/config.h"
@@ -25,8 +24,6 @@
 
 /* A config file is a few dozen lines; anything this large is a mistake. */
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024)
-/* API keys are 40 characters; secrets are short too. */
-#define SECRET_FILE_MAX 4096
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * 1024)
@@ -225,14 +222,6 @@ _printf_(4, 5) static void fail_earlier(struct parse *ps, int error, unsigned li
 	va_end(ap);
 }
 
-static bool has_control(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return true;
-	return false;
-}
-
 static bool is_tchar(char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -389,6 +378,17 @@ static void set_string(char **field, char *v)
 	*field = v;
 }
 
+/* Stores a copy of v in *field: -ENOMEM or 0. */
+static int set_copy(char **field, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (!copy)
+		return -ENOMEM;
+	set_string(field, copy);
+	return 0;
+}
+
 static void format_size(char *buf, size_t len, uint64_t bytes)
 {
 	static const struct {
@@ -512,7 +512,7 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 			set_string(field, NULL);
 			return 0;
 		}
-		if (has_control(v)) {
+		if (str_has_control(v)) {
 			fail(ps, -EINVAL, ps->line, "%s: contains control characters", k->name);
 			return -EINVAL;
 		}
@@ -523,10 +523,8 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 
 	switch (k->kind) {
 	case KIND_STRING:
-		v = strdup(v);
-		if (!v)
+		if (set_copy(field, v) < 0)
 			goto oom;
-		set_string(field, v);
 		return 0;
 
 	case KIND_TOKEN:
@@ -535,10 +533,8 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 			     k->name, v);
 			return -EINVAL;
 		}
-		v = strdup(v);
-		if (!v)
+		if (set_copy(field, v) < 0)
 			goto oom;
-		set_string(field, v);
 		return 0;
 
 	case KIND_URL:
@@ -569,10 +565,8 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 			     k->name, v);
 			return -EINVAL;
 		}
-		v = strdup(v);
-		if (!v)
+		if (set_copy(field, v) < 0)
 			goto oom;
-		set_string(field, v);
 		return 0;
 
 	case KIND_TIMESPAN:
@@ -824,8 +818,10 @@ int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR
 				 CONFIG_FILE_MAX);
 		else if (r == -EINVAL)
 			snprintf(err, CONFIG_ERROR_MAX, "%s: not a regular file", path);
-		else
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
+		else {
+			errno = -r;
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %m", path);
+		}
 		return r;
 	}
 
@@ -850,407 +846,4 @@ int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR
 		check_whole(&ps);
 
 	return ps.failed ? ps.error : 0;
-}
-
-int config_parse_listen(const char *s, struct listen_addr *ret)
-{
-	_cleanup_free_ char *host = NULL;
-	const char *colon;
-	uint64_t port;
-	int r;
-
-	if (!s)
-		return -EINVAL;
-
-	if (strncmp(s, "unix:", 5) == 0) {
-		const char *path = s + 5;
-		char *p;
-
-		if (path[0] != '/' || has_control(path))
-			return -EINVAL;
-		if (strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
-			return -ENAMETOOLONG;
-		p = strdup(path);
-		if (!p)
-			return -ENOMEM;
-		*ret = (struct listen_addr){.is_unix = true, .path = p};
-		return 0;
-	}
-
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		struct in6_addr a6;
-
-		if (!close || close[1] != ':')
-			return -EINVAL;
-		host = strndup(s + 1, (size_t)(close - s - 1));
-		if (!host)
-			return -ENOMEM;
-		if (inet_pton(AF_INET6, host, &a6) != 1)
-			return -EINVAL;
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || colon == s)
-			return -EINVAL;
-		/* A bare IPv6 address needs brackets, or its port is ambiguous. */
-		for (const char *h = s; h < colon; h++)
-			if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
-			      (*h >= '0' && *h <= '9') || *h == '.' || *h == '-'))
-				return -EINVAL;
-		host = strndup(s, (size_t)(colon - s));
-		if (!host)
-			return -ENOMEM;
-	}
-
-	r = parse_uint64(colon + 1, &port);
-	if (r == -ERANGE || (r >= 0 && (port < 1 || port > 65535)))
-		return -ERANGE;
-	if (r < 0)
-		return r;
-
-	*ret = (struct listen_addr){.host = TAKE_PTR(host), .port = (uint16_t)port};
-	return 0;
-}
-
-static void mask_host_bits(uint8_t *addr, size_t len, unsigned prefix)
-{
-	for (size_t i = 0; i < len; i++) {
-		unsigned bits = prefix > i * 8 ? prefix - (unsigned)i * 8 : 0;
-
-		if (bits < 8)
-			addr[i] &= (uint8_t)(0xff00u >> bits);
-	}
-}
-
-int config_parse_cidr(const char *s, struct cidr *ret)
-{
-	char buf[INET6_ADDRSTRLEN];
-	struct cidr c = {0};
-	const char *slash;
-	size_t len;
-	unsigned max;
-
-	if (!s)
-		return -EINVAL;
-	/* The peers of a unix listen socket, which have no address. */
-	if (strcmp(s, "unix") == 0) {
-		*ret = (struct cidr){.family = AF_UNIX};
-		return 0;
-	}
-	slash = strchr(s, '/');
-	len = slash ? (size_t)(slash - s) : strlen(s);
-	if (len == 0 || len >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-
-	if (inet_pton(AF_INET, buf, c.addr) == 1) {
-		c.family = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, buf, c.addr) == 1) {
-		c.family = AF_INET6;
-		max = 128;
-	} else
-		return -EINVAL;
-
-	c.prefix = max;
-	if (slash) {
-		uint64_t p;
-
-		if (parse_uint64(slash + 1, &p) < 0 || p > max)
-			return -EINVAL;
-		c.prefix = (unsigned)p;
-	}
-	/* "10.1.2.3/8" means 10.0.0.0/8: a prefix written with its host's
-	 * own address is a common shorthand, not worth an error. */
-	mask_host_bits(c.addr, max / 8, c.prefix);
-
-	*ret = c;
-	return 0;
-}
-
-/* IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), so that one comparison covers
- * a v4 peer, a v4 peer seen on a dual-stack socket, and mapped prefixes. */
-static void to_v6(int family, const uint8_t *addr, unsigned prefix, uint8_t out[16],
-		  unsigned *ret_prefix)
-{
-	if (family == AF_INET) {
-		memset(out, 0, 10);
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12, addr, 4);
-		*ret_prefix = 96 + prefix;
-	} else {
-		memcpy(out, addr, 16);
-		*ret_prefix = prefix;
-	}
-}
-
-bool cidr_match(const struct cidr *c, int family, const void *addr)
-{
-	uint8_t net[16], a[16];
-	unsigned prefix, unused;
-
-	if (!c || !addr || (family != AF_INET && family != AF_INET6) ||
-	    (c->family != AF_INET && c->family != AF_INET6))
-		return false;
-
-	to_v6(c->family, c->addr, c->prefix, net, &prefix);
-	to_v6(family, addr, 0, a, &unused);
-	mask_host_bits(a, sizeof(a), prefix);
-	mask_host_bits(net, sizeof(net), prefix);
-	return memcmp(a, net, sizeof(a)) == 0;
-}
-
-/* Secret values: what may be in them, checked without echoing them. */
-enum secret_kind {
-	SECRET_API_KEY, /* printable ASCII, no blanks: it goes into a header */
-	SECRET_SHARED,  /* any text without control characters */
-};
-
-/* Trims blanks and newlines around the value (editors add a final newline)
- * and checks it; on failure *ret_reason says why without quoting it. */
-static int secret_check(char *s, enum secret_kind kind, const char **ret_reason)
-{
-	size_t len = strlen(s), start = 0, n = len;
-
-	while (n > 0 && strchr(" \t\r\n", s[n - 1]))
-		n--;
-	while (start < n && strchr(" \t\r\n", s[start]))
-		start++;
-	n -= start;
-	memmove(s, s + start, n);
-	/* Wipes what the move left behind, which also ends the string. */
-	explicit_bzero(s + n, len - n);
-
-	if (n == 0) {
-		*ret_reason = "is empty";
-		return -EINVAL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (kind == SECRET_API_KEY ? ch <= 0x20 || ch >= 0x7f : ch < 0x20 || ch == 0x7f) {
-			*ret_reason = kind == SECRET_API_KEY
-					      ? "contains blanks or characters outside printable ASCII"
-					      : "contains control characters";
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
-/* Reads a secret from a file.  private: the file must not be accessible to
- * group or others (credentials under $CREDENTIALS_DIRECTORY are systemd's to
- * protect).  -ENOENT when the file does not exist, with err untouched. */
-static int secret_read_file(const char *path, bool private, enum secret_kind kind,
-			    char **ret, char err[static CONFIG_ERROR_MAX])
-{
-	_cleanup_close_ int fd = -1;
-	char buf[SECRET_FILE_MAX + 2];
-	const char *reason = NULL;
-	size_t len = 0;
-	struct stat st;
-	char *s;
-	int r;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		r = -errno;
-		if (r != -ENOENT)
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
-		return r;
-	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
-		return r;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, CONFIG_ERROR_MAX, "%s: not a regular file", path);
-		return -EINVAL;
-	}
-	if (private && (st.st_mode & 077)) {
-		snprintf(err, CONFIG_ERROR_MAX,
-			 "%s: is readable by group or others; chmod 600 it", path);
-		return -EACCES;
-	}
-
-	while (len < SECRET_FILE_MAX + 1) {
-		ssize_t n = read(fd, buf + len, SECRET_FILE_MAX + 1 - len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			explicit_bzero(buf, sizeof(buf));
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, strerror(-r));
-			return r;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > SECRET_FILE_MAX) {
-		explicit_bzero(buf, sizeof(buf));
-		snprintf(err, CONFIG_ERROR_MAX, "%s: larger than %d bytes", path, SECRET_FILE_MAX);
-		return -EFBIG;
-	}
-	buf[len] = '\0';
-	if (strlen(buf) != len) {
-		explicit_bzero(buf, sizeof(buf));
-		snprintf(err, CONFIG_ERROR_MAX, "%s: contains a NUL byte", path);
-		return -EINVAL;
-	}
-
-	r = secret_check(buf, kind, &reason);
-	if (r < 0) {
-		explicit_bzero(buf, sizeof(buf));
-		snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, reason);
-		return r;
-	}
-	s = secret_strdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	if (!s) {
-		snprintf(err, CONFIG_ERROR_MAX, "%s: out of memory", path);
-		return -ENOMEM;
-	}
-	*ret = s;
-	return 0;
-}
-
-/* The credential name in $CREDENTIALS_DIRECTORY: -ENOENT when there is no
- * such directory or no such credential in it. */
-static int secret_read_credential(const char *name, enum secret_kind kind, char **ret,
-				  char err[static CONFIG_ERROR_MAX])
-{
-	_cleanup_free_ char *path = NULL;
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-
-	if (!dir || !*dir)
-		return -ENOENT;
-	path = path_join(dir, name);
-	if (!path) {
-		snprintf(err, CONFIG_ERROR_MAX, "out of memory");
-		return -ENOMEM;
-	}
-	return secret_read_file(path, false, kind, ret, err);
-}
-
-int config_load_api_key(const struct config *c, char **ret_key, const char **ret_source,
-			char err[static CONFIG_ERROR_MAX])
-{
-	static const char env_name[] = "MERAKI_DASHBOARD_API_KEY";
-	const char *reason = NULL;
-	char *env, *env_key = NULL, *key = NULL;
-	int r;
-
-	err[0] = '\0';
-
-	/* The environment's key leaves the environment block as soon as it
-	 * is read, whichever source wins: /proc/PID/environ shows the block
-	 * the process started with, so its bytes are overwritten where they
-	 * are, and the variable is unset for any child. */
-	env = getenv(env_name);
-	if (env) {
-		env_key = secret_strdup(env);
-		explicit_bzero(env, strlen(env));
-		(void)unsetenv(env_name);
-		if (!env_key) {
-			snprintf(err, CONFIG_ERROR_MAX, "out of memory");
-			return -ENOMEM;
-		}
-	}
-
-	r = secret_read_credential("meraki-api-key", SECRET_API_KEY, &key, err);
-	if (r >= 0) {
-		secret_free(env_key);
-		*ret_key = key;
-		if (ret_source)
-			*ret_source = "credential";
-		return 0;
-	}
-	if (r != -ENOENT) {
-		secret_free(env_key);
-		return r;
-	}
-
-	if (env_key) {
-		key = env_key;
-		r = secret_check(key, SECRET_API_KEY, &reason);
-		if (r < 0) {
-			secret_free(key);
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", env_name, reason);
-			return r;
-		}
-		*ret_key = key;
-		if (ret_source)
-			*ret_source = "environment";
-		return 0;
-	}
-
-	if (c && c->api_key_file) {
-		r = secret_read_file(c->api_key_file, true, SECRET_API_KEY, &key, err);
-		if (r == -ENOENT)
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", c->api_key_file, strerror(ENOENT));
-		if (r < 0)
-			return r;
-		*ret_key = key;
-		if (ret_source)
-			*ret_source = "file";
-		return 0;
-	}
-
-	snprintf(err, CONFIG_ERROR_MAX,
-		 "no API key: set the credential meraki-api-key, %s, or [meraki] api_key_file",
-		 env_name);
-	return -ENOENT;
-}
-
-int config_load_callback_secret(const struct config *c, char **ret_secret,
-				char err[static CONFIG_ERROR_MAX])
-{
-	char *secret = NULL;
-	int r;
-
-	err[0] = '\0';
-
-	r = secret_read_credential("callback-secret", SECRET_SHARED, &secret, err);
-	if (r >= 0) {
-		*ret_secret = secret;
-		return 0;
-	}
-	if (r != -ENOENT)
-		return r;
-
-	if (c && c->shared_secret_file) {
-		r = secret_read_file(c->shared_secret_file, true, SECRET_SHARED, &secret, err);
-		/* Named in the config but missing: an error, not "not set". */
-		if (r == -ENOENT) {
-			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", c->shared_secret_file,
-				 strerror(ENOENT));
-			return -EINVAL;
-		}
-		if (r < 0)
-			return r;
-		*ret_secret = secret;
-		return 0;
-	}
-
-	snprintf(err, CONFIG_ERROR_MAX,
-		 "no callback secret: set the credential callback-secret or [callback] "
-		 "shared_secret_file");
-	return -ENOENT;
-}
-
-void api_key_mask(const char *key, char buf[static 16])
-{
-	size_t n = key ? strlen(key) : 0;
-
-	/* A short key would be mostly shown by its last four characters. */
-	if (n < 8) {
-		snprintf(buf, 16, "****");
-		return;
-	}
-	snprintf(buf, 16, "\xe2\x80\xa6%s", key + n - 4);
 }

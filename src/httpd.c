@@ -144,45 +144,9 @@ static enum MHD_Result refuse_rest(struct httpd_request *r)
 	return MHD_NO;
 }
 
-static void addr_to_string(const struct sockaddr *sa, char *buf, size_t len)
-{
-	if (!sa) {
-		snprintf(buf, len, "unknown");
-		return;
-	}
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf, (socklen_t)len);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
-			  (socklen_t)len);
-	else
-		snprintf(buf, len, "local");
-}
-
-static bool trusted(const struct httpd *h, int family, const void *addr)
-{
-	for (size_t i = 0; i < h->opts.n_trusted_proxies; i++)
-		if (cidr_match(&h->proxies[i], family, addr))
-			return true;
-	return false;
-}
-
 static bool sockaddr_trusted(const struct httpd *h, const struct sockaddr *sa)
 {
-	if (!sa)
-		return false;
-	if (sa->sa_family == AF_INET)
-		return trusted(h, AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr);
-	if (sa->sa_family == AF_INET6)
-		return trusted(h, AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
-	if (sa->sa_family == AF_UNIX) {
-		/* A unix socket's peers have no address: trusted only when
-		 * trusted_proxies says "unix". */
-		for (size_t i = 0; i < h->opts.n_trusted_proxies; i++)
-			if (h->proxies[i].family == AF_UNIX)
-				return true;
-	}
-	return false;
+	return cidr_list_match_peer(h->proxies, h->opts.n_trusted_proxies, sa);
 }
 
 /* Appends each X-Forwarded-For line's value, in order, to a list: a proxy
@@ -204,53 +168,19 @@ static enum MHD_Result collect_xff(void *cls, enum MHD_ValueKind kind, const cha
 	return MHD_YES;
 }
 
-/*
- * The client: the peer, or, when the peer is a trusted proxy, the rightmost
- * X-Forwarded-For entry that is not itself a trusted proxy.  Entries further
- * left were written by whoever sent the request and prove nothing, so only
- * the right end is read, however long the list.
- */
+/* The client: the peer, or, when the peer is a trusted proxy, what
+ * xff_client() finds in its X-Forwarded-For lines. */
 static void find_client(struct httpd_request *r)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *peer = ci ? ci->client_addr : NULL;
 	struct xff x = {STRBUF_INIT, false};
-	char *list, *end;
 
-	addr_to_string(peer, r->client, sizeof(r->client));
-	if (!sockaddr_trusted(r->httpd, peer))
-		return;
-	(void)MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_xff, &x);
-	if (x.failed || !x.sb.buf) {
-		strbuf_release(&x.sb);
-		return;
-	}
-	list = x.sb.buf;
-	end = list + x.sb.len;
-	/* At most a few hops are ever trusted; the walk stops at the first
-	 * entry that is not a trusted proxy. */
-	for (unsigned hops = 0; hops < CONFIG_MAX_PROXIES + 1 && end > list; hops++) {
-		char *comma = memrchr(list, ',', (size_t)(end - list));
-		char *item = comma ? comma + 1 : list;
-		unsigned char a[16];
-		int fam;
-
-		*end = 0;
-		while (*item == ' ' || *item == '\t')
-			item++;
-		for (char *e = end; e > item && (e[-1] == ' ' || e[-1] == '\t');)
-			*--e = 0;
-		if (inet_pton(AF_INET, item, a) == 1)
-			fam = AF_INET;
-		else if (inet_pton(AF_INET6, item, a) == 1)
-			fam = AF_INET6;
-		else
-			break; /* garbage: keep the last good answer */
-		memcpy(r->client, item, strlen(item) + 1); /* an address fits */
-		if (!trusted(r->httpd, fam, a) || !comma)
-			break;
-		end = comma;
-	}
+	/* The header is only read from a peer that may write it. */
+	if (sockaddr_trusted(r->httpd, peer))
+		(void)MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_xff, &x);
+	(void)xff_client(x.failed ? NULL : x.sb.buf, peer, r->httpd->proxies, r->httpd->opts.n_trusted_proxies,
+			 r->client, sizeof(r->client));
 	strbuf_release(&x.sb);
 }
 
@@ -278,12 +208,9 @@ static bool peer_key(const struct sockaddr *sa, int *ret_family, uint8_t addr[st
 
 static struct peer **peer_slot(struct httpd *h, int family, const uint8_t addr[static 16])
 {
-	uint32_t x = 2166136261u;
 	struct peer **p;
 
-	for (size_t i = 0; i < 16; i++)
-		x = (x ^ addr[i]) * 16777619u;
-	for (p = &h->peers[x % PEER_BUCKETS]; *p; p = &(*p)->next)
+	for (p = &h->peers[fnv1a64(addr, 16) % PEER_BUCKETS]; *p; p = &(*p)->next)
 		if ((*p)->family == family && memcmp((*p)->addr, addr, 16) == 0)
 			break;
 	return p;

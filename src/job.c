@@ -88,14 +88,8 @@ const char *job_event_name(const struct job_event *ev)
 
 /* ---- the table ---- */
 
-static uint64_t hash_id(const char *s)
-{
-	/* FNV-1a: ids are short and random enough. */
-	uint64_t h = UINT64_C(1469598103934665603);
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
-	return h;
-}
+/* FNV-1a: ids are short and random enough. */
+static uint64_t hash_id(const char *s) { return fnv1a64_str(s); }
 
 int job_table_init(struct job_table *t)
 {
@@ -600,11 +594,6 @@ static bool fixed_digits(const char *s, unsigned n, unsigned *ret)
 	return true;
 }
 
-static bool is_leap(unsigned year)
-{
-	return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-}
-
 /* Days from 1970-01-01 to a valid date from then on (Howard Hinnant's
  * days_from_civil): years that start in March put the leap day last. */
 static uint64_t days_since_epoch(unsigned year, unsigned mon, unsigned mday)
@@ -626,7 +615,6 @@ static uint64_t days_since_epoch(unsigned year, unsigned mon, unsigned mday)
  */
 static int parse_stamp(const char *s, uint64_t *ret)
 {
-	static const unsigned char mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	unsigned year, mon, mday, hour, min, sec;
 
 	/* In order, each only once the one before matched: none reads past
@@ -636,7 +624,7 @@ static int parse_stamp(const char *s, uint64_t *ret)
 	    !fixed_digits(s + 14, 2, &min) || s[16] != ':' || !fixed_digits(s + 17, 2, &sec) || s[19] != 'Z' || s[20])
 		return parse_rfc3339(s, ret);
 	if (year < 1970 || mon < 1 || mon > 12 || mday < 1 ||
-	    mday > mdays[mon - 1] + (unsigned)(mon == 2 && is_leap(year)) || hour > 23 || min > 59 || sec > 59)
+	    mday > (unsigned)days_in_month((int)year, (int)mon) || hour > 23 || min > 59 || sec > 59)
 		return parse_rfc3339(s, ret);
 	*ret = (days_since_epoch(year, mon, mday) * 86400 + (uint64_t)hour * 3600 + (uint64_t)min * 60 + sec) *
 	       USEC_PER_SEC;

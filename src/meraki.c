@@ -374,7 +374,7 @@ int meraki_new(const struct meraki_opts *opts, const struct meraki_loop_ops *ops
 static void headers_free(struct curl_slist *h)
 {
 	for (struct curl_slist *p = h; p; p = p->next)
-		explicit_bzero(p->data, strlen(p->data));
+		secret_wipe(p->data, strlen(p->data));
 	curl_slist_free_all(h);
 }
 
@@ -484,7 +484,7 @@ static size_t header_cb(char *data, size_t size, size_t n, void *ud)
 static int call_start(struct meraki_call *call)
 {
 	struct meraki_client *c = call->client;
-	_cleanup_free_ char *auth = NULL;
+	_cleanup_(secret_freep) char *auth = NULL;
 	CURL *e;
 	long ms = (long)(c->timeout_usec / USEC_PER_MSEC);
 
@@ -505,10 +505,15 @@ static int call_start(struct meraki_call *call)
 	/* Only same-origin redirects are followed; checked again here all the
 	 * same, since this is where the key is put on the wire. */
 	if (meraki_same_origin(call->origin, call->url)) {
-		if (asprintf(&auth, "Authorization: Bearer %s", c->api_key) < 0)
+		static const char prefix[] = "Authorization: Bearer ";
+		size_t n = sizeof(prefix) + strlen(c->api_key);
+
+		/* Built in secret memory: wiped and freed by secret_free(). */
+		auth = secret_alloc(n);
+		if (!auth)
 			return -ENOMEM;
+		snprintf(auth, n, "%s%s", prefix, c->api_key);
 		call->headers = curl_slist_append(call->headers, auth);
-		explicit_bzero(auth, strlen(auth));
 	}
 	call->headers = curl_slist_append(call->headers, "Accept: application/json");
 	if (call->body) {

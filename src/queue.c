@@ -337,17 +337,17 @@ int queue_list(struct queue *q, size_t max, char ***ret_names, size_t *ret_n)
  * does not queue it twice), and different for a later file of the same name. */
 static void derive_id(const char *name, const struct stat *st, char id[static JOB_ID_MAX + 1])
 {
-	uint64_t h1 = UINT64_C(1469598103934665603), h2 = UINT64_C(0x9e3779b97f4a7c15);
+	/* h1 starts from the seed ids were first derived with, not FNV's own
+	 * offset: a file keeps its id across an upgrade. */
+	uint64_t h1 = fnv1a64_add(UINT64_C(1469598103934665603), name, strlen(name)), h2 = UINT64_C(0x9e3779b97f4a7c15);
 	uint64_t parts[] = {(uint64_t)st->st_ino, (uint64_t)st->st_size, (uint64_t)st->st_mtim.tv_sec,
 			    (uint64_t)st->st_mtim.tv_nsec, (uint64_t)st->st_dev};
 
-	for (const char *p = name; *p; p++) {
-		h1 = (h1 ^ (unsigned char)*p) * UINT64_C(1099511628211);
-		h2 = (h2 ^ (unsigned char)*p) * UINT64_C(0x100000001b3) + 7;
-	}
+	for (const char *p = name; *p; p++)
+		h2 = (h2 ^ (unsigned char)*p) * FNV1A64_PRIME + 7;
 	for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
-		h1 = (h1 ^ parts[i]) * UINT64_C(1099511628211);
-		h2 = (h2 ^ (parts[i] >> 7)) * UINT64_C(0x100000001b3) + 13;
+		h1 = (h1 ^ parts[i]) * FNV1A64_PRIME;
+		h2 = (h2 ^ (parts[i] >> 7)) * FNV1A64_PRIME + 13;
 	}
 	snprintf(id, JOB_ID_MAX + 1, "q%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
 }
@@ -412,8 +412,10 @@ static int read_failed(struct queue *q, int r, const struct stat *st, const char
 		snprintf(q->reason, sizeof(q->reason), "a symbolic link, not a file");
 	else if (r == -ENXIO)
 		snprintf(q->reason, sizeof(q->reason), "a socket or device, not a regular file");
-	else
-		snprintf(q->reason, sizeof(q->reason), "cannot be read: %s", strerror(-r));
+	else {
+		errno = -r;
+		snprintf(q->reason, sizeof(q->reason), "cannot be read: %m");
+	}
 	*ret_reason = q->reason;
 	return -EINVAL;
 }

@@ -27,10 +27,7 @@ struct pacer_device {
 
 static size_t bucket(const struct pacer *p, const char *serial)
 {
-	uint64_t h = UINT64_C(1469598103934665603);
-	for (; *serial; serial++)
-		h = (h ^ (unsigned char)*serial) * UINT64_C(1099511628211);
-	return h & (p->n_buckets - 1);
+	return fnv1a64_str(serial) & (p->n_buckets - 1);
 }
 
 int pacer_init(struct pacer *p, uint64_t interval, enum interval_scope scope)

@@ -31,8 +31,6 @@ struct secret_key {
 	SHA256_CTX work;  /* scratch for one secret at a time */
 };
 
-void secret_wipe(void *p, size_t len) { OPENSSL_cleanse(p, len); }
-
 void secret_key_free(struct secret_key *k)
 {
 	secret_free(k);
@@ -47,7 +45,7 @@ static int pad_state(SHA256_CTX *ctx, const unsigned char *key, unsigned char pa
 	for (size_t i = 0; i < SECRET_KEY_SIZE; i++)
 		block[i] ^= key[i];
 	ok = SHA256_Init(ctx) && SHA256_Update(ctx, block, sizeof(block));
-	OPENSSL_cleanse(block, sizeof(block));
+	secret_wipe(block, sizeof(block));
 	return ok ? 0 : -ENOMEM;
 }
 
@@ -94,13 +92,13 @@ static int read_key(int fd, mode_t forbidden, struct secret_key **ret)
 			if (errno == EINTR)
 				continue;
 			r = -errno;
-			OPENSSL_cleanse(buf, sizeof(buf));
+			secret_wipe(buf, sizeof(buf));
 			return r;
 		}
 		len += (size_t)n;
 	}
 	r = len == SECRET_KEY_SIZE ? secret_key_from_bytes(buf, len, ret) : -EINVAL;
-	OPENSSL_cleanse(buf, sizeof(buf));
+	secret_wipe(buf, sizeof(buf));
 	return r;
 }
 
@@ -132,7 +130,7 @@ int secret_key_load(const char *dir, struct secret_key **ret, bool *ret_created)
 		r = write_file_atomic(dir, SECRET_KEY_FILE, buf, sizeof(buf), 0600);
 	if (r >= 0)
 		r = secret_key_from_bytes(buf, sizeof(buf), ret);
-	OPENSSL_cleanse(buf, sizeof(buf));
+	secret_wipe(buf, sizeof(buf));
 	if (r >= 0 && ret_created)
 		*ret_created = true;
 	return r;
@@ -186,8 +184,8 @@ static bool key_hmac(const struct secret_key *k, const struct iovec *parts, size
 		*work = k->outer;
 		ok = SHA256_Update(work, ihash, sizeof(ihash)) && SHA256_Final(mac, work);
 	}
-	OPENSSL_cleanse(work, sizeof(*work));
-	OPENSSL_cleanse(ihash, sizeof(ihash));
+	secret_wipe(work, sizeof(*work));
+	secret_wipe(ihash, sizeof(ihash));
 	return ok;
 }
 
@@ -200,7 +198,7 @@ static void key_hmac_text(const struct secret_key *k, const struct iovec *parts,
 		base64url(mac, sizeof(mac), out);
 	else
 		out[0] = 0;
-	OPENSSL_cleanse(mac, sizeof(mac));
+	secret_wipe(mac, sizeof(mac));
 }
 
 void secret_for_job(const struct secret_key *k, const char *job_id, const char *nonce, char out[static SECRET_MAX])
@@ -232,7 +230,7 @@ bool secret_verify(const struct secret_key *k, const char *job_id, const char *n
 
 	secret_for_job(k, job_id, nonce, expected);
 	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
-	OPENSSL_cleanse(expected, sizeof(expected));
+	secret_wipe(expected, sizeof(expected));
 	return ok;
 }
 
@@ -263,7 +261,7 @@ int probe_key_load(const char *dir, bool create, struct secret_key **ret, bool *
 		r = write_file_atomic(dir, PROBE_KEY_FILE, buf, sizeof(buf), 0640);
 	if (r >= 0)
 		r = secret_key_from_bytes(buf, sizeof(buf), ret);
-	OPENSSL_cleanse(buf, sizeof(buf));
+	secret_wipe(buf, sizeof(buf));
 	if (r >= 0 && ret_created)
 		*ret_created = true;
 	return r;
@@ -309,6 +307,6 @@ bool probe_mac_verify(const struct secret_key *k, const char *nonce, const char 
 
 	probe_mac(k, nonce, salt, expected);
 	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
-	OPENSSL_cleanse(expected, sizeof(expected));
+	secret_wipe(expected, sizeof(expected));
 	return ok;
 }

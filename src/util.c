@@ -2,6 +2,7 @@
 /*
  * util — see include/blinkhook/util.h for the contract.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -152,6 +153,27 @@ static const struct unit *unit_find(const struct unit *units, size_t n, const ch
 	return NULL;
 }
 
+/* One amount of a span or size: a decimal, blanks, and the letters of its
+ * unit (none: *ret_len is 0), leaving *p after them and the blanks that
+ * follow. */
+static int parse_amount(const char **p, struct decimal *d, const char **ret_name, size_t *ret_len)
+{
+	const char *name;
+	int r;
+
+	r = parse_decimal(p, d);
+	if (r < 0)
+		return r;
+	name = skip_space(*p);
+	*p = name;
+	while (is_alpha(**p))
+		(*p)++;
+	*ret_name = name;
+	*ret_len = (size_t)(*p - name);
+	*p = skip_space(*p);
+	return 0;
+}
+
 int parse_timespan(const char *s, uint64_t *ret_usec)
 {
 	uint64_t sum = 0;
@@ -169,29 +191,21 @@ int parse_timespan(const char *s, uint64_t *ret_usec)
 		const struct unit *u;
 		struct decimal d;
 		const char *name;
+		size_t len;
 		uint64_t v;
 		int r;
 
-		r = parse_decimal(&p, &d);
+		r = parse_amount(&p, &d, &name, &len);
 		if (r < 0)
 			return r;
-		p = skip_space(p);
-		name = p;
-		while (is_alpha(*p))
-			p++;
-		if (p == name) {
-			/* A bare number is seconds, but only on its own: "2min 30"
-			 * is more likely a slip than two and a half minutes. */
-			if (n > 0 || *p)
-				return -EINVAL;
-			u = unit_find(time_units, ELEMENTSOF(time_units), "s", 1);
-		} else {
-			u = unit_find(time_units, ELEMENTSOF(time_units), name,
-				      (size_t)(p - name));
-			if (!u)
-				return -EINVAL;
-		}
-		p = skip_space(p);
+		/* A bare number is seconds, but only on its own: "2min 30" is
+		 * more likely a slip than two and a half minutes. */
+		if (len == 0 && (n > 0 || *p))
+			return -EINVAL;
+		u = len ? unit_find(time_units, ELEMENTSOF(time_units), name, len)
+			: unit_find(time_units, ELEMENTSOF(time_units), "s", 1);
+		if (!u)
+			return -EINVAL;
 
 		r = decimal_scale(&d, u->factor, &v);
 		if (r < 0 || v > UINT64_MAX - sum)
@@ -211,27 +225,24 @@ int parse_size(const char *s, uint64_t *ret_bytes)
 	const struct unit *u;
 	struct decimal d;
 	const char *p, *name;
+	size_t len;
 	uint64_t v;
 	int r;
 
 	if (!s)
 		return -EINVAL;
 	p = skip_space(s);
-	r = parse_decimal(&p, &d);
+	r = parse_amount(&p, &d, &name, &len);
 	if (r < 0)
 		return r;
-	p = skip_space(p);
-	name = p;
-	while (is_alpha(*p))
-		p++;
-	if (p == name)
+	if (len == 0)
 		u = &size_units[0];
 	else {
-		u = unit_find(size_units, ELEMENTSOF(size_units), name, (size_t)(p - name));
+		u = unit_find(size_units, ELEMENTSOF(size_units), name, len);
 		if (!u)
 			return -EINVAL;
 	}
-	if (*skip_space(p))
+	if (*p)
 		return -EINVAL;
 
 	r = decimal_scale(&d, u->factor, &v);
@@ -342,10 +353,11 @@ static bool is_leap(int year)
 	return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
 }
 
-static int days_in_month(int year, int month)
+int days_in_month(int year, int month)
 {
 	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
+	assert(month >= 1 && month <= 12);
 	return month == 2 && is_leap(year) ? 29 : days[month - 1];
 }
 
@@ -553,9 +565,11 @@ void secret_free(void *ptr)
 		return;
 	p -= SECRET_HEADER;
 	memcpy(&size, p, sizeof(size));
-	explicit_bzero(p, size);
+	secret_wipe(p, size);
 	munmap(p, size);
 }
+
+void secret_wipe(void *p, size_t len) { explicit_bzero(p, len); }
 
 char *secret_strdup(const char *s)
 {
@@ -794,6 +808,25 @@ int str_copy(char *dst, size_t size, const char *src)
 	memcpy(dst, src, n + 1);
 	return 0;
 }
+
+bool str_has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+uint64_t fnv1a64_add(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * FNV1A64_PRIME;
+	return h;
+}
+
+uint64_t fnv1a64_str(const char *s) { return fnv1a64(s, strlen(s)); }
 
 char *path_join(const char *a, const char *b)
 {

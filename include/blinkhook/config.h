@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blinkhook/netaddr.h"
+
 /* The build's SYSCONFDIR (make SYSCONFDIR=...), where the default config is. */
 #ifndef BLINKHOOK_SYSCONFDIR
 #define BLINKHOOK_SYSCONFDIR "/etc"
@@ -32,24 +34,6 @@ enum interval_scope {
 enum unverified_policy {
 	UNVERIFIED_POLL,   /* ask Meraki for the job's status now (rate-limited) */
 	UNVERIFIED_IGNORE, /* nothing: the job waits for [callback] wait */
-};
-
-/* An address prefix from trusted_proxies: "127.0.0.1", "10.0.0.0/8", "::1",
- * "fd00::/8". addr is in network byte order, 4 or 16 bytes used.  "unix"
- * (family AF_UNIX, nothing else set) stands for the peers of a unix listen
- * socket, which no address prefix matches. */
-struct cidr {
-	int family; /* AF_INET, AF_INET6, or AF_UNIX for "unix" */
-	uint8_t addr[16];
-	unsigned prefix;
-};
-
-/* Where the callback endpoint listens when not socket-activated. */
-struct listen_addr {
-	bool is_unix;
-	char *host; /* "127.0.0.1", "::1", "localhost"; NULL for unix */
-	uint16_t port;
-	char *path; /* for unix:/path */
 };
 
 struct config {
@@ -97,31 +81,9 @@ void config_release(struct config *c);
  * reason" into err; c then holds a partial result that the caller releases. */
 int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR_MAX]);
 
-/* Parses a listen value ("127.0.0.1:8787", "[::1]:8787", "unix:/run/x.sock"). */
-int config_parse_listen(const char *s, struct listen_addr *ret);
-/* Parses one trusted_proxies entry. */
-int config_parse_cidr(const char *s, struct cidr *ret);
-/* Whether addr (4 or 16 bytes in network order, of family) lies in c.  An
- * IPv4-mapped IPv6 address matches IPv4 prefixes. */
-bool cidr_match(const struct cidr *c, int family, const void *addr);
-
-/* Finds the API key, first found wins: the credential "meraki-api-key" in
- * $CREDENTIALS_DIRECTORY, $MERAKI_DASHBOARD_API_KEY, then api_key_file (which
- * must not be readable by group or others).  *ret_source names where it came
- * from ("credential", "environment", "file"), a static string.  On failure
- * writes the reason into err.  $MERAKI_DASHBOARD_API_KEY is wiped (its bytes
- * in the environment block overwritten, then unset) whenever it is set,
- * whichever source wins.  The key is in secret_alloc()'s memory: release it
- * with secret_free(); so is config_load_callback_secret()'s secret. */
-int config_load_api_key(const struct config *c, char **ret_key, const char **ret_source,
-			char err[static CONFIG_ERROR_MAX]);
-
-/* Reads the callback secret for http_server_id mode: the credential
- * "callback-secret", then shared_secret_file.  -ENOENT when neither is set. */
-int config_load_callback_secret(const struct config *c, char **ret_secret,
-				char err[static CONFIG_ERROR_MAX]);
-
-/* "…abcd": the last 4 characters of a key behind an ellipsis, for display. */
-void api_key_mask(const char *key, char buf[static 16]);
+/* The calls that read the secrets this file names (api_key_file,
+ * shared_secret_file) are credentials.h's; it is included here for the
+ * callers that knew them as config's. */
+#include "blinkhook/credentials.h"
 
 #endif

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "blinkhook/util.h" /* secret_alloc(), secret_free(), secret_wipe() */
+
 #define SECRET_KEY_FILE "secret.key"
 #define SECRET_KEY_SIZE 32
 /* 43 base64url characters and the NUL. */
@@ -42,8 +44,6 @@ bool secret_verify(const struct secret_key *k, const char *job_id, const char *n
 		   size_t len);
 /* Constant-time comparison of two byte strings (for a configured secret). */
 bool secret_equal(const char *a, size_t alen, const char *b, size_t blen);
-/* Wipes len bytes of memory the compiler may not skip. */
-void secret_wipe(void *p, size_t len);
 
 /*
  * The selftest probe (blinkhookctl selftest, the daemon's /callbacks/probe).

@@ -68,6 +68,16 @@ static inline int negative_errno(void) { return errno > 0 ? -errno : -EIO; }
  * (dst holding what fitted) when src is longer.  STR_COPY for arrays. */
 int str_copy(char *dst, size_t size, const char *src);
 #define STR_COPY(dst, src) str_copy((dst), sizeof(dst), (src))
+/* Whether s holds a C0 control character or DEL. */
+bool str_has_control(const char *s);
+
+/* FNV-1a, 64 bits: the one hash of the in-memory tables (job ids, serials,
+ * peers' addresses).  fnv1a64_add() goes on from h over more bytes. */
+#define FNV1A64_OFFSET UINT64_C(14695981039346656037)
+#define FNV1A64_PRIME UINT64_C(1099511628211)
+uint64_t fnv1a64_add(uint64_t h, const void *data, size_t len);
+static inline uint64_t fnv1a64(const void *data, size_t len) { return fnv1a64_add(FNV1A64_OFFSET, data, len); }
+uint64_t fnv1a64_str(const char *s);
 
 /* "10s", "5min", "1.5h", "30d", "250ms", "2min 30s"; a bare number is seconds.
  * -EINVAL on anything else, -ERANGE past UINT64_MAX microseconds. */
@@ -87,6 +97,8 @@ uint64_t now_monotonic_usec(void);
 #define RFC3339_MAX 32
 void format_rfc3339(char buf[static RFC3339_MAX], uint64_t realtime_usec);
 int parse_rfc3339(const char *s, uint64_t *ret_usec);
+/* The days of a month (1..12) of the proleptic Gregorian calendar. */
+int days_in_month(int year, int month);
 
 /* A Meraki serial: three groups of four ASCII letters or digits joined by '-'. */
 bool serial_is_valid(const char *s);
@@ -113,6 +125,10 @@ const char *text_escape(char *dst, size_t size, const char *src);
  * (NULL is fine).  NULL when out of memory. */
 void *secret_alloc(size_t len);
 void secret_free(void *p);
+static inline void secret_freep(void *p) { secret_free(*(void **)p); }
+/* Wipes len bytes of memory, a write the compiler may not skip: the one
+ * wipe, which secret_free() does too. */
+void secret_wipe(void *p, size_t len);
 char *secret_strdup(const char *s);
 
 /* Fills buf from the kernel's CSPRNG. */

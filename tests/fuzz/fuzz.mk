@@ -30,7 +30,7 @@ FUZZ_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
-FUZZ_ALL := fuzz_callback fuzz_queue fuzz_joblog fuzz_config fuzz_meraki fuzz_spans
+FUZZ_ALL := fuzz_callback fuzz_queue fuzz_joblog fuzz_config fuzz_meraki fuzz_spans fuzz_xff
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 # Extra libFuzzer flags for `make fuzz`, e.g. FUZZ_FLAGS=-jobs=2.
 FUZZ_FLAGS ?=
@@ -44,15 +44,17 @@ FUZZ_CRASHES := $(FUZZ_SRC)/crashes
 FUZZ_MODULES_fuzz_callback := callback job json secret util
 FUZZ_MODULES_fuzz_queue := queue json util
 FUZZ_MODULES_fuzz_joblog := joblog job json util
-FUZZ_MODULES_fuzz_config := config util
+FUZZ_MODULES_fuzz_config := config netaddr util
 FUZZ_MODULES_fuzz_meraki := meraki json util
 FUZZ_MODULES_fuzz_spans := util
+FUZZ_MODULES_fuzz_xff := netaddr util
 FUZZ_PKGS_fuzz_callback := json-c libcrypto
 FUZZ_PKGS_fuzz_queue := json-c
 FUZZ_PKGS_fuzz_joblog := json-c
 FUZZ_PKGS_fuzz_config := inih
 FUZZ_PKGS_fuzz_meraki := json-c libcurl
 FUZZ_PKGS_fuzz_spans :=
+FUZZ_PKGS_fuzz_xff :=
 
 # Undefined behaviour stops the run as a crash does, rather than being
 # printed and passed over.

@@ -13,6 +13,7 @@
 
 #include "testlib.h"
 
+#include "blinkhook/log.h"
 #include "blinkhook/util.h"
 
 #define SENTINEL UINT64_C(0xdeadbeefcafef00d)
@@ -855,6 +856,78 @@ static void test_strbuf_many(void **state)
 	strbuf_release(&sb);
 }
 
+/* What log_errno() writes to stderr: into a file, read back. */
+static void capture_log_errno(int err, char *out, size_t size, int *ret)
+{
+	char path[300];
+	int fd, saved_fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/log.txt", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	saved_fd = dup(STDERR_FILENO);
+	assert_true(saved_fd >= 0);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	errno = EAGAIN;
+	*ret = log_errno(LOG_ERR, err, "cannot open x: %m");
+	/* errno is the caller's again. */
+	assert_int_equal(errno, EAGAIN);
+	fflush(stderr);
+	assert_true(dup2(saved_fd, STDERR_FILENO) >= 0);
+	close(saved_fd);
+	n = pread(fd, out, size - 1, 0);
+	assert_true(n > 0);
+	out[n] = '\0';
+	close(fd);
+}
+
+/* %m in a log_errno() call names the error passed, of either sign. */
+static void test_log_errno_m(void **state)
+{
+	char out[512];
+	int r;
+
+	(void)state;
+	log_setup("test");
+	capture_log_errno(-ENOENT, out, sizeof(out), &r);
+	assert_int_equal(r, -ENOENT);
+	assert_non_null(strstr(out, "cannot open x: No such file or directory"));
+	capture_log_errno(EACCES, out, sizeof(out), &r);
+	assert_int_equal(r, -EACCES);
+	assert_non_null(strstr(out, "cannot open x: Permission denied"));
+}
+
+/* The one FNV-1a: the published test vectors. */
+static void test_fnv1a64(void **state)
+{
+	(void)state;
+	assert_true(fnv1a64("", 0) == UINT64_C(0xcbf29ce484222325));
+	assert_true(fnv1a64_str("a") == UINT64_C(0xaf63dc4c8601ec8c));
+	assert_true(fnv1a64_str("foobar") == UINT64_C(0x85944171f73967e8));
+	/* Going on from a hash is hashing the concatenation. */
+	assert_true(fnv1a64_add(fnv1a64_str("foo"), "bar", 3) == fnv1a64_str("foobar"));
+	assert_true(fnv1a64("a\0b", 3) != fnv1a64_str("a"));
+}
+
+/* The one calendar routine, which both parse_rfc3339() and the job log's
+ * fast stamp reader use. */
+static void test_days_in_month(void **state)
+{
+	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+	(void)state;
+	for (int m = 1; m <= 12; m++)
+		assert_int_equal(days_in_month(2025, m), days[m - 1]);
+	assert_int_equal(days_in_month(2024, 2), 29);
+	assert_int_equal(days_in_month(2000, 2), 29);
+	assert_int_equal(days_in_month(1900, 2), 28);
+	assert_int_equal(days_in_month(2100, 2), 28);
+	assert_int_equal(days_in_month(2400, 2), 29);
+	assert_int_equal(days_in_month(2024, 3), 31);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -883,6 +956,9 @@ int main(void)
 		cmocka_unit_test(test_path_join),
 		cmocka_unit_test(test_strbuf),
 		cmocka_unit_test(test_strbuf_many),
+		cmocka_unit_test(test_fnv1a64),
+		cmocka_unit_test(test_log_errno_m),
+		cmocka_unit_test(test_days_in_month),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
