@@ -49,9 +49,12 @@ static const struct {
 	{503, "{\"error\":\"unavailable, try again\"}\n"},
 };
 
-/* Open connections per peer address, for the per-IP cap. */
+/* Open connections per peer address and class, for the per-IP cap.  The
+ * class (trusted proxy or not) is part of the key: a connection stays in the
+ * class it was counted in even when a reload changes the trust. */
 struct peer {
 	int family;
+	bool trusted;
 	uint8_t addr[16];
 	unsigned n;
 	struct peer *next;
@@ -61,6 +64,7 @@ struct peer {
 struct httpd {
 	struct MHD_Daemon *mhd;
 	struct peer *peers[PEER_BUCKETS];
+	unsigned held[2]; /* open connections of untrusted [0] and trusted [1] peers */
 	uint64_t refused_per_ip;
 	struct httpd_opts opts;
 	char *secret_header;
@@ -276,7 +280,7 @@ static bool peer_key(const struct sockaddr *sa, int *ret_family, uint8_t addr[st
 	return false;
 }
 
-static struct peer **peer_slot(struct httpd *h, int family, const uint8_t addr[static 16])
+static struct peer **peer_slot(struct httpd *h, int family, bool trusted, const uint8_t addr[static 16])
 {
 	uint32_t x = 2166136261u;
 	struct peer **p;
@@ -284,35 +288,56 @@ static struct peer **peer_slot(struct httpd *h, int family, const uint8_t addr[s
 	for (size_t i = 0; i < 16; i++)
 		x = (x ^ addr[i]) * 16777619u;
 	for (p = &h->peers[x % PEER_BUCKETS]; *p; p = &(*p)->next)
-		if ((*p)->family == family && memcmp((*p)->addr, addr, 16) == 0)
+		if ((*p)->family == family && (*p)->trusted == trusted && memcmp((*p)->addr, addr, 16) == 0)
 			break;
 	return p;
+}
+
+/* A trusted proxy, or a peer of a unix socket (which only a proxy is). */
+static bool peer_trusted(const struct httpd *h, const struct sockaddr *sa)
+{
+	return (sa && sa->sa_family == AF_UNIX) || sockaddr_trusted(h, sa);
 }
 
 /* How many connections one peer may hold (0: no cap).  A trusted proxy
  * carries everybody's callbacks and gets far more than one client, but not
  * every connection: each one is a descriptor, and the daemon needs some of
  * its own. */
-static unsigned peer_cap(const struct httpd *h, const struct sockaddr *sa)
+static unsigned peer_cap(const struct httpd *h, bool trusted)
 {
-	if ((sa && sa->sa_family == AF_UNIX) || sockaddr_trusted(h, sa))
-		return h->opts.proxy_limit;
-	return h->opts.per_ip_limit;
+	return trusted ? h->opts.proxy_limit : h->opts.per_ip_limit;
 }
 
-/* At accept: refuse a peer that holds its share of connections already. */
+/* How many connections all peers of a class may hold together (0: no cap).
+ * The proxies' share is kept free for them: clients from many addresses
+ * (anybody on the host can bind 127.0.0.2 and up) must not fill the
+ * connection limit and lock the proxy, and every callback behind it, out. */
+static unsigned class_cap(const struct httpd *h, bool trusted)
+{
+	if (!h->opts.proxy_limit || h->opts.proxy_limit >= h->opts.connection_limit)
+		return 0;
+	return trusted ? h->opts.proxy_limit : h->opts.connection_limit - h->opts.proxy_limit;
+}
+
+/* At accept: refuse a peer that holds its share of connections already, or
+ * whose class does. */
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
 {
 	struct httpd *h = cls;
-	unsigned cap = peer_cap(h, sa);
+	bool trusted = peer_trusted(h, sa);
+	unsigned cap = peer_cap(h, trusted), all = class_cap(h, trusted);
 	uint8_t addr[16];
 	struct peer *p;
 	int family;
 
 	(void)len;
+	if (all && h->held[trusted] >= all) {
+		h->refused_per_ip++;
+		return MHD_NO;
+	}
 	if (!cap || !peer_key(sa, &family, addr))
 		return MHD_YES;
-	p = *peer_slot(h, family, addr);
+	p = *peer_slot(h, family, trusted, addr);
 	if (p && p->n >= cap) {
 		h->refused_per_ip++;
 		return MHD_NO;
@@ -327,11 +352,14 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 	struct peer *p = *socket_context, **slot;
 	const union MHD_ConnectionInfo *ci;
 	uint8_t addr[16];
+	bool trusted;
 	int family;
 
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (p)
+			h->held[p->trusted]--;
 		if (p && --p->n == 0) {
-			slot = peer_slot(h, p->family, p->addr);
+			slot = peer_slot(h, p->family, p->trusted, p->addr);
 			*slot = p->next;
 			free(p);
 		}
@@ -343,15 +371,18 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 	 * while its connections stay. */
 	if (!ci || !peer_key(ci->client_addr, &family, addr))
 		return;
-	slot = peer_slot(h, family, addr);
+	trusted = peer_trusted(h, ci->client_addr);
+	slot = peer_slot(h, family, trusted, addr);
 	if (!*slot) {
 		/* Out of memory: the connection goes uncounted, not refused. */
 		if (!(*slot = calloc(1, sizeof(**slot))))
 			return;
 		(*slot)->family = family;
+		(*slot)->trusted = trusted;
 		memcpy((*slot)->addr, addr, 16);
 	}
 	(*slot)->n++;
+	h->held[trusted]++;
 	*socket_context = *slot;
 }
 
