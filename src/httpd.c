@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -419,6 +420,19 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			s->bad = true;
 	}
+	/*
+	 * What follows relies on how libmicrohttpd 0.9.75 leaves a header line
+	 * in its read buffer: "key" NUL (the colon) optional SP/HTAB "value"
+	 * NUL NUL (the CR LF), key and value pointing into it.  On an upgrade,
+	 * re-check in connection.c (get_next_header_line, process_header_line,
+	 * process_broken_line) that this still holds, and run
+	 * tests/integration/28-http-strict.sh (every shape must stay refused);
+	 * then change the version below.  Another version fails the build
+	 * unless it was checked so (-DBLINKHOOK_MHD_LAYOUT_CHECKED).
+	 */
+#if MHD_VERSION != 0x00097500 && !defined(BLINKHOOK_MHD_LAYOUT_CHECKED)
+#error "scan_header() relies on libmicrohttpd 0.9.75's header buffer layout: re-check it (see the comment there)"
+#endif
 	/* libmicrohttpd ends a value at its first NUL byte, and overwrites the
 	 * line's CR LF with two NULs: a value that is not followed by two NULs
 	 * had more on its line after a NUL, which the application would never
@@ -426,9 +440,27 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	 * it is the last). */
 	if (value[value_size] != 0 || value[value_size + 1] != 0)
 		s->bad = true;
+	/* obs-fold: a line beginning with SP or HTAB continues the previous
+	 * header; libmicrohttpd appends it to a copy of the key, so the key no
+	 * longer sits right before its value (separated by the colon's NUL and
+	 * blanks).  RFC 9112 lets a server refuse it, and a proxy may have read
+	 * the header otherwise. */
+	if ((uintptr_t)value <= (uintptr_t)key + key_size || key[key_size] != 0)
+		s->bad = true;
+	else
+		for (const char *c = key + key_size + 1; c < value; c++)
+			if (*c != ' ' && *c != '\t') {
+				s->bad = true;
+				break;
+			}
 	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
 		s->hosts++;
 	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		/* 1*DIGIT: no sign, blank or list inside.  libmicrohttpd 0.9.75
+		 * refuses such a length itself before the application sees the
+		 * request; this holds if a later version reads it otherwise. */
+		if (value_size == 0 || strspn(value, "0123456789") != value_size)
+			s->bad = true;
 		/* Repeats of one length are harmless; two lengths are not. */
 		if (s->lengths++ && (value_size != s->length_size || memcmp(value, s->length, value_size) != 0))
 			s->bad = true;

@@ -88,6 +88,13 @@ while read -r line; do
 		check "$name: answered 401, then the next request 200 on the same connection ($status)" \
 			test "$status" = "401 200"
 		;;
+	"Content-Length with a sign" | "Content-Length of two numbers" | "Content-Length with letters after the digits" | \
+		"Content-Length as a list of one length" | "Content-Length as a list of two lengths")
+		# libmicrohttpd answers these itself (its 400 has its status line
+		# twice) before the daemon sees the request: not counted.
+		check "$name: 400, closed, nothing read as a second request ($status, closed: $closed)" \
+			sh -c 'case "$1" in "400 True" | "400 400 True") exit 0 ;; esac; exit 1' _ "$status $closed"
+		;;
 	*)
 		smuggled=$((smuggled + 1))
 		check "$name: 400, closed, nothing read as a second request ($status, closed: $closed)" \
