@@ -667,7 +667,8 @@ static void finish(struct meraki_call *call, CURLcode code)
 			if (asprintf(&res.error,
 				     "HTTP %ld redirect to another origin, %s (base_url's is %s): not followed, "
 				     "since the API key and the callback secret go only to base_url; if that is "
-				     "Meraki's API, set [meraki] base_url to it",
+				     "Meraki's API, set [meraki] base_url to that origin followed by the API path "
+				     "(e.g. https://HOST/api/v1)",
 				     status, foreign, call->origin) < 0)
 				res.error = NULL;
 			else /* within a job record's text */
