@@ -62,7 +62,15 @@ out=$(pctl blink "$SERIAL" --id rack12-sw3 2>&1)
 rc=$?
 check "blink --id with an id the log has exits 1" test "$rc" = 1
 check "... saying the id is already used" grep -q 'already used' <<<"$out"
-# A producer that writes the file itself (or raced the check) is rejected.
+# A job log that cannot be read: one line says so, and the request is queued.
+mkdir -p "$T/badstate/jobs.log" "$T/spool2/tmp" "$T/spool2/new" "$T/spool2/rejected"
+sed -e "s|^dir = $T/state\$|dir = $T/badstate|" -e "s|^dir = $T/spool\$|dir = $T/spool2|" "$T/bh.conf" >"$T/bad.conf"
+out=$("$BLINKHOOKCTL" -c "$T/bad.conf" blink "$SERIAL" --id unread-log-1 2>"$T/err")
+rc=$?
+check "blink --id with an unreadable job log still queues it (exit $rc)" test "$rc" = 0 -a "$out" = unread-log-1
+check "... and says so in one line ($(wc -l <"$T/err"))" sh -c \
+	"[ \$(wc -l <'$T/err') = 1 ] && grep -q 'cannot read .*jobs.log: .*; not checking whether the id is already used' '$T/err'"
+
 as_producer sh -c "umask 027; printf '%s\n' '{\"id\":\"rack12-sw3\",\"serial\":\"$SERIAL\",\"duration\":20}' \
 	>'$T/spool/tmp/again.json' && mv '$T/spool/tmp/again.json' '$T/spool/new/again.json'"
 check "a request reusing an id is moved to rejected/" wait_until 10 test -e "$T/spool/rejected/again.json"
