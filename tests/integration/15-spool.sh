@@ -40,6 +40,24 @@ install -d -m 2750 -o "${D_OWNER%:*}" -g "${D_OWNER#*:}" "$T/spool/rejected"
 start_daemon
 
 pctl() { as_producer "$BLINKHOOKCTL" -c "$T/bh.conf" "$@"; }
+# drop_files PREFIX N CONTENT [MODE]: N files new/PREFIX-NNNN.json written
+# as a producer does (into tmp/, then renamed), "%d" in CONTENT the file's
+# number, MODE (octal) set before the rename.
+drop_files() {
+	as_producer "$PY" - "$T/spool" "$@" <<'EOF'
+import os, sys
+spool, prefix, n, content = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+mode = int(sys.argv[5], 8) if len(sys.argv) > 5 else None
+for i in range(n):
+    name = "%s-%04d.json" % (prefix, i)
+    t = os.path.join(spool, "tmp", name)
+    with open(t, "w") as f:
+        f.write(content.replace("%d", str(i)))
+    if mode is not None:
+        os.chmod(t, mode)
+    os.rename(t, os.path.join(spool, "new", name))
+EOF
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$D_PID/stat"; }
 log_lines() { wc -l <"$T/daemon.log"; }
 n_in() { find "$T/spool/$1" -mindepth 1 -maxdepth 1 ! -name '*.reason' | wc -l; }
@@ -80,15 +98,7 @@ check "... and a log line" grep -q 'again.json.*rejected: its id is already used
 # --- 3. Where even the move to rejected/ fails (here: rejected/ not
 # writable), a file is skipped with one log line, never retried in a loop.
 chmod 0550 "$T/spool/rejected"
-as_producer "$PY" - "$T/spool" <<'EOF'
-import os, sys
-spool = sys.argv[1]
-for i in range(5):
-    t = os.path.join(spool, "tmp", "stuck-%d.json" % i)
-    with open(t, "w") as f:
-        f.write("not json\n")
-    os.rename(t, os.path.join(spool, "new", "stuck-%d.json" % i))
-EOF
+drop_files stuck 5 $'not json\n'
 id3=$(pctl blink "$SERIAL")
 check "with rejected/ unwritable, a good request still completes" wait_state 20 "$id3" complete
 id4=$(pctl blink "$SERIAL")
@@ -103,18 +113,9 @@ chmod 2750 "$T/spool/rejected"
 rm -f "$T"/spool/new/stuck-*
 
 # --- 4. 256 unreadable files and a socket: the queue keeps flowing ----------
-as_producer "$PY" - "$T/spool" <<'EOF'
-import os, socket, sys
-spool = sys.argv[1]
-for i in range(256):
-    t = os.path.join(spool, "tmp", "locked-%03d.json" % i)
-    with open(t, "w") as f:
-        f.write('{"serial": "Q2SP-OOL1-AAAA"}\n')
-    os.chmod(t, 0)
-    os.rename(t, os.path.join(spool, "new", "locked-%03d.json" % i))
-s = socket.socket(socket.AF_UNIX)
-s.bind(os.path.join(spool, "new", "a-socket.json"))
-EOF
+drop_files locked 256 $'{"serial": "Q2SP-OOL1-AAAA"}\n' 0
+as_producer "$PY" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' \
+	"$T/spool/new/a-socket.json"
 lines0=$(log_lines)
 id2=$(pctl blink "$SERIAL")
 check "a good request queued after 256 unreadable files and a socket is taken" wait_until 10 job_known "$id2"
@@ -194,15 +195,7 @@ EOF
 probe=$!
 t_start=$(date +%s.%N)
 touch "$T/garbage.go"
-as_producer "$PY" - "$T/spool" <<'EOF'
-import os, sys
-spool = sys.argv[1]
-for i in range(2000):
-    t = os.path.join(spool, "tmp", "garbage-%04d.json" % i)
-    with open(t, "w") as f:
-        f.write("garbage %d\n" % i)
-    os.rename(t, os.path.join(spool, "new", "garbage-%04d.json" % i))
-EOF
+drop_files garbage 2000 $'garbage %d\n'
 t_written=$(date +%s.%N)
 wait_until 30 new_empty
 t_end=$(date +%s.%N)
