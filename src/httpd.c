@@ -281,7 +281,7 @@ static bool peer_key(const struct sockaddr *sa, int *ret_family, uint8_t addr[st
 	return false;
 }
 
-static struct peer **peer_slot(struct httpd *h, int family, bool trusted, const uint8_t addr[static 16])
+static struct peer **peer_slot(struct httpd *h, int family, bool proxy, const uint8_t addr[static 16])
 {
 	uint32_t x = 2166136261u;
 	struct peer **p;
@@ -289,7 +289,7 @@ static struct peer **peer_slot(struct httpd *h, int family, bool trusted, const 
 	for (size_t i = 0; i < 16; i++)
 		x = (x ^ addr[i]) * 16777619u;
 	for (p = &h->peers[x % PEER_BUCKETS]; *p; p = &(*p)->next)
-		if ((*p)->family == family && (*p)->trusted == trusted && memcmp((*p)->addr, addr, 16) == 0)
+		if ((*p)->family == family && (*p)->trusted == proxy && memcmp((*p)->addr, addr, 16) == 0)
 			break;
 	return p;
 }
@@ -304,20 +304,20 @@ static bool peer_trusted(const struct httpd *h, const struct sockaddr *sa)
  * carries everybody's callbacks and gets far more than one client, but not
  * every connection: each one is a descriptor, and the daemon needs some of
  * its own. */
-static unsigned peer_cap(const struct httpd *h, bool trusted)
+static unsigned peer_cap(const struct httpd *h, bool proxy)
 {
-	return trusted ? h->opts.proxy_limit : h->opts.per_ip_limit;
+	return proxy ? h->opts.proxy_limit : h->opts.per_ip_limit;
 }
 
 /* How many connections all peers of a class may hold together (0: no cap).
  * The proxies' share is kept free for them: clients from many addresses
  * (anybody on the host can bind 127.0.0.2 and up) must not fill the
  * connection limit and lock the proxy, and every callback behind it, out. */
-static unsigned class_cap(const struct httpd *h, bool trusted)
+static unsigned class_cap(const struct httpd *h, bool proxy)
 {
 	if (!h->opts.proxy_limit || h->opts.proxy_limit >= h->opts.connection_limit)
 		return 0;
-	return trusted ? h->opts.proxy_limit : h->opts.connection_limit - h->opts.proxy_limit;
+	return proxy ? h->opts.proxy_limit : h->opts.connection_limit - h->opts.proxy_limit;
 }
 
 /* At accept: refuse a peer that holds its share of connections already, or
@@ -325,20 +325,20 @@ static unsigned class_cap(const struct httpd *h, bool trusted)
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
 {
 	struct httpd *h = cls;
-	bool trusted = peer_trusted(h, sa);
-	unsigned cap = peer_cap(h, trusted), all = class_cap(h, trusted);
+	bool proxy = peer_trusted(h, sa);
+	unsigned cap = peer_cap(h, proxy), all = class_cap(h, proxy);
 	uint8_t addr[16];
 	struct peer *p;
 	int family;
 
 	(void)len;
-	if (all && h->held[trusted] >= all) {
+	if (all && h->held[proxy] >= all) {
 		h->refused_per_ip++;
 		return MHD_NO;
 	}
 	if (!cap || !peer_key(sa, &family, addr))
 		return MHD_YES;
-	p = *peer_slot(h, family, trusted, addr);
+	p = *peer_slot(h, family, proxy, addr);
 	if (p && p->n >= cap) {
 		h->refused_per_ip++;
 		return MHD_NO;
@@ -353,7 +353,7 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 	struct peer *p = *socket_context, **slot;
 	const union MHD_ConnectionInfo *ci;
 	uint8_t addr[16];
-	bool trusted;
+	bool proxy;
 	int family;
 
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -372,18 +372,18 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 	 * while its connections stay. */
 	if (!ci || !peer_key(ci->client_addr, &family, addr))
 		return;
-	trusted = peer_trusted(h, ci->client_addr);
-	slot = peer_slot(h, family, trusted, addr);
+	proxy = peer_trusted(h, ci->client_addr);
+	slot = peer_slot(h, family, proxy, addr);
 	if (!*slot) {
 		/* Out of memory: the connection goes uncounted, not refused. */
 		if (!(*slot = calloc(1, sizeof(**slot))))
 			return;
 		(*slot)->family = family;
-		(*slot)->trusted = trusted;
+		(*slot)->trusted = proxy;
 		memcpy((*slot)->addr, addr, 16);
 	}
 	(*slot)->n++;
-	h->held[trusted]++;
+	h->held[proxy]++;
 	*socket_context = *slot;
 }
 
@@ -429,8 +429,9 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	 * tests/integration/28-http-strict.sh (every shape must stay refused);
 	 * then change the version below.  Another version fails the build
 	 * unless it was checked so (-DBLINKHOOK_MHD_LAYOUT_CHECKED).
+	 * (defined(): cppcheck reads no system header.)
 	 */
-#if MHD_VERSION != 0x00097500 && !defined(BLINKHOOK_MHD_LAYOUT_CHECKED)
+#if defined(MHD_VERSION) && MHD_VERSION != 0x00097500 && !defined(BLINKHOOK_MHD_LAYOUT_CHECKED)
 #error "scan_header() relies on libmicrohttpd 0.9.75's header buffer layout: re-check it (see the comment there)"
 #endif
 	/* libmicrohttpd ends a value at its first NUL byte, and overwrites the
