@@ -112,6 +112,24 @@ check "the daemon stays idle with them in new/ (CPU $((t1 - t0)) ticks in 2 s)" 
 chmod 2750 "$T/spool/rejected"
 rm -f "$T"/spool/new/stuck-*
 
+# --- 3b. A member's directories in new/: never moved into rejected/, where
+# one anybody may write in would stay writable; an empty one is removed.
+as_producer sh -c "mkdir '$T/spool/new/evil-dir' '$T/spool/new/empty-dir' && chmod 777 '$T/spool/new/evil-dir' &&
+	echo x >'$T/spool/new/evil-dir/inside'"
+idd=$(pctl blink "$SERIAL")
+check "with a directory in new/, a good request still completes" wait_state 20 "$idd" complete
+idd=$(pctl blink "$SERIAL")
+check "... and another after it" wait_state 20 "$idd" complete
+check "the directory is not moved into rejected/" sh -c "[ -d '$T/spool/new/evil-dir' ] && [ ! -e '$T/spool/rejected/evil-dir' ]"
+check "the empty directory is removed" test ! -e "$T/spool/new/empty-dir"
+n=$(grep -c 'evil-dir' "$T/daemon.log")
+check "the directory is logged once ($n)" test "$n" = 1
+t0=$(cpu_ticks)
+sleep 2
+t1=$(cpu_ticks)
+check "the daemon stays idle with it in new/ (CPU $((t1 - t0)) ticks in 2 s)" test $((t1 - t0)) -le 10
+rm -rf "$T/spool/new/evil-dir"
+
 # --- 4. 256 unreadable files and a socket: the queue keeps flowing ----------
 drop_files locked 256 $'{"serial": "Q2SP-OOL1-AAAA"}\n' 0
 as_producer "$PY" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' \
