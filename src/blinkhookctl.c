@@ -80,7 +80,9 @@ static int apply_cb(const struct job_event *ev, void *ud)
 	return 0;
 }
 
-static int load_jobs(struct job_table *t)
+/* Reads the job log into t.  On failure t is released, and the error is
+ * printed with what follows from it (NULL: nothing more to say). */
+static int load_jobs_or(struct job_table *t, const char *consequence)
 {
 	struct joblog_info info;
 	uint64_t end;
@@ -93,8 +95,10 @@ static int load_jobs(struct job_table *t)
 	if (r == -ENOENT)
 		return 0; /* no job yet */
 	if (r < 0) {
+		job_table_release(t);
 		errno = -r;
-		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
+		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m%s%s\n", cfg.state_dir, JOBLOG_FILE,
+			consequence ? "; " : "", consequence ? consequence : "");
 		return r;
 	}
 	if (info.damaged)
@@ -103,6 +107,8 @@ static int load_jobs(struct job_table *t)
 			(unsigned long long)info.bad_line);
 	return 0;
 }
+
+static int load_jobs(struct job_table *t) { return load_jobs_or(t, NULL); }
 
 static const char *or_dash(const char *s) { return s && *s ? s : "-"; }
 
@@ -431,8 +437,7 @@ static int cmd_blink(int argc, char **argv)
 		struct job_table t;
 		bool used;
 
-		if (load_jobs(&t) < 0) {
-			fprintf(stderr, "blinkhookctl: not checking whether id \"%s\" is already used\n", req.id);
+		if (load_jobs_or(&t, "not checking whether the id is already used") < 0) {
 			used = false;
 		} else {
 			used = job_table_find(&t, req.id) != NULL;

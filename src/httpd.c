@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -49,9 +50,12 @@ static const struct {
 	{503, "{\"error\":\"unavailable, try again\"}\n"},
 };
 
-/* Open connections per peer address, for the per-IP cap. */
+/* Open connections per peer address and class, for the per-IP cap.  The
+ * class (trusted proxy or not) is part of the key: a connection stays in the
+ * class it was counted in even when a reload changes the trust. */
 struct peer {
 	int family;
+	bool trusted;
 	uint8_t addr[16];
 	unsigned n;
 	struct peer *next;
@@ -61,6 +65,7 @@ struct peer {
 struct httpd {
 	struct MHD_Daemon *mhd;
 	struct peer *peers[PEER_BUCKETS];
+	unsigned held[2]; /* open connections of untrusted [0] and trusted [1] peers */
 	uint64_t refused_per_ip;
 	struct httpd_opts opts;
 	char *secret_header;
@@ -206,40 +211,61 @@ static bool peer_key(const struct sockaddr *sa, int *ret_family, uint8_t addr[st
 	return false;
 }
 
-static struct peer **peer_slot(struct httpd *h, int family, const uint8_t addr[static 16])
+static struct peer **peer_slot(struct httpd *h, int family, bool proxy, const uint8_t addr[static 16])
 {
 	struct peer **p;
 
 	for (p = &h->peers[fnv1a64(addr, 16) % PEER_BUCKETS]; *p; p = &(*p)->next)
-		if ((*p)->family == family && memcmp((*p)->addr, addr, 16) == 0)
+		if ((*p)->family == family && (*p)->trusted == proxy && memcmp((*p)->addr, addr, 16) == 0)
 			break;
 	return p;
+}
+
+/* A trusted proxy, or a peer of a unix socket (which only a proxy is). */
+static bool peer_trusted(const struct httpd *h, const struct sockaddr *sa)
+{
+	return (sa && sa->sa_family == AF_UNIX) || sockaddr_trusted(h, sa);
 }
 
 /* How many connections one peer may hold (0: no cap).  A trusted proxy
  * carries everybody's callbacks and gets far more than one client, but not
  * every connection: each one is a descriptor, and the daemon needs some of
  * its own. */
-static unsigned peer_cap(const struct httpd *h, const struct sockaddr *sa)
+static unsigned peer_cap(const struct httpd *h, bool proxy)
 {
-	if ((sa && sa->sa_family == AF_UNIX) || sockaddr_trusted(h, sa))
-		return h->opts.proxy_limit;
-	return h->opts.per_ip_limit;
+	return proxy ? h->opts.proxy_limit : h->opts.per_ip_limit;
 }
 
-/* At accept: refuse a peer that holds its share of connections already. */
+/* How many connections all peers of a class may hold together (0: no cap).
+ * The proxies' share is kept free for them: clients from many addresses
+ * (anybody on the host can bind 127.0.0.2 and up) must not fill the
+ * connection limit and lock the proxy, and every callback behind it, out. */
+static unsigned class_cap(const struct httpd *h, bool proxy)
+{
+	if (!h->opts.proxy_limit || h->opts.proxy_limit >= h->opts.connection_limit)
+		return 0;
+	return proxy ? h->opts.proxy_limit : h->opts.connection_limit - h->opts.proxy_limit;
+}
+
+/* At accept: refuse a peer that holds its share of connections already, or
+ * whose class does. */
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
 {
 	struct httpd *h = cls;
-	unsigned cap = peer_cap(h, sa);
+	bool proxy = peer_trusted(h, sa);
+	unsigned cap = peer_cap(h, proxy), all = class_cap(h, proxy);
 	uint8_t addr[16];
 	struct peer *p;
 	int family;
 
 	(void)len;
+	if (all && h->held[proxy] >= all) {
+		h->refused_per_ip++;
+		return MHD_NO;
+	}
 	if (!cap || !peer_key(sa, &family, addr))
 		return MHD_YES;
-	p = *peer_slot(h, family, addr);
+	p = *peer_slot(h, family, proxy, addr);
 	if (p && p->n >= cap) {
 		h->refused_per_ip++;
 		return MHD_NO;
@@ -254,11 +280,14 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 	struct peer *p = *socket_context, **slot;
 	const union MHD_ConnectionInfo *ci;
 	uint8_t addr[16];
+	bool proxy;
 	int family;
 
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (p)
+			h->held[p->trusted]--;
 		if (p && --p->n == 0) {
-			slot = peer_slot(h, p->family, p->addr);
+			slot = peer_slot(h, p->family, p->trusted, p->addr);
 			*slot = p->next;
 			free(p);
 		}
@@ -270,15 +299,18 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 	 * while its connections stay. */
 	if (!ci || !peer_key(ci->client_addr, &family, addr))
 		return;
-	slot = peer_slot(h, family, addr);
+	proxy = peer_trusted(h, ci->client_addr);
+	slot = peer_slot(h, family, proxy, addr);
 	if (!*slot) {
 		/* Out of memory: the connection goes uncounted, not refused. */
 		if (!(*slot = calloc(1, sizeof(**slot))))
 			return;
 		(*slot)->family = family;
+		(*slot)->trusted = proxy;
 		memcpy((*slot)->addr, addr, 16);
 	}
 	(*slot)->n++;
+	h->held[proxy]++;
 	*socket_context = *slot;
 }
 
@@ -315,6 +347,20 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			s->bad = true;
 	}
+	/*
+	 * What follows relies on how libmicrohttpd 0.9.75 leaves a header line
+	 * in its read buffer: "key" NUL (the colon) optional SP/HTAB "value"
+	 * NUL NUL (the CR LF), key and value pointing into it.  On an upgrade,
+	 * re-check in connection.c (get_next_header_line, process_header_line,
+	 * process_broken_line) that this still holds, and run
+	 * tests/integration/28-http-strict.sh (every shape must stay refused);
+	 * then change the version below.  Another version fails the build
+	 * unless it was checked so (-DBLINKHOOK_MHD_LAYOUT_CHECKED).
+	 * (defined(): cppcheck reads no system header.)
+	 */
+#if defined(MHD_VERSION) && MHD_VERSION != 0x00097500 && !defined(BLINKHOOK_MHD_LAYOUT_CHECKED)
+#error "scan_header() relies on libmicrohttpd 0.9.75's header buffer layout: re-check it (see the comment there)"
+#endif
 	/* libmicrohttpd ends a value at its first NUL byte, and overwrites the
 	 * line's CR LF with two NULs: a value that is not followed by two NULs
 	 * had more on its line after a NUL, which the application would never
@@ -322,9 +368,27 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	 * it is the last). */
 	if (value[value_size] != 0 || value[value_size + 1] != 0)
 		s->bad = true;
+	/* obs-fold: a line beginning with SP or HTAB continues the previous
+	 * header; libmicrohttpd appends it to a copy of the key, so the key no
+	 * longer sits right before its value (separated by the colon's NUL and
+	 * blanks).  RFC 9112 lets a server refuse it, and a proxy may have read
+	 * the header otherwise. */
+	if ((uintptr_t)value <= (uintptr_t)key + key_size || key[key_size] != 0)
+		s->bad = true;
+	else
+		for (const char *c = key + key_size + 1; c < value; c++)
+			if (*c != ' ' && *c != '\t') {
+				s->bad = true;
+				break;
+			}
 	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
 		s->hosts++;
 	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		/* 1*DIGIT: no sign, blank or list inside.  libmicrohttpd 0.9.75
+		 * refuses such a length itself before the application sees the
+		 * request; this holds if a later version reads it otherwise. */
+		if (value_size == 0 || strspn(value, "0123456789") != value_size)
+			s->bad = true;
 		/* Repeats of one length are harmless; two lengths are not. */
 		if (s->lengths++ && (value_size != s->length_size || memcmp(value, s->length, value_size) != 0))
 			s->bad = true;

@@ -90,21 +90,6 @@ int meraki_parse_retry_after(const char *v, uint64_t now, uint64_t *ret)
 	return 0;
 }
 
-/* The length of s's first at most max bytes, not cutting a UTF-8 character
- * in two (the text ends up in the job log, whose reader refuses invalid
- * UTF-8). */
-static size_t utf8_prefix(const char *s, size_t len, size_t max)
-{
-	size_t n = len;
-
-	if (n > max) {
-		n = max;
-		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-			n--;
-	}
-	return n;
-}
-
 /* The API's {"errors": ["...", ...]} joined by "; ", or NULL. */
 static char *api_errors(const struct json *root)
 {
@@ -672,7 +657,8 @@ static void finish(struct meraki_call *call, CURLcode code)
 			if (asprintf(&res.error,
 				     "HTTP %ld redirect to another origin, %s (base_url's is %s): not followed, "
 				     "since the API key and the callback secret go only to base_url; if that is "
-				     "Meraki's API, set [meraki] base_url to it",
+				     "Meraki's API, set [meraki] base_url to that origin followed by the API path "
+				     "(e.g. https://HOST/api/v1)",
 				     status, foreign, call->origin) < 0)
 				res.error = NULL;
 			else /* within a job record's text */

@@ -168,7 +168,7 @@ static int open_sub(int dirfd, const char *sub, unsigned mode)
 	 * file in it stays in the spool's group (without it, where that is not
 	 * allowed: RestrictSUIDSGID=). */
 	if (fd >= 0 && fchmod(fd, mode) < 0)
-		(void)fchmod(fd, mode & 0777);
+		(void)fchmod(fd, mode & ~(unsigned)(S_ISUID | S_ISGID)); /* the sticky bit stays */
 	return fd;
 }
 
@@ -212,7 +212,7 @@ int queue_open(const char *dir, struct queue **ret)
 	if ((r = q->top_fd = open_dir_at(AT_FDCWD, dir)) < 0)
 		goto fail;
 	if (!existed && fchmod(q->top_fd, MODE_TOP) < 0)
-		(void)fchmod(q->top_fd, MODE_TOP & 0777);
+		(void)fchmod(q->top_fd, MODE_TOP & ~(unsigned)(S_ISUID | S_ISGID));
 	if ((r = q->tmp_fd = open_sub(q->top_fd, "tmp", MODE_DROP)) < 0 ||
 	    (r = q->new_fd = open_sub(q->top_fd, "new", MODE_DROP)) < 0 ||
 	    (r = q->rejected_fd = open_sub(q->top_fd, "rejected", MODE_REJECTED)) < 0)
@@ -505,25 +505,41 @@ static int write_reason(struct queue *q, const char *name, const char *reason)
 	return r < 0 ? r : 0;
 }
 
-/* Moves fromfd/name into rejected/, under its own name or, where that is
- * taken, NAME.N (never over another reject), and writes its reason.  0 when
- * both are done, 1 when the file moved but its reason could not be written. */
-static int move_aside(struct queue *q, int fromfd, const char *name, const char *reason)
+/* A directory is never moved into rejected/: a member's `mkdir new/x; chmod
+ * 777 new/x` would become a directory there that anybody may write in.  An
+ * empty one is removed (-ENOENT: nothing is left to reject), any other is
+ * left where it is (-EISDIR; the caller skips it from now on). */
+static int drop_dir(int dirfd, const char *name)
 {
-	char dst[256];
+	if (unlinkat(dirfd, name, AT_REMOVEDIR) == 0)
+		return -ENOENT;
+	return -EISDIR;
+}
 
+/* Moves fromfd/name into rejected/, under its own name or, where that is
+ * taken, NAME.N (never over another reject), and writes its reason; the name
+ * used goes to dst.  0 when both are done, 1 when the file moved but its
+ * reason could not be written. */
+static int move_aside(struct queue *q, int fromfd, const char *name, const char *reason,
+		      char dst[static QUEUE_REJECTED_NAME_MAX])
+{
+	struct stat st;
+
+	if (fstatat(fromfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return drop_dir(fromfd, name);
 	for (unsigned i = 0;; i++) {
 		/* Room for ".NN" and ".reason" within NAME_MAX. */
 		if (i == 0 && strlen(name) <= 200)
-			snprintf(dst, sizeof(dst), "%s", name);
+			snprintf(dst, QUEUE_REJECTED_NAME_MAX, "%s", name);
 		else
-			snprintf(dst, sizeof(dst), "%.200s.%u", name, i);
+			snprintf(dst, QUEUE_REJECTED_NAME_MAX, "%.200s.%u", name, i);
 		if (renameat2(fromfd, name, q->rejected_fd, dst, RENAME_NOREPLACE) == 0)
 			break;
 		if (errno == EINVAL) {
 			/* A file system without RENAME_NOREPLACE: rejected/ is ours,
 			 * so nobody else creates names in it meanwhile. */
-			struct stat st;
 			if (fstatat(q->rejected_fd, dst, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
 				if (renameat(fromfd, name, q->rejected_fd, dst) == 0)
 					break;
@@ -537,12 +553,27 @@ static int move_aside(struct queue *q, int fromfd, const char *name, const char 
 			return -EEXIST;
 	}
 	q->unsynced = true;
+	/* A directory swapped in between the look and the move (its owner may
+	 * replace a file of theirs): back where it came from, or gone if empty. */
+	if (fstatat(q->rejected_fd, dst, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+		if (renameat2(q->rejected_fd, dst, fromfd, name, RENAME_NOREPLACE) < 0)
+			(void)unlinkat(q->rejected_fd, dst, AT_REMOVEDIR);
+		return -EISDIR;
+	}
 	return write_reason(q, dst, reason) < 0 ? 1 : 0;
+}
+
+int queue_reject_named(struct queue *q, const char *name, const char *reason,
+		       char ret_as[static QUEUE_REJECTED_NAME_MAX])
+{
+	return move_aside(q, q->new_fd, name, reason, ret_as);
 }
 
 int queue_reject(struct queue *q, const char *name, const char *reason)
 {
-	return move_aside(q, q->new_fd, name, reason);
+	char as[QUEUE_REJECTED_NAME_MAX];
+
+	return queue_reject_named(q, name, reason, as);
 }
 
 int queue_reject_sync(struct queue *q)
@@ -572,6 +603,7 @@ int queue_sync(struct queue *q) { return fsync_dirfd(q->new_fd); }
 
 int queue_sweep_tmp(struct queue *q, uint64_t now)
 {
+	char dst[QUEUE_REJECTED_NAME_MAX];
 	DIR *d;
 	struct dirent *de;
 	int moved = 0;
@@ -590,8 +622,15 @@ int queue_sweep_tmp(struct queue *q, uint64_t now)
 		mtime = (uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
 		if (mtime + QUEUE_TMP_STALE_USEC > now)
 			continue; /* a producer may still be writing it */
+		/* A producer writes regular files only; anything else (a
+		 * directory, FIFO, link) is no request and never moved into
+		 * rejected/: an empty directory goes, the rest stays. */
+		if (S_ISDIR(st.st_mode))
+			(void)drop_dir(q->tmp_fd, de->d_name);
+		if (!S_ISREG(st.st_mode))
+			continue;
 		if (move_aside(q, q->tmp_fd, de->d_name,
-			       "left in tmp/ for over a minute: its producer died while writing it") >= 0)
+			       "left in tmp/ for over a minute: its producer died while writing it", dst) >= 0)
 			moved++;
 	}
 	closedir(d);

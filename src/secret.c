@@ -102,9 +102,13 @@ static int read_key(int fd, mode_t forbidden, struct secret_key **ret)
 	return r;
 }
 
-int secret_key_load(const char *dir, struct secret_key **ret, bool *ret_created)
+/* Loads dir/name, whose mode must have none of the forbidden bits; where it
+ * does not exist and create is set, makes a new key there with create_mode,
+ * written atomically so that a crash never leaves a short key behind. */
+static int key_file_load(const char *dir, const char *name, mode_t forbidden, mode_t create_mode, bool create,
+			 struct secret_key **ret, bool *ret_created)
 {
-	_cleanup_free_ char *path = path_join(dir, SECRET_KEY_FILE);
+	_cleanup_free_ char *path = path_join(dir, name);
 	_cleanup_close_ int fd = -1;
 	unsigned char buf[SECRET_KEY_SIZE];
 	int r;
@@ -115,25 +119,28 @@ int secret_key_load(const char *dir, struct secret_key **ret, bool *ret_created)
 	 * changes nothing for a regular file). */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd >= 0) {
-		r = read_key(fd, 077, ret);
+		r = read_key(fd, forbidden, ret);
 		if (r >= 0 && ret_created)
 			*ret_created = false;
 		return r;
 	}
-	if (errno != ENOENT)
+	if (errno != ENOENT || !create)
 		return -errno;
-
-	/* First start: a new key, written atomically so that a crash never
-	 * leaves a short key behind. */
 	r = random_bytes(buf, sizeof(buf));
 	if (r >= 0)
-		r = write_file_atomic(dir, SECRET_KEY_FILE, buf, sizeof(buf), 0600);
+		r = write_file_atomic(dir, name, buf, sizeof(buf), create_mode);
 	if (r >= 0)
 		r = secret_key_from_bytes(buf, sizeof(buf), ret);
 	secret_wipe(buf, sizeof(buf));
 	if (r >= 0 && ret_created)
 		*ret_created = true;
 	return r;
+}
+
+int secret_key_load(const char *dir, struct secret_key **ret, bool *ret_created)
+{
+	/* First start: a new key. */
+	return key_file_load(dir, SECRET_KEY_FILE, 077, 0600, true, ret, ret_created);
 }
 
 static void base64url(const unsigned char *in, size_t len, char *out)
@@ -238,33 +245,9 @@ bool secret_verify(const struct secret_key *k, const char *job_id, const char *n
 
 int probe_key_load(const char *dir, bool create, struct secret_key **ret, bool *ret_created)
 {
-	_cleanup_free_ char *path = path_join(dir, PROBE_KEY_FILE);
-	_cleanup_close_ int fd = -1;
-	unsigned char buf[SECRET_KEY_SIZE];
-	int r;
-
-	if (!path)
-		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd >= 0) {
-		/* The group reads it (blinkhookctl selftest); nobody else may,
-		 * and only the owner may change it. */
-		r = read_key(fd, 037, ret);
-		if (r >= 0 && ret_created)
-			*ret_created = false;
-		return r;
-	}
-	if (errno != ENOENT || !create)
-		return -errno;
-	r = random_bytes(buf, sizeof(buf));
-	if (r >= 0)
-		r = write_file_atomic(dir, PROBE_KEY_FILE, buf, sizeof(buf), 0640);
-	if (r >= 0)
-		r = secret_key_from_bytes(buf, sizeof(buf), ret);
-	secret_wipe(buf, sizeof(buf));
-	if (r >= 0 && ret_created)
-		*ret_created = true;
-	return r;
+	/* The group reads it (blinkhookctl selftest); nobody else may, and
+	 * only the owner may change it. */
+	return key_file_load(dir, PROBE_KEY_FILE, 037, 0640, create, ret, ret_created);
 }
 
 bool probe_token_is_valid(const char *s)

@@ -458,31 +458,15 @@ bool job_id_is_valid(const char *s)
 	return true;
 }
 
-/* The length of the valid UTF-8 sequence at p (RFC 3629: no overlong form,
- * no surrogate, nothing past U+10FFFF), or 0 when there is none. */
-static size_t utf8_len(const unsigned char *p)
+size_t utf8_prefix(const char *s, size_t len, size_t max)
 {
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t n;
+	size_t n = len;
 
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		lo = c == 0xe0 ? 0xa0 : 0x80;
-		hi = c == 0xed ? 0x9f : 0xbf;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		lo = c == 0xf0 ? 0x90 : 0x80;
-		hi = c == 0xf4 ? 0x8f : 0xbf;
-	} else
-		return 0;
-	/* The bytes are read one by one: a NUL ends the check early. */
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
+	if (n > max) {
+		n = max;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	}
 	return n;
 }
 
@@ -493,7 +477,8 @@ const char *text_escape(char *dst, size_t size, const char *src)
 	size_t o = 0;
 
 	while (*p) {
-		size_t n = *p >= 0x20 && *p < 0x7f ? 1 : utf8_len(p);
+		/* Printable ASCII as it is; controls and DEL (0) escaped. */
+		size_t n = *p >= 0x20 && *p < 0x7f ? 1 : *p < 0x80 ? 0 : utf8_len(p);
 		/* U+0080..U+009F, the C1 controls, are C2 80..C2 9F. */
 		bool escape = n == 0 || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0);
 		size_t take = escape ? (n ? n : 1) : n, need = escape ? 4 * take : n;

@@ -85,16 +85,24 @@ int queue_file_ino(struct queue *q, const char *name, uint64_t *ret_ino);
  * writes rejected/NAME.reason.  1 when the file moved but its reason could
  * not be written.  Not durable until queue_reject_sync(): one sync a batch. */
 int queue_reject(struct queue *q, const char *name, const char *reason);
+/* The same, and the name it got in rejected/ goes to ret_as (NAME or
+ * NAME.N).  A directory is never moved: an empty one is removed (-ENOENT),
+ * any other left in place (-EISDIR). */
+#define QUEUE_REJECTED_NAME_MAX 256
+int queue_reject_named(struct queue *q, const char *name, const char *reason,
+		       char ret_as[static QUEUE_REJECTED_NAME_MAX]);
 int queue_reject_sync(struct queue *q);
 /* Removes new/name; queue_sync() makes the removals durable. */
 int queue_remove(struct queue *q, const char *name);
 int queue_sync(struct queue *q);
-/* Moves files in tmp/ older than QUEUE_TMP_STALE_USEC to rejected/.
- * Returns how many. */
+/* Moves regular files in tmp/ older than QUEUE_TMP_STALE_USEC to rejected/
+ * (removes stale empty directories, leaves anything else).  Returns how
+ * many it moved. */
 int queue_sweep_tmp(struct queue *q, uint64_t now_realtime);
 
 /* For producers (blinkhookctl blink): writes req into tmp/ (mode 0640,
- * whatever the umask) and renames it into new/, both synced.  Picks a job id when req has none, and returns it. */
+ * whatever the umask) and renames it into new/, both synced.  Picks a job id
+ * when req has none, and returns it. */
 int queue_enqueue(const char *dir, struct queue_request *req);
 
 #endif

@@ -108,6 +108,43 @@ bool job_id_is_valid(const char *s);
 /* A new, unique, roughly time-ordered job id (24 characters). */
 int job_id_new(char buf[static JOB_ID_MAX + 1]);
 
+/* The length of the valid UTF-8 sequence at p: 1 for an ASCII byte (NUL
+ * too), 2 to 4 for a sequence RFC 3629 allows (no overlong form, no
+ * surrogate, nothing past U+10FFFF), 0 when there is none.  A byte is read
+ * only when those before it continue the sequence, so a NUL or any
+ * non-continuation byte ends the reading.  Inline: json.c's writer calls it
+ * for every byte of a string. */
+static inline size_t utf8_len(const unsigned char *p)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+/* The length of s's first at most max bytes (of len), not cutting a UTF-8
+ * character in two (such text may end up in the job log, whose reader
+ * refuses invalid UTF-8). */
+size_t utf8_prefix(const char *s, size_t len, size_t max);
+
 /* Text from outside (a file name, an id, an error text from the API or a
  * callback) made safe for a terminal or a log line: the C0 controls (newline
  * and ESC too), DEL, the C1 controls as UTF-8 (U+0080..U+009F) and every byte

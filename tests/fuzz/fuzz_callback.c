@@ -68,6 +68,13 @@ static void apply(struct job_table *t, const struct job_event *ev)
 	FUZZ_CHECK(r == 0, "setting up the table: %d", r);
 }
 
+/* The jobs' nonces: fixed, so that an input replays alike.  The queued job
+ * has none, as one logged before 0.3.0 (its secret is of its id alone). */
+static const char *const nonces[N_IDS] = {
+	[ID_SUBMITTED] = "5f0c2a9e7d3b41c68e2f90a1b4c7d3e2",
+	[ID_COMPLETE] = "c41e8b27a09f4d5b9e3c7a61f2d08b45",
+};
+
 /* The same three jobs for every input, built anew because a recorded event
  * is applied to them. */
 static void table_setup(struct job_table *t)
@@ -77,7 +84,7 @@ static void table_setup(struct job_table *t)
 	FUZZ_CHECK(job_table_init(t) == 0, "out of memory");
 	for (unsigned i = ID_QUEUED; i <= ID_COMPLETE; i++)
 		apply(t, &(struct job_event){.ts = ts, .id = ids[i], .kind = JOB_EV_QUEUED, .serial = SERIAL,
-					     .duration = 7, .source = "queue"});
+					     .duration = 7, .source = "queue", .nonce = nonces[i]});
 	apply(t, &(struct job_event){.ts = ts + USEC_PER_SEC, .id = ids[ID_SUBMITTED], .kind = JOB_EV_SUBMITTED,
 				     .leds_blink_id = "573083052582915028", .meraki_status = "new", .attempts = 1,
 				     .source = "api"});
@@ -132,7 +139,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rest = (const char *)data + 1;
 	end = (const char *)data + size;
 
-	secret_for_job(key, ids[which], NULL, job_secret);
+	/* With the job's nonce where it has one: an unknown job's secret is
+	 * of its id alone. */
+	secret_for_job(key, ids[which], nonces[which], job_secret);
 	expected = static_mode ? STATIC_SECRET : job_secret;
 
 	switch (mode) {

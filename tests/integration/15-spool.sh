@@ -40,6 +40,24 @@ install -d -m 2750 -o "${D_OWNER%:*}" -g "${D_OWNER#*:}" "$T/spool/rejected"
 start_daemon
 
 pctl() { as_producer "$BLINKHOOKCTL" -c "$T/bh.conf" "$@"; }
+# drop_files PREFIX N CONTENT [MODE]: N files new/PREFIX-NNNN.json written
+# as a producer does (into tmp/, then renamed), "%d" in CONTENT the file's
+# number, MODE (octal) set before the rename.
+drop_files() {
+	as_producer "$PY" - "$T/spool" "$@" <<'EOF'
+import os, sys
+spool, prefix, n, content = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+mode = int(sys.argv[5], 8) if len(sys.argv) > 5 else None
+for i in range(n):
+    name = "%s-%04d.json" % (prefix, i)
+    t = os.path.join(spool, "tmp", name)
+    with open(t, "w") as f:
+        f.write(content.replace("%d", str(i)))
+    if mode is not None:
+        os.chmod(t, mode)
+    os.rename(t, os.path.join(spool, "new", name))
+EOF
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$D_PID/stat"; }
 log_lines() { wc -l <"$T/daemon.log"; }
 n_in() { find "$T/spool/$1" -mindepth 1 -maxdepth 1 ! -name '*.reason' | wc -l; }
@@ -62,7 +80,15 @@ out=$(pctl blink "$SERIAL" --id rack12-sw3 2>&1)
 rc=$?
 check "blink --id with an id the log has exits 1" test "$rc" = 1
 check "... saying the id is already used" grep -q 'already used' <<<"$out"
-# A producer that writes the file itself (or raced the check) is rejected.
+# A job log that cannot be read: one line says so, and the request is queued.
+mkdir -p "$T/badstate/jobs.log" "$T/spool2/tmp" "$T/spool2/new" "$T/spool2/rejected"
+sed -e "s|^dir = $T/state\$|dir = $T/badstate|" -e "s|^dir = $T/spool\$|dir = $T/spool2|" "$T/bh.conf" >"$T/bad.conf"
+out=$("$BLINKHOOKCTL" -c "$T/bad.conf" blink "$SERIAL" --id unread-log-1 2>"$T/err")
+rc=$?
+check "blink --id with an unreadable job log still queues it (exit $rc)" test "$rc" = 0 -a "$out" = unread-log-1
+check "... and says so in one line ($(wc -l <"$T/err"))" sh -c \
+	"[ \$(wc -l <'$T/err') = 1 ] && grep -q 'cannot read .*jobs.log: .*; not checking whether the id is already used' '$T/err'"
+
 as_producer sh -c "umask 027; printf '%s\n' '{\"id\":\"rack12-sw3\",\"serial\":\"$SERIAL\",\"duration\":20}' \
 	>'$T/spool/tmp/again.json' && mv '$T/spool/tmp/again.json' '$T/spool/new/again.json'"
 check "a request reusing an id is moved to rejected/" wait_until 10 test -e "$T/spool/rejected/again.json"
@@ -72,15 +98,7 @@ check "... and a log line" grep -q 'again.json.*rejected: its id is already used
 # --- 3. Where even the move to rejected/ fails (here: rejected/ not
 # writable), a file is skipped with one log line, never retried in a loop.
 chmod 0550 "$T/spool/rejected"
-as_producer "$PY" - "$T/spool" <<'EOF'
-import os, sys
-spool = sys.argv[1]
-for i in range(5):
-    t = os.path.join(spool, "tmp", "stuck-%d.json" % i)
-    with open(t, "w") as f:
-        f.write("not json\n")
-    os.rename(t, os.path.join(spool, "new", "stuck-%d.json" % i))
-EOF
+drop_files stuck 5 $'not json\n'
 id3=$(pctl blink "$SERIAL")
 check "with rejected/ unwritable, a good request still completes" wait_state 20 "$id3" complete
 id4=$(pctl blink "$SERIAL")
@@ -94,19 +112,28 @@ check "the daemon stays idle with them in new/ (CPU $((t1 - t0)) ticks in 2 s)" 
 chmod 2750 "$T/spool/rejected"
 rm -f "$T"/spool/new/stuck-*
 
+# --- 3b. A member's directories in new/: never moved into rejected/, where
+# one anybody may write in would stay writable; an empty one is removed.
+as_producer sh -c "mkdir '$T/spool/new/evil-dir' '$T/spool/new/empty-dir' && chmod 777 '$T/spool/new/evil-dir' &&
+	echo x >'$T/spool/new/evil-dir/inside'"
+idd=$(pctl blink "$SERIAL")
+check "with a directory in new/, a good request still completes" wait_state 20 "$idd" complete
+idd=$(pctl blink "$SERIAL")
+check "... and another after it" wait_state 20 "$idd" complete
+check "the directory is not moved into rejected/" sh -c "[ -d '$T/spool/new/evil-dir' ] && [ ! -e '$T/spool/rejected/evil-dir' ]"
+check "the empty directory is removed" test ! -e "$T/spool/new/empty-dir"
+n=$(grep -c 'evil-dir' "$T/daemon.log")
+check "the directory is logged once ($n)" test "$n" = 1
+t0=$(cpu_ticks)
+sleep 2
+t1=$(cpu_ticks)
+check "the daemon stays idle with it in new/ (CPU $((t1 - t0)) ticks in 2 s)" test $((t1 - t0)) -le 10
+rm -rf "$T/spool/new/evil-dir"
+
 # --- 4. 256 unreadable files and a socket: the queue keeps flowing ----------
-as_producer "$PY" - "$T/spool" <<'EOF'
-import os, socket, sys
-spool = sys.argv[1]
-for i in range(256):
-    t = os.path.join(spool, "tmp", "locked-%03d.json" % i)
-    with open(t, "w") as f:
-        f.write('{"serial": "Q2SP-OOL1-AAAA"}\n')
-    os.chmod(t, 0)
-    os.rename(t, os.path.join(spool, "new", "locked-%03d.json" % i))
-s = socket.socket(socket.AF_UNIX)
-s.bind(os.path.join(spool, "new", "a-socket.json"))
-EOF
+drop_files locked 256 $'{"serial": "Q2SP-OOL1-AAAA"}\n' 0
+as_producer "$PY" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' \
+	"$T/spool/new/a-socket.json"
 lines0=$(log_lines)
 id2=$(pctl blink "$SERIAL")
 check "a good request queued after 256 unreadable files and a socket is taken" wait_until 10 job_known "$id2"
@@ -186,15 +213,7 @@ EOF
 probe=$!
 t_start=$(date +%s.%N)
 touch "$T/garbage.go"
-as_producer "$PY" - "$T/spool" <<'EOF'
-import os, sys
-spool = sys.argv[1]
-for i in range(2000):
-    t = os.path.join(spool, "tmp", "garbage-%04d.json" % i)
-    with open(t, "w") as f:
-        f.write("garbage %d\n" % i)
-    os.rename(t, os.path.join(spool, "new", "garbage-%04d.json" % i))
-EOF
+drop_files garbage 2000 $'garbage %d\n'
 t_written=$(date +%s.%N)
 wait_until 30 new_empty
 t_end=$(date +%s.%N)

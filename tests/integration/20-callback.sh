@@ -5,7 +5,7 @@
 
 start_sim --min-interval 0 --blink-time 0.2
 # Refused callbacks here must change nothing, not even by the poll they would
-# prompt (22-unverified.sh tests that).
+# prompt (23-unverified.sh tests that).
 write_config "[callback] unverified = ignore"
 start_daemon
 

@@ -4,7 +4,8 @@
 # comes from RLIMIT_NOFILE minus a reserve, and one trusted proxy holds at most
 # half of it; meanwhile the daemon still takes a spool file, calls the API,
 # finishes the job and answers a callback. The soft limit is raised to the
-# hard one at start.
+# hard one at start. Clients from many addresses together cannot take the
+# half kept free for the proxy.
 . "$(dirname "$0")/../lib.sh"
 
 hard=$(ulimit -Hn)
@@ -21,49 +22,8 @@ DAEMON_WRAPPER="prlimit --nofile=1024:1024" start_daemon
 check "the daemon derives its connection limit from the 1024 descriptors" \
 	grep -q 'serving up to 896 connections at once (1024 file descriptors)' "$T/daemon.log"
 
-# hold.py OUT SRC*N...: N idle connections from each source address, held
-# until killed; on SIGUSR1 writes how many were opened and how many the
-# daemon still keeps open.
-cat >"$T/hold.py" <<'PY'
-import resource, signal, socket, sys, time
-port, out = int(sys.argv[1]), sys.argv[2]
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-socks = []
-for spec in sys.argv[3:]:
-    src, n = spec.split("*")
-    for _ in range(int(n)):
-        s = socket.socket()
-        s.bind((src, 0))
-        s.settimeout(2)
-        try:
-            s.connect(("127.0.0.1", port))
-            socks.append(s)
-        except OSError:
-            pass
-def alive():
-    k = 0
-    for s in socks:
-        try:
-            s.setblocking(False)
-            if s.recv(1, socket.MSG_PEEK) != b"":
-                k += 1
-        except BlockingIOError:
-            k += 1
-        except OSError:
-            pass
-    return k
-def report(*_):
-    with open(out + ".tmp", "w") as f:
-        f.write("%d %d\n" % (len(socks), alive()))
-    import os
-    os.rename(out + ".tmp", out)
-signal.signal(signal.SIGUSR1, report)
-open(out + ".ready", "w").close()
-deadline = time.monotonic() + 120
-while time.monotonic() < deadline:
-    time.sleep(0.5)
-PY
+# tests/hold-connections.py holds idle connections from the given source
+# addresses until killed; on SIGUSR1 it writes "OPENED HELD" to a file.
 # held NAME: "OPENED HELD" of that holder, asked now.
 held() {
 	rm -f "$T/$1"
@@ -72,12 +32,28 @@ held() {
 }
 hold() { # hold NAME SRC*N...
 	local name=$1; shift
-	python3 "$T/hold.py" "$D_PORT" "$T/$name" "$@" &
+	python3 "$TOP/tests/hold-connections.py" "$D_PORT" idle "$T/$name" "$@" &
 	PIDS+=($!)
 	echo $! >"$T/$name.pid"
 	wait_until 60 test -e "$T/$name.ready" || notok "the connections were not opened"
 	sleep 1 # the daemon accepts (or refuses) the backlog
 }
+# Clients alone, from 14 addresses at 64 each, could take every one of the
+# 896 connections; they may hold only the half the proxy does not keep free.
+hold clients 127.0.0.2*64 127.0.0.3*64 127.0.0.4*64 127.0.0.5*64 127.0.0.6*64 127.0.0.7*64 127.0.0.8*64 \
+	127.0.0.9*64 127.0.0.10*64 127.0.0.11*64 127.0.0.12*64 127.0.0.13*64 127.0.0.14*64 127.0.0.15*64
+read -r opened held < <(held clients)
+diag "client connections opened: $opened, still held by the daemon: $held"
+check "896 connections from 14 client addresses: the daemon keeps at most 448 of them ($held)" \
+	test "$held" -le 448 -a "$held" -ge 440
+r=$(curl -sS --max-time 2 -o /dev/null -w '%{http_code} %{time_total}' "$D_URL/healthz")
+check "meanwhile /healthz from the proxy 127.0.0.1 answers 200 within a second ($r)" \
+	python3 -c 'import sys; c, t = sys.argv[1].split(); sys.exit(0 if c == "200" and float(t) < 1.0 else 1)' "$r"
+kill "$(cat "$T/clients.pid")"
+wait "$(cat "$T/clients.pid")" 2>/dev/null
+rm -f "$T/clients" "$T/clients.ready"
+sleep 1 # the daemon sees them closed
+
 hold proxy 127.0.0.1*1030
 read -r opened held < <(held proxy)
 diag "connections opened: $opened, still held by the daemon: $held"

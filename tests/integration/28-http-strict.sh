@@ -37,6 +37,16 @@ shapes = {
     "two Host headers": b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + SECOND,
     "HTTP/1.1 without Host": b"GET /healthz HTTP/1.1\r\n\r\n" + SECOND,
     "a control byte in a header name": CB + b"X-N\x01te: a\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY + SECOND,
+    # A length is 1*DIGIT; a list or anything after the digits is not one.
+    "Content-Length with a sign": CB + b"Content-Length: +%d\r\n\r\n" % len(BODY) + BODY + SECOND,
+    "Content-Length of two numbers": CB + b"Content-Length: 0 %d\r\n\r\n" % len(SECOND) + SECOND,
+    "Content-Length with letters after the digits": CB + b"Content-Length: 0abc\r\n\r\n" + SECOND,
+    "Content-Length as a list of one length": CB + b"Content-Length: %d, %d\r\n\r\n" % (len(BODY), len(BODY)) + BODY + SECOND,
+    "Content-Length as a list of two lengths": CB + b"Content-Length: 0, %d\r\n\r\n" % len(SECOND) + SECOND,
+    # obs-fold: libmicrohttpd joins a line that begins with SP or HTAB to
+    # the previous header's value.
+    "a folded Content-Length": CB + b"Content-Length: 0\r\n %d\r\n\r\n" % len(SECOND) + SECOND,
+    "a folded header value": CB + b"X-Note: a\r\n\tb\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY + SECOND,
     # Controls: well-formed, kept alive, so the pipelined second request is
     # answered too; a TAB in a value is allowed.
     "control: a wrong secret, then /healthz": CB + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY + SECOND,
@@ -78,6 +88,13 @@ while read -r line; do
 		check "$name: answered 401, then the next request 200 on the same connection ($status)" \
 			test "$status" = "401 200"
 		;;
+	"Content-Length with a sign" | "Content-Length of two numbers" | "Content-Length with letters after the digits" | \
+		"Content-Length as a list of one length" | "Content-Length as a list of two lengths")
+		# libmicrohttpd answers these itself (its 400 has its status line
+		# twice) before the daemon sees the request: not counted.
+		check "$name: 400, closed, nothing read as a second request ($status, closed: $closed)" \
+			sh -c 'case "$1" in "400 True" | "400 400 True") exit 0 ;; esac; exit 1' _ "$status $closed"
+		;;
 	*)
 		smuggled=$((smuggled + 1))
 		check "$name: 400, closed, nothing read as a second request ($status, closed: $closed)" \
@@ -85,7 +102,7 @@ while read -r line; do
 		;;
 	esac
 done <"$T/raw.out"
-check "all 17 shapes were sent" test "$(wc -l <"$T/raw.out")" = 17
+check "all 24 shapes were sent" test "$(wc -l <"$T/raw.out")" = 24
 curl -sS "$D_URL/metrics" >"$T/metrics"
 check "/metrics counts the $smuggled refused requests" grep -qx "blinkhook_requests_malformed_total $smuggled" "$T/metrics"
 check "no smuggled request reached the callback handler: no refused callback for job smuggle but the controls' 3" \

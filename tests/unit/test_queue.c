@@ -10,7 +10,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "testlib.h"
@@ -20,6 +22,19 @@
 #define SERIAL "Q2AB-CD12-EF34"
 
 static unsigned dir_counter;
+
+/* Where setting set-user-id or set-group-id is not allowed (systemd's
+ * RestrictSUIDSGID=), fchmod() with either fails; this one does so while
+ * no_suid_sgid is set. */
+static bool no_suid_sgid;
+int fchmod(int fd, mode_t mode)
+{
+	if (no_suid_sgid && (mode & (S_ISUID | S_ISGID))) {
+		errno = EPERM;
+		return -1;
+	}
+	return (int)syscall(SYS_fchmod, fd, mode);
+}
 
 static int group_setup(void **state)
 {
@@ -301,6 +316,27 @@ static void test_open(void **state)
 	q = (struct queue *)(uintptr_t)0x1;
 	assert_true(queue_open(file, &q) < 0);
 	assert_ptr_equal(q, (struct queue *)(uintptr_t)0x1);
+}
+
+static void test_open_no_sgid(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *spool = new_spool();
+	struct queue *q = NULL;
+	struct stat st;
+
+	no_suid_sgid = true;
+	assert_int_equal(queue_open(spool, &q), 0);
+	no_suid_sgid = false;
+	/* Without set-group-id, tmp/ and new/ still sticky: a member cannot
+	 * remove or rename another's file. */
+	for (const char *const *sub = (const char *const[]){"tmp", "new", NULL}; *sub; sub++) {
+		_cleanup_free_ char *p = path_join(spool, *sub);
+
+		assert_int_equal(stat(p, &st), 0);
+		assert_int_equal(st.st_mode & 07777, 01770);
+	}
+	queue_free(q);
 }
 
 static void test_enqueue(void **state)
@@ -646,6 +682,78 @@ static void test_sweep_tmp(void **state)
 	queue_free(q);
 }
 
+static void test_sweep_tmp_types(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *spool = new_spool();
+	_cleanup_free_ char *fifo = NULL, *link_ = NULL, *inside = NULL;
+	struct queue *q = NULL;
+	const uint64_t now = UINT64_C(1764241648) * USEC_PER_SEC;
+	const uint64_t old = now - USEC_PER_DAY;
+
+	assert_int_equal(queue_open(spool, &q), 0);
+	write_in(spool, "tmp", "stale", "{");
+	set_mtime(spool, "tmp", "stale", old);
+	/* A stale directory with something in it, an empty one, a FIFO and a
+	 * symbolic link: none of them is a request, none goes to rejected/. */
+	inside = join3(spool, "tmp", "full");
+	assert_int_equal(mkdir(inside, 0777), 0);
+	write_in(spool, "tmp/full", "x", "x");
+	set_mtime(spool, "tmp", "full", old);
+	_cleanup_free_ char *empty = join3(spool, "tmp", "empty");
+	assert_int_equal(mkdir(empty, 0777), 0);
+	set_mtime(spool, "tmp", "empty", old);
+	fifo = join3(spool, "tmp", "fifo");
+	assert_int_equal(mkfifo(fifo, 0660), 0);
+	set_mtime(spool, "tmp", "fifo", old);
+	link_ = join3(spool, "tmp", "link");
+	assert_int_equal(symlink("/etc/passwd", link_), 0);
+	set_mtime(spool, "tmp", "link", old);
+
+	assert_int_equal(queue_sweep_tmp(q, now), 1);
+	assert_true(exists_in(spool, "rejected", "stale"));
+	assert_true(exists_in(spool, "tmp", "full"));
+	assert_false(exists_in(spool, "tmp", "empty"));
+	assert_true(exists_in(spool, "tmp", "fifo"));
+	assert_true(exists_in(spool, "tmp", "link"));
+	assert_int_equal(count_entries(spool, "rejected"), 2); /* stale, stale.reason */
+	queue_free(q);
+}
+
+static void test_reject_directory(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *spool = new_spool();
+	_cleanup_free_ char *evil = NULL, *empty = NULL;
+	char as[QUEUE_REJECTED_NAME_MAX];
+	struct queue_request req;
+	const char *reason = NULL;
+	struct queue *q = NULL;
+
+	assert_int_equal(queue_open(spool, &q), 0);
+	/* A member's writable directory in new/: read as bad, but never moved
+	 * into rejected/, where it would be a directory anybody may write. */
+	evil = join3(spool, "new", "evil");
+	assert_int_equal(mkdir(evil, 0777), 0);
+	assert_int_equal(chmod(evil, 0777), 0);
+	write_in(spool, "new/evil", "payload", "x");
+	assert_int_equal(queue_read(q, "evil", &req, &reason), -EINVAL);
+	assert_int_equal(queue_reject(q, "evil", reason), -EISDIR);
+	assert_true(exists_in(spool, "new", "evil"));
+	assert_int_equal(count_entries(spool, "rejected"), 0);
+	/* Again: the same answer, still nothing moved. */
+	assert_int_equal(queue_reject_named(q, "evil", reason, as), -EISDIR);
+	assert_int_equal(count_entries(spool, "rejected"), 0);
+
+	/* An empty one is removed: nothing left to reject. */
+	empty = join3(spool, "new", "empty");
+	assert_int_equal(mkdir(empty, 0777), 0);
+	assert_int_equal(queue_reject(q, "empty", "a directory, not a regular file"), -ENOENT);
+	assert_false(exists_in(spool, "new", "empty"));
+	assert_int_equal(count_entries(spool, "rejected"), 0);
+	queue_free(q);
+}
+
 /* ---- trust: links, modes, owners ---- */
 
 static void test_open_refuses_symlinks(void **state)
@@ -715,7 +823,7 @@ static void test_reason_excl(void **state)
 	struct queue *q = NULL;
 
 	assert_int_equal(queue_open(spool, &q), 0);
-	victim = path_join(spool, "instance-id");
+	victim = path_join(spool, "precious");
 	write_file(victim, "precious\n", 9);
 	/* A reason file planted as a hard link to a file elsewhere. */
 	planted = join3(spool, "rejected", "bad.json.reason");
@@ -727,9 +835,12 @@ static void test_reason_excl(void **state)
 	why = read_in(spool, "rejected", "bad.json.reason");
 	assert_string_equal(why, "not valid JSON\n");
 
-	/* A second reject of the same name keeps the first. */
+	/* A second reject of the same name keeps the first, and says which
+	 * name it took. */
 	write_in(spool, "new", "bad.json", "{{");
-	assert_int_equal(queue_reject(q, "bad.json", "again"), 0);
+	char as[QUEUE_REJECTED_NAME_MAX];
+	assert_int_equal(queue_reject_named(q, "bad.json", "again", as), 0);
+	assert_string_equal(as, "bad.json.1");
 	first = read_in(spool, "rejected", "bad.json");
 	assert_string_equal(first, "{");
 	free(why);
@@ -804,6 +915,7 @@ int main(void)
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_format_roundtrip),
 		cmocka_unit_test(test_open),
+		cmocka_unit_test(test_open_no_sgid),
 		cmocka_unit_test(test_enqueue),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_read_odd_files),
@@ -811,6 +923,8 @@ int main(void)
 		cmocka_unit_test(test_reject),
 		cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_sweep_tmp),
+		cmocka_unit_test(test_sweep_tmp_types),
+		cmocka_unit_test(test_reject_directory),
 		cmocka_unit_test(test_open_refuses_symlinks),
 		cmocka_unit_test(test_hard_link),
 		cmocka_unit_test(test_reason_excl),

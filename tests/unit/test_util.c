@@ -437,6 +437,74 @@ static void test_serial(void **state)
 	assert_false(serial_is_valid("Q2\xc3\x84X-ABCD-123"));
 }
 
+/* What utf8_len() must say, from the code point: decoded plainly, then
+ * checked against RFC 3629's ranges. */
+static size_t utf8_len_reference(const unsigned char *p)
+{
+	size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xc0 && p[0] < 0xe0 ? 2 : p[0] >= 0xe0 && p[0] < 0xf0 ? 3
+		 : p[0] >= 0xf0 && p[0] < 0xf8 ? 4 : 0;
+	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+	uint32_t cp;
+
+	if (n <= 1)
+		return n;
+	cp = p[0] & (0x7fu >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+static void test_utf8_len(void **state)
+{
+	(void)state;
+	unsigned char b[5] = {0};
+
+	/* Every one- and two-byte input, every three-byte one, and the four-
+	 * byte ones with every lead byte and second byte (the rest varied). */
+	for (unsigned x = 0; x < 256; x++) {
+		b[0] = (unsigned char)x;
+		for (unsigned y = 0; y < 256; y++) {
+			b[1] = (unsigned char)y;
+			for (unsigned z = 0; z < 256; z++) {
+				b[2] = (unsigned char)z;
+				b[3] = (unsigned char)(0x80 | ((x + y + z) & 0x3f));
+				if (z == 0x41)
+					b[3] = 0x41;
+				assert_int_equal(utf8_len(b), utf8_len_reference(b));
+			}
+		}
+	}
+	assert_int_equal(utf8_len((const unsigned char *)""), 1); /* NUL is ASCII */
+	assert_int_equal(utf8_len((const unsigned char *)"\xc3\xbc"), 2);
+	assert_int_equal(utf8_len((const unsigned char *)"\xe2\x82\xac"), 3);
+	assert_int_equal(utf8_len((const unsigned char *)"\xf0\x9f\x92\xa1"), 4);
+	assert_int_equal(utf8_len((const unsigned char *)"\xc0\x80"), 0);         /* overlong NUL */
+	assert_int_equal(utf8_len((const unsigned char *)"\xed\xa0\x80"), 0);     /* a surrogate */
+	assert_int_equal(utf8_len((const unsigned char *)"\xf4\x90\x80\x80"), 0); /* past U+10FFFF */
+	assert_int_equal(utf8_len((const unsigned char *)"\xe2\x82"), 0);         /* cut short by the NUL */
+}
+
+static void test_utf8_prefix(void **state)
+{
+	(void)state;
+	static const char s[] = "ab\xc3\xbc\xe2\x82\xac"; /* a b u-umlaut euro: 7 bytes */
+
+	assert_int_equal(utf8_prefix(s, 7, 100), 7);
+	assert_int_equal(utf8_prefix(s, 7, 7), 7);
+	assert_int_equal(utf8_prefix(s, 7, 6), 4); /* not in the euro sign */
+	assert_int_equal(utf8_prefix(s, 7, 5), 4);
+	assert_int_equal(utf8_prefix(s, 7, 4), 4);
+	assert_int_equal(utf8_prefix(s, 7, 3), 2); /* not in the u-umlaut */
+	assert_int_equal(utf8_prefix(s, 7, 2), 2);
+	assert_int_equal(utf8_prefix(s, 7, 0), 0);
+	assert_int_equal(utf8_prefix(s, 2, 1), 1);
+}
+
 static void test_text_escape(void **state)
 {
 	static const struct {
@@ -943,6 +1011,8 @@ int main(void)
 		cmocka_unit_test(test_clocks),
 		cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_serial),
+		cmocka_unit_test(test_utf8_len),
+		cmocka_unit_test(test_utf8_prefix),
 		cmocka_unit_test(test_text_escape),
 		cmocka_unit_test(test_text_escape_bounded),
 		cmocka_unit_test(test_job_id_valid),

@@ -44,8 +44,6 @@ done
 check "the refusals say what arrived: the shape and no secret" \
 	grep -q 'refused: 401, missing or wrong secret (shape: callback; secret in: none)' "$T/daemon.log"
 check "/metrics counts the prompted polls ($(metric blinkhook_prompted_polls_total))" test "$(metric blinkhook_prompted_polls_total)" -ge 3
-grep -q 'blinkhook_prompted_polls_dropped_total{reason="rate"}' <(curl -sS --max-time 5 "$D_URL/metrics")
-check "/metrics counts the prompted polls the limits dropped, by limit" test $? = 0
 out=$(ctl status "${ids[0]}")
 check "blinkhookctl status says how the status was learned" grep -q '^Learned by: *prompted poll$' <<<"$out"
 
@@ -120,6 +118,11 @@ check "the flood prompted some polls, each counted ($n_gets GETs, $((p_after - p
 	sh -c "[ $n_gets -ge 2 ] && [ $((p_after - p_before)) = $n_gets ]"
 check "the limits dropped the rest, counted" test "$(curl -sS --max-time 5 "$D_URL/metrics" |
 	sed -n 's/^blinkhook_prompted_polls_dropped_total{reason="[a-z_]*"} //p' | awk '{s += $1} END {print s}')" -ge 300
+# The flood's first dozen callbacks, one for each job, come within a second:
+# two polls may go, the rest are dropped for the overall rate.
+rate=$(metric 'blinkhook_prompted_polls_dropped_total{reason="rate"}')
+check "/metrics counts the prompted polls the limits dropped, by limit: the rate dropped some ($rate)" \
+	test "${rate:-0}" -ge 1
 all_submitted() {
 	local id
 	for id in "${flood[@]}"; do state_is "$id" submitted || return 1; done
