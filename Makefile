@@ -48,7 +48,7 @@ DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev l
 	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy
 
 CORE := util log config json job joblog queue secret callback scheduler meraki httpd
-D_OBJS := $(CORE) daemon blinkhookd
+D_OBJS := $(CORE) lifecycle ledger intake dispatch endpoint blinkhookd
 CTL_OBJS := util log config json job joblog queue meraki secret blinkhookctl
 UNIT_TESTS := test_util test_config test_job test_joblog test_queue test_secret test_callback \
 	test_meraki test_scheduler
