@@ -32,22 +32,74 @@
 #define PROMPT_JOB_INTERVAL (10 * USEC_PER_SEC)
 #define PROMPT_WINDOW USEC_PER_SEC
 
+/*
+ * Each unfinished job's control is a state machine; jobctl_enter() is the
+ * one way it changes state, and asserts that the change is legal:
+ *
+ *   NEW --> WAITING <--> SUBMITTING          (queued)
+ *   NEW --> WATCHING <--> POLLING             (submitted)
+ *           WAITING ---> WATCHING            (the blink request's answer)
+ *   SUBMITTING, POLLING --> ORPHANED         (the job ended meanwhile)
+ *
+ * A job that ends in any other state loses its control at once; an orphan
+ * is freed when its call returns.  An orphan holds no job: the job may be
+ * gone (compaction drops final jobs) before the call returns.
+ */
+enum jobctl_state {
+	JC_NEW,        /* just made */
+	JC_WAITING,    /* in the run queue, nothing in flight */
+	JC_SUBMITTING, /* its blink request is in flight */
+	JC_WATCHING,   /* submitted: waits for a callback, its poll or expiry */
+	JC_POLLING,    /* a status request in flight (prompted: by a callback) */
+	JC_ORPHANED,   /* its job ended while a call was in flight */
+	_JC_STATE_MAX,
+};
+
+static const bool jobctl_legal[_JC_STATE_MAX][_JC_STATE_MAX] = {
+	[JC_NEW] = {[JC_WAITING] = true, [JC_WATCHING] = true},
+	[JC_WAITING] = {[JC_SUBMITTING] = true, [JC_WATCHING] = true},
+	[JC_SUBMITTING] = {[JC_WAITING] = true, [JC_ORPHANED] = true},
+	[JC_WATCHING] = {[JC_POLLING] = true},
+	[JC_POLLING] = {[JC_WATCHING] = true, [JC_ORPHANED] = true},
+};
+
 /* The scheduling state of one unfinished job (job->userdata). */
 struct jobctl {
 	struct daemon *d;
-	struct job *job;
+	enum jobctl_state state;
+	struct job *job;               /* NULL once orphaned */
+	char serial[SERIAL_MAX + 1];   /* the job's, for the pacer, also when orphaned */
 	uint64_t not_before; /* monotonic: no submission before this */
 	uint64_t poll_at;    /* realtime: when to ask Meraki, if still unfinished */
 	unsigned polls;
 	uint64_t prompted_at; /* monotonic: the last poll a callback prompted */
-	bool in_flight;
 	bool prompt_pending; /* the timer is due for a prompted poll */
 	bool prompted;       /* the call in flight is a prompted poll */
 	bool in_runq;
-	bool orphan; /* the job ended while a call was in flight: freed when it returns */
 	struct jobctl *rq_prev, *rq_next;
 	sd_event_source *timer; /* poll and expiry, on CLOCK_REALTIME */
 };
+
+/* Whether a call to Meraki is in flight for c. */
+static bool jobctl_busy(const struct jobctl *c)
+{
+	return c->state == JC_SUBMITTING || c->state == JC_POLLING || c->state == JC_ORPHANED;
+}
+
+/* The one way a jobctl changes state; it keeps the count in flight. */
+static void jobctl_enter(struct jobctl *c, enum jobctl_state state)
+{
+	bool was_busy = jobctl_busy(c);
+
+	assert(state < _JC_STATE_MAX && jobctl_legal[c->state][state]);
+	c->state = state;
+	if (jobctl_busy(c) && !was_busy)
+		c->d->dispatch.in_flight++;
+	else if (!jobctl_busy(c) && was_busy) {
+		assert(c->d->dispatch.in_flight > 0);
+		c->d->dispatch.in_flight--;
+	}
+}
 
 static void jobctl_arm(struct jobctl *c);
 
@@ -84,9 +136,10 @@ static void jobctl_free(struct jobctl *c)
 	runq_remove(d, c);
 	c->timer = sd_event_source_disable_unref(c->timer);
 	c->job->userdata = NULL;
-	if (c->in_flight) {
+	if (jobctl_busy(c)) {
 		/* The call's done function still holds c: it frees it. */
-		c->orphan = true;
+		jobctl_enter(c, JC_ORPHANED);
+		c->job = NULL;
 		c->rq_prev = NULL;
 		c->rq_next = d->dispatch.orphans;
 		if (d->dispatch.orphans)
@@ -110,14 +163,19 @@ static void orphan_free(struct jobctl *c)
 	free(c);
 }
 
-/* For a done function: true when the job ended meanwhile and c is gone. */
+/* For a done function: true when the job ended meanwhile and c is gone;
+ * otherwise c is back where the call began (waiting, or watching). */
 static bool jobctl_returned(struct jobctl *c)
 {
-	c->in_flight = false;
-	c->d->dispatch.in_flight--;
-	if (!c->orphan)
-		return false;
 	struct daemon *d = c->d;
+
+	if (c->state != JC_ORPHANED) {
+		jobctl_enter(c, c->state == JC_SUBMITTING ? JC_WAITING : JC_WATCHING);
+		return false;
+	}
+	assert(!c->job);
+	assert(d->dispatch.in_flight > 0);
+	d->dispatch.in_flight--;
 	dispatch_schedule(d);
 	orphan_free(c);
 	daemon_stop_if_idle(d);
@@ -145,11 +203,15 @@ static int jobctl_new(struct daemon *d, struct job *j)
 		return -ENOMEM;
 	c->d = d;
 	c->job = j;
+	snprintf(c->serial, sizeof(c->serial), "%s", j->serial);
 	j->userdata = c;
-	if (j->state == JOB_QUEUED)
+	if (j->state == JOB_QUEUED) {
+		jobctl_enter(c, JC_WAITING);
 		runq_append(d, c);
-	else
+	} else {
+		jobctl_enter(c, JC_WATCHING);
 		c->poll_at = j->updated_at + j->duration * USEC_PER_SEC + d->cfg->wait_usec;
+	}
 	jobctl_arm(c);
 	return 0;
 }
@@ -183,17 +245,20 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 {
 	struct jobctl *c = ud;
 	struct daemon *d = c->d;
-	struct job *j = c->job;
+	struct job *j;
 	uint64_t now = now_monotonic_usec();
-	unsigned attempts = j->attempts + 1;
+	unsigned attempts;
 	int r;
 
 	d->dispatch.submissions[res->outcome]++;
 	/* The interval counts again from the answer: the API measures between
-	 * arrivals, and network jitter must never bring two closer than that. */
-	(void)pacer_note(&d->dispatch.pacer, j->serial, now);
+	 * arrivals, and network jitter must never bring two closer than that.
+	 * The serial is c's own copy: an orphan's job may be gone. */
+	(void)pacer_note(&d->dispatch.pacer, c->serial, now);
 	if (jobctl_returned(c))
 		return;
+	j = c->job;
+	attempts = j->attempts + 1;
 	if (res->outcome != MERAKI_RATE_LIMITED)
 		d->dispatch.consecutive_429 = 0;
 
@@ -217,6 +282,7 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 		}
 		if (r == 0 && j->userdata) {
 			runq_remove(d, c);
+			jobctl_enter(c, JC_WATCHING);
 			c->poll_at = now_realtime_usec() + j->duration * USEC_PER_SEC + d->cfg->wait_usec;
 			jobctl_arm(c);
 		}
@@ -306,8 +372,7 @@ static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
 		c->not_before = now + d->cfg->retry_initial_usec;
 		return;
 	}
-	c->in_flight = true;
-	d->dispatch.in_flight++;
+	jobctl_enter(c, JC_SUBMITTING);
 }
 
 /* Starts every submission that may go now and arms the timer for the next. */
@@ -320,7 +385,7 @@ void dispatch_schedule(struct daemon *d)
 	for (struct jobctl *c = d->dispatch.rq_first; c && d->dispatch.in_flight < MAX_IN_FLIGHT; c = c->rq_next) {
 		uint64_t at;
 
-		if (c->in_flight)
+		if (c->state != JC_WAITING)
 			continue;
 		at = MAX(c->not_before, pacer_ready_at(&d->dispatch.pacer, c->job->serial));
 		if (at <= now) {
@@ -377,12 +442,11 @@ static void on_poll_done(void *ud, const struct meraki_result *res)
 {
 	struct jobctl *c = ud;
 	struct daemon *d = c->d;
-	struct job *j = c->job;
 
 	d->dispatch.polls++;
 	if (jobctl_returned(c))
 		return;
-	if (poll_record(d, j, res, "poll")) {
+	if (poll_record(d, c->job, res, "poll")) {
 		daemon_stop_if_idle(d);
 		return;
 	}
@@ -402,14 +466,13 @@ static void on_prompted_poll_done(void *ud, const struct meraki_result *res)
 {
 	struct jobctl *c = ud;
 	struct daemon *d = c->d;
-	struct job *j = c->job;
 	uint64_t now = now_realtime_usec();
 
 	d->dispatch.polls++;
 	if (jobctl_returned(c))
 		return;
 	c->prompted = false;
-	if (poll_record(d, j, res, "prompted poll")) {
+	if (poll_record(d, c->job, res, "prompted poll")) {
 		daemon_stop_if_idle(d);
 		return;
 	}
@@ -427,16 +490,15 @@ static void prompted_poll_start(struct daemon *d, struct jobctl *c)
 	int r;
 
 	c->prompt_pending = false;
-	if (j->state != JOB_SUBMITTED || !j->leds_blink_id || c->in_flight)
+	if (j->state != JOB_SUBMITTED || !j->leds_blink_id || c->state != JC_WATCHING)
 		return;
 	r = meraki_get_blink(d->dispatch.meraki, j->serial, j->leds_blink_id, on_prompted_poll_done, c);
 	if (r < 0) {
 		log_err("job %s: cannot start the status request: %s", j->id, strerror(-r));
 		return;
 	}
-	c->in_flight = true;
+	jobctl_enter(c, JC_POLLING);
 	c->prompted = true;
-	d->dispatch.in_flight++;
 	d->dispatch.prompted_polls++;
 	log_debug("job %s: a callback without a valid secret prompted a status request", j->id);
 }
@@ -454,7 +516,7 @@ void dispatch_prompt_poll(struct daemon *d, struct job *j)
 	if (d->cfg->unverified != UNVERIFIED_POLL || !c || !c->timer)
 		return;
 	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	if (c->in_flight || c->prompt_pending) {
+	if (jobctl_busy(c) || c->prompt_pending) {
 		d->dispatch.prompts_dropped[PROMPT_DROP_IN_FLIGHT]++;
 		return;
 	}
@@ -500,18 +562,17 @@ static int on_job_timer(sd_event_source *s, uint64_t usec, void *ud)
 	if (c->prompt_pending) {
 		/* Fired early for it: the regular poll may not be due. */
 		prompted_poll_start(d, c);
-		if (!c->in_flight && now < c->poll_at) {
+		if (!jobctl_busy(c) && now < c->poll_at) {
 			jobctl_arm(c);
 			return 0;
 		}
 	}
-	if (c->in_flight && c->prompted)
+	if (c->state == JC_POLLING && c->prompted)
 		return 0; /* its done function arms the timer again; now it would only spin */
-	if (j->state == JOB_SUBMITTED && j->leds_blink_id && !c->in_flight) {
+	if (j->state == JOB_SUBMITTED && j->leds_blink_id && c->state == JC_WATCHING) {
 		r = meraki_get_blink(d->dispatch.meraki, j->serial, j->leds_blink_id, on_poll_done, c);
 		if (r >= 0) {
-			c->in_flight = true;
-			d->dispatch.in_flight++;
+			jobctl_enter(c, JC_POLLING);
 			log_info("job %s: no final status by callback yet; asking Meraki", j->id);
 			return 0;
 		}
@@ -613,7 +674,7 @@ bool dispatch_job_busy(const struct job *j)
 {
 	const struct jobctl *c = j->userdata;
 
-	return c && c->in_flight;
+	return c && jobctl_busy(c);
 }
 
 int dispatch_init(struct daemon *d)
@@ -666,8 +727,12 @@ void dispatch_close(struct daemon *d)
 	dp->meraki = NULL;
 	for (struct job *j = d->ledger.jobs.first; j; j = j->next)
 		if (j->userdata) {
-			((struct jobctl *)j->userdata)->in_flight = false;
-			jobctl_free(j->userdata);
+			struct jobctl *c = j->userdata;
+
+			runq_remove(d, c);
+			sd_event_source_disable_unref(c->timer);
+			j->userdata = NULL;
+			free(c);
 		}
 	while (dp->orphans) {
 		struct jobctl *c = dp->orphans;
