@@ -110,10 +110,27 @@ struct intake {
 
 struct jobctl;
 
+/* The calls dispatch makes to the Meraki client: meraki.c's unless
+ * d->dispatch.ops names others before daemon_setup() (a test's stub). */
+struct meraki_ops {
+	int (*new_client)(const struct meraki_opts *opts, const struct meraki_loop_ops *ops, void *loop_ud,
+			  struct meraki_client **ret);
+	void (*free_client)(struct meraki_client *c);
+	int (*set_api_key)(struct meraki_client *c, const char *key);
+	int (*reconfigure)(struct meraki_client *c, const struct meraki_opts *opts);
+	int (*blink)(struct meraki_client *c, const struct meraki_blink_request *req, meraki_done_fn done, void *ud);
+	int (*get_blink)(struct meraki_client *c, const char *serial, const char *leds_blink_id, meraki_done_fn done,
+			 void *ud);
+	void (*on_fd)(struct meraki_client *c, int fd, uint32_t revents);
+	void (*on_timer)(struct meraki_client *c);
+};
+extern const struct meraki_ops meraki_client_ops;
+
 /* Why a prompted poll did not go. */
 enum prompt_drop { PROMPT_DROP_IN_FLIGHT, PROMPT_DROP_JOB, PROMPT_DROP_RATE };
 
 struct dispatch {
+	const struct meraki_ops *ops;
 	struct meraki_client *meraki;
 	struct pacer pacer;
 	struct jobctl *rq_first, *rq_last;

@@ -103,6 +103,17 @@ static void jobctl_enter(struct jobctl *c, enum jobctl_state state)
 
 static void jobctl_arm(struct jobctl *c);
 
+const struct meraki_ops meraki_client_ops = {
+	.new_client = meraki_new,
+	.free_client = meraki_free,
+	.set_api_key = meraki_set_api_key,
+	.reconfigure = meraki_reconfigure,
+	.blink = meraki_blink,
+	.get_blink = meraki_get_blink,
+	.on_fd = meraki_on_fd,
+	.on_timer = meraki_on_timer,
+};
+
 static uint64_t rand64(void)
 {
 	uint64_t r = 0;
@@ -363,7 +374,7 @@ static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
 		req.callback_url = url.buf;
 		req.shared_secret = secret;
 	}
-	r = meraki_blink(d->dispatch.meraki, &req, on_blink_done, c);
+	r = d->dispatch.ops->blink(d->dispatch.meraki, &req, on_blink_done, c);
 	secret_wipe(secret, sizeof(secret));
 	strbuf_release(&url);
 	(void)pacer_note(&d->dispatch.pacer, j->serial, now);
@@ -492,7 +503,7 @@ static void prompted_poll_start(struct daemon *d, struct jobctl *c)
 	c->prompt_pending = false;
 	if (j->state != JOB_SUBMITTED || !j->leds_blink_id || c->state != JC_WATCHING)
 		return;
-	r = meraki_get_blink(d->dispatch.meraki, j->serial, j->leds_blink_id, on_prompted_poll_done, c);
+	r = d->dispatch.ops->get_blink(d->dispatch.meraki, j->serial, j->leds_blink_id, on_prompted_poll_done, c);
 	if (r < 0) {
 		log_err("job %s: cannot start the status request: %s", j->id, strerror(-r));
 		return;
@@ -570,7 +581,7 @@ static int on_job_timer(sd_event_source *s, uint64_t usec, void *ud)
 	if (c->state == JC_POLLING && c->prompted)
 		return 0; /* its done function arms the timer again; now it would only spin */
 	if (j->state == JOB_SUBMITTED && j->leds_blink_id && c->state == JC_WATCHING) {
-		r = meraki_get_blink(d->dispatch.meraki, j->serial, j->leds_blink_id, on_poll_done, c);
+		r = d->dispatch.ops->get_blink(d->dispatch.meraki, j->serial, j->leds_blink_id, on_poll_done, c);
 		if (r >= 0) {
 			jobctl_enter(c, JC_POLLING);
 			log_info("job %s: no final status by callback yet; asking Meraki", j->id);
@@ -609,7 +620,7 @@ static int on_curl_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 	struct daemon *d = ud;
 
 	(void)s;
-	meraki_on_fd(d->dispatch.meraki, fd, revents);
+	d->dispatch.ops->on_fd(d->dispatch.meraki, fd, revents);
 	return 0;
 }
 
@@ -640,7 +651,7 @@ static int on_curl_timer(sd_event_source *s, uint64_t usec, void *ud)
 
 	(void)s;
 	(void)usec;
-	meraki_on_timer(d->dispatch.meraki);
+	d->dispatch.ops->on_timer(d->dispatch.meraki);
 	return 0;
 }
 
@@ -682,6 +693,8 @@ int dispatch_init(struct daemon *d)
 	struct dispatch *dp = &d->dispatch;
 	int r;
 
+	if (!dp->ops)
+		dp->ops = &meraki_client_ops;
 	r = pacer_init(&dp->pacer, d->cfg->min_interval_usec, d->cfg->interval_scope);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "out of memory");
@@ -710,7 +723,7 @@ int dispatch_start(struct daemon *d)
 		.timeout_usec = d->cfg->request_timeout_usec,
 		.user_agent = ua,
 	};
-	r = meraki_new(&mo, &meraki_loop_ops, d, &d->dispatch.meraki);
+	r = d->dispatch.ops->new_client(&mo, &meraki_loop_ops, d, &d->dispatch.meraki);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "cannot set up the HTTP client: %s", strerror(-r));
 	api_key_mask(d->api_key, mask);
@@ -723,7 +736,8 @@ void dispatch_close(struct daemon *d)
 {
 	struct dispatch *dp = &d->dispatch;
 
-	meraki_free(dp->meraki);
+	if (dp->ops)
+		dp->ops->free_client(dp->meraki);
 	dp->meraki = NULL;
 	for (struct job *j = d->ledger.jobs.first; j; j = j->next)
 		if (j->userdata) {
@@ -753,7 +767,7 @@ int dispatch_reconfigure(struct daemon *d, const struct config *nc)
 		.ca_file = nc->ca_file,
 		.timeout_usec = nc->request_timeout_usec,
 	};
-	int r = meraki_reconfigure(d->dispatch.meraki, &mo);
+	int r = d->dispatch.ops->reconfigure(d->dispatch.meraki, &mo);
 
 	if (r < 0)
 		return r;
@@ -774,7 +788,7 @@ void dispatch_rearm_all(struct daemon *d)
 
 void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, const char *source)
 {
-	if (meraki_set_api_key(d->dispatch.meraki, key) >= 0) {
+	if (d->dispatch.ops->set_api_key(d->dispatch.meraki, key) >= 0) {
 		log_info("reload: API key %s from %s", mask, source);
 		d->dispatch.auth_error_logged = false;
 	}
