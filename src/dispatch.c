@@ -249,7 +249,7 @@ void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, 
 	};
 	int r = ledger_record(d, &ev, NULL);
 	if (r < 0)
-		log_err("job %s: cannot record %s: %s", j->id, job_state_to_string(state), strerror(-r));
+		(void)log_errno(LOG_ERR, r, "job %s: cannot record %s: %m", j->id, job_state_to_string(state));
 }
 
 static void on_blink_done(void *ud, const struct meraki_result *res)
@@ -288,7 +288,7 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 		};
 		r = ledger_record(d, &ev, NULL);
 		if (r < 0) {
-			log_err("job %s: cannot record the submission: %s", j->id, strerror(-r));
+			(void)log_errno(LOG_ERR, r, "job %s: cannot record the submission: %m", j->id);
 			break;
 		}
 		if (r == 0 && j->userdata) {
@@ -332,7 +332,7 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 			};
 			r = ledger_record(d, &ev, NULL);
 			if (r < 0)
-				log_err("job %s: cannot record the attempt: %s", j->id, strerror(-r));
+				(void)log_errno(LOG_ERR, r, "job %s: cannot record the attempt: %m", j->id);
 			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec,
 							   d->cfg->retry_max_usec, rand64());
 		}
@@ -379,7 +379,7 @@ static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
 	strbuf_release(&url);
 	(void)pacer_note(&d->dispatch.pacer, j->serial, now);
 	if (r < 0) {
-		log_err("job %s: cannot start the request: %s", j->id, strerror(-r));
+		(void)log_errno(LOG_ERR, r, "job %s: cannot start the request: %m", j->id);
 		c->not_before = now + d->cfg->retry_initial_usec;
 		return;
 	}
@@ -505,7 +505,7 @@ static void prompted_poll_start(struct daemon *d, struct jobctl *c)
 		return;
 	r = d->dispatch.ops->get_blink(d->dispatch.meraki, j->serial, j->leds_blink_id, on_prompted_poll_done, c);
 	if (r < 0) {
-		log_err("job %s: cannot start the status request: %s", j->id, strerror(-r));
+		(void)log_errno(LOG_ERR, r, "job %s: cannot start the status request: %m", j->id);
 		return;
 	}
 	jobctl_enter(c, JC_POLLING);
@@ -587,7 +587,7 @@ static int on_job_timer(sd_event_source *s, uint64_t usec, void *ud)
 			log_info("job %s: no final status by callback yet; asking Meraki", j->id);
 			return 0;
 		}
-		log_err("job %s: cannot start the status request: %s", j->id, strerror(-r));
+		(void)log_errno(LOG_ERR, r, "job %s: cannot start the status request: %m", j->id);
 		c->poll_at = now + POLL_INTERVAL_MIN;
 	}
 	jobctl_arm(c);
@@ -606,7 +606,7 @@ static void jobctl_arm(struct jobctl *c)
 	if (!c->timer) {
 		r = sd_event_add_time(d->event, &c->timer, CLOCK_REALTIME, at, USEC_PER_SEC, on_job_timer, c);
 		if (r < 0) {
-			log_err("job %s: cannot arm its timer: %s", c->job->id, strerror(-r));
+			(void)log_errno(LOG_ERR, r, "job %s: cannot arm its timer: %m", c->job->id);
 			return;
 		}
 		(void)sd_event_source_set_description(c->timer, "job-timer");
@@ -674,6 +674,7 @@ static const struct meraki_loop_ops meraki_loop_ops = {
  * an unfinished one without it gets one. */
 int dispatch_job_changed(struct daemon *d, struct job *j)
 {
+	assert(!j->userdata || ((struct jobctl *)j->userdata)->job == j);
 	if (job_state_is_final(j->state))
 		jobctl_free(j->userdata);
 	else if (!j->userdata)
@@ -702,7 +703,7 @@ int dispatch_init(struct daemon *d)
 	 * is due now (curl) and the pacing of submissions. */
 	if ((r = sd_event_add_time(d->event, &dp->submit_timer, CLOCK_MONOTONIC, 0, 1, on_submit_timer, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &dp->curl_timer, CLOCK_MONOTONIC, 0, 1, on_curl_timer, d)) < 0)
-		return log_errno(LOG_ERR, r, "cannot set up the event loop: %s", strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
 	(void)sd_event_source_set_description(dp->submit_timer, "submit");
 	(void)sd_event_source_set_description(dp->curl_timer, "curl-timer");
 	(void)sd_event_source_set_enabled(dp->submit_timer, SD_EVENT_OFF);
@@ -725,7 +726,7 @@ int dispatch_start(struct daemon *d)
 	};
 	r = d->dispatch.ops->new_client(&mo, &meraki_loop_ops, d, &d->dispatch.meraki);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot set up the HTTP client: %s", strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot set up the HTTP client: %m");
 	api_key_mask(d->api_key, mask);
 	log_info("Meraki API at %s, key %s", d->cfg->base_url, mask);
 	return 0;

@@ -9,6 +9,7 @@
  * dispatch (a callback that cannot be verified prompts a poll); /metrics
  * reads every room's counters.
  */
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -151,6 +152,7 @@ static void on_callback(void *ud, struct httpd_request *req)
 		id = v.event.id; /* the receiver's URL names no job: the verdict does */
 	if (v.http_status != 200) {
 		/* callback_evaluate refuses with 400, 401 or 404 only. */
+		assert(v.http_status == 400 || v.http_status == 401 || v.http_status == 404);
 		d->endpoint.callbacks[v.http_status == 400 ? CB_400 : v.http_status == 401 ? CB_401 : CB_404]++;
 		/* The id is the caller's text: print it only when it is a valid
 		 * one.  What arrived is named, never a value: the body's shape
@@ -180,8 +182,7 @@ static void on_callback(void *ud, struct httpd_request *req)
 	if (v.record) {
 		r = ledger_record_from(d, &v.event, &j, httpd_request_client(req));
 		if (r < 0) {
-			log_err("callback for job %s from %s: cannot record: %s", id, httpd_request_client(req),
-				strerror(-r));
+			(void)log_errno(LOG_ERR, r, "callback for job %s from %s: cannot record: %m", id, httpd_request_client(req));
 			d->endpoint.callbacks[CB_503]++;
 			httpd_reply(req, 503);
 			callback_verdict_release(&v);
@@ -461,7 +462,7 @@ static int open_listen_socket(struct daemon *d)
 		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, SOMAXCONN) < 0) {
 			r = -errno;
 			close(fd);
-			return log_errno(LOG_ERR, r, "cannot listen on \"%s\": %s", la->path, strerror(-r));
+			return log_errno(LOG_ERR, r, "cannot listen on \"%s\": %m", la->path);
 		}
 		(void)chmod(la->path, 0660);
 	} else {
@@ -479,14 +480,14 @@ static int open_listen_socket(struct daemon *d)
 		if (fd < 0) {
 			r = -errno;
 			freeaddrinfo(ai);
-			return log_errno(LOG_ERR, r, "cannot create a socket: %s", strerror(-r));
+			return log_errno(LOG_ERR, r, "cannot create a socket: %m");
 		}
 		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
 			r = -errno;
 			close(fd);
 			freeaddrinfo(ai);
-			return log_errno(LOG_ERR, r, "cannot listen on %s:%u: %s", la->host, la->port, strerror(-r));
+			return log_errno(LOG_ERR, r, "cannot listen on %s:%u: %m", la->host, la->port);
 		}
 		freeaddrinfo(ai);
 		log_info("listening on %s:%u", la->host, la->port);
@@ -505,7 +506,7 @@ int endpoint_init(struct daemon *d)
 	if ((r = sd_event_add_time(d->event, &ep->mhd_timer, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &ep->refusals.timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_refusals_timer,
 				   d)) < 0)
-		return log_errno(LOG_ERR, r, "cannot set up the event loop: %s", strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
 	(void)sd_event_source_set_description(ep->mhd_timer, "httpd-timer");
 	(void)sd_event_source_set_description(ep->refusals.timer, "refusals-limit");
 	(void)sd_event_source_set_enabled(ep->mhd_timer, SD_EVENT_OFF);

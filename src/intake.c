@@ -47,8 +47,7 @@ static bool remove_taken(struct daemon *d, void *ud, int r)
 	if (r == 0) {
 		int k = queue_remove(d->intake.queue, name);
 		if (k < 0)
-			log_warn("cannot remove spool file \"%s/%s\": %s", queue_new_path(d->intake.queue), name,
-				 strerror(-k));
+			(void)log_errno(LOG_WARNING, k, "cannot remove spool file \"%s/%s\": %m", queue_new_path(d->intake.queue), name);
 		d->intake.removed = true;
 	}
 	assert(d->intake.n_taken > 0);
@@ -173,9 +172,9 @@ static void reject(struct daemon *d, const char *name, uint64_t ino, const char 
 	if (!reject_may_log(d))
 		return;
 	if (r < 0)
-		log_err("spool file \"%s/%s\" is bad (%s) and cannot be moved to rejected/: %s; skipping it from "
+		(void)log_errno(LOG_ERR, r, "spool file \"%s/%s\" is bad (%s) and cannot be moved to rejected/: %m; skipping it from "
 			"now on",
-			queue_new_path(d->intake.queue), name, reason, strerror(-r));
+			queue_new_path(d->intake.queue), name, reason);
 	else
 		log_warn("spool file \"%s/%s\" rejected: %s (moved to rejected/%s)", queue_new_path(d->intake.queue), name,
 			 reason, r > 0 ? "; its reason file could not be written" : "");
@@ -250,7 +249,7 @@ static int take_one(struct daemon *d, const char *name)
 	};
 	r = ledger_record(d, &ev, &j);
 	if (r < 0) {
-		log_err("cannot queue spool file \"%s/%s\": %s", queue_new_path(d->intake.queue), name, strerror(-r));
+		(void)log_errno(LOG_ERR, r, "cannot queue spool file \"%s/%s\": %m", queue_new_path(d->intake.queue), name);
 		d->intake.relist = true; /* it waits for the log: look again then */
 		return 0;
 	}
@@ -271,8 +270,7 @@ static void spool_retry(struct daemon *d, int r, const char *what)
 	struct intake *sp = &d->intake;
 
 	sp->backoff = sp->backoff ? MIN(sp->backoff * 2, SPOOL_RETRY_MAX) : SPOOL_RETRY_MIN;
-	log_err("cannot %s the spool \"%s\": %s; trying again in %llus", what, queue_new_path(d->intake.queue),
-		strerror(-r), (unsigned long long)(sp->backoff / USEC_PER_SEC));
+	(void)log_errno(LOG_ERR, r, "cannot %s the spool \"%s\": %m; trying again in %llus", what, queue_new_path(d->intake.queue), (unsigned long long)(sp->backoff / USEC_PER_SEC));
 	(void)sd_event_source_set_time_relative(sp->retry, sp->backoff);
 	enable_oneshot(sp->retry);
 }
@@ -327,7 +325,7 @@ static int on_scan(sd_event_source *s, void *ud)
 	/* The batch's rejects durable at once: one sync, not one a file. */
 	k = queue_reject_sync(d->intake.queue);
 	if (k < 0)
-		log_warn("cannot sync the spool's rejected/: %s", strerror(-k));
+		(void)log_errno(LOG_WARNING, k, "cannot sync the spool's rejected/: %m");
 	if (r < 0)
 		spool_retry(d, r, "read a file in");
 	else
@@ -358,7 +356,7 @@ void intake_after_commit(struct daemon *d, bool log_recovered)
 	if (d->intake.removed) {
 		int r = queue_sync(d->intake.queue);
 		if (r < 0)
-			log_warn("cannot sync the spool directory: %s", strerror(-r));
+			(void)log_errno(LOG_WARNING, r, "cannot sync the spool directory: %m");
 		d->intake.removed = false;
 	}
 	if (log_recovered || d->intake.scan_more) {
@@ -376,7 +374,7 @@ int intake_init(struct daemon *d)
 	    (r = sd_event_add_time(d->event, &sp->limit_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_rejects_timer,
 				   d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &sp->retry, CLOCK_MONOTONIC, 0, 0, on_spool_retry, d)) < 0)
-		return log_errno(LOG_ERR, r, "cannot set up the event loop: %s", strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
 	(void)sd_event_source_set_description(sp->scan_defer, "spool-scan");
 	(void)sd_event_source_set_description(sp->limit_timer, "spool-rejects-limit");
 	(void)sd_event_source_set_description(sp->retry, "spool-retry");
@@ -398,7 +396,7 @@ int intake_open(struct daemon *d)
 				 "symbolic link, which the daemon does not follow (make them directories)",
 				 d->cfg->queue_dir);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot open the spool \"%s\": %s", d->cfg->queue_dir, strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot open the spool \"%s\": %m", d->cfg->queue_dir);
 	const char *lax = queue_lax_dir(sp->queue);
 	if (lax)
 		log_warn("spool \"%s\": %s is writable by others than the daemon or not its own; only tmp/ and "
@@ -411,7 +409,7 @@ int intake_open(struct daemon *d)
 	r = sd_event_add_inotify(d->event, &sp->inotify, queue_new_path(sp->queue),
 				 IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR, on_inotify, d);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot watch \"%s\": %s", queue_new_path(sp->queue), strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot watch \"%s\": %m", queue_new_path(sp->queue));
 	(void)sd_event_source_set_description(sp->inotify, "spool-inotify");
 	return 0;
 }

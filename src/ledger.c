@@ -94,8 +94,7 @@ int ledger_record_from(struct daemon *d, const struct job_event *ev, struct job 
 	if (r < 0) {
 		/* The record is in the log and replay will apply it; the table
 		 * cannot follow (out of memory).  Stop rather than diverge. */
-		log_err("job %s: cannot apply an event that is already logged: %s; stopping", ev->id,
-			strerror(-r));
+		(void)log_errno(LOG_ERR, r, "job %s: cannot apply an event that is already logged: %m; stopping", ev->id);
 		sd_event_exit(d->event, 1);
 		return r;
 	}
@@ -218,8 +217,8 @@ static void maybe_compact(struct daemon *d, bool at_start)
 	}
 	r = joblog_compact(d->ledger.log, &d->ledger.jobs);
 	if (r < 0) {
-		log_warn("cannot compact the job log in \"%s\": %s; it keeps growing until a later try succeeds",
-			 d->cfg->state_dir, strerror(-r));
+		(void)log_errno(LOG_WARNING, r, "cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
+			 d->cfg->state_dir);
 		return;
 	}
 	log_info("compacted the job log: %llu records to %zu, %zu final job(s) past retention dropped, %.3fs",
@@ -241,9 +240,9 @@ static int commit_done(struct daemon *d, int r, uint64_t t0)
 		if (r < 0) {
 			d->ledger.sync_errors++;
 			if (!d->ledger.log_failing)
-				log_err("cannot write the job log in \"%s\": %s; answering callbacks 503 and holding "
+				(void)log_errno(LOG_ERR, r, "cannot write the job log in \"%s\": %m; answering callbacks 503 and holding "
 					"the queue until it can (free space on that file system)",
-					d->cfg->state_dir, strerror(-r));
+					d->cfg->state_dir);
 			d->ledger.log_failing = true;
 			durable_run(d, true);
 			d->ledger.commit_backoff = d->ledger.commit_backoff ? MIN(d->ledger.commit_backoff * 2, COMMIT_RETRY_MAX)
@@ -298,7 +297,7 @@ int ledger_commit(struct daemon *d, bool wait)
 		r = sd_event_add_io(d->event, &d->ledger.commit_io, joblog_commit_fd(d->ledger.log), EPOLLIN, on_commit_io, d);
 		if (r < 0) {
 			/* No way to hear of its end: wait for it here. */
-			log_warn("cannot watch the job log's syncs: %s; syncing in place", strerror(-r));
+			(void)log_errno(LOG_WARNING, r, "cannot watch the job log's syncs: %m; syncing in place");
 			return commit_done(d, joblog_commit(d->ledger.log), t0);
 		}
 		(void)sd_event_source_set_description(d->ledger.commit_io, "commit-io");
@@ -362,10 +361,10 @@ int ledger_replay(struct daemon *d)
 				 (unsigned long long)info.bad_offset);
 	if (r < 0 && r != -EBADMSG && info.bad_line)
 		return log_errno(LOG_ERR, r,
-				 "%s/%s: line %llu (byte offset %llu) is a record this daemon cannot apply (%s); "
+				 "%s/%s: line %llu (byte offset %llu) is a record this daemon cannot apply (%m); "
 				 "copy the file aside and report it",
 				 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.bad_line,
-				 (unsigned long long)info.bad_offset, strerror(-r));
+				 (unsigned long long)info.bad_offset);
 	if (r == -EBADMSG)
 		return log_errno(LOG_ERR, r,
 				 "%s/%s: line %llu (byte offset %llu) is damaged; "
@@ -374,7 +373,7 @@ int ledger_replay(struct daemon *d)
 				 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.bad_line,
 				 (unsigned long long)info.bad_offset);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot read %s/%s: %s", d->cfg->state_dir, JOBLOG_FILE, strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot read %s/%s: %m", d->cfg->state_dir, JOBLOG_FILE);
 	if (info.torn)
 		log_warn("%s/%s: cut off a torn last record at byte offset %llu (%llu bytes; a crash during a "
 			 "write). Nothing that was promised was in it.",
@@ -396,13 +395,12 @@ int ledger_open(struct daemon *d)
 	d->ledger.durable_tail = &d->ledger.durable;
 	r = mkdir_p(d->cfg->state_dir, 0750);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot create the state directory \"%s\": %s", d->cfg->state_dir,
-				 strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot create the state directory \"%s\": %m", d->cfg->state_dir);
 	r = joblog_open(d->cfg->state_dir, &d->ledger.log);
 	if (r == -EBUSY)
 		return log_errno(LOG_ERR, r, "another blinkhookd is running on \"%s\"", d->cfg->state_dir);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot open the job log in \"%s\": %s", d->cfg->state_dir, strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot open the job log in \"%s\": %m", d->cfg->state_dir);
 	r = job_table_init(&d->ledger.jobs);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "out of memory");
@@ -415,7 +413,7 @@ int ledger_init(struct daemon *d)
 
 	if ((r = sd_event_add_defer(d->event, &d->ledger.commit_defer, on_commit, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &d->ledger.commit_retry, CLOCK_MONOTONIC, 0, 0, on_commit_retry, d)) < 0)
-		return log_errno(LOG_ERR, r, "cannot set up the event loop: %s", strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
 	(void)sd_event_source_set_description(d->ledger.commit_defer, "commit");
 	(void)sd_event_source_set_description(d->ledger.commit_retry, "commit-retry");
 	(void)sd_event_source_set_enabled(d->ledger.commit_defer, SD_EVENT_OFF);

@@ -99,20 +99,17 @@ static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *
 	return 0;
 }
 
-static bool str_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
-
-static void swap_str(char **a, char **b)
+static void restart_key_changed(const char *section, const char *name, void *ud)
 {
-	char *t = *a;
-	*a = *b;
-	*b = t;
+	(void)ud;
+	log_warn("reload: [%s] %s changed; it takes effect at the next restart", section, name);
 }
 
 /*
  * SIGHUP: the config file and the API key again.  What can change while
- * running changes for what comes next; the listening address and the
- * directories need a restart and are kept, with a warning.  A config with an
- * error changes nothing.
+ * running changes for what comes next; the keys that need a restart (the
+ * key table in config.c marks them) keep their running values, with a
+ * warning.  A config with an error changes nothing.
  */
 static void reload_config(struct daemon *d)
 {
@@ -133,21 +130,7 @@ static void reload_config(struct daemon *d)
 		config_release(&nc);
 		return;
 	}
-	if (d->cfg->listen.is_unix != nc.listen.is_unix || !str_eq(d->cfg->listen.host, nc.listen.host) ||
-	    d->cfg->listen.port != nc.listen.port || !str_eq(d->cfg->listen.path, nc.listen.path)) {
-		log_warn("reload: [callback] listen changed; it takes effect at the next restart");
-		struct listen_addr t = d->cfg->listen;
-		d->cfg->listen = nc.listen;
-		nc.listen = t;
-	}
-	if (!str_eq(d->cfg->queue_dir, nc.queue_dir)) {
-		log_warn("reload: [queue] dir changed; it takes effect at the next restart");
-		swap_str(&d->cfg->queue_dir, &nc.queue_dir);
-	}
-	if (!str_eq(d->cfg->state_dir, nc.state_dir)) {
-		log_warn("reload: [state] dir changed; it takes effect at the next restart");
-		swap_str(&d->cfg->state_dir, &nc.state_dir);
-	}
+	config_keep_restart_keys(d->cfg, &nc, restart_key_changed, NULL);
 
 	if (dispatch_reconfigure(d, &nc) < 0 || endpoint_reconfigure(d, &nc) < 0) {
 		log_err("reload: out of memory; the configuration is partly applied");
@@ -219,7 +202,7 @@ int daemon_setup(struct daemon *d)
 	d->endpoint.listen_fd = -1;
 	r = sd_event_default(&d->event);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot create the event loop: %s", strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot create the event loop: %m");
 	(void)sd_event_set_watchdog(d->event, true);
 
 	r = ledger_open(d);
@@ -230,9 +213,9 @@ int daemon_setup(struct daemon *d)
 		return log_errno(LOG_ERR, r, "\"%s/%s\" is readable by group or others; chmod 600 it",
 				 d->cfg->state_dir, SECRET_KEY_FILE);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %s (a damaged key: delete it; callbacks of "
+		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %m (a damaged key: delete it; callbacks of "
 				 "jobs in flight will then be refused and the jobs finish by polling)",
-				 d->cfg->state_dir, SECRET_KEY_FILE, strerror(-r));
+				 d->cfg->state_dir, SECRET_KEY_FILE);
 	if (created)
 		log_info("created a new callback key \"%s/%s\"", d->cfg->state_dir, SECRET_KEY_FILE);
 	r = probe_key_load(d->cfg->state_dir, true, &d->probe_key, &created);
@@ -240,8 +223,8 @@ int daemon_setup(struct daemon *d)
 		return log_errno(LOG_ERR, r, "\"%s/%s\" is writable by group or readable by others; chmod 640 it",
 				 d->cfg->state_dir, PROBE_KEY_FILE);
 	if (r < 0)
-		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %s (a damaged key: delete it, a new one is made)",
-				 d->cfg->state_dir, PROBE_KEY_FILE, strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %m (a damaged key: delete it, a new one is made)",
+				 d->cfg->state_dir, PROBE_KEY_FILE);
 	if (created)
 		log_info("created a new selftest probe key \"%s/%s\"", d->cfg->state_dir, PROBE_KEY_FILE);
 	check_public_url(d->cfg);
@@ -275,7 +258,7 @@ int daemon_setup(struct daemon *d)
 	if ((r = sd_event_add_signal(d->event, &d->sig_term, SIGTERM, on_stop, d)) < 0 ||
 	    (r = sd_event_add_signal(d->event, &d->sig_int, SIGINT, on_stop, d)) < 0 ||
 	    (r = sd_event_add_signal(d->event, &d->sig_hup, SIGHUP, on_reload, d)) < 0)
-		return log_errno(LOG_ERR, r, "cannot watch signals: %s", strerror(-r));
+		return log_errno(LOG_ERR, r, "cannot watch signals: %m");
 	(void)sd_event_source_set_description(d->sig_term, "sigterm");
 	(void)sd_event_source_set_description(d->sig_int, "sigint");
 	(void)sd_event_source_set_description(d->sig_hup, "sighup");
@@ -331,7 +314,7 @@ int daemon_run(struct config *cfg, char *api_key, const char *api_key_source)
 		log_info("ready");
 		r = sd_event_loop(d.event);
 		if (r < 0)
-			log_err("event loop failed: %s", strerror(-r));
+			(void)log_errno(LOG_ERR, r, "event loop failed: %m");
 		else if (r == 0 && ledger_pending(&d) && ledger_commit_in_place(&d) < 0)
 			log_warn("stopping with unsynced records; callbacks for them were answered 503");
 	}

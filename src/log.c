@@ -91,11 +91,15 @@ void log_full(int level, const char *fmt, ...)
 
 int log_errno(int level, int err, const char *fmt, ...)
 {
+	int saved = errno;
 	va_list ap;
 
+	/* %m in fmt names err, whichever its sign. */
+	errno = err < 0 ? -err : err;
 	va_start(ap, fmt);
 	log_fullv(level, fmt, ap);
 	va_end(ap);
+	errno = saved;
 	return err < 0 ? err : -err;
 }
 

@@ -120,4 +120,10 @@ int config_load_callback_secret(const struct config *c, char **ret_secret,
 /* "…abcd": the last 4 characters of a key behind an ellipsis, for display. */
 void api_key_mask(const char *key, char buf[static 16]);
 
+/* A reload: for each key that needs a restart (the key table says which)
+ * and differs, swaps the values, so that loaded keeps the running one (and
+ * running, released with loaded's values, the new one), and calls changed. */
+void config_keep_restart_keys(struct config *running, struct config *loaded,
+			      void (*changed)(const char *section, const char *name, void *ud), void *ud);
+
 #endif

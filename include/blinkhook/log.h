@@ -38,7 +38,8 @@ void log_fullv(int level, const char *fmt, va_list ap) _printf_(2, 0);
 void log_job(int level, const char *job_id, const char *serial, const char *state, const char *fmt, ...)
 	_printf_(5, 6);
 
-/* Logs and returns -abs(err), for "return log_error_errno(r, ...)". */
+/* Logs and returns -abs(err), for "return log_errno(LOG_ERR, r, ...)"; %m in
+ * fmt names err (either sign), not whatever errno holds. */
 int log_errno(int level, int err, const char *fmt, ...) _printf_(3, 4);
 
 #endif

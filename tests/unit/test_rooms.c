@@ -409,6 +409,54 @@ static void test_orphan_compaction(void **state)
 	assert_int_equal(logged_state(f, b), JOB_QUEUED);
 }
 
+static void note_changed(const char *section, const char *name, void *ud)
+{
+	struct strbuf *sb = ud;
+
+	assert_int_equal(strbuf_addf(sb, "[%s] %s;", section, name), 0);
+}
+
+static void load(struct config *c, const char *path, const char *text)
+{
+	char err[CONFIG_ERROR_MAX];
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(config_init(c), 0);
+	assert_int_equal(config_load(c, path, err), 0);
+}
+
+/* A reload keeps the running value of each key the table marks as needing
+ * a restart, says which changed, and takes the rest. */
+static void test_reload_restart_keys(void **state)
+{
+	struct fixture *f = *state;
+	struct config running, loaded;
+	struct strbuf changed = STRBUF_INIT;
+
+	load(&running, f->conf,
+	     "[meraki]\nbase_url = http://127.0.0.1:9/api/v1\n[callback]\npublic_url = http://127.0.0.1:9\n"
+	     "listen = 127.0.0.1:8080\n[queue]\ndir = /q1\n[state]\ndir = /s1\n");
+	load(&loaded, f->conf,
+	     "[meraki]\nbase_url = http://127.0.0.1:9/api/v1\nmin_interval = 3s\n[callback]\n"
+	     "public_url = http://127.0.0.1:9\nlisten = unix:/run/x.sock\n[queue]\ndir = /q2\n[state]\ndir = /s1\n");
+	config_keep_restart_keys(&running, &loaded, note_changed, &changed);
+	assert_string_equal(changed.buf, "[callback] listen;[queue] dir;");
+	assert_false(loaded.listen.is_unix);
+	assert_string_equal(loaded.listen.host, "127.0.0.1");
+	assert_int_equal(loaded.listen.port, 8080);
+	assert_string_equal(loaded.queue_dir, "/q1");
+	assert_string_equal(loaded.state_dir, "/s1");
+	assert_int_equal(loaded.min_interval_usec, 3 * USEC_PER_SEC); /* the rest is new */
+	assert_true(running.listen.is_unix); /* released with running */
+	assert_string_equal(running.queue_dir, "/q2");
+	strbuf_release(&changed);
+	config_release(&running);
+	config_release(&loaded);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -427,6 +475,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_restart_keys, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
