@@ -52,10 +52,10 @@ enum jobctl_state {
 	JC_WATCHING,   /* submitted: waits for a callback, its poll or expiry */
 	JC_POLLING,    /* a status request in flight (prompted: by a callback) */
 	JC_ORPHANED,   /* its job ended while a call was in flight */
-	_JC_STATE_MAX,
+	JC_STATE_MAX,
 };
 
-static const bool jobctl_legal[_JC_STATE_MAX][_JC_STATE_MAX] = {
+static const bool jobctl_legal[JC_STATE_MAX][JC_STATE_MAX] = {
 	[JC_NEW] = {[JC_WAITING] = true, [JC_WATCHING] = true},
 	[JC_WAITING] = {[JC_SUBMITTING] = true, [JC_WATCHING] = true},
 	[JC_SUBMITTING] = {[JC_WAITING] = true, [JC_ORPHANED] = true},
@@ -91,7 +91,7 @@ static void jobctl_enter(struct jobctl *c, enum jobctl_state state)
 {
 	bool was_busy = jobctl_busy(c);
 
-	assert(state < _JC_STATE_MAX && jobctl_legal[c->state][state]);
+	assert(state < JC_STATE_MAX && jobctl_legal[c->state][state]);
 	c->state = state;
 	if (jobctl_busy(c) && !was_busy)
 		c->d->dispatch.in_flight++;
