@@ -502,6 +502,7 @@ int endpoint_init(struct daemon *d)
 	struct endpoint *ep = &d->endpoint;
 	int r;
 
+	ep->listen_fd = -1;
 	/* Accuracy 1 us: it drives I/O that is due now. */
 	if ((r = sd_event_add_time(d->event, &ep->mhd_timer, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &ep->refusals.timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_refusals_timer,

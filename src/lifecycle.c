@@ -198,8 +198,6 @@ int daemon_setup(struct daemon *d)
 	bool created = false;
 	int r;
 
-	d->ledger.durable_tail = &d->ledger.durable;
-	d->endpoint.listen_fd = -1;
 	r = sd_event_default(&d->event);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "cannot create the event loop: %m");
