@@ -58,11 +58,11 @@ DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev l
 # procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
 # dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with.
 
-CORE := util log config credentials netaddr json job joblog queue secret callback scheduler meraki httpd
-D_OBJS := $(CORE) daemon blinkhookd
-CTL_OBJS := util log config credentials netaddr json job joblog queue meraki secret blinkhookctl
-UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_joblog test_queue test_secret test_callback \
-	test_meraki test_scheduler
+# The core: one object list, one library that the daemon, the CLI, the unit
+# tests and the fuzz targets link (the linker takes from it what each needs).
+include src/core.mk
+UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_joblog test_queue test_secret \
+	test_callback test_meraki test_scheduler test_rooms
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
@@ -97,19 +97,24 @@ FORCE:
 $(B)/obj $(B)/asan $(B)/tests $(B)/tests-asan:
 	mkdir -p $@
 
-$(B)/blinkhookd: $(D_OBJS:%=$(B)/obj/%.o)
+$(B)/libblinkhook.a: $(CORE:%=$(B)/obj/%.o)
+	rm -f $@ && $(AR) rcs $@ $^
+$(B)/asan/libblinkhook.a: $(CORE:%=$(B)/asan/%.o)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/blinkhookd: $(B)/obj/blinkhookd.o $(B)/libblinkhook.a
 	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_D) -o $@
-$(B)/blinkhookctl: $(CTL_OBJS:%=$(B)/obj/%.o)
+$(B)/blinkhookctl: $(B)/obj/blinkhookctl.o $(B)/libblinkhook.a
 	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_CTL) -o $@
-$(B)/asan/blinkhookd: $(D_OBJS:%=$(B)/asan/%.o)
+$(B)/asan/blinkhookd: $(B)/asan/blinkhookd.o $(B)/asan/libblinkhook.a
 	$(CC) $(SAN) $^ $(LIBS_D) -o $@
-$(B)/asan/blinkhookctl: $(CTL_OBJS:%=$(B)/asan/%.o)
+$(B)/asan/blinkhookctl: $(B)/asan/blinkhookctl.o $(B)/asan/libblinkhook.a
 	$(CC) $(SAN) $^ $(LIBS_CTL) -o $@
 
-# Every unit test links the core modules it may need; the linker drops the rest.
-$(B)/tests/%: $(B)/obj/%.o $(CORE:%=$(B)/obj/%.o) | $(B)/tests
+# Every unit test links the core library; the linker takes what it needs.
+$(B)/tests/%: $(B)/obj/%.o $(B)/libblinkhook.a | $(B)/tests
 	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_D) $(LIBS_CMOCKA) -o $@
-$(B)/tests-asan/%: $(B)/asan/%.o $(CORE:%=$(B)/asan/%.o) | $(B)/tests-asan
+$(B)/tests-asan/%: $(B)/asan/%.o $(B)/asan/libblinkhook.a | $(B)/tests-asan
 	$(CC) $(SAN) $^ $(LIBS_D) $(LIBS_CMOCKA) -o $@
 
 -include $(wildcard $(B)/obj/*.d $(B)/asan/*.d)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* blinkhookd: parses the command line and the config, then hands over to
- * daemon_run().  See daemon.c for what the daemon does. */
+ * daemon_run().  See src/daemon-internal.h for its rooms and who owns what. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>

@@ -8,6 +8,7 @@
  * table below.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -52,10 +53,14 @@ struct key {
 	enum kind kind;
 	/* For strings: an empty value is an error rather than "unset". */
 	bool required;
+	/* A reload keeps the running value: it takes effect at a restart. */
+	bool restart;
 };
 
 #define KEY(sec, nm, kd, field, lo, hi, req)                                   \
-	{sec, nm, offsetof(struct config, field), lo, hi, kd, req}
+	{sec, nm, offsetof(struct config, field), lo, hi, kd, req, false}
+#define KEY_RESTART(sec, nm, kd, field, lo, hi, req)                           \
+	{sec, nm, offsetof(struct config, field), lo, hi, kd, req, true}
 
 static const struct key keys[] = {
 	KEY("meraki", "base_url", KIND_API_URL, base_url, 0, 0, true),
@@ -75,7 +80,7 @@ static const struct key keys[] = {
 	/* public_url is required unless http_server_id is set: checked once
 	 * the whole file is read. */
 	KEY("callback", "public_url", KIND_URL, public_url, 0, 0, false),
-	KEY("callback", "listen", KIND_LISTEN, listen, 0, 0, false),
+	KEY_RESTART("callback", "listen", KIND_LISTEN, listen, 0, 0, false),
 	KEY("callback", "secret_header", KIND_TOKEN, secret_header, 0, 0, false),
 	KEY("callback", "http_server_id", KIND_STRING, http_server_id, 0, 0, false),
 	KEY("callback", "payload_template_id", KIND_STRING, payload_template_id, 0, 0, false),
@@ -87,12 +92,49 @@ static const struct key keys[] = {
 	    30 * USEC_PER_DAY, false),
 	KEY("callback", "unverified", KIND_UNVERIFIED, unverified, 0, 0, false),
 
-	KEY("queue", "dir", KIND_PATH, queue_dir, 0, 0, true),
+	KEY_RESTART("queue", "dir", KIND_PATH, queue_dir, 0, 0, true),
 
-	KEY("state", "dir", KIND_PATH, state_dir, 0, 0, true),
+	KEY_RESTART("state", "dir", KIND_PATH, state_dir, 0, 0, true),
 	KEY("state", "retention", KIND_TIMESPAN, retention_usec, USEC_PER_HOUR,
 	    3650 * USEC_PER_DAY, false),
 };
+
+static bool str_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+void config_keep_restart_keys(struct config *running, struct config *loaded,
+			      void (*changed)(const char *section, const char *name, void *ud), void *ud)
+{
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+		const struct key *k = &keys[i];
+		void *a = (char *)running + k->offset, *b = (char *)loaded + k->offset;
+		bool same;
+
+		if (!k->restart)
+			continue;
+		/* Only these kinds need a restart; a new one needs a case. */
+		assert(k->kind == KIND_PATH || k->kind == KIND_LISTEN);
+		if (k->kind == KIND_LISTEN) {
+			const struct listen_addr *la = a, *lb = b;
+			same = la->is_unix == lb->is_unix && str_eq(la->host, lb->host) && la->port == lb->port &&
+			       str_eq(la->path, lb->path);
+			if (!same) {
+				struct listen_addr t = *la;
+				*(struct listen_addr *)a = *lb;
+				*(struct listen_addr *)b = t;
+			}
+		} else {
+			char **sa = a, **sb = b;
+			same = str_eq(*sa, *sb);
+			if (!same) {
+				char *t = *sa;
+				*sa = *sb;
+				*sb = t;
+			}
+		}
+		if (!same)
+			changed(k->section, k->name, ud);
+	}
+}
 
 static const struct key *key_find(const char *section, const char *name)
 {

@@ -86,4 +86,10 @@ int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR
  * callers that knew them as config's. */
 #include "blinkhook/credentials.h"
 
+/* A reload: for each key that needs a restart (the key table says which)
+ * and differs, swaps the values, so that loaded keeps the running one (and
+ * running, released with loaded's values, the new one), and calls changed. */
+void config_keep_restart_keys(struct config *running, struct config *loaded,
+			      void (*changed)(const char *section, const char *name, void *ud), void *ud);
+
 #endif

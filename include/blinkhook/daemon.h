@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * daemon — blinkhookd's event loop and the wiring between the modules.  The
- * only module that includes libsystemd: sd-event drives libmicrohttpd, the
- * curl multi handle, the spool's inotify watch and every timer; sd-daemon
- * gives the listening socket and takes the notify messages.
+ * daemon — blinkhookd's event loop and its rooms (src/lifecycle.c, ledger.c,
+ * intake.c, dispatch.c, endpoint.c; src/daemon-internal.h says who owns
+ * what).  Only the rooms include libsystemd: sd-event drives
+ * libmicrohttpd, the curl multi handle, the spool's inotify watch and every
+ * timer; sd-daemon gives the listening socket and takes the notify messages.
  *
  * Everything runs on one thread, so no job state needs a lock.  Read
- * daemon.c from daemon_run() down.
+ * lifecycle.c from daemon_run() up.
  */
 #ifndef BLINKHOOK_DAEMON_H
 #define BLINKHOOK_DAEMON_H

@@ -228,7 +228,7 @@ int main(int argc, char **argv)
 		perror("baseline: cannot listen");
 		return 1;
 	}
-	/* blinkhookd's own limits (daemon.c, httpd.c). */
+	/* blinkhookd's own limits (lifecycle.c, httpd.c). */
 	mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, NULL,
 			       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd, MHD_OPTION_CONNECTION_LIMIT, 1024u,
 			       MHD_OPTION_CONNECTION_TIMEOUT, 15u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,

@@ -39,15 +39,10 @@ FUZZ_SRC := tests/fuzz
 FUZZ_OUT := $(B)/fuzz
 FUZZ_CRASHES := $(FUZZ_SRC)/crashes
 
-# What each target links: the modules it tests and what they call, and the
-# libraries those use.
-FUZZ_MODULES_fuzz_callback := callback job json secret util
-FUZZ_MODULES_fuzz_queue := queue json util
-FUZZ_MODULES_fuzz_joblog := joblog job json util
-FUZZ_MODULES_fuzz_config := config netaddr util
-FUZZ_MODULES_fuzz_meraki := meraki json util
-FUZZ_MODULES_fuzz_spans := util
-FUZZ_MODULES_fuzz_xff := netaddr util
+# Every target links the core library (src/core.mk), built here with the
+# fuzzer's flags; the linker takes the modules each calls.  The libraries
+# those modules use:
+include src/core.mk
 FUZZ_PKGS_fuzz_callback := json-c libcrypto
 FUZZ_PKGS_fuzz_queue := json-c
 FUZZ_PKGS_fuzz_joblog := json-c
@@ -63,7 +58,7 @@ FUZZ_WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wconversion -Wsign-conversio
 	-Wpointer-arith -Wundef -Wvla -Wnull-dereference -Wwrite-strings -Wno-unused-parameter
 FUZZ_WERROR ?= -Werror
 FUZZ_CFLAGS = $(FUZZ_SAN) -g -O1 -std=gnu17 -D_GNU_SOURCE -Iinclude \
-	$(shell $(PKG_CONFIG) --cflags json-c libcrypto libcurl inih 2>/dev/null) \
+	$(shell $(PKG_CONFIG) --cflags json-c libcrypto libcurl inih libmicrohttpd libsystemd 2>/dev/null) \
 	$(FUZZ_WARNINGS) $(FUZZ_WERROR) -MMD -MP
 # fuzz_joblog and fuzz_config write a file for every input, and the job log
 # syncs: on a tmpfs that costs nothing.
@@ -82,8 +77,11 @@ $(FUZZ_OUT)/obj/%.o: $(FUZZ_SRC)/%.c | $(FUZZ_OUT)/obj
 $(FUZZ_OUT)/obj:
 	mkdir -p $@
 
+$(FUZZ_OUT)/libblinkhook.a: $(CORE:%=$(FUZZ_OUT)/obj/%.o)
+	rm -f $@ && $(AR) rcs $@ $^
+
 define FUZZ_LINK_RULE
-$(FUZZ_OUT)/$(1): $(FUZZ_OUT)/obj/$(1).o $(FUZZ_MODULES_$(1):%=$(FUZZ_OUT)/obj/%.o)
+$(FUZZ_OUT)/$(1): $(FUZZ_OUT)/obj/$(1).o $(FUZZ_OUT)/libblinkhook.a
 	$$(FUZZ_CC) $$(FUZZ_SAN) $$^ $$(if $(FUZZ_PKGS_$(1)),$$(shell $$(PKG_CONFIG) --libs $(FUZZ_PKGS_$(1)))) -o $$@
 endef
 $(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_LINK_RULE,$(t))))

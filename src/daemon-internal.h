@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's rooms: what each owns, and the few calls between them.
+ *
+ *   lifecycle.c  setup, teardown, signals, reload, sd_notify, daemon_run();
+ *                owns the top of struct daemon (config, keys, loop, ready,
+ *                stopping)
+ *   ledger.c     the one way a job changes (record), group commits, the
+ *                "when durable up to seq" barrier, replay, compaction;
+ *                owns d->ledger (the job log and the job table)
+ *   intake.c     the spool: scans, takes, rejects, cancels, its retry and
+ *                log limiter; owns d->intake
+ *   dispatch.c   the run queue and each job's control (struct jobctl, a
+ *                state machine), submissions, polls, expiry, curl's wiring;
+ *                owns d->dispatch and job->userdata
+ *   endpoint.c   the listening socket, callbacks, the selftest probe,
+ *                refusals, /metrics, /healthz, libmicrohttpd's wiring; owns
+ *                d->endpoint
+ *
+ * A room writes only its own part; it reads the others' where that is
+ * plain (the job table, the config, ready/stopping), and changes them only
+ * through the calls below.  Only the rooms include <systemd/...>.
+ * Everything runs on one thread: nothing needs a lock.
+ */
+#ifndef BLINKHOOK_DAEMON_INTERNAL_H
+#define BLINKHOOK_DAEMON_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "blinkhook/config.h"
+#include "blinkhook/httpd.h"
+#include "blinkhook/job.h"
+#include "blinkhook/joblog.h"
+#include "blinkhook/meraki.h"
+#include "blinkhook/queue.h"
+#include "blinkhook/scheduler.h"
+#include "blinkhook/secret.h"
+#include "blinkhook/util.h"
+
+/* After a failed commit, the first retry and the longest wait between two. */
+#define COMMIT_RETRY_MIN (1 * USEC_PER_SEC)
+#define COMMIT_RETRY_MAX (30 * USEC_PER_SEC)
+/* The window of the log-line limiters (refused callbacks, spool rejects). */
+#define REFUSALS_INTERVAL (10 * USEC_PER_SEC)
+/* Polls prompted by callbacks that cannot be verified, over all jobs: at
+ * most PROMPT_RATE in any PROMPT_WINDOW (dispatch.c says why). */
+#define PROMPT_RATE 2
+/* Spool files that can be neither taken nor rejected, remembered at once. */
+#define SKIPPED_MAX 1024
+
+/* ---- ledger.c's part ---- */
+
+struct daemon;
+
+/* Runs once the log is durable up to seq.  r: 0 when it is; -EIO when a
+ * commit failed first (return true when done, false to wait for a later
+ * commit); -ECANCELED when the daemon stops (release ud). */
+typedef bool (*durable_fn)(struct daemon *d, void *ud, int r);
+
+struct durable {
+	uint64_t seq;
+	durable_fn fn;
+	void *ud;
+	struct durable *next;
+};
+
+struct ledger {
+	struct joblog *log;
+	struct job_table jobs;
+	struct durable *durable, **durable_tail; /* the barrier */
+	sd_event_source *commit_defer, *commit_retry, *commit_io;
+	uint64_t commit_t0; /* when the sync in flight began */
+	uint64_t commit_backoff;
+	bool log_failing;
+	uint64_t syncs, sync_errors, sync_usec;
+};
+
+/* ---- intake.c's part ---- */
+
+struct skipped {
+	char *name;
+	uint64_t ino;
+};
+
+struct intake {
+	struct queue *queue;
+	sd_event_source *scan_defer, *inotify;
+	bool scan_more;   /* scan again once the batch taken is durable */
+	size_t n_taken;   /* files taken whose records are not durable yet */
+	bool removed;     /* files removed since the last directory sync */
+	char **names;     /* this round's list */
+	size_t n, next;
+	bool relist;      /* something arrived since the list was made */
+	uint64_t started; /* realtime: jobs created since were taken by this run */
+	uint64_t backoff;
+	sd_event_source *retry;
+	struct skipped skipped[SKIPPED_MAX]; /* a ring: the oldest goes first */
+	size_t skipped_next;
+	uint64_t window_start; /* CLOCK_MONOTONIC */
+	unsigned logged;
+	uint64_t unlogged;
+	sd_event_source *limit_timer;
+	uint64_t rejected;
+};
+
+/* ---- dispatch.c's part ---- */
+
+struct jobctl;
+
+/* The calls dispatch makes to the Meraki client: meraki.c's unless
+ * d->dispatch.ops names others before daemon_setup() (a test's stub). */
+struct meraki_ops {
+	int (*new_client)(const struct meraki_opts *opts, const struct meraki_loop_ops *ops, void *loop_ud,
+			  struct meraki_client **ret);
+	void (*free_client)(struct meraki_client *c);
+	int (*set_api_key)(struct meraki_client *c, const char *key);
+	int (*reconfigure)(struct meraki_client *c, const struct meraki_opts *opts);
+	int (*blink)(struct meraki_client *c, const struct meraki_blink_request *req, meraki_done_fn done, void *ud);
+	int (*get_blink)(struct meraki_client *c, const char *serial, const char *leds_blink_id, meraki_done_fn done,
+			 void *ud);
+	void (*on_fd)(struct meraki_client *c, int fd, uint32_t revents);
+	void (*on_timer)(struct meraki_client *c);
+};
+extern const struct meraki_ops meraki_client_ops;
+
+/* Why a prompted poll did not go. */
+enum prompt_drop { PROMPT_DROP_IN_FLIGHT, PROMPT_DROP_JOB, PROMPT_DROP_RATE };
+
+struct dispatch {
+	const struct meraki_ops *ops;
+	struct meraki_client *meraki;
+	struct pacer pacer;
+	struct jobctl *rq_first, *rq_last;
+	struct jobctl *orphans; /* ended jobs whose call is still in flight */
+	size_t in_flight;
+	unsigned consecutive_429;
+	sd_event_source *submit_timer, *curl_timer;
+	bool auth_error_logged;
+	bool redirect_error_logged; /* until a reload */
+	/* CLOCK_MONOTONIC starts of the last PROMPT_RATE prompted polls, the
+	 * oldest at prompt_next. */
+	uint64_t prompt_times[PROMPT_RATE];
+	unsigned prompt_next;
+	uint64_t submissions[4]; /* by enum meraki_outcome */
+	uint64_t polls;
+	uint64_t prompted_polls;
+	uint64_t prompts_dropped[3]; /* by enum prompt_drop */
+};
+
+/* ---- endpoint.c's part ---- */
+
+enum { CB_200, CB_400, CB_401, CB_404, CB_503, CB_MAX };
+
+struct refusals {
+	uint64_t window_start; /* CLOCK_MONOTONIC */
+	unsigned logged;
+	uint64_t unlogged[3];     /* 400, 401, 404 */
+	uint64_t unlogged_probes; /* selftest probes, answered or refused */
+	sd_event_source *timer;
+};
+
+struct endpoint {
+	struct httpd *httpd;
+	int listen_fd;
+	bool listen_fd_ours;
+	sd_event_source *mhd_io, *mhd_timer;
+	unsigned connection_limit;
+	struct refusals refusals;
+	uint64_t callbacks[CB_MAX]; /* answers given here; 405/413/415 are httpd's */
+	uint64_t probes_answered, probes_refused;
+};
+
+/* ---- the whole; the top is lifecycle.c's ---- */
+
+struct daemon {
+	struct config *cfg;
+	char *api_key;
+	bool api_key_from_env; /* read once: the environment block is wiped */
+	char *static_secret;
+	sd_event *event;
+	struct secret_key *key;
+	struct secret_key *probe_key;
+	sd_event_source *sig_term, *sig_int, *sig_hup, *stop_timer;
+	bool ready;
+	bool stopping;
+	uint64_t last_status_notify;
+
+	struct ledger ledger;
+	struct intake intake;
+	struct dispatch dispatch;
+	struct endpoint endpoint;
+};
+
+static inline void enable_oneshot(sd_event_source *s)
+{
+	(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+/* ---- lifecycle.c ---- */
+/* d holds cfg and api_key (and api_key_from_env); setup brings up every
+ * room on the default sd_event loop; teardown frees them, cfg included. */
+int daemon_setup(struct daemon *d);
+void daemon_teardown(struct daemon *d);
+void daemon_notify_status(struct daemon *d, bool force);
+/* Ends a stop once no request to Meraki is in flight. */
+void daemon_stop_if_idle(struct daemon *d);
+
+/* ---- ledger.c ---- */
+int ledger_open(struct daemon *d);
+int ledger_init(struct daemon *d);
+int ledger_replay(struct daemon *d);
+void ledger_close(struct daemon *d);
+/* The one way a job changes; client: where a callback came from, or NULL.
+ * 0 when it changed the job, 1 when it changes nothing, or -errno. */
+int ledger_record_from(struct daemon *d, const struct job_event *ev, struct job **ret_job, const char *client);
+int ledger_record(struct daemon *d, const struct job_event *ev, struct job **ret_job);
+/* Commits what was appended; with wait, before it returns. */
+int ledger_commit(struct daemon *d, bool wait);
+int ledger_commit_in_place(struct daemon *d);
+/* A commit on the loop's next turn. */
+void ledger_kick(struct daemon *d);
+bool ledger_pending(const struct daemon *d);
+/* The barrier: fn(d, ud, 0) once the log is durable up to seq. */
+int ledger_when_durable(struct daemon *d, uint64_t seq, durable_fn fn, void *ud);
+/* Offers what is not durable yet the failure (-EIO): at a stop. */
+void ledger_fail_pending(struct daemon *d);
+/* Runs everything still waiting: the durable with 0, the rest -ECANCELED. */
+void ledger_cancel_pending(struct daemon *d);
+
+/* ---- intake.c ---- */
+int intake_init(struct daemon *d);
+int intake_open(struct daemon *d);
+void intake_start(struct daemon *d);
+void intake_flush(struct daemon *d);
+void intake_close(struct daemon *d);
+/* A commit ended: scan on if a batch waited for it (with log_recovered,
+ * the log had failed and takes requests again). */
+void intake_after_commit(struct daemon *d, bool log_recovered);
+
+/* ---- dispatch.c ---- */
+int dispatch_init(struct daemon *d);
+int dispatch_start(struct daemon *d);
+void dispatch_close(struct daemon *d);
+/* The job changed (or was replayed): its control follows. */
+int dispatch_job_changed(struct daemon *d, struct job *j);
+/* Whether a call to Meraki for j is in flight. */
+bool dispatch_job_busy(const struct job *j);
+void dispatch_schedule(struct daemon *d);
+void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
+			 const char *error, const char *source, unsigned attempts);
+void dispatch_prompt_poll(struct daemon *d, struct job *j);
+int dispatch_reconfigure(struct daemon *d, const struct config *nc);
+void dispatch_rearm_all(struct daemon *d);
+void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, const char *source);
+
+/* ---- endpoint.c ---- */
+int endpoint_init(struct daemon *d);
+int endpoint_start(struct daemon *d);
+void endpoint_flush(struct daemon *d);
+void endpoint_close(struct daemon *d);
+int endpoint_reconfigure(struct daemon *d, const struct config *nc);
+/* Runs libmicrohttpd on the loop's next turn (resumed connections). */
+void endpoint_kick(struct daemon *d);
+void endpoint_rearm(struct daemon *d);
+extern const struct httpd_ops endpoint_httpd_ops;
+
+#endif

@@ -1,0 +1,514 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's rooms driven on a real sd_event loop, without main(): a spool
+ * file is taken, submitted to a stub Meraki client (behind dispatch's
+ * meraki_ops), its answer delivered, a callback sent over the daemon's own
+ * unix socket, and the job log read back.  And the orphan case: a job that
+ * ends while its blink request is in flight, dropped by compaction before
+ * the request returns.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../../src/daemon-internal.h"
+#include "blinkhook/json.h"
+#include "blinkhook/log.h"
+#include "testlib.h"
+
+#define SERIAL_A "Q2XX-AAAA-0001"
+#define SERIAL_B "Q2XX-BBBB-0002"
+
+/* ---- the stub Meraki client: calls are kept, answered by the test ---- */
+
+struct meraki_client {
+	size_t calls; /* requests started through this client */
+};
+
+struct stub_call {
+	bool blink;
+	char serial[SERIAL_MAX + 1];
+	char secret[SECRET_MAX];
+	meraki_done_fn done;
+	void *ud;
+	bool answered;
+};
+
+static struct stub {
+	struct stub_call calls[32];
+	size_t n;
+} stub;
+
+static int stub_new(const struct meraki_opts *opts, const struct meraki_loop_ops *ops, void *loop_ud,
+		    struct meraki_client **ret)
+{
+	(void)opts;
+	(void)ops;
+	(void)loop_ud;
+	*ret = calloc(1, sizeof(**ret));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static void stub_free(struct meraki_client *c) { free(c); }
+
+static int stub_set_api_key(struct meraki_client *c, const char *key)
+{
+	(void)c;
+	(void)key;
+	return 0;
+}
+
+static int stub_reconfigure(struct meraki_client *c, const struct meraki_opts *opts)
+{
+	(void)c;
+	(void)opts;
+	return 0;
+}
+
+static int stub_blink(struct meraki_client *c, const struct meraki_blink_request *req, meraki_done_fn done, void *ud)
+{
+	struct stub_call *k = &stub.calls[stub.n++];
+
+	c->calls++;
+	assert_true(stub.n <= ELEMENTSOF(stub.calls));
+	*k = (struct stub_call){.blink = true, .done = done, .ud = ud};
+	(void)STR_COPY(k->serial, req->serial);
+	assert_non_null(req->shared_secret);
+	(void)STR_COPY(k->secret, req->shared_secret);
+	return 0;
+}
+
+static int stub_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id,
+			  meraki_done_fn done, void *ud)
+{
+	struct stub_call *k = &stub.calls[stub.n++];
+
+	c->calls++;
+	(void)leds_blink_id;
+	assert_true(stub.n <= ELEMENTSOF(stub.calls));
+	*k = (struct stub_call){.done = done, .ud = ud};
+	(void)STR_COPY(k->serial, serial);
+	return 0;
+}
+
+static void stub_on_fd(struct meraki_client *c, int fd, uint32_t revents)
+{
+	(void)c;
+	(void)fd;
+	(void)revents;
+}
+
+static void stub_on_timer(struct meraki_client *c) { (void)c; }
+
+static const struct meraki_ops stub_ops = {
+	.new_client = stub_new,
+	.free_client = stub_free,
+	.set_api_key = stub_set_api_key,
+	.reconfigure = stub_reconfigure,
+	.blink = stub_blink,
+	.get_blink = stub_get_blink,
+	.on_fd = stub_on_fd,
+	.on_timer = stub_on_timer,
+};
+
+/* The stub's answer to call i: 201 with a ledsBlinkId. */
+static void stub_answer_ok(size_t i)
+{
+	struct meraki_result res = {
+		.outcome = MERAKI_OK,
+		.http_status = 201,
+		.retry_after_usec = UINT64_MAX,
+		.leds_blink_id = (char *)"42",
+		.status = (char *)"pending",
+	};
+
+	assert_true(i < stub.n);
+	assert_false(stub.calls[i].answered);
+	stub.calls[i].answered = true;
+	stub.calls[i].done(stub.calls[i].ud, &res);
+}
+
+static size_t stub_find(const char *serial)
+{
+	for (size_t i = 0; i < stub.n; i++)
+		if (stub.calls[i].blink && strcmp(stub.calls[i].serial, serial) == 0)
+			return i;
+	fail_msg("no blink request for %s", serial);
+	return SIZE_MAX;
+}
+
+/* ---- the rooms ---- */
+
+struct fixture {
+	char *dir, *conf, *spool, *state, *sock;
+	struct daemon *d;
+};
+
+static struct daemon *rooms_up(struct fixture *f)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	struct daemon *d = calloc(1, sizeof(*d));
+	FILE *fp;
+
+	assert_non_null(cfg);
+	assert_non_null(d);
+	fp = fopen(f->conf, "w");
+	assert_non_null(fp);
+	fprintf(fp,
+		"[meraki]\nbase_url = http://127.0.0.1:9/api/v1\nmin_interval = 0\n"
+		"[callback]\npublic_url = http://127.0.0.1:9\nlisten = unix:%s\n"
+		"[queue]\ndir = %s\n[state]\ndir = %s\n",
+		f->sock, f->spool, f->state);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(config_init(cfg), 0);
+	assert_int_equal(config_load(cfg, f->conf, err), 0);
+	d->cfg = cfg;
+	d->api_key = secret_strdup("0123456789abcdef0123456789abcdef01234567");
+	assert_non_null(d->api_key);
+	d->dispatch.ops = &stub_ops;
+	assert_int_equal(daemon_setup(d), 0);
+	return d;
+}
+
+static void rooms_down(struct daemon *d)
+{
+	daemon_teardown(d);
+	free(d->cfg);
+	free(d);
+}
+
+/* Steps the loop until cond(d) holds; fails after about five seconds. */
+static void run_until(struct daemon *d, bool (*cond)(struct daemon *d, const void *arg), const void *arg)
+{
+	for (int i = 0; i < 500 && !cond(d, arg); i++)
+		assert_true(sd_event_run(d->event, 10 * USEC_PER_MSEC) >= 0);
+	assert_true(cond(d, arg));
+}
+
+static bool calls_made(struct daemon *d, const void *arg)
+{
+	(void)d;
+	return stub.n >= *(const size_t *)arg;
+}
+
+static bool all_durable(struct daemon *d, const void *arg)
+{
+	(void)arg;
+	return !joblog_has_pending(d->ledger.log) && !joblog_syncing(d->ledger.log) && !d->ledger.durable;
+}
+
+static size_t spool_files(const struct fixture *f)
+{
+	_cleanup_free_ char *p = path_join(f->spool, "new");
+	DIR *dir = opendir(p);
+	struct dirent *de;
+	size_t n = 0;
+
+	assert_non_null(dir);
+	while ((de = readdir(dir)))
+		n += de->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+static void enqueue(const struct fixture *f, const char *serial, char id[static JOB_ID_MAX + 1])
+{
+	struct queue_request req = {.duration = 10};
+
+	(void)STR_COPY(req.serial, serial);
+	assert_int_equal(queue_enqueue(f->spool, &req), 0);
+	memcpy(id, req.id, JOB_ID_MAX + 1);
+}
+
+/* POSTs a callback for job id with Meraki's shape to the daemon's socket,
+ * steps the loop until the answer, and returns its status code. */
+static unsigned post_callback(struct fixture *f, const char *id, const char *secret, const char *status)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct strbuf body = STRBUF_INIT, req = STRBUF_INIT;
+	char buf[2048] = "";
+	size_t got = 0;
+	unsigned code = 0;
+	int fd;
+
+	assert_int_equal(strbuf_addf(&body,
+				     "{\"callbackId\":\"1\",\"sharedSecret\":\"%s\",\"message\":{\"url\":"
+				     "\"/devices/%s/liveTools/leds/blink/42\",\"ledsBlinkId\":\"42\",\"status\":\"%s\"}}",
+				     secret, SERIAL_A, status),
+			 0);
+	assert_int_equal(strbuf_addf(&req,
+				     "POST " CALLBACK_PATH_PREFIX "%s HTTP/1.1\r\nHost: localhost\r\n"
+				     "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+				     id, body.len, body.buf),
+			 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(send(fd, req.buf, req.len, MSG_NOSIGNAL), (ssize_t)req.len);
+	for (int i = 0; i < 500 && !strstr(buf, "\r\n\r\n"); i++) {
+		ssize_t n;
+
+		assert_true(sd_event_run(f->d->event, 10 * USEC_PER_MSEC) >= 0);
+		n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+		if (n > 0)
+			got += (size_t)n;
+		buf[got] = '\0';
+	}
+	close(fd);
+	assert_int_equal(sscanf(buf, "HTTP/1.1 %u", &code), 1);
+	strbuf_release(&body);
+	strbuf_release(&req);
+	return code;
+}
+
+static struct job_table replayed;
+
+static int replay_one(const struct job_event *ev, void *ud)
+{
+	(void)ud;
+	return job_table_apply(&replayed, ev, NULL) < 0 ? -EIO : 0;
+}
+
+/* The job's state as the log on disk says. */
+static enum job_state logged_state(const struct fixture *f, const char *id)
+{
+	struct joblog *log = NULL;
+	struct joblog_info info;
+	const struct job *j;
+	enum job_state s;
+
+	assert_int_equal(job_table_init(&replayed), 0);
+	assert_int_equal(joblog_open(f->state, &log), 0);
+	assert_int_equal(joblog_replay(log, replay_one, NULL, &info), 0);
+	j = job_table_find(&replayed, id);
+	assert_non_null(j);
+	s = j->state;
+	joblog_free(log);
+	job_table_release(&replayed);
+	return s;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->dir = new_dir();
+	f->conf = path_join(f->dir, "bh.conf");
+	f->spool = path_join(f->dir, "spool");
+	f->state = path_join(f->dir, "state");
+	f->sock = path_join(f->dir, "sock");
+	memset(&stub, 0, sizeof(stub));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	free(f->dir);
+	free(f->conf);
+	free(f->spool);
+	free(f->state);
+	free(f->sock);
+	free(f);
+	return 0;
+}
+
+/* A spool file becomes a job, goes to Meraki, is answered, and finishes by
+ * a callback; the spool file goes once its record is durable. */
+static void test_pipeline(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX + 1];
+	const size_t one = 1;
+	struct job *j;
+
+	enqueue(f, SERIAL_A, id);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	assert_true(stub.calls[0].blink);
+	assert_string_equal(stub.calls[0].serial, SERIAL_A);
+	j = job_table_find(&f->d->ledger.jobs, id);
+	assert_non_null(j);
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_true(dispatch_job_busy(j));
+	run_until(f->d, all_durable, NULL);
+	assert_int_equal(spool_files(f), 0);
+
+	stub_answer_ok(0);
+	assert_int_equal(j->state, JOB_SUBMITTED);
+	assert_false(dispatch_job_busy(j));
+	assert_int_equal(f->d->dispatch.in_flight, 0);
+	assert_int_equal(post_callback(f, id, "wrong", "complete"), 401);
+	assert_int_equal(post_callback(f, id, stub.calls[0].secret, "complete"), 200);
+	assert_int_equal(j->state, JOB_COMPLETE);
+	assert_null(j->userdata);
+	rooms_down(f->d);
+	assert_int_equal(logged_state(f, id), JOB_COMPLETE);
+}
+
+/*
+ * A final callback overtakes the blink request's answer: the job ends while
+ * its request is in flight (its control an orphan), compaction drops the
+ * job (past retention), and only then the answer comes.  The done function
+ * must not touch the job (it once read it before it learned it was gone).
+ */
+static void test_orphan_compaction(void **state)
+{
+	struct fixture *f = *state;
+	char a[JOB_ID_MAX + 1], b[JOB_ID_MAX + 1];
+	const size_t two = 2;
+	struct job *jb;
+	size_t ia;
+
+	enqueue(f, SERIAL_A, a);
+	enqueue(f, SERIAL_B, b);
+	f->d = rooms_up(f);
+	f->d->cfg->retention_usec = 0; /* every final job is past it */
+	run_until(f->d, calls_made, &two);
+	ia = stub_find(SERIAL_A);
+	assert_int_equal(f->d->dispatch.in_flight, 2);
+
+	assert_int_equal(post_callback(f, a, stub.calls[ia].secret, "complete"), 200);
+	assert_int_equal(job_table_find(&f->d->ledger.jobs, a)->state, JOB_COMPLETE);
+	assert_non_null(f->d->dispatch.orphans);
+	assert_int_equal(f->d->dispatch.in_flight, 2);
+
+	/* Grow the log past the compaction threshold with B's attempts. */
+	jb = job_table_find(&f->d->ledger.jobs, b);
+	assert_non_null(jb);
+	for (unsigned i = 1; i <= 1100; i++) {
+		struct job_event ev = {.ts = now_realtime_usec(), .id = b, .kind = JOB_EV_ATTEMPT, .attempts = i};
+		assert_int_equal(ledger_record(f->d, &ev, NULL), 0);
+	}
+	run_until(f->d, all_durable, NULL);
+	assert_true(joblog_records(f->d->ledger.log) < 10); /* compacted */
+	assert_null(job_table_find(&f->d->ledger.jobs, a)); /* dropped */
+
+	/* The answer to A's request arrives now: the orphan goes, nothing else. */
+	stub_answer_ok(ia);
+	assert_null(f->d->dispatch.orphans);
+	assert_int_equal(f->d->dispatch.in_flight, 1);
+	assert_null(job_table_find(&f->d->ledger.jobs, a));
+	assert_int_equal(jb->state, JOB_QUEUED);
+	run_until(f->d, all_durable, NULL);
+	rooms_down(f->d);
+	assert_int_equal(logged_state(f, b), JOB_QUEUED);
+}
+
+static void note_changed(const char *section, const char *name, void *ud)
+{
+	struct strbuf *sb = ud;
+
+	assert_int_equal(strbuf_addf(sb, "[%s] %s;", section, name), 0);
+}
+
+static void load(struct config *c, const char *path, const char *text)
+{
+	char err[CONFIG_ERROR_MAX];
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(config_init(c), 0);
+	assert_int_equal(config_load(c, path, err), 0);
+}
+
+/* A reload keeps the running value of each key the table marks as needing
+ * a restart, says which changed, and takes the rest. */
+static void test_reload_restart_keys(void **state)
+{
+	struct fixture *f = *state;
+	struct config running, loaded;
+	struct strbuf changed = STRBUF_INIT;
+
+	load(&running, f->conf,
+	     "[meraki]\nbase_url = http://127.0.0.1:9/api/v1\n[callback]\npublic_url = http://127.0.0.1:9\n"
+	     "listen = 127.0.0.1:8080\n[queue]\ndir = /q1\n[state]\ndir = /s1\n");
+	load(&loaded, f->conf,
+	     "[meraki]\nbase_url = http://127.0.0.1:9/api/v1\nmin_interval = 3s\n[callback]\n"
+	     "public_url = http://127.0.0.1:9\nlisten = unix:/run/x.sock\n[queue]\ndir = /q2\n[state]\ndir = /s1\n");
+	config_keep_restart_keys(&running, &loaded, note_changed, &changed);
+	assert_string_equal(changed.buf, "[callback] listen;[queue] dir;");
+	assert_false(loaded.listen.is_unix);
+	assert_string_equal(loaded.listen.host, "127.0.0.1");
+	assert_int_equal(loaded.listen.port, 8080);
+	assert_string_equal(loaded.queue_dir, "/q1");
+	assert_string_equal(loaded.state_dir, "/s1");
+	assert_int_equal(loaded.min_interval_usec, 3 * USEC_PER_SEC); /* the rest is new */
+	assert_true(running.listen.is_unix); /* released with running */
+	assert_string_equal(running.queue_dir, "/q2");
+	strbuf_release(&changed);
+	config_release(&running);
+	config_release(&loaded);
+}
+
+/* The rooms log errors as log_errno(level, r, "...: %m"): %m names r,
+ * either sign, whatever errno holds, and errno survives the call. */
+static void test_log_errno_m(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *path = path_join(f->dir, "stderr");
+	char buf[512] = "";
+	int saved = dup(STDERR_FILENO), fd;
+	FILE *fp;
+
+	assert_true(saved >= 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	errno = EAGAIN;
+	assert_int_equal(log_errno(LOG_ERR, -ENOENT, "first: %m"), -ENOENT);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(log_errno(LOG_ERR, EACCES, "second: %m"), -EACCES);
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	close(fd);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_true(fread(buf, 1, sizeof(buf) - 1, fp) > 0);
+	fclose(fp);
+	assert_non_null(strstr(buf, "first: No such file or directory"));
+	assert_non_null(strstr(buf, "second: Permission denied"));
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	log_set_max_level(getenv("TEST_DEBUG") ? LOG_DEBUG : LOG_ERR);
+	return tmpdir_setup("test_rooms");
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return tmpdir_teardown();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_restart_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_errno_m, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
