@@ -37,11 +37,13 @@
  * descriptors for everything else (the job log, its lock and AIO eventfd,
  * the spool's directories and the file being read, inotify, epoll, signalfd
  * and timers, curl's sockets for the calls in flight and its resolver), and
- * at most CONNECTION_LIMIT_MAX (each may hold a 32 KiB buffer).  A trusted
- * proxy (and a unix socket's peers, together) may hold half of them. */
+ * at most CONNECTION_LIMIT_MAX: each may hold libmicrohttpd's 32 KiB pool
+ * and a body up to max_body, so 1024 held connections may take some 87 MB,
+ * and more would let anybody who can connect take the host's memory.  A
+ * trusted proxy (and a unix socket's peers, together) may hold half. */
 #define CONNECTION_FD_RESERVE 128
 #define CONNECTION_LIMIT_MIN 16
-#define CONNECTION_LIMIT_MAX 16384
+#define CONNECTION_LIMIT_MAX 1024
 #define CONNECTION_PER_IP_LIMIT 64
 #define CONNECTION_TIMEOUT_SEC 15
 
@@ -325,7 +327,7 @@ static void on_metrics(void *ud, struct strbuf *sb)
 		    "blinkhook_queue_depth %zu\n"
 		    "# HELP blinkhook_spool_rejected_total Spool files moved to rejected/.\n"
 		    "# TYPE blinkhook_spool_rejected_total counter\nblinkhook_spool_rejected_total %llu\n"
-		    "# HELP blinkhook_connections_refused_total Connections refused for the per-address cap.\n"
+		    "# HELP blinkhook_connections_refused_total Connections refused for the per-address cap or the cap of their class.\n"
 		    "# TYPE blinkhook_connections_refused_total counter\nblinkhook_connections_refused_total %llu\n"
 		    "# HELP blinkhook_connection_limit Connections served at once (from RLIMIT_NOFILE).\n"
 		    "# TYPE blinkhook_connection_limit gauge\nblinkhook_connection_limit %u\n"

@@ -400,7 +400,7 @@ int intake_open(struct daemon *d)
 	const char *lax = queue_lax_dir(sp->queue);
 	if (lax)
 		log_warn("spool \"%s\": %s is writable by others than the daemon or not its own; only tmp/ and "
-			 "new/ should be (see systemd/blinkhook.tmpfiles)",
+			 "new/ should be; run `systemd-tmpfiles --create` to set the modes",
 			 d->cfg->queue_dir, lax);
 	r = queue_sweep_tmp(sp->queue, now_realtime_usec());
 	if (r > 0)
