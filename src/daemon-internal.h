@@ -251,7 +251,7 @@ bool dispatch_job_busy(const struct job *j);
 void dispatch_schedule(struct daemon *d);
 void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
 			 const char *error, const char *source, unsigned attempts);
-void dispatch_prompt_poll(struct daemon *d, struct job *j);
+void dispatch_prompt_poll(struct daemon *d, const struct job *j);
 int dispatch_reconfigure(struct daemon *d, const struct config *nc);
 void dispatch_rearm_all(struct daemon *d);
 void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, const char *source);

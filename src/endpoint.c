@@ -177,7 +177,7 @@ static void on_callback(void *ud, struct httpd_request *req)
 		 * exists: an unverified callback for a submitted job only makes
 		 * us ask Meraki. */
 		if (v.unverified)
-			dispatch_prompt_poll(d, job_table_find(&d->ledger.jobs, v.unverified->id));
+			dispatch_prompt_poll(d, v.unverified);
 		callback_verdict_release(&v);
 		return;
 	}
