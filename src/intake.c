@@ -79,16 +79,13 @@ static int take_later(struct daemon *d, const char *name, uint64_t seq)
 static void rejects_flush(struct daemon *d, uint64_t now)
 {
 	struct intake *sp = &d->intake;
+	uint64_t n[LOG_BUDGET_KINDS], secs;
 
-	if (sp->unlogged > 0)
+	if (budget_flush(&sp->rejects, now, n, &secs) > 0)
 		log_notice("%llu more spool file(s) rejected, skipped or removed as taken in the last %llus not "
 			   "logged one by one; /metrics counts the rejected, and each moved file's reason is beside it "
 			   "in rejected/, its name with .reason added",
-			   (unsigned long long)sp->unlogged,
-			   (unsigned long long)((now - sp->window_start) / USEC_PER_SEC));
-	sp->unlogged = 0;
-	sp->logged = 0;
-	sp->window_start = now;
+			   (unsigned long long)n[0], (unsigned long long)secs);
 	(void)sd_event_source_set_enabled(sp->limit_timer, SD_EVENT_OFF);
 }
 
@@ -108,16 +105,15 @@ static bool reject_may_log(struct daemon *d)
 {
 	struct intake *sp = &d->intake;
 	uint64_t now = 0;
+	bool arm;
 
 	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	if (now >= sp->window_start + REFUSALS_INTERVAL)
+	if (budget_due(&sp->rejects, now))
 		rejects_flush(d, now);
-	if (sp->logged < REJECTS_BURST) {
-		sp->logged++;
+	if (budget_take(&sp->rejects, 0, &arm))
 		return true;
-	}
-	if (sp->unlogged++ == 0) {
-		(void)sd_event_source_set_time(sp->limit_timer, sp->window_start + REFUSALS_INTERVAL);
+	if (arm) {
+		(void)sd_event_source_set_time(sp->limit_timer, sp->rejects.start + sp->rejects.interval);
 		enable_oneshot(sp->limit_timer);
 	}
 	return false;
@@ -387,6 +383,7 @@ int intake_init(struct daemon *d)
 	struct intake *sp = &d->intake;
 	int r;
 
+	sp->rejects = (struct log_budget){.interval = REFUSALS_INTERVAL, .burst = REJECTS_BURST};
 	if ((r = sd_event_add_defer(d->event, &sp->scan_defer, on_scan, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &sp->limit_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_rejects_timer,
 				   d)) < 0 ||
