@@ -34,6 +34,7 @@
 #include "blinkhook/httpd.h"
 #include "blinkhook/job.h"
 #include "blinkhook/joblog.h"
+#include "blinkhook/log.h"
 #include "blinkhook/meraki.h"
 #include "blinkhook/queue.h"
 #include "blinkhook/scheduler.h"
@@ -99,9 +100,7 @@ struct intake {
 	sd_event_source *retry;
 	struct skipped skipped[SKIPPED_MAX]; /* a ring: the oldest goes first */
 	size_t skipped_next;
-	uint64_t window_start; /* CLOCK_MONOTONIC */
-	unsigned logged;
-	uint64_t unlogged;
+	struct log_budget rejects; /* and files removed as taken before */
 	sd_event_source *limit_timer;
 	uint64_t rejected;
 };
@@ -155,10 +154,7 @@ struct dispatch {
 enum { CB_200, CB_400, CB_401, CB_404, CB_503, CB_MAX };
 
 struct refusals {
-	uint64_t window_start; /* CLOCK_MONOTONIC */
-	unsigned logged;
-	uint64_t unlogged[3];     /* 400, 401, 404 */
-	uint64_t unlogged_probes; /* selftest probes, answered or refused */
+	struct log_budget budget; /* refused callbacks and selftest probes */
 	sd_event_source *timer;
 };
 
@@ -251,7 +247,7 @@ bool dispatch_job_busy(const struct job *j);
 void dispatch_schedule(struct daemon *d);
 void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
 			 const char *error, const char *source, unsigned attempts);
-void dispatch_prompt_poll(struct daemon *d, struct job *j);
+void dispatch_prompt_poll(struct daemon *d, const struct job *j);
 int dispatch_reconfigure(struct daemon *d, const struct config *nc);
 void dispatch_rearm_all(struct daemon *d);
 void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, const char *source);

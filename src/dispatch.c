@@ -519,7 +519,7 @@ static void prompted_poll_start(struct daemon *d, struct jobctl *c)
  * believing it, within the limits, on the job's own timer (so after this
  * answer went out, and never for a job that ended meanwhile).
  */
-void dispatch_prompt_poll(struct daemon *d, struct job *j)
+void dispatch_prompt_poll(struct daemon *d, const struct job *j)
 {
 	struct jobctl *c = j->userdata;
 	uint64_t now = 0;

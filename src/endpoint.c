@@ -37,11 +37,13 @@
  * descriptors for everything else (the job log, its lock and AIO eventfd,
  * the spool's directories and the file being read, inotify, epoll, signalfd
  * and timers, curl's sockets for the calls in flight and its resolver), and
- * at most CONNECTION_LIMIT_MAX (each may hold a 32 KiB buffer).  A trusted
- * proxy (and a unix socket's peers, together) may hold half of them. */
+ * at most CONNECTION_LIMIT_MAX: each may hold libmicrohttpd's 32 KiB pool
+ * and a body up to max_body, so 1024 held connections may take some 87 MB,
+ * and more would let anybody who can connect take the host's memory.  A
+ * trusted proxy (and a unix socket's peers, together) may hold half. */
 #define CONNECTION_FD_RESERVE 128
 #define CONNECTION_LIMIT_MIN 16
-#define CONNECTION_LIMIT_MAX 16384
+#define CONNECTION_LIMIT_MAX 1024
 #define CONNECTION_PER_IP_LIMIT 64
 #define CONNECTION_TIMEOUT_SEC 15
 
@@ -54,27 +56,26 @@
  */
 #define REFUSALS_BURST 20
 
+/* What a line of the refusals' budget is about. */
+enum { REFUSED_400, REFUSED_401, REFUSED_404, PROBE_LINE };
+
 /* Says how many refusals went unlogged, and starts a new interval at now. */
 static void refusals_flush(struct daemon *d, uint64_t now)
 {
 	struct refusals *rf = &d->endpoint.refusals;
-	uint64_t n = rf->unlogged[0] + rf->unlogged[1] + rf->unlogged[2];
+	uint64_t n[LOG_BUDGET_KINDS], secs;
 
-	if (n > 0)
+	(void)budget_flush(&rf->budget, now, n, &secs);
+	if (n[REFUSED_400] + n[REFUSED_401] + n[REFUSED_404] > 0)
 		log_notice("%llu more refused callbacks in the last %llus not logged one by one "
 			   "(400: %llu, 401: %llu, 404: %llu); /metrics counts them all",
-			   (unsigned long long)n, (unsigned long long)((now - rf->window_start) / USEC_PER_SEC),
-			   (unsigned long long)rf->unlogged[0], (unsigned long long)rf->unlogged[1],
-			   (unsigned long long)rf->unlogged[2]);
-	if (rf->unlogged_probes > 0)
+			   (unsigned long long)(n[REFUSED_400] + n[REFUSED_401] + n[REFUSED_404]),
+			   (unsigned long long)secs, (unsigned long long)n[REFUSED_400],
+			   (unsigned long long)n[REFUSED_401], (unsigned long long)n[REFUSED_404]);
+	if (n[PROBE_LINE] > 0)
 		log_notice("%llu more selftest probes in the last %llus not logged one by one; /metrics counts "
 			   "them all",
-			   (unsigned long long)rf->unlogged_probes,
-			   (unsigned long long)((now - rf->window_start) / USEC_PER_SEC));
-	memset(rf->unlogged, 0, sizeof(rf->unlogged));
-	rf->unlogged_probes = 0;
-	rf->logged = 0;
-	rf->window_start = now;
+			   (unsigned long long)n[PROBE_LINE], (unsigned long long)secs);
 	(void)sd_event_source_set_enabled(rf->timer, SD_EVENT_OFF);
 }
 
@@ -89,29 +90,24 @@ static int on_refusals_timer(sd_event_source *s, uint64_t usec, void *ud)
 	return 0;
 }
 
-/* Whether a refusal with this status may have its own log line; status 0
- * for a selftest probe, which shares the budget. */
-static bool refusal_may_log(struct daemon *d, unsigned status)
+/* Whether a line of this kind (a refused callback's, a selftest probe's:
+ * they share the budget) may be logged. */
+static bool refusal_may_log(struct daemon *d, unsigned kind)
 {
 	struct refusals *rf = &d->endpoint.refusals;
 	uint64_t now = 0;
+	bool arm;
 
 	/* The loop's own clock: no system call a request. */
 	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	if (now >= rf->window_start + REFUSALS_INTERVAL)
+	if (budget_due(&rf->budget, now))
 		refusals_flush(d, now);
-	if (rf->logged < REFUSALS_BURST) {
-		rf->logged++;
+	if (budget_take(&rf->budget, kind, &arm))
 		return true;
-	}
-	if (rf->unlogged[0] + rf->unlogged[1] + rf->unlogged[2] + rf->unlogged_probes == 0) {
-		(void)sd_event_source_set_time(rf->timer, rf->window_start + REFUSALS_INTERVAL);
+	if (arm) {
+		(void)sd_event_source_set_time(rf->timer, rf->budget.start + rf->budget.interval);
 		enable_oneshot(rf->timer);
 	}
-	if (status == 0)
-		rf->unlogged_probes++;
-	else
-		rf->unlogged[status == 400 ? 0 : status == 401 ? 1 : 2]++;
 	return false;
 }
 
@@ -157,7 +153,9 @@ static void on_callback(void *ud, struct httpd_request *req)
 		/* The id is the caller's text: print it only when it is a valid
 		 * one.  What arrived is named, never a value: the body's shape
 		 * and where a secret was presented. */
-		if (refusal_may_log(d, v.http_status)) {
+		if (refusal_may_log(d, v.http_status == 400   ? REFUSED_400
+					: v.http_status == 401 ? REFUSED_401
+							       : REFUSED_404)) {
 			if (job_id_is_valid(id))
 				log_job(LOG_NOTICE, id, NULL, NULL,
 					"callback for job %s from %s refused: %u, %s (shape: %s; secret in: %s)", id,
@@ -175,7 +173,7 @@ static void on_callback(void *ud, struct httpd_request *req)
 		 * exists: an unverified callback for a submitted job only makes
 		 * us ask Meraki. */
 		if (v.unverified)
-			dispatch_prompt_poll(d, job_table_find(&d->ledger.jobs, v.unverified->id));
+			dispatch_prompt_poll(d, v.unverified);
 		callback_verdict_release(&v);
 		return;
 	}
@@ -240,7 +238,7 @@ static void on_probe(void *ud, struct httpd_request *req)
 		nonce = probe_nonce(v);
 	if (!nonce) {
 		d->endpoint.probes_refused++;
-		if (refusal_may_log(d, 0))
+		if (refusal_may_log(d, PROBE_LINE))
 			log_notice("selftest probe from %s refused: 400, no valid nonce", httpd_request_client(req));
 		httpd_reply(req, 400);
 		return;
@@ -262,7 +260,7 @@ static void on_probe(void *ud, struct httpd_request *req)
 		return;
 	}
 	d->endpoint.probes_answered++;
-	if (refusal_may_log(d, 0))
+	if (refusal_may_log(d, PROBE_LINE))
 		log_info("selftest probe from %s answered", httpd_request_client(req));
 	httpd_reply_json(req, 200, sb.buf);
 	strbuf_release(&sb);
@@ -273,7 +271,7 @@ static void on_probe_refused(void *ud, const struct httpd_request *req, unsigned
 	struct daemon *d = ud;
 
 	d->endpoint.probes_refused++;
-	if (refusal_may_log(d, 0))
+	if (refusal_may_log(d, PROBE_LINE))
 		log_notice("selftest probe from %s refused: %u", httpd_request_client(req), status);
 }
 
@@ -283,69 +281,84 @@ static bool on_healthy(void *ud)
 	return d->ready && !d->stopping && !d->ledger.log_failing;
 }
 
+/* A metric's HELP and TYPE lines. */
+static void metric_head(struct strbuf *sb, const char *name, const char *type, const char *help)
+{
+	strbuf_addf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One value of a metric, under a label (label NULL: none). */
+static void metric_value(struct strbuf *sb, const char *name, const char *label, const char *label_value, uint64_t v)
+{
+	if (label)
+		strbuf_addf(sb, "%s{%s=\"%s\"} %llu\n", name, label, label_value, (unsigned long long)v);
+	else
+		strbuf_addf(sb, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void counter(struct strbuf *sb, const char *name, const char *help, uint64_t v)
+{
+	metric_head(sb, name, "counter", help);
+	metric_value(sb, name, NULL, NULL, v);
+}
+
+static void gauge(struct strbuf *sb, const char *name, const char *help, uint64_t v)
+{
+	metric_head(sb, name, "gauge", help);
+	metric_value(sb, name, NULL, NULL, v);
+}
+
 static void on_metrics(void *ud, struct strbuf *sb)
 {
 	struct daemon *d = ud;
 	static const char *const codes[CB_MAX] = {"200", "400", "401", "404", "503"};
 	static const unsigned http_codes[] = {405, 413, 415};
 	static const char *const outcomes[] = {"ok", "retry", "rate_limited", "fail"};
+	char code[16];
 
-	strbuf_addstr(sb, "# HELP blinkhook_callbacks_total Callback requests by answer.\n"
-			  "# TYPE blinkhook_callbacks_total counter\n");
+	metric_head(sb, "blinkhook_callbacks_total", "counter", "Callback requests by answer.");
 	for (size_t i = 0; i < ELEMENTSOF(codes); i++)
-		strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%s\"} %llu\n", codes[i],
-			    (unsigned long long)d->endpoint.callbacks[i]);
-	for (size_t i = 0; i < ELEMENTSOF(http_codes); i++)
-		strbuf_addf(sb, "blinkhook_callbacks_total{code=\"%u\"} %llu\n", http_codes[i],
-			    (unsigned long long)httpd_refused(d->endpoint.httpd, http_codes[i]));
-	strbuf_addstr(sb, "# HELP blinkhook_jobs Jobs in the job table by state.\n# TYPE blinkhook_jobs gauge\n");
+		metric_value(sb, "blinkhook_callbacks_total", "code", codes[i], d->endpoint.callbacks[i]);
+	for (size_t i = 0; i < ELEMENTSOF(http_codes); i++) {
+		snprintf(code, sizeof(code), "%u", http_codes[i]);
+		metric_value(sb, "blinkhook_callbacks_total", "code", code,
+			     httpd_refused(d->endpoint.httpd, http_codes[i]));
+	}
+	metric_head(sb, "blinkhook_jobs", "gauge", "Jobs in the job table by state.");
 	for (unsigned s = 0; s < _JOB_STATE_MAX; s++)
-		strbuf_addf(sb, "blinkhook_jobs{state=\"%s\"} %zu\n", job_state_to_string(s), d->ledger.jobs.n_by_state[s]);
-	strbuf_addstr(sb, "# HELP blinkhook_submissions_total Blink submissions by outcome.\n"
-			  "# TYPE blinkhook_submissions_total counter\n");
+		metric_value(sb, "blinkhook_jobs", "state", job_state_to_string(s), d->ledger.jobs.n_by_state[s]);
+	metric_head(sb, "blinkhook_submissions_total", "counter", "Blink submissions by outcome.");
 	for (size_t i = 0; i < ELEMENTSOF(outcomes); i++)
-		strbuf_addf(sb, "blinkhook_submissions_total{outcome=\"%s\"} %llu\n", outcomes[i],
-			    (unsigned long long)d->dispatch.submissions[i]);
-	strbuf_addf(sb,
-		    "# HELP blinkhook_prompted_polls_total Status polls prompted by callbacks that could not be "
-		    "verified.\n# TYPE blinkhook_prompted_polls_total counter\nblinkhook_prompted_polls_total %llu\n"
-		    "# HELP blinkhook_prompted_polls_dropped_total Prompted polls not sent, by the limit that "
-		    "stopped them.\n# TYPE blinkhook_prompted_polls_dropped_total counter\n"
-		    "blinkhook_prompted_polls_dropped_total{reason=\"in_flight\"} %llu\n"
-		    "blinkhook_prompted_polls_dropped_total{reason=\"job_interval\"} %llu\n"
-		    "blinkhook_prompted_polls_dropped_total{reason=\"rate\"} %llu\n",
-		    (unsigned long long)d->dispatch.prompted_polls,
-		    (unsigned long long)d->dispatch.prompts_dropped[PROMPT_DROP_IN_FLIGHT],
-		    (unsigned long long)d->dispatch.prompts_dropped[PROMPT_DROP_JOB],
-		    (unsigned long long)d->dispatch.prompts_dropped[PROMPT_DROP_RATE]);
-	strbuf_addf(sb,
-		    "# HELP blinkhook_polls_total Status polls sent.\n# TYPE blinkhook_polls_total counter\n"
-		    "blinkhook_polls_total %llu\n"
-		    "# HELP blinkhook_queue_depth Jobs waiting to be submitted.\n# TYPE blinkhook_queue_depth gauge\n"
-		    "blinkhook_queue_depth %zu\n"
-		    "# HELP blinkhook_spool_rejected_total Spool files moved to rejected/.\n"
-		    "# TYPE blinkhook_spool_rejected_total counter\nblinkhook_spool_rejected_total %llu\n"
-		    "# HELP blinkhook_connections_refused_total Connections refused for the per-address cap.\n"
-		    "# TYPE blinkhook_connections_refused_total counter\nblinkhook_connections_refused_total %llu\n"
-		    "# HELP blinkhook_connection_limit Connections served at once (from RLIMIT_NOFILE).\n"
-		    "# TYPE blinkhook_connection_limit gauge\nblinkhook_connection_limit %u\n"
-		    "# HELP blinkhook_requests_malformed_total Requests refused 400 and closed for their framing or "
-		    "headers.\n"
-		    "# TYPE blinkhook_requests_malformed_total counter\nblinkhook_requests_malformed_total %llu\n"
-		    "# HELP blinkhook_probes_total Selftest probes by result.\n# TYPE blinkhook_probes_total counter\n"
-		    "blinkhook_probes_total{result=\"answered\"} %llu\nblinkhook_probes_total{result=\"refused\"} %llu\n"
-		    "# HELP blinkhook_log_syncs_total Job log group commits.\n# TYPE blinkhook_log_syncs_total counter\n"
-		    "blinkhook_log_syncs_total %llu\n"
-		    "# HELP blinkhook_log_sync_errors_total Failed job log commits.\n"
-		    "# TYPE blinkhook_log_sync_errors_total counter\nblinkhook_log_sync_errors_total %llu\n"
-		    "# HELP blinkhook_log_sync_seconds_total Time from each job-log write to the end of its sync.\n"
-		    "# TYPE blinkhook_log_sync_seconds_total counter\nblinkhook_log_sync_seconds_total %.6f\n",
-		    (unsigned long long)d->dispatch.polls, d->ledger.jobs.n_by_state[JOB_QUEUED],
-		    (unsigned long long)d->intake.rejected, (unsigned long long)httpd_refused_connections(d->endpoint.httpd),
-		    d->endpoint.connection_limit, (unsigned long long)httpd_refused_malformed(d->endpoint.httpd),
-		    (unsigned long long)d->endpoint.probes_answered, (unsigned long long)d->endpoint.probes_refused,
-		    (unsigned long long)d->ledger.syncs,
-		    (unsigned long long)d->ledger.sync_errors, (double)d->ledger.sync_usec / USEC_PER_SEC);
+		metric_value(sb, "blinkhook_submissions_total", "outcome", outcomes[i], d->dispatch.submissions[i]);
+	counter(sb, "blinkhook_prompted_polls_total", "Status polls prompted by callbacks that could not be verified.",
+		d->dispatch.prompted_polls);
+	metric_head(sb, "blinkhook_prompted_polls_dropped_total", "counter",
+		    "Prompted polls not sent, by the limit that stopped them.");
+	metric_value(sb, "blinkhook_prompted_polls_dropped_total", "reason", "in_flight",
+		     d->dispatch.prompts_dropped[PROMPT_DROP_IN_FLIGHT]);
+	metric_value(sb, "blinkhook_prompted_polls_dropped_total", "reason", "job_interval",
+		     d->dispatch.prompts_dropped[PROMPT_DROP_JOB]);
+	metric_value(sb, "blinkhook_prompted_polls_dropped_total", "reason", "rate",
+		     d->dispatch.prompts_dropped[PROMPT_DROP_RATE]);
+	counter(sb, "blinkhook_polls_total", "Status polls sent.", d->dispatch.polls);
+	gauge(sb, "blinkhook_queue_depth", "Jobs waiting to be submitted.", d->ledger.jobs.n_by_state[JOB_QUEUED]);
+	counter(sb, "blinkhook_spool_rejected_total", "Spool files moved to rejected/.", d->intake.rejected);
+	counter(sb, "blinkhook_connections_refused_total",
+		"Connections refused for the per-address cap or the cap of their class.",
+		httpd_refused_connections(d->endpoint.httpd));
+	gauge(sb, "blinkhook_connection_limit", "Connections served at once (from RLIMIT_NOFILE).",
+	      d->endpoint.connection_limit);
+	counter(sb, "blinkhook_requests_malformed_total",
+		"Requests refused 400 and closed for their framing or headers.",
+		httpd_refused_malformed(d->endpoint.httpd));
+	metric_head(sb, "blinkhook_probes_total", "counter", "Selftest probes by result.");
+	metric_value(sb, "blinkhook_probes_total", "result", "answered", d->endpoint.probes_answered);
+	metric_value(sb, "blinkhook_probes_total", "result", "refused", d->endpoint.probes_refused);
+	counter(sb, "blinkhook_log_syncs_total", "Job log group commits.", d->ledger.syncs);
+	counter(sb, "blinkhook_log_sync_errors_total", "Failed job log commits.", d->ledger.sync_errors);
+	metric_head(sb, "blinkhook_log_sync_seconds_total", "counter",
+		    "Time from each job-log write to the end of its sync.");
+	strbuf_addf(sb, "blinkhook_log_sync_seconds_total %.6f\n", (double)d->ledger.sync_usec / USEC_PER_SEC);
 }
 
 const struct httpd_ops endpoint_httpd_ops = {
@@ -503,6 +516,7 @@ int endpoint_init(struct daemon *d)
 	int r;
 
 	ep->listen_fd = -1;
+	ep->refusals.budget = (struct log_budget){.interval = REFUSALS_INTERVAL, .burst = REFUSALS_BURST};
 	/* Accuracy 1 us: it drives I/O that is due now. */
 	if ((r = sd_event_add_time(d->event, &ep->mhd_timer, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &ep->refusals.timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_refusals_timer,

@@ -9,7 +9,8 @@
  * dispatch (a cancel finishes a job; whether a job is being submitted).
  *
  * The spool is taken in rounds: new/ is listed once, sorted, and the list
- * taken SCAN_BATCH names at a time, each batch committed before the next.
+ * taken SCAN_BATCH names (or SCAN_BATCH_TIME of work) at a time, each batch
+ * committed before the next.
  * It is listed again only when the list is used up and inotify said that
  * something arrived, or on a timer after a failure of ours (out of
  * descriptors): a round that made no progress never starts another at once.
@@ -30,9 +31,12 @@
 #include "blinkhook/log.h"
 #include "daemon-internal.h"
 
-/* Spool files taken per scan; the rest wait for the next round, so that a
- * burst of requests never holds the loop for long. */
+/* Spool files taken per scan, and the time one scan may work (a reject
+ * costs a rename and a reason file, which under load can take milliseconds
+ * each); the rest wait for the next turn of the loop, so that a burst of
+ * requests or garbage never holds /healthz and callbacks for long. */
 #define SCAN_BATCH 256
+#define SCAN_BATCH_TIME (25 * USEC_PER_MSEC)
 #define SPOOL_RETRY_MIN (1 * USEC_PER_SEC)
 #define SPOOL_RETRY_MAX (60 * USEC_PER_SEC)
 #define REJECTS_BURST 20
@@ -75,15 +79,13 @@ static int take_later(struct daemon *d, const char *name, uint64_t seq)
 static void rejects_flush(struct daemon *d, uint64_t now)
 {
 	struct intake *sp = &d->intake;
+	uint64_t n[LOG_BUDGET_KINDS], secs;
 
-	if (sp->unlogged > 0)
-		log_notice("%llu more spool file(s) rejected or skipped in the last %llus not logged one by one; "
-			   "/metrics counts them all, rejected/NAME.reason says why",
-			   (unsigned long long)sp->unlogged,
-			   (unsigned long long)((now - sp->window_start) / USEC_PER_SEC));
-	sp->unlogged = 0;
-	sp->logged = 0;
-	sp->window_start = now;
+	if (budget_flush(&sp->rejects, now, n, &secs) > 0)
+		log_notice("%llu more spool file(s) rejected, skipped or removed as taken in the last %llus not "
+			   "logged one by one; /metrics counts the rejected, and each moved file's reason is beside it "
+			   "in rejected/, its name with .reason added",
+			   (unsigned long long)n[0], (unsigned long long)secs);
 	(void)sd_event_source_set_enabled(sp->limit_timer, SD_EVENT_OFF);
 }
 
@@ -103,16 +105,15 @@ static bool reject_may_log(struct daemon *d)
 {
 	struct intake *sp = &d->intake;
 	uint64_t now = 0;
+	bool arm;
 
 	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	if (now >= sp->window_start + REFUSALS_INTERVAL)
+	if (budget_due(&sp->rejects, now))
 		rejects_flush(d, now);
-	if (sp->logged < REJECTS_BURST) {
-		sp->logged++;
+	if (budget_take(&sp->rejects, 0, &arm))
 		return true;
-	}
-	if (sp->unlogged++ == 0) {
-		(void)sd_event_source_set_time(sp->limit_timer, sp->window_start + REFUSALS_INTERVAL);
+	if (arm) {
+		(void)sd_event_source_set_time(sp->limit_timer, sp->rejects.start + sp->rejects.interval);
 		enable_oneshot(sp->limit_timer);
 	}
 	return false;
@@ -162,7 +163,8 @@ static void spool_skip(struct daemon *d, const char *name, uint64_t ino)
  * that fails, leaves it to be skipped from now on. */
 static void reject(struct daemon *d, const char *name, uint64_t ino, const char *reason)
 {
-	int r = queue_reject(d->intake.queue, name, reason);
+	char as[QUEUE_REJECTED_NAME_MAX];
+	int r = queue_reject_named(d->intake.queue, name, reason, as);
 
 	if (r == -ENOENT)
 		return; /* gone meanwhile: its producer took it back */
@@ -176,8 +178,8 @@ static void reject(struct daemon *d, const char *name, uint64_t ino, const char 
 			"now on",
 			queue_new_path(d->intake.queue), name, reason);
 	else
-		log_warn("spool file \"%s/%s\" rejected: %s (moved to rejected/%s)", queue_new_path(d->intake.queue), name,
-			 reason, r > 0 ? "; its reason file could not be written" : "");
+		log_warn("spool file \"%s/%s\" rejected: %s (moved to rejected/%s%s)", queue_new_path(d->intake.queue), name,
+			 reason, as, r > 0 ? "; its reason file could not be written" : "");
 }
 
 
@@ -233,9 +235,15 @@ static int take_one(struct daemon *d, const char *name)
 		 * than the file, for the same blink.  Anything else is a
 		 * producer reusing an id, and must not vanish unseen. */
 		if (j->created_at < d->intake.started && req.mtime <= j->created_at &&
-		    strcmp(j->serial, req.serial) == 0 && j->duration == req.duration)
+		    strcmp(j->serial, req.serial) == 0 && j->duration == req.duration) {
+			/* A producer can make one look so (cp -p, touch -d):
+			 * it is removed, but not unseen. */
+			if (reject_may_log(d))
+				log_job(LOG_NOTICE, j->id, NULL, NULL,
+					"spool file \"%s/%s\" removed: job %s took the same request before a restart",
+					queue_new_path(d->intake.queue), name, j->id);
 			(void)take_later(d, name, j->log_seq);
-		else
+		} else
 			reject(d, name, ino, "its id is already used by another job");
 		return 0;
 	}
@@ -290,6 +298,7 @@ static int on_scan(sd_event_source *s, void *ud)
 {
 	struct daemon *d = ud;
 	struct intake *sp = &d->intake;
+	uint64_t start = now_monotonic_usec();
 	size_t end;
 	int r = 0, k;
 
@@ -321,6 +330,10 @@ static int on_scan(sd_event_source *s, void *ud)
 		r = take_one(d, sp->names[sp->next]);
 		if (r < 0)
 			break; /* this one waits for the retry */
+		if (now_monotonic_usec() - start >= SCAN_BATCH_TIME) {
+			sp->next++;
+			break; /* the rest on the next turn: the loop answers first */
+		}
 	}
 	/* The batch's rejects durable at once: one sync, not one a file. */
 	k = queue_reject_sync(d->intake.queue);
@@ -370,6 +383,7 @@ int intake_init(struct daemon *d)
 	struct intake *sp = &d->intake;
 	int r;
 
+	sp->rejects = (struct log_budget){.interval = REFUSALS_INTERVAL, .burst = REJECTS_BURST};
 	if ((r = sd_event_add_defer(d->event, &sp->scan_defer, on_scan, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &sp->limit_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_rejects_timer,
 				   d)) < 0 ||
@@ -400,7 +414,7 @@ int intake_open(struct daemon *d)
 	const char *lax = queue_lax_dir(sp->queue);
 	if (lax)
 		log_warn("spool \"%s\": %s is writable by others than the daemon or not its own; only tmp/ and "
-			 "new/ should be (see systemd/blinkhook.tmpfiles)",
+			 "new/ should be; run `systemd-tmpfiles --create` to set the modes",
 			 d->cfg->queue_dir, lax);
 	r = queue_sweep_tmp(sp->queue, now_realtime_usec());
 	if (r > 0)

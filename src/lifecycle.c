@@ -210,19 +210,23 @@ int daemon_setup(struct daemon *d)
 	if (r == -EPERM)
 		return log_errno(LOG_ERR, r, "\"%s/%s\" is readable by group or others; chmod 600 it",
 				 d->cfg->state_dir, SECRET_KEY_FILE);
-	if (r < 0)
+	if (r == -EINVAL)
 		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %m (a damaged key: delete it; callbacks of "
 				 "jobs in flight will then be refused and the jobs finish by polling)",
 				 d->cfg->state_dir, SECRET_KEY_FILE);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %m", d->cfg->state_dir, SECRET_KEY_FILE);
 	if (created)
 		log_info("created a new callback key \"%s/%s\"", d->cfg->state_dir, SECRET_KEY_FILE);
 	r = probe_key_load(d->cfg->state_dir, true, &d->probe_key, &created);
 	if (r == -EPERM)
 		return log_errno(LOG_ERR, r, "\"%s/%s\" is writable by group or readable by others; chmod 640 it",
 				 d->cfg->state_dir, PROBE_KEY_FILE);
-	if (r < 0)
+	if (r == -EINVAL)
 		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %m (a damaged key: delete it, a new one is made)",
 				 d->cfg->state_dir, PROBE_KEY_FILE);
+	if (r < 0)
+		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %m", d->cfg->state_dir, PROBE_KEY_FILE);
 	if (created)
 		log_info("created a new selftest probe key \"%s/%s\"", d->cfg->state_dir, PROBE_KEY_FILE);
 	check_public_url(d->cfg);

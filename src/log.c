@@ -167,3 +167,35 @@ void log_job(int level, const char *job_id, const char *serial, const char *stat
 		log_full(level, "%s", buf);
 	errno = saved;
 }
+
+bool budget_take(struct log_budget *b, unsigned kind, bool *ret_arm)
+{
+	uint64_t n = 0;
+
+	*ret_arm = false;
+	if (b->logged < b->burst) {
+		b->logged++;
+		return true;
+	}
+	for (unsigned i = 0; i < LOG_BUDGET_KINDS; i++)
+		n += b->unlogged[i];
+	*ret_arm = n == 0;
+	b->unlogged[kind < LOG_BUDGET_KINDS ? kind : 0]++;
+	return false;
+}
+
+uint64_t budget_flush(struct log_budget *b, uint64_t now, uint64_t ret_unlogged[static LOG_BUDGET_KINDS],
+		      uint64_t *ret_secs)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < LOG_BUDGET_KINDS; i++) {
+		ret_unlogged[i] = b->unlogged[i];
+		n += b->unlogged[i];
+		b->unlogged[i] = 0;
+	}
+	*ret_secs = now > b->start ? (now - b->start) / USEC_PER_SEC : 0;
+	b->logged = 0;
+	b->start = now;
+	return n;
+}

@@ -42,4 +42,31 @@ void log_job(int level, const char *job_id, const char *serial, const char *stat
  * %m in fmt stands for err's text (either sign), errno is left as it was. */
 int log_errno(int level, int err, const char *fmt, ...) _printf_(3, 4);
 
+/*
+ * A budget of log lines, for what a stranger can make us log (refused
+ * callbacks, bad spool files): up to burst lines an interval, the rest only
+ * counted, by kind, for one line when the interval ends.  Times are
+ * CLOCK_MONOTONIC microseconds; the timer for the interval's end is the
+ * owner's, which arms it for b->start + b->interval when budget_take() says
+ * so and then calls budget_flush().
+ */
+#define LOG_BUDGET_KINDS 4
+struct log_budget {
+	uint64_t interval;
+	unsigned burst;
+	uint64_t start; /* of the interval */
+	unsigned logged;
+	uint64_t unlogged[LOG_BUDGET_KINDS];
+};
+
+/* Whether a line of this kind may be logged; if not, it is counted, and
+ * *ret_arm says whether it is the interval's first one counted (arm the
+ * timer).  An interval that ended is flushed first (budget_due()). */
+bool budget_take(struct log_budget *b, unsigned kind, bool *ret_arm);
+static inline bool budget_due(const struct log_budget *b, uint64_t now) { return now >= b->start + b->interval; }
+/* Ends the interval at now: the counts go to ret_unlogged and the seconds
+ * it lasted to *ret_secs, for the owner's line; returns their sum. */
+uint64_t budget_flush(struct log_budget *b, uint64_t now, uint64_t ret_unlogged[static LOG_BUDGET_KINDS],
+		      uint64_t *ret_secs);
+
 #endif

@@ -93,4 +93,18 @@ R=$(ctl blink Q2AA-0000-0004 --duration 1)
 check "after the reload a blink still completes with that key" wait_state 15 "$R" complete
 check "and the key is still out of /proc/PID/environ" sh -c "! grep -qaF '$API_KEY' /proc/$D_PID/environ"
 
+# A key that cannot be read is not called damaged: only a short or long one
+# (EINVAL) is; a link in its place (ELOOP) is reported as what it is.
+stop_daemon
+mv "$T/state/secret.key" "$T/secret.key.saved"
+ln -s "$T/secret.key.saved" "$T/state/secret.key"
+out=$(MERAKI_DASHBOARD_API_KEY=$API_KEY timeout 10 "$BLINKHOOKD" -c "$T/bh.conf" 2>&1)
+check "a symbolic link as secret.key stops the start, not called a damaged key" \
+	sh -c 'printf "%s\n" "$1" | grep -q "secret.key.*: Too many levels of symbolic links\$"' _ "$out"
+rm "$T/state/secret.key"
+head -c 5 /dev/urandom >"$T/state/secret.key"
+chmod 600 "$T/state/secret.key"
+out=$(MERAKI_DASHBOARD_API_KEY=$API_KEY timeout 10 "$BLINKHOOKD" -c "$T/bh.conf" 2>&1)
+check "a short secret.key is called damaged" sh -c 'printf "%s\n" "$1" | grep -q "a damaged key: delete it"' _ "$out"
+
 exit $((FAILS > 0))

@@ -90,8 +90,8 @@ check "SIGTERM: exit 0" test "$D_STATUS" = 0
 # The soft limit is raised to the hard one.
 : >"$T/daemon.log"
 DAEMON_WRAPPER="prlimit --nofile=512:2048" start_daemon
-check "with ulimit -n 512 (hard 2048) the daemon raises it: 1920 connections of 2048" \
-	grep -q 'serving up to 1920 connections at once (2048 file descriptors)' "$T/daemon.log"
+check "with ulimit -n 512 (hard 2048) the daemon raises it, and serves 1024 connections at most" \
+	grep -q 'serving up to 1024 connections at once (2048 file descriptors)' "$T/daemon.log"
 check "the daemon's own soft limit is 2048" \
 	test "$(awk '/^Max open files/{print $4}' "/proc/$D_PID/limits")" = 2048
 stop_daemon

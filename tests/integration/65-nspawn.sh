@@ -218,8 +218,8 @@ check "the daemon listens on the socket passed by systemd" journal_has blinkhook
 check "the daemon has the API key from the credential" journal_has blinkhookd.service 'API key from credential'
 # LimitNOFILE=65536, or what the container's own limit leaves of it: far
 # more than the 1024 the daemon's connections once took all of.
-check "under the unit the daemon has the descriptors for its cap of 16384 connections" \
-	journal_has blinkhookd.service 'serving up to 16384 connections at once ([0-9]* file descriptors)'
+check "under the unit the daemon has the descriptors for its cap of 1024 connections" \
+	journal_has blinkhookd.service 'serving up to 1024 connections at once ([0-9]* file descriptors)'
 MAIN=$(ct_show blinkhookd.service MainPID)
 # "uid gid supplementary-groups", numeric, from the container's /proc.
 # (awk on the host's side: the container's /etc/alternatives is empty.)

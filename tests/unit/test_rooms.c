@@ -457,37 +457,6 @@ static void test_reload_restart_keys(void **state)
 	config_release(&loaded);
 }
 
-/* The rooms log errors as log_errno(level, r, "...: %m"): %m names r,
- * either sign, whatever errno holds, and errno survives the call. */
-static void test_log_errno_m(void **state)
-{
-	struct fixture *f = *state;
-	_cleanup_free_ char *path = path_join(f->dir, "stderr");
-	char buf[512] = "";
-	int saved = dup(STDERR_FILENO), fd;
-	FILE *fp;
-
-	assert_true(saved >= 0);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	assert_true(fd >= 0);
-	fflush(stderr);
-	assert_true(dup2(fd, STDERR_FILENO) >= 0);
-	errno = EAGAIN;
-	assert_int_equal(log_errno(LOG_ERR, -ENOENT, "first: %m"), -ENOENT);
-	assert_int_equal(errno, EAGAIN);
-	assert_int_equal(log_errno(LOG_ERR, EACCES, "second: %m"), -EACCES);
-	fflush(stderr);
-	assert_true(dup2(saved, STDERR_FILENO) >= 0);
-	close(saved);
-	close(fd);
-	fp = fopen(path, "r");
-	assert_non_null(fp);
-	assert_true(fread(buf, 1, sizeof(buf) - 1, fp) > 0);
-	fclose(fp);
-	assert_non_null(strstr(buf, "first: No such file or directory"));
-	assert_non_null(strstr(buf, "second: Permission denied"));
-}
-
 static int group_setup(void **state)
 {
 	(void)state;
@@ -507,7 +476,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_restart_keys, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_log_errno_m, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

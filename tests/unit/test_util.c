@@ -967,6 +967,39 @@ static void test_log_errno_m(void **state)
 	assert_non_null(strstr(out, "cannot open x: Permission denied"));
 }
 
+/* The one log budget (refused callbacks, spool rejects): burst lines, then
+ * counts by kind, the timer armed once, and a new interval after a flush. */
+static void test_log_budget(void **state)
+{
+	struct log_budget b = {.interval = 10 * USEC_PER_SEC, .burst = 2};
+	uint64_t n[LOG_BUDGET_KINDS], secs;
+	bool arm = true;
+
+	(void)state;
+	assert_true(budget_due(&b, 10 * USEC_PER_SEC));
+	assert_int_equal(budget_flush(&b, 10 * USEC_PER_SEC, n, &secs), 0);
+	assert_false(budget_due(&b, 19 * USEC_PER_SEC));
+	assert_true(budget_take(&b, 1, &arm));
+	assert_false(arm);
+	assert_true(budget_take(&b, 3, &arm));
+	assert_false(budget_take(&b, 1, &arm));
+	assert_true(arm); /* the first one counted: arm the timer */
+	assert_false(budget_take(&b, 3, &arm));
+	assert_false(arm);
+	assert_false(budget_take(&b, 1, &arm));
+	assert_true(budget_due(&b, 20 * USEC_PER_SEC));
+	assert_int_equal(budget_flush(&b, 20 * USEC_PER_SEC, n, &secs), 3);
+	assert_int_equal(n[0], 0);
+	assert_int_equal(n[1], 2);
+	assert_int_equal(n[2], 0);
+	assert_int_equal(n[3], 1);
+	assert_int_equal(secs, 10);
+	/* A new interval: the burst again, nothing counted. */
+	assert_false(budget_due(&b, 29 * USEC_PER_SEC));
+	assert_true(budget_take(&b, 1, &arm));
+	assert_int_equal(budget_flush(&b, 30 * USEC_PER_SEC, n, &secs), 0);
+}
+
 /* The one FNV-1a: the published test vectors. */
 static void test_fnv1a64(void **state)
 {
@@ -1028,6 +1061,7 @@ int main(void)
 		cmocka_unit_test(test_strbuf_many),
 		cmocka_unit_test(test_fnv1a64),
 		cmocka_unit_test(test_log_errno_m),
+		cmocka_unit_test(test_log_budget),
 		cmocka_unit_test(test_days_in_month),
 	};
 
