@@ -193,6 +193,8 @@ struct daemon {
 
 	sd_event_source *submit_timer, *commit_defer, *scan_defer, *commit_retry, *commit_io;
 	uint64_t commit_t0; /* when the sync in flight began */
+	sd_event_source *compact_io; /* the compaction child's end (maybe_compact) */
+	uint64_t compact_t0, compact_before; /* when it began, and the records then */
 	sd_event_source *inotify, *mhd_io, *mhd_timer, *curl_timer;
 	sd_event_source *sig_term, *sig_int, *sig_hup, *stop_timer;
 
@@ -489,10 +491,44 @@ static void notify_status(struct daemon *d, bool force)
 			 d->jobs.n_by_state[JOB_EXPIRED]);
 }
 
+/* The end of a compaction whose snapshot a child wrote: the new log takes
+ * over unless a sync is in flight (commit_done() calls again after it). */
+static int compact_finish(struct daemon *d)
+{
+	int r = joblog_compact_finish(d->log);
+
+	if (r == -EAGAIN || r == -EBUSY)
+		return r;
+	d->compact_io = sd_event_source_disable_unref(d->compact_io);
+	if (r < 0) {
+		log_warn("cannot compact the job log in \"%s\": %s; it keeps growing until a later try succeeds",
+			 d->cfg->state_dir, strerror(-r));
+		return r;
+	}
+	log_info("compacted the job log: %llu records to %llu, %.3fs in the background",
+		 (unsigned long long)d->compact_before, (unsigned long long)joblog_records(d->log),
+		 (double)(now_monotonic_usec() - d->compact_t0) / USEC_PER_SEC);
+	return 0;
+}
+
+static int on_compact_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
+{
+	struct daemon *d = ud;
+
+	(void)fd;
+	(void)revents;
+	/* Waiting for a sync: the child's end stays readable, so stop
+	 * watching it; commit_done() finishes. */
+	if (compact_finish(d) == -EBUSY)
+		(void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	return 0;
+}
+
 /* Drops final jobs past retention and rewrites the log as one record a job,
  * when the log has grown well past that (or, at start, when there is
- * anything to drop).  Runs on the loop: it is rare (about once each time the
- * job count doubles), but 300,000 jobs take about a second (make bench). */
+ * anything to drop).  At start it runs in place; later a child process
+ * writes the snapshot from its copy of the table while the loop goes on
+ * (joblog.h), and records committed meanwhile are carried over. */
 static void maybe_compact(struct daemon *d, bool at_start)
 {
 	uint64_t before = joblog_records(d->log), now, t0;
@@ -500,8 +536,12 @@ static void maybe_compact(struct daemon *d, bool at_start)
 	size_t dropped = 0;
 	int r;
 
+	if (joblog_compacting(d->log)) {
+		(void)compact_finish(d);
+		return;
+	}
 	/* After every commit: the common answer costs two comparisons. */
-	if ((!grown && !at_start) || joblog_has_pending(d->log) || d->log_failing)
+	if ((!grown && !at_start) || joblog_has_pending(d->log) || d->log_failing || joblog_syncing(d->log))
 		return;
 	now = now_realtime_usec();
 	t0 = now_monotonic_usec();
@@ -516,7 +556,20 @@ static void maybe_compact(struct daemon *d, bool at_start)
 			dropped++;
 		}
 	}
-	r = joblog_compact(d->log, &d->jobs);
+	r = at_start ? joblog_compact(d->log, &d->jobs) : joblog_compact_begin(d->log, &d->jobs);
+	if (r == 1) {
+		d->compact_t0 = t0;
+		d->compact_before = before;
+		r = sd_event_add_io(d->event, &d->compact_io, joblog_compact_fd(d->log), EPOLLIN, on_compact_io, d);
+		if (r >= 0) {
+			log_debug("compacting the job log: %llu records to %zu, %zu final job(s) past retention "
+				  "dropped; the snapshot is written in the background",
+				  (unsigned long long)before, d->jobs.n_jobs, dropped);
+			return;
+		}
+		/* No way to hear of its end: give up this time (the old log is whole). */
+		joblog_compact_abort(d->log);
+	}
 	if (r < 0) {
 		log_warn("cannot compact the job log in \"%s\": %s; it keeps growing until a later try succeeds",
 			 d->cfg->state_dir, strerror(-r));
@@ -2268,6 +2321,7 @@ static void teardown(struct daemon *d)
 	sd_event_source_disable_unref(d->submit_timer);
 	sd_event_source_disable_unref(d->commit_defer);
 	sd_event_source_disable_unref(d->commit_io);
+	sd_event_source_disable_unref(d->compact_io);
 	sd_event_source_disable_unref(d->commit_retry);
 	sd_event_source_disable_unref(d->refusals.timer);
 	sd_event_source_disable_unref(d->spool.limit_timer);
