@@ -505,8 +505,10 @@ static int compact_finish(struct daemon *d)
 			 d->cfg->state_dir, strerror(-r));
 		return r;
 	}
-	log_info("compacted the job log: %llu records to %llu, %.3fs in the background",
+	log_info("compacted the job log: %llu records to %llu (%llu of them committed meanwhile), %.3fs in the "
+		 "background",
 		 (unsigned long long)d->compact_before, (unsigned long long)joblog_records(d->log),
+		 (unsigned long long)joblog_compact_carried(d->log),
 		 (double)(now_monotonic_usec() - d->compact_t0) / USEC_PER_SEC);
 	return 0;
 }

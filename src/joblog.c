@@ -49,6 +49,7 @@ struct joblog {
 	uint64_t compact_from;         /* the old log's size at the snapshot */
 	uint64_t compact_from_records; /* and its records */
 	uint64_t compact_jobs;         /* snapshots written */
+	uint64_t compact_carried;      /* records the last one carried over */
 };
 
 int joblog_open(const char *dir, struct joblog **ret)
@@ -579,6 +580,11 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 	if (pid == 0)
 		compact_child(fd, pipefd[1], t, l->durable_size, parent);
 	close(pipefd[1]);
+	/* The loop asks after every commit whether the child is done: the
+	 * answer must not wait for it. */
+	if (fcntl(pipefd[0], F_SETFL, O_NONBLOCK) < 0) {
+		/* Cannot be for a pipe of ours; finish would block, no worse. */
+	}
 	l->compact_pid = pid;
 	l->compact_pipe = pipefd[0];
 	l->compact_fd = TAKE_FD(fd);
@@ -591,6 +597,7 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 int joblog_compact_fd(const struct joblog *l) { return l->compact_pid ? l->compact_pipe : -1; }
 bool joblog_compacting(const struct joblog *l) { return l->compact_pid != 0; }
 int joblog_compact_pid(const struct joblog *l) { return (int)l->compact_pid; }
+uint64_t joblog_compact_carried(const struct joblog *l) { return l->compact_carried; }
 
 /* Copies the old log's bytes [from, to) to the end of fd. */
 static int copy_range(int from_fd, int fd, uint64_t from, uint64_t to)
@@ -645,9 +652,9 @@ int joblog_compact_finish(struct joblog *l)
 		r = copy_range(l->fd, l->compact_fd, l->compact_from, l->durable_size);
 	if (r >= 0 && fdatasync(l->compact_fd) < 0)
 		r = -errno;
+	l->compact_carried = l->records - l->compact_from_records;
 	if (r >= 0)
-		r = compact_take_over(l, l->compact_fd,
-				      l->compact_jobs + (l->records - l->compact_from_records));
+		r = compact_take_over(l, l->compact_fd, l->compact_jobs + l->compact_carried);
 	if (r < 0) {
 		compact_clear(l, true);
 		return r;

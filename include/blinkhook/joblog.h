@@ -134,6 +134,8 @@ int joblog_compact_finish(struct joblog *l);
 void joblog_compact_abort(struct joblog *l);
 /* The child's process id, 0 when none runs (for tests). */
 int joblog_compact_pid(const struct joblog *l);
+/* The records the last compaction carried over from the old log. */
+uint64_t joblog_compact_carried(const struct joblog *l);
 
 /* Records in the file now (replayed, appended and committed since). */
 uint64_t joblog_records(const struct joblog *l);
