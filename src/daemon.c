@@ -195,6 +195,7 @@ struct daemon {
 	uint64_t commit_t0; /* when the sync in flight began */
 	sd_event_source *compact_io; /* the compaction child's end (maybe_compact) */
 	uint64_t compact_t0, compact_before; /* when it began, and the records then */
+	uint64_t drop_horizon; /* realtime: no final job was updated before (maybe_compact) */
 	sd_event_source *inotify, *mhd_io, *mhd_timer, *curl_timer;
 	sd_event_source *sig_term, *sig_int, *sig_hup, *stop_timer;
 
@@ -547,15 +548,30 @@ static void maybe_compact(struct daemon *d, bool at_start)
 		return;
 	now = now_realtime_usec();
 	t0 = now_monotonic_usec();
-	for (struct job *j = d->jobs.first; j && !old && at_start; j = j->next)
-		old = job_state_is_final(j->state) && j->updated_at + d->cfg->retention_usec < now;
+	if (at_start) {
+		d->drop_horizon = now;
+		for (struct job *j = d->jobs.first; j; j = j->next)
+			if (job_state_is_final(j->state))
+				d->drop_horizon = MIN(d->drop_horizon, j->updated_at);
+		old = d->drop_horizon + d->cfg->retention_usec < now;
+	}
 	if (!grown && !old)
 		return;
-	for (struct job *j = d->jobs.first, *next; j; j = next) {
-		next = j->next;
-		if (job_state_is_final(j->state) && !j->userdata && j->updated_at + d->cfg->retention_usec < now) {
-			job_table_remove(&d->jobs, j);
-			dropped++;
+	/* The walk over every job would hold the loop for longer than the
+	 * child's whole snapshot does (600,000 jobs: tens of ms): skip it while
+	 * no job can be past retention yet.  A job that turns final later is
+	 * stamped after this walk, so the walk's time bounds it too. */
+	if (d->drop_horizon + d->cfg->retention_usec < now) {
+		d->drop_horizon = now;
+		for (struct job *j = d->jobs.first, *next; j; j = next) {
+			next = j->next;
+			if (!job_state_is_final(j->state))
+				continue;
+			if (!j->userdata && j->updated_at + d->cfg->retention_usec < now) {
+				job_table_remove(&d->jobs, j);
+				dropped++;
+			} else
+				d->drop_horizon = MIN(d->drop_horizon, j->updated_at);
 		}
 	}
 	r = at_start ? joblog_compact(d->log, &d->jobs) : joblog_compact_begin(d->log, &d->jobs);
