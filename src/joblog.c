@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -574,7 +573,7 @@ static void close_in_background(int fd)
 }
 
 /* Makes the new file (fd, with everything in it synced) the log. */
-static int compact_take_over(struct joblog *l, int fd, uint64_t records)
+static int compact_take_over(struct joblog *l, int fd, uint64_t records, bool background)
 {
 	_cleanup_free_ char *path = path_join(l->dir, JOBLOG_FILE), *tmp = path_join(l->dir, JOBLOG_COMPACT_FILE);
 	struct stat st;
@@ -587,7 +586,10 @@ static int compact_take_over(struct joblog *l, int fd, uint64_t records)
 	if (rename(tmp, path) < 0)
 		return -errno;
 	(void)fsync_dir(l->dir);
-	close_in_background(l->fd);
+	if (background)
+		close_in_background(l->fd);
+	else
+		close(l->fd);
 	l->fd = fd;
 	l->durable_size = (uint64_t)st.st_size;
 	l->records = records;
@@ -617,7 +619,7 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 		if (fsync(fd) < 0)
 			r = -errno;
 		else
-			r = compact_take_over(l, fd, 0);
+			r = compact_take_over(l, fd, 0, false);
 		if (r < 0) {
 			(void)unlink(tmp);
 			return r;
@@ -724,7 +726,7 @@ int joblog_compact_finish(struct joblog *l)
 		r = -errno;
 	l->compact_carried = l->records - l->compact_from_records;
 	if (r >= 0)
-		r = compact_take_over(l, l->compact_fd, l->compact_jobs + l->compact_carried);
+		r = compact_take_over(l, l->compact_fd, l->compact_jobs + l->compact_carried, true);
 	if (r < 0) {
 		compact_clear(l, true);
 		return r;
@@ -748,19 +750,29 @@ void joblog_compact_abort(struct joblog *l)
 
 int joblog_compact(struct joblog *l, const struct job_table *t)
 {
-	int r = joblog_compact_begin(l, t);
+	_cleanup_free_ char *tmp = path_join(l->dir, JOBLOG_COMPACT_FILE);
+	struct stat st;
+	int fd, r;
 
-	while (r == 1) {
-		struct pollfd p = {.fd = l->compact_pipe, .events = POLLIN};
-
-		if (poll(&p, 1, -1) < 0 && errno != EINTR) {
-			r = -errno;
-			joblog_compact_abort(l);
-			break;
-		}
-		r = joblog_compact_finish(l);
-		if (r == -EAGAIN)
-			r = 1;
+	/* In place, without a child: at start, before anything waits on the
+	 * loop (and in the fuzzer, which runs it for every input). */
+	if (!tmp)
+		return -ENOMEM;
+	if (l->compact_pid || l->pending.len || l->inflight.len || l->syncing)
+		return -EBUSY;
+	if (fstat(l->fd, &st) < 0)
+		return -errno;
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, st.st_mode & 07777);
+	if (fd < 0)
+		return -errno;
+	r = write_snapshot(fd, t, l->durable_size);
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r >= 0)
+		r = compact_take_over(l, fd, t->n_jobs, false);
+	if (r < 0) {
+		close(fd);
+		(void)unlink(tmp);
 	}
 	return r;
 }

@@ -97,8 +97,9 @@ int joblog_last_error(const struct joblog *l);
  * that a reader sees the old log or the new one, never half of either.
  * Everything appended must be committed first, and no sync in flight
  * (-EBUSY otherwise).  On failure the old log stays in place and in use.
- * Blocks until done: joblog_compact_begin() and joblog_compact_finish()
- * are the same without blocking, and this is them run to the end. */
+ * Runs in place, blocking (at start, before anything waits); while the
+ * daemon runs, joblog_compact_begin() and joblog_compact_finish() do it
+ * without blocking. */
 int joblog_compact(struct joblog *l, const struct job_table *t);
 
 /*
