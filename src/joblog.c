@@ -550,7 +550,10 @@ static void compact_clear(struct joblog *l, bool remove)
 
 static void *close_fd(void *arg)
 {
-	close((int)(intptr_t)arg);
+	int *fd = arg;
+
+	close(*fd);
+	free(fd);
 	return NULL;
 }
 
@@ -561,15 +564,19 @@ static void close_in_background(int fd)
 {
 	pthread_attr_t attr;
 	pthread_t t;
+	int *arg = malloc(sizeof(*arg));
 	bool started = false;
 
-	if (pthread_attr_init(&attr) == 0) {
+	if (arg && pthread_attr_init(&attr) == 0) {
+		*arg = fd;
 		started = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
-			  pthread_create(&t, &attr, close_fd, (void *)(intptr_t)fd) == 0;
+			  pthread_create(&t, &attr, close_fd, arg) == 0;
 		(void)pthread_attr_destroy(&attr);
 	}
-	if (!started)
+	if (!started) {
+		free(arg);
 		close(fd);
+	}
 }
 
 /* Makes the new file (fd, with everything in it synced) the log. */
@@ -616,16 +623,15 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 		return -errno;
 	if (!t->first) {
 		/* Nothing to write: an empty log, here and now. */
-		if (fsync(fd) < 0)
-			r = -errno;
-		else
-			r = compact_take_over(l, fd, 0, false);
+		/* cppcheck-suppress unreadVariable */
+		int nfd = TAKE_FD(fd);
+
+		r = fsync(nfd) < 0 ? -errno : compact_take_over(l, nfd, 0, false);
 		if (r < 0) {
+			close(nfd);
 			(void)unlink(tmp);
-			return r;
 		}
-		fd = -1; /* the log's now */
-		return 0;
+		return r;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		r = -errno;
@@ -650,6 +656,7 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 	}
 	l->compact_pid = pid;
 	l->compact_pipe = pipefd[0];
+	/* cppcheck-suppress unreadVariable */
 	l->compact_fd = TAKE_FD(fd);
 	l->compact_from = l->durable_size;
 	l->compact_from_records = l->records;
