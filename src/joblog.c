@@ -451,6 +451,7 @@ uint64_t joblog_records(const struct joblog *l) { return l->records; }
 static int write_snapshot(int fd, const struct job_table *t, uint64_t from)
 {
 	struct strbuf sb = STRBUF_INIT;
+	uint64_t written = 0, flushed = 0;
 	int r = 0;
 
 	for (const struct job *j = t->first; j && r >= 0; j = j->next) {
@@ -464,7 +465,18 @@ static int write_snapshot(int fd, const struct job_table *t, uint64_t from)
 		r = job_event_format(&ev, &sb);
 		if (r >= 0 && (sb.len >= (size_t)1024 * 1024 || !j->next)) {
 			r = write_all(fd, sb.buf, sb.len);
+			written += sb.len;
 			strbuf_reset(&sb);
+			/* Out to the disk as it goes, a few MB at a time: left for
+			 * the final fsync, 100 MB of dirty data would go out in
+			 * the journal commit that the daemon's own syncs of the
+			 * log wait for meanwhile (ext4, data=ordered). */
+			if (r >= 0 && written - flushed >= (uint64_t)8 * 1024 * 1024) {
+				(void)sync_file_range(fd, (off_t)flushed, (off_t)(written - flushed),
+						      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+							      SYNC_FILE_RANGE_WAIT_AFTER);
+				flushed = written;
+			}
 		}
 	}
 	strbuf_release(&sb);
