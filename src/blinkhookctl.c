@@ -287,7 +287,6 @@ static int cmd_jobs(int argc, char **argv)
 
 struct log_view {
 	bool json;
-	bool skip_snapshots; /* following into a compacted log: they restate the past */
 };
 
 static int print_event(const struct job_event *ev, void *ud)
@@ -297,14 +296,12 @@ static int print_event(const struct job_event *ev, void *ud)
 	struct strbuf sb = STRBUF_INIT;
 	char ts[RFC3339_MAX];
 
-	if (v->skip_snapshots && ev->kind == JOB_EV_SNAPSHOT)
-		return 0;
-
 	if (json) {
 		/* The nonce stays in the log: not secret by itself (the key
 		 * is), but no interface needs it. */
 		struct job_event shown = *ev;
 		shown.nonce = NULL;
+		shown.compact_mark = false; /* the log's bookkeeping */
 		if (job_event_format(&shown, &sb) >= 0)
 			fwrite(sb.buf, 1, sb.len, stdout);
 		strbuf_release(&sb);
@@ -330,21 +327,6 @@ static int print_event(const struct job_event *ev, void *ud)
 	return 0;
 }
 
-/* The log's identity, to notice compaction (a new file) while following. */
-static int log_identity(ino_t *ret_ino, off_t *ret_size)
-{
-	_cleanup_free_ char *path = path_join(cfg.state_dir, JOBLOG_FILE);
-	struct stat st;
-
-	if (!path)
-		return -ENOMEM;
-	if (stat(path, &st) < 0)
-		return negative_errno();
-	*ret_ino = st.st_ino;
-	*ret_size = st.st_size;
-	return 0;
-}
-
 static int cmd_log(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -354,10 +336,9 @@ static int cmd_log(int argc, char **argv)
 	};
 	struct log_view view = {0};
 	struct joblog_info info;
+	struct joblog_follow f = JOBLOG_FOLLOW_INIT;
 	bool follow = false;
 	uint64_t off = 0;
-	ino_t ino = 0;
-	off_t size;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "f", options, NULL)) >= 0) {
@@ -372,20 +353,13 @@ static int cmd_log(int argc, char **argv)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	setvbuf(stdout, NULL, follow ? _IOLBF : _IOFBF, 0);
 	for (;;) {
-		ino_t now_ino = 0;
-
-		/* Compacted since the last read: the new file starts with one
-		 * snapshot a job (already shown as events), then new events. */
-		if (follow && log_identity(&now_ino, &size) >= 0 && ino && (now_ino != ino || (uint64_t)size < off)) {
-			off = 0;
-			view.skip_snapshots = true;
-		}
-		if (now_ino)
-			ino = now_ino;
-		r = joblog_read(cfg.state_dir, off, print_event, &view, &info, &off);
+		/* Following, compactions are read across (joblog.h). */
+		r = follow ? joblog_follow_read(&f, cfg.state_dir, print_event, &view, &info)
+			   : joblog_read(cfg.state_dir, off, print_event, &view, &info, &off);
 		if (r < 0 && !(r == -ENOENT && follow)) {
 			errno = -r;
 			fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
+			joblog_follow_release(&f);
 			return 1;
 		}
 		if (info.damaged)

@@ -77,6 +77,9 @@ struct ledger {
 	uint64_t commit_backoff;
 	bool log_failing;
 	uint64_t syncs, sync_errors, sync_usec;
+	sd_event_source *compact_io;          /* the compaction child's end */
+	uint64_t compact_t0, compact_before;  /* when it began, and the records then */
+	uint64_t drop_horizon; /* realtime: no final job was updated before this */
 };
 
 /* ---- intake.c's part ---- */

@@ -440,6 +440,8 @@ int job_event_format(const struct job_event *ev, struct strbuf *sb)
 		format_rfc3339(created, ev->created);
 		json_w_kstr(&w, "state", job_state_to_string(ev->state));
 		json_w_kstr(&w, "created_at", created);
+		if (ev->compact_mark)
+			json_w_kint(&w, "compacted_from", (int64_t)ev->compacted_from);
 	}
 	json_w_object_end(&w);
 	r = json_writer_finish(&w);
@@ -464,6 +466,7 @@ enum {
 	REC_NONCE,
 	REC_STATE,
 	REC_CREATED_AT,
+	REC_COMPACTED_FROM,
 	REC_COUNT,
 };
 
@@ -486,6 +489,7 @@ static const struct {
 	KEY(REC_NONCE, "nonce"),
 	KEY(REC_STATE, "state"),
 	KEY(REC_CREATED_AT, "created_at"),
+	KEY(REC_COMPACTED_FROM, "compacted_from"),
 #undef KEY
 };
 
@@ -574,6 +578,12 @@ static int record_to_event(const struct member m[static REC_COUNT], int (*read_s
 		ev.created -= ev.created % USEC_PER_SEC;
 		if (ev.created == 0)
 			return -EBADMSG;
+		if (m[REC_COMPACTED_FROM].present) {
+			if (!m[REC_COMPACTED_FROM].is_int || m[REC_COMPACTED_FROM].num < 0)
+				return -EBADMSG;
+			ev.compact_mark = true;
+			ev.compacted_from = (uint64_t)m[REC_COMPACTED_FROM].num;
+		}
 	}
 
 	*ret = ev;
@@ -654,7 +664,7 @@ static int record_key(const char *key, size_t len, unsigned *next)
 	return -1;
 }
 
-/* The most members a record read fast may have: ours have at most 14. */
+/* The most members a record read fast may have: ours have at most 15. */
 #define RECORD_MEMBERS_MAX 16
 
 int job_event_parse_flat(const char *line, size_t len, struct job_event *ret, struct job_event_store *store)

@@ -188,41 +188,113 @@ bool ledger_pending(const struct daemon *d)
 	return joblog_has_pending(d->ledger.log);
 }
 
+/* The end of a compaction whose snapshot a child wrote: the new log takes
+ * over unless a sync is in flight (commit_done() calls again after it). */
+static int compact_finish(struct daemon *d)
+{
+	struct ledger *lg = &d->ledger;
+	int r = joblog_compact_finish(lg->log);
+
+	if (r == -EAGAIN || r == -EBUSY)
+		return r;
+	lg->compact_io = sd_event_source_disable_unref(lg->compact_io);
+	if (r < 0)
+		return log_errno(LOG_WARNING, r,
+				 "cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
+				 d->cfg->state_dir);
+	log_info("compacted the job log: %llu records to %llu (%llu of them committed meanwhile), %.3fs in the "
+		 "background",
+		 (unsigned long long)lg->compact_before, (unsigned long long)joblog_records(lg->log),
+		 (unsigned long long)joblog_compact_carried(lg->log),
+		 (double)(now_monotonic_usec() - lg->compact_t0) / USEC_PER_SEC);
+	return 0;
+}
+
+static int on_compact_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
+{
+	struct daemon *d = ud;
+
+	(void)fd;
+	(void)revents;
+	/* Waiting for a sync: the child's end stays readable, so stop
+	 * watching it; commit_done() finishes. */
+	if (compact_finish(d) == -EBUSY)
+		(void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	return 0;
+}
+
 /* Drops final jobs past retention and rewrites the log as one record a job,
  * when the log has grown well past that (or, at start, when there is
- * anything to drop).  Runs on the loop: it is rare (about once each time the
- * job count doubles), but 300,000 jobs take about a second (make bench). */
+ * anything to drop).  At start it runs in place; later a child process
+ * writes the snapshot from its copy of the table while the loop goes on
+ * (joblog.h), and records committed meanwhile are carried over. */
 static void maybe_compact(struct daemon *d, bool at_start)
 {
-	uint64_t before = joblog_records(d->ledger.log), now, t0;
-	bool grown = before >= 2 * (uint64_t)d->ledger.jobs.n_jobs + COMPACT_SLACK, old = false;
+	struct ledger *lg = &d->ledger;
+	uint64_t before = joblog_records(lg->log), now, t0;
+	bool grown = before >= 2 * (uint64_t)lg->jobs.n_jobs + COMPACT_SLACK, old = false;
 	size_t dropped = 0;
 	int r;
 
+	if (joblog_compacting(lg->log)) {
+		(void)compact_finish(d);
+		return;
+	}
 	/* After every commit: the common answer costs two comparisons. */
-	if ((!grown && !at_start) || joblog_has_pending(d->ledger.log) || d->ledger.log_failing)
+	if ((!grown && !at_start) || joblog_has_pending(lg->log) || lg->log_failing || joblog_syncing(lg->log))
 		return;
 	now = now_realtime_usec();
 	t0 = now_monotonic_usec();
-	for (struct job *j = d->ledger.jobs.first; j && !old && at_start; j = j->next)
-		old = job_state_is_final(j->state) && j->updated_at + d->cfg->retention_usec < now;
+	if (at_start) {
+		lg->drop_horizon = now;
+		for (struct job *j = lg->jobs.first; j; j = j->next)
+			if (job_state_is_final(j->state))
+				lg->drop_horizon = MIN(lg->drop_horizon, j->updated_at);
+		old = lg->drop_horizon + d->cfg->retention_usec < now;
+	}
 	if (!grown && !old)
 		return;
-	for (struct job *j = d->ledger.jobs.first, *next; j; j = next) {
-		next = j->next;
-		if (job_state_is_final(j->state) && !j->userdata && j->updated_at + d->cfg->retention_usec < now) {
-			job_table_remove(&d->ledger.jobs, j);
-			dropped++;
+	/* The walk over every job would hold the loop for longer than the
+	 * child's whole snapshot does (600,000 jobs: tens of ms): skip it while
+	 * no job can be past retention yet.  A job that turns final later is
+	 * stamped after this walk, so the walk's time bounds it too.  A job
+	 * whose control is still out (userdata) is kept: dispatch owns it. */
+	if (lg->drop_horizon + d->cfg->retention_usec < now) {
+		lg->drop_horizon = now;
+		for (struct job *j = lg->jobs.first, *next; j; j = next) {
+			next = j->next;
+			if (!job_state_is_final(j->state))
+				continue;
+			if (!j->userdata && j->updated_at + d->cfg->retention_usec < now) {
+				job_table_remove(&lg->jobs, j);
+				dropped++;
+			} else
+				lg->drop_horizon = MIN(lg->drop_horizon, j->updated_at);
 		}
 	}
-	r = joblog_compact(d->ledger.log, &d->ledger.jobs);
+	r = at_start ? joblog_compact(lg->log, &lg->jobs) : joblog_compact_begin(lg->log, &lg->jobs);
+	if (r == 1) {
+		lg->compact_t0 = t0;
+		lg->compact_before = before;
+		r = sd_event_add_io(d->event, &lg->compact_io, joblog_compact_fd(lg->log), EPOLLIN, on_compact_io, d);
+		if (r >= 0) {
+			(void)sd_event_source_set_description(lg->compact_io, "compaction");
+			log_debug("compacting the job log: %llu records to %zu, %zu final job(s) past retention "
+				  "dropped; the snapshot is written in the background",
+				  (unsigned long long)before, lg->jobs.n_jobs, dropped);
+			return;
+		}
+		/* No way to hear of its end: give up this time (the old log is whole). */
+		joblog_compact_abort(lg->log);
+	}
 	if (r < 0) {
-		(void)log_errno(LOG_WARNING, r, "cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
-			 d->cfg->state_dir);
+		(void)log_errno(LOG_WARNING, r,
+				"cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
+				d->cfg->state_dir);
 		return;
 	}
 	log_info("compacted the job log: %llu records to %zu, %zu final job(s) past retention dropped, %.3fs",
-		 (unsigned long long)before, d->ledger.jobs.n_jobs, dropped,
+		 (unsigned long long)before, lg->jobs.n_jobs, dropped,
 		 (double)(now_monotonic_usec() - t0) / USEC_PER_SEC);
 }
 
@@ -427,6 +499,7 @@ void ledger_close(struct daemon *d)
 {
 	sd_event_source_disable_unref(d->ledger.commit_defer);
 	sd_event_source_disable_unref(d->ledger.commit_io);
+	sd_event_source_disable_unref(d->ledger.compact_io);
 	sd_event_source_disable_unref(d->ledger.commit_retry);
 	job_table_release(&d->ledger.jobs);
 	joblog_free(d->ledger.log);

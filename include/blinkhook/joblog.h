@@ -54,6 +54,7 @@ struct joblog_info {
 	uint64_t bad_line; /* the first damaged line, 1-based, and its offset */
 	uint64_t bad_offset;
 	int bad_error; /* -EBADMSG, -EPROTONOSUPPORT, or the callback's error */
+	uint64_t at; /* during the callback: the offset of the record it is handed */
 };
 
 /* Called for each record; a negative return stops the read and is returned
@@ -95,9 +96,48 @@ int joblog_last_error(const struct joblog *l);
  * a new file, fsync, rename over the old one, fsync of the directory, so
  * that a reader sees the old log or the new one, never half of either.
  * Everything appended must be committed first, and no sync in flight
- * (-EBUSY otherwise).  On
- * failure the old log stays in place and in use. */
+ * (-EBUSY otherwise).  On failure the old log stays in place and in use.
+ * Runs in place, blocking (at start, before anything waits); while the
+ * daemon runs, joblog_compact_begin() and joblog_compact_finish() do it
+ * without blocking. */
 int joblog_compact(struct joblog *l, const struct job_table *t);
+
+/*
+ * Compaction off the loop.  joblog_compact_begin() takes the snapshot point
+ * (the log's size now; nothing may be pending or syncing: -EBUSY) and forks
+ * a child that writes t's snapshot into JOBLOG_COMPACT_FILE from its
+ * copy-on-write image of the table, fsyncs it and exits.  The caller goes on
+ * appending and committing to the old log meanwhile, and may change t.
+ * When joblog_compact_fd() becomes readable the child has ended:
+ * joblog_compact_finish() then copies what was committed to the old log
+ * since the snapshot point to the end of the new file, syncs it, renames it
+ * over the old one, syncs the directory and makes it the log; pending
+ * records go to the new one at the next commit.  The first snapshot record
+ * carries the snapshot point (compacted_from), which joblog_follow_read()
+ * uses to print nothing twice.  A crash at any moment leaves the old log
+ * whole and at most a JOBLOG_COMPACT_FILE that the next compaction
+ * truncates.
+ */
+/* 1 when the child runs (watch joblog_compact_fd()), 0 when it was done in
+ * place (an empty table has nothing to write), -EBUSY when records are
+ * pending or syncing, or a compaction already runs. */
+int joblog_compact_begin(struct joblog *l, const struct job_table *t);
+/* Readable (end of file) when the child has ended; -1 when none runs. */
+int joblog_compact_fd(const struct joblog *l);
+bool joblog_compacting(const struct joblog *l);
+/* 0 when the new log took over; -EAGAIN while the child writes; -EBUSY
+ * while a sync is in flight (call again when it has ended); another error
+ * when the compaction failed (the old log stays in use, the new file is
+ * removed, and a later joblog_compact_begin() may try again). */
+int joblog_compact_finish(struct joblog *l);
+/* Kills the child, if any, and removes the new file: the old log stays.
+ * joblog_free() does this too. */
+void joblog_compact_abort(struct joblog *l);
+/* The child's process id, 0 when none runs (for tests). */
+int joblog_compact_pid(const struct joblog *l);
+/* The records the last compaction carried over from the old log. */
+uint64_t joblog_compact_carried(const struct joblog *l);
+
 /* Records in the file now (replayed, appended and committed since). */
 uint64_t joblog_records(const struct joblog *l);
 
@@ -108,5 +148,30 @@ uint64_t joblog_records(const struct joblog *l);
  * -ENOENT when there is no log yet. */
 int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,
 		struct joblog_info *info, uint64_t *ret_end);
+
+/*
+ * Following the log (blinkhookctl log --follow): each call reads what was
+ * added since the last one and hands it to cb.  A compaction replaces the
+ * file: the follower reads the rest of the old one (whose descriptor it
+ * holds, so its inode number cannot come back meanwhile), then the new one
+ * from its start, skipping its snapshots (they restate what was printed)
+ * and the records carried from the old log that it had already read.
+ */
+struct joblog_follow {
+	int fd;
+	uint64_t dev, ino, off;
+	int phase;          /* 0 new records, 1 the new log's snapshots, 2 its carried records */
+	uint64_t prev_end;  /* where the old log ended */
+	uint64_t carried;   /* of those bytes, how many the new log carries again */
+	uint64_t skip_to;   /* the end of the carried records in the new log */
+	joblog_event_cb cb;
+	void *ud;
+	struct joblog_info *info;
+};
+#define JOBLOG_FOLLOW_INIT {.fd = -1}
+/* As joblog_read(): -ENOENT while there is no log. */
+int joblog_follow_read(struct joblog_follow *f, const char *dir, joblog_event_cb cb, void *ud,
+		       struct joblog_info *info);
+void joblog_follow_release(struct joblog_follow *f);
 
 #endif

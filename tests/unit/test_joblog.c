@@ -11,6 +11,8 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "testlib.h"
@@ -1071,6 +1073,328 @@ static void test_commit_async_failure(void **state)
 	assert_log_holds(dir, 15);
 }
 
+
+/* ---- compaction off the loop ---- */
+
+/* Samples first..first+n-1, applied to t and appended to l. */
+static void apply_samples(struct joblog *l, struct job_table *t, unsigned first, unsigned n)
+{
+	for (unsigned i = first; i < first + n; i++) {
+		struct sample s = {0};
+
+		make_sample(&s, i);
+		assert_int_equal(job_table_apply(t, &s.ev, NULL), 0);
+		assert_int_equal(joblog_append(l, &s.ev, NULL), 0);
+	}
+}
+
+/* Waits (up to 10 s) for the compaction child to end, as the loop does;
+ * the result of joblog_compact_finish(). */
+static int compact_end(struct joblog *l)
+{
+	for (int i = 0; i < 100; i++) {
+		struct pollfd p = {.fd = joblog_compact_fd(l), .events = POLLIN};
+		int r;
+
+		assert_true(joblog_compact_fd(l) >= 0);
+		assert_true(poll(&p, 1, 100) >= 0);
+		r = joblog_compact_finish(l);
+		if (r != -EAGAIN)
+			return r;
+	}
+	fail_msg("the compaction did not end in 10 s");
+	return -ETIMEDOUT;
+}
+
+static bool exists(const char *dir, const char *name)
+{
+	_cleanup_free_ char *p = path_join(dir, name);
+
+	assert_non_null(p);
+	return access(p, F_OK) == 0;
+}
+
+/* What a follower printed: the records that are not snapshots, as the
+ * samples' bytes, and how many snapshots slipped through. */
+struct followed {
+	struct collected c;
+	unsigned snapshots;
+};
+
+static int follow_cb(const struct job_event *ev, void *ud)
+{
+	struct followed *f = ud;
+
+	if (ev->kind == JOB_EV_SNAPSHOT) {
+		f->snapshots++;
+		return 0;
+	}
+	return collect_cb(ev, &f->c);
+}
+
+static void follow(struct joblog_follow *jf, const char *dir, struct followed *f)
+{
+	struct joblog_info info;
+
+	assert_int_equal(joblog_follow_read(jf, dir, follow_cb, f, &info), 0);
+	assert_int_equal(info.damaged, 0);
+}
+
+/* Replays dir's log into a table that must equal t; the records the log
+ * holds after its snapshots are returned in after (as collected). */
+static void assert_log_restates(const char *dir, const struct job_table *t, struct followed *after)
+{
+	struct job_table back;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct joblog_follow jf = JOBLOG_FOLLOW_INIT;
+
+	assert_int_equal(job_table_init(&back), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, apply_to_table, &back, &info), 0);
+	assert_int_equal(back.n_jobs, t->n_jobs);
+	for (struct job *a = t->first, *b = back.first; a; a = a->next, b = b->next) {
+		assert_non_null(b);
+		assert_string_equal(a->id, b->id);
+		assert_int_equal(a->state, b->state);
+		assert_int_equal(a->attempts, b->attempts);
+		assert_int_equal(a->duration, b->duration);
+	}
+	joblog_free(l);
+	job_table_release(&back);
+	/* A reader from the start: every snapshot, then the rest once. */
+	follow(&jf, dir, after);
+	joblog_follow_release(&jf);
+}
+
+static void test_compact_background(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct followed seen = {{STRBUF_INIT, 0, NULL, 0}, 0}, rest = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct joblog_follow jf = JOBLOG_FOLLOW_INIT;
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	int pid;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 400); /* 100 jobs, 4 records each */
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf, dir, &seen);
+	assert_collected(&seen.c, 0, 400);
+
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	assert_true(joblog_compacting(l));
+	pid = joblog_compact_pid(l);
+	assert_true(pid > 0);
+	assert_int_equal(joblog_compact_begin(l, &t), -EBUSY); /* one at a time */
+	/* Asking whether it is done does not wait for it (the loop asks after
+	 * every commit): a stopped child, and a hang ends the test. */
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	alarm(10);
+	assert_int_equal(joblog_compact_finish(l), -EAGAIN);
+	alarm(0);
+	assert_true(joblog_compacting(l));
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	/* The loop goes on while the child writes: records are appended and
+	 * committed (with the asynchronous sync) to the old log, and the
+	 * table changes under nobody. */
+	apply_samples(l, &t, 400, 6);
+	assert_int_equal(commit_async(l), 0);
+	follow(&jf, dir, &seen); /* the follower has read some of them */
+	apply_samples(l, &t, 406, 10);
+	assert_int_equal(commit_async(l), 0);
+	assert_int_equal(compact_end(l), 0);
+	assert_false(joblog_compacting(l));
+	assert_int_equal(joblog_compact_fd(l), -1);
+	assert_false(exists(dir, JOBLOG_COMPACT_FILE));
+	assert_int_equal(kill(pid, 0), -1); /* reaped */
+	/* The snapshot (100 jobs, at the point it was taken) and the 16
+	 * records committed since. */
+	assert_int_equal(joblog_records(l), 100 + 16);
+	assert_int_equal(joblog_compact_carried(l), 16);
+	/* Appending goes on in the new log. */
+	apply_samples(l, &t, 416, 4);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_records(l), 120);
+	follow(&jf, dir, &seen);
+	/* Each record once, in order, no snapshot. */
+	assert_int_equal(seen.snapshots, 0);
+	assert_collected(&seen.c, 0, 420);
+	joblog_free(l);
+
+	/* The new log: the table as it is, and after the snapshots, the
+	 * records carried and the new ones, each once. */
+	assert_log_restates(dir, &t, &rest);
+	assert_int_equal(rest.snapshots, 100);
+	assert_collected(&rest.c, 400, 20);
+	joblog_follow_release(&jf);
+	job_table_release(&t);
+	strbuf_release(&seen.c.lines);
+	strbuf_release(&rest.c.lines);
+}
+
+/* A child that cannot write the new file (the file size limit, which it
+ * inherits, as a full disk) leaves the old log whole and in use. */
+static void test_compact_child_fails(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct strbuf before;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 200);
+	assert_int_equal(joblog_commit(l), 0);
+	before = file_contents(dir);
+
+	set_fsize(100);
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	set_fsize(saved_fsize.rlim_cur);
+	assert_int_equal(compact_end(l), -EFBIG);
+	assert_false(joblog_compacting(l));
+	assert_false(exists(dir, JOBLOG_COMPACT_FILE));
+	{
+		struct strbuf now = file_contents(dir);
+		assert_int_equal(now.len, before.len);
+		assert_memory_equal(now.buf, before.buf, before.len);
+		strbuf_release(&now);
+	}
+	assert_int_equal(joblog_records(l), 200);
+	/* The old log stays in use, and a later try succeeds. */
+	apply_samples(l, &t, 200, 4);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_compact(l, &t), 0);
+	assert_int_equal(joblog_records(l), 51);
+	joblog_free(l);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	assert_int_equal(info.records, 51);
+	joblog_free(l);
+	job_table_release(&t);
+	strbuf_release(&before);
+}
+
+/* The child killed halfway, and the daemon dying during a compaction:
+ * the old log stays whole, and the leftover new file is harmless. */
+static void test_compact_killed(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	pid_t daemon_pid;
+	int status;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 200);
+	assert_int_equal(joblog_commit(l), 0);
+
+	/* The child killed: the compaction fails, records committed
+	 * meanwhile stay in the old log. */
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	assert_int_equal(kill(joblog_compact_pid(l), SIGKILL), 0);
+	apply_samples(l, &t, 200, 4);
+	assert_int_equal(commit_async(l), 0);
+	assert_int_equal(compact_end(l), -ECHILD);
+	assert_false(exists(dir, JOBLOG_COMPACT_FILE));
+	assert_int_equal(joblog_records(l), 204);
+
+	/* Stopped during a compaction: joblog_free() ends the child. */
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	joblog_free(l);
+	assert_false(exists(dir, JOBLOG_COMPACT_FILE));
+	assert_log_holds(dir, 204);
+
+	/* The daemon dies (no clean-up at all) while its child writes. */
+	daemon_pid = fork();
+	assert_true(daemon_pid >= 0);
+	if (daemon_pid == 0) {
+		struct joblog *dl = NULL;
+		if (joblog_open(dir, &dl) < 0 || joblog_replay(dl, noop_cb, NULL, &info) < 0 ||
+		    joblog_compact_begin(dl, &t) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(daemon_pid, &status, 0), daemon_pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(exists(dir, JOBLOG_COMPACT_FILE)); /* left behind */
+	/* Its child holds the directory's lock (inherited) until it has died
+	 * with its parent: no second writer beside it. */
+	for (int i = 0; i < 100; i++) {
+		int r = joblog_open(dir, &l);
+		if (r != -EBUSY) {
+			assert_int_equal(r, 0);
+			joblog_free(l);
+			break;
+		}
+		(void)poll(NULL, 0, 10);
+	}
+	/* The next start reads the old log, and compacts over the leftover. */
+	assert_log_holds(dir, 204);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	assert_int_equal(joblog_compact(l, &t), 0);
+	assert_int_equal(joblog_records(l), 51);
+	assert_false(exists(dir, JOBLOG_COMPACT_FILE));
+	joblog_free(l);
+	job_table_release(&t);
+}
+
+/* Compaction and the asynchronous sync do not interfere: none begins
+ * while a sync is in flight, and the new log takes over only between
+ * syncs, with every record synced in the old one carried. */
+static void test_compact_while_syncing(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct followed rest = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 200);
+	assert_int_equal(joblog_commit_start(l), 1);
+	assert_int_equal(joblog_compact_begin(l, &t), -EBUSY);
+	assert_int_equal(sync_end(l), 0);
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+
+	/* A sync in flight when the child ends: the finish waits for it. */
+	apply_samples(l, &t, 200, 8);
+	assert_int_equal(joblog_commit_start(l), 1);
+	assert_int_equal(poll(&(struct pollfd){.fd = joblog_compact_fd(l), .events = POLLIN}, 1, 10000), 1);
+	assert_int_equal(joblog_compact_finish(l), -EBUSY);
+	assert_true(joblog_compacting(l));
+	/* More records while it waits: pending, neither synced nor carried. */
+	apply_samples(l, &t, 208, 4);
+	assert_int_equal(sync_end(l), 0);
+	assert_int_equal(joblog_compact_finish(l), 0);
+	assert_int_equal(joblog_records(l), 50 + 8);
+	assert_true(joblog_has_pending(l));
+	/* They go to the new log. */
+	assert_int_equal(commit_async(l), 0);
+	assert_int_equal(joblog_records(l), 50 + 12);
+	joblog_free(l);
+	assert_log_restates(dir, &t, &rest);
+	assert_int_equal(rest.snapshots, 50);
+	assert_collected(&rest.c, 200, 12);
+	job_table_release(&t);
+	strbuf_release(&rest.c.lines);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1091,6 +1415,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_failure, fsize_setup, fsize_teardown),
 		cmocka_unit_test(test_commit_async),
 		cmocka_unit_test_setup_teardown(test_commit_async_failure, fsize_setup, fsize_teardown),
+		cmocka_unit_test(test_compact_background),
+		cmocka_unit_test_setup_teardown(test_compact_child_fails, fsize_setup, fsize_teardown),
+		cmocka_unit_test(test_compact_killed),
+		cmocka_unit_test(test_compact_while_syncing),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
