@@ -175,7 +175,7 @@ lint: deps
 # The project's own C files, in the one style of .clang-format (clang-format 14,
 # Debian 12's: another version may format some lines differently).
 CLANG_FORMAT ?= clang-format
-FORMAT_C = $(wildcard src/*.c include/blinkhook/*.h tests/unit/*.c tests/fuzz/*.c) tests/bench/baseline.c
+FORMAT_C = $(wildcard src/*.c src/*.h include/blinkhook/*.h tests/unit/*.c tests/fuzz/*.c) tests/bench/baseline.c
 
 format:
 	$(CLANG_FORMAT) -i $(FORMAT_C)

@@ -108,9 +108,15 @@ static int load_jobs_or(struct job_table *t, const char *consequence)
 	return 0;
 }
 
-static int load_jobs(struct job_table *t) { return load_jobs_or(t, NULL); }
+static int load_jobs(struct job_table *t)
+{
+	return load_jobs_or(t, NULL);
+}
 
-static const char *or_dash(const char *s) { return s && *s ? s : "-"; }
+static const char *or_dash(const char *s)
+{
+	return s && *s ? s : "-";
+}
 
 static void print_job_human(const struct job *j)
 {
@@ -233,8 +239,8 @@ static int cmd_jobs(int argc, char **argv)
 			break;
 		case 's':
 			if (job_state_from_string(optarg, &state) < 0)
-				return usage_error("unknown state \"%s\" (queued, submitted, complete, failed, expired)",
-						   optarg);
+				return usage_error(
+					"unknown state \"%s\" (queued, submitted, complete, failed, expired)", optarg);
 			break;
 		case 'S':
 			if (!serial_is_valid(optarg))
@@ -520,7 +526,7 @@ static int cmd_selftest(int argc, char **argv)
 	if (r < 0) {
 		errno = -r;
 		fprintf(stderr, "blinkhookctl: cannot read \"%s/%s\": %m (%s)\n", cfg.state_dir, PROBE_KEY_FILE,
-			r == -EACCES ? "run it as a member of the daemon's group, or as root"
+			r == -EACCES  ? "run it as a member of the daemon's group, or as root"
 			: r == -EPERM ? "the group may write it or others read it: chmod 640 it"
 				      : "has blinkhookd 0.3.0 or later run with this config?");
 		return 1;

@@ -134,8 +134,7 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 	if (!*job_id && env->static_secret) {
 		/* A Dashboard-managed receiver has one URL for every job: the
 		 * job is the one Meraki knows by this ledsBlinkId. */
-		const struct job *j =
-			job_table_find_by_blink_id(env->jobs, id_text(json_get(msg, "ledsBlinkId")));
+		const struct job *j = job_table_find_by_blink_id(env->jobs, id_text(json_get(msg, "ledsBlinkId")));
 
 		if (!secret_ok(env, job_id, v->root, header_value, &v->secret_sources)) {
 			reject(v, 401, "missing or wrong secret");
@@ -163,7 +162,8 @@ int callback_evaluate(const struct callback_env *env, const char *job_id, const 
 		return 0;
 	}
 	if (v->shape == CALLBACK_SHAPE_OTHER) {
-		reject(v, 400, "body is neither a callback (message) nor an alert (alertData, alertType \"API callback\")");
+		reject(v, 400,
+		       "body is neither a callback (message) nor an alert (alertData, alertType \"API callback\")");
 		return 0;
 	}
 	if (json_kind_of(msg) != JSON_OBJECT) {

@@ -31,18 +31,18 @@
 #define GIB (MIB * 1024)
 
 enum kind {
-	KIND_STRING,   /* any text without control characters */
-	KIND_TOKEN,    /* an HTTP header name */
-	KIND_URL,      /* absolute http(s) URL, stored without a trailing '/' */
-	KIND_API_URL,  /* the same, https:// unless the host is loopback */
-	KIND_PATH,     /* absolute path */
-	KIND_TIMESPAN, /* uint64_t microseconds in [min, max] */
-	KIND_SIZE,     /* uint64_t bytes in [min, max] */
-	KIND_UINT,     /* unsigned in [min, max] */
-	KIND_SCOPE,    /* enum interval_scope */
+	KIND_STRING,     /* any text without control characters */
+	KIND_TOKEN,      /* an HTTP header name */
+	KIND_URL,        /* absolute http(s) URL, stored without a trailing '/' */
+	KIND_API_URL,    /* the same, https:// unless the host is loopback */
+	KIND_PATH,       /* absolute path */
+	KIND_TIMESPAN,   /* uint64_t microseconds in [min, max] */
+	KIND_SIZE,       /* uint64_t bytes in [min, max] */
+	KIND_UINT,       /* unsigned in [min, max] */
+	KIND_SCOPE,      /* enum interval_scope */
 	KIND_UNVERIFIED, /* enum unverified_policy */
-	KIND_LISTEN,   /* struct listen_addr */
-	KIND_CIDRS,    /* trusted_proxies and n_trusted_proxies */
+	KIND_LISTEN,     /* struct listen_addr */
+	KIND_CIDRS,      /* trusted_proxies and n_trusted_proxies */
 };
 
 struct key {
@@ -57,24 +57,24 @@ struct key {
 	bool restart;
 };
 
-#define KEY(sec, nm, kd, field, lo, hi, req)                                   \
-	{sec, nm, offsetof(struct config, field), lo, hi, kd, req, false}
+#define KEY(sec, nm, kd, field, lo, hi, req)                                    \
+	{                                                                       \
+		sec, nm, offsetof(struct config, field), lo, hi, kd, req, false \
+	}
 #define KEY_RESTART(sec, nm, kd, field, lo, hi, req)                           \
-	{sec, nm, offsetof(struct config, field), lo, hi, kd, req, true}
+	{                                                                      \
+		sec, nm, offsetof(struct config, field), lo, hi, kd, req, true \
+	}
 
 static const struct key keys[] = {
 	KEY("meraki", "base_url", KIND_API_URL, base_url, 0, 0, true),
 	KEY("meraki", "api_key_file", KIND_PATH, api_key_file, 0, 0, false),
-	KEY("meraki", "min_interval", KIND_TIMESPAN, min_interval_usec, 0, USEC_PER_HOUR,
-	    false),
+	KEY("meraki", "min_interval", KIND_TIMESPAN, min_interval_usec, 0, USEC_PER_HOUR, false),
 	KEY("meraki", "interval_scope", KIND_SCOPE, interval_scope, 0, 0, false),
-	KEY("meraki", "request_timeout", KIND_TIMESPAN, request_timeout_usec, USEC_PER_SEC,
-	    10 * USEC_PER_MIN, false),
+	KEY("meraki", "request_timeout", KIND_TIMESPAN, request_timeout_usec, USEC_PER_SEC, 10 * USEC_PER_MIN, false),
 	KEY("meraki", "max_attempts", KIND_UINT, max_attempts, 1, 100, false),
-	KEY("meraki", "retry_initial", KIND_TIMESPAN, retry_initial_usec,
-	    10 * USEC_PER_MSEC, USEC_PER_HOUR, false),
-	KEY("meraki", "retry_max", KIND_TIMESPAN, retry_max_usec, 10 * USEC_PER_MSEC,
-	    USEC_PER_DAY, false),
+	KEY("meraki", "retry_initial", KIND_TIMESPAN, retry_initial_usec, 10 * USEC_PER_MSEC, USEC_PER_HOUR, false),
+	KEY("meraki", "retry_max", KIND_TIMESPAN, retry_max_usec, 10 * USEC_PER_MSEC, USEC_PER_DAY, false),
 	KEY("meraki", "ca_file", KIND_PATH, ca_file, 0, 0, false),
 
 	/* public_url is required unless http_server_id is set: checked once
@@ -88,18 +88,19 @@ static const struct key keys[] = {
 	KEY("callback", "trusted_proxies", KIND_CIDRS, trusted_proxies, 0, 0, false),
 	KEY("callback", "max_body", KIND_SIZE, max_body, KIB, 16 * MIB, false),
 	KEY("callback", "wait", KIND_TIMESPAN, wait_usec, 0, USEC_PER_DAY, false),
-	KEY("callback", "expire", KIND_TIMESPAN, expire_usec, USEC_PER_SEC,
-	    30 * USEC_PER_DAY, false),
+	KEY("callback", "expire", KIND_TIMESPAN, expire_usec, USEC_PER_SEC, 30 * USEC_PER_DAY, false),
 	KEY("callback", "unverified", KIND_UNVERIFIED, unverified, 0, 0, false),
 
 	KEY_RESTART("queue", "dir", KIND_PATH, queue_dir, 0, 0, true),
 
 	KEY_RESTART("state", "dir", KIND_PATH, state_dir, 0, 0, true),
-	KEY("state", "retention", KIND_TIMESPAN, retention_usec, USEC_PER_HOUR,
-	    3650 * USEC_PER_DAY, false),
+	KEY("state", "retention", KIND_TIMESPAN, retention_usec, USEC_PER_HOUR, 3650 * USEC_PER_DAY, false),
 };
 
-static bool str_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
 
 void config_keep_restart_keys(struct config *running, struct config *loaded,
 			      void (*changed)(const char *section, const char *name, void *ud), void *ud)
@@ -225,8 +226,7 @@ struct parse {
 	char *err;
 };
 
-_printf_(4, 0) static void vset_error(struct parse *ps, int error, unsigned line, const char *fmt,
-					va_list ap)
+_printf_(4, 0) static void vset_error(struct parse *ps, int error, unsigned line, const char *fmt, va_list ap)
 {
 	int n;
 
@@ -254,8 +254,7 @@ _printf_(4, 5) static void fail(struct parse *ps, int error, unsigned line, cons
 }
 
 /* Replaces an error found later in the file by one on an earlier line. */
-_printf_(4, 5) static void fail_earlier(struct parse *ps, int error, unsigned line,
-					const char *fmt, ...)
+_printf_(4, 5) static void fail_earlier(struct parse *ps, int error, unsigned line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -284,8 +283,7 @@ static void rstrip(char *s)
 {
 	size_t n = strlen(s);
 
-	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' ||
-			 s[n - 1] == '\n'))
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
 		s[--n] = '\0';
 }
 
@@ -440,8 +438,7 @@ static void format_size(char *buf, size_t len, uint64_t bytes)
 
 	for (size_t i = 0; i < ELEMENTSOF(units); i++)
 		if (bytes > 0 && bytes % units[i].factor == 0) {
-			snprintf(buf, len, "%" PRIu64 "%s", bytes / units[i].factor,
-				 units[i].name);
+			snprintf(buf, len, "%" PRIu64 "%s", bytes / units[i].factor, units[i].name);
 			return;
 		}
 	snprintf(buf, len, "%" PRIu64, bytes);
@@ -510,8 +507,7 @@ static int parse_proxies(struct parse *ps, const struct key *k, const char *v)
 		if (len == 0)
 			break;
 		if (n == CONFIG_MAX_PROXIES) {
-			fail(ps, -EINVAL, ps->line, "%s: more than %d entries", k->name,
-			     CONFIG_MAX_PROXIES);
+			fail(ps, -EINVAL, ps->line, "%s: more than %d entries", k->name, CONFIG_MAX_PROXIES);
 			return -EINVAL;
 		}
 		if (len < sizeof(item)) {
@@ -519,9 +515,8 @@ static int parse_proxies(struct parse *ps, const struct key *k, const char *v)
 			item[len] = '\0';
 		}
 		if (len >= sizeof(item) || config_parse_cidr(item, &list[n]) < 0) {
-			fail(ps, -EINVAL, ps->line,
-			     "%s: \"%.*s\" is not an IP address, address/prefix or \"unix\"", k->name,
-			     (int)MIN(len, (size_t)64), s);
+			fail(ps, -EINVAL, ps->line, "%s: \"%.*s\" is not an IP address, address/prefix or \"unix\"",
+			     k->name, (int)MIN(len, (size_t)64), s);
 			return -EINVAL;
 		}
 		n++;
@@ -571,8 +566,7 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 
 	case KIND_TOKEN:
 		if (!is_token(v)) {
-			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not a valid HTTP header name",
-			     k->name, v);
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not a valid HTTP header name", k->name, v);
 			return -EINVAL;
 		}
 		if (set_copy(field, v) < 0)
@@ -603,8 +597,7 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 
 	case KIND_PATH:
 		if (v[0] != '/') {
-			fail(ps, -EINVAL, ps->line, "%s: must be an absolute path, not \"%s\"",
-			     k->name, v);
+			fail(ps, -EINVAL, ps->line, "%s: must be an absolute path, not \"%s\"", k->name, v);
 			return -EINVAL;
 		}
 		if (set_copy(field, v) < 0)
@@ -632,8 +625,7 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 		else if (strcmp(v, "device") == 0)
 			*(enum interval_scope *)field = INTERVAL_SCOPE_DEVICE;
 		else {
-			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not one of: global, device",
-			     k->name, v);
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not one of: global, device", k->name, v);
 			return -EINVAL;
 		}
 		return 0;
@@ -660,13 +652,12 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 			return -EINVAL;
 		}
 		if (r == -ENAMETOOLONG) {
-			fail(ps, -EINVAL, ps->line, "%s: \"%s\": socket path too long (max %zu)",
-			     k->name, v, sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\": socket path too long (max %zu)", k->name, v,
+			     sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
 			return -EINVAL;
 		}
 		if (r < 0) {
-			fail(ps, -EINVAL, ps->line,
-			     "%s: \"%s\" is not host:port, [v6addr]:port or unix:/path", k->name,
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not host:port, [v6addr]:port or unix:/path", k->name,
 			     v);
 			return -EINVAL;
 		}
@@ -799,16 +790,14 @@ static void check_whole(struct parse *ps)
 	char buf[32];
 
 	if (!c->public_url && !c->http_server_id)
-		fail(ps, -EINVAL, key_line(ps, "callback", "public_url"),
-		     "public_url: required ([callback] section)");
+		fail(ps, -EINVAL, key_line(ps, "callback", "public_url"), "public_url: required ([callback] section)");
 
 	if (c->retry_max_usec < c->retry_initial_usec) {
 		unsigned line = key_line(ps, "meraki", "retry_max");
 
 		if (line > 0 || key_line(ps, "meraki", "retry_initial") == 0) {
 			format_timespan(buf, sizeof(buf), c->retry_initial_usec);
-			fail(ps, -EINVAL, line, "retry_max: must not be less than retry_initial (%s)",
-			     buf);
+			fail(ps, -EINVAL, line, "retry_max: must not be less than retry_initial (%s)", buf);
 		} else {
 			format_timespan(buf, sizeof(buf), c->retry_max_usec);
 			fail(ps, -EINVAL, key_line(ps, "meraki", "retry_initial"),
@@ -824,8 +813,7 @@ static void check_whole(struct parse *ps)
 			fail(ps, -EINVAL, line, "expire: must be greater than wait (%s)", buf);
 		} else {
 			format_timespan(buf, sizeof(buf), c->expire_usec);
-			fail(ps, -EINVAL, key_line(ps, "callback", "wait"),
-			     "wait: must be less than expire (%s)", buf);
+			fail(ps, -EINVAL, key_line(ps, "callback", "wait"), "wait: must be less than expire (%s)", buf);
 		}
 	}
 
@@ -856,8 +844,7 @@ int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR
 	r = read_file_capped(AT_FDCWD, path, CONFIG_FILE_MAX, &buf, &len);
 	if (r < 0) {
 		if (r == -EFBIG)
-			snprintf(err, CONFIG_ERROR_MAX, "%s: larger than %zu bytes", path,
-				 CONFIG_FILE_MAX);
+			snprintf(err, CONFIG_ERROR_MAX, "%s: larger than %zu bytes", path, CONFIG_FILE_MAX);
 		else if (r == -EINVAL)
 			snprintf(err, CONFIG_ERROR_MAX, "%s: not a regular file", path);
 		else {

@@ -77,9 +77,9 @@ struct ledger {
 	uint64_t commit_backoff;
 	bool log_failing;
 	uint64_t syncs, sync_errors, sync_usec;
-	sd_event_source *compact_io;          /* the compaction child's end */
-	uint64_t compact_t0, compact_before;  /* when it began, and the records then */
-	uint64_t drop_horizon; /* realtime: no final job was updated before this */
+	sd_event_source *compact_io;         /* the compaction child's end */
+	uint64_t compact_t0, compact_before; /* when it began, and the records then */
+	uint64_t drop_horizon;               /* realtime: no final job was updated before this */
 };
 
 /* ---- intake.c's part ---- */
@@ -92,10 +92,10 @@ struct skipped {
 struct intake {
 	struct queue *queue;
 	sd_event_source *scan_defer, *inotify;
-	bool scan_more;   /* scan again once the batch taken is durable */
-	size_t n_taken;   /* files taken whose records are not durable yet */
-	bool removed;     /* files removed since the last directory sync */
-	char **names;     /* this round's list */
+	bool scan_more; /* scan again once the batch taken is durable */
+	size_t n_taken; /* files taken whose records are not durable yet */
+	bool removed;   /* files removed since the last directory sync */
+	char **names;   /* this round's list */
 	size_t n, next;
 	bool relist;      /* something arrived since the list was made */
 	uint64_t started; /* realtime: jobs created since were taken by this run */
@@ -248,8 +248,8 @@ int dispatch_job_changed(struct daemon *d, struct job *j);
 /* Whether a call to Meraki for j is in flight. */
 bool dispatch_job_busy(const struct job *j);
 void dispatch_schedule(struct daemon *d);
-void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
-			 const char *error, const char *source, unsigned attempts);
+void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status, const char *error,
+			 const char *source, unsigned attempts);
 void dispatch_prompt_poll(struct daemon *d, const struct job *j);
 int dispatch_reconfigure(struct daemon *d, const struct config *nc);
 void dispatch_rearm_all(struct daemon *d);

@@ -67,14 +67,14 @@ static const bool jobctl_legal[JC_STATE_MAX][JC_STATE_MAX] = {
 struct jobctl {
 	struct daemon *d;
 	enum jobctl_state state;
-	struct job *job;               /* NULL once orphaned */
-	char serial[SERIAL_MAX + 1];   /* the job's, for the pacer, also when orphaned */
-	uint64_t not_before; /* monotonic: no submission before this */
-	uint64_t poll_at;    /* realtime: when to ask Meraki, if still unfinished */
+	struct job *job;             /* NULL once orphaned */
+	char serial[SERIAL_MAX + 1]; /* the job's, for the pacer, also when orphaned */
+	uint64_t not_before;         /* monotonic: no submission before this */
+	uint64_t poll_at;            /* realtime: when to ask Meraki, if still unfinished */
 	unsigned polls;
 	uint64_t prompted_at; /* monotonic: the last poll a callback prompted */
-	bool prompt_pending; /* the timer is due for a prompted poll */
-	bool prompted;       /* the call in flight is a prompted poll */
+	bool prompt_pending;  /* the timer is due for a prompted poll */
+	bool prompted;        /* the call in flight is a prompted poll */
 	bool in_runq;
 	struct jobctl *rq_prev, *rq_next;
 	sd_event_source *timer; /* poll and expiry, on CLOCK_REALTIME */
@@ -227,15 +227,14 @@ static int jobctl_new(struct daemon *d, struct job *j)
 	return 0;
 }
 
-
 static void callback_url(struct daemon *d, const char *id, struct strbuf *sb)
 {
 	(void)strbuf_addf(sb, "%s%s%s", d->cfg->public_url, CALLBACK_PATH_PREFIX, id);
 }
 
 /* attempts: the count to record with it, 0 for none. */
-void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status,
-		       const char *error, const char *source, unsigned attempts)
+void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, const char *status, const char *error,
+			 const char *source, unsigned attempts)
 {
 	struct job_event ev = {
 		.ts = now_realtime_usec(),
@@ -298,8 +297,8 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 			jobctl_arm(c);
 		}
 		if (meraki_status_is_final(res->status))
-			dispatch_finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED, res->status,
-				   res->error, "api", 0);
+			dispatch_finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED,
+					    res->status, res->error, "api", 0);
 		break;
 	}
 	case MERAKI_RATE_LIMITED: {
@@ -333,8 +332,8 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 			r = ledger_record(d, &ev, NULL);
 			if (r < 0)
 				(void)log_errno(LOG_ERR, r, "job %s: cannot record the attempt: %m", j->id);
-			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec,
-							   d->cfg->retry_max_usec, rand64());
+			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec, d->cfg->retry_max_usec,
+							   rand64());
 		}
 		break;
 	case MERAKI_FAIL:
@@ -430,9 +429,10 @@ static bool poll_record(struct daemon *d, struct job *j, const struct meraki_res
 {
 	if (res->outcome == MERAKI_OK && meraki_status_is_final(res->status)) {
 		dispatch_finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED, res->status,
-			   strcmp(res->status, "failed") == 0 && !res->error ? "Meraki reported the blink as failed"
-									       : res->error,
-			   source, 0);
+				    strcmp(res->status, "failed") == 0 && !res->error
+					    ? "Meraki reported the blink as failed"
+					    : res->error,
+				    source, 0);
 		return true;
 	}
 	if (res->outcome == MERAKI_OK && meraki_status_is_valid(res->status)) {
@@ -465,8 +465,8 @@ static void on_poll_done(void *ud, const struct meraki_result *res)
 	c->poll_at = now_realtime_usec() +
 		     (res->outcome == MERAKI_RATE_LIMITED && res->retry_after_usec != UINT64_MAX
 			      ? res->retry_after_usec
-			      : backoff_usec(c->polls, POLL_INTERVAL_MIN, MAX(d->cfg->retry_max_usec, POLL_INTERVAL_MIN),
-					     rand64()));
+			      : backoff_usec(c->polls, POLL_INTERVAL_MIN,
+					     MAX(d->cfg->retry_max_usec, POLL_INTERVAL_MIN), rand64()));
 	jobctl_arm(c);
 	daemon_stop_if_idle(d);
 }
@@ -535,7 +535,8 @@ void dispatch_prompt_poll(struct daemon *d, const struct job *j)
 		d->dispatch.prompts_dropped[PROMPT_DROP_JOB]++;
 		return;
 	}
-	if (d->dispatch.prompt_times[d->dispatch.prompt_next] && now < d->dispatch.prompt_times[d->dispatch.prompt_next] + PROMPT_WINDOW) {
+	if (d->dispatch.prompt_times[d->dispatch.prompt_next] &&
+	    now < d->dispatch.prompt_times[d->dispatch.prompt_next] + PROMPT_WINDOW) {
 		d->dispatch.prompts_dropped[PROMPT_DROP_RATE]++;
 		return;
 	}

@@ -154,8 +154,8 @@ static void on_callback(void *ud, struct httpd_request *req)
 		 * one.  What arrived is named, never a value: the body's shape
 		 * and where a secret was presented. */
 		if (refusal_may_log(d, v.http_status == 400   ? REFUSED_400
-					: v.http_status == 401 ? REFUSED_401
-							       : REFUSED_404)) {
+				       : v.http_status == 401 ? REFUSED_401
+							      : REFUSED_404)) {
 			if (job_id_is_valid(id))
 				log_job(LOG_NOTICE, id, NULL, NULL,
 					"callback for job %s from %s refused: %u, %s (shape: %s; secret in: %s)", id,
@@ -163,10 +163,11 @@ static void on_callback(void *ud, struct httpd_request *req)
 					callback_shape_to_string(v.shape),
 					callback_secret_sources_to_string(v.secret_sources));
 			else
-				log_notice("callback for job (invalid id) from %s refused: %u, %s (shape: %s; secret in: %s)",
-					   httpd_request_client(req), v.http_status, v.reason,
-					   callback_shape_to_string(v.shape),
-					   callback_secret_sources_to_string(v.secret_sources));
+				log_notice(
+					"callback for job (invalid id) from %s refused: %u, %s (shape: %s; secret in: %s)",
+					httpd_request_client(req), v.http_status, v.reason,
+					callback_shape_to_string(v.shape),
+					callback_secret_sources_to_string(v.secret_sources));
 		}
 		httpd_reply(req, v.http_status);
 		/* After the answer, which is the same whether or not the job
@@ -180,7 +181,8 @@ static void on_callback(void *ud, struct httpd_request *req)
 	if (v.record) {
 		r = ledger_record_from(d, &v.event, &j, httpd_request_client(req));
 		if (r < 0) {
-			(void)log_errno(LOG_ERR, r, "callback for job %s from %s: cannot record: %m", id, httpd_request_client(req));
+			(void)log_errno(LOG_ERR, r, "callback for job %s from %s: cannot record: %m", id,
+					httpd_request_client(req));
 			d->endpoint.callbacks[CB_503]++;
 			httpd_reply(req, 503);
 			callback_verdict_release(&v);
@@ -190,8 +192,8 @@ static void on_callback(void *ud, struct httpd_request *req)
 	/* A callback that changed the job has its line from record_from; one
 	 * that changed nothing (a repeat) is for debugging only. */
 	if (!v.record || r != 0)
-		log_job(LOG_DEBUG, id, NULL, NULL, "callback for job %s from %s: %s, %s", id,
-			httpd_request_client(req), v.event.meraki_status, v.reason);
+		log_job(LOG_DEBUG, id, NULL, NULL, "callback for job %s from %s: %s, %s", id, httpd_request_client(req),
+			v.event.meraki_status, v.reason);
 	callback_verdict_release(&v);
 	if (!j)
 		j = job_table_find(&d->ledger.jobs, id);
@@ -410,7 +412,6 @@ static int on_mhd_timer(sd_event_source *s, uint64_t usec, void *ud)
 	(void)usec;
 	return on_mhd_io(s, -1, 0, ud);
 }
-
 
 /*
  * Raises the soft RLIMIT_NOFILE to the hard one (the daemon uses epoll, never

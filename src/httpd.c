@@ -75,7 +75,7 @@ struct httpd {
 	struct MHD_Response *responses[ELEMENTSOF(canned)];
 	struct MHD_Response *allow_post, *allow_get;
 	struct MHD_Response *bad_close, *too_big_close; /* 400 and 413, then the connection closes */
-	uint64_t refused[3]; /* 405, 413, 415 on the callback route */
+	uint64_t refused[3];                            /* 405, 413, 415 on the callback route */
 	uint64_t refused_malformed;
 };
 
@@ -433,8 +433,7 @@ static bool json_content_type(struct MHD_Connection *conn)
 		return false;
 	while (*ct == ' ')
 		ct++;
-	return strncasecmp(ct, "application/json", n) == 0 &&
-	       (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
+	return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
 static enum route route_of(const char *url, const char **ret_id)
@@ -484,8 +483,7 @@ static enum MHD_Result serve_get(struct httpd_request *r, const char *method)
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-			       const char *version, const char *upload_data, size_t *upload_data_size,
-			       void **con_cls)
+			       const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	struct httpd *h = cls;
 	struct httpd_request *r = *con_cls;
@@ -592,8 +590,7 @@ void httpd_reply(struct httpd_request *r, unsigned status)
 
 void httpd_reply_json(struct httpd_request *r, unsigned status, const char *json)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(json), (void *)json,
-								    MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
 
 	if (!resp) {
 		(void)queue(r, 500);
@@ -658,14 +655,14 @@ int httpd_new(const struct httpd_opts *opts, const struct httpd_ops *ops, void *
 			goto fail;
 		MHD_add_response_header(h->responses[i], MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	}
-	h->allow_post = MHD_create_response_from_buffer(strlen(canned[4].body), (void *)canned[4].body,
-							MHD_RESPMEM_PERSISTENT);
-	h->allow_get = MHD_create_response_from_buffer(strlen(canned[4].body), (void *)canned[4].body,
-						       MHD_RESPMEM_PERSISTENT);
-	h->bad_close = MHD_create_response_from_buffer(strlen(canned[1].body), (void *)canned[1].body,
-						       MHD_RESPMEM_PERSISTENT);
-	h->too_big_close = MHD_create_response_from_buffer(strlen(canned[5].body), (void *)canned[5].body,
-							   MHD_RESPMEM_PERSISTENT);
+	h->allow_post =
+		MHD_create_response_from_buffer(strlen(canned[4].body), (void *)canned[4].body, MHD_RESPMEM_PERSISTENT);
+	h->allow_get =
+		MHD_create_response_from_buffer(strlen(canned[4].body), (void *)canned[4].body, MHD_RESPMEM_PERSISTENT);
+	h->bad_close =
+		MHD_create_response_from_buffer(strlen(canned[1].body), (void *)canned[1].body, MHD_RESPMEM_PERSISTENT);
+	h->too_big_close =
+		MHD_create_response_from_buffer(strlen(canned[5].body), (void *)canned[5].body, MHD_RESPMEM_PERSISTENT);
 	if (!h->allow_post || !h->allow_get || !h->bad_close || !h->too_big_close)
 		goto fail;
 	MHD_add_response_header(h->bad_close, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -678,13 +675,12 @@ int httpd_new(const struct httpd_opts *opts, const struct httpd_ops *ops, void *
 	MHD_add_response_header(h->allow_get, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 
 	h->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, accept_policy, h,
-				  handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-				  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)opts->listen_fd,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->connection_limit,
-				  MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
+				  handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_LISTEN_SOCKET,
+				  (MHD_socket)opts->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+				  (unsigned)opts->connection_limit, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->timeout_sec,
-				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-				  MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_END);
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+				  completed, h, MHD_OPTION_END);
 	if (!h->mhd)
 		goto fail;
 	*ret = h;
@@ -748,7 +744,10 @@ int httpd_epoll_fd(const struct httpd *h)
 	return di ? di->epoll_fd : -EIO;
 }
 
-void httpd_run(struct httpd *h) { (void)MHD_run(h->mhd); }
+void httpd_run(struct httpd *h)
+{
+	(void)MHD_run(h->mhd);
+}
 
 uint64_t httpd_timeout(const struct httpd *h)
 {
@@ -759,7 +758,10 @@ uint64_t httpd_timeout(const struct httpd *h)
 	return (uint64_t)ms * USEC_PER_MSEC;
 }
 
-const char *httpd_request_job_id(const struct httpd_request *r) { return r->job_id; }
+const char *httpd_request_job_id(const struct httpd_request *r)
+{
+	return r->job_id;
+}
 
 const char *httpd_request_body(const struct httpd_request *r, size_t *ret_len)
 {
@@ -774,11 +776,20 @@ const char *httpd_request_secret_header(const struct httpd_request *r)
 	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, r->httpd->secret_header);
 }
 
-const char *httpd_request_client(const struct httpd_request *r) { return r->client; }
+const char *httpd_request_client(const struct httpd_request *r)
+{
+	return r->client;
+}
 
-uint64_t httpd_refused_connections(const struct httpd *h) { return h->refused_per_ip; }
+uint64_t httpd_refused_connections(const struct httpd *h)
+{
+	return h->refused_per_ip;
+}
 
-uint64_t httpd_refused_malformed(const struct httpd *h) { return h->refused_malformed; }
+uint64_t httpd_refused_malformed(const struct httpd *h)
+{
+	return h->refused_malformed;
+}
 
 uint64_t httpd_refused(const struct httpd *h, unsigned status)
 {

@@ -51,7 +51,8 @@ static bool remove_taken(struct daemon *d, void *ud, int r)
 	if (r == 0) {
 		int k = queue_remove(d->intake.queue, name);
 		if (k < 0)
-			(void)log_errno(LOG_WARNING, k, "cannot remove spool file \"%s/%s\": %m", queue_new_path(d->intake.queue), name);
+			(void)log_errno(LOG_WARNING, k, "cannot remove spool file \"%s/%s\": %m",
+					queue_new_path(d->intake.queue), name);
 		d->intake.removed = true;
 	}
 	assert(d->intake.n_taken > 0);
@@ -174,14 +175,15 @@ static void reject(struct daemon *d, const char *name, uint64_t ino, const char 
 	if (!reject_may_log(d))
 		return;
 	if (r < 0)
-		(void)log_errno(LOG_ERR, r, "spool file \"%s/%s\" is bad (%s) and cannot be moved to rejected/: %m; skipping it from "
+		(void)log_errno(
+			LOG_ERR, r,
+			"spool file \"%s/%s\" is bad (%s) and cannot be moved to rejected/: %m; skipping it from "
 			"now on",
 			queue_new_path(d->intake.queue), name, reason);
 	else
-		log_warn("spool file \"%s/%s\" rejected: %s (moved to rejected/%s%s)", queue_new_path(d->intake.queue), name,
-			 reason, as, r > 0 ? "; its reason file could not be written" : "");
+		log_warn("spool file \"%s/%s\" rejected: %s (moved to rejected/%s%s)", queue_new_path(d->intake.queue),
+			 name, reason, as, r > 0 ? "; its reason file could not be written" : "");
 }
-
 
 static void take_cancel(struct daemon *d, const char *name, uint64_t ino, const char *id)
 {
@@ -257,7 +259,8 @@ static int take_one(struct daemon *d, const char *name)
 	};
 	r = ledger_record(d, &ev, &j);
 	if (r < 0) {
-		(void)log_errno(LOG_ERR, r, "cannot queue spool file \"%s/%s\": %m", queue_new_path(d->intake.queue), name);
+		(void)log_errno(LOG_ERR, r, "cannot queue spool file \"%s/%s\": %m", queue_new_path(d->intake.queue),
+				name);
 		d->intake.relist = true; /* it waits for the log: look again then */
 		return 0;
 	}
@@ -278,7 +281,8 @@ static void spool_retry(struct daemon *d, int r, const char *what)
 	struct intake *sp = &d->intake;
 
 	sp->backoff = sp->backoff ? MIN(sp->backoff * 2, SPOOL_RETRY_MAX) : SPOOL_RETRY_MIN;
-	(void)log_errno(LOG_ERR, r, "cannot %s the spool \"%s\": %m; trying again in %llus", what, queue_new_path(d->intake.queue), (unsigned long long)(sp->backoff / USEC_PER_SEC));
+	(void)log_errno(LOG_ERR, r, "cannot %s the spool \"%s\": %m; trying again in %llus", what,
+			queue_new_path(d->intake.queue), (unsigned long long)(sp->backoff / USEC_PER_SEC));
 	(void)sd_event_source_set_time_relative(sp->retry, sp->backoff);
 	enable_oneshot(sp->retry);
 }
@@ -385,8 +389,8 @@ int intake_init(struct daemon *d)
 
 	sp->rejects = (struct log_budget){.interval = REFUSALS_INTERVAL, .burst = REJECTS_BURST};
 	if ((r = sd_event_add_defer(d->event, &sp->scan_defer, on_scan, d)) < 0 ||
-	    (r = sd_event_add_time(d->event, &sp->limit_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_rejects_timer,
-				   d)) < 0 ||
+	    (r = sd_event_add_time(d->event, &sp->limit_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_rejects_timer, d)) <
+		    0 ||
 	    (r = sd_event_add_time(d->event, &sp->retry, CLOCK_MONOTONIC, 0, 0, on_spool_retry, d)) < 0)
 		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
 	(void)sd_event_source_set_description(sp->scan_defer, "spool-scan");
@@ -406,7 +410,8 @@ int intake_open(struct daemon *d)
 	sp->started = now_realtime_usec();
 	r = queue_open(d->cfg->queue_dir, &sp->queue);
 	if (r == -ELOOP)
-		return log_errno(LOG_ERR, r, "cannot open the spool \"%s\": it or its tmp/, new/ or rejected/ is a "
+		return log_errno(LOG_ERR, r,
+				 "cannot open the spool \"%s\": it or its tmp/, new/ or rejected/ is a "
 				 "symbolic link, which the daemon does not follow (make them directories)",
 				 d->cfg->queue_dir);
 	if (r < 0)

@@ -5,8 +5,8 @@
 #include "blinkhook/job.h"
 
 static const char *const state_names[_JOB_STATE_MAX] = {
-	[JOB_QUEUED] = "queued",     [JOB_SUBMITTED] = "submitted", [JOB_COMPLETE] = "complete",
-	[JOB_FAILED] = "failed",     [JOB_EXPIRED] = "expired",
+	[JOB_QUEUED] = "queued", [JOB_SUBMITTED] = "submitted", [JOB_COMPLETE] = "complete",
+	[JOB_FAILED] = "failed", [JOB_EXPIRED] = "expired",
 };
 
 bool job_nonce_is_valid(const char *s)
@@ -54,8 +54,7 @@ static const struct {
 	const char *name;
 	int rank;
 } meraki_statuses[] = {
-	{"new", 0},     {"ready", 1},    {"scheduled", 2},
-	{"running", 3}, {"complete", 4}, {"failed", 4},
+	{"new", 0}, {"ready", 1}, {"scheduled", 2}, {"running", 3}, {"complete", 4}, {"failed", 4},
 };
 
 static int meraki_status_rank(const char *s)
@@ -68,15 +67,18 @@ static int meraki_status_rank(const char *s)
 	return -1;
 }
 
-bool meraki_status_is_valid(const char *s) { return meraki_status_rank(s) >= 0; }
-bool meraki_status_is_final(const char *s) { return meraki_status_rank(s) == 4; }
+bool meraki_status_is_valid(const char *s)
+{
+	return meraki_status_rank(s) >= 0;
+}
+bool meraki_status_is_final(const char *s)
+{
+	return meraki_status_rank(s) == 4;
+}
 
 static const char *const event_names[_JOB_EV_MAX] = {
-	[JOB_EV_QUEUED] = "queued",
-	[JOB_EV_ATTEMPT] = "attempt",
-	[JOB_EV_SUBMITTED] = "submitted",
-	[JOB_EV_STATUS] = "status",
-	[JOB_EV_SNAPSHOT] = "job",
+	[JOB_EV_QUEUED] = "queued", [JOB_EV_ATTEMPT] = "attempt", [JOB_EV_SUBMITTED] = "submitted",
+	[JOB_EV_STATUS] = "status", [JOB_EV_SNAPSHOT] = "job",
 };
 
 const char *job_event_name(const struct job_event *ev)
@@ -89,7 +91,10 @@ const char *job_event_name(const struct job_event *ev)
 /* ---- the table ---- */
 
 /* FNV-1a: ids are short and random enough. */
-static uint64_t hash_id(const char *s) { return fnv1a64_str(s); }
+static uint64_t hash_id(const char *s)
+{
+	return fnv1a64_str(s);
+}
 
 int job_table_init(struct job_table *t)
 {
@@ -160,8 +165,7 @@ static void lbi_unlink(struct job_table *t, struct job *j)
 {
 	if (!j->leds_blink_id)
 		return;
-	for (struct job **p = &t->lbi_buckets[hash_id(j->leds_blink_id) & (t->n_buckets - 1)]; *p;
-	     p = &(*p)->lbi_next)
+	for (struct job **p = &t->lbi_buckets[hash_id(j->leds_blink_id) & (t->n_buckets - 1)]; *p; p = &(*p)->lbi_next)
 		if (*p == j) {
 			*p = j->lbi_next;
 			break;
@@ -236,7 +240,10 @@ void job_table_remove(struct job_table *t, struct job *j)
 	job_free(j);
 }
 
-static bool text_ok(const char *s) { return !s || strlen(s) <= JOB_TEXT_MAX; }
+static bool text_ok(const char *s)
+{
+	return !s || strlen(s) <= JOB_TEXT_MAX;
+}
 
 /* The verdict of apply, without changing anything. */
 static int verdict(const struct job *j, const struct job_event *ev)
@@ -255,8 +262,8 @@ static int verdict(const struct job *j, const struct job_event *ev)
 			return -EEXIST;
 		if (ev->kind == JOB_EV_SNAPSHOT && ((unsigned)ev->state >= _JOB_STATE_MAX || ev->created == 0))
 			return -EINVAL;
-		if (!ev->serial || !serial_is_valid(ev->serial) ||
-		    ev->duration < JOB_DURATION_MIN || ev->duration > JOB_DURATION_MAX)
+		if (!ev->serial || !serial_is_valid(ev->serial) || ev->duration < JOB_DURATION_MIN ||
+		    ev->duration > JOB_DURATION_MAX)
 			return -EINVAL;
 		return 0;
 	}
@@ -633,8 +640,8 @@ static int parse_stamp(const char *s, uint64_t *ret)
 	    !fixed_digits(s + 8, 2, &mday) || s[10] != 'T' || !fixed_digits(s + 11, 2, &hour) || s[13] != ':' ||
 	    !fixed_digits(s + 14, 2, &min) || s[16] != ':' || !fixed_digits(s + 17, 2, &sec) || s[19] != 'Z' || s[20])
 		return parse_rfc3339(s, ret);
-	if (year < 1970 || mon < 1 || mon > 12 || mday < 1 ||
-	    mday > (unsigned)days_in_month((int)year, (int)mon) || hour > 23 || min > 59 || sec > 59)
+	if (year < 1970 || mon < 1 || mon > 12 || mday < 1 || mday > (unsigned)days_in_month((int)year, (int)mon) ||
+	    hour > 23 || min > 59 || sec > 59)
 		return parse_rfc3339(s, ret);
 	*ret = (days_since_epoch(year, mon, mday) * 86400 + (uint64_t)hour * 3600 + (uint64_t)min * 60 + sec) *
 	       USEC_PER_SEC;

@@ -26,7 +26,7 @@ struct joblog {
 	uint64_t durable_size; /* the file's size up to the last good sync */
 	uint64_t appended_seq;
 	uint64_t synced_seq;
-	uint64_t records;  /* in the file */
+	uint64_t records; /* in the file */
 	uint64_t pending_records;
 	int last_error;
 
@@ -45,8 +45,8 @@ struct joblog {
 
 	/* A compaction whose snapshot a child writes (joblog_compact_begin). */
 	pid_t compact_pid;
-	int compact_fd;   /* the new file */
-	int compact_pipe; /* the child's result, then end of file */
+	int compact_fd;                /* the new file */
+	int compact_pipe;              /* the child's result, then end of file */
 	uint64_t compact_from;         /* the old log's size at the snapshot */
 	uint64_t compact_from_records; /* and its records */
 	uint64_t compact_jobs;         /* snapshots written */
@@ -410,8 +410,14 @@ int joblog_commit_start(struct joblog *l)
 	return commit_end(l, fdatasync(l->fd) < 0 ? negative_errno() : 0);
 }
 
-int joblog_commit_fd(const struct joblog *l) { return l->aio_eventfd; }
-bool joblog_syncing(const struct joblog *l) { return l->syncing; }
+int joblog_commit_fd(const struct joblog *l)
+{
+	return l->aio_eventfd;
+}
+bool joblog_syncing(const struct joblog *l)
+{
+	return l->syncing;
+}
 
 int joblog_commit_finish(struct joblog *l)
 {
@@ -443,8 +449,14 @@ int joblog_commit(struct joblog *l)
 	return r;
 }
 
-uint64_t joblog_appended_seq(const struct joblog *l) { return l->appended_seq; }
-uint64_t joblog_records(const struct joblog *l) { return l->records; }
+uint64_t joblog_appended_seq(const struct joblog *l)
+{
+	return l->appended_seq;
+}
+uint64_t joblog_records(const struct joblog *l)
+{
+	return l->records;
+}
 
 /* Writes t's snapshot to fd, the first record marked with the snapshot
  * point from. */
@@ -676,10 +688,22 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 	return 1;
 }
 
-int joblog_compact_fd(const struct joblog *l) { return l->compact_pid ? l->compact_pipe : -1; }
-bool joblog_compacting(const struct joblog *l) { return l->compact_pid != 0; }
-int joblog_compact_pid(const struct joblog *l) { return (int)l->compact_pid; }
-uint64_t joblog_compact_carried(const struct joblog *l) { return l->compact_carried; }
+int joblog_compact_fd(const struct joblog *l)
+{
+	return l->compact_pid ? l->compact_pipe : -1;
+}
+bool joblog_compacting(const struct joblog *l)
+{
+	return l->compact_pid != 0;
+}
+int joblog_compact_pid(const struct joblog *l)
+{
+	return (int)l->compact_pid;
+}
+uint64_t joblog_compact_carried(const struct joblog *l)
+{
+	return l->compact_carried;
+}
 
 /* Copies the old log's bytes [from, to) to the end of fd. */
 static int copy_range(int from_fd, int fd, uint64_t from, uint64_t to)
@@ -795,12 +819,18 @@ int joblog_compact(struct joblog *l, const struct job_table *t)
 	}
 	return r;
 }
-uint64_t joblog_synced_seq(const struct joblog *l) { return l->synced_seq; }
+uint64_t joblog_synced_seq(const struct joblog *l)
+{
+	return l->synced_seq;
+}
 bool joblog_has_pending(const struct joblog *l)
 {
 	return l->pending.len > 0 || (!l->syncing && l->inflight.len > 0);
 }
-int joblog_last_error(const struct joblog *l) { return l->last_error; }
+int joblog_last_error(const struct joblog *l)
+{
+	return l->last_error;
+}
 
 /* The file from start to its current end, read (not mapped: the daemon may
  * truncate or compact it meanwhile, and a mapping would fault past the new
@@ -839,8 +869,8 @@ static int read_from(int fd, uint64_t start, char **ret_buf, size_t *ret_len)
 	return 0;
 }
 
-int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,
-		struct joblog_info *info, uint64_t *ret_end)
+int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, struct joblog_info *info,
+		uint64_t *ret_end)
 {
 	_cleanup_free_ char *path = path_join(dir, JOBLOG_FILE);
 	_cleanup_close_ int fd = -1;
@@ -929,8 +959,7 @@ static int follow_open(struct joblog_follow *f, const char *path)
 	return 0;
 }
 
-int joblog_follow_read(struct joblog_follow *f, const char *dir, joblog_event_cb cb, void *ud,
-		       struct joblog_info *info)
+int joblog_follow_read(struct joblog_follow *f, const char *dir, joblog_event_cb cb, void *ud, struct joblog_info *info)
 {
 	_cleanup_free_ char *path = path_join(dir, JOBLOG_FILE);
 	struct stat st;

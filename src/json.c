@@ -9,7 +9,10 @@
 #include "blinkhook/json.h"
 
 /* Our opaque type is json-c's object; the casts stay in this file. */
-static struct json_object *J(const struct json *v) { return (struct json_object *)v; }
+static struct json_object *J(const struct json *v)
+{
+	return (struct json_object *)v;
+}
 
 /* Whether buf is valid UTF-8 throughout: json-c's own check lets some
  * invalid bytes (0xfe, 0xff, overlong forms) through. */
@@ -216,8 +219,8 @@ int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **re
 	tok = json_tokener_new_ex((int)max_depth + 1);
 	if (!tok)
 		return -ENOMEM;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 |
-					    JSON_TOKENER_ALLOW_TRAILING_CHARS);
+	json_tokener_set_flags(tok,
+			       JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 | JSON_TOKENER_ALLOW_TRAILING_CHARS);
 	o = json_tokener_parse_ex(tok, buf, (int)len);
 	end = json_tokener_get_parse_end(tok);
 	if (!o && json_tokener_get_error(tok) == json_tokener_continue) {
@@ -269,12 +272,9 @@ static int hex_value(char c)
 enum { FLAT_STR = 1, FLAT_KEY = 2 };
 #define ROW(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
 static const unsigned char flat_plain[256] = {
-	ROW(0), ROW(0),
-	3, 3, 0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* 0x22 '"' */
-	ROW(3), ROW(3),
-	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 3, 3, 3, /* 0x5c '\\' */
-	ROW(3),
-	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1, /* 0x7f DEL */
+	ROW(0), ROW(0), 3, 3, 0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* 0x22 '"' */
+	ROW(3), ROW(3), 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 3, 3, 3, /* 0x5c '\\' */
+	ROW(3), 3,      3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1,    /* 0x7f DEL */
 };
 #undef ROW
 
@@ -306,14 +306,30 @@ static int flat_string(const char **pp, const char *end, char **tp)
 			if (end - p < 2)
 				return -EOPNOTSUPP;
 			switch (p[1]) {
-			case '"': *t++ = '"'; break;
-			case '\\': *t++ = '\\'; break;
-			case '/': *t++ = '/'; break;
-			case 'b': *t++ = '\b'; break;
-			case 'f': *t++ = '\f'; break;
-			case 'n': *t++ = '\n'; break;
-			case 'r': *t++ = '\r'; break;
-			case 't': *t++ = '\t'; break;
+			case '"':
+				*t++ = '"';
+				break;
+			case '\\':
+				*t++ = '\\';
+				break;
+			case '/':
+				*t++ = '/';
+				break;
+			case 'b':
+				*t++ = '\b';
+				break;
+			case 'f':
+				*t++ = '\f';
+				break;
+			case 'n':
+				*t++ = '\n';
+				break;
+			case 'r':
+				*t++ = '\r';
+				break;
+			case 't':
+				*t++ = '\t';
+				break;
 			case 'u':
 				if (end - p < 6)
 					return -EOPNOTSUPP;
@@ -367,8 +383,8 @@ static int flat_string(const char **pp, const char *end, char **tp)
 	return 0;
 }
 
-int json_parse_flat(const char *buf, size_t len, char *text, size_t text_size, struct json_member *members,
-		    size_t max, size_t *ret_n)
+int json_parse_flat(const char *buf, size_t len, char *text, size_t text_size, struct json_member *members, size_t max,
+		    size_t *ret_n)
 {
 	const char *p, *end;
 	char *t = text;
@@ -534,8 +550,7 @@ const struct json *json_array_get(const struct json *v, size_t i)
 	return (const struct json *)json_object_array_get_idx(J(v), i);
 }
 
-int json_object_each(const struct json *v,
-		     int (*cb)(const char *key, const struct json *val, void *ud), void *ud)
+int json_object_each(const struct json *v, int (*cb)(const char *key, const struct json *val, void *ud), void *ud)
 {
 	struct json_object_iterator it, end;
 
@@ -544,8 +559,7 @@ int json_object_each(const struct json *v,
 	it = json_object_iter_begin(J(v));
 	end = json_object_iter_end(J(v));
 	while (!json_object_iter_equal(&it, &end)) {
-		int r = cb(json_object_iter_peek_name(&it),
-			   (const struct json *)json_object_iter_peek_value(&it), ud);
+		int r = cb(json_object_iter_peek_name(&it), (const struct json *)json_object_iter_peek_value(&it), ud);
 		if (r)
 			return r;
 		json_object_iter_next(&it);
@@ -576,11 +590,21 @@ int json_escape(struct strbuf *sb, const char *s)
 			break;
 		esc[0] = '\\';
 		switch (*p) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
+		case '"':
+			esc[1] = '"';
+			break;
+		case '\\':
+			esc[1] = '\\';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
 		default:
 			if (*p >= 0x80) {
 				/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): not a string */
@@ -645,10 +669,22 @@ static void w_close(struct json_writer *w, char c)
 		w->depth--;
 }
 
-void json_w_object_begin(struct json_writer *w) { w_open(w, '{'); }
-void json_w_object_end(struct json_writer *w) { w_close(w, '}'); }
-void json_w_array_begin(struct json_writer *w) { w_open(w, '['); }
-void json_w_array_end(struct json_writer *w) { w_close(w, ']'); }
+void json_w_object_begin(struct json_writer *w)
+{
+	w_open(w, '{');
+}
+void json_w_object_end(struct json_writer *w)
+{
+	w_close(w, '}');
+}
+void json_w_array_begin(struct json_writer *w)
+{
+	w_open(w, '[');
+}
+void json_w_array_end(struct json_writer *w)
+{
+	w_close(w, ']');
+}
 
 void json_w_key(struct json_writer *w, const char *key)
 {

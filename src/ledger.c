@@ -45,8 +45,8 @@ static void log_job_event(const struct job *j, const struct job_event *ev, const
 			j->id, j->leds_blink_id, j->attempts);
 		break;
 	case JOB_EV_STATUS:
-		log_job(LOG_INFO, j->id, j->serial, state, "job %s: Meraki reports %s (%s%s)", j->id,
-			j->meraki_status, from, source);
+		log_job(LOG_INFO, j->id, j->serial, state, "job %s: Meraki reports %s (%s%s)", j->id, j->meraki_status,
+			from, source);
 		break;
 	case JOB_EV_FINAL:
 		log_job(j->state == JOB_COMPLETE ? LOG_INFO : LOG_WARNING, j->id, j->serial, state,
@@ -94,7 +94,8 @@ int ledger_record_from(struct daemon *d, const struct job_event *ev, struct job 
 	if (r < 0) {
 		/* The record is in the log and replay will apply it; the table
 		 * cannot follow (out of memory).  Stop rather than diverge. */
-		(void)log_errno(LOG_ERR, r, "job %s: cannot apply an event that is already logged: %m; stopping", ev->id);
+		(void)log_errno(LOG_ERR, r, "job %s: cannot apply an event that is already logged: %m; stopping",
+				ev->id);
 		sd_event_exit(d->event, 1);
 		return r;
 	}
@@ -199,9 +200,10 @@ static int compact_finish(struct daemon *d)
 		return r;
 	lg->compact_io = sd_event_source_disable_unref(lg->compact_io);
 	if (r < 0)
-		return log_errno(LOG_WARNING, r,
-				 "cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
-				 d->cfg->state_dir);
+		return log_errno(
+			LOG_WARNING, r,
+			"cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
+			d->cfg->state_dir);
 	log_info("compacted the job log: %llu records to %llu (%llu of them committed meanwhile), %.3fs in the "
 		 "background",
 		 (unsigned long long)lg->compact_before, (unsigned long long)joblog_records(lg->log),
@@ -312,13 +314,16 @@ static int commit_done(struct daemon *d, int r, uint64_t t0)
 		if (r < 0) {
 			d->ledger.sync_errors++;
 			if (!d->ledger.log_failing)
-				(void)log_errno(LOG_ERR, r, "cannot write the job log in \"%s\": %m; answering callbacks 503 and holding "
+				(void)log_errno(
+					LOG_ERR, r,
+					"cannot write the job log in \"%s\": %m; answering callbacks 503 and holding "
 					"the queue until it can (free space on that file system)",
 					d->cfg->state_dir);
 			d->ledger.log_failing = true;
 			durable_run(d, true);
-			d->ledger.commit_backoff = d->ledger.commit_backoff ? MIN(d->ledger.commit_backoff * 2, COMMIT_RETRY_MAX)
-							      : COMMIT_RETRY_MIN;
+			d->ledger.commit_backoff = d->ledger.commit_backoff
+							   ? MIN(d->ledger.commit_backoff * 2, COMMIT_RETRY_MAX)
+							   : COMMIT_RETRY_MIN;
 			(void)sd_event_source_set_time_relative(d->ledger.commit_retry, d->ledger.commit_backoff);
 			enable_oneshot(d->ledger.commit_retry);
 			return r;
@@ -366,7 +371,8 @@ int ledger_commit(struct daemon *d, bool wait)
 		return commit_done(d, r, t0);
 	d->ledger.commit_t0 = t0;
 	if (!d->ledger.commit_io) {
-		r = sd_event_add_io(d->event, &d->ledger.commit_io, joblog_commit_fd(d->ledger.log), EPOLLIN, on_commit_io, d);
+		r = sd_event_add_io(d->event, &d->ledger.commit_io, joblog_commit_fd(d->ledger.log), EPOLLIN,
+				    on_commit_io, d);
 		if (r < 0) {
 			/* No way to hear of its end: wait for it here. */
 			(void)log_errno(LOG_WARNING, r, "cannot watch the job log's syncs: %m; syncing in place");
@@ -451,7 +457,8 @@ int ledger_replay(struct daemon *d)
 			 "write). Nothing that was promised was in it.",
 			 d->cfg->state_dir, JOBLOG_FILE, (unsigned long long)info.torn_offset,
 			 (unsigned long long)info.torn_bytes);
-	log_info("replayed %llu records: %zu jobs, %zu unfinished", (unsigned long long)info.records, d->ledger.jobs.n_jobs,
+	log_info("replayed %llu records: %zu jobs, %zu unfinished", (unsigned long long)info.records,
+		 d->ledger.jobs.n_jobs,
 		 d->ledger.jobs.n_by_state[JOB_QUEUED] + d->ledger.jobs.n_by_state[JOB_SUBMITTED]);
 	for (struct job *j = d->ledger.jobs.first; j; j = j->next)
 		if (!job_state_is_final(j->state) && (r = dispatch_job_changed(d, j)) < 0)

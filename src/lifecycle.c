@@ -211,7 +211,8 @@ int daemon_setup(struct daemon *d)
 		return log_errno(LOG_ERR, r, "\"%s/%s\" is readable by group or others; chmod 600 it",
 				 d->cfg->state_dir, SECRET_KEY_FILE);
 	if (r == -EINVAL)
-		return log_errno(LOG_ERR, r, "cannot load \"%s/%s\": %m (a damaged key: delete it; callbacks of "
+		return log_errno(LOG_ERR, r,
+				 "cannot load \"%s/%s\": %m (a damaged key: delete it; callbacks of "
 				 "jobs in flight will then be refused and the jobs finish by polling)",
 				 d->cfg->state_dir, SECRET_KEY_FILE);
 	if (r < 0)
@@ -234,10 +235,11 @@ int daemon_setup(struct daemon *d)
 		char err[CONFIG_ERROR_MAX];
 		r = config_load_callback_secret(d->cfg, &d->static_secret, err);
 		if (r < 0)
-			return log_errno(LOG_ERR, r, "%s", r == -ENOENT ? "http_server_id needs the receiver's secret "
-									  "(credential callback-secret or "
-									  "shared_secret_file)"
-									: err);
+			return log_errno(LOG_ERR, r, "%s",
+					 r == -ENOENT ? "http_server_id needs the receiver's secret "
+							"(credential callback-secret or "
+							"shared_secret_file)"
+						      : err);
 	}
 
 	/* Event sources first: replay already schedules jobs on them. */

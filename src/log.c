@@ -38,9 +38,18 @@ void log_setup(const char *name)
 	setvbuf(stderr, NULL, _IOLBF, 0);
 }
 
-void log_set_max_level(int level) { max_level = level; }
-int log_get_max_level(void) { return max_level; }
-bool log_to_journal(void) { return journal; }
+void log_set_max_level(int level)
+{
+	max_level = level;
+}
+int log_get_max_level(void)
+{
+	return max_level;
+}
+bool log_to_journal(void)
+{
+	return journal;
+}
 
 static const char *level_name(int level)
 {
@@ -120,10 +129,10 @@ static bool journal_send(int level, const char *job_id, const char *serial, cons
 		journal_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (journal_fd < 0)
 		return false;
-#define ADD(s)                                                                                                         \
-	do {                                                                                                           \
-		iov[n].iov_base = (void *)(s);                                                                         \
-		iov[n++].iov_len = strlen(s);                                                                          \
+#define ADD(s)                                 \
+	do {                                   \
+		iov[n].iov_base = (void *)(s); \
+		iov[n++].iov_len = strlen(s);  \
 	} while (0)
 	snprintf(head, sizeof(head), "PRIORITY=%d\nSYSLOG_IDENTIFIER=%s\n", level, program);
 	ADD(head);

@@ -21,7 +21,7 @@ struct meraki_call {
 	enum meraki_call_kind kind;
 	char *url;
 	char origin[MERAKI_ORIGIN_MAX]; /* of the first url: base_url's */
-	char *body; /* POST body, kept for redirects */
+	char *body;                     /* POST body, kept for redirects */
 	unsigned redirects;
 	struct strbuf response;
 	bool response_too_big;
@@ -136,9 +136,8 @@ static bool valid_id(const char *s)
 	return s && job_id_is_valid(s);
 }
 
-int meraki_classify(enum meraki_call_kind kind, long status, const char *transport_error,
-		    const char *retry_after, const char *body, size_t len, uint64_t now,
-		    struct meraki_result *ret)
+int meraki_classify(enum meraki_call_kind kind, long status, const char *transport_error, const char *retry_after,
+		    const char *body, size_t len, uint64_t now, struct meraki_result *ret)
 {
 	_cleanup_json_ struct json *root = NULL;
 	struct meraki_result r = {.http_status = status, .retry_after_usec = UINT64_MAX};
@@ -161,8 +160,8 @@ int meraki_classify(enum meraki_call_kind kind, long status, const char *transpo
 		 * its decimal text whatever its size. */
 		if (!id)
 			id = json_integer_text(idv);
-		if (!root || json_kind_of(root) != JSON_OBJECT ||
-		    (kind == MERAKI_CALL_BLINK && !valid_id(id)) || (kind == MERAKI_CALL_GET && !st)) {
+		if (!root || json_kind_of(root) != JSON_OBJECT || (kind == MERAKI_CALL_BLINK && !valid_id(id)) ||
+		    (kind == MERAKI_CALL_GET && !st)) {
 			/* A 2xx we cannot read: the job may or may not exist, so the
 			 * same job id and callback go again. */
 			r.outcome = MERAKI_RETRY;
@@ -250,8 +249,7 @@ bool meraki_same_origin(const char *a, const char *b)
 {
 	char oa[MERAKI_ORIGIN_MAX], ob[MERAKI_ORIGIN_MAX];
 
-	return meraki_origin(a, oa, sizeof(oa)) >= 0 && meraki_origin(b, ob, sizeof(ob)) >= 0 &&
-	       strcmp(oa, ob) == 0;
+	return meraki_origin(a, oa, sizeof(oa)) >= 0 && meraki_origin(b, ob, sizeof(ob)) >= 0 && strcmp(oa, ob) == 0;
 }
 
 int meraki_blink_body(const struct meraki_blink_request *req, char **ret)
@@ -429,7 +427,10 @@ int meraki_reconfigure(struct meraki_client *c, const struct meraki_opts *opts)
 	return 0;
 }
 
-size_t meraki_in_flight(const struct meraki_client *c) { return c->n_calls; }
+size_t meraki_in_flight(const struct meraki_client *c)
+{
+	return c->n_calls;
+}
 
 static size_t write_cb(char *data, size_t size, size_t n, void *ud)
 {
@@ -539,8 +540,8 @@ static int call_start(struct meraki_call *call)
 	return 0;
 }
 
-static int call_new(struct meraki_client *c, enum meraki_call_kind kind, char *url, char *body,
-		    meraki_done_fn done, void *ud)
+static int call_new(struct meraki_client *c, enum meraki_call_kind kind, char *url, char *body, meraki_done_fn done,
+		    void *ud)
 {
 	struct meraki_call *call = calloc(1, sizeof(*call));
 	int r;
@@ -591,8 +592,8 @@ int meraki_blink(struct meraki_client *c, const struct meraki_blink_request *req
 	return call_new(c, MERAKI_CALL_BLINK, url, body, done, ud);
 }
 
-int meraki_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id,
-		     meraki_done_fn done, void *ud)
+int meraki_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id, meraki_done_fn done,
+		     void *ud)
 {
 	char *url = NULL;
 
@@ -671,8 +672,8 @@ static void finish(struct meraki_call *call, CURLcode code)
 		snprintf(transport, sizeof(transport), "%s", curl_easy_strerror(code));
 
 	if (meraki_classify(call->kind, status, code == CURLE_OK ? NULL : transport,
-			    call->retry_after[0] ? call->retry_after : NULL, call->response.buf,
-			    call->response.len, now_realtime_usec(), &res) < 0)
+			    call->retry_after[0] ? call->retry_after : NULL, call->response.buf, call->response.len,
+			    now_realtime_usec(), &res) < 0)
 		res = (struct meraki_result){.outcome = MERAKI_RETRY, .retry_after_usec = UINT64_MAX};
 done:;
 	/* Unlink first: the done function may start the next call. */

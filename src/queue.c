@@ -13,9 +13,9 @@ struct queue {
 	char *dir;
 	char *new_path;
 	int top_fd, tmp_fd, new_fd, rejected_fd;
-	uid_t uid; /* ours: the daemon's */
-	gid_t gid; /* new/'s: the spool's group, that producers write as */
-	bool unsynced; /* rejects moved since the last queue_reject_sync() */
+	uid_t uid;        /* ours: the daemon's */
+	gid_t gid;        /* new/'s: the spool's group, that producers write as */
+	bool unsynced;    /* rejects moved since the last queue_reject_sync() */
 	char reason[192]; /* a reason that names numbers (queue_read) */
 };
 
@@ -24,7 +24,6 @@ struct parse_state {
 	const char *reason;
 	bool has_serial, has_duration;
 };
-
 
 static int request_member(const char *key, const struct json *val, void *ud)
 {
@@ -240,8 +239,14 @@ const char *queue_lax_dir(const struct queue *q)
 	return NULL;
 }
 
-int queue_new_fd(const struct queue *q) { return q->new_fd; }
-const char *queue_new_path(const struct queue *q) { return q->new_path; }
+int queue_new_fd(const struct queue *q)
+{
+	return q->new_fd;
+}
+const char *queue_new_path(const struct queue *q)
+{
+	return q->new_path;
+}
 
 /* A directory stream over a copy of dirfd, from its start (the copy shares
  * the offset that an earlier walk left at the end); NULL with errno set. */
@@ -354,8 +359,12 @@ static void derive_id(const char *name, const struct stat *st, char id[static JO
 
 static const char *file_type(mode_t mode)
 {
-	return S_ISLNK(mode) ? "a symbolic link" : S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO"
-	     : S_ISSOCK(mode) ? "a socket" : S_ISCHR(mode) || S_ISBLK(mode) ? "a device" : "not a regular file";
+	return S_ISLNK(mode)                    ? "a symbolic link"
+	       : S_ISDIR(mode)                  ? "a directory"
+	       : S_ISFIFO(mode)                 ? "a FIFO"
+	       : S_ISSOCK(mode)                 ? "a socket"
+	       : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+						: "not a regular file";
 }
 
 /* Whether a file in new/ may be trusted as a request: a regular file with one
@@ -599,7 +608,10 @@ int queue_remove(struct queue *q, const char *name)
 	return 0;
 }
 
-int queue_sync(struct queue *q) { return fsync_dirfd(q->new_fd); }
+int queue_sync(struct queue *q)
+{
+	return fsync_dirfd(q->new_fd);
+}
 
 int queue_sweep_tmp(struct queue *q, uint64_t now)
 {
@@ -654,8 +666,8 @@ int queue_enqueue(const char *dir, struct queue_request *req)
 	tmp = path_join(dir, "tmp");
 	new = path_join(dir, "new");
 	/* Named by time, so that the daemon takes files in the order they came. */
-	if (!tmp || !new || asprintf(&name, "%s%s.json", req->cancel[0] ? fresh : req->id,
-				      req->cancel[0] ? "-cancel" : "") < 0)
+	if (!tmp || !new ||
+	    asprintf(&name, "%s%s.json", req->cancel[0] ? fresh : req->id, req->cancel[0] ? "-cancel" : "") < 0)
 		return -ENOMEM;
 	if ((r = mkdir_p(tmp, 0770)) < 0 || (r = mkdir_p(new, 0770)) < 0)
 		return r;

@@ -112,4 +112,7 @@ int pacer_note(struct pacer *p, const char *serial, uint64_t now)
 	return 0;
 }
 
-void pacer_pause(struct pacer *p, uint64_t until) { p->paused_until = MAX(p->paused_until, until); }
+void pacer_pause(struct pacer *p, uint64_t until)
+{
+	p->paused_until = MAX(p->paused_until, until);
+}

@@ -229,8 +229,7 @@ bool secret_equal(const char *a, size_t alen, const char *b, size_t blen)
 	return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
-bool secret_verify(const struct secret_key *k, const char *job_id, const char *nonce, const char *presented,
-		   size_t len)
+bool secret_verify(const struct secret_key *k, const char *job_id, const char *nonce, const char *presented, size_t len)
 {
 	char expected[SECRET_MAX];
 	bool ok;

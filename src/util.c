@@ -144,8 +144,7 @@ static const struct unit size_units[] = {
 	{"GiB", UINT64_C(1) << 30},
 };
 
-static const struct unit *unit_find(const struct unit *units, size_t n, const char *s,
-				    size_t len)
+static const struct unit *unit_find(const struct unit *units, size_t n, const char *s, size_t len)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strlen(units[i].name) == len && memcmp(units[i].name, s, len) == 0)
@@ -299,8 +298,7 @@ void format_timespan(char *buf, size_t len, uint64_t usec)
 	}
 	for (size_t i = 0; i < ELEMENTSOF(units); i++)
 		if (usec % units[i].factor == 0) {
-			snprintf(buf, len, "%" PRIu64 "%s", usec / units[i].factor,
-				 units[i].name);
+			snprintf(buf, len, "%" PRIu64 "%s", usec / units[i].factor, units[i].name);
 			return;
 		}
 }
@@ -371,19 +369,16 @@ int parse_rfc3339(const char *s, uint64_t *ret_usec)
 
 	if (!p)
 		return -EINVAL;
-	if (parse_fixed(&p, 4, &year) < 0 || *p++ != '-' ||
-	    parse_fixed(&p, 2, &mon) < 0 || *p++ != '-' ||
+	if (parse_fixed(&p, 4, &year) < 0 || *p++ != '-' || parse_fixed(&p, 2, &mon) < 0 || *p++ != '-' ||
 	    parse_fixed(&p, 2, &mday) < 0)
 		return -EINVAL;
 	if (*p != 'T' && *p != 't')
 		return -EINVAL;
 	p++;
-	if (parse_fixed(&p, 2, &hour) < 0 || *p++ != ':' ||
-	    parse_fixed(&p, 2, &min) < 0 || *p++ != ':' ||
+	if (parse_fixed(&p, 2, &hour) < 0 || *p++ != ':' || parse_fixed(&p, 2, &min) < 0 || *p++ != ':' ||
 	    parse_fixed(&p, 2, &sec) < 0)
 		return -EINVAL;
-	if (mon < 1 || mon > 12 || mday < 1 || mday > days_in_month(year, mon) ||
-	    hour > 23 || min > 59 || sec > 60)
+	if (mon < 1 || mon > 12 || mday < 1 || mday > days_in_month(year, mon) || hour > 23 || min > 59 || sec > 60)
 		return -EINVAL;
 
 	if (*p == '.') {
@@ -404,8 +399,7 @@ int parse_rfc3339(const char *s, uint64_t *ret_usec)
 	else if (*p == '+' || *p == '-') {
 		int sign = *p++ == '-' ? -1 : 1, oh, om;
 
-		if (parse_fixed(&p, 2, &oh) < 0 || *p++ != ':' ||
-		    parse_fixed(&p, 2, &om) < 0 || oh > 23 || om > 59)
+		if (parse_fixed(&p, 2, &oh) < 0 || *p++ != ':' || parse_fixed(&p, 2, &om) < 0 || oh > 23 || om > 59)
 			return -EINVAL;
 		off = sign * (oh * 3600 + om * 60);
 	} else
@@ -512,8 +506,8 @@ int job_id_new(char buf[static JOB_ID_MAX + 1])
 	/* 48 bits of milliseconds last until the year 10889; fixed width so
 	 * that ids sort by creation time as plain strings. */
 	ms = (now_realtime_usec() / USEC_PER_MSEC) & UINT64_C(0xffffffffffff);
-	snprintf(buf, JOB_ID_MAX + 1, "%012" PRIx64 "%02x%02x%02x%02x%02x%02x", ms, rnd[0],
-		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+	snprintf(buf, JOB_ID_MAX + 1, "%012" PRIx64 "%02x%02x%02x%02x%02x%02x", ms, rnd[0], rnd[1], rnd[2], rnd[3],
+		 rnd[4], rnd[5]);
 	return 0;
 }
 
@@ -554,7 +548,10 @@ void secret_free(void *ptr)
 	munmap(p, size);
 }
 
-void secret_wipe(void *p, size_t len) { explicit_bzero(p, len); }
+void secret_wipe(void *p, size_t len)
+{
+	explicit_bzero(p, len);
+}
 
 char *secret_strdup(const char *s)
 {
@@ -604,8 +601,7 @@ int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int read_file_capped(int dirfd, const char *path, size_t max, char **ret_buf,
-		     size_t *ret_len)
+int read_file_capped(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len)
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *buf = NULL;
@@ -728,15 +724,13 @@ int mkdir_p(const char *path, unsigned mode)
 	return mkdir_one(p, mode);
 }
 
-int write_file_atomic(const char *dir, const char *name, const void *data,
-		      size_t len, unsigned mode)
+int write_file_atomic(const char *dir, const char *name, const void *data, size_t len, unsigned mode)
 {
 	_cleanup_free_ char *tmp = NULL, *dst = NULL;
 	_cleanup_close_ int fd = -1;
 	int r;
 
-	if (!dir || !*dir || !name || !*name || strchr(name, '/') || strcmp(name, ".") == 0 ||
-	    strcmp(name, "..") == 0)
+	if (!dir || !*dir || !name || !*name || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 		return -EINVAL;
 	if (asprintf(&tmp, "%s/.%s.XXXXXX", dir, name) < 0) {
 		tmp = NULL;
@@ -811,7 +805,10 @@ uint64_t fnv1a64_add(uint64_t h, const void *data, size_t len)
 	return h;
 }
 
-uint64_t fnv1a64_str(const char *s) { return fnv1a64(s, strlen(s)); }
+uint64_t fnv1a64_str(const char *s)
+{
+	return fnv1a64(s, strlen(s));
+}
 
 char *path_join(const char *a, const char *b)
 {

@@ -66,7 +66,7 @@ struct callback_verdict {
 	/* A 401 for a job that exists, is submitted and has a ledsBlinkId:
 	 * that job, else NULL.  Never to be told to the client. */
 	const struct job *unverified;
-	bool record;        /* event holds a change to record */
+	bool record; /* event holds a change to record */
 	struct job_event event;
 	char error[JOB_TEXT_MAX + 1];
 	struct json *root; /* the event's strings live here */

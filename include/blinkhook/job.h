@@ -57,7 +57,10 @@ enum job_state {
 const char *job_state_to_string(enum job_state s);
 /* -EINVAL for an unknown name. */
 int job_state_from_string(const char *s, enum job_state *ret);
-static inline bool job_state_is_final(enum job_state s) { return s >= JOB_COMPLETE; }
+static inline bool job_state_is_final(enum job_state s)
+{
+	return s >= JOB_COMPLETE;
+}
 
 /* Meraki's job status values: new, ready, scheduled, running, complete, failed. */
 bool meraki_status_is_valid(const char *s);
@@ -118,7 +121,7 @@ struct job {
 	void *userdata; /* the daemon's per-job scheduling state */
 
 	struct job *hash_next;
-	struct job *lbi_next; /* the index by leds_blink_id */
+	struct job *lbi_next;    /* the index by leds_blink_id */
 	struct job *prev, *next; /* creation order */
 };
 
@@ -163,7 +166,10 @@ struct job_event_store {
 	struct json *root;
 	char text[JOB_EVENT_TEXT_MAX];
 };
-#define JOB_EVENT_STORE_INIT {.root = NULL}
+#define JOB_EVENT_STORE_INIT \
+	{                    \
+		.root = NULL \
+	}
 void job_event_store_release(struct job_event_store *store);
 
 /* Parses one line (without the newline) into *ret.  -EBADMSG for anything

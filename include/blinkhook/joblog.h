@@ -50,11 +50,11 @@ struct joblog_info {
 	bool torn;        /* a torn tail was found (and, on replay, cut off) */
 	uint64_t torn_offset;
 	uint64_t torn_bytes;
-	uint64_t damaged; /* lines skipped by joblog_read() */
+	uint64_t damaged;  /* lines skipped by joblog_read() */
 	uint64_t bad_line; /* the first damaged line, 1-based, and its offset */
 	uint64_t bad_offset;
 	int bad_error; /* -EBADMSG, -EPROTONOSUPPORT, or the callback's error */
-	uint64_t at; /* during the callback: the offset of the record it is handed */
+	uint64_t at;   /* during the callback: the offset of the record it is handed */
 };
 
 /* Called for each record; a negative return stops the read and is returned
@@ -146,8 +146,8 @@ uint64_t joblog_records(const struct joblog *l);
  * an unterminated last line is left for a later read.  *ret_end is the
  * offset after the last complete line read (for following the log).
  * -ENOENT when there is no log yet. */
-int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,
-		struct joblog_info *info, uint64_t *ret_end);
+int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, struct joblog_info *info,
+		uint64_t *ret_end);
 
 /*
  * Following the log (blinkhookctl log --follow): each call reads what was
@@ -160,15 +160,18 @@ int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud,
 struct joblog_follow {
 	int fd;
 	uint64_t dev, ino, off;
-	int phase;          /* 0 new records, 1 the new log's snapshots, 2 its carried records */
-	uint64_t prev_end;  /* where the old log ended */
-	uint64_t carried;   /* of those bytes, how many the new log carries again */
-	uint64_t skip_to;   /* the end of the carried records in the new log */
+	int phase;         /* 0 new records, 1 the new log's snapshots, 2 its carried records */
+	uint64_t prev_end; /* where the old log ended */
+	uint64_t carried;  /* of those bytes, how many the new log carries again */
+	uint64_t skip_to;  /* the end of the carried records in the new log */
 	joblog_event_cb cb;
 	void *ud;
 	struct joblog_info *info;
 };
-#define JOBLOG_FOLLOW_INIT {.fd = -1}
+#define JOBLOG_FOLLOW_INIT \
+	{                  \
+		.fd = -1   \
+	}
 /* As joblog_read(): -ENOENT while there is no log. */
 int joblog_follow_read(struct joblog_follow *f, const char *dir, joblog_event_cb cb, void *ud,
 		       struct joblog_info *info);

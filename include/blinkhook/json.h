@@ -34,7 +34,10 @@ enum json_kind {
  * -ENOMEM. */
 int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **ret);
 void json_free(struct json *v);
-static inline void json_freep(struct json **v) { json_free(*v); }
+static inline void json_freep(struct json **v)
+{
+	json_free(*v);
+}
 #define _cleanup_json_ _cleanup_(json_freep)
 
 enum json_kind json_kind_of(const struct json *v);
@@ -54,8 +57,7 @@ size_t json_array_length(const struct json *v);
 const struct json *json_array_get(const struct json *v, size_t i);
 /* Calls cb for each member of an object, in document order, until cb
  * returns non-zero, which is then returned. */
-int json_object_each(const struct json *v,
-		     int (*cb)(const char *key, const struct json *val, void *ud), void *ud);
+int json_object_each(const struct json *v, int (*cb)(const char *key, const struct json *val, void *ud), void *ud);
 
 /*
  * A fast reader for the one shape our own writer gives the job log's
@@ -87,8 +89,8 @@ struct json_member {
 	size_t str_len;
 	uint64_t num; /* JSON_INT: below 10^18 */
 };
-int json_parse_flat(const char *buf, size_t len, char *text, size_t text_size, struct json_member *members,
-		    size_t max, size_t *ret_n);
+int json_parse_flat(const char *buf, size_t len, char *text, size_t text_size, struct json_member *members, size_t max,
+		    size_t *ret_n);
 
 /* The writer: a stack of open containers, commas placed for the caller. */
 #define JSON_WRITER_DEPTH 8

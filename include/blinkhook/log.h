@@ -35,8 +35,7 @@ void log_fullv(int level, const char *fmt, va_list ap) _printf_(2, 0);
  * that `journalctl BLINKHOOK_JOB_ID=...` finds every line about one job.
  * It speaks journald's native protocol itself (one datagram, no library);
  * if the journal cannot take it, the line goes to stderr as usual. */
-void log_job(int level, const char *job_id, const char *serial, const char *state, const char *fmt, ...)
-	_printf_(5, 6);
+void log_job(int level, const char *job_id, const char *serial, const char *state, const char *fmt, ...) _printf_(5, 6);
 
 /* Logs and returns -abs(err), for "return log_errno(LOG_ERR, r, ...)";
  * %m in fmt stands for err's text (either sign), errno is left as it was. */
@@ -63,7 +62,10 @@ struct log_budget {
  * *ret_arm says whether it is the interval's first one counted (arm the
  * timer).  An interval that ended is flushed first (budget_due()). */
 bool budget_take(struct log_budget *b, unsigned kind, bool *ret_arm);
-static inline bool budget_due(const struct log_budget *b, uint64_t now) { return now >= b->start + b->interval; }
+static inline bool budget_due(const struct log_budget *b, uint64_t now)
+{
+	return now >= b->start + b->interval;
+}
 /* Ends the interval at now: the counts go to ret_unlogged and the seconds
  * it lasted to *ret_secs, for the owner's line; returns their sum. */
 uint64_t budget_flush(struct log_budget *b, uint64_t now, uint64_t ret_unlogged[static LOG_BUDGET_KINDS],

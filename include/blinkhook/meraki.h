@@ -39,8 +39,8 @@ struct meraki_result {
 	long http_status;          /* 0 when no answer came */
 	uint64_t retry_after_usec; /* UINT64_MAX when the 429 carried none */
 	char *leds_blink_id;
-	char *status; /* Meraki's job status from the body */
-	char *error;  /* the API's own errors text, or what went wrong */
+	char *status;    /* Meraki's job status from the body */
+	char *error;     /* the API's own errors text, or what went wrong */
 	bool auth_error; /* 401 or 403: every request will fail alike */
 	/* A redirect to another origin, not followed: every request will
 	 * fail alike until base_url names that origin. */
@@ -55,9 +55,8 @@ enum meraki_call_kind {
 
 /* Pure: what an answer means.  transport_error is NULL when an HTTP answer
  * came; retry_after is the header's value or NULL. */
-int meraki_classify(enum meraki_call_kind kind, long http_status, const char *transport_error,
-		    const char *retry_after, const char *body, size_t len, uint64_t now_realtime,
-		    struct meraki_result *ret);
+int meraki_classify(enum meraki_call_kind kind, long http_status, const char *transport_error, const char *retry_after,
+		    const char *body, size_t len, uint64_t now_realtime, struct meraki_result *ret);
 /* "120" or an HTTP-date; the wait from now, capped at MERAKI_RETRY_AFTER_MAX. */
 int meraki_parse_retry_after(const char *v, uint64_t now_realtime, uint64_t *ret_usec);
 /* "scheme://host:port" of an http or https URL: scheme and host in lower
@@ -88,9 +87,9 @@ struct meraki_opts {
 struct meraki_blink_request {
 	const char *serial;
 	unsigned duration;
-	const char *callback_url;    /* with shared_secret */
+	const char *callback_url; /* with shared_secret */
 	const char *shared_secret;
-	const char *http_server_id;  /* instead of url + secret */
+	const char *http_server_id; /* instead of url + secret */
 	const char *payload_template_id;
 };
 
@@ -111,8 +110,8 @@ int meraki_reconfigure(struct meraki_client *c, const struct meraki_opts *opts);
 /* Starts a call; done is called exactly once, from meraki_on_fd() or
  * meraki_on_timer(), unless the client is freed first. */
 int meraki_blink(struct meraki_client *c, const struct meraki_blink_request *req, meraki_done_fn done, void *ud);
-int meraki_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id,
-		     meraki_done_fn done, void *ud);
+int meraki_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id, meraki_done_fn done,
+		     void *ud);
 size_t meraki_in_flight(const struct meraki_client *c);
 
 void meraki_on_fd(struct meraki_client *c, int fd, uint32_t revents);

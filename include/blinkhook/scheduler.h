@@ -21,7 +21,7 @@ struct pacer_device;
 struct pacer {
 	uint64_t interval;
 	enum interval_scope scope;
-	uint64_t global_next; /* no submission before this */
+	uint64_t global_next;  /* no submission before this */
 	uint64_t paused_until; /* after a 429: nothing before this */
 	struct pacer_device **buckets;
 	size_t n_buckets, n_devices;

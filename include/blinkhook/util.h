@@ -26,11 +26,11 @@
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
-#define SWAP(a, b)                                                             \
-	do {                                                                   \
-		__typeof__(a) _t_ = (a);                                       \
-		(a) = (b);                                                     \
-		(b) = _t_;                                                     \
+#define SWAP(a, b)                       \
+	do {                             \
+		__typeof__(a) _t_ = (a); \
+		(a) = (b);               \
+		(b) = _t_;               \
 	} while (0)
 
 /* Ownership helpers in the systemd manner: a variable declared with _cleanup_
@@ -39,7 +39,10 @@
 #define _unused_ __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 
-static inline void freep(void *p) { free(*(void **)p); }
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
 static inline void closep(int *fd)
 {
 	if (*fd >= 0)
@@ -47,22 +50,25 @@ static inline void closep(int *fd)
 }
 #define _cleanup_free_ _cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
-#define TAKE_PTR(p)                                                            \
-	({                                                                     \
-		__typeof__(p) _p_ = (p);                                       \
-		(p) = NULL;                                                    \
-		_p_;                                                           \
+#define TAKE_PTR(p)                      \
+	({                               \
+		__typeof__(p) _p_ = (p); \
+		(p) = NULL;              \
+		_p_;                     \
 	})
-#define TAKE_FD(fd)                                                            \
-	({                                                                     \
-		int _fd_ = (fd);                                               \
-		(fd) = -1;                                                     \
-		_fd_;                                                          \
+#define TAKE_FD(fd)              \
+	({                       \
+		int _fd_ = (fd); \
+		(fd) = -1;       \
+		_fd_;            \
 	})
 
 /* -errno for a call that failed, never 0: a caller's "r < 0" must hold even
  * if a library forgot to set errno. */
-static inline int negative_errno(void) { return errno > 0 ? -errno : -EIO; }
+static inline int negative_errno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
 
 /* Copies the string src into dst of size bytes, always terminated; -E2BIG
  * (dst holding what fitted) when src is longer.  STR_COPY for arrays. */
@@ -76,7 +82,10 @@ bool str_has_control(const char *s);
 #define FNV1A64_OFFSET UINT64_C(14695981039346656037)
 #define FNV1A64_PRIME UINT64_C(1099511628211)
 uint64_t fnv1a64_add(uint64_t h, const void *data, size_t len);
-static inline uint64_t fnv1a64(const void *data, size_t len) { return fnv1a64_add(FNV1A64_OFFSET, data, len); }
+static inline uint64_t fnv1a64(const void *data, size_t len)
+{
+	return fnv1a64_add(FNV1A64_OFFSET, data, len);
+}
 uint64_t fnv1a64_str(const char *s);
 
 /* "10s", "5min", "1.5h", "30d", "250ms", "2min 30s"; a bare number is seconds.
@@ -162,7 +171,10 @@ const char *text_escape(char *dst, size_t size, const char *src);
  * (NULL is fine).  NULL when out of memory. */
 void *secret_alloc(size_t len);
 void secret_free(void *p);
-static inline void secret_freep(void *p) { secret_free(*(void **)p); }
+static inline void secret_freep(void *p)
+{
+	secret_free(*(void **)p);
+}
 /* Wipes len bytes of memory, a write the compiler may not skip: the one
  * wipe, which secret_free() does too. */
 void secret_wipe(void *p, size_t len);
@@ -175,8 +187,7 @@ int random_bytes(void *buf, size_t len);
 int write_all(int fd, const void *buf, size_t len);
 /* Reads a whole file of at most max bytes into a NUL-terminated buffer;
  * -EFBIG when it is larger. */
-int read_file_capped(int dirfd, const char *path, size_t max, char **ret_buf,
-		     size_t *ret_len);
+int read_file_capped(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len);
 /* fsync(2) of a directory, so that a rename or unlink in it is durable. */
 int fsync_dir(const char *path);
 int fsync_dirfd(int dirfd);
@@ -184,8 +195,7 @@ int fsync_dirfd(int dirfd);
 int mkdir_p(const char *path, unsigned mode);
 /* Writes data to dir/name atomically: a temporary file, fsync, rename,
  * fsync of the directory. */
-int write_file_atomic(const char *dir, const char *name, const void *data,
-		      size_t len, unsigned mode);
+int write_file_atomic(const char *dir, const char *name, const void *data, size_t len, unsigned mode);
 
 /* Path joining into a new string; NULL when out of memory. */
 char *path_join(const char *a, const char *b);
@@ -196,7 +206,10 @@ struct strbuf {
 	size_t len;
 	size_t alloc;
 };
-#define STRBUF_INIT {NULL, 0, 0}
+#define STRBUF_INIT        \
+	{                  \
+		NULL, 0, 0 \
+	}
 int strbuf_grow(struct strbuf *sb, size_t extra);
 int strbuf_add(struct strbuf *sb, const void *data, size_t len);
 int strbuf_addstr(struct strbuf *sb, const char *s);

@@ -54,8 +54,7 @@ static unsigned long long n_ok, n_unauthorized, n_other;
 
 static struct MHD_Response *canned(const char *body)
 {
-	struct MHD_Response *r =
-		MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
 
 	if (!r) {
 		fprintf(stderr, "baseline: cannot create a response\n");
@@ -110,8 +109,7 @@ static unsigned evaluate(const struct request *r)
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-			       const char *version, const char *upload_data, size_t *upload_data_size,
-			       void **con_cls)
+			       const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	struct request *r = *con_cls;
 	unsigned status;
@@ -159,7 +157,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		return answer(conn, r, 413, resp_other);
 	status = evaluate(r);
 	return answer(conn, r, status,
-		      status == 200 ? resp_ok : status == 401 ? resp_unauthorized : status == 400 ? resp_bad : resp_other);
+		      status == 200   ? resp_ok
+		      : status == 401 ? resp_unauthorized
+		      : status == 400 ? resp_bad
+				      : resp_other);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)

@@ -51,12 +51,9 @@
 enum { ID_QUEUED, ID_SUBMITTED, ID_COMPLETE, ID_UNKNOWN, ID_INVALID, ID_RECEIVER, N_IDS };
 
 static const char *const ids[N_IDS] = {
-	[ID_QUEUED] = "01a21cbc4f622b9f51fc06ea",
-	[ID_SUBMITTED] = "01a21cbc4f622b9f51fc06eb",
-	[ID_COMPLETE] = "01a21cbc4f622b9f51fc06ec",
-	[ID_UNKNOWN] = "01a21cbc4f622b9f51fc06ed",
-	[ID_INVALID] = "01a21cbc4f622b9f51fc06ea/../x",
-	[ID_RECEIVER] = "",
+	[ID_QUEUED] = "01a21cbc4f622b9f51fc06ea",       [ID_SUBMITTED] = "01a21cbc4f622b9f51fc06eb",
+	[ID_COMPLETE] = "01a21cbc4f622b9f51fc06ec",     [ID_UNKNOWN] = "01a21cbc4f622b9f51fc06ed",
+	[ID_INVALID] = "01a21cbc4f622b9f51fc06ea/../x", [ID_RECEIVER] = "",
 };
 
 static struct secret_key *key;
@@ -83,16 +80,33 @@ static void table_setup(struct job_table *t)
 
 	FUZZ_CHECK(job_table_init(t) == 0, "out of memory");
 	for (unsigned i = ID_QUEUED; i <= ID_COMPLETE; i++)
-		apply(t, &(struct job_event){.ts = ts, .id = ids[i], .kind = JOB_EV_QUEUED, .serial = SERIAL,
-					     .duration = 7, .source = "queue", .nonce = nonces[i]});
-	apply(t, &(struct job_event){.ts = ts + USEC_PER_SEC, .id = ids[ID_SUBMITTED], .kind = JOB_EV_SUBMITTED,
-				     .leds_blink_id = "573083052582915028", .meraki_status = "new", .attempts = 1,
+		apply(t, &(struct job_event){.ts = ts,
+					     .id = ids[i],
+					     .kind = JOB_EV_QUEUED,
+					     .serial = SERIAL,
+					     .duration = 7,
+					     .source = "queue",
+					     .nonce = nonces[i]});
+	apply(t, &(struct job_event){.ts = ts + USEC_PER_SEC,
+				     .id = ids[ID_SUBMITTED],
+				     .kind = JOB_EV_SUBMITTED,
+				     .leds_blink_id = "573083052582915028",
+				     .meraki_status = "new",
+				     .attempts = 1,
 				     .source = "api"});
-	apply(t, &(struct job_event){.ts = ts + USEC_PER_SEC, .id = ids[ID_COMPLETE], .kind = JOB_EV_SUBMITTED,
-				     .leds_blink_id = "573083052582915029", .meraki_status = "new", .attempts = 1,
+	apply(t, &(struct job_event){.ts = ts + USEC_PER_SEC,
+				     .id = ids[ID_COMPLETE],
+				     .kind = JOB_EV_SUBMITTED,
+				     .leds_blink_id = "573083052582915029",
+				     .meraki_status = "new",
+				     .attempts = 1,
 				     .source = "api"});
-	apply(t, &(struct job_event){.ts = ts + 2 * USEC_PER_SEC, .id = ids[ID_COMPLETE], .kind = JOB_EV_FINAL,
-				     .state = JOB_COMPLETE, .meraki_status = "complete", .source = "callback"});
+	apply(t, &(struct job_event){.ts = ts + 2 * USEC_PER_SEC,
+				     .id = ids[ID_COMPLETE],
+				     .kind = JOB_EV_FINAL,
+				     .state = JOB_COMPLETE,
+				     .meraki_status = "complete",
+				     .source = "callback"});
 }
 
 /* body with every SECRET_TOKEN replaced by secret. */
@@ -182,15 +196,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(v.http_status == 200 || v.http_status == 400 || v.http_status == 401 || v.http_status == 404,
 		   "status %u", v.http_status);
 	FUZZ_CHECK(v.reason, "no reason for %u", v.http_status);
-	FUZZ_CHECK(!strstr(v.reason, job_secret) && !strstr(v.reason, STATIC_SECRET), "the reason \"%s\" holds a secret",
-		   v.reason);
+	FUZZ_CHECK(!strstr(v.reason, job_secret) && !strstr(v.reason, STATIC_SECRET),
+		   "the reason \"%s\" holds a secret", v.reason);
 
 	/* Whether the input held the secret anywhere; if not, the only answers
 	 * are the two given before the secret is checked. */
 	presented = (header_value && strstr(header_value, expected)) ||
 		    (body.buf && memmem(body.buf, body.len, expected, strlen(expected)));
 	if (!presented)
-		FUZZ_CHECK(v.http_status == 401 || (v.http_status == 400 && strcmp(v.reason, "body is not a JSON object") == 0),
+		FUZZ_CHECK(v.http_status == 401 ||
+				   (v.http_status == 400 && strcmp(v.reason, "body is not a JSON object") == 0),
 			   "%u \"%s\" without the secret", v.http_status, v.reason);
 	if (which == ID_INVALID || (which == ID_RECEIVER && !static_mode))
 		FUZZ_CHECK(v.http_status == 400 || v.http_status == 401, "%u for an invalid job id", v.http_status);
@@ -199,11 +214,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (v.http_status != 200)
 		FUZZ_CHECK(!v.record, "a %u with an event to record", v.http_status);
 	if (v.http_status == 200)
-		FUZZ_CHECK(v.shape == CALLBACK_SHAPE_CALLBACK || v.shape == CALLBACK_SHAPE_ALERT, "200 for a body of shape %s",
-			   callback_shape_to_string(v.shape));
+		FUZZ_CHECK(v.shape == CALLBACK_SHAPE_CALLBACK || v.shape == CALLBACK_SHAPE_ALERT,
+			   "200 for a body of shape %s", callback_shape_to_string(v.shape));
 	if (v.http_status == 200 || v.http_status == 404)
-		FUZZ_CHECK(!(v.secret_sources & CALLBACK_SECRET_HEADER) == !header_value,
-			   "the header reported as %s", callback_secret_sources_to_string(v.secret_sources));
+		FUZZ_CHECK(!(v.secret_sources & CALLBACK_SECRET_HEADER) == !header_value, "the header reported as %s",
+			   callback_secret_sources_to_string(v.secret_sources));
 	if (v.unverified) {
 		FUZZ_CHECK(v.http_status == 401, "a %u names a job for a prompted poll", v.http_status);
 		FUZZ_CHECK(v.unverified == job_table_find(&jobs, ids[ID_SUBMITTED]),
@@ -230,7 +245,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r = job_table_apply(&jobs, &v.event, &j);
 		FUZZ_CHECK(r == 0, "job_table_apply: %d", r);
 		FUZZ_CHECK(!v.event.error || fuzz_utf8_valid(v.event.error), "error is not UTF-8");
-		FUZZ_CHECK(!v.event.error || strlen(v.event.error) <= JOB_TEXT_MAX, "error longer than %d", JOB_TEXT_MAX);
+		FUZZ_CHECK(!v.event.error || strlen(v.event.error) <= JOB_TEXT_MAX, "error longer than %d",
+			   JOB_TEXT_MAX);
 		fuzz_check_log_line(&v.event);
 		/* A second delivery of the same callback changes nothing. */
 		FUZZ_CHECK(job_table_check(&jobs, &v.event) == 1, "the same callback again would change the job");

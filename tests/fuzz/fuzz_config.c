@@ -99,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	plen = strlen(path);
 	FUZZ_CHECK(memchr(err, 0, sizeof(err)), "the message is not terminated");
 	if (r < 0) {
-		FUZZ_CHECK(strncmp(err, path, plen) == 0 && err[plen] == ':', "the message \"%s\" does not start with the path",
-			   err);
+		FUZZ_CHECK(strncmp(err, path, plen) == 0 && err[plen] == ':',
+			   "the message \"%s\" does not start with the path", err);
 		FUZZ_CHECK(err[plen + 1] != 0, "the message \"%s\" says nothing", err);
 	} else {
 		FUZZ_CHECK(r == 0, "config_load returned %d", r);

@@ -54,7 +54,8 @@ static void check_line(const char *line, size_t len)
 		   r_json);
 	r_flat = job_event_parse_flat(line, len, &flat, &flat_store);
 	if (r_flat != -EOPNOTSUPP) {
-		FUZZ_CHECK(r_flat == r_json, "job_event_parse_flat returned %d, job_event_parse_json %d", r_flat, r_json);
+		FUZZ_CHECK(r_flat == r_json, "job_event_parse_flat returned %d, job_event_parse_json %d", r_flat,
+			   r_json);
 		FUZZ_CHECK(flat_store.root == NULL, "the fast reader made a json-c tree");
 		if (r_flat == 0)
 			check_identical_events(&flat, &json);
@@ -111,7 +112,8 @@ static void check_blink_index(const struct job_table *t)
 		FUZZ_CHECK(found && found->leds_blink_id && strcmp(found->leds_blink_id, j->leds_blink_id) == 0,
 			   "ledsBlinkId \"%s\" of job %s is not in the index", j->leds_blink_id, j->id);
 		for (other = t->first; other && !shared; other = other->next)
-			shared = other != j && other->leds_blink_id && strcmp(other->leds_blink_id, j->leds_blink_id) == 0;
+			shared = other != j && other->leds_blink_id &&
+				 strcmp(other->leds_blink_id, j->leds_blink_id) == 0;
 		FUZZ_CHECK(found == j || shared, "ledsBlinkId \"%s\" finds job %s, not %s", j->leds_blink_id, found->id,
 			   j->id);
 	}
@@ -139,13 +141,16 @@ static void check_same_jobs(const struct job_table *a, const struct job_table *b
 			   b->n_by_state[s]);
 	for (; x && y; x = x->next, y = y->next) {
 		FUZZ_CHECK(strcmp(x->id, y->id) == 0, "job %s, then %s", x->id, y->id);
-		FUZZ_CHECK(strcmp(x->serial, y->serial) == 0, "job %s: serial %s, then %s", x->id, x->serial, y->serial);
+		FUZZ_CHECK(strcmp(x->serial, y->serial) == 0, "job %s: serial %s, then %s", x->id, x->serial,
+			   y->serial);
 		FUZZ_CHECK(x->duration == y->duration, "job %s: duration %u, then %u", x->id, x->duration, y->duration);
 		FUZZ_CHECK(x->state == y->state, "job %s: state %d, then %d", x->id, (int)x->state, (int)y->state);
-		FUZZ_CHECK(fuzz_str_equal(x->leds_blink_id, y->leds_blink_id), "job %s: leds_blink_id \"%s\", then \"%s\"",
-			   x->id, fuzz_str(x->leds_blink_id), fuzz_str(y->leds_blink_id));
-		FUZZ_CHECK(fuzz_str_equal(x->meraki_status, y->meraki_status), "job %s: meraki_status \"%s\", then \"%s\"",
-			   x->id, fuzz_str(x->meraki_status), fuzz_str(y->meraki_status));
+		FUZZ_CHECK(fuzz_str_equal(x->leds_blink_id, y->leds_blink_id),
+			   "job %s: leds_blink_id \"%s\", then \"%s\"", x->id, fuzz_str(x->leds_blink_id),
+			   fuzz_str(y->leds_blink_id));
+		FUZZ_CHECK(fuzz_str_equal(x->meraki_status, y->meraki_status),
+			   "job %s: meraki_status \"%s\", then \"%s\"", x->id, fuzz_str(x->meraki_status),
+			   fuzz_str(y->meraki_status));
 		FUZZ_CHECK(fuzz_str_equal(x->error, y->error), "job %s: error \"%s\", then \"%s\"", x->id,
 			   fuzz_str(x->error), fuzz_str(y->error));
 		FUZZ_CHECK(x->attempts == y->attempts, "job %s: attempts %u, then %u", x->id, x->attempts, y->attempts);
@@ -203,8 +208,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(r == 0, "joblog_replay returned %d", r);
 	if (info.torn) {
 		FUZZ_CHECK(info.torn_offset + info.torn_bytes == size, "the torn tail does not reach the end");
-		FUZZ_CHECK(info.torn_offset == 0 || data[info.torn_offset - 1] == '\n',
-			   "cut inside a line at %llu", (unsigned long long)info.torn_offset);
+		FUZZ_CHECK(info.torn_offset == 0 || data[info.torn_offset - 1] == '\n', "cut inside a line at %llu",
+			   (unsigned long long)info.torn_offset);
 		FUZZ_CHECK(file_size(path) == info.torn_offset, "the file was not cut at the torn tail");
 	} else
 		FUZZ_CHECK(file_size(path) == size, "replay changed a log without a torn tail");

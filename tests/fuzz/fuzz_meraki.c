@@ -48,8 +48,8 @@ static void check_result(enum meraki_call_kind kind, long status, const struct m
 	else
 		FUZZ_CHECK(res->outcome == MERAKI_FAIL, "%s: %ld gives outcome %d", k, status, (int)res->outcome);
 
-	FUZZ_CHECK(res->auth_error == (status == 401 || status == 403), "%s: auth_error %d for %ld", k,
-		   res->auth_error, status);
+	FUZZ_CHECK(res->auth_error == (status == 401 || status == 403), "%s: auth_error %d for %ld", k, res->auth_error,
+		   status);
 	FUZZ_CHECK(res->outcome == MERAKI_RATE_LIMITED || res->retry_after_usec == UINT64_MAX,
 		   "%s: a wait without a 429", k);
 	FUZZ_CHECK(res->retry_after_usec == UINT64_MAX || res->retry_after_usec <= MERAKI_RETRY_AFTER_MAX,
@@ -170,8 +170,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char o[MERAKI_ORIGIN_MAX], o2[MERAKI_ORIGIN_MAX];
 		if (meraki_origin(whole, o, sizeof(o)) == 0) {
 			const char *c = strstr(o, "://");
-			FUZZ_CHECK(strncmp(o, "https://", 8) == 0 || strncmp(o, "http://", 7) == 0,
-				   "origin \"%s\"", fuzz_str(o));
+			FUZZ_CHECK(strncmp(o, "https://", 8) == 0 || strncmp(o, "http://", 7) == 0, "origin \"%s\"",
+				   fuzz_str(o));
 			FUZZ_CHECK(c && strrchr(o, ':') > c + 2, "origin \"%s\" without a port", fuzz_str(o));
 			for (const char *q = o; *q; q++)
 				FUZZ_CHECK(!(*q >= 'A' && *q <= 'Z'), "origin \"%s\" not in lower case", fuzz_str(o));

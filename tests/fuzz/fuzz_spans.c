@@ -48,8 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* A bare number is that many bytes, and that many seconds. */
 		FUZZ_CHECK(r_size == 0 && bytes == n, "size of \"%s\": %d, %" PRIu64, s, r_size, bytes);
 		if (n <= UINT64_MAX / USEC_PER_SEC)
-			FUZZ_CHECK(r_span == 0 && span == n * USEC_PER_SEC, "timespan of \"%s\": %d, %" PRIu64, s, r_span,
-				   span);
+			FUZZ_CHECK(r_span == 0 && span == n * USEC_PER_SEC, "timespan of \"%s\": %d, %" PRIu64, s,
+				   r_span, span);
 		else
 			FUZZ_CHECK(r_span == -ERANGE, "timespan of \"%s\": %d past the range", s, r_span);
 	}
@@ -63,8 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		format_rfc3339(stamp, t);
 		r = parse_rfc3339(stamp, &back);
-		FUZZ_CHECK(r == 0 && back == t - t % USEC_PER_SEC, "time %" PRIu64 " -> \"%s\" -> %d, %" PRIu64, t, stamp,
-			   r, back);
+		FUZZ_CHECK(r == 0 && back == t - t % USEC_PER_SEC, "time %" PRIu64 " -> \"%s\" -> %d, %" PRIu64, t,
+			   stamp, r, back);
 	}
 
 	free(s);

@@ -49,22 +49,45 @@ static int setup(void **state)
 	if (job_table_init(&f->jobs) < 0 || secret_key_from_bytes(kb, sizeof(kb), &f->key) < 0)
 		return -1;
 
-	apply(&f->jobs, &(struct job_event){.ts = ts, .id = ID_QUEUED, .kind = JOB_EV_QUEUED,
-					    .serial = SERIAL, .duration = 20, .source = "queue"});
+	apply(&f->jobs, &(struct job_event){.ts = ts,
+					    .id = ID_QUEUED,
+					    .kind = JOB_EV_QUEUED,
+					    .serial = SERIAL,
+					    .duration = 20,
+					    .source = "queue"});
 
-	apply(&f->jobs, &(struct job_event){.ts = ts, .id = ID_SUBMITTED, .kind = JOB_EV_QUEUED,
-					    .serial = SERIAL, .duration = 20, .source = "queue"});
-	apply(&f->jobs, &(struct job_event){.ts = ts + 1, .id = ID_SUBMITTED, .kind = JOB_EV_SUBMITTED,
-					    .leds_blink_id = "42", .meraki_status = "new", .attempts = 1,
+	apply(&f->jobs, &(struct job_event){.ts = ts,
+					    .id = ID_SUBMITTED,
+					    .kind = JOB_EV_QUEUED,
+					    .serial = SERIAL,
+					    .duration = 20,
+					    .source = "queue"});
+	apply(&f->jobs, &(struct job_event){.ts = ts + 1,
+					    .id = ID_SUBMITTED,
+					    .kind = JOB_EV_SUBMITTED,
+					    .leds_blink_id = "42",
+					    .meraki_status = "new",
+					    .attempts = 1,
 					    .source = "api"});
 
-	apply(&f->jobs, &(struct job_event){.ts = ts, .id = ID_COMPLETE, .kind = JOB_EV_QUEUED,
-					    .serial = SERIAL, .duration = 20, .source = "queue"});
-	apply(&f->jobs, &(struct job_event){.ts = ts + 1, .id = ID_COMPLETE, .kind = JOB_EV_SUBMITTED,
-					    .leds_blink_id = "43", .meraki_status = "new", .attempts = 1,
+	apply(&f->jobs, &(struct job_event){.ts = ts,
+					    .id = ID_COMPLETE,
+					    .kind = JOB_EV_QUEUED,
+					    .serial = SERIAL,
+					    .duration = 20,
+					    .source = "queue"});
+	apply(&f->jobs, &(struct job_event){.ts = ts + 1,
+					    .id = ID_COMPLETE,
+					    .kind = JOB_EV_SUBMITTED,
+					    .leds_blink_id = "43",
+					    .meraki_status = "new",
+					    .attempts = 1,
 					    .source = "api"});
-	apply(&f->jobs, &(struct job_event){.ts = ts + 2, .id = ID_COMPLETE, .kind = JOB_EV_FINAL,
-					    .state = JOB_COMPLETE, .meraki_status = "complete",
+	apply(&f->jobs, &(struct job_event){.ts = ts + 2,
+					    .id = ID_COMPLETE,
+					    .kind = JOB_EV_FINAL,
+					    .state = JOB_COMPLETE,
+					    .meraki_status = "complete",
 					    .source = "callback"});
 
 	assert_int_equal(job_table_find(&f->jobs, ID_QUEUED)->state, JOB_QUEUED);
@@ -133,9 +156,8 @@ static char *make_body(const struct body *b)
 	if (b->message_raw)
 		assert_int_equal(strbuf_addf(&sb, ",\"message\":%s", b->message_raw), 0);
 	else if (!b->no_message) {
-		assert_int_equal(strbuf_addstr(&sb, ",\"message\":{\"url\":\"/devices/" SERIAL
-						    "/liveTools/leds/blink/42\""),
-				 0);
+		assert_int_equal(
+			strbuf_addstr(&sb, ",\"message\":{\"url\":\"/devices/" SERIAL "/liveTools/leds/blink/42\""), 0);
 		add_member(&sb, "ledsBlinkId", b->lbi, b->lbi_raw);
 		add_member(&sb, "status", b->status, b->status_raw);
 		assert_int_equal(strbuf_addstr(&sb, ",\"request\":{\"serial\":\"" SERIAL "\",\"duration\":20}"), 0);
@@ -173,8 +195,7 @@ static void eval_len(struct fixture *f, const char *id, const char *body, size_t
 	}
 }
 
-static void eval(struct fixture *f, const char *id, const char *body, const char *header,
-		 struct callback_verdict *v)
+static void eval(struct fixture *f, const char *id, const char *body, const char *header, struct callback_verdict *v)
 {
 	eval_len(f, id, body, strlen(body), header, v);
 }
@@ -228,8 +249,8 @@ static struct job *record(struct fixture *f, struct callback_verdict *v)
 static void test_complete_records_final(void **state)
 {
 	struct fixture *f = *state;
-	_cleanup_free_ char *body =
-		make_body(&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "complete", .error_raw = "null"});
+	_cleanup_free_ char *body = make_body(
+		&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "complete", .error_raw = "null"});
 	struct callback_verdict v;
 	struct job *j;
 
@@ -258,8 +279,7 @@ static void test_complete_records_final(void **state)
 static void test_complete_for_queued_job(void **state)
 {
 	struct fixture *f = *state;
-	_cleanup_free_ char *body =
-		make_body(&(struct body){.secret = f->s_queued, .lbi = "77", .status = "complete"});
+	_cleanup_free_ char *body = make_body(&(struct body){.secret = f->s_queued, .lbi = "77", .status = "complete"});
 	struct callback_verdict v;
 	struct job *j;
 
@@ -365,14 +385,13 @@ static void test_progress_status(void **state)
 
 	/* An older one, late: likewise. */
 	assert_int_equal(verdict_of(f, ID_SUBMITTED,
-				    &(struct body){.secret = f->s_submitted, .lbi = "42", .status = "scheduled"},
-				    NULL, &rec),
+				    &(struct body){.secret = f->s_submitted, .lbi = "42", .status = "scheduled"}, NULL,
+				    &rec),
 			 200);
 	assert_false(rec);
 	/* The status the job was submitted with ("new"). */
 	assert_int_equal(verdict_of(f, ID_SUBMITTED,
-				    &(struct body){.secret = f->s_submitted, .lbi = "42", .status = "new"}, NULL,
-				    &rec),
+				    &(struct body){.secret = f->s_submitted, .lbi = "42", .status = "new"}, NULL, &rec),
 			 200);
 	assert_false(rec);
 }
@@ -425,8 +444,10 @@ static void test_final_job_never_changes(void **state)
 			bool rec = true;
 
 			assert_int_equal(verdict_of(f, ID_COMPLETE,
-						    &(struct body){.secret = f->s_complete, .lbi = lbis[k],
-								   .status = statuses[i], .error = "late"},
+						    &(struct body){.secret = f->s_complete,
+								   .lbi = lbis[k],
+								   .status = statuses[i],
+								   .error = "late"},
 						    NULL, &rec),
 					 200);
 			assert_false(rec);
@@ -552,8 +573,8 @@ static void test_error_not_a_string_ignored(void **state)
 	static const char *const errors[] = {"42", "{\"code\":1}", "[\"x\"]", "true"};
 
 	for (size_t i = 0; i < ELEMENTSOF(errors); i++) {
-		_cleanup_free_ char *body = make_body(
-			&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "failed", .error_raw = errors[i]});
+		_cleanup_free_ char *body = make_body(&(struct body){
+			.secret = f->s_submitted, .lbi = "42", .status = "failed", .error_raw = errors[i]});
 		struct callback_verdict v;
 
 		eval(f, ID_SUBMITTED, body, NULL, &v);
@@ -579,20 +600,20 @@ static void test_secret_missing_or_wrong(void **state)
 	snprintf(with_nul, sizeof(with_nul), "\"%s\\u0000\"", f->s_submitted);
 
 	const struct body bad[] = {
-		{.lbi = "42", .status = "complete"},                                   /* missing */
-		{.secret = changed, .lbi = "42", .status = "complete"},                /* one character */
-		{.secret = longer, .lbi = "42", .status = "complete"},                 /* longer */
-		{.secret = prefix, .lbi = "42", .status = "complete"},                 /* a prefix */
-		{.secret = "", .lbi = "42", .status = "complete"},                     /* empty */
-		{.secret_raw = "12345", .lbi = "42", .status = "complete"},            /* a number */
+		{.lbi = "42", .status = "complete"},                                    /* missing */
+		{.secret = changed, .lbi = "42", .status = "complete"},                 /* one character */
+		{.secret = longer, .lbi = "42", .status = "complete"},                  /* longer */
+		{.secret = prefix, .lbi = "42", .status = "complete"},                  /* a prefix */
+		{.secret = "", .lbi = "42", .status = "complete"},                      /* empty */
+		{.secret_raw = "12345", .lbi = "42", .status = "complete"},             /* a number */
 		{.secret_raw = "{\"value\":\"x\"}", .lbi = "42", .status = "complete"}, /* an object */
-		{.secret_raw = "null", .lbi = "42", .status = "complete"},             /* null */
-		{.secret_raw = "true", .lbi = "42", .status = "complete"},             /* a bool */
-		{.secret_raw = "[]", .lbi = "42", .status = "complete"},               /* an array */
-		{.secret_raw = with_nul, .lbi = "42", .status = "complete"},           /* NUL appended */
-		{.secret = f->s_queued, .lbi = "42", .status = "complete"},            /* another job's */
-		{.secret = f->s_complete, .lbi = "42", .status = "complete"},          /* another job's */
-		{.secret = STATIC_SECRET, .lbi = "42", .status = "complete"},          /* not configured */
+		{.secret_raw = "null", .lbi = "42", .status = "complete"},              /* null */
+		{.secret_raw = "true", .lbi = "42", .status = "complete"},              /* a bool */
+		{.secret_raw = "[]", .lbi = "42", .status = "complete"},                /* an array */
+		{.secret_raw = with_nul, .lbi = "42", .status = "complete"},            /* NUL appended */
+		{.secret = f->s_queued, .lbi = "42", .status = "complete"},             /* another job's */
+		{.secret = f->s_complete, .lbi = "42", .status = "complete"},           /* another job's */
+		{.secret = STATIC_SECRET, .lbi = "42", .status = "complete"},           /* not configured */
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++)
@@ -601,8 +622,8 @@ static void test_secret_missing_or_wrong(void **state)
 	/* The secret under another name, or inside message, counts for nothing. */
 	char extra[128];
 	snprintf(extra, sizeof(extra), "\"shared_secret\":\"%s\",\"secret\":\"%s\"", f->s_submitted, f->s_submitted);
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.lbi = "42", .status = "complete", .extra_top = extra}),
-			 401);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED, &(struct body){.lbi = "42", .status = "complete", .extra_top = extra}), 401);
 	snprintf(extra, sizeof(extra), "\"sharedSecret\":\"%s\"", f->s_submitted);
 	assert_int_equal(
 		status_of(f, ID_SUBMITTED, &(struct body){.lbi = "42", .status = "complete", .extra_message = extra}),
@@ -678,9 +699,9 @@ static void test_secret_checked_before_lookup(void **state)
 
 	/* Without the right secret nobody learns whether a job exists. */
 	assert_int_equal(status_of(f, ID_UNKNOWN, &(struct body){.lbi = "42", .status = "complete"}), 401);
-	assert_int_equal(status_of(f, ID_UNKNOWN, &(struct body){.secret = f->s_submitted, .lbi = "42",
-								   .status = "complete"}),
-			 401);
+	assert_int_equal(
+		status_of(f, ID_UNKNOWN, &(struct body){.secret = f->s_submitted, .lbi = "42", .status = "complete"}),
+		401);
 	assert_int_equal(status_of(f, ID_UNKNOWN, &(struct body){.secret = "wrong", .status = "complete"}), 401);
 	/* ...and not by a malformed message either. */
 	assert_int_equal(status_of(f, ID_UNKNOWN, &(struct body){.secret = "wrong", .no_message = true}), 401);
@@ -696,17 +717,26 @@ static void test_secret_binds_nonce(void **state)
 	static const char nonce[] = "00112233445566778899aabbccddeeff";
 	char right[SECRET_MAX], id_only[SECRET_MAX], other[SECRET_MAX], bearer[SECRET_MAX + 16];
 
-	apply(&f->jobs, &(struct job_event){.ts = NOW, .id = "job-nonce", .kind = JOB_EV_QUEUED, .serial = SERIAL,
-					    .duration = 20, .source = "queue", .nonce = nonce});
-	apply(&f->jobs, &(struct job_event){.ts = NOW, .id = "job-nonce", .kind = JOB_EV_SUBMITTED,
-					    .leds_blink_id = "44", .meraki_status = "new", .attempts = 1,
+	apply(&f->jobs, &(struct job_event){.ts = NOW,
+					    .id = "job-nonce",
+					    .kind = JOB_EV_QUEUED,
+					    .serial = SERIAL,
+					    .duration = 20,
+					    .source = "queue",
+					    .nonce = nonce});
+	apply(&f->jobs, &(struct job_event){.ts = NOW,
+					    .id = "job-nonce",
+					    .kind = JOB_EV_SUBMITTED,
+					    .leds_blink_id = "44",
+					    .meraki_status = "new",
+					    .attempts = 1,
 					    .source = "api"});
 	secret_for_job(f->key, "job-nonce", nonce, right);
 	secret_for_job(f->key, "job-nonce", NULL, id_only);
 	secret_for_job(f->key, "job-nonce", "ffeeddccbbaa99887766554433221100", other);
 
-	assert_int_equal(status_of(f, "job-nonce", &(struct body){.secret = id_only, .lbi = "44", .status = "complete"}),
-			 401);
+	assert_int_equal(
+		status_of(f, "job-nonce", &(struct body){.secret = id_only, .lbi = "44", .status = "complete"}), 401);
 	assert_int_equal(status_of(f, "job-nonce", &(struct body){.secret = other, .lbi = "44", .status = "complete"}),
 			 401);
 	snprintf(bearer, sizeof(bearer), "Bearer %s", id_only);
@@ -727,9 +757,9 @@ static void test_unknown_job(void **state)
 	struct fixture *f = *state;
 	char bearer[SECRET_MAX + 16];
 
-	assert_int_equal(status_of(f, ID_UNKNOWN, &(struct body){.secret = f->s_unknown, .lbi = "42",
-								   .status = "complete"}),
-			 404);
+	assert_int_equal(
+		status_of(f, ID_UNKNOWN, &(struct body){.secret = f->s_unknown, .lbi = "42", .status = "complete"}),
+		404);
 	snprintf(bearer, sizeof(bearer), "Bearer %s", f->s_unknown);
 	assert_int_equal(verdict_of(f, ID_UNKNOWN, &(struct body){.lbi = "42", .status = "complete"}, bearer, NULL),
 			 404);
@@ -742,8 +772,22 @@ static void test_not_a_json_object(void **state)
 {
 	struct fixture *f = *state;
 	static const char *const bodies[] = {
-		"", " ", "not json", "{", "{\"sharedSecret\":", "[]", "[{\"message\":{}}]", "\"a string\"", "42",
-		"-1.5", "true", "null", "{} {}", "{}x", "{\"a\":1,}", "<html><body>hi</body></html>",
+		"",
+		" ",
+		"not json",
+		"{",
+		"{\"sharedSecret\":",
+		"[]",
+		"[{\"message\":{}}]",
+		"\"a string\"",
+		"42",
+		"-1.5",
+		"true",
+		"null",
+		"{} {}",
+		"{}x",
+		"{\"a\":1,}",
+		"<html><body>hi</body></html>",
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(bodies); i++)
@@ -769,8 +813,9 @@ static void test_message_missing_or_not_object(void **state)
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .no_message = true}), 400);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .message_raw = "null"}), 400);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .message_raw = "\"complete\""}), 400);
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .message_raw = "[{\"status\":\"complete\"}]"}),
-			 400);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .message_raw = "[{\"status\":\"complete\"}]"}),
+		400);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .message_raw = "7"}), 400);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .message_raw = "{}"}), 400);
 }
@@ -778,21 +823,23 @@ static void test_message_missing_or_not_object(void **state)
 static void test_status_missing_unknown_or_not_string(void **state)
 {
 	struct fixture *f = *state;
-	static const char *const unknown[] = {"completed", "Complete", "COMPLETE", "done", "", " running",
-					      "running ", "expired", "queued", "submitted"};
+	static const char *const unknown[] = {"completed", "Complete", "COMPLETE", "done",   "",
+					      " running",  "running ", "expired",  "queued", "submitted"};
 	static const char *const raw[] = {"1", "null", "true", "{\"value\":\"complete\"}", "[\"complete\"]"};
 	const char *s = f->s_submitted;
 
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "42"}), 400);
 	for (size_t i = 0; i < ELEMENTSOF(unknown); i++)
-		assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "42", .status = unknown[i]}),
-				 400);
+		assert_int_equal(
+			status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "42", .status = unknown[i]}),
+			400);
 	for (size_t i = 0; i < ELEMENTSOF(raw); i++)
-		assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "42", .status_raw = raw[i]}),
-				 400);
+		assert_int_equal(
+			status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "42", .status_raw = raw[i]}),
+			400);
 	/* A status at the top instead of in message is not one. */
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "42",
-								     .extra_top = "\"status\":\"complete\""}),
+	assert_int_equal(status_of(f, ID_SUBMITTED,
+				   &(struct body){.secret = s, .lbi = "42", .extra_top = "\"status\":\"complete\""}),
 			 400);
 	assert_int_equal(job_table_find(&f->jobs, ID_SUBMITTED)->state, JOB_SUBMITTED);
 }
@@ -811,31 +858,30 @@ static void test_ledsblinkid_mismatch_or_bad(void **state)
 			 400);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "420", .status = "running"}),
 			 400);
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "4", .status = "failed"}),
-			 400);
+	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "4", .status = "failed"}), 400);
 	/* As a number: compared as its decimal text, so another one is refused. */
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "43", .status = "complete"}),
 			 400);
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "42.0", .status = "complete"}),
-			 400);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "42.0", .status = "complete"}), 400);
 	/* Not a string or an integer, or empty, or too long. */
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "{\"id\":\"42\"}",
-								     .status = "complete"}),
+	assert_int_equal(status_of(f, ID_SUBMITTED,
+				   &(struct body){.secret = s, .lbi_raw = "{\"id\":\"42\"}", .status = "complete"}),
 			 400);
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "[\"42\"]",
-								     .status = "complete"}),
-			 400);
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "true", .status = "complete"}),
-			 400);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "[\"42\"]", .status = "complete"}),
+		400);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi_raw = "true", .status = "complete"}), 400);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "", .status = "complete"}), 400);
 	assert_int_equal(status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi = "", .status = "running"}),
 			 400);
-	assert_int_equal(status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi = long_id,
-								  .status = "running"}),
-			 400);
-	assert_int_equal(status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi_raw = "7e0",
-								  .status = "running"}),
-			 400);
+	assert_int_equal(
+		status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi = long_id, .status = "running"}),
+		400);
+	assert_int_equal(
+		status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi_raw = "7e0", .status = "running"}),
+		400);
 	assert_int_equal(job_table_find(&f->jobs, ID_SUBMITTED)->state, JOB_SUBMITTED);
 	assert_int_equal(job_table_find(&f->jobs, ID_QUEUED)->state, JOB_QUEUED);
 }
@@ -849,18 +895,28 @@ static void test_ledsblinkid_numeric(void **state)
 	struct callback_verdict v;
 	_cleanup_free_ char *body = NULL;
 
-	apply(&f->jobs, &(struct job_event){.ts = NOW - 1, .id = ID_UNKNOWN, .kind = JOB_EV_QUEUED,
-					    .serial = SERIAL, .duration = 20, .source = "queue"});
-	apply(&f->jobs, &(struct job_event){.ts = NOW, .id = ID_UNKNOWN, .kind = JOB_EV_SUBMITTED,
-					    .leds_blink_id = "98765432109876543210", .attempts = 1, .source = "api"});
+	apply(&f->jobs, &(struct job_event){.ts = NOW - 1,
+					    .id = ID_UNKNOWN,
+					    .kind = JOB_EV_QUEUED,
+					    .serial = SERIAL,
+					    .duration = 20,
+					    .source = "queue"});
+	apply(&f->jobs, &(struct job_event){.ts = NOW,
+					    .id = ID_UNKNOWN,
+					    .kind = JOB_EV_SUBMITTED,
+					    .leds_blink_id = "98765432109876543210",
+					    .attempts = 1,
+					    .source = "api"});
 	static const char *const others[] = {"9223372036854775807", "18446744073709551615", "98765432109876543211",
-					      "-98765432109876543210", "98765432109876543210.0"};
+					     "-98765432109876543210", "98765432109876543210.0"};
 	for (size_t i = 0; i < ELEMENTSOF(others); i++)
-		assert_int_equal(status_of(f, ID_UNKNOWN, &(struct body){.secret = f->s_unknown, .lbi_raw = others[i],
-									   .status = "running"}),
-				 400);
+		assert_int_equal(
+			status_of(f, ID_UNKNOWN,
+				  &(struct body){.secret = f->s_unknown, .lbi_raw = others[i], .status = "running"}),
+			400);
 
-	body = make_body(&(struct body){.secret = f->s_unknown, .lbi_raw = "98765432109876543210", .status = "complete"});
+	body = make_body(
+		&(struct body){.secret = f->s_unknown, .lbi_raw = "98765432109876543210", .status = "complete"});
 	eval(f, ID_UNKNOWN, body, NULL, &v);
 	assert_int_equal(v.http_status, 200);
 	assert_string_equal(v.event.leds_blink_id, "98765432109876543210");
@@ -868,14 +924,16 @@ static void test_ledsblinkid_numeric(void **state)
 	callback_verdict_release(&v);
 
 	/* The small one too, as a number. */
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = f->s_submitted, .lbi_raw = "42",
-								     .status = "running"}),
+	assert_int_equal(status_of(f, ID_SUBMITTED,
+				   &(struct body){.secret = f->s_submitted, .lbi_raw = "42", .status = "running"}),
 			 200);
 
 	/* A Dashboard receiver's callback finds its job by the id's text too. */
 	f->env.static_secret = STATIC_SECRET;
-	assert_int_equal(status_of(f, "", &(struct body){.secret = STATIC_SECRET, .lbi_raw = "9223372036854775807",
-						       .status = "complete"}),
+	assert_int_equal(status_of(f, "",
+				   &(struct body){.secret = STATIC_SECRET,
+						  .lbi_raw = "9223372036854775807",
+						  .status = "complete"}),
 			 404);
 	free(body);
 	body = make_body(&(struct body){.secret = STATIC_SECRET, .lbi_raw = "42", .status = "running"});
@@ -891,8 +949,9 @@ static char *nested_body(struct fixture *f, unsigned depth)
 {
 	struct strbuf sb = STRBUF_INIT;
 
-	assert_int_equal(strbuf_addf(&sb, "{\"sharedSecret\":\"%s\",\"message\":{\"ledsBlinkId\":\"42\","
-					  "\"status\":\"running\"},\"deep\":",
+	assert_int_equal(strbuf_addf(&sb,
+				     "{\"sharedSecret\":\"%s\",\"message\":{\"ledsBlinkId\":\"42\","
+				     "\"status\":\"running\"},\"deep\":",
 				     f->s_submitted),
 			 0);
 	for (unsigned i = 1; i < depth; i++)
@@ -980,13 +1039,16 @@ static void test_invalid_utf8(void **state)
 		assert_int_equal(raw_status_of(f, ID_SUBMITTED, b, strlen(b)), 400);
 	}
 	/* In the error text that would be recorded. */
-	_cleanup_free_ char *b = make_body(
-		&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "failed", .error_raw = "\"bad \xfe text\""});
+	_cleanup_free_ char *b = make_body(&(struct body){
+		.secret = f->s_submitted, .lbi = "42", .status = "failed", .error_raw = "\"bad \xfe text\""});
 	assert_int_equal(raw_status_of(f, ID_SUBMITTED, b, strlen(b)), 400);
 
 	/* Valid multi-byte UTF-8 is fine. */
-	_cleanup_free_ char *ok = make_body(&(struct body){
-		.secret = f->s_submitted, .lbi = "42", .status = "failed", .error = "Ger\xc3\xa4t offline \xe2\x82\xac \xf0\x9f\x92\xa1"});
+	_cleanup_free_ char *ok =
+		make_body(&(struct body){.secret = f->s_submitted,
+					 .lbi = "42",
+					 .status = "failed",
+					 .error = "Ger\xc3\xa4t offline \xe2\x82\xac \xf0\x9f\x92\xa1"});
 	struct callback_verdict v;
 	eval(f, ID_SUBMITTED, ok, NULL, &v);
 	assert_int_equal(v.http_status, 200);
@@ -1011,8 +1073,9 @@ static void test_static_secret(void **state)
 				    &rec),
 			 200);
 	assert_true(rec);
-	assert_int_equal(verdict_of(f, ID_QUEUED, &(struct body){.secret = STATIC_SECRET, .lbi = "42", .status = "running"},
-				    NULL, &rec),
+	assert_int_equal(verdict_of(f, ID_QUEUED,
+				    &(struct body){.secret = STATIC_SECRET, .lbi = "42", .status = "running"}, NULL,
+				    &rec),
 			 200);
 	assert_true(rec);
 	assert_int_equal(verdict_of(f, ID_COMPLETE,
@@ -1023,23 +1086,24 @@ static void test_static_secret(void **state)
 	assert_int_equal(verdict_of(f, ID_SUBMITTED, &(struct body){.lbi = "42", .status = "running"}, bearer, &rec),
 			 200);
 	assert_true(rec);
-	assert_int_equal(verdict_of(f, ID_SUBMITTED, &(struct body){.lbi = "42", .status = "running"},
-				    STATIC_SECRET, &rec),
-			 200);
+	assert_int_equal(
+		verdict_of(f, ID_SUBMITTED, &(struct body){.lbi = "42", .status = "running"}, STATIC_SECRET, &rec),
+		200);
 
 	/* The per-job secrets are not accepted in this mode. */
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = f->s_submitted, .lbi = "42",
-								     .status = "running"}),
-			 401);
-	assert_int_equal(status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi = "42", .status = "running"}),
-			 401);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED, &(struct body){.secret = f->s_submitted, .lbi = "42", .status = "running"}),
+		401);
+	assert_int_equal(
+		status_of(f, ID_QUEUED, &(struct body){.secret = f->s_queued, .lbi = "42", .status = "running"}), 401);
 	/* Nor anything close to the configured one. */
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = STATIC_SECRET "x", .lbi = "42",
-								     .status = "running"}),
+	assert_int_equal(status_of(f, ID_SUBMITTED,
+				   &(struct body){.secret = STATIC_SECRET "x", .lbi = "42", .status = "running"}),
 			 401);
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = "configured-webhook-secret_012",
-								     .lbi = "42", .status = "running"}),
-			 401);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED,
+			  &(struct body){.secret = "configured-webhook-secret_012", .lbi = "42", .status = "running"}),
+		401);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = "", .lbi = "42", .status = "running"}),
 			 401);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.lbi = "42", .status = "running"}), 401);
@@ -1049,9 +1113,9 @@ static void test_static_secret(void **state)
 	assert_int_equal(status_of(f, ID_UNKNOWN, &(struct body){.secret = "wrong", .status = "running"}), 401);
 
 	/* The other checks still apply. */
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = STATIC_SECRET, .lbi = "43",
-								     .status = "running"}),
-			 400);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED, &(struct body){.secret = STATIC_SECRET, .lbi = "43", .status = "running"}),
+		400);
 }
 
 static void test_static_secret_works_without_key(void **state)
@@ -1060,9 +1124,9 @@ static void test_static_secret_works_without_key(void **state)
 
 	f->env.static_secret = STATIC_SECRET;
 	f->env.key = NULL;
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = STATIC_SECRET, .lbi = "42",
-								     .status = "complete"}),
-			 200);
+	assert_int_equal(
+		status_of(f, ID_SUBMITTED, &(struct body){.secret = STATIC_SECRET, .lbi = "42", .status = "complete"}),
+		200);
 	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = "x", .lbi = "42", .status = "complete"}),
 			 401);
 }
@@ -1088,7 +1152,8 @@ static char *make_alert(const char *secret, const char *alert_type, const char *
 	return sb.buf;
 }
 
-#define ALERT_JOB(status) "{\"ledsBlinkId\":\"42\",\"url\":\"/x\",\"status\":\"" status "\",\"request\":{\"serial\":\"" SERIAL "\"}}"
+#define ALERT_JOB(status) \
+	"{\"ledsBlinkId\":\"42\",\"url\":\"/x\",\"status\":\"" status "\",\"request\":{\"serial\":\"" SERIAL "\"}}"
 
 static unsigned alert_verdict(struct fixture *f, const char *id, const char *secret, const char *alert_type,
 			      const char *job_raw, const char *header, struct callback_verdict *v)
@@ -1146,7 +1211,8 @@ static void test_alert_shape(void **state)
 	/* ...and a job's status is checked as in the callback shape. */
 	assert_int_equal(alert_verdict(f, ID_QUEUED, f->s_queued, "API callback", ALERT_JOB("done"), NULL, &v), 400);
 	callback_verdict_release(&v);
-	assert_int_equal(alert_verdict(f, ID_QUEUED, f->s_queued, "API callback", "{\"ledsBlinkId\":7}", NULL, &v), 400);
+	assert_int_equal(alert_verdict(f, ID_QUEUED, f->s_queued, "API callback", "{\"ledsBlinkId\":7}", NULL, &v),
+			 400);
 	callback_verdict_release(&v);
 
 	/* In http_server_id mode the job is found by alertData.ledsBlinkId. */
@@ -1180,9 +1246,12 @@ static void test_other_shape(void **state)
 	callback_verdict_release(&v);
 	assert_int_equal(alert_verdict(f, ID_SUBMITTED, s, "API callback", NULL, NULL, &v), 400);
 	callback_verdict_release(&v);
-	assert_int_equal(status_of(f, ID_SUBMITTED, &(struct body){.secret = s, .lbi = "42", .status = "complete",
-								     .extra_top = "\"alertType\":\"API callback\","
-										  "\"alertData\":" ALERT_JOB("complete")}),
+	assert_int_equal(status_of(f, ID_SUBMITTED,
+				   &(struct body){.secret = s,
+						  .lbi = "42",
+						  .status = "complete",
+						  .extra_top = "\"alertType\":\"API callback\","
+							       "\"alertData\":" ALERT_JOB("complete")}),
 			 400);
 	assert_int_equal(job_table_find(&f->jobs, ID_SUBMITTED)->state, JOB_SUBMITTED);
 
@@ -1221,7 +1290,8 @@ static void test_secret_sources(void **state)
 
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		_cleanup_free_ char *body = make_body(&(struct body){.secret = cases[i].secret,
-								     .secret_raw = cases[i].secret_raw, .lbi = "42",
+								     .secret_raw = cases[i].secret_raw,
+								     .lbi = "42",
 								     .status = "complete"});
 		eval(f, ID_SUBMITTED, body, cases[i].header, &v);
 		assert_int_equal(v.http_status, 401);
@@ -1231,7 +1301,8 @@ static void test_secret_sources(void **state)
 		callback_verdict_release(&v);
 	}
 	/* And when the secret is right, where it was. */
-	_cleanup_free_ char *good = make_body(&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "running"});
+	_cleanup_free_ char *good =
+		make_body(&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "running"});
 	eval(f, ID_SUBMITTED, good, NULL, &v);
 	assert_int_equal(v.http_status, 200);
 	assert_int_equal(v.secret_sources, CALLBACK_SECRET_BODY);
@@ -1272,14 +1343,16 @@ static void test_unverified_job(void **state)
 		callback_verdict_release(&v);
 	}
 	/* Whatever the shape and the secret's place. */
-	assert_int_equal(alert_verdict(f, ID_SUBMITTED, NULL, "API callback", ALERT_JOB("complete"), "Bearer x", &v), 401);
+	assert_int_equal(alert_verdict(f, ID_SUBMITTED, NULL, "API callback", ALERT_JOB("complete"), "Bearer x", &v),
+			 401);
 	assert_ptr_equal(v.unverified, job_table_find(&f->jobs, ID_SUBMITTED));
 	callback_verdict_release(&v);
 	assert_int_equal(alert_verdict(f, ID_SUBMITTED, NULL, "Settings changed", NULL, NULL, &v), 401);
 	assert_ptr_equal(v.unverified, job_table_find(&f->jobs, ID_SUBMITTED));
 	callback_verdict_release(&v);
 	/* Not for anything verified. */
-	_cleanup_free_ char *good = make_body(&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "running"});
+	_cleanup_free_ char *good =
+		make_body(&(struct body){.secret = f->s_submitted, .lbi = "42", .status = "running"});
 	eval(f, ID_SUBMITTED, good, NULL, &v);
 	assert_int_equal(v.http_status, 200);
 	assert_null(v.unverified);

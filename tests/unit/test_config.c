@@ -89,39 +89,38 @@ static void assert_load_error(const char *text, const char *suffix)
 
 static void test_full_file(void **state)
 {
-	static const char text[] =
-		"# blinkhookd.conf: every key set\n"
-		"; a comment of the other kind\n"
-		"[meraki]\n"
-		"base_url = https://api.meraki.ca/api/v1/   # Canada\n"
-		"api_key_file = /etc/blinkhook/api-key ; inline\n"
-		"min_interval = 15s\n"
-		"interval_scope = device\n"
-		"request_timeout = 45s\n"
-		"max_attempts = 12\n"
-		"retry_initial = 500ms\n"
-		"retry_max = 10min\n"
-		"ca_file = /etc/ssl/corp.pem\n"
-		"\n"
-		"[callback]\n"
-		"public_url = https://hooks.example.com/blinkhook/\n"
-		"listen = [::1]:9000\n"
-		"secret_header = X-Blink-Secret\n"
-		"http_server_id = aHR0cHM6Ly93d3cuZXhhbXBsZS5jb20vd2ViaG9va3M=\n"
-		"payload_template_id = wpt_2100\n"
-		"shared_secret_file = /etc/blinkhook/callback-secret\n"
-		"trusted_proxies = 10.0.0.0/8, 192.168.1.1 fd00::/8,::1\n"
-		"max_body = 128KiB\n"
-		"wait = 2min\n"
-		"expire = 2h\n"
-		"unverified = ignore\n"
-		"\n"
-		"[queue]\n"
-		"dir = /srv/blinkhook/spool\n"
-		"\n"
-		"[state]\n"
-		"dir = /srv/blinkhook/state   # the job log\n"
-		"retention = 7d\n";
+	static const char text[] = "# blinkhookd.conf: every key set\n"
+				   "; a comment of the other kind\n"
+				   "[meraki]\n"
+				   "base_url = https://api.meraki.ca/api/v1/   # Canada\n"
+				   "api_key_file = /etc/blinkhook/api-key ; inline\n"
+				   "min_interval = 15s\n"
+				   "interval_scope = device\n"
+				   "request_timeout = 45s\n"
+				   "max_attempts = 12\n"
+				   "retry_initial = 500ms\n"
+				   "retry_max = 10min\n"
+				   "ca_file = /etc/ssl/corp.pem\n"
+				   "\n"
+				   "[callback]\n"
+				   "public_url = https://hooks.example.com/blinkhook/\n"
+				   "listen = [::1]:9000\n"
+				   "secret_header = X-Blink-Secret\n"
+				   "http_server_id = aHR0cHM6Ly93d3cuZXhhbXBsZS5jb20vd2ViaG9va3M=\n"
+				   "payload_template_id = wpt_2100\n"
+				   "shared_secret_file = /etc/blinkhook/callback-secret\n"
+				   "trusted_proxies = 10.0.0.0/8, 192.168.1.1 fd00::/8,::1\n"
+				   "max_body = 128KiB\n"
+				   "wait = 2min\n"
+				   "expire = 2h\n"
+				   "unverified = ignore\n"
+				   "\n"
+				   "[queue]\n"
+				   "dir = /srv/blinkhook/spool\n"
+				   "\n"
+				   "[state]\n"
+				   "dir = /srv/blinkhook/state   # the job log\n"
+				   "retention = 7d\n";
 	char err[CONFIG_ERROR_MAX];
 	struct config c;
 	struct cidr want;
@@ -233,8 +232,7 @@ static void test_errors(void **state)
 	assert_load_error(PUBLIC "[meraki]\ncolour = red\n", ":4: [meraki] colour: unknown key");
 	assert_load_error(PUBLIC "\n[foo]\nbar = 1\n", ":4: [foo]: unknown section");
 	assert_load_error(PUBLIC "[Meraki]\n", ":3: [Meraki]: unknown section");
-	assert_load_error("min_interval = 5s\n" PUBLIC,
-			  ":1: min_interval: not in any [section]");
+	assert_load_error("min_interval = 5s\n" PUBLIC, ":1: min_interval: not in any [section]");
 	assert_load_error(PUBLIC "[meraki]\n\n\n\nmin_interval = 10x\n",
 			  ":7: min_interval: \"10x\" is not a time span (e.g. 30s, 5min, 1.5h)");
 	assert_load_error(PUBLIC "[meraki]\nmin_interval =\n",
@@ -244,21 +242,15 @@ static void test_errors(void **state)
 	assert_load_error(PUBLIC "[meraki]\nrequest_timeout = 999999999999999999999s\n",
 			  ":4: request_timeout: \"999999999999999999999s\" is out of range "
 			  "(1s..10min)");
-	assert_load_error(PUBLIC "[meraki]\nmin_interval = 2h\n",
-			  ":4: min_interval: \"2h\" is out of range (0..1h)");
-	assert_load_error(PUBLIC "[meraki]\nmax_attempts = 0\n",
-			  ":4: max_attempts: \"0\" is out of range (1..100)");
-	assert_load_error(PUBLIC "[meraki]\nmax_attempts = 8.5\n",
-			  ":4: max_attempts: \"8.5\" is not a whole number");
+	assert_load_error(PUBLIC "[meraki]\nmin_interval = 2h\n", ":4: min_interval: \"2h\" is out of range (0..1h)");
+	assert_load_error(PUBLIC "[meraki]\nmax_attempts = 0\n", ":4: max_attempts: \"0\" is out of range (1..100)");
+	assert_load_error(PUBLIC "[meraki]\nmax_attempts = 8.5\n", ":4: max_attempts: \"8.5\" is not a whole number");
 	assert_load_error(PUBLIC "[meraki]\ninterval_scope = network\n",
 			  ":4: interval_scope: \"network\" is not one of: global, device");
-	assert_load_error(PUBLIC "unverified = believe\n",
-			  ":3: unverified: \"believe\" is not one of: poll, ignore");
+	assert_load_error(PUBLIC "unverified = believe\n", ":3: unverified: \"believe\" is not one of: poll, ignore");
 	assert_load_error(PUBLIC "unverified =\n", ":3: unverified: \"\" is not one of: poll, ignore");
-	assert_load_error(PUBLIC "max_body = 32MiB\n",
-			  ":3: max_body: \"32MiB\" is out of range (1KiB..16MiB)");
-	assert_load_error(PUBLIC "max_body = lots\n",
-			  ":3: max_body: \"lots\" is not a size (e.g. 512, 64KiB, 1MiB)");
+	assert_load_error(PUBLIC "max_body = 32MiB\n", ":3: max_body: \"32MiB\" is out of range (1KiB..16MiB)");
+	assert_load_error(PUBLIC "max_body = lots\n", ":3: max_body: \"lots\" is not a size (e.g. 512, 64KiB, 1MiB)");
 	assert_load_error(PUBLIC "[state]\nretention = 11y\n",
 			  ":4: retention: \"11y\" is not a time span (e.g. 30s, 5min, 1.5h)");
 	assert_load_error(PUBLIC "[state]\nretention = 3651d\n",
@@ -278,9 +270,8 @@ static void test_errors(void **state)
 			  ":4: base_url: \"HTTP://10.0.0.1:8080/api/v1\" must be https:// (http:// only to a "
 			  "loopback host): the API key would travel in clear text");
 	static const char *const not_loopback[] = {
-		"http://[::2]/api/v1",		   "http://127.0.0.1.example.net/api/v1",
-		"http://localhost.example.net/x", "http://128.0.0.1/api/v1",
-		"http://[::ffff:10.0.0.1]/api/v1", "http://localhost@evil.example/x",
+		"http://[::2]/api/v1",     "http://127.0.0.1.example.net/api/v1", "http://localhost.example.net/x",
+		"http://128.0.0.1/api/v1", "http://[::ffff:10.0.0.1]/api/v1",     "http://localhost@evil.example/x",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(not_loopback); i++) {
 		char text[256], suffix[256];
@@ -295,10 +286,8 @@ static void test_errors(void **state)
 				 not_loopback[i]);
 		assert_load_error(text, suffix);
 	}
-	assert_load_error("[callback]\npublic_url = https://\n",
-			  ":2: public_url: \"https://\" has no host");
-	assert_load_error("[callback]\npublic_url = https:///x\n",
-			  ":2: public_url: \"https:///x\" has no host");
+	assert_load_error("[callback]\npublic_url = https://\n", ":2: public_url: \"https://\" has no host");
+	assert_load_error("[callback]\npublic_url = https:///x\n", ":2: public_url: \"https:///x\" has no host");
 	assert_load_error("[callback]\npublic_url = https://h.example/x?a=b\n",
 			  ":2: public_url: \"https://h.example/x?a=b\" must not have a query or "
 			  "fragment");
@@ -317,8 +306,7 @@ static void test_errors(void **state)
 			  ":2: public_url: \"https://[zz]/\" has a bad IPv6 host");
 
 	/* Paths. */
-	assert_load_error(PUBLIC "[queue]\ndir = spool\n",
-			  ":4: dir: must be an absolute path, not \"spool\"");
+	assert_load_error(PUBLIC "[queue]\ndir = spool\n", ":4: dir: must be an absolute path, not \"spool\"");
 	assert_load_error(PUBLIC "[state]\ndir =\n", ":4: dir: must not be empty");
 	assert_load_error(PUBLIC "[meraki]\napi_key_file = key.txt\n",
 			  ":4: api_key_file: must be an absolute path, not \"key.txt\"");
@@ -326,13 +314,11 @@ static void test_errors(void **state)
 			  ":4: ca_file: must be an absolute path, not \"./ca.pem\"");
 
 	/* listen, trusted_proxies, secret_header. */
-	assert_load_error(PUBLIC "listen = localhost\n",
-			  ":3: listen: \"localhost\" is not host:port, [v6addr]:port or "
-			  "unix:/path");
+	assert_load_error(PUBLIC "listen = localhost\n", ":3: listen: \"localhost\" is not host:port, [v6addr]:port or "
+							 "unix:/path");
 	assert_load_error(PUBLIC "listen = ::1:8787\n",
 			  ":3: listen: \"::1:8787\" is not host:port, [v6addr]:port or unix:/path");
-	assert_load_error(PUBLIC "listen = 127.0.0.1:0\n",
-			  ":3: listen: \"127.0.0.1:0\": port must be 1..65535");
+	assert_load_error(PUBLIC "listen = 127.0.0.1:0\n", ":3: listen: \"127.0.0.1:0\": port must be 1..65535");
 	assert_load_error(PUBLIC "trusted_proxies = 127.0.0.1 10.0.0.0/33\n",
 			  ":3: trusted_proxies: \"10.0.0.0/33\" is not an IP address, "
 			  "address/prefix or \"unix\"");
@@ -345,8 +331,7 @@ static void test_errors(void **state)
 			  ":3: payload_template_id: contains control characters");
 
 	/* Checks made after the whole file. */
-	assert_load_error("[meraki]\nmin_interval = 5s\n",
-			  ": public_url: required ([callback] section)");
+	assert_load_error("[meraki]\nmin_interval = 5s\n", ": public_url: required ([callback] section)");
 	assert_load_error("[callback]\npublic_url =          # REQUIRED\n",
 			  ":2: public_url: required ([callback] section)");
 	assert_load_error(PUBLIC "[meraki]\nretry_initial = 10s\nretry_max = 5s\n",
@@ -416,22 +401,21 @@ static void test_long_lines(void **state)
 
 static void test_comments_and_layout(void **state)
 {
-	static const char text[] =
-		"\xef\xbb\xbf# a BOM, then comments\r\n"
-		"; semicolon comment\r\n"
-		"  # indented comment\r\n"
-		"  [callback]\r\n"
-		"\tpublic_url = https://hooks.example.com  ; inline\r\n"
-		"  http_server_id = abc#def\r\n"
-		"  payload_template_id = wpt_1 #comment\r\n"
-		"secret_header = # only a comment\r\n"
-		"trusted_proxies =\r\n"
-		"[meraki]\r\n"
-		"max_attempts = 3\r\n"
-		"max_attempts = 5\r\n"
-		"request_timeout = 1min 30s   # sums work\r\n"
-		"[callback]\r\n"
-		"listen = unix:/run/blinkhook/http.sock\r\n";
+	static const char text[] = "\xef\xbb\xbf# a BOM, then comments\r\n"
+				   "; semicolon comment\r\n"
+				   "  # indented comment\r\n"
+				   "  [callback]\r\n"
+				   "\tpublic_url = https://hooks.example.com  ; inline\r\n"
+				   "  http_server_id = abc#def\r\n"
+				   "  payload_template_id = wpt_1 #comment\r\n"
+				   "secret_header = # only a comment\r\n"
+				   "trusted_proxies =\r\n"
+				   "[meraki]\r\n"
+				   "max_attempts = 3\r\n"
+				   "max_attempts = 5\r\n"
+				   "request_timeout = 1min 30s   # sums work\r\n"
+				   "[callback]\r\n"
+				   "listen = unix:/run/blinkhook/http.sock\r\n";
 	char err[CONFIG_ERROR_MAX];
 	struct config c;
 
@@ -461,8 +445,7 @@ static void test_indented_line_is_not_a_continuation(void **state)
 	(void)state;
 	/* inih alone would append "  max_attempts = 4" to min_interval's
 	 * value; here it is a key of its own. */
-	assert_int_equal(load(&c, PUBLIC "[meraki]\n  min_interval = 1s\n  max_attempts = 4\n", err),
-			 0);
+	assert_int_equal(load(&c, PUBLIC "[meraki]\n  min_interval = 1s\n  max_attempts = 4\n", err), 0);
 	assert_true(c.min_interval_usec == USEC_PER_SEC);
 	assert_int_equal(c.max_attempts, 4);
 	config_release(&c);

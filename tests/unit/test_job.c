@@ -23,37 +23,62 @@ static struct job *const NOT_SET = (struct job *)(uintptr_t)0x1;
 static struct job_event ev_queued(const char *id, uint64_t ts)
 {
 	return (struct job_event){
-		.ts = ts, .id = id, .kind = JOB_EV_QUEUED, .serial = SERIAL, .duration = 20, .source = "queue",
+		.ts = ts,
+		.id = id,
+		.kind = JOB_EV_QUEUED,
+		.serial = SERIAL,
+		.duration = 20,
+		.source = "queue",
 	};
 }
 
 static struct job_event ev_attempt(const char *id, uint64_t ts, unsigned attempts, const char *error)
 {
 	return (struct job_event){
-		.ts = ts, .id = id, .kind = JOB_EV_ATTEMPT, .attempts = attempts, .error = error, .source = "api",
+		.ts = ts,
+		.id = id,
+		.kind = JOB_EV_ATTEMPT,
+		.attempts = attempts,
+		.error = error,
+		.source = "api",
 	};
 }
 
 static struct job_event ev_submitted(const char *id, uint64_t ts, const char *lbi)
 {
 	return (struct job_event){
-		.ts = ts, .id = id, .kind = JOB_EV_SUBMITTED, .leds_blink_id = lbi, .attempts = 1,
-		.meraki_status = "new", .source = "api",
+		.ts = ts,
+		.id = id,
+		.kind = JOB_EV_SUBMITTED,
+		.leds_blink_id = lbi,
+		.attempts = 1,
+		.meraki_status = "new",
+		.source = "api",
 	};
 }
 
 static struct job_event ev_status(const char *id, uint64_t ts, const char *status)
 {
 	return (struct job_event){
-		.ts = ts, .id = id, .kind = JOB_EV_STATUS, .meraki_status = status, .source = "callback",
+		.ts = ts,
+		.id = id,
+		.kind = JOB_EV_STATUS,
+		.meraki_status = status,
+		.source = "callback",
 	};
 }
 
 static struct job_event ev_final(const char *id, uint64_t ts, enum job_state state)
 {
 	return (struct job_event){
-		.ts = ts, .id = id, .kind = JOB_EV_FINAL, .state = state, .source = "callback",
-		.meraki_status = state == JOB_COMPLETE ? "complete" : state == JOB_FAILED ? "failed" : NULL,
+		.ts = ts,
+		.id = id,
+		.kind = JOB_EV_FINAL,
+		.state = state,
+		.source = "callback",
+		.meraki_status = state == JOB_COMPLETE ? "complete"
+				 : state == JOB_FAILED ? "failed"
+						       : NULL,
 	};
 }
 
@@ -744,8 +769,15 @@ static void test_event_roundtrip(void **state)
 
 	/* Every field at once, whatever the kind. */
 	ev = (struct job_event){
-		.ts = TS0, .id = "all", .kind = JOB_EV_QUEUED, .serial = SERIAL, .duration = 1,
-		.leds_blink_id = LBI, .meraki_status = "ready", .error = "e", .source = "queue",
+		.ts = TS0,
+		.id = "all",
+		.kind = JOB_EV_QUEUED,
+		.serial = SERIAL,
+		.duration = 1,
+		.leds_blink_id = LBI,
+		.meraki_status = "ready",
+		.error = "e",
+		.source = "queue",
 		.attempts = 1000000,
 	};
 	roundtrip(&ev);
@@ -756,14 +788,27 @@ static void test_event_roundtrip(void **state)
 	/* Snapshots, as compaction writes them, with and without the optional
 	 * fields. */
 	ev = (struct job_event){
-		.ts = TS0 + 5 * USEC_PER_SEC, .id = "snap", .kind = JOB_EV_SNAPSHOT, .state = JOB_FAILED,
-		.created = TS0, .serial = SERIAL, .duration = 20, .leds_blink_id = LBI, .meraki_status = "failed",
-		.error = "LED blink failed: device offline", .attempts = 8,
+		.ts = TS0 + 5 * USEC_PER_SEC,
+		.id = "snap",
+		.kind = JOB_EV_SNAPSHOT,
+		.state = JOB_FAILED,
+		.created = TS0,
+		.serial = SERIAL,
+		.duration = 20,
+		.leds_blink_id = LBI,
+		.meraki_status = "failed",
+		.error = "LED blink failed: device offline",
+		.attempts = 8,
 	};
 	roundtrip(&ev);
 	ev = (struct job_event){
-		.ts = TS0, .id = "snap-q", .kind = JOB_EV_SNAPSHOT, .state = JOB_QUEUED, .created = TS0,
-		.serial = SERIAL, .duration = JOB_DURATION_MAX,
+		.ts = TS0,
+		.id = "snap-q",
+		.kind = JOB_EV_SNAPSHOT,
+		.state = JOB_QUEUED,
+		.created = TS0,
+		.serial = SERIAL,
+		.duration = JOB_DURATION_MAX,
 	};
 	roundtrip(&ev);
 }
@@ -782,7 +827,10 @@ static void test_event_fast_reader_text(void **state)
 		"\"\"\"\\\\\\",
 		/* A character of each length right before the closing quote
 		 * (source is a record's last member). */
-		"\xc3\xa9", "x\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x7f",
+		"\xc3\xa9",
+		"x\xe2\x82\xac",
+		"\xf0\x9f\x98\x80",
+		"\x7f",
 		/* Not UTF-8, and last: the writer makes each bad byte U+FFFD. */
 		"\xff\xfe \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xc3 cut \xe2\x82",
 	};
@@ -791,9 +839,15 @@ static void test_event_fast_reader_text(void **state)
 	for (size_t i = 0; i < ELEMENTSOF(texts); i++)
 		for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
 			struct job_event ev = {
-				.ts = TS0, .id = "text", .kind = kinds[k], .state = JOB_FAILED, .attempts = 1,
+				.ts = TS0,
+				.id = "text",
+				.kind = kinds[k],
+				.state = JOB_FAILED,
+				.attempts = 1,
 				.meraki_status = kinds[k] == JOB_EV_STATUS ? "running" : NULL,
-				.leds_blink_id = texts[i], .error = texts[i], .source = texts[i],
+				.leds_blink_id = texts[i],
+				.error = texts[i],
+				.source = texts[i],
 			};
 			struct job_event_store store = JOB_EVENT_STORE_INIT;
 			struct strbuf sb = STRBUF_INIT;
@@ -897,7 +951,9 @@ static void test_event_fast_reader_declines(void **state)
 		{REC("\"event\":\"expired\",\"error\":\"\\u12g4\""), -EBADMSG},
 		{REC("\"event\":\"expired\",\"error\":\"\\\""), -EBADMSG},
 		/* Raw bytes our writer escapes, and bytes that are not UTF-8. */
-		{REC("\"event\":\"expired\",\"error\":\"a\x01" "b\""), JSON_C_DECIDES},
+		{REC("\"event\":\"expired\",\"error\":\"a\x01"
+		     "b\""),
+		 JSON_C_DECIDES},
 		{REC("\"event\":\"expired\",\"error\":\"a\tb\""), JSON_C_DECIDES},
 		{REC("\"event\":\"expired\",\"error\":\"a\nb\""), JSON_C_DECIDES},
 		{REC("\"event\":\"expired\",\"error\":\"\xff\""), -EBADMSG},
@@ -955,8 +1011,7 @@ static void test_event_fast_reader_declines(void **state)
 		{REC("\"event\":\"job\",\"serial\":\"Q2AB-CD12-EF34\",\"duration\":20,\"state\":\"lost\","
 		     "\"created_at\":\"2025-11-27T11:07:28Z\""),
 		 -EBADMSG},
-		{REC("\"event\":\"job\",\"serial\":\"Q2AB-CD12-EF34\",\"duration\":20,\"state\":\"queued\""),
-		 -EBADMSG},
+		{REC("\"event\":\"job\",\"serial\":\"Q2AB-CD12-EF34\",\"duration\":20,\"state\":\"queued\""), -EBADMSG},
 		{REC("\"event\":\"job\",\"serial\":\"Q2AB-CD12-EF34\",\"duration\":20,\"state\":\"queued\","
 		     "\"created_at\":\"1970-01-01T00:00:00Z\""),
 		 -EBADMSG},
@@ -1019,15 +1074,41 @@ static void test_event_fast_reader_stamps(void **state)
 {
 	(void)state;
 	static const char *const stamps[] = {
-		"1970-01-01T00:00:00Z", "1970-01-01T00:00:01Z", "1969-12-31T23:59:59Z", "0000-01-01T00:00:00Z",
-		"2000-02-29T12:00:00Z", "2100-02-29T12:00:00Z", "2024-02-29T23:59:59Z", "2025-02-29T00:00:00Z",
-		"2016-12-31T23:59:60Z", "2025-11-27T11:07:60Z", "2025-11-27T11:07:61Z", "9999-12-31T23:59:59Z",
-		"9999-12-31T23:59:60Z", "2025-13-01T00:00:00Z", "2025-00-10T00:00:00Z", "2025-01-00T00:00:00Z",
-		"2025-01-32T00:00:00Z", "2025-04-31T00:00:00Z", "2025-11-27T24:00:00Z", "2025-11-27T23:60:00Z",
-		"2025-11-27T11:07:28z", "2025-11-27t11:07:28Z", "2025-11-27T11:07:28.999999Z", "2025-11-27T11:07:28.5",
-		"2025-11-27T11:07:28+01:30", "2025-11-27T11:07:28-00:00", "2025-11-27T11:07:28", "2025-11-27T11:07:28ZZ",
-		"2025-11-27 11:07:28Z", "+2025-11-27T11:07:28Z", "2025-11-2711:07:28Z", "2025-1-27T11:07:28Z",
-		"2025-11-27T11:07:2Z", "2025-11-27T11:07:2aZ", "",
+		"1970-01-01T00:00:00Z",
+		"1970-01-01T00:00:01Z",
+		"1969-12-31T23:59:59Z",
+		"0000-01-01T00:00:00Z",
+		"2000-02-29T12:00:00Z",
+		"2100-02-29T12:00:00Z",
+		"2024-02-29T23:59:59Z",
+		"2025-02-29T00:00:00Z",
+		"2016-12-31T23:59:60Z",
+		"2025-11-27T11:07:60Z",
+		"2025-11-27T11:07:61Z",
+		"9999-12-31T23:59:59Z",
+		"9999-12-31T23:59:60Z",
+		"2025-13-01T00:00:00Z",
+		"2025-00-10T00:00:00Z",
+		"2025-01-00T00:00:00Z",
+		"2025-01-32T00:00:00Z",
+		"2025-04-31T00:00:00Z",
+		"2025-11-27T24:00:00Z",
+		"2025-11-27T23:60:00Z",
+		"2025-11-27T11:07:28z",
+		"2025-11-27t11:07:28Z",
+		"2025-11-27T11:07:28.999999Z",
+		"2025-11-27T11:07:28.5",
+		"2025-11-27T11:07:28+01:30",
+		"2025-11-27T11:07:28-00:00",
+		"2025-11-27T11:07:28",
+		"2025-11-27T11:07:28ZZ",
+		"2025-11-27 11:07:28Z",
+		"+2025-11-27T11:07:28Z",
+		"2025-11-2711:07:28Z",
+		"2025-1-27T11:07:28Z",
+		"2025-11-27T11:07:2Z",
+		"2025-11-27T11:07:2aZ",
+		"",
 	};
 	char line[256], ts[RFC3339_MAX];
 
@@ -1035,8 +1116,9 @@ static void test_event_fast_reader_stamps(void **state)
 		uint64_t t = day * 86400 + (day * 3607) % 86400;
 
 		format_rfc3339(ts, t * USEC_PER_SEC);
-		snprintf(line, sizeof(line), REC("\"event\":\"job\",\"serial\":\"" SERIAL "\",\"duration\":20,"
-						 "\"state\":\"queued\",\"created_at\":\"%s\""),
+		snprintf(line, sizeof(line),
+			 REC("\"event\":\"job\",\"serial\":\"" SERIAL "\",\"duration\":20,"
+			     "\"state\":\"queued\",\"created_at\":\"%s\""),
 			 ts);
 		/* REC's own ts stays; created_at goes through the short cut. */
 		check_readers(line, t ? 0 : -EBADMSG, t ? 0 : -EBADMSG);
@@ -1418,8 +1500,12 @@ static void test_status_source(void **state)
 	/* An event without a status leaves it: expiry says nothing of Meraki. */
 	apply_ok(&t, ev_queued("src2", TS0));
 	apply_ok(&t, ev_submitted("src2", TS0 + USEC_PER_SEC, LBI "2"));
-	struct job_event exp = {.ts = TS0 + 9 * USEC_PER_SEC, .id = "src2", .kind = JOB_EV_FINAL,
-				.state = JOB_EXPIRED, .error = "no final status", .source = "expiry"};
+	struct job_event exp = {.ts = TS0 + 9 * USEC_PER_SEC,
+				.id = "src2",
+				.kind = JOB_EV_FINAL,
+				.state = JOB_EXPIRED,
+				.error = "no final status",
+				.source = "expiry"};
 	apply_ok(&t, exp);
 	assert_string_equal(job_table_find(&t, "src2")->status_source, "api");
 

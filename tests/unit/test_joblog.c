@@ -23,7 +23,6 @@
 #define TS0 (UINT64_C(1764241648) * USEC_PER_SEC)
 #define SENTINEL ((struct joblog *)(uintptr_t)0x1)
 
-
 static int group_setup(void **state)
 {
 	(void)state;
@@ -781,7 +780,10 @@ static void test_read_callback_error(void **state)
 /* ---- a commit that fails ---- */
 
 /* Compaction: one snapshot a job; replaying it gives the same table. */
-static int apply_to_table(const struct job_event *ev, void *ud) { return job_table_apply(ud, ev, NULL) < 0 ? -EINVAL : 0; }
+static int apply_to_table(const struct job_event *ev, void *ud)
+{
+	return job_table_apply(ud, ev, NULL) < 0 ? -EINVAL : 0;
+}
 
 static void test_compact(void **state)
 {
@@ -797,9 +799,23 @@ static void test_compact(void **state)
 	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
 	for (unsigned i = 0; i < 50; i++) {
 		struct job_event evs[3] = {
-			{.ts = 1700000000000000ULL + i, .id = id, .kind = JOB_EV_QUEUED, .serial = "Q2AA-BBBB-CCCC", .duration = 5 + i},
-			{.ts = 1700000001000000ULL + i, .id = id, .kind = JOB_EV_SUBMITTED, .leds_blink_id = "77", .attempts = 2, .meraki_status = "new"},
-			{.ts = 1700000002000000ULL + i, .id = id, .kind = JOB_EV_FINAL, .state = JOB_FAILED, .error = "Device \"x\" offline", .meraki_status = "failed"},
+			{.ts = 1700000000000000ULL + i,
+			 .id = id,
+			 .kind = JOB_EV_QUEUED,
+			 .serial = "Q2AA-BBBB-CCCC",
+			 .duration = 5 + i},
+			{.ts = 1700000001000000ULL + i,
+			 .id = id,
+			 .kind = JOB_EV_SUBMITTED,
+			 .leds_blink_id = "77",
+			 .attempts = 2,
+			 .meraki_status = "new"},
+			{.ts = 1700000002000000ULL + i,
+			 .id = id,
+			 .kind = JOB_EV_FINAL,
+			 .state = JOB_FAILED,
+			 .error = "Device \"x\" offline",
+			 .meraki_status = "failed"},
 		};
 		snprintf(id, sizeof(id), "job%u", i);
 		/* Every third job stops early: queued, or submitted. */
@@ -823,7 +839,8 @@ static void test_compact(void **state)
 		strbuf_release(&sb);
 	}
 	/* Appending goes on in the new file. */
-	struct job_event more = {.ts = 1700000009000000ULL, .id = "job0", .kind = JOB_EV_ATTEMPT, .attempts = 1, .error = "HTTP 500"};
+	struct job_event more = {
+		.ts = 1700000009000000ULL, .id = "job0", .kind = JOB_EV_ATTEMPT, .attempts = 1, .error = "HTTP 500"};
 	assert_int_equal(job_table_apply(&t, &more, NULL), 0);
 	assert_int_equal(joblog_append(l, &more, NULL), 0);
 	assert_int_equal(joblog_commit(l), 0);
@@ -843,8 +860,10 @@ static void test_compact(void **state)
 		assert_int_equal(a->attempts, b->attempts);
 		assert_true(a->created_at / 1000000 == b->created_at / 1000000);
 		assert_true(a->updated_at / 1000000 == b->updated_at / 1000000);
-		assert_true((!a->leds_blink_id && !b->leds_blink_id) || strcmp(a->leds_blink_id, b->leds_blink_id) == 0);
-		assert_true((!a->meraki_status && !b->meraki_status) || strcmp(a->meraki_status, b->meraki_status) == 0);
+		assert_true((!a->leds_blink_id && !b->leds_blink_id) ||
+			    strcmp(a->leds_blink_id, b->leds_blink_id) == 0);
+		assert_true((!a->meraki_status && !b->meraki_status) ||
+			    strcmp(a->meraki_status, b->meraki_status) == 0);
 		assert_true((!a->error && !b->error) || strcmp(a->error, b->error) == 0);
 	}
 	for (unsigned s = 0; s < _JOB_STATE_MAX; s++)
@@ -1072,7 +1091,6 @@ static void test_commit_async_failure(void **state)
 	joblog_free(l);
 	assert_log_holds(dir, 15);
 }
-
 
 /* ---- compaction off the loop ---- */
 

@@ -74,11 +74,11 @@ static void test_blink_201_numeric_id(void **state)
 static void test_blink_201_big_numeric_id(void **state)
 {
 	static const char *const ids[] = {
-		"98765432109876543210",		  /* above UINT64_MAX: json-c saturates it */
-		"18446744073709551616",		  /* UINT64_MAX + 1 */
-		"18446744073709551615",		  /* UINT64_MAX itself */
-		"9223372036854775808",		  /* INT64_MAX + 1 */
-		"9223372036854775807",		  /* INT64_MAX */
+		"98765432109876543210",           /* above UINT64_MAX: json-c saturates it */
+		"18446744073709551616",           /* UINT64_MAX + 1 */
+		"18446744073709551615",           /* UINT64_MAX itself */
+		"9223372036854775808",            /* INT64_MAX + 1 */
+		"9223372036854775807",            /* INT64_MAX */
 		"123456789012345678901234567890", /* 30 digits */
 		"1000000000000000000",
 	};
@@ -165,8 +165,8 @@ static void test_blink_201_with_error_text(void **state)
 	struct meraki_result r;
 
 	(void)state;
-	classify(MERAKI_CALL_BLINK, 201, NULL, NULL, "{\"ledsBlinkId\":\"7\",\"status\":\"failed\",\"error\":\"Device offline\"}",
-		 &r);
+	classify(MERAKI_CALL_BLINK, 201, NULL, NULL,
+		 "{\"ledsBlinkId\":\"7\",\"status\":\"failed\",\"error\":\"Device offline\"}", &r);
 	assert_int_equal(r.outcome, MERAKI_OK);
 	assert_string_equal(r.status, "failed");
 	assert_string_equal(r.error, "Device offline");
@@ -220,10 +220,11 @@ static void test_get_200(void **state)
 	struct meraki_result r;
 
 	(void)state;
-	classify(MERAKI_CALL_GET, 200, NULL, NULL,
-		 "{\"ledsBlinkId\":\"1284392014819\",\"url\":\"/devices/Q2XX-AAAA-0001/liveTools/leds/blink/1284392014819\","
-		 "\"status\":\"complete\",\"request\":{\"serial\":\"Q2XX-AAAA-0001\",\"duration\":20},\"error\":null}",
-		 &r);
+	classify(
+		MERAKI_CALL_GET, 200, NULL, NULL,
+		"{\"ledsBlinkId\":\"1284392014819\",\"url\":\"/devices/Q2XX-AAAA-0001/liveTools/leds/blink/1284392014819\","
+		"\"status\":\"complete\",\"request\":{\"serial\":\"Q2XX-AAAA-0001\",\"duration\":20},\"error\":null}",
+		&r);
 	assert_int_equal(r.outcome, MERAKI_OK);
 	assert_int_equal(r.http_status, 200);
 	assert_string_equal(r.status, "complete");
@@ -242,8 +243,12 @@ static void test_get_200(void **state)
 static void test_get_200_without_status(void **state)
 {
 	static const char *const bodies[] = {
-		"{\"ledsBlinkId\":\"1284392014819\"}", "{\"ledsBlinkId\":\"1\",\"status\":null}",
-		"{\"ledsBlinkId\":\"1\",\"status\":4}", "[]", "", "<html></html>",
+		"{\"ledsBlinkId\":\"1284392014819\"}",
+		"{\"ledsBlinkId\":\"1\",\"status\":null}",
+		"{\"ledsBlinkId\":\"1\",\"status\":4}",
+		"[]",
+		"",
+		"<html></html>",
 	};
 	struct meraki_result r;
 
@@ -332,8 +337,14 @@ static void test_4xx_errors_joined(void **state)
 static void test_4xx_without_api_error(void **state)
 {
 	static const char *const bodies[] = {
-		"", "<html>Bad Request</html>", "{}", "{\"errors\":[]}", "{\"errors\":\"Device not found\"}",
-		"{\"errors\":[1,2]}", "{\"errors\":[\"\"]}", "[\"Device not found\"]",
+		"",
+		"<html>Bad Request</html>",
+		"{}",
+		"{\"errors\":[]}",
+		"{\"errors\":\"Device not found\"}",
+		"{\"errors\":[1,2]}",
+		"{\"errors\":[\"\"]}",
+		"[\"Device not found\"]",
 	};
 	struct meraki_result r;
 
@@ -437,8 +448,8 @@ static void test_rate_limited(void **state)
 	meraki_result_release(&r);
 
 	/* Garbage is as good as none. */
-	static const char *const garbage[] = {"", "soon", "-5", "7s", "0x10", "1.5", "Sun, 06 Nov 1994",
-					      "99999999999999999999x"};
+	static const char *const garbage[] = {
+		"", "soon", "-5", "7s", "0x10", "1.5", "Sun, 06 Nov 1994", "99999999999999999999x"};
 	for (size_t i = 0; i < ELEMENTSOF(garbage); i++) {
 		classify(MERAKI_CALL_GET, 429, NULL, garbage[i], "", &r);
 		assert_int_equal(r.outcome, MERAKI_RATE_LIMITED);
@@ -491,7 +502,8 @@ static void test_transport_error(void **state)
 	meraki_result_release(&r);
 
 	/* Whatever the status and body, a transport error decides. */
-	classify(MERAKI_CALL_GET, 200, "Operation timed out after 60000 milliseconds", "7", "{\"status\":\"complete\"}", &r);
+	classify(MERAKI_CALL_GET, 200, "Operation timed out after 60000 milliseconds", "7", "{\"status\":\"complete\"}",
+		 &r);
 	assert_int_equal(r.outcome, MERAKI_RETRY);
 	assert_int_equal(r.http_status, 0);
 	assert_string_equal(r.error, "Operation timed out after 60000 milliseconds");
@@ -564,9 +576,21 @@ static void test_parse_retry_after_date(void **state)
 static void test_parse_retry_after_garbage(void **state)
 {
 	static const char *const bad[] = {
-		"", "   ", "soon", "-1", "+7", "7s", "7 seconds", "1e3", "0x10", "1.5",
-		"Sun, 06 Nov 1994", "Sun, 06 Nov 1994 08:49:37 GMT trailing", "06 Nov 1994 08:49:37 GMT",
-		"Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT",
+		"",
+		"   ",
+		"soon",
+		"-1",
+		"+7",
+		"7s",
+		"7 seconds",
+		"1e3",
+		"0x10",
+		"1.5",
+		"Sun, 06 Nov 1994",
+		"Sun, 06 Nov 1994 08:49:37 GMT trailing",
+		"06 Nov 1994 08:49:37 GMT",
+		"Sun, 32 Nov 1994 08:49:37 GMT",
+		"Sun, 06 Foo 1994 08:49:37 GMT",
 	};
 	uint64_t u = 42;
 
@@ -822,8 +846,14 @@ static void test_blink_body_payload_template(void **state)
 static void test_blink_body_escaping(void **state)
 {
 	static const char *const secrets[] = {
-		"with \"quotes\"", "back\\slash\\", "\"\\\"", "tab\there\nnewline\r", "ctl\x01\x1f end",
-		"</script>", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x92\xa1", "{\"sharedSecret\":\"x\"}",
+		"with \"quotes\"",
+		"back\\slash\\",
+		"\"\\\"",
+		"tab\there\nnewline\r",
+		"ctl\x01\x1f end",
+		"</script>",
+		"\xc3\xa9\xe2\x82\xac\xf0\x9f\x92\xa1",
+		"{\"sharedSecret\":\"x\"}",
 	};
 
 	(void)state;

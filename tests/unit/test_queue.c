@@ -164,7 +164,10 @@ static void parse_bad_len(const char *buf, size_t len, const char *reason_has)
 	assert_memory_equal(&req, &before, sizeof(req));
 }
 
-static void parse_bad(const char *buf, const char *reason_has) { parse_bad_len(buf, strlen(buf), reason_has); }
+static void parse_bad(const char *buf, const char *reason_has)
+{
+	parse_bad_len(buf, strlen(buf), reason_has);
+}
 
 static void test_parse_good(void **state)
 {

@@ -58,7 +58,10 @@ static int stub_new(const struct meraki_opts *opts, const struct meraki_loop_ops
 	return *ret ? 0 : -ENOMEM;
 }
 
-static void stub_free(struct meraki_client *c) { free(c); }
+static void stub_free(struct meraki_client *c)
+{
+	free(c);
+}
 
 static int stub_set_api_key(struct meraki_client *c, const char *key)
 {
@@ -87,8 +90,8 @@ static int stub_blink(struct meraki_client *c, const struct meraki_blink_request
 	return 0;
 }
 
-static int stub_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id,
-			  meraki_done_fn done, void *ud)
+static int stub_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id, meraki_done_fn done,
+			  void *ud)
 {
 	struct stub_call *k = &stub.calls[stub.n++];
 
@@ -107,7 +110,10 @@ static void stub_on_fd(struct meraki_client *c, int fd, uint32_t revents)
 	(void)revents;
 }
 
-static void stub_on_timer(struct meraki_client *c) { (void)c; }
+static void stub_on_timer(struct meraki_client *c)
+{
+	(void)c;
+}
 
 static const struct meraki_ops stub_ops = {
 	.new_client = stub_new,
@@ -248,16 +254,18 @@ static unsigned post_callback(struct fixture *f, const char *id, const char *sec
 	unsigned code = 0;
 	int fd;
 
-	assert_int_equal(strbuf_addf(&body,
-				     "{\"callbackId\":\"1\",\"sharedSecret\":\"%s\",\"message\":{\"url\":"
-				     "\"/devices/%s/liveTools/leds/blink/42\",\"ledsBlinkId\":\"42\",\"status\":\"%s\"}}",
-				     secret, SERIAL_A, status),
-			 0);
-	assert_int_equal(strbuf_addf(&req,
-				     "POST " CALLBACK_PATH_PREFIX "%s HTTP/1.1\r\nHost: localhost\r\n"
-				     "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-				     id, body.len, body.buf),
-			 0);
+	assert_int_equal(
+		strbuf_addf(&body,
+			    "{\"callbackId\":\"1\",\"sharedSecret\":\"%s\",\"message\":{\"url\":"
+			    "\"/devices/%s/liveTools/leds/blink/42\",\"ledsBlinkId\":\"42\",\"status\":\"%s\"}}",
+			    secret, SERIAL_A, status),
+		0);
+	assert_int_equal(
+		strbuf_addf(&req,
+			    "POST " CALLBACK_PATH_PREFIX "%s HTTP/1.1\r\nHost: localhost\r\n"
+			    "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			    id, body.len, body.buf),
+		0);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	assert_true(fd >= 0);
@@ -457,7 +465,7 @@ static void test_reload_restart_keys(void **state)
 	assert_string_equal(loaded.queue_dir, "/q1");
 	assert_string_equal(loaded.state_dir, "/s1");
 	assert_int_equal(loaded.min_interval_usec, 3 * USEC_PER_SEC); /* the rest is new */
-	assert_true(running.listen.is_unix); /* released with running */
+	assert_true(running.listen.is_unix);                          /* released with running */
 	assert_string_equal(running.queue_dir, "/q2");
 	strbuf_release(&changed);
 	config_release(&running);

@@ -284,12 +284,9 @@ static void test_pacer_many_devices(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_backoff_bounds),
-		cmocka_unit_test(test_backoff_cap),
-		cmocka_unit_test(test_backoff_no_overflow),
-		cmocka_unit_test(test_pacer_global),
-		cmocka_unit_test(test_pacer_device),
-		cmocka_unit_test(test_pacer_pause),
+		cmocka_unit_test(test_backoff_bounds),      cmocka_unit_test(test_backoff_cap),
+		cmocka_unit_test(test_backoff_no_overflow), cmocka_unit_test(test_pacer_global),
+		cmocka_unit_test(test_pacer_device),        cmocka_unit_test(test_pacer_pause),
 		cmocka_unit_test(test_pacer_many_devices),
 	};
 

@@ -18,7 +18,6 @@
 #include "blinkhook/secret.h"
 #include "blinkhook/util.h"
 
-
 static int group_setup(void **state)
 {
 	(void)state;
@@ -102,8 +101,8 @@ static void reference_secret(const unsigned char *key, size_t key_len, const cha
 static bool is_base64url(const char *s)
 {
 	for (; *s; s++)
-		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-		      *s == '-' || *s == '_'))
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+		      *s == '_'))
 			return false;
 	return true;
 }
@@ -638,8 +637,8 @@ static void test_probe_mac(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(key); i++)
 		key[i] = (unsigned char)(i * 7 + 1);
-	assert_non_null(HMAC(EVP_sha256(), key, (int)sizeof(key), (const unsigned char *)msg, sizeof(msg) - 1, mac,
-			     &mac_len));
+	assert_non_null(
+		HMAC(EVP_sha256(), key, (int)sizeof(key), (const unsigned char *)msg, sizeof(msg) - 1, mac, &mac_len));
 	assert_int_equal(mac_len, 32);
 	b64url(mac, mac_len, want);
 	assert_int_equal(secret_key_from_bytes(key, sizeof(key), &k), 0);
@@ -648,7 +647,8 @@ static void test_probe_mac(void **state)
 	assert_true(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALT", got, strlen(got)));
 	assert_false(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-2", "SALT-salt-SALT-salt-SALT", got, strlen(got)));
 	assert_false(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALx", got, strlen(got)));
-	assert_false(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALT", got, strlen(got) - 1));
+	assert_false(
+		probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALT", got, strlen(got) - 1));
 	assert_false(probe_mac_verify(k, "NONCE-nonce-NONCE-nonce-1", "SALT-salt-SALT-salt-SALT", "", 0));
 	/* Moving bytes between nonce and salt changes the MAC. */
 	probe_mac(k, "NONCE-nonce-NONCE-nonce-1S", "ALT-salt-SALT-salt-SALT", other);
@@ -663,10 +663,10 @@ static void test_probe_mac(void **state)
 	assert_int_equal(strlen(token), 32);
 	assert_string_not_equal(token, token2);
 	assert_true(probe_token_is_valid(token));
-	assert_true(probe_token_is_valid("abcdefghijklmnopqrstuv"));            /* 22: 16 bytes */
-	assert_false(probe_token_is_valid("abcdefghijklmnopqrstu"));            /* 21 */
-	assert_false(probe_token_is_valid("abcdefghijklmnopqrstuv="));          /* padding */
-	assert_false(probe_token_is_valid("abcdefghijklmnopqrstu+"));           /* not url-safe */
+	assert_true(probe_token_is_valid("abcdefghijklmnopqrstuv"));   /* 22: 16 bytes */
+	assert_false(probe_token_is_valid("abcdefghijklmnopqrstu"));   /* 21 */
+	assert_false(probe_token_is_valid("abcdefghijklmnopqrstuv=")); /* padding */
+	assert_false(probe_token_is_valid("abcdefghijklmnopqrstu+"));  /* not url-safe */
 	assert_false(probe_token_is_valid("abcdefghijklmnopqrstuv\n"));
 	assert_false(probe_token_is_valid(""));
 	char longer[80];

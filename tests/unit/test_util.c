@@ -18,7 +18,6 @@
 
 #define SENTINEL UINT64_C(0xdeadbeefcafef00d)
 
-
 static int group_setup(void **state)
 {
 	(void)state;
@@ -56,8 +55,8 @@ static void assert_timespan(const char *s, uint64_t want)
 	int r = parse_timespan(s, &v);
 
 	if (r != 0 || v != want)
-		fail_msg("parse_timespan(\"%s\") = %d, %llu; want %llu", s, r,
-			 (unsigned long long)v, (unsigned long long)want);
+		fail_msg("parse_timespan(\"%s\") = %d, %llu; want %llu", s, r, (unsigned long long)v,
+			 (unsigned long long)want);
 }
 
 static void assert_timespan_err(const char *s, int want)
@@ -124,8 +123,7 @@ static void test_timespan_sums(void **state)
 	(void)state;
 	assert_timespan("2min 30s", 150 * USEC_PER_SEC);
 	assert_timespan("1h30min", 90 * USEC_PER_MIN);
-	assert_timespan("1h 1min 1s 1ms 1us",
-			USEC_PER_HOUR + USEC_PER_MIN + USEC_PER_SEC + USEC_PER_MSEC + 1);
+	assert_timespan("1h 1min 1s 1ms 1us", USEC_PER_HOUR + USEC_PER_MIN + USEC_PER_SEC + USEC_PER_MSEC + 1);
 	assert_timespan("1d12h", 36 * USEC_PER_HOUR);
 	assert_timespan("1s 1s", 2 * USEC_PER_SEC);
 	assert_timespan("0.5min 0.5min", USEC_PER_MIN);
@@ -348,8 +346,8 @@ static void assert_rfc3339(const char *s, uint64_t want)
 	int r = parse_rfc3339(s, &v);
 
 	if (r != 0 || v != want)
-		fail_msg("parse_rfc3339(\"%s\") = %d, %llu; want %llu", s, r,
-			 (unsigned long long)v, (unsigned long long)want);
+		fail_msg("parse_rfc3339(\"%s\") = %d, %llu; want %llu", s, r, (unsigned long long)v,
+			 (unsigned long long)want);
 }
 
 static void assert_rfc3339_err(const char *s, int want)
@@ -441,8 +439,11 @@ static void test_serial(void **state)
  * checked against RFC 3629's ranges. */
 static size_t utf8_len_reference(const unsigned char *p)
 {
-	size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xc0 && p[0] < 0xe0 ? 2 : p[0] >= 0xe0 && p[0] < 0xf0 ? 3
-		 : p[0] >= 0xf0 && p[0] < 0xf8 ? 4 : 0;
+	size_t n = p[0] < 0x80                   ? 1
+		   : p[0] >= 0xc0 && p[0] < 0xe0 ? 2
+		   : p[0] >= 0xe0 && p[0] < 0xf0 ? 3
+		   : p[0] >= 0xf0 && p[0] < 0xf8 ? 4
+						 : 0;
 	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
 	uint32_t cp;
 
@@ -522,7 +523,9 @@ static void test_text_escape(void **state)
 		{"Z\xc3\xbcrich \xe2\x80\xa6 \xf0\x9f\x98\x80", "Z\xc3\xbcrich \xe2\x80\xa6 \xf0\x9f\x98\x80"},
 		/* Not UTF-8: a raw 8-bit CSI, a stray continuation, a truncated
 		 * sequence, an overlong '/', a surrogate, past U+10FFFF, 0xff. */
-		{"\x9b" "2J", "\\x9b2J"},
+		{"\x9b"
+		 "2J",
+		 "\\x9b2J"},
 		{"a\x80z", "a\\x80z"},
 		{"\xe2\x80", "\\xe2\\x80"},
 		{"\xc3", "\\xc3"},
@@ -641,8 +644,8 @@ static void test_random_bytes(void **state)
 
 static void test_read_file_capped(void **state)
 {
-	_cleanup_free_ char *small = tmp_path("small"), *empty = tmp_path("empty"),
-			    *big = tmp_path("big"), *fifo = tmp_path("fifo");
+	_cleanup_free_ char *small = tmp_path("small"), *empty = tmp_path("empty"), *big = tmp_path("big"),
+			    *fifo = tmp_path("fifo");
 	char untouched[] = "untouched", *buf = untouched;
 	size_t len = 12345;
 	_cleanup_close_ int dfd = -1;
@@ -777,8 +780,8 @@ static void test_fsync_dir(void **state)
 
 static void test_mkdir_p(void **state)
 {
-	_cleanup_free_ char *deep = tmp_path("m/a/b/c"), *slashes = tmp_path("m//x///y/"),
-			    *file = tmp_path("m/file"), *under = tmp_path("m/file/sub");
+	_cleanup_free_ char *deep = tmp_path("m/a/b/c"), *slashes = tmp_path("m//x///y/"), *file = tmp_path("m/file"),
+			    *under = tmp_path("m/file/sub");
 	struct stat st;
 
 	(void)state;
