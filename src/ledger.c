@@ -9,6 +9,7 @@
  * lifecycle (status).  What waits on the barrier is the waiter's own: the
  * ledger only runs it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,15 +260,17 @@ static void maybe_compact(struct daemon *d, bool at_start)
 	/* The walk over every job would hold the loop for longer than the
 	 * child's whole snapshot does (600,000 jobs: tens of ms): skip it while
 	 * no job can be past retention yet.  A job that turns final later is
-	 * stamped after this walk, so the walk's time bounds it too.  A job
-	 * whose control is still out (userdata) is kept: dispatch owns it. */
+	 * stamped after this walk, so the walk's time bounds it too.  A final
+	 * job has no control: dispatch frees it when the job ends, and an
+	 * orphaned call holds no job, so any final job may be dropped. */
 	if (lg->drop_horizon + d->cfg->retention_usec < now) {
 		lg->drop_horizon = now;
 		for (struct job *j = lg->jobs.first, *next; j; j = next) {
 			next = j->next;
 			if (!job_state_is_final(j->state))
 				continue;
-			if (!j->userdata && j->updated_at + d->cfg->retention_usec < now) {
+			assert(!j->userdata);
+			if (j->updated_at + d->cfg->retention_usec < now) {
 				job_table_remove(&lg->jobs, j);
 				dropped++;
 			} else
