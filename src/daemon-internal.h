@@ -79,6 +79,7 @@ struct ledger {
 	uint64_t syncs, sync_errors, sync_usec;
 	sd_event_source *compact_io;         /* the compaction child's end */
 	uint64_t compact_t0, compact_before; /* when it began, and the records then */
+	size_t compact_dropped;              /* final jobs past retention it dropped */
 	uint64_t drop_horizon;               /* realtime: no final job was updated before this */
 };
 

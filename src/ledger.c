@@ -205,10 +205,10 @@ static int compact_finish(struct daemon *d)
 			LOG_WARNING, r,
 			"cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
 			d->cfg->state_dir);
-	log_info("compacted the job log: %llu records to %llu (%llu of them committed meanwhile), %.3fs in the "
-		 "background",
+	log_info("compacted the job log: %llu records to %llu, %zu final job(s) past retention dropped, %llu "
+		 "committed meanwhile, %.3fs in the background",
 		 (unsigned long long)lg->compact_before, (unsigned long long)joblog_records(lg->log),
-		 (unsigned long long)joblog_compact_carried(lg->log),
+		 lg->compact_dropped, (unsigned long long)joblog_compact_carried(lg->log),
 		 (double)(now_monotonic_usec() - lg->compact_t0) / USEC_PER_SEC);
 	return 0;
 }
@@ -281,6 +281,7 @@ static void maybe_compact(struct daemon *d, bool at_start)
 	if (r == 1) {
 		lg->compact_t0 = t0;
 		lg->compact_before = before;
+		lg->compact_dropped = dropped;
 		r = sd_event_add_io(d->event, &lg->compact_io, joblog_compact_fd(lg->log), EPOLLIN, on_compact_io, d);
 		if (r >= 0) {
 			(void)sd_event_source_set_description(lg->compact_io, "compaction");
