@@ -45,7 +45,7 @@
 #define COMMIT_RETRY_MIN (1 * USEC_PER_SEC)
 #define COMMIT_RETRY_MAX (30 * USEC_PER_SEC)
 /* The window of the log-line limiters (refused callbacks, spool rejects). */
-#define REFUSALS_INTERVAL (10 * USEC_PER_SEC)
+#define LOG_LIMIT_INTERVAL (10 * USEC_PER_SEC)
 /* Polls prompted by callbacks that cannot be verified, over all jobs: at
  * most PROMPT_RATE in any PROMPT_WINDOW (dispatch.c says why). */
 #define PROMPT_RATE 2

@@ -5,8 +5,10 @@
  * daemon_run().  Read this file first, from daemon_run() up.
  *
  * Owns the top of struct daemon (the config, the API key, the callback and
- * probe keys, the loop, ready and stopping).  Calls each room's setup,
- * teardown and reconfigure; the ledger to commit at a stop.
+ * probe keys, the loop, ready and stopping).  Calls each room's init,
+ * open or start, flush, close and reconfigure (those that have them);
+ * dispatch to reschedule after a reload; the ledger to replay at start and
+ * to commit at a stop.
  */
 #include <errno.h>
 #include <signal.h>
