@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include <systemd/sd-event.h>
 
@@ -136,8 +137,8 @@ struct dispatch {
 	const struct meraki_ops *ops;
 	struct meraki_client *meraki;
 	struct pacer pacer;
-	struct jobctl *rq_first, *rq_last;
-	struct jobctl *orphans; /* ended jobs whose call is still in flight */
+	TAILQ_HEAD(jobctl_list, jobctl) runq; /* jobs waiting to be submitted, or submitting */
+	struct jobctl_list orphans;           /* ended jobs whose call is still in flight */
 	size_t in_flight;
 	unsigned consecutive_429;
 	sd_event_source *submit_timer, *curl_timer;

@@ -399,7 +399,7 @@ static void test_orphan_compaction(void **state)
 
 	assert_int_equal(post_callback(f, a, stub.calls[ia].secret, "complete"), 200);
 	assert_int_equal(job_table_find(&f->d->ledger.jobs, a)->state, JOB_COMPLETE);
-	assert_non_null(f->d->dispatch.orphans);
+	assert_false(TAILQ_EMPTY(&f->d->dispatch.orphans));
 	assert_int_equal(f->d->dispatch.in_flight, 2);
 
 	/* Grow the log past the compaction threshold with B's attempts. */
@@ -415,7 +415,7 @@ static void test_orphan_compaction(void **state)
 
 	/* The answer to A's request arrives now: the orphan goes, nothing else. */
 	stub_answer_ok(ia);
-	assert_null(f->d->dispatch.orphans);
+	assert_true(TAILQ_EMPTY(&f->d->dispatch.orphans));
 	assert_int_equal(f->d->dispatch.in_flight, 1);
 	assert_null(job_table_find(&f->d->ledger.jobs, a));
 	assert_int_equal(jb->state, JOB_QUEUED);
