@@ -17,6 +17,7 @@
 #include <systemd/sd-event.h>
 
 #include "blinkhook/callback.h"
+#include "blinkhook/credentials.h"
 #include "blinkhook/log.h"
 #include "blinkhook/version.h"
 #include "daemon-internal.h"
