@@ -514,6 +514,70 @@ static void test_callback_while_waiting(void **state)
 	assert_int_equal(logged_state(f, id), JOB_SUBMITTED);
 }
 
+static int replay_nothing(const struct job_event *ev, void *ud)
+{
+	(void)ev;
+	(void)ud;
+	return 0;
+}
+
+/*
+ * The log a compaction leaves when its child is killed after the live table
+ * dropped a final job and intake took a new job with the same id: queued,
+ * final, queued.  The daemon starts, with the new job.
+ */
+static void test_start_after_reused_id(void **state)
+{
+	struct fixture *f = *state;
+	struct joblog *log = NULL;
+	struct joblog_info info;
+	char nonce[JOB_NONCE_LEN + 1];
+	const size_t one = 1;
+	uint64_t now = now_realtime_usec(), seq;
+	struct job *j;
+
+	assert_int_equal(mkdir(f->state, 0700), 0);
+	assert_int_equal(joblog_open(f->state, &log), 0);
+	assert_int_equal(joblog_replay(log, replay_nothing, NULL, &info), 0);
+	assert_int_equal(job_nonce_new(nonce), 0);
+	const struct job_event evs[] = {
+		{.ts = now - 3 * USEC_PER_SEC,
+		 .id = "reused",
+		 .kind = JOB_EV_QUEUED,
+		 .serial = SERIAL_A,
+		 .duration = 10,
+		 .nonce = nonce,
+		 .source = "queue"},
+		{.ts = now - 2 * USEC_PER_SEC,
+		 .id = "reused",
+		 .kind = JOB_EV_FINAL,
+		 .state = JOB_FAILED,
+		 .error = "canceled",
+		 .source = "cancel"},
+		{.ts = now - USEC_PER_SEC,
+		 .id = "reused",
+		 .kind = JOB_EV_QUEUED,
+		 .serial = SERIAL_B,
+		 .duration = 10,
+		 .nonce = nonce,
+		 .source = "queue"},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(evs); i++)
+		assert_int_equal(joblog_append(log, &evs[i], &seq), 0);
+	assert_int_equal(joblog_commit(log), 0);
+	joblog_free(log);
+
+	f->d = rooms_up(f);
+	j = job_table_find(&f->d->ledger.jobs, "reused");
+	assert_non_null(j);
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_string_equal(j->serial, SERIAL_B);
+	assert_int_equal(f->d->ledger.jobs.n_jobs, 1);
+	run_until(f->d, calls_made, &one);
+	assert_string_equal(stub.calls[0].serial, SERIAL_B);
+	rooms_down(f->d);
+}
+
 static void note_changed(const char *section, const char *name, void *ud)
 {
 	struct strbuf *sb = ud;
@@ -582,6 +646,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_before_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_after_reused_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_restart_keys, setup, teardown),
 	};
 
