@@ -229,6 +229,21 @@ void dispatch_finish_job(struct daemon *d, struct job *j, enum job_state state, 
 		(void)log_errno(LOG_ERR, r, "job %s: cannot record %s: %m", j->id, job_state_to_string(state));
 }
 
+/* A waiting control whose job Meraki has (its answer, or a callback while
+ * the request was in flight or the job waited for a retry) leaves the run
+ * queue and watches: it is never submitted again. */
+static void jobctl_watch_if_submitted(struct daemon *d, struct jobctl *c)
+{
+	struct job *j = c->job;
+
+	if (c->state != JC_WAITING || j->state != JOB_SUBMITTED)
+		return;
+	runq_remove(d, c);
+	jobctl_enter(c, JC_WATCHING);
+	c->poll_at = now_realtime_usec() + j->duration * USEC_PER_SEC + d->cfg->wait_usec;
+	jobctl_arm(c);
+}
+
 static void on_blink_done(void *ud, const struct meraki_result *res)
 {
 	struct jobctl *c = ud;
@@ -264,15 +279,14 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 			.source = "api",
 		};
 		r = ledger_record(d, &ev, NULL);
+		/* Also when the record changes nothing (r == 1) or is refused
+		 * (another ledsBlinkId): a callback during the request made the
+		 * job submitted already. */
+		if (j->userdata)
+			jobctl_watch_if_submitted(d, c);
 		if (r < 0) {
 			(void)log_errno(LOG_ERR, r, "job %s: cannot record the submission: %m", j->id);
 			break;
-		}
-		if (r == 0 && j->userdata) {
-			runq_remove(d, c);
-			jobctl_enter(c, JC_WATCHING);
-			c->poll_at = now_realtime_usec() + j->duration * USEC_PER_SEC + d->cfg->wait_usec;
-			jobctl_arm(c);
 		}
 		if (meraki_status_is_final(res->status))
 			dispatch_finish_job(d, j, strcmp(res->status, "complete") == 0 ? JOB_COMPLETE : JOB_FAILED,
@@ -288,9 +302,15 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 		pacer_pause(&d->dispatch.pacer, now + wait);
 		log_warn("Meraki answered 429 (rate limited); holding submissions for %.1fs",
 			 (double)wait / USEC_PER_SEC);
+		jobctl_watch_if_submitted(d, c);
 		break;
 	}
 	case MERAKI_RETRY:
+		/* A callback during the request: Meraki has the job already. */
+		if (j->state == JOB_SUBMITTED) {
+			jobctl_watch_if_submitted(d, c);
+			break;
+		}
 		if (attempts >= d->cfg->max_attempts) {
 			_cleanup_free_ char *msg = NULL;
 			/* %.900s: within JOB_TEXT_MAX; the API text may be cut short. */
@@ -345,6 +365,8 @@ static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
 	};
 	int r;
 
+	/* Only a queued job goes to Meraki: a submitted one is watched. */
+	assert(j->state == JOB_QUEUED);
 	if (!d->cfg->http_server_id) {
 		callback_url(d, j->id, &url);
 		secret_for_job(d->key, j->id, j->nonce, secret);
@@ -659,6 +681,8 @@ int dispatch_job_changed(struct daemon *d, struct job *j)
 		jobctl_free(j->userdata);
 	else if (!j->userdata)
 		return jobctl_new(d, j);
+	else
+		jobctl_watch_if_submitted(d, j->userdata);
 	return 0;
 }
 

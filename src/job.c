@@ -317,9 +317,18 @@ static void set_state(struct job_table *t, struct job *j, enum job_state s)
 
 int job_table_apply(struct job_table *t, const struct job_event *ev, struct job **ret_job)
 {
-	struct job *j = ev->id ? job_table_find(t, ev->id) : NULL;
+	struct job *j = ev->id ? job_table_find(t, ev->id) : NULL, *old = NULL;
 	int r;
 
+	/* A queued event for a final job is a new job that reuses the id of
+	 * one dropped past retention by a compaction that did not finish: the
+	 * old log still holds the old one.  It replaces it, as the drop did.
+	 * (The live path never gets here: intake refuses an id in the table,
+	 * and job_table_check still says -EEXIST.) */
+	if (j && ev->kind == JOB_EV_QUEUED && job_state_is_final(j->state)) {
+		old = j;
+		j = NULL;
+	}
 	r = verdict(j, ev);
 	if (r != 0)
 		return r;
@@ -327,11 +336,13 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 	if (ev->kind == JOB_EV_QUEUED || ev->kind == JOB_EV_SNAPSHOT) {
 		size_t k;
 
-		if (t->n_jobs >= t->n_buckets && table_grow(t) < 0)
+		if (!old && t->n_jobs >= t->n_buckets && table_grow(t) < 0)
 			return -ENOMEM;
 		j = calloc(1, sizeof(*j));
 		if (!j)
 			return -ENOMEM;
+		if (old)
+			job_table_remove(t, old);
 		/* job_table_check has checked both lengths. */
 		(void)STR_COPY(j->id, ev->id);
 		(void)STR_COPY(j->serial, ev->serial);

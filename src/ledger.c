@@ -244,7 +244,8 @@ static void maybe_compact(struct daemon *d, bool at_start)
 		return;
 	}
 	/* After every commit: the common answer costs two comparisons. */
-	if ((!grown && !at_start) || joblog_has_pending(lg->log) || lg->log_failing || joblog_syncing(lg->log))
+	if ((!grown && !at_start) || d->stopping || joblog_has_pending(lg->log) || lg->log_failing ||
+	    joblog_syncing(lg->log))
 		return;
 	now = now_realtime_usec();
 	t0 = now_monotonic_usec();

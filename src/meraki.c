@@ -206,6 +206,18 @@ out:
 	return 0;
 }
 
+/* A host name or address as it may stand in an origin: letters, digits, dots,
+ * hyphens (and underscores, which some names carry), or an IPv6 literal that
+ * curl has checked.  curl decodes %-escapes in a host, so "n1%2582.x" would
+ * come out as "n1%82.x": a name no resolver serves, and whose origin would
+ * not name itself as a URL again. */
+static bool host_is_plain(const char *h)
+{
+	if (h[0] == '[')
+		return true;
+	return h[strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")] == 0;
+}
+
 int meraki_origin(const char *url, char *buf, size_t size)
 {
 	CURLU *u = curl_url();
@@ -221,7 +233,7 @@ int meraki_origin(const char *url, char *buf, size_t size)
 	    curl_url_get(u, CURLUPART_SCHEME, &s, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK &&
-	    (strcmp(s, "https") == 0 || strcmp(s, "http") == 0) && *h) {
+	    (strcmp(s, "https") == 0 || strcmp(s, "http") == 0) && *h && host_is_plain(h)) {
 		CURLUcode zc = curl_url_get(u, CURLUPART_ZONEID, &z, 0);
 		if (zc == CURLUE_OK && z && h[0] == '[')
 			/* An IPv6 link-local address names its interface too. */

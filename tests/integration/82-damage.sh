@@ -206,8 +206,9 @@ want[e-large.json]="file is larger than 4096 bytes"
 echo '{"serial":"Q2DM-BBBB-0015","duration":1}' >"$T/target.json"
 ln -s "$T/target.json" "$N/e-symlink.json"
 want[e-symlink.json]="a symbolic link, not a file"
+# A directory is never moved into rejected/ (a member could make it one
+# others write into there): an empty one is removed.
 mkdir "$N/e-dir.json"
-want[e-dir.json]="not a regular file"
 mkfifo "$N/e-fifo.json"
 want[e-fifo.json]="not a regular file"
 # Good ones in the same batch: a plain request, and one of exactly 4096 bytes.
@@ -233,7 +234,9 @@ for f in $(printf '%s\n' "${!want[@]}" | sort); do
 		rejected_ok "$f" "${want[$f]}"
 done
 check "the symlink's target is untouched" test "$(cat "$T/target.json")" = '{"serial":"Q2DM-BBBB-0015","duration":1}'
-check "rejected/ holds the directory and the FIFO as they were" test -d "$T/spool/rejected/e-dir.json" -a -p "$T/spool/rejected/e-fifo.json"
+check "rejected/ holds the FIFO as it was" test -p "$T/spool/rejected/e-fifo.json"
+check "the empty directory in new/ is removed, not moved into rejected/" \
+	test ! -e "$N/e-dir.json" -a ! -e "$T/spool/rejected/e-dir.json"
 check "a hidden file in new/ is left alone" test -f "$N/.hidden.json"
 check "nothing else is left in new/" test "$(ls "$N")" = ""
 check "the job reused id kept its own serial" test "$(ctl status "${J[1]}" --json | json 'j["serial"] + " " + j["state"]')" = "Q2DM-AAAA-0002 complete"
@@ -255,10 +258,10 @@ for f in l-notjson l-dur0 l-symlink l-dir l-fifo l-large l-good; do mv "$P/$f.js
 check "while running: the good file becomes a job and completes" wait_until 20 serial_done Q2DM-GOOD-0003
 live_rejected() {
 	rejected_ok l-notjson.json "$R_JSON" && rejected_ok l-dur0.json "$R_DUR" &&
-		rejected_ok l-symlink.json "symbolic link" && rejected_ok l-dir.json "not a regular file" &&
+		rejected_ok l-symlink.json "symbolic link" && test ! -e "$N/l-dir.json" -a ! -e "$T/spool/rejected/l-dir.json" &&
 		rejected_ok l-fifo.json "not a regular file" && rejected_ok l-large.json "larger than 4096"
 }
-check "while running: each bad file goes to rejected/ with its reason" wait_until 10 live_rejected
+check "while running: each bad file goes to rejected/ with its reason (the empty directory is removed)" wait_until 10 live_rejected
 check "the daemon is still healthy" curl -fsS --max-time 5 -o /dev/null "$D_URL/healthz"
 check "the daemon's log shows no sanitizer report" sh -c "! grep -q -e 'ERROR: AddressSanitizer' -e 'runtime error:' '$T/daemon.log'"
 stop_daemon

@@ -354,10 +354,56 @@ static void test_final_states(void **state)
 		struct job_event late = ev_final("f", TS0 + 3 * USEC_PER_SEC, JOB_FAILED);
 		late.error = "something else";
 		apply_refused(&t, late, 1);
-		/* But a second queued event is still an error. */
-		apply_refused(&t, ev_queued("f", TS0), -EEXIST);
+		/* The live path refuses a second queued event (replay takes it:
+		 * test_queued_replaces_final). */
+		struct job_event again = ev_queued("f", TS0);
+		assert_int_equal(job_table_check(&t, &again), -EEXIST);
 		job_table_release(&t);
 	}
+}
+
+/* Q, F, Q for one id: a compaction dropped the final job, intake took a new
+ * job with its id, and the compaction did not finish, so the old log holds
+ * all three.  The new job replaces the final one; Q, Q is still damage. */
+static void test_queued_replaces_final(void **state)
+{
+	(void)state;
+	struct job_table t;
+	struct job *j, *out = NULL;
+
+	assert_int_equal(job_table_init(&t), 0);
+	apply_ok(&t, ev_queued("r", TS0));
+	apply_ok(&t, ev_submitted("r", TS0 + USEC_PER_SEC, LBI));
+	apply_ok(&t, ev_final("r", TS0 + 2 * USEC_PER_SEC, JOB_COMPLETE));
+	apply_ok(&t, ev_queued("s", TS0 + 3 * USEC_PER_SEC));
+
+	struct job_event q = ev_queued("r", TS0 + 4 * USEC_PER_SEC);
+	q.serial = "QBBB-BBBB-BBBB";
+	q.duration = 30;
+	assert_int_equal(job_table_apply(&t, &q, &out), 0);
+	j = job_table_find(&t, "r");
+	assert_ptr_equal(out, j);
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_string_equal(j->serial, "QBBB-BBBB-BBBB");
+	assert_int_equal(j->duration, 30);
+	assert_null(j->leds_blink_id);
+	assert_null(j->meraki_status);
+	assert_int_equal(j->created_at, TS0 + 4 * USEC_PER_SEC);
+	/* The old Meraki job's id no longer finds it. */
+	assert_null(job_table_find_by_blink_id(&t, LBI));
+	assert_int_equal(t.n_jobs, 2);
+	assert_int_equal(t.n_by_state[JOB_COMPLETE], 0);
+	assert_int_equal(t.n_by_state[JOB_QUEUED], 2);
+	assert_ptr_equal(t.last, j);
+	assert_counters(&t);
+	/* The new job goes on as any other. */
+	apply_ok(&t, ev_submitted("r", TS0 + 5 * USEC_PER_SEC, "9999"));
+	assert_int_equal(j->state, JOB_SUBMITTED);
+
+	/* A queued event for a job that is not final is damage. */
+	apply_refused(&t, ev_queued("r", TS0 + 6 * USEC_PER_SEC), -EEXIST);
+	apply_refused(&t, ev_queued("s", TS0 + 6 * USEC_PER_SEC), -EEXIST);
+	job_table_release(&t);
 }
 
 static void test_status_repeat_and_order(void **state)
@@ -1541,6 +1587,7 @@ int main(void)
 		cmocka_unit_test(test_event_names),
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_final_states),
+		cmocka_unit_test(test_queued_replaces_final),
 		cmocka_unit_test(test_status_repeat_and_order),
 		cmocka_unit_test(test_status_on_queued),
 		cmocka_unit_test(test_refusals),

@@ -424,6 +424,160 @@ static void test_orphan_compaction(void **state)
 	assert_int_equal(logged_state(f, b), JOB_QUEUED);
 }
 
+/* Steps the loop for about ms milliseconds. */
+static void run_for(struct daemon *d, unsigned ms)
+{
+	uint64_t end = now_monotonic_usec() + ms * USEC_PER_MSEC;
+
+	while (now_monotonic_usec() < end)
+		assert_true(sd_event_run(d->event, 10 * USEC_PER_MSEC) >= 0);
+}
+
+/* The stub's answer to call i: a transient failure (the job is retried). */
+static void stub_answer_retry(size_t i)
+{
+	struct meraki_result res = {
+		.outcome = MERAKI_RETRY,
+		.http_status = 503,
+		.retry_after_usec = UINT64_MAX,
+		.error = (char *)"unavailable",
+	};
+
+	assert_true(i < stub.n);
+	assert_false(stub.calls[i].answered);
+	stub.calls[i].answered = true;
+	stub.calls[i].done(stub.calls[i].ud, &res);
+}
+
+/*
+ * A progress callback overtakes the blink request's answer: the job is
+ * submitted when the 201 comes, whose record then changes nothing.  The job
+ * must be watched (out of the run queue), not submitted again and again.
+ */
+static void test_callback_before_answer(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX + 1];
+	const size_t one = 1;
+	struct job *j;
+
+	enqueue(f, SERIAL_A, id);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	j = job_table_find(&f->d->ledger.jobs, id);
+	assert_non_null(j);
+	assert_int_equal(post_callback(f, id, stub.calls[0].secret, "running"), 200);
+	assert_int_equal(j->state, JOB_SUBMITTED);
+	assert_true(dispatch_job_busy(j));
+	run_until(f->d, all_durable, NULL);
+
+	stub_answer_ok(0);
+	assert_int_equal(stub.n, 1);
+	assert_int_equal(j->state, JOB_SUBMITTED);
+	assert_string_equal(j->leds_blink_id, "42");
+	assert_false(dispatch_job_busy(j));
+	assert_null(f->d->dispatch.rq_first); /* watching, not waiting */
+	assert_int_equal(f->d->dispatch.in_flight, 0);
+	run_for(f->d, 300);
+	assert_int_equal(stub.n, 1);
+	assert_null(f->d->dispatch.rq_first);
+	rooms_down(f->d);
+	assert_int_equal(logged_state(f, id), JOB_SUBMITTED);
+}
+
+/* The same for a job waiting for its retry: a callback says Meraki has it
+ * (the first request got there after all), so it is not submitted again. */
+static void test_callback_while_waiting(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX + 1];
+	const size_t one = 1;
+	struct job *j;
+
+	enqueue(f, SERIAL_A, id);
+	f->d = rooms_up(f);
+	f->d->cfg->retry_initial_usec = 100 * USEC_PER_MSEC;
+	f->d->cfg->retry_max_usec = 100 * USEC_PER_MSEC;
+	run_until(f->d, calls_made, &one);
+	j = job_table_find(&f->d->ledger.jobs, id);
+	assert_non_null(j);
+	stub_answer_retry(0);
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_non_null(f->d->dispatch.rq_first);
+	assert_int_equal(post_callback(f, id, stub.calls[0].secret, "running"), 200);
+	assert_int_equal(j->state, JOB_SUBMITTED);
+	assert_null(f->d->dispatch.rq_first);
+	run_for(f->d, 500); /* past the retry's backoff */
+	assert_int_equal(stub.n, 1);
+	assert_false(dispatch_job_busy(j));
+	rooms_down(f->d);
+	assert_int_equal(logged_state(f, id), JOB_SUBMITTED);
+}
+
+static int replay_nothing(const struct job_event *ev, void *ud)
+{
+	(void)ev;
+	(void)ud;
+	return 0;
+}
+
+/*
+ * The log a compaction leaves when its child is killed after the live table
+ * dropped a final job and intake took a new job with the same id: queued,
+ * final, queued.  The daemon starts, with the new job.
+ */
+static void test_start_after_reused_id(void **state)
+{
+	struct fixture *f = *state;
+	struct joblog *log = NULL;
+	struct joblog_info info;
+	char nonce[JOB_NONCE_LEN + 1];
+	const size_t one = 1;
+	uint64_t now = now_realtime_usec(), seq;
+	struct job *j;
+
+	assert_int_equal(mkdir(f->state, 0700), 0);
+	assert_int_equal(joblog_open(f->state, &log), 0);
+	assert_int_equal(joblog_replay(log, replay_nothing, NULL, &info), 0);
+	assert_int_equal(job_nonce_new(nonce), 0);
+	const struct job_event evs[] = {
+		{.ts = now - 3 * USEC_PER_SEC,
+		 .id = "reused",
+		 .kind = JOB_EV_QUEUED,
+		 .serial = SERIAL_A,
+		 .duration = 10,
+		 .nonce = nonce,
+		 .source = "queue"},
+		{.ts = now - 2 * USEC_PER_SEC,
+		 .id = "reused",
+		 .kind = JOB_EV_FINAL,
+		 .state = JOB_FAILED,
+		 .error = "canceled",
+		 .source = "cancel"},
+		{.ts = now - USEC_PER_SEC,
+		 .id = "reused",
+		 .kind = JOB_EV_QUEUED,
+		 .serial = SERIAL_B,
+		 .duration = 10,
+		 .nonce = nonce,
+		 .source = "queue"},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(evs); i++)
+		assert_int_equal(joblog_append(log, &evs[i], &seq), 0);
+	assert_int_equal(joblog_commit(log), 0);
+	joblog_free(log);
+
+	f->d = rooms_up(f);
+	j = job_table_find(&f->d->ledger.jobs, "reused");
+	assert_non_null(j);
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_string_equal(j->serial, SERIAL_B);
+	assert_int_equal(f->d->ledger.jobs.n_jobs, 1);
+	run_until(f->d, calls_made, &one);
+	assert_string_equal(stub.calls[0].serial, SERIAL_B);
+	rooms_down(f->d);
+}
+
 static void note_changed(const char *section, const char *name, void *ud)
 {
 	struct strbuf *sb = ud;
@@ -490,6 +644,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_callback_while_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_callback_before_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_after_reused_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_restart_keys, setup, teardown),
 	};
 
