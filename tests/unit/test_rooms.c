@@ -476,11 +476,11 @@ static void test_callback_before_answer(void **state)
 	assert_int_equal(j->state, JOB_SUBMITTED);
 	assert_string_equal(j->leds_blink_id, "42");
 	assert_false(dispatch_job_busy(j));
-	assert_null(f->d->dispatch.rq_first); /* watching, not waiting */
+	assert_true(TAILQ_EMPTY(&f->d->dispatch.runq)); /* watching, not waiting */
 	assert_int_equal(f->d->dispatch.in_flight, 0);
 	run_for(f->d, 300);
 	assert_int_equal(stub.n, 1);
-	assert_null(f->d->dispatch.rq_first);
+	assert_true(TAILQ_EMPTY(&f->d->dispatch.runq));
 	rooms_down(f->d);
 	assert_int_equal(logged_state(f, id), JOB_SUBMITTED);
 }
@@ -503,10 +503,10 @@ static void test_callback_while_waiting(void **state)
 	assert_non_null(j);
 	stub_answer_retry(0);
 	assert_int_equal(j->state, JOB_QUEUED);
-	assert_non_null(f->d->dispatch.rq_first);
+	assert_false(TAILQ_EMPTY(&f->d->dispatch.runq));
 	assert_int_equal(post_callback(f, id, stub.calls[0].secret, "running"), 200);
 	assert_int_equal(j->state, JOB_SUBMITTED);
-	assert_null(f->d->dispatch.rq_first);
+	assert_true(TAILQ_EMPTY(&f->d->dispatch.runq));
 	run_for(f->d, 500); /* past the retry's backoff */
 	assert_int_equal(stub.n, 1);
 	assert_false(dispatch_job_busy(j));
