@@ -415,9 +415,11 @@ static int cmd_blink(int argc, char **argv)
 	if (req.id[0]) {
 		/* The daemon would reject it: say so now, not in its log. */
 		struct job_table t;
+		char consequence[sizeof(req.id) + 64];
 		bool used;
 
-		if (load_jobs_or(&t, "not checking whether the id is already used") < 0) {
+		snprintf(consequence, sizeof(consequence), "not checking whether id \"%s\" is already used", req.id);
+		if (load_jobs_or(&t, consequence) < 0) {
 			used = false;
 		} else {
 			used = job_table_find(&t, req.id) != NULL;

@@ -71,7 +71,7 @@ int main(int argc, char **argv)
 	}
 	r = config_load(&cfg, path, err);
 	if (r >= 0)
-		r = config_load_api_key(&cfg, &key, &source, err);
+		r = credentials_load_api_key(&cfg, &key, &source, err);
 	if (r < 0) {
 		if (check)
 			fprintf(stderr, "%s\n", err);

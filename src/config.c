@@ -21,6 +21,7 @@
 #include <sys/un.h>
 
 #include "blinkhook/config.h"
+#include "blinkhook/netaddr.h"
 #include "blinkhook/util.h"
 
 /* A config file is a few dozen lines; anything this large is a mistake. */
@@ -176,7 +177,7 @@ int config_init(struct config *c)
 		.retention_usec = 30 * USEC_PER_DAY,
 	};
 	for (size_t i = 0; i < ELEMENTSOF(proxies); i++)
-		if (config_parse_cidr(proxies[i], &c->trusted_proxies[c->n_trusted_proxies++]) < 0)
+		if (netaddr_parse_cidr(proxies[i], &c->trusted_proxies[c->n_trusted_proxies++]) < 0)
 			return -EINVAL;
 
 	c->base_url = strdup("https://api.meraki.com/api/v1");
@@ -514,7 +515,7 @@ static int parse_proxies(struct parse *ps, const struct key *k, const char *v)
 			memcpy(item, s, len);
 			item[len] = '\0';
 		}
-		if (len >= sizeof(item) || config_parse_cidr(item, &list[n]) < 0) {
+		if (len >= sizeof(item) || netaddr_parse_cidr(item, &list[n]) < 0) {
 			fail(ps, -EINVAL, ps->line, "%s: \"%.*s\" is not an IP address, address/prefix or \"unix\"",
 			     k->name, (int)MIN(len, (size_t)64), s);
 			return -EINVAL;
@@ -644,7 +645,7 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 	case KIND_LISTEN: {
 		struct listen_addr l;
 
-		r = config_parse_listen(v, &l);
+		r = netaddr_parse_listen(v, &l);
 		if (r == -ENOMEM)
 			goto oom;
 		if (r == -ERANGE) {

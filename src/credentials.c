@@ -151,8 +151,8 @@ static int secret_read_credential(const char *name, enum secret_kind kind, char 
 	return secret_read_file(path, false, kind, ret, err);
 }
 
-int config_load_api_key(const struct config *c, char **ret_key, const char **ret_source,
-			char err[static CONFIG_ERROR_MAX])
+int credentials_load_api_key(const struct config *c, char **ret_key, const char **ret_source,
+			     char err[static CONFIG_ERROR_MAX])
 {
 	static const char env_name[] = "MERAKI_DASHBOARD_API_KEY";
 	const char *reason = NULL;
@@ -221,7 +221,7 @@ int config_load_api_key(const struct config *c, char **ret_key, const char **ret
 	return -ENOENT;
 }
 
-int config_load_callback_secret(const struct config *c, char **ret_secret, char err[static CONFIG_ERROR_MAX])
+int credentials_load_callback_secret(const struct config *c, char **ret_secret, char err[static CONFIG_ERROR_MAX])
 {
 	char *secret = NULL;
 	int r;

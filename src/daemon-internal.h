@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include <systemd/sd-event.h>
 
@@ -45,7 +46,7 @@
 #define COMMIT_RETRY_MIN (1 * USEC_PER_SEC)
 #define COMMIT_RETRY_MAX (30 * USEC_PER_SEC)
 /* The window of the log-line limiters (refused callbacks, spool rejects). */
-#define REFUSALS_INTERVAL (10 * USEC_PER_SEC)
+#define LOG_LIMIT_INTERVAL (10 * USEC_PER_SEC)
 /* Polls prompted by callbacks that cannot be verified, over all jobs: at
  * most PROMPT_RATE in any PROMPT_WINDOW (dispatch.c says why). */
 #define PROMPT_RATE 2
@@ -79,6 +80,7 @@ struct ledger {
 	uint64_t syncs, sync_errors, sync_usec;
 	sd_event_source *compact_io;         /* the compaction child's end */
 	uint64_t compact_t0, compact_before; /* when it began, and the records then */
+	size_t compact_dropped;              /* final jobs past retention it dropped */
 	uint64_t drop_horizon;               /* realtime: no final job was updated before this */
 };
 
@@ -135,8 +137,8 @@ struct dispatch {
 	const struct meraki_ops *ops;
 	struct meraki_client *meraki;
 	struct pacer pacer;
-	struct jobctl *rq_first, *rq_last;
-	struct jobctl *orphans; /* ended jobs whose call is still in flight */
+	TAILQ_HEAD(jobctl_list, jobctl) runq; /* jobs waiting to be submitted, or submitting */
+	struct jobctl_list orphans;           /* ended jobs whose call is still in flight */
 	size_t in_flight;
 	unsigned consecutive_429;
 	sd_event_source *submit_timer, *curl_timer;

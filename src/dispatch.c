@@ -17,6 +17,7 @@
 #include <systemd/sd-event.h>
 
 #include "blinkhook/callback.h"
+#include "blinkhook/credentials.h"
 #include "blinkhook/log.h"
 #include "blinkhook/version.h"
 #include "daemon-internal.h"
@@ -40,6 +41,7 @@
  *   NEW --> WATCHING <--> POLLING             (submitted)
  *           WAITING ---> WATCHING            (the blink request's answer)
  *   SUBMITTING, POLLING --> ORPHANED         (the job ended meanwhile)
+ *   ORPHANED --> DONE                        (its call returned: freed)
  *
  * A job that ends in any other state loses its control at once; an orphan
  * is freed when its call returns.  An orphan holds no job: the job may be
@@ -52,6 +54,7 @@ enum jobctl_state {
 	JC_WATCHING,   /* submitted: waits for a callback, its poll or expiry */
 	JC_POLLING,    /* a status request in flight (prompted: by a callback) */
 	JC_ORPHANED,   /* its job ended while a call was in flight */
+	JC_DONE,       /* an orphan whose call returned, about to be freed */
 	JC_STATE_MAX,
 };
 
@@ -61,6 +64,7 @@ static const bool jobctl_legal[JC_STATE_MAX][JC_STATE_MAX] = {
 	[JC_SUBMITTING] = {[JC_WAITING] = true, [JC_ORPHANED] = true},
 	[JC_WATCHING] = {[JC_POLLING] = true},
 	[JC_POLLING] = {[JC_WATCHING] = true, [JC_ORPHANED] = true},
+	[JC_ORPHANED] = {[JC_DONE] = true},
 };
 
 /* The scheduling state of one unfinished job (job->userdata). */
@@ -76,8 +80,8 @@ struct jobctl {
 	bool prompt_pending;  /* the timer is due for a prompted poll */
 	bool prompted;        /* the call in flight is a prompted poll */
 	bool in_runq;
-	struct jobctl *rq_prev, *rq_next;
-	sd_event_source *timer; /* poll and expiry, on CLOCK_REALTIME */
+	TAILQ_ENTRY(jobctl) link; /* in the run queue, or (orphaned) among the orphans */
+	sd_event_source *timer;   /* poll and expiry, on CLOCK_REALTIME */
 };
 
 /* Whether a call to Meraki is in flight for c. */
@@ -125,16 +129,8 @@ static void runq_remove(struct daemon *d, struct jobctl *c)
 {
 	if (!c->in_runq)
 		return;
-	if (c->rq_prev)
-		c->rq_prev->rq_next = c->rq_next;
-	else
-		d->dispatch.rq_first = c->rq_next;
-	if (c->rq_next)
-		c->rq_next->rq_prev = c->rq_prev;
-	else
-		d->dispatch.rq_last = c->rq_prev;
+	TAILQ_REMOVE(&d->dispatch.runq, c, link);
 	c->in_runq = false;
-	c->rq_prev = c->rq_next = NULL;
 }
 
 static void jobctl_free(struct jobctl *c)
@@ -151,11 +147,7 @@ static void jobctl_free(struct jobctl *c)
 		/* The call's done function still holds c: it frees it. */
 		jobctl_enter(c, JC_ORPHANED);
 		c->job = NULL;
-		c->rq_prev = NULL;
-		c->rq_next = d->dispatch.orphans;
-		if (d->dispatch.orphans)
-			d->dispatch.orphans->rq_prev = c;
-		d->dispatch.orphans = c;
+		TAILQ_INSERT_HEAD(&d->dispatch.orphans, c, link);
 		return;
 	}
 	free(c);
@@ -163,14 +155,7 @@ static void jobctl_free(struct jobctl *c)
 
 static void orphan_free(struct jobctl *c)
 {
-	struct daemon *d = c->d;
-
-	if (c->rq_prev)
-		c->rq_prev->rq_next = c->rq_next;
-	else
-		d->dispatch.orphans = c->rq_next;
-	if (c->rq_next)
-		c->rq_next->rq_prev = c->rq_prev;
+	TAILQ_REMOVE(&c->d->dispatch.orphans, c, link);
 	free(c);
 }
 
@@ -185,8 +170,7 @@ static bool jobctl_returned(struct jobctl *c)
 		return false;
 	}
 	assert(!c->job);
-	assert(d->dispatch.in_flight > 0);
-	d->dispatch.in_flight--;
+	jobctl_enter(c, JC_DONE);
 	dispatch_schedule(d);
 	orphan_free(c);
 	daemon_stop_if_idle(d);
@@ -197,13 +181,7 @@ static void runq_append(struct daemon *d, struct jobctl *c)
 {
 	if (c->in_runq)
 		return;
-	c->rq_prev = d->dispatch.rq_last;
-	c->rq_next = NULL;
-	if (d->dispatch.rq_last)
-		d->dispatch.rq_last->rq_next = c;
-	else
-		d->dispatch.rq_first = c;
-	d->dispatch.rq_last = c;
+	TAILQ_INSERT_TAIL(&d->dispatch.runq, c, link);
 	c->in_runq = true;
 }
 static int jobctl_new(struct daemon *d, struct job *j)
@@ -414,7 +392,8 @@ void dispatch_schedule(struct daemon *d)
 
 	if (d->stopping || d->ledger.log_failing || !d->ready)
 		return;
-	for (struct jobctl *c = d->dispatch.rq_first; c && d->dispatch.in_flight < MAX_IN_FLIGHT; c = c->rq_next) {
+	for (struct jobctl *c = TAILQ_FIRST(&d->dispatch.runq); c && d->dispatch.in_flight < MAX_IN_FLIGHT;
+	     c = TAILQ_NEXT(c, link)) {
 		uint64_t at;
 
 		if (c->state != JC_WAITING)
@@ -429,7 +408,7 @@ void dispatch_schedule(struct daemon *d)
 		if (d->cfg->interval_scope == INTERVAL_SCOPE_GLOBAL && pacer_ready_at(&d->dispatch.pacer, "") > now)
 			break;
 	}
-	if (next == UINT64_MAX && d->dispatch.rq_first && d->dispatch.in_flight < MAX_IN_FLIGHT)
+	if (next == UINT64_MAX && !TAILQ_EMPTY(&d->dispatch.runq) && d->dispatch.in_flight < MAX_IN_FLIGHT)
 		next = pacer_ready_at(&d->dispatch.pacer, "");
 	if (next != UINT64_MAX && next > now) {
 		(void)sd_event_source_set_time(d->dispatch.submit_timer, next);
@@ -721,6 +700,8 @@ int dispatch_init(struct daemon *d)
 
 	if (!dp->ops)
 		dp->ops = &meraki_client_ops;
+	TAILQ_INIT(&dp->runq);
+	TAILQ_INIT(&dp->orphans);
 	r = pacer_init(&dp->pacer, d->cfg->min_interval_usec, d->cfg->interval_scope);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "out of memory");
@@ -774,10 +755,10 @@ void dispatch_close(struct daemon *d)
 			j->userdata = NULL;
 			free(c);
 		}
-	while (dp->orphans) {
-		struct jobctl *c = dp->orphans;
+	while (!TAILQ_EMPTY(&dp->orphans)) {
+		struct jobctl *c = TAILQ_FIRST(&dp->orphans);
 
-		dp->orphans = c->rq_next;
+		TAILQ_REMOVE(&dp->orphans, c, link);
 		free(c);
 	}
 	sd_event_source_disable_unref(dp->curl_timer);

@@ -50,7 +50,7 @@
 /*
  * Refused callbacks are logged, but not without limit: whoever can reach the
  * endpoint could otherwise fill the journal, and spend our time writing it.
- * Up to REFUSALS_BURST lines in REFUSALS_INTERVAL; past that they are only
+ * Up to REFUSALS_BURST lines in LOG_LIMIT_INTERVAL; past that they are only
  * counted, and one line at the end of the interval says how many went
  * unlogged.  /metrics counts every one.
  */
@@ -517,7 +517,7 @@ int endpoint_init(struct daemon *d)
 	int r;
 
 	ep->listen_fd = -1;
-	ep->refusals.budget = (struct log_budget){.interval = REFUSALS_INTERVAL, .burst = REFUSALS_BURST};
+	ep->refusals.budget = (struct log_budget){.interval = LOG_LIMIT_INTERVAL, .burst = REFUSALS_BURST};
 	/* Accuracy 1 us: it drives I/O that is due now. */
 	if ((r = sd_event_add_time(d->event, &ep->mhd_timer, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &ep->refusals.timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_refusals_timer,

@@ -16,7 +16,7 @@
  * descriptors): a round that made no progress never starts another at once.
  * A file that can be neither taken nor moved to rejected/ is remembered by
  * name and inode and logged once.  Rejects are logged like refused
- * callbacks: up to REJECTS_BURST lines a REFUSALS_INTERVAL, then one line
+ * callbacks: up to REJECTS_BURST lines a LOG_LIMIT_INTERVAL, then one line
  * that counts the rest; /metrics counts every one.
  */
 #include <assert.h>
@@ -387,7 +387,7 @@ int intake_init(struct daemon *d)
 	struct intake *sp = &d->intake;
 	int r;
 
-	sp->rejects = (struct log_budget){.interval = REFUSALS_INTERVAL, .burst = REJECTS_BURST};
+	sp->rejects = (struct log_budget){.interval = LOG_LIMIT_INTERVAL, .burst = REJECTS_BURST};
 	if ((r = sd_event_add_defer(d->event, &sp->scan_defer, on_scan, d)) < 0 ||
 	    (r = sd_event_add_time(d->event, &sp->limit_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_rejects_timer, d)) <
 		    0 ||

@@ -9,6 +9,7 @@
  * lifecycle (status).  What waits on the barrier is the waiter's own: the
  * ledger only runs it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,10 +205,10 @@ static int compact_finish(struct daemon *d)
 			LOG_WARNING, r,
 			"cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
 			d->cfg->state_dir);
-	log_info("compacted the job log: %llu records to %llu (%llu of them committed meanwhile), %.3fs in the "
-		 "background",
+	log_info("compacted the job log: %llu records to %llu, %zu final job(s) past retention dropped, %llu "
+		 "committed meanwhile, %.3fs in the background",
 		 (unsigned long long)lg->compact_before, (unsigned long long)joblog_records(lg->log),
-		 (unsigned long long)joblog_compact_carried(lg->log),
+		 lg->compact_dropped, (unsigned long long)joblog_compact_carried(lg->log),
 		 (double)(now_monotonic_usec() - lg->compact_t0) / USEC_PER_SEC);
 	return 0;
 }
@@ -260,15 +261,17 @@ static void maybe_compact(struct daemon *d, bool at_start)
 	/* The walk over every job would hold the loop for longer than the
 	 * child's whole snapshot does (600,000 jobs: tens of ms): skip it while
 	 * no job can be past retention yet.  A job that turns final later is
-	 * stamped after this walk, so the walk's time bounds it too.  A job
-	 * whose control is still out (userdata) is kept: dispatch owns it. */
+	 * stamped after this walk, so the walk's time bounds it too.  A final
+	 * job has no control: dispatch frees it when the job ends, and an
+	 * orphaned call holds no job, so any final job may be dropped. */
 	if (lg->drop_horizon + d->cfg->retention_usec < now) {
 		lg->drop_horizon = now;
 		for (struct job *j = lg->jobs.first, *next; j; j = next) {
 			next = j->next;
 			if (!job_state_is_final(j->state))
 				continue;
-			if (!j->userdata && j->updated_at + d->cfg->retention_usec < now) {
+			assert(!j->userdata);
+			if (j->updated_at + d->cfg->retention_usec < now) {
 				job_table_remove(&lg->jobs, j);
 				dropped++;
 			} else
@@ -279,6 +282,7 @@ static void maybe_compact(struct daemon *d, bool at_start)
 	if (r == 1) {
 		lg->compact_t0 = t0;
 		lg->compact_before = before;
+		lg->compact_dropped = dropped;
 		r = sd_event_add_io(d->event, &lg->compact_io, joblog_compact_fd(lg->log), EPOLLIN, on_compact_io, d);
 		if (r >= 0) {
 			(void)sd_event_source_set_description(lg->compact_io, "compaction");

@@ -5,8 +5,10 @@
  * daemon_run().  Read this file first, from daemon_run() up.
  *
  * Owns the top of struct daemon (the config, the API key, the callback and
- * probe keys, the loop, ready and stopping).  Calls each room's setup,
- * teardown and reconfigure; the ledger to commit at a stop.
+ * probe keys, the loop, ready and stopping).  Calls each room's init,
+ * open or start, flush, close and reconfigure (those that have them);
+ * dispatch to reschedule after a reload; the ledger to replay at start and
+ * to commit at a stop.
  */
 #include <errno.h>
 #include <signal.h>
@@ -17,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "blinkhook/credentials.h"
 #include "blinkhook/daemon.h"
 #include "blinkhook/log.h"
 #include "daemon-internal.h"
@@ -123,7 +126,7 @@ static void reload_config(struct daemon *d)
 		return;
 	}
 	r = config_load(&nc, d->cfg->path, err);
-	if (r >= 0 && nc.http_server_id && (r = config_load_callback_secret(&nc, &secret, err)) == -ENOENT)
+	if (r >= 0 && nc.http_server_id && (r = credentials_load_callback_secret(&nc, &secret, err)) == -ENOENT)
 		snprintf(err, sizeof(err), "http_server_id needs the receiver's secret");
 	if (r < 0) {
 		log_err("reload: %s; keeping the running configuration", err);
@@ -163,7 +166,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	if (d->api_key_from_env) {
 		api_key_mask(d->api_key, mask);
 		log_info("reload: API key %s kept (the environment is read once, at start)", mask);
-	} else if (config_load_api_key(d->cfg, &key, &source, err) < 0)
+	} else if (credentials_load_api_key(d->cfg, &key, &source, err) < 0)
 		log_err("reload: %s; keeping the current API key", err);
 	else {
 		api_key_mask(key, mask);
@@ -233,7 +236,7 @@ int daemon_setup(struct daemon *d)
 	check_public_url(d->cfg);
 	if (d->cfg->http_server_id) {
 		char err[CONFIG_ERROR_MAX];
-		r = config_load_callback_secret(d->cfg, &d->static_secret, err);
+		r = credentials_load_callback_secret(d->cfg, &d->static_secret, err);
 		if (r < 0)
 			return log_errno(LOG_ERR, r, "%s",
 					 r == -ENOENT ? "http_server_id needs the receiver's secret "

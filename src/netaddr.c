@@ -15,7 +15,7 @@
 #include "blinkhook/netaddr.h"
 #include "blinkhook/util.h"
 
-int config_parse_listen(const char *s, struct listen_addr *ret)
+int netaddr_parse_listen(const char *s, struct listen_addr *ret)
 {
 	_cleanup_free_ char *host = NULL;
 	const char *colon;
@@ -86,7 +86,7 @@ static void mask_host_bits(uint8_t *addr, size_t len, unsigned prefix)
 	}
 }
 
-int config_parse_cidr(const char *s, struct cidr *ret)
+int netaddr_parse_cidr(const char *s, struct cidr *ret)
 {
 	char buf[INET6_ADDRSTRLEN];
 	struct cidr c = {0};

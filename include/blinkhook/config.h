@@ -81,11 +81,6 @@ void config_release(struct config *c);
  * reason" into err; c then holds a partial result that the caller releases. */
 int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR_MAX]);
 
-/* The calls that read the secrets this file names (api_key_file,
- * shared_secret_file) are credentials.h's; it is included here for the
- * callers that knew them as config's. */
-#include "blinkhook/credentials.h"
-
 /* A reload: for each key that needs a restart (the key table says which)
  * and differs, swaps the values, so that loaded keeps the running one (and
  * running, released with loaded's values, the new one), and calls changed. */

@@ -21,13 +21,13 @@
  * writes the reason into err.  $MERAKI_DASHBOARD_API_KEY is wiped (its bytes
  * in the environment block overwritten, then unset) whenever it is set,
  * whichever source wins.  The key is in secret_alloc()'s memory: release it
- * with secret_free(); so is config_load_callback_secret()'s secret. */
-int config_load_api_key(const struct config *c, char **ret_key, const char **ret_source,
-			char err[static CONFIG_ERROR_MAX]);
+ * with secret_free(); so is credentials_load_callback_secret()'s secret. */
+int credentials_load_api_key(const struct config *c, char **ret_key, const char **ret_source,
+			     char err[static CONFIG_ERROR_MAX]);
 
 /* Reads the callback secret for http_server_id mode: the credential
  * "callback-secret", then shared_secret_file.  -ENOENT when neither is set. */
-int config_load_callback_secret(const struct config *c, char **ret_secret, char err[static CONFIG_ERROR_MAX]);
+int credentials_load_callback_secret(const struct config *c, char **ret_secret, char err[static CONFIG_ERROR_MAX]);
 
 /* "…abcd": the last 4 characters of a key behind an ellipsis, for display. */
 void api_key_mask(const char *key, char buf[static 16]);

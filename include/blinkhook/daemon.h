@@ -18,7 +18,7 @@
 
 /* Runs until SIGTERM or SIGINT; takes over the config (and frees it).  The
  * API key is already checked by the caller and passed in (secret_alloc()'s
- * memory, from config_load_api_key(), with its source).  Returns 0 on a
+ * memory, from credentials_load_api_key(), with its source).  Returns 0 on a
  * clean stop, a negative errno after logging why it could not run. */
 int daemon_run(struct config *cfg, char *api_key, const char *api_key_source);
 

@@ -35,9 +35,9 @@ struct listen_addr {
 };
 
 /* Parses a listen value ("127.0.0.1:8787", "[::1]:8787", "unix:/run/x.sock"). */
-int config_parse_listen(const char *s, struct listen_addr *ret);
+int netaddr_parse_listen(const char *s, struct listen_addr *ret);
 /* Parses one trusted_proxies entry. */
-int config_parse_cidr(const char *s, struct cidr *ret);
+int netaddr_parse_cidr(const char *s, struct cidr *ret);
 /* Whether addr (4 or 16 bytes in network order, of family) lies in c.  An
  * IPv4-mapped IPv6 address matches IPv4 prefixes. */
 bool cidr_match(const struct cidr *c, int family, const void *addr);

@@ -120,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The high bits choose which prefixes are trusted. */
 	for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
 		if ((pick >> 2) & (1u << i) || i < 2)
-			FUZZ_CHECK(config_parse_cidr(prefixes[i], &list[n++]) == 0, "%s", prefixes[i]);
+			FUZZ_CHECK(netaddr_parse_cidr(prefixes[i], &list[n++]) == 0, "%s", prefixes[i]);
 	make_peer(pick, &ss, &peer);
 	header = fuzz_strndup(data + 1, size - 1);
 

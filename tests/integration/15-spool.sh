@@ -87,7 +87,7 @@ out=$("$BLINKHOOKCTL" -c "$T/bad.conf" blink "$SERIAL" --id unread-log-1 2>"$T/e
 rc=$?
 check "blink --id with an unreadable job log still queues it (exit $rc)" test "$rc" = 0 -a "$out" = unread-log-1
 check "... and says so in one line ($(wc -l <"$T/err"))" sh -c \
-	"[ \$(wc -l <'$T/err') = 1 ] && grep -q 'cannot read .*jobs.log: .*; not checking whether the id is already used' '$T/err'"
+	"[ \$(wc -l <'$T/err') = 1 ] && grep -q 'cannot read .*jobs.log: .*; not checking whether id \"unread-log-1\" is already used' '$T/err'"
 
 as_producer sh -c "umask 027; printf '%s\n' '{\"id\":\"rack12-sw3\",\"serial\":\"$SERIAL\",\"duration\":20}' \
 	>'$T/spool/tmp/again.json' && mv '$T/spool/tmp/again.json' '$T/spool/new/again.json'"

@@ -15,6 +15,7 @@
 #include "testlib.h"
 
 #include "blinkhook/config.h"
+#include "blinkhook/netaddr.h"
 #include "blinkhook/util.h"
 
 static char conf_path[300];
@@ -151,13 +152,13 @@ static void test_full_file(void **state)
 	assert_string_equal(c.shared_secret_file, "/etc/blinkhook/callback-secret");
 
 	assert_int_equal(c.n_trusted_proxies, 4);
-	assert_int_equal(config_parse_cidr("10.0.0.0/8", &want), 0);
+	assert_int_equal(netaddr_parse_cidr("10.0.0.0/8", &want), 0);
 	assert_memory_equal(&c.trusted_proxies[0], &want, sizeof(want));
-	assert_int_equal(config_parse_cidr("192.168.1.1", &want), 0);
+	assert_int_equal(netaddr_parse_cidr("192.168.1.1", &want), 0);
 	assert_memory_equal(&c.trusted_proxies[1], &want, sizeof(want));
-	assert_int_equal(config_parse_cidr("fd00::/8", &want), 0);
+	assert_int_equal(netaddr_parse_cidr("fd00::/8", &want), 0);
 	assert_memory_equal(&c.trusted_proxies[2], &want, sizeof(want));
-	assert_int_equal(config_parse_cidr("::1", &want), 0);
+	assert_int_equal(netaddr_parse_cidr("::1", &want), 0);
 	assert_memory_equal(&c.trusted_proxies[3], &want, sizeof(want));
 
 	assert_true(c.max_body == 128 * 1024);
@@ -197,8 +198,8 @@ static void assert_defaults(const struct config *c)
 	assert_null(c->payload_template_id);
 	assert_null(c->shared_secret_file);
 	assert_int_equal(c->n_trusted_proxies, 2);
-	assert_int_equal(config_parse_cidr("127.0.0.1", &lo4), 0);
-	assert_int_equal(config_parse_cidr("::1", &lo6), 0);
+	assert_int_equal(netaddr_parse_cidr("127.0.0.1", &lo4), 0);
+	assert_int_equal(netaddr_parse_cidr("::1", &lo6), 0);
 	assert_memory_equal(&c->trusted_proxies[0], &lo4, sizeof(lo4));
 	assert_memory_equal(&c->trusted_proxies[1], &lo6, sizeof(lo6));
 	assert_true(c->max_body == 64 * 1024);
@@ -548,19 +549,19 @@ static void test_trusted_proxies_unix(void **state)
 	uint8_t a4[4] = {127, 0, 0, 1}, a6[16] = {0};
 
 	(void)state;
-	assert_int_equal(config_parse_cidr("unix", &u), 0);
+	assert_int_equal(netaddr_parse_cidr("unix", &u), 0);
 	assert_int_equal(u.family, AF_UNIX);
 	assert_int_equal(u.prefix, 0);
 	assert_false(cidr_match(&u, AF_INET, a4));
 	assert_false(cidr_match(&u, AF_INET6, a6));
 	assert_false(cidr_match(&u, AF_UNIX, a6));
-	assert_int_equal(config_parse_cidr("UNIX", &u), -EINVAL);
-	assert_int_equal(config_parse_cidr("unix:/run/x.sock", &u), -EINVAL);
-	assert_int_equal(config_parse_cidr("unix/8", &u), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("UNIX", &u), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("unix:/run/x.sock", &u), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("unix/8", &u), -EINVAL);
 
 	assert_int_equal(load(&c, PUBLIC "trusted_proxies = 127.0.0.1, unix\n", err), 0);
 	assert_int_equal(c.n_trusted_proxies, 2);
-	assert_int_equal(config_parse_cidr("127.0.0.1", &lo4), 0);
+	assert_int_equal(netaddr_parse_cidr("127.0.0.1", &lo4), 0);
 	assert_memory_equal(&c.trusted_proxies[0], &lo4, sizeof(lo4));
 	assert_int_equal(c.trusted_proxies[1].family, AF_UNIX);
 	config_release(&c);

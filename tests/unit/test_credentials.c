@@ -94,7 +94,7 @@ static void assert_key(const struct config *c, const char *want, const char *wan
 	const char *source = NULL;
 	char *key = NULL;
 
-	assert_int_equal(config_load_api_key(c, &key, &source, err), 0);
+	assert_int_equal(credentials_load_api_key(c, &key, &source, err), 0);
 	assert_string_equal(key, want);
 	assert_string_equal(source, want_source);
 	secret_free(key);
@@ -106,7 +106,7 @@ static void assert_key_error(const struct config *c, int want, const char *want_
 	const char *source = "untouched";
 	char *key = NULL;
 
-	assert_int_equal(config_load_api_key(c, &key, &source, err), want);
+	assert_int_equal(credentials_load_api_key(c, &key, &source, err), want);
 	assert_null(key);
 	assert_string_equal(source, "untouched");
 	assert_string_equal(err, want_err);
@@ -233,35 +233,35 @@ static void test_callback_secret(void **state)
 	assert_non_null(cred);
 	assert_int_equal(config_init(&c), 0);
 
-	assert_int_equal(config_load_callback_secret(&c, &secret, err), -ENOENT);
+	assert_int_equal(credentials_load_callback_secret(&c, &secret, err), -ENOENT);
 	assert_null(secret);
 	assert_string_equal(err, "no callback secret: set the credential callback-secret or "
 				 "[callback] shared_secret_file");
 
 	write_file(file, "file secret with spaces\n", 24, 0600);
 	c.shared_secret_file = strdup(file);
-	assert_int_equal(config_load_callback_secret(&c, &secret, err), 0);
+	assert_int_equal(credentials_load_callback_secret(&c, &secret, err), 0);
 	assert_string_equal(secret, "file secret with spaces");
 	secret_free(secret);
 	secret = NULL;
 
 	write_file(cred, "cred-secret\n", 12, 0400);
 	setenv("CREDENTIALS_DIRECTORY", dir, 1);
-	assert_int_equal(config_load_callback_secret(&c, &secret, err), 0);
+	assert_int_equal(credentials_load_callback_secret(&c, &secret, err), 0);
 	assert_string_equal(secret, "cred-secret");
 	secret_free(secret);
 	secret = NULL;
 	unsetenv("CREDENTIALS_DIRECTORY");
 
 	assert_int_equal(chmod(file, 0644), 0);
-	assert_int_equal(config_load_callback_secret(&c, &secret, err), -EACCES);
+	assert_int_equal(credentials_load_callback_secret(&c, &secret, err), -EACCES);
 	snprintf(want, sizeof(want), "%s: is readable by group or others; chmod 600 it", file);
 	assert_string_equal(err, want);
 	assert_null(secret);
 
 	/* Named but missing is an error, not "not configured". */
 	assert_int_equal(unlink(file), 0);
-	assert_int_equal(config_load_callback_secret(&c, &secret, err), -EINVAL);
+	assert_int_equal(credentials_load_callback_secret(&c, &secret, err), -EINVAL);
 	snprintf(want, sizeof(want), "%s: No such file or directory", file);
 	assert_string_equal(err, want);
 

@@ -22,7 +22,7 @@ static void assert_listen(const char *s, bool is_unix, const char *host, unsigne
 {
 	struct listen_addr l;
 
-	assert_int_equal(config_parse_listen(s, &l), 0);
+	assert_int_equal(netaddr_parse_listen(s, &l), 0);
 	assert_int_equal(l.is_unix, is_unix);
 	assert_int_equal(l.port, port);
 	if (host)
@@ -50,23 +50,23 @@ static void test_parse_listen(void **state)
 	assert_listen("[::]:80", false, "::", 80, NULL);
 	assert_listen("unix:/run/blinkhook.sock", true, NULL, 0, "/run/blinkhook.sock");
 
-	assert_int_equal(config_parse_listen("", &l), -EINVAL);
-	assert_int_equal(config_parse_listen(NULL, &l), -EINVAL);
-	assert_int_equal(config_parse_listen("localhost", &l), -EINVAL);
-	assert_int_equal(config_parse_listen(":8787", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("host:", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("host:x", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("host:-1", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("host:0", &l), -ERANGE);
-	assert_int_equal(config_parse_listen("host:65536", &l), -ERANGE);
-	assert_int_equal(config_parse_listen("::1:8787", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("[::1]", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("[::1]8787", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("[zz]:8787", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("[127.0.0.1]:8787", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("ho st:80", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("unix:", &l), -EINVAL);
-	assert_int_equal(config_parse_listen("unix:run/x.sock", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen(NULL, &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("localhost", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen(":8787", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("host:", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("host:x", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("host:-1", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("host:0", &l), -ERANGE);
+	assert_int_equal(netaddr_parse_listen("host:65536", &l), -ERANGE);
+	assert_int_equal(netaddr_parse_listen("::1:8787", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("[::1]", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("[::1]8787", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("[zz]:8787", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("[127.0.0.1]:8787", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("ho st:80", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("unix:", &l), -EINVAL);
+	assert_int_equal(netaddr_parse_listen("unix:run/x.sock", &l), -EINVAL);
 
 	longpath[0] = '/';
 	memset(longpath + 1, 'p', 107);
@@ -75,7 +75,7 @@ static void test_parse_listen(void **state)
 		char s[220];
 
 		snprintf(s, sizeof(s), "unix:%s", longpath);
-		assert_int_equal(config_parse_listen(s, &l), -ENAMETOOLONG);
+		assert_int_equal(netaddr_parse_listen(s, &l), -ENAMETOOLONG);
 		/* 107 characters fit sun_path with its NUL. */
 		longpath[107] = '\0';
 		snprintf(s, sizeof(s), "unix:%s", longpath);
@@ -92,7 +92,7 @@ static void assert_cidr(const char *s, int family, const char *addr, unsigned pr
 	struct cidr c;
 	uint8_t want[16] = {0};
 
-	assert_int_equal(config_parse_cidr(s, &c), 0);
+	assert_int_equal(netaddr_parse_cidr(s, &c), 0);
 	assert_int_equal(c.family, family);
 	assert_int_equal(c.prefix, prefix);
 	assert_int_equal(inet_pton(family, addr, want), 1);
@@ -118,18 +118,18 @@ static void test_parse_cidr(void **state)
 	assert_cidr("::/0", AF_INET6, "::", 0);
 	assert_cidr("::ffff:10.1.2.3/104", AF_INET6, "::ffff:10.0.0.0", 104);
 
-	assert_int_equal(config_parse_cidr("", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr(NULL, &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("/8", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("10.0.0.0/", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("10.0.0.0/33", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("10.0.0.0/-1", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("10.0.0.0/8/8", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("10.0.0/8", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("::/129", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("fe80::1%eth0", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr("localhost", &c), -EINVAL);
-	assert_int_equal(config_parse_cidr(" 10.0.0.1", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr(NULL, &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("/8", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("10.0.0.0/", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("10.0.0.0/33", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("10.0.0.0/-1", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("10.0.0.0/8/8", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("10.0.0/8", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("::/129", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("fe80::1%eth0", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr("localhost", &c), -EINVAL);
+	assert_int_equal(netaddr_parse_cidr(" 10.0.0.1", &c), -EINVAL);
 	assert_int_equal(c.prefix, 99);
 }
 
@@ -139,7 +139,7 @@ static bool match(const char *prefix, const char *addr)
 	struct cidr c;
 	int family = strchr(addr, ':') ? AF_INET6 : AF_INET;
 
-	assert_int_equal(config_parse_cidr(prefix, &c), 0);
+	assert_int_equal(netaddr_parse_cidr(prefix, &c), 0);
 	assert_int_equal(inet_pton(family, addr, a), 1);
 	return cidr_match(&c, family, a);
 }
@@ -183,7 +183,7 @@ static void test_cidr_match(void **state)
 	/* "::" is not 0.0.0.0. */
 	assert_false(match("0.0.0.0", "::"));
 
-	assert_int_equal(config_parse_cidr("10.0.0.0/8", &c), 0);
+	assert_int_equal(netaddr_parse_cidr("10.0.0.0/8", &c), 0);
 	assert_false(cidr_match(&c, AF_UNIX, a));
 	assert_false(cidr_match(&c, AF_INET, NULL));
 	assert_false(cidr_match(NULL, AF_INET, a));
@@ -224,7 +224,7 @@ static size_t trusted_of(const char *trusted, struct cidr list[static 8])
 	strcpy(buf, trusted);
 	for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
 		assert_true(n < 8);
-		assert_int_equal(config_parse_cidr(tok, &list[n]), 0);
+		assert_int_equal(netaddr_parse_cidr(tok, &list[n]), 0);
 		n++;
 	}
 	return n;

@@ -399,7 +399,7 @@ static void test_orphan_compaction(void **state)
 
 	assert_int_equal(post_callback(f, a, stub.calls[ia].secret, "complete"), 200);
 	assert_int_equal(job_table_find(&f->d->ledger.jobs, a)->state, JOB_COMPLETE);
-	assert_non_null(f->d->dispatch.orphans);
+	assert_false(TAILQ_EMPTY(&f->d->dispatch.orphans));
 	assert_int_equal(f->d->dispatch.in_flight, 2);
 
 	/* Grow the log past the compaction threshold with B's attempts. */
@@ -415,7 +415,7 @@ static void test_orphan_compaction(void **state)
 
 	/* The answer to A's request arrives now: the orphan goes, nothing else. */
 	stub_answer_ok(ia);
-	assert_null(f->d->dispatch.orphans);
+	assert_true(TAILQ_EMPTY(&f->d->dispatch.orphans));
 	assert_int_equal(f->d->dispatch.in_flight, 1);
 	assert_null(job_table_find(&f->d->ledger.jobs, a));
 	assert_int_equal(jb->state, JOB_QUEUED);
@@ -476,11 +476,11 @@ static void test_callback_before_answer(void **state)
 	assert_int_equal(j->state, JOB_SUBMITTED);
 	assert_string_equal(j->leds_blink_id, "42");
 	assert_false(dispatch_job_busy(j));
-	assert_null(f->d->dispatch.rq_first); /* watching, not waiting */
+	assert_true(TAILQ_EMPTY(&f->d->dispatch.runq)); /* watching, not waiting */
 	assert_int_equal(f->d->dispatch.in_flight, 0);
 	run_for(f->d, 300);
 	assert_int_equal(stub.n, 1);
-	assert_null(f->d->dispatch.rq_first);
+	assert_true(TAILQ_EMPTY(&f->d->dispatch.runq));
 	rooms_down(f->d);
 	assert_int_equal(logged_state(f, id), JOB_SUBMITTED);
 }
@@ -503,10 +503,10 @@ static void test_callback_while_waiting(void **state)
 	assert_non_null(j);
 	stub_answer_retry(0);
 	assert_int_equal(j->state, JOB_QUEUED);
-	assert_non_null(f->d->dispatch.rq_first);
+	assert_false(TAILQ_EMPTY(&f->d->dispatch.runq));
 	assert_int_equal(post_callback(f, id, stub.calls[0].secret, "running"), 200);
 	assert_int_equal(j->state, JOB_SUBMITTED);
-	assert_null(f->d->dispatch.rq_first);
+	assert_true(TAILQ_EMPTY(&f->d->dispatch.runq));
 	run_for(f->d, 500); /* past the retry's backoff */
 	assert_int_equal(stub.n, 1);
 	assert_false(dispatch_job_busy(j));

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The job log's state, shared by its two files: src/joblog.c (open, append,
+ * group commit, replay, readers) and src/joblog-compact.c (compaction).
+ * Not a contract: include/blinkhook/joblog.h is.
+ */
+#ifndef BLINKHOOK_JOBLOG_INTERNAL_H
+#define BLINKHOOK_JOBLOG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/aio_abi.h>
+
+#include "blinkhook/joblog.h"
+
+struct joblog {
+	int fd;
+	int lock_fd;
+	char *dir;
+	struct strbuf pending;
+	uint64_t durable_size; /* the file's size up to the last good sync */
+	uint64_t appended_seq;
+	uint64_t synced_seq;
+	uint64_t records; /* in the file */
+	uint64_t pending_records;
+	int last_error;
+
+	/* A batch written and being synced (joblog_commit_start). */
+	bool syncing;
+	struct strbuf inflight;
+	uint64_t inflight_seq;
+	uint64_t inflight_records;
+	/* The kernel's asynchronous fdatasync: a context for one request, and
+	 * an eventfd that it signals.  aio_state: 0 not tried yet, 1 ready,
+	 * -1 unavailable (the commit then syncs in place). */
+	int aio_state;
+	aio_context_t aio;
+	int aio_eventfd;
+	struct iocb iocb;
+
+	/* A compaction whose snapshot a child writes (joblog_compact_begin). */
+	pid_t compact_pid;
+	int compact_fd;                /* the new file */
+	int compact_pipe;              /* the child's result, then end of file */
+	uint64_t compact_from;         /* the old log's size at the snapshot */
+	uint64_t compact_from_records; /* and its records */
+	uint64_t compact_jobs;         /* snapshots written */
+	uint64_t compact_carried;      /* records the last one carried over */
+};
+
+#endif
