@@ -15,7 +15,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -424,6 +426,51 @@ static void test_orphan_compaction(void **state)
 	assert_int_equal(logged_state(f, b), JOB_QUEUED);
 }
 
+/* Appends n attempts of job id and runs until they are durable. */
+static void record_attempts(struct fixture *f, const char *id, unsigned n)
+{
+	for (unsigned i = 1; i <= n; i++) {
+		struct job_event ev = {.ts = now_realtime_usec(), .id = id, .kind = JOB_EV_ATTEMPT, .attempts = i};
+		assert_int_equal(ledger_record(f->d, &ev, NULL), 0);
+	}
+	run_until(f->d, all_durable, NULL);
+}
+
+/* A compaction that fails is not tried again at the next commit (each try
+ * forks and writes a whole snapshot) but after a back-off, which a success
+ * resets.  It fails here because its new file cannot be opened. */
+static void test_compaction_backoff(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *blocker = NULL;
+	char a[JOB_ID_MAX + 1];
+	const size_t one = 1;
+
+	assert_true(asprintf(&blocker, "%s/%s", f->state, JOBLOG_COMPACT_FILE) > 0);
+	enqueue(f, SERIAL_A, a);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	assert_int_equal(mkdir(blocker, 0700), 0);
+	record_attempts(f, a, 1100); /* past the threshold: a try, which fails */
+	assert_false(joblog_compacting(f->d->ledger.log));
+	assert_true(joblog_records(f->d->ledger.log) > 1100);
+	assert_int_equal(f->d->ledger.compact_backoff, 60 * USEC_PER_SEC);
+
+	/* It could succeed now, but the back-off holds across commits. */
+	assert_int_equal(rmdir(blocker), 0);
+	for (int i = 0; i < 3; i++) {
+		record_attempts(f, a, 5);
+		assert_false(joblog_compacting(f->d->ledger.log));
+		assert_true(joblog_records(f->d->ledger.log) > 1100);
+	}
+	/* Once it is over, the next commit tries, and a success resets it. */
+	f->d->ledger.compact_not_before = 0;
+	record_attempts(f, a, 1);
+	run_until(f->d, compacted, NULL);
+	assert_int_equal(f->d->ledger.compact_backoff, 0);
+	rooms_down(f->d);
+}
+
 /* Steps the loop for about ms milliseconds. */
 static void run_for(struct daemon *d, unsigned ms)
 {
@@ -644,6 +691,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_before_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_after_reused_id, setup, teardown),
