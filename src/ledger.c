@@ -347,6 +347,12 @@ static int commit_done(struct daemon *d, int r, uint64_t t0)
 							   : COMMIT_RETRY_MIN;
 			(void)sd_event_source_set_time_relative(d->ledger.commit_retry, d->ledger.commit_backoff);
 			enable_oneshot(d->ledger.commit_retry);
+			/* A compaction whose child ended during this sync waits
+			 * for the sync's end (on_compact_io): finish it now, or the
+			 * child stays a zombie and its file takes space while the
+			 * commits fail. */
+			if (joblog_compacting(d->ledger.log))
+				(void)compact_finish(d);
 			return r;
 		}
 		if (d->ledger.log_failing) {
