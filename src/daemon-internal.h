@@ -82,6 +82,8 @@ struct ledger {
 	uint64_t compact_t0, compact_before; /* when it began, and the records then */
 	size_t compact_dropped;              /* final jobs past retention it dropped */
 	uint64_t drop_horizon;               /* realtime: no final job was updated before this */
+	uint64_t compact_backoff;            /* after failures: the wait before the next try */
+	uint64_t compact_not_before;         /* monotonic: no new try before this */
 };
 
 /* ---- intake.c's part ---- */

@@ -66,6 +66,7 @@ struct compact_report {
 };
 
 static int copy_range(int from_fd, int fd, uint64_t from, uint64_t to);
+static void close_others(int a, int b, int c);
 
 /* The child: its copy of the table is the snapshot.  It touches nothing but
  * the two files and the pipe, and leaves by _exit(): no atexit handler, no
@@ -88,6 +89,7 @@ _Noreturn static void compact_child(int fd, int old_fd, int pipe_w, const struct
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(2);
+	close_others(fd, old_fd, pipe_w);
 	/* Second to the loop for the CPU (a filter may forbid it: then not). */
 	(void)setpriority(PRIO_PROCESS, 0, 10);
 	r = write_snapshot(fd, t, from);
@@ -115,6 +117,40 @@ _Noreturn static void compact_child(int fd, int old_fd, int pipe_w, const struct
 	if (write(pipe_w, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
 		_exit(3);
 	_exit(r < 0 ? 1 : 0);
+}
+
+/* The child closes every descriptor of the parent's but the standard ones
+ * and the three it uses: a listening socket, a client's connection or the
+ * lock it held would otherwise live on (no FIN to a peer the parent hung up
+ * on) until the child ends. */
+static void close_others(int a, int b, int c)
+{
+	int keep[6] = {0, 1, 2, a, b, c};
+	struct rlimit rl;
+	unsigned lo = 0;
+	int max;
+
+	/* Sorted, so that the gaps between them are closed. */
+	for (int i = 1; i < 6; i++)
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int x = keep[j];
+
+			keep[j] = keep[j - 1];
+			keep[j - 1] = x;
+		}
+	for (int i = 0; i < 6; i++) {
+		if ((unsigned)keep[i] > lo && close_range(lo, (unsigned)keep[i] - 1, 0) < 0)
+			goto loop;
+		lo = (unsigned)keep[i] + 1;
+	}
+	if (close_range(lo, ~0U, 0) >= 0)
+		return;
+loop:
+	/* Without close_range (an old kernel, a filter): one by one. */
+	max = getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > 65536 ? 65536 : (int)rl.rlim_cur;
+	for (int fd = 3; fd < max; fd++)
+		if (fd != a && fd != b && fd != c)
+			(void)close(fd);
 }
 
 static void compact_clear(struct joblog *l, bool remove)

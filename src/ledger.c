@@ -25,6 +25,12 @@
  * there are jobs, plus this: about once each time the job count doubles. */
 #define COMPACT_SLACK 1000
 
+/* After a failed compaction the next waits, doubling from the first to the
+ * last: each try forks and writes a whole snapshot, and on a nearly full disk
+ * takes the space the commits need. */
+#define COMPACT_RETRY_MIN (1 * USEC_PER_MIN)
+#define COMPACT_RETRY_MAX (1 * USEC_PER_HOUR)
+
 /* client: the address a callback came from, or NULL. */
 static void log_job_event(const struct job *j, const struct job_event *ev, const char *client)
 {
@@ -190,6 +196,19 @@ bool ledger_pending(const struct daemon *d)
 	return joblog_has_pending(d->ledger.log);
 }
 
+/* Puts the next try off (once per step of the back-off, so once per failure). */
+static int compact_failed(struct daemon *d, int r)
+{
+	struct ledger *lg = &d->ledger;
+
+	lg->compact_backoff = lg->compact_backoff ? MIN(lg->compact_backoff * 2, COMPACT_RETRY_MAX) : COMPACT_RETRY_MIN;
+	lg->compact_not_before = now_monotonic_usec() + lg->compact_backoff;
+	return log_errno(LOG_WARNING, r,
+			 "cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds (the "
+			 "next in %llus)",
+			 d->cfg->state_dir, (unsigned long long)(lg->compact_backoff / USEC_PER_SEC));
+}
+
 /* The end of a compaction whose snapshot a child wrote: the new log takes
  * over unless a sync is in flight (commit_done() calls again after it). */
 static int compact_finish(struct daemon *d)
@@ -201,10 +220,8 @@ static int compact_finish(struct daemon *d)
 		return r;
 	lg->compact_io = sd_event_source_disable_unref(lg->compact_io);
 	if (r < 0)
-		return log_errno(
-			LOG_WARNING, r,
-			"cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
-			d->cfg->state_dir);
+		return compact_failed(d, r);
+	lg->compact_backoff = 0;
 	log_info("compacted the job log: %llu records to %llu, %zu final job(s) past retention dropped, %llu "
 		 "committed meanwhile, %.3fs in the background",
 		 (unsigned long long)lg->compact_before, (unsigned long long)joblog_records(lg->log),
@@ -245,7 +262,7 @@ static void maybe_compact(struct daemon *d, bool at_start)
 	}
 	/* After every commit: the common answer costs two comparisons. */
 	if ((!grown && !at_start) || d->stopping || joblog_has_pending(lg->log) || lg->log_failing ||
-	    joblog_syncing(lg->log))
+	    joblog_syncing(lg->log) || (!at_start && now_monotonic_usec() < lg->compact_not_before))
 		return;
 	now = now_realtime_usec();
 	t0 = now_monotonic_usec();
@@ -295,11 +312,10 @@ static void maybe_compact(struct daemon *d, bool at_start)
 		joblog_compact_abort(lg->log);
 	}
 	if (r < 0) {
-		(void)log_errno(LOG_WARNING, r,
-				"cannot compact the job log in \"%s\": %m; it keeps growing until a later try succeeds",
-				d->cfg->state_dir);
+		(void)compact_failed(d, r);
 		return;
 	}
+	lg->compact_backoff = 0;
 	log_info("compacted the job log: %llu records to %zu, %zu final job(s) past retention dropped, %.3fs",
 		 (unsigned long long)before, lg->jobs.n_jobs, dropped,
 		 (double)(now_monotonic_usec() - t0) / USEC_PER_SEC);
@@ -331,6 +347,12 @@ static int commit_done(struct daemon *d, int r, uint64_t t0)
 							   : COMMIT_RETRY_MIN;
 			(void)sd_event_source_set_time_relative(d->ledger.commit_retry, d->ledger.commit_backoff);
 			enable_oneshot(d->ledger.commit_retry);
+			/* A compaction whose child ended during this sync waits
+			 * for the sync's end (on_compact_io): finish it now, or the
+			 * child stays a zombie and its file takes space while the
+			 * commits fail. */
+			if (joblog_compacting(d->ledger.log))
+				(void)compact_finish(d);
 			return r;
 		}
 		if (d->ledger.log_failing) {

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -1255,6 +1256,70 @@ static void test_compact_background(void **state)
 	strbuf_release(&rest.c.lines);
 }
 
+/* The child keeps none of the parent's descriptors but the three it uses:
+ * one the parent closes (a client's connection, say) is closed.  The new
+ * file is a FIFO here that nobody reads, so the child stays blocked in its
+ * snapshot while the test looks. */
+static void test_compact_child_closes_fds(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	_cleanup_free_ char *fifo = path_join(dir, JOBLOG_COMPACT_FILE);
+	char procdir[64];
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct pollfd p;
+	int extra[2], n = 0, pid;
+	DIR *d;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 2000); /* 500 jobs: more than a pipe holds */
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(pipe(extra), 0); /* no O_CLOEXEC: fork keeps it */
+
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	pid = joblog_compact_pid(l);
+	assert_true(pid > 0);
+	close(extra[1]);
+	/* The end of file comes while the child lives. */
+	p = (struct pollfd){.fd = extra[0], .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 10000), 1);
+	assert_true(p.revents & POLLHUP);
+	assert_int_equal(kill(pid, 0), 0);
+	{
+		siginfo_t si = {0};
+
+		assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT), 0);
+		assert_int_equal(si.si_pid, 0); /* not ended */
+	}
+	/* And it holds 0, 1, 2 and its three (once it is through closing:
+	 * the end of file may come before the last range is closed). */
+	snprintf(procdir, sizeof(procdir), "/proc/%d/fd", pid);
+	for (int tries = 0; tries < 1000; tries++) {
+		n = 0;
+		d = opendir(procdir);
+		assert_non_null(d);
+		for (struct dirent *e; (e = readdir(d));)
+			if (e->d_name[0] != '.')
+				n++;
+		closedir(d);
+		if (n == 6)
+			break;
+		(void)poll(NULL, 0, 10);
+	}
+	assert_int_equal(n, 6);
+
+	close(extra[0]);
+	joblog_compact_abort(l);
+	assert_false(joblog_compacting(l));
+	joblog_free(l);
+	job_table_release(&t);
+}
+
 /* A child that cannot write the new file (the file size limit, which it
  * inherits, as a full disk) leaves the old log whole and in use. */
 static void test_compact_child_fails(void **state)
@@ -1434,6 +1499,7 @@ int main(void)
 		cmocka_unit_test(test_commit_async),
 		cmocka_unit_test_setup_teardown(test_commit_async_failure, fsize_setup, fsize_teardown),
 		cmocka_unit_test(test_compact_background),
+		cmocka_unit_test(test_compact_child_closes_fds),
 		cmocka_unit_test_setup_teardown(test_compact_child_fails, fsize_setup, fsize_teardown),
 		cmocka_unit_test(test_compact_killed),
 		cmocka_unit_test(test_compact_while_syncing),

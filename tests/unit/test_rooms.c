@@ -15,7 +15,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -424,6 +429,109 @@ static void test_orphan_compaction(void **state)
 	assert_int_equal(logged_state(f, b), JOB_QUEUED);
 }
 
+/* Appends n attempts of job id and runs until they are durable. */
+static void record_attempts(struct fixture *f, const char *id, unsigned n)
+{
+	for (unsigned i = 1; i <= n; i++) {
+		struct job_event ev = {.ts = now_realtime_usec(), .id = id, .kind = JOB_EV_ATTEMPT, .attempts = i};
+		assert_int_equal(ledger_record(f->d, &ev, NULL), 0);
+	}
+	run_until(f->d, all_durable, NULL);
+}
+
+/* A compaction that fails is not tried again at the next commit (each try
+ * forks and writes a whole snapshot) but after a back-off, which a success
+ * resets.  It fails here because its new file cannot be opened. */
+static void test_compaction_backoff(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *blocker = NULL;
+	char a[JOB_ID_MAX + 1];
+	const size_t one = 1;
+
+	assert_true(asprintf(&blocker, "%s/%s", f->state, JOBLOG_COMPACT_FILE) > 0);
+	enqueue(f, SERIAL_A, a);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	assert_int_equal(mkdir(blocker, 0700), 0);
+	record_attempts(f, a, 1100); /* past the threshold: a try, which fails */
+	assert_false(joblog_compacting(f->d->ledger.log));
+	assert_true(joblog_records(f->d->ledger.log) > 1100);
+	assert_int_equal(f->d->ledger.compact_backoff, 60 * USEC_PER_SEC);
+
+	/* It could succeed now, but the back-off holds across commits. */
+	assert_int_equal(rmdir(blocker), 0);
+	for (int i = 0; i < 3; i++) {
+		record_attempts(f, a, 5);
+		assert_false(joblog_compacting(f->d->ledger.log));
+		assert_true(joblog_records(f->d->ledger.log) > 1100);
+	}
+	/* Once it is over, the next commit tries, and a success resets it. */
+	f->d->ledger.compact_not_before = 0;
+	record_attempts(f, a, 1);
+	run_until(f->d, compacted, NULL);
+	assert_int_equal(f->d->ledger.compact_backoff, 0);
+	rooms_down(f->d);
+}
+
+static bool compacting(struct daemon *d, const void *arg)
+{
+	(void)arg;
+	return joblog_compacting(d->ledger.log);
+}
+
+/* A compaction's child that ends while a sync is in flight is finished
+ * when the sync ends, failed or not: a failure (a full disk) must not leave
+ * the child a zombie and its new file taking space while commits fail. */
+static void test_compaction_ends_at_failed_sync(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *log = NULL;
+	char a[JOB_ID_MAX + 1];
+	const size_t one = 1;
+	struct rlimit saved, rl;
+	siginfo_t si = {0};
+	struct stat st;
+	pid_t pid;
+
+	assert_true(asprintf(&log, "%s/%s", f->state, JOBLOG_FILE) > 0);
+	enqueue(f, SERIAL_A, a);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	for (unsigned i = 1; i <= 1100; i++) {
+		struct job_event ev = {.ts = now_realtime_usec(), .id = a, .kind = JOB_EV_ATTEMPT, .attempts = i};
+		assert_int_equal(ledger_record(f->d, &ev, NULL), 0);
+	}
+	run_until(f->d, compacting, NULL);
+	pid = joblog_compact_pid(f->d->ledger.log);
+	assert_true(pid > 0);
+	/* What on_compact_io does when the child's end comes during a sync:
+	 * it stops watching and leaves the finish to the sync's end. */
+	assert_true(sd_event_source_set_enabled(f->d->ledger.compact_io, SD_EVENT_OFF) >= 0);
+	assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+
+	/* The disk is full: the next commit fails. */
+	assert_int_equal(stat(log, &st), 0);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	rl = saved;
+	rl.rlim_cur = (rlim_t)st.st_size;
+	assert_true(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	{
+		struct job_event ev = {.ts = now_realtime_usec(), .id = a, .kind = JOB_EV_ATTEMPT, .attempts = 2000};
+		assert_int_equal(ledger_record(f->d, &ev, NULL), 0);
+	}
+	assert_true(ledger_commit(f->d, true) < 0);
+	assert_true(f->d->ledger.log_failing);
+	/* The compaction is over and its child reaped. */
+	assert_false(joblog_compacting(f->d->ledger.log));
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+	(void)signal(SIGXFSZ, SIG_DFL);
+	run_until(f->d, all_durable, NULL);
+	rooms_down(f->d);
+}
+
 /* Steps the loop for about ms milliseconds. */
 static void run_for(struct daemon *d, unsigned ms)
 {
@@ -644,6 +752,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_ends_at_failed_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_before_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_after_reused_id, setup, teardown),
