@@ -218,7 +218,7 @@ static bool host_is_plain(const char *h)
 	return h[strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")] == 0;
 }
 
-int meraki_origin(const char *url, char *buf, size_t size)
+static int origin_once(const char *url, char *buf, size_t size)
 {
 	CURLU *u = curl_url();
 	char *s = NULL, *h = NULL, *p = NULL, *z = NULL;
@@ -255,6 +255,22 @@ int meraki_origin(const char *url, char *buf, size_t size)
 	curl_free(z);
 	curl_url_cleanup(u);
 	return r;
+}
+
+/* The origin must name itself when read as a URL again: curl decodes
+ * %-escapes in a host but reads the decoded text no further, so
+ * "https://1%2e1" would be "https://1.1:443" once and "https://1.0.0.1:443"
+ * the next time (found by fuzz_meraki).  Such a URL has no origin. */
+int meraki_origin(const char *url, char *buf, size_t size)
+{
+	char again[MERAKI_ORIGIN_MAX];
+	int r = origin_once(url, buf, size);
+
+	if (r < 0)
+		return r;
+	if (origin_once(buf, again, sizeof(again)) < 0 || strcmp(buf, again) != 0)
+		return -EINVAL;
+	return 0;
 }
 
 bool meraki_same_origin(const char *a, const char *b)

@@ -72,7 +72,9 @@ static void check_config(const struct config *c)
 	for (size_t i = 0; i < c->n_trusted_proxies; i++) {
 		const struct cidr *p = &c->trusted_proxies[i];
 
-		FUZZ_CHECK((p->family == AF_INET && p->prefix <= 32) || (p->family == AF_INET6 && p->prefix <= 128),
+		/* "unix" stands for a unix listen socket's peers: no address. */
+		FUZZ_CHECK((p->family == AF_INET && p->prefix <= 32) || (p->family == AF_INET6 && p->prefix <= 128) ||
+				   (p->family == AF_UNIX && p->prefix == 0),
 			   "trusted proxy %zu: family %d prefix %u", i, p->family, p->prefix);
 	}
 	if (c->listen.is_unix)

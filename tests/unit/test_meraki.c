@@ -635,6 +635,7 @@ static void test_origin(void **state)
 	assert_int_equal(meraki_origin("https://", buf, sizeof(buf)), -EINVAL);
 	/* A host that is %-escaped into something no name is (found by fuzz_meraki). */
 	assert_int_equal(meraki_origin("https://n1%258293.meraki.com/api/v1", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(meraki_origin("https://1%2e1/", buf, sizeof(buf)), -EINVAL);
 	assert_int_equal(meraki_origin("https://api%2Emeraki.com/", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "https://api.meraki.com:443");
 	assert_int_equal(meraki_origin("https://api.meraki.com/", buf, 10), -ENAMETOOLONG);
