@@ -43,7 +43,7 @@ BH_CFLAGS := -std=gnu17 -D_GNU_SOURCE $(BH_FORTIFY) -fstack-protector-strong -fP
 	-DBLINKHOOK_SYSCONFDIR='"$(SYSCONFDIR)"' -Iinclude $(WARNINGS) $(WERROR) -MMD -MP
 BH_LDFLAGS := -pie -Wl,-z,relro,-z,now
 
-PKGS_D := libmicrohttpd json-c libcrypto libsystemd libcurl inih
+PKGS_D := libmicrohttpd json-c libcrypto libsystemd libcurl inih libpq
 PKGS_CTL := json-c inih libcurl libcrypto
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS_D) cmocka 2>/dev/null)
 LIBS_D = $(shell $(PKG_CONFIG) --libs $(PKGS_D) 2>/dev/null)
@@ -54,7 +54,9 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
 	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy clang-format \
-	procps dpkg-dev
+	procps dpkg-dev postgresql libpq-dev
+# postgresql, libpq-dev: the PostgreSQL store (src/pgstore.c) and the throwaway
+# clusters its tests start (tests/lib.sh, pg_start);
 # procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
 # dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with.
 

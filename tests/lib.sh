@@ -15,12 +15,14 @@ SIM="$TOP/tests/sim/merakisim.py"
 API_KEY=${API_KEY:-test-key-0123456789abcdef}
 T=$(mktemp -d "${TMPDIR:-/tmp}/blinkhook-test.XXXXXX")
 PIDS=()
+PG_DIRS=()
 FAILS=0
 
 cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	for p in "${PG_DIRS[@]}"; do pg_destroy "$p"; done
 	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
 		echo "# kept $T for a look" >&2
 	else
@@ -159,3 +161,70 @@ print(base64.urlsafe_b64encode(hmac.new(key, msg, hashlib.sha256).digest()).deco
 state_is() { test "$(job_state "$1")" = "$2"; }
 # wait_state SECONDS JOB STATE
 wait_state() { wait_until "$1" state_is "$2" "$3"; }
+
+# ---- throwaway PostgreSQL clusters ----
+#
+# pg_start: initdb and pg_ctl (PostgreSQL's own, from /usr/lib/postgresql)
+# in a fresh temporary directory, listening only on a unix socket there, so
+# that parallel tests share nothing; run as root, the cluster runs as nobody
+# (PostgreSQL refuses root), which owns the directory.  Sets PG_DIR (the
+# cluster's directory: data in $PG_DIR/data, the socket in $PG_DIR) and
+# PG_CONNINFO (for the daemon and psql); cleanup stops it and removes it.
+# Without PostgreSQL the script is skipped.
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+PG_USER=blinkhook
+
+pg_as() {
+	if [ "$(id -u)" -eq 0 ]; then
+		setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+	else
+		"$@"
+	fi
+}
+
+pg_start() {
+	if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+		echo "# SKIP PostgreSQL is not installed (make deps)"
+		exit 0
+	fi
+	PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/blinkhook-pg.XXXXXX")
+	PG_DIRS+=("$PG_DIR")
+	chmod 0755 "$PG_DIR"
+	[ "$(id -u)" -eq 0 ] && chown nobody:nogroup "$PG_DIR"
+	pg_as "$PG_BIN/initdb" -D "$PG_DIR/data" -U "$PG_USER" -A trust -E UTF8 --no-sync >"$PG_DIR/initdb.log" 2>&1 || {
+		notok "initdb failed"
+		sed 's/^/# /' "$PG_DIR/initdb.log"
+		exit 1
+	}
+	pg_cluster_start "$PG_DIR" || exit 1
+	PG_CONNINFO="host=$PG_DIR dbname=postgres user=$PG_USER"
+}
+
+# pg_cluster_start DIR / pg_cluster_stop DIR: start or stop (fast) a cluster
+# pg_start made; the socket is in DIR, TCP is off.
+pg_cluster_start() {
+	pg_as "$PG_BIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 30 \
+		-o "-k $1 -c listen_addresses= -c fsync=off -c max_connections=40" start >/dev/null || {
+		notok "PostgreSQL did not start"
+		sed 's/^/# /' "$1/server.log"
+		return 1
+	}
+}
+
+pg_cluster_stop() {
+	pg_as "$PG_BIN/pg_ctl" -D "$1/data" -m fast -w -t 30 stop >/dev/null 2>&1
+}
+
+pg_destroy() {
+	[ -f "$1/data/postmaster.pid" ] && pg_cluster_stop "$1"
+	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
+		echo "# kept $1 for a look" >&2
+	else
+		rm -rf "$1"
+	fi
+}
+
+# pg_sql SQL: runs SQL on $PG_DIR's cluster, prints unaligned tuples only.
+pg_sql() {
+	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h "$PG_DIR" -U "$PG_USER" -d postgres -c "$1"
+}
