@@ -16,6 +16,8 @@
  *   endpoint.c   the listening socket, callbacks, the selftest probe,
  *                refusals, /metrics, /healthz, libmicrohttpd's wiring; owns
  *                d->endpoint
+ *   pgstore.c    with [store] backend = postgresql: the connection to the
+ *                database on the loop, its back-off, the schema; owns d->pg
  *
  * A room writes only its own part; it reads the others' where that is
  * plain (the job table, the config, ready/stopping), and changes them only
@@ -195,6 +197,7 @@ struct daemon {
 	struct intake intake;
 	struct dispatch dispatch;
 	struct endpoint endpoint;
+	struct pgstore *pg; /* with backend = postgresql; pgstore.c's own */
 };
 
 static inline void enable_oneshot(sd_event_source *s)
@@ -269,5 +272,14 @@ int endpoint_reconfigure(struct daemon *d, const struct config *nc);
 void endpoint_kick(struct daemon *d);
 void endpoint_rearm(struct daemon *d);
 extern const struct httpd_ops endpoint_httpd_ops;
+
+/* ---- pgstore.c ---- */
+struct pgstore;
+/* Reads the conninfo and starts connecting (on the loop: it returns at once;
+ * a database that cannot be reached is tried again, with a back-off). */
+int pgstore_open(struct daemon *d);
+void pgstore_close(struct daemon *d);
+/* Connected, with the schema in place. */
+bool pgstore_up(const struct daemon *d);
 
 #endif

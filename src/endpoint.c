@@ -280,7 +280,8 @@ static void on_probe_refused(void *ud, const struct httpd_request *req, unsigned
 static bool on_healthy(void *ud)
 {
 	struct daemon *d = ud;
-	return d->ready && !d->stopping && !d->ledger.log_failing;
+	return d->ready && !d->stopping && !d->ledger.log_failing &&
+	       (d->cfg->store_backend != STORE_POSTGRESQL || pgstore_up(d));
 }
 
 /* A metric's HELP and TYPE lines. */

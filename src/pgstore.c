@@ -2,16 +2,25 @@
 /*
  * pgstore — the PostgreSQL store: see include/blinkhook/pgstore.h, and
  * daemon-internal.h for its part of the daemon.  The only user of libpq.
+ *
+ * Owns d->pg: one connection, driven by libpq's asynchronous calls on the
+ * daemon's loop (never a blocking one), made again with a back-off when it
+ * is lost; on each connection the schema is created or migrated first.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include <libpq-fe.h>
+#include <systemd/sd-event.h>
 
+#include "blinkhook/credentials.h"
+#include "blinkhook/log.h"
 #include "blinkhook/pgstore.h"
 #include "blinkhook/util.h"
+#include "daemon-internal.h"
 
 int pgstore_check_conninfo(const char *conninfo, bool from_config, char err[static CONFIG_ERROR_MAX])
 {
@@ -42,4 +51,396 @@ int pgstore_check_conninfo(const char *conninfo, bool from_config, char err[stat
 			secret_wipe(o->val, strlen(o->val));
 	PQconninfoFree(opts);
 	return r;
+}
+
+/* ---- the connection on the daemon's loop ---- */
+
+/* The schema: each migration runs once, in order, in the one transaction
+ * that checks the version, under an advisory lock, so that nodes starting
+ * at the same moment on an empty database create it once.  A migration is
+ * never edited once released: a change is a new one at the end. */
+static const char *const migrations[] = {
+	/* 1: the jobs (the fields of the job JSON, the claim), their events
+	 * (the job log's records), the pacing state, the callback key. */
+	"CREATE TABLE jobs ("
+	" id text PRIMARY KEY,"
+	" serial text, name text, mac text,"
+	" duration integer NOT NULL,"
+	" state text NOT NULL,"
+	" leds_blink_id text, meraki_status text, status_source text,"
+	" attempts integer NOT NULL DEFAULT 0,"
+	" error text,"
+	" nonce text NOT NULL,"
+	" created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,"
+	" next_at timestamptz,"
+	" owner text, lease_until timestamptz);"
+	"CREATE INDEX jobs_due ON jobs (next_at) WHERE state IN ('queued', 'submitted');"
+	"CREATE INDEX jobs_leds_blink_id ON jobs (leds_blink_id) WHERE leds_blink_id IS NOT NULL;"
+	"CREATE TABLE events ("
+	" seq bigserial PRIMARY KEY,"
+	" job_id text NOT NULL,"
+	" at timestamptz NOT NULL DEFAULT now(),"
+	" node text NOT NULL,"
+	" record jsonb NOT NULL);"
+	"CREATE INDEX events_job ON events (job_id, seq);"
+	"CREATE TABLE pacing ("
+	" scope text PRIMARY KEY,"
+	" next_allowed timestamptz NOT NULL);"
+	"CREATE TABLE keys ("
+	" name text PRIMARY KEY,"
+	" key bytea NOT NULL,"
+	" created_at timestamptz NOT NULL DEFAULT now());",
+};
+#define SCHEMA_VERSION ((int)ELEMENTSOF(migrations))
+/* pg_advisory_xact_lock's key for the migration: "blinkhoo" in ASCII. */
+#define SCHEMA_LOCK "7094995889669714287"
+
+enum pg_state {
+	PG_DOWN,       /* waiting for the next try */
+	PG_CONNECTING, /* PQconnectPoll() until it is made */
+	PG_MIGRATING,  /* the schema's transaction in flight */
+	PG_UP,
+};
+
+struct pgstore {
+	struct daemon *d;
+	char *conninfo; /* secret_alloc()'s memory: it may hold a password */
+	PGconn *conn;
+	enum pg_state state;
+	sd_event_source *io, *retry;
+	int io_fd;
+	uint64_t backoff;
+	bool ever_up;     /* the first connection was made */
+	bool down_logged; /* "unreachable" said, "reachable again" not yet */
+	bool fatal;       /* the schema is newer than this daemon: no retry */
+	char *schema_sql; /* the migration's text, built once */
+};
+
+static int on_pg_io(sd_event_source *s, int fd, uint32_t revents, void *ud);
+static void pg_connect(struct pgstore *pg);
+
+/* libpq's message, one line, without its final newline. */
+static void pg_message(const char *msg, char *buf, size_t len)
+{
+	size_t n;
+
+	if (!msg || !*msg)
+		msg = "no detail";
+	n = strcspn(msg, "\n");
+	snprintf(buf, len, "%.*s", (int)MIN(n, len - 1), msg);
+}
+
+/* Watches the connection's socket for events (EPOLLIN, EPOLLOUT); libpq may
+ * open another socket on a reconnect or a next host, so the source follows
+ * PQsocket(). */
+static int pg_watch(struct pgstore *pg, uint32_t events)
+{
+	int fd = PQsocket(pg->conn), r;
+
+	if (fd < 0)
+		return -EBADF;
+	if (pg->io && pg->io_fd != fd)
+		pg->io = sd_event_source_disable_unref(pg->io);
+	if (!pg->io) {
+		r = sd_event_add_io(pg->d->event, &pg->io, fd, events, on_pg_io, pg);
+		if (r < 0)
+			return r;
+		(void)sd_event_source_set_description(pg->io, "postgresql");
+		pg->io_fd = fd;
+		return 0;
+	}
+	r = sd_event_source_set_io_events(pg->io, events);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(pg->io, SD_EVENT_ON);
+	return r;
+}
+
+/* The connection is gone or could not be made: close it, say so once, try
+ * again after the back-off (1 s doubling to 30 s). */
+static void pg_lost(struct pgstore *pg, const char *why)
+{
+	char msg[256];
+
+	pg_message(why, msg, sizeof(msg));
+	pg->io = sd_event_source_disable_unref(pg->io);
+	if (pg->conn) {
+		PQfinish(pg->conn);
+		pg->conn = NULL;
+	}
+	pg->state = PG_DOWN;
+	if (pg->fatal)
+		return;
+	pg->backoff = pg->backoff ? MIN(pg->backoff * 2, COMMIT_RETRY_MAX) : COMMIT_RETRY_MIN;
+	if (!pg->down_logged) {
+		if (pg->ever_up)
+			log_err("the PostgreSQL store is unreachable (%s): answering callbacks 503 and holding the "
+				"queue; reconnecting (every %llus at most)",
+				msg, (unsigned long long)(COMMIT_RETRY_MAX / USEC_PER_SEC));
+		else
+			log_err("cannot connect to the PostgreSQL store (%s): answering callbacks 503 and holding "
+				"the queue; trying again (every %llus at most)",
+				msg, (unsigned long long)(COMMIT_RETRY_MAX / USEC_PER_SEC));
+		pg->down_logged = true;
+	} else
+		log_debug("PostgreSQL store: still unreachable (%s); next try in %llus", msg,
+			  (unsigned long long)(pg->backoff / USEC_PER_SEC));
+	(void)sd_event_source_set_time_relative(pg->retry, pg->backoff);
+	enable_oneshot(pg->retry);
+	daemon_notify_status(pg->d, true);
+}
+
+static void pg_up(struct pgstore *pg, int version)
+{
+	pg->state = PG_UP;
+	pg->backoff = 0;
+	if (pg->down_logged || !pg->ever_up)
+		log_notice("%s the PostgreSQL store (server %s, schema version %d) as node %s",
+			   pg->down_logged && pg->ever_up ? "reconnected to" : "connected to",
+			   PQparameterStatus(pg->conn, "server_version") ?: "?", version, pg->d->cfg->store_node);
+	pg->ever_up = true;
+	pg->down_logged = false;
+	daemon_notify_status(pg->d, true);
+}
+
+/* The schema transaction's text: the lock, the version table, each
+ * migration in a DO block that runs it only past the version found, and
+ * the version at the end. */
+static int schema_sql_build(struct pgstore *pg)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&s, &len);
+
+	if (!f)
+		return -ENOMEM;
+	fputs("BEGIN;"
+	      "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK ");"
+	      "CREATE TABLE IF NOT EXISTS schema_version ("
+	      " version integer PRIMARY KEY,"
+	      " applied_at timestamptz NOT NULL DEFAULT now());",
+	      f);
+	for (int i = 0; i < SCHEMA_VERSION; i++)
+		fprintf(f,
+			"DO $blinkhook$ BEGIN "
+			"IF (SELECT coalesce(max(version), 0) FROM schema_version) < %d THEN "
+			"%s "
+			"INSERT INTO schema_version (version) VALUES (%d); "
+			"END IF; END $blinkhook$;",
+			i + 1, migrations[i], i + 1);
+	fputs("SELECT coalesce(max(version), 0) FROM schema_version;"
+	      "COMMIT;",
+	      f);
+	if (fclose(f) != 0 || !s) {
+		free(s);
+		return -ENOMEM;
+	}
+	pg->schema_sql = s;
+	return 0;
+}
+
+/* The connection is made: create or migrate the schema before anything
+ * else goes. */
+static void pg_migrate(struct pgstore *pg)
+{
+	if (PQsetnonblocking(pg->conn, 1) != 0 || !PQsendQuery(pg->conn, pg->schema_sql)) {
+		pg_lost(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	pg->state = PG_MIGRATING;
+	/* The rest of the query may wait for the socket to take it. */
+	if (pg_watch(pg, EPOLLIN | (PQflush(pg->conn) == 1 ? EPOLLOUT : 0)) < 0)
+		pg_lost(pg, "cannot watch the connection's socket");
+}
+
+/* The schema transaction's results, one a statement: the version is the one
+ * tuple-bearing result with one integer. */
+static void pg_migrate_results(struct pgstore *pg)
+{
+	char err[256] = "";
+	int version = -1;
+	PGresult *res;
+
+	while (!PQisBusy(pg->conn) && (res = PQgetResult(pg->conn))) {
+		ExecStatusType st = PQresultStatus(res);
+
+		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
+			version = atoi(PQgetvalue(res, 0, 0));
+		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !*err)
+			pg_message(PQresultErrorMessage(res), err, sizeof(err));
+		PQclear(res);
+	}
+	if (PQisBusy(pg->conn))
+		return;
+	if (*err) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "creating or migrating the schema: %s", err);
+		pg_lost(pg, why);
+		return;
+	}
+	if (version > SCHEMA_VERSION) {
+		log_err("the PostgreSQL store's schema is version %d, newer than this blinkhookd knows (%d): run the "
+			"newer blinkhookd that migrated it",
+			version, SCHEMA_VERSION);
+		pg->fatal = true;
+		pg_lost(pg, "schema too new");
+		sd_event_exit(pg->d->event, 1);
+		return;
+	}
+	pg_up(pg, version);
+}
+
+static void pg_connect_poll(struct pgstore *pg)
+{
+	switch (PQconnectPoll(pg->conn)) {
+	case PGRES_POLLING_READING:
+		if (pg_watch(pg, EPOLLIN) < 0)
+			pg_lost(pg, "cannot watch the connection's socket");
+		return;
+	case PGRES_POLLING_WRITING:
+		if (pg_watch(pg, EPOLLOUT) < 0)
+			pg_lost(pg, "cannot watch the connection's socket");
+		return;
+	case PGRES_POLLING_OK:
+		pg_migrate(pg);
+		return;
+	default:
+		pg_lost(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+}
+
+static int on_pg_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
+{
+	struct pgstore *pg = ud;
+
+	(void)s;
+	(void)fd;
+	if (pg->state == PG_CONNECTING) {
+		pg_connect_poll(pg);
+		return 0;
+	}
+	if ((revents & EPOLLOUT) && PQflush(pg->conn) == 0)
+		(void)sd_event_source_set_io_events(pg->io, EPOLLIN);
+	if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return 0;
+	if (!PQconsumeInput(pg->conn) || PQstatus(pg->conn) == CONNECTION_BAD) {
+		pg_lost(pg, PQerrorMessage(pg->conn));
+		return 0;
+	}
+	if (pg->state == PG_MIGRATING) {
+		pg_migrate_results(pg);
+		return 0;
+	}
+	/* Idle: what comes is the server's word that it ends the session (a
+	 * shutdown, a failover) or a notice; a result with no query in flight
+	 * means the connection is done for. */
+	while (!PQisBusy(pg->conn)) {
+		PGresult *res = PQgetResult(pg->conn);
+
+		if (!res)
+			break;
+		PQclear(res);
+	}
+	if (PQstatus(pg->conn) == CONNECTION_BAD)
+		pg_lost(pg, PQerrorMessage(pg->conn));
+	return 0;
+}
+
+/* libpq would print the server's notices on stderr ("relation ... already
+ * exists, skipping" at each start): they are for debugging only. */
+static void pg_notice(void *ud, const char *msg)
+{
+	char buf[256];
+
+	(void)ud;
+	pg_message(msg, buf, sizeof(buf));
+	log_debug("PostgreSQL: %s", buf);
+}
+
+static void pg_connect(struct pgstore *pg)
+{
+	pg->conn = PQconnectStart(pg->conninfo);
+	if (!pg->conn) {
+		pg_lost(pg, "out of memory");
+		return;
+	}
+	(void)PQsetNoticeProcessor(pg->conn, pg_notice, NULL);
+	if (PQstatus(pg->conn) == CONNECTION_BAD) {
+		pg_lost(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	pg->state = PG_CONNECTING;
+	/* PQconnectStart() has begun; the first poll says what to wait for. */
+	pg_connect_poll(pg);
+}
+
+static int on_pg_retry(sd_event_source *s, uint64_t usec, void *ud)
+{
+	(void)s;
+	(void)usec;
+	pg_connect(ud);
+	return 0;
+}
+
+int pgstore_open(struct daemon *d)
+{
+	_cleanup_free_ struct pgstore *pg = NULL;
+	char err[CONFIG_ERROR_MAX];
+	const char *source = NULL;
+	int r;
+
+	pg = calloc(1, sizeof(*pg));
+	if (!pg)
+		return log_errno(LOG_ERR, ENOMEM, "out of memory");
+	pg->d = d;
+	pg->io_fd = -1;
+	r = credentials_load_pg_conninfo(d->cfg, &pg->conninfo, &source, err);
+	if (r >= 0) {
+		r = pgstore_check_conninfo(pg->conninfo, strcmp(source, "config") == 0, err);
+		if (r < 0)
+			secret_free(pg->conninfo);
+	}
+	if (r < 0) {
+		log_err("%s: [store] %s", d->cfg->path, err);
+		return r;
+	}
+	r = schema_sql_build(pg);
+	if (r < 0) {
+		secret_free(pg->conninfo);
+		return log_errno(LOG_ERR, r, "out of memory");
+	}
+	r = sd_event_add_time(d->event, &pg->retry, CLOCK_MONOTONIC, 0, 0, on_pg_retry, pg);
+	if (r < 0) {
+		secret_free(pg->conninfo);
+		free(pg->schema_sql);
+		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
+	}
+	(void)sd_event_source_set_description(pg->retry, "postgresql-retry");
+	(void)sd_event_source_set_enabled(pg->retry, SD_EVENT_OFF);
+	log_info("PostgreSQL store: node %s, connection string from %s", d->cfg->store_node, source);
+	d->pg = TAKE_PTR(pg);
+	pg_connect(d->pg);
+	return 0;
+}
+
+void pgstore_close(struct daemon *d)
+{
+	struct pgstore *pg = d->pg;
+
+	if (!pg)
+		return;
+	sd_event_source_disable_unref(pg->io);
+	sd_event_source_disable_unref(pg->retry);
+	if (pg->conn)
+		PQfinish(pg->conn);
+	secret_free(pg->conninfo);
+	free(pg->schema_sql);
+	free(pg);
+	d->pg = NULL;
+}
+
+bool pgstore_up(const struct daemon *d)
+{
+	return d->pg && d->pg->state == PG_UP;
 }

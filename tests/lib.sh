@@ -79,7 +79,7 @@ sim_fault() { curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' 
 write_config() {
 	D_PORT=${D_PORT:-$(free_port)}
 	D_URL="http://127.0.0.1:$D_PORT"
-	local meraki="" callback="" queue="" state=""
+	local meraki="" callback="" queue="" state="" store=""
 	local l
 	for l in "$@"; do
 		case "$l" in
@@ -87,6 +87,7 @@ write_config() {
 		"[callback] "*) callback+="${l#\[callback\] }"$'\n' ;;
 		"[queue] "*) queue+="${l#\[queue\] }"$'\n' ;;
 		"[state] "*) state+="${l#\[state\] }"$'\n' ;;
+		"[store] "*) store+="${l#\[store\] }"$'\n' ;;
 		esac
 	done
 	cat >"$T/bh.conf" <<-EOF
@@ -108,6 +109,8 @@ write_config() {
 	[state]
 	dir = $T/state
 	$state
+	[store]
+	$store
 	EOF
 }
 

@@ -39,4 +39,49 @@ out=$(checkconf); rc=$?
 check "--check-config: a conninfo libpq cannot parse is an error" \
 	eval '[ $rc -eq 1 ] && grep -q "conninfo: invalid connection option \"colour\"" <<<"$out"'
 
+# ---- the connection: schema, /healthz, the database going away and back ----
+start_sim
+D_PORT=$(free_port)
+write_config "[store] backend = postgresql" "[store] conninfo = $PG_CONNINFO" "[store] node = n1"
+start_daemon
+check "the daemon comes up on the PostgreSQL store (/healthz 200)" \
+	curl -fsS --max-time 2 -o /dev/null "$D_URL/healthz"
+check "it created the schema: version 1, and the tables jobs, events, pacing, keys" \
+	test "$(pg_sql 'select version from schema_version')|$(pg_sql "select string_agg(tablename, ',' order by tablename) from pg_tables where schemaname = 'public'")" = "1|events,jobs,keys,pacing,schema_version"
+
+healthz() { curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$D_URL/healthz"; }
+healthz_is() { test "$(healthz)" = "$1"; }
+pg_cluster_stop "$PG_DIR"
+check "with the database stopped, /healthz answers 503" wait_until 10 healthz_is 503
+sleep 4
+check "the daemon says once that the store is unreachable (not at every retry)" \
+	test "$(grep -c 'the PostgreSQL store is unreachable' "$T/daemon.log")" = 1
+check "the daemon keeps running while the database is down" kill -0 "$D_PID"
+pg_cluster_start "$PG_DIR"
+check "with the database back, the daemon reconnects by itself (/healthz 200)" wait_until 35 healthz_is 200
+check "and says so once" test "$(grep -c 'reconnected to the PostgreSQL store' "$T/daemon.log")" = 1
+stop_daemon
+check "the daemon stops cleanly on SIGTERM" test "$D_STATUS" = 0
+
+# ---- two nodes starting at the same moment on an empty database ----
+pg_sql 'create database fresh' >/dev/null
+D_PORT=$(free_port)
+write_config "[store] backend = postgresql" "[store] conninfo = ${PG_CONNINFO/dbname=postgres/dbname=fresh}" "[store] node = a"
+D2_PORT=$(free_port)
+sed -e "s|127.0.0.1:$D_PORT|127.0.0.1:$D2_PORT|g" -e "s|$T/state|$T/state2|" -e "s|$T/spool|$T/spool2|" \
+	-e "s|node = a|node = b|" "$T/bh.conf" >"$T/bh2.conf"
+MERAKI_DASHBOARD_API_KEY=$API_KEY "$BLINKHOOKD" -c "$T/bh.conf" 2>>"$T/a.log" &
+A_PID=$!
+MERAKI_DASHBOARD_API_KEY=$API_KEY "$BLINKHOOKD" -c "$T/bh2.conf" 2>>"$T/b.log" &
+B_PID=$!
+PIDS+=("$A_PID" "$B_PID")
+up() { curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$1/healthz"; }
+check "two nodes starting at once on an empty database both come up" \
+	eval 'wait_until 15 up "$D_PORT" && wait_until 15 up "$D2_PORT"'
+check "the schema was created once" \
+	test "$(PGDATABASE=fresh "$PG_BIN/psql" -X -At -h "$PG_DIR" -U "$PG_USER" -d fresh -c 'select count(*) || '"'"'|'"'"' || max(version) from schema_version')" = "1|1"
+check "neither node logged an error" eval '! grep -q "<3>\|error\|cannot" "$T/a.log" "$T/b.log"'
+check "the server's notices do not reach stderr as libpq's raw text" eval '! grep -q "^NOTICE:" "$T/daemon.log" "$T/a.log" "$T/b.log"'
+
+[ -n "${SHOWLOG:-}" ] && cat "$T/daemon.log" "$T/a.log" "$T/b.log" >&2
 [ "$FAILS" -eq 0 ]
