@@ -229,6 +229,12 @@ int ledger_commit_in_place(struct daemon *d);
 /* A commit on the loop's next turn. */
 void ledger_kick(struct daemon *d);
 bool ledger_pending(const struct daemon *d);
+/* Everything up to this seq is durable (in the log, or committed). */
+uint64_t ledger_synced_seq(const struct daemon *d);
+/* From the PostgreSQL store: its commit ended (r: 0 or -errno); it is
+ * connected and its jobs are loaded (again). */
+void ledger_store_committed(struct daemon *d, int r);
+void ledger_store_ready(struct daemon *d);
 /* The barrier: fn(d, ud, 0) once the log is durable up to seq. */
 int ledger_when_durable(struct daemon *d, uint64_t seq, durable_fn fn, void *ud);
 /* Offers what is not durable yet the failure (-EIO): at a stop. */
@@ -281,5 +287,16 @@ int pgstore_open(struct daemon *d);
 void pgstore_close(struct daemon *d);
 /* Connected, with the schema in place. */
 bool pgstore_up(const struct daemon *d);
+/* The ledger's store, as the job log is: append a record (seq: its number);
+ * commit what was appended in one transaction (1: in flight, and the end
+ * goes to ledger_store_committed(); -EIO when not connected); at a stop,
+ * commit in place; whether a commit is in flight or records wait; the last
+ * seq committed. */
+int pgstore_append(struct daemon *d, const struct job_event *ev, uint64_t *ret_seq);
+int pgstore_commit_start(struct daemon *d);
+int pgstore_commit_wait(struct daemon *d);
+bool pgstore_syncing(const struct daemon *d);
+bool pgstore_has_pending(const struct daemon *d);
+uint64_t pgstore_synced_seq(const struct daemon *d);
 
 #endif

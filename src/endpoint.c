@@ -197,7 +197,7 @@ static void on_callback(void *ud, struct httpd_request *req)
 	callback_verdict_release(&v);
 	if (!j)
 		j = job_table_find(&d->ledger.jobs, id);
-	if (!j || j->log_seq <= joblog_synced_seq(d->ledger.log)) {
+	if (!j || j->log_seq <= ledger_synced_seq(d)) {
 		d->endpoint.callbacks[CB_200]++;
 		httpd_reply(req, 200);
 		return;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 
 #include <libpq-fe.h>
@@ -95,6 +96,13 @@ static const char *const migrations[] = {
 /* pg_advisory_xact_lock's key for the migration: "blinkhoo" in ASCII. */
 #define SCHEMA_LOCK "7094995889669714287"
 
+/* What is in flight on the connection (one query at a time). */
+enum pg_query {
+	Q_NONE,
+	Q_LOAD,   /* the events, replayed into the table at the first connection */
+	Q_COMMIT, /* a batch of records and the jobs they changed */
+};
+
 enum pg_state {
 	PG_DOWN,       /* waiting for the next try */
 	PG_CONNECTING, /* PQconnectPoll() until it is made */
@@ -114,10 +122,43 @@ struct pgstore {
 	bool down_logged; /* "unreachable" said, "reachable again" not yet */
 	bool fatal;       /* the schema is newer than this daemon: no retry */
 	char *schema_sql; /* the migration's text, built once */
+
+	/* The ledger's store: records appended (JSON, comma-separated) and the
+	 * ids of the jobs they changed (one a line), pending and in flight (or
+	 * failed: then sent first again), as the job log keeps them. */
+	enum pg_query q;
+	bool loaded;
+	struct strbuf pending, inflight;
+	struct strbuf pending_ids, inflight_ids;
+	uint64_t appended_seq, inflight_seq, synced_seq;
+	char q_error[256]; /* the first error result of the query in flight */
+	bool waiting;      /* pgstore_commit_wait() reports the end itself */
+	uint64_t loaded_records;
 };
+
+/* One transaction, one statement: the records into events, and each job
+ * they changed into jobs as the table has it now (inserted, or updated
+ * unless the row is newer).  $1 the node, $2 the records, $3 the jobs. */
+static const char commit_sql[] =
+	"WITH ev AS ("
+	" INSERT INTO events (job_id, node, record)"
+	" SELECT r->>'id', $1, r FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (r, n) ORDER BY n),"
+	" j AS (SELECT DISTINCT ON (x->'job'->>'id') x->'job' AS j, x->>'nonce' AS nonce"
+	" FROM jsonb_array_elements($3::jsonb) AS x)"
+	" INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts, error,"
+	" nonce, created_at, updated_at)"
+	" SELECT j->>'id', j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
+	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
+	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz FROM j"
+	" ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, duration = excluded.duration,"
+	" state = excluded.state, leds_blink_id = excluded.leds_blink_id, meraki_status = excluded.meraki_status,"
+	" status_source = excluded.status_source, attempts = excluded.attempts, error = excluded.error,"
+	" nonce = excluded.nonce, created_at = excluded.created_at, updated_at = excluded.updated_at"
+	" WHERE jobs.updated_at <= excluded.updated_at";
 
 static int on_pg_io(sd_event_source *s, int fd, uint32_t revents, void *ud);
 static void pg_connect(struct pgstore *pg);
+static void pg_commit_end(struct pgstore *pg, int r);
 
 /* libpq's message, one line, without its final newline. */
 static void pg_message(const char *msg, char *buf, size_t len)
@@ -168,6 +209,13 @@ static void pg_lost(struct pgstore *pg, const char *why)
 		pg->conn = NULL;
 	}
 	pg->state = PG_DOWN;
+	/* A commit in flight may or may not have been made: its records are
+	 * sent again (a job's row takes the newer; an event may be doubled). */
+	if (pg->q == Q_COMMIT) {
+		pg->q = Q_NONE;
+		pg_commit_end(pg, -EIO);
+	}
+	pg->q = Q_NONE;
 	if (pg->fatal)
 		return;
 	pg->backoff = pg->backoff ? MIN(pg->backoff * 2, COMMIT_RETRY_MAX) : COMMIT_RETRY_MIN;
@@ -189,6 +237,123 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	daemon_notify_status(pg->d, true);
 }
 
+static void pg_query_done(struct pgstore *pg);
+
+/* Sends a query and watches for its results (and for the socket to take
+ * the rest of it, when libpq could not write it all at once). */
+static int pg_send(struct pgstore *pg, enum pg_query q, const char *sql, int n, const char *const *params)
+{
+	if (!PQsendQueryParams(pg->conn, sql, n, NULL, params, NULL, NULL, 0))
+		return -EIO;
+	pg->q = q;
+	pg->q_error[0] = '\0';
+	if (pg_watch(pg, EPOLLIN | (PQflush(pg->conn) == 1 ? EPOLLOUT : 0)) < 0)
+		return -EIO;
+	return 0;
+}
+
+/* Every result the connection has ready; at the end of a query's results,
+ * its handler. */
+static void pg_results(struct pgstore *pg)
+{
+	struct job_event_store *store = NULL;
+	PGresult *res;
+
+	while (pg->conn && pg->q != Q_NONE && !PQisBusy(pg->conn)) {
+		res = PQgetResult(pg->conn);
+		if (!res) {
+			pg_query_done(pg);
+			continue;
+		}
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+			if (!pg->q_error[0])
+				pg_message(PQresultErrorMessage(res), pg->q_error, sizeof(pg->q_error));
+		} else if (pg->q == Q_LOAD && !pg->q_error[0]) {
+			/* The job log's records, in their order, through the
+			 * same function that replays the log. */
+			if (!store)
+				store = calloc(1, sizeof(*store));
+			for (int i = 0; store && i < PQntuples(res) && !pg->q_error[0]; i++) {
+				const char *text = PQgetvalue(res, i, 0);
+				struct job_event ev;
+				int r = job_event_parse(text, strlen(text), &ev, store);
+
+				if (r >= 0)
+					r = job_table_apply(&pg->d->ledger.jobs, &ev, NULL);
+				if (r < 0) {
+					errno = -r;
+					snprintf(pg->q_error, sizeof(pg->q_error),
+						 "cannot apply the event of job %.64s (%m)",
+						 PQgetvalue(res, i, 1));
+				}
+				pg->loaded_records++;
+			}
+			if (!store)
+				snprintf(pg->q_error, sizeof(pg->q_error), "out of memory");
+		}
+		PQclear(res);
+	}
+	if (store) {
+		job_event_store_release(store);
+		free(store);
+	}
+}
+
+/* The commit's end: r 0, or -EIO with the batch kept for the next try. */
+static void pg_commit_end(struct pgstore *pg, int r)
+{
+	if (r == 0) {
+		pg->synced_seq = pg->inflight_seq;
+		strbuf_reset(&pg->inflight);
+		strbuf_reset(&pg->inflight_ids);
+	}
+	if (!pg->waiting)
+		ledger_store_committed(pg->d, r);
+}
+
+static void pg_loaded(struct pgstore *pg)
+{
+	struct daemon *d = pg->d;
+	int r;
+
+	pg->loaded = true;
+	log_info("loaded %llu records from the PostgreSQL store: %zu jobs, %zu unfinished",
+		 (unsigned long long)pg->loaded_records, d->ledger.jobs.n_jobs,
+		 d->ledger.jobs.n_by_state[JOB_QUEUED] + d->ledger.jobs.n_by_state[JOB_SUBMITTED]);
+	for (struct job *j = d->ledger.jobs.first; j; j = j->next)
+		if (!job_state_is_final(j->state) && (r = dispatch_job_changed(d, j)) < 0) {
+			(void)log_errno(LOG_ERR, r, "out of memory");
+			sd_event_exit(d->event, 1);
+			return;
+		}
+	ledger_store_ready(d);
+}
+
+static void pg_query_done(struct pgstore *pg)
+{
+	enum pg_query q = pg->q;
+
+	pg->q = Q_NONE;
+	switch (q) {
+	case Q_LOAD:
+		if (pg->q_error[0]) {
+			log_err("cannot load the jobs from the PostgreSQL store: %s; stopping", pg->q_error);
+			pg->fatal = true;
+			sd_event_exit(pg->d->event, 1);
+			return;
+		}
+		pg_loaded(pg);
+		return;
+	case Q_COMMIT:
+		if (pg->q_error[0])
+			log_err("PostgreSQL store: a commit failed: %s; trying again", pg->q_error);
+		pg_commit_end(pg, pg->q_error[0] ? -EIO : 0);
+		return;
+	default:
+		return;
+	}
+}
+
 static void pg_up(struct pgstore *pg, int version)
 {
 	pg->state = PG_UP;
@@ -200,6 +365,14 @@ static void pg_up(struct pgstore *pg, int version)
 	pg->ever_up = true;
 	pg->down_logged = false;
 	daemon_notify_status(pg->d, true);
+	if (pg->loaded) {
+		ledger_store_ready(pg->d);
+		return;
+	}
+	/* The first connection: the jobs, before anything is taken. */
+	pg->loaded_records = 0;
+	if (pg_send(pg, Q_LOAD, "SELECT record::text, job_id FROM events ORDER BY seq", 0, NULL) < 0)
+		pg_lost(pg, PQerrorMessage(pg->conn));
 }
 
 /* The schema transaction's text: the lock, the version table, each
@@ -332,6 +505,10 @@ static int on_pg_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 		pg_migrate_results(pg);
 		return 0;
 	}
+	if (pg->q != Q_NONE) {
+		pg_results(pg);
+		return 0;
+	}
 	/* Idle: what comes is the server's word that it ends the session (a
 	 * shutdown, a failover) or a notice; a result with no query in flight
 	 * means the connection is done for. */
@@ -436,6 +613,10 @@ void pgstore_close(struct daemon *d)
 		PQfinish(pg->conn);
 	secret_free(pg->conninfo);
 	free(pg->schema_sql);
+	strbuf_release(&pg->pending);
+	strbuf_release(&pg->inflight);
+	strbuf_release(&pg->pending_ids);
+	strbuf_release(&pg->inflight_ids);
 	free(pg);
 	d->pg = NULL;
 }
@@ -443,4 +624,183 @@ void pgstore_close(struct daemon *d)
 bool pgstore_up(const struct daemon *d)
 {
 	return d->pg && d->pg->state == PG_UP;
+}
+
+/* ---- the ledger's store ---- */
+
+int pgstore_append(struct daemon *d, const struct job_event *ev, uint64_t *ret_seq)
+{
+	struct pgstore *pg = d->pg;
+	size_t before = pg->pending.len, before_ids = pg->pending_ids.len;
+	int r;
+
+	if (before)
+		r = strbuf_addstr(&pg->pending, ",");
+	else
+		r = 0;
+	if (r >= 0)
+		r = job_event_format(ev, &pg->pending);
+	if (r >= 0) {
+		/* Without its newline: an element of a JSON array. */
+		pg->pending.buf[--pg->pending.len] = '\0';
+		r = strbuf_addf(&pg->pending_ids, "%s\n", ev->id);
+	}
+	if (r < 0) {
+		pg->pending.len = before;
+		if (pg->pending.buf)
+			pg->pending.buf[before] = '\0';
+		pg->pending_ids.len = before_ids;
+		if (pg->pending_ids.buf)
+			pg->pending_ids.buf[before_ids] = '\0';
+		return r;
+	}
+	*ret_seq = ++pg->appended_seq;
+	return 0;
+}
+
+bool pgstore_syncing(const struct daemon *d)
+{
+	return d->pg->q == Q_COMMIT;
+}
+
+bool pgstore_has_pending(const struct daemon *d)
+{
+	const struct pgstore *pg = d->pg;
+
+	return pg->pending.len > 0 || (pg->q != Q_COMMIT && pg->inflight.len > 0);
+}
+
+uint64_t pgstore_synced_seq(const struct daemon *d)
+{
+	return d->pg->synced_seq;
+}
+
+/* The jobs the batch changed, as the table has them now, with their nonces
+ * (the job JSON leaves those out). */
+static int jobs_json(struct pgstore *pg, struct strbuf *sb)
+{
+	struct json_writer w;
+	const char *p = pg->inflight_ids.buf, *end = p + pg->inflight_ids.len;
+
+	json_writer_init(&w, sb);
+	json_w_array_begin(&w);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		char id[JOB_ID_MAX + 1];
+		size_t n = (size_t)((nl ? nl : end) - p);
+		const struct job *j;
+
+		snprintf(id, sizeof(id), "%.*s", (int)MIN(n, (size_t)JOB_ID_MAX), p);
+		p += n + 1;
+		j = job_table_find(&pg->d->ledger.jobs, id);
+		if (!j)
+			continue;
+		json_w_object_begin(&w);
+		json_w_key(&w, "job");
+		job_format_json(j, &w);
+		json_w_kstr(&w, "nonce", j->nonce);
+		json_w_object_end(&w);
+	}
+	json_w_array_end(&w);
+	return json_writer_finish(&w);
+}
+
+int pgstore_commit_start(struct daemon *d)
+{
+	struct pgstore *pg = d->pg;
+	struct strbuf events = STRBUF_INIT, jobs = STRBUF_INIT;
+	const char *params[3];
+	int r;
+
+	if (pg->q == Q_COMMIT)
+		return -EBUSY;
+	if (pg->state != PG_UP || pg->q != Q_NONE || !pg->loaded)
+		return -EIO;
+	if (pg->pending.len == 0 && pg->inflight.len == 0)
+		return 0;
+	/* The batch: a failed one first, then everything pending. */
+	if (pg->pending.len) {
+		if ((pg->inflight.len && strbuf_addstr(&pg->inflight, ",") < 0) ||
+		    strbuf_add(&pg->inflight, pg->pending.buf, pg->pending.len) < 0 ||
+		    strbuf_add(&pg->inflight_ids, pg->pending_ids.buf, pg->pending_ids.len) < 0)
+			return -ENOMEM;
+		strbuf_reset(&pg->pending);
+		strbuf_reset(&pg->pending_ids);
+	}
+	pg->inflight_seq = pg->appended_seq;
+	r = strbuf_addstr(&events, "[");
+	if (r >= 0)
+		r = strbuf_add(&events, pg->inflight.buf, pg->inflight.len);
+	if (r >= 0)
+		r = strbuf_addstr(&events, "]");
+	if (r >= 0)
+		r = jobs_json(pg, &jobs);
+	if (r < 0) {
+		strbuf_release(&events);
+		strbuf_release(&jobs);
+		return r;
+	}
+	params[0] = d->cfg->store_node;
+	params[1] = events.buf;
+	params[2] = jobs.buf;
+	r = pg_send(pg, Q_COMMIT, commit_sql, 3, params);
+	strbuf_release(&events);
+	strbuf_release(&jobs);
+	if (r < 0) {
+		pg_lost(pg, PQerrorMessage(pg->conn));
+		return -EIO;
+	}
+	return 1;
+}
+
+/* Waits, in place, for the query in flight to end: at a stop only. */
+static void pg_wait(struct pgstore *pg)
+{
+	while (pg->conn && pg->q != Q_NONE) {
+		int f = PQflush(pg->conn);
+		struct pollfd pfd = {.fd = PQsocket(pg->conn), .events = (short)(POLLIN | (f == 1 ? POLLOUT : 0))};
+		int n = poll(&pfd, 1, 10 * 1000);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || f < 0) {
+			pg_lost(pg, n == 0 ? "no answer in 10s" : PQerrorMessage(pg->conn));
+			return;
+		}
+		if (!PQconsumeInput(pg->conn)) {
+			pg_lost(pg, PQerrorMessage(pg->conn));
+			return;
+		}
+		pg_results(pg);
+	}
+}
+
+static int commit_wait_for(struct daemon *d, uint64_t want);
+
+/* At a stop: what was appended, committed before the daemon goes. */
+int pgstore_commit_wait(struct daemon *d)
+{
+	struct pgstore *pg = d->pg;
+	uint64_t want = pg->appended_seq;
+	int r;
+
+	pg->waiting = true;
+	r = commit_wait_for(d, want);
+	pg->waiting = false;
+	return r;
+}
+
+static int commit_wait_for(struct daemon *d, uint64_t want)
+{
+	struct pgstore *pg = d->pg;
+	int r;
+
+	pg_wait(pg);
+	if (pg->synced_seq >= want)
+		return 0;
+	r = pgstore_commit_start(d);
+	if (r != 1)
+		return r;
+	pg_wait(pg);
+	return pg->synced_seq >= want ? 0 : -EIO;
 }

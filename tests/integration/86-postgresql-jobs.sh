@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The PostgreSQL store on one node, end to end: jobs from the spool into the
+# database, submitted, completed by their callbacks, loaded again at a
+# restart; the database stopped for 3 s mid-run (callbacks 503, never 2xx,
+# the spool held), and every job still completes.
+. "$(dirname "$0")/../lib.sh"
+
+pg_start
+start_sim --min-interval 0.2 --blink-time 1.5 --callback-retries 40 --callback-retry-delay 0.5
+write_config "[store] backend = postgresql" "[store] conninfo = $PG_CONNINFO" "[store] node = n1" "[callback] wait = 2s"
+start_daemon
+
+count() { pg_sql "select count(*) from jobs where $1"; }
+count_is() { test "$(count "$1")" = "$2"; }
+spool_empty() { [ -z "$(ls -A "$T/spool/new")" ]; }
+
+ids=()
+for i in 1 2 3 4 5; do ids+=("$(ctl blink "Q2AA-PGPG-000$i" --duration 2)"); done
+check "five jobs reach complete in the database" wait_until 40 count_is "state = 'complete'" 5
+check "the spool files were removed (after the commit)" spool_empty
+check "no job was submitted twice" \
+	test "$(sim_get requests | json 'len([r for r in j if r["method"] == "POST"])')" = 5
+
+row=$(pg_sql "select row_to_json(jobs) from jobs where id = '${ids[0]}'")
+check "a job's row holds every field of the job JSON, as the log store has them" python3 -c '
+import json, sys, re
+j = json.loads(sys.argv[1])
+need = ["id","serial","duration","state","leds_blink_id","meraki_status","status_source","attempts","error","created_at","updated_at"]
+assert all(k in j for k in need), [k for k in need if k not in j]
+assert j["serial"] == "Q2AA-PGPG-0001" and j["duration"] == 2 and j["state"] == "complete", j
+assert isinstance(j["leds_blink_id"], str) and j["meraki_status"] == "complete", j
+assert j["status_source"] == "callback" and j["attempts"] == 1 and j["error"] is None, j
+assert re.match(r"^[0-9a-f]{32}$", j["nonce"]), j
+' "$row"
+evs=$(pg_sql "select string_agg(record->>'event', ',' order by seq) from events where job_id = '${ids[0]}'")
+check "its events are the job log's records, in order (queued, submitted, ..., complete)" \
+	eval '[[ "$evs" == queued,submitted,*complete ]]'
+
+# ---- a restart loads the jobs from the database ----
+stop_daemon
+check "the daemon stops cleanly" test "$D_STATUS" = 0
+start_daemon
+check "a restart loads the jobs from the database" \
+	wait_until 10 grep -q "loaded [0-9]* records from the PostgreSQL store: 5 jobs, 0 unfinished" "$T/daemon.log"
+
+# ---- the database stopped for 3 s mid-run ----
+ids=()
+for i in 1 2 3 4; do ids+=("$(ctl blink "Q2AA-PGDN-000$i" --duration 1)"); done
+# Down while blinks are out: their callbacks come during the outage.
+wait_until 20 count_is "state = 'submitted'" 1
+now() { python3 -c 'import time; print(time.monotonic())'; }
+pg_cluster_stop "$PG_DIR"
+t_down=$(now)
+queued_id=$(ctl blink "Q2AA-PGDN-0009" --duration 1)
+sleep 3
+check "while the database is down, a new spool file stays in the spool" eval '! spool_empty'
+t_up=$(now)
+pg_cluster_start "$PG_DIR"
+ids+=("$queued_id")
+check "after the outage every job completes" wait_until 60 count_is "serial like 'Q2AA-PGDN%' and state = 'complete'" 5
+check "the spool is empty again" spool_empty
+cbs=$(sim_get callbacks)
+check "callbacks during the outage got 503 (at least one), never 2xx" python3 -c '
+import json, sys
+cbs, down, up = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+during = [c for c in cbs if down <= c["t"] <= up]
+assert during, "no callback came during the outage"
+assert all(c["http_status"] == 503 for c in during), [(c["t"], c["http_status"]) for c in during]
+' "$cbs" "$t_down" "$t_up"
+check "the daemon said once that the store went away, once that it is back" \
+	test "$(grep -c 'the PostgreSQL store is unreachable' "$T/daemon.log")|$(grep -c 'reconnected to the PostgreSQL store' "$T/daemon.log")" = "1|1"
+
+[ -n "${SHOWLOG:-}" ] && cat "$T/daemon.log" >&2
+[ "$FAILS" -eq 0 ]
