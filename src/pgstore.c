@@ -20,6 +20,7 @@
 #include "blinkhook/credentials.h"
 #include "blinkhook/log.h"
 #include "blinkhook/pgstore.h"
+#include "blinkhook/secret.h"
 #include "blinkhook/util.h"
 #include "daemon-internal.h"
 
@@ -99,6 +100,7 @@ static const char *const migrations[] = {
 /* What is in flight on the connection (one query at a time). */
 enum pg_query {
 	Q_NONE,
+	Q_KEY,    /* the callback key every node shares, made by the first */
 	Q_LOAD,   /* the events, replayed into the table at the first connection */
 	Q_COMMIT, /* a batch of records and the jobs they changed */
 };
@@ -127,7 +129,8 @@ struct pgstore {
 	 * ids of the jobs they changed (one a line), pending and in flight (or
 	 * failed: then sent first again), as the job log keeps them. */
 	enum pg_query q;
-	bool loaded;
+	bool have_key, loaded;
+	struct secret_key *key; /* the key read by Q_KEY, until it is taken */
 	struct strbuf pending, inflight;
 	struct strbuf pending_ids, inflight_ids;
 	uint64_t appended_seq, inflight_seq, synced_seq;
@@ -139,6 +142,16 @@ struct pgstore {
 /* One transaction, one statement: the records into events, and each job
  * they changed into jobs as the table has it now (inserted, or updated
  * unless the row is newer).  $1 the node, $2 the records, $3 the jobs. */
+/* The callback key: this node's candidate goes in unless one is there; the
+ * one that is comes back (a CTE's insert is not seen by the statement's own
+ * snapshot, hence the union; when another node's insert committed while
+ * this one waited for it, neither part has a row, and the query goes
+ * again).  $1 the candidate, hex. */
+static const char key_sql[] = "WITH ins AS (INSERT INTO keys (name, key) VALUES ('callback', decode($1, 'hex'))"
+			      " ON CONFLICT (name) DO NOTHING RETURNING key)"
+			      " SELECT encode(key, 'hex') FROM ins"
+			      " UNION ALL SELECT encode(key, 'hex') FROM keys WHERE name = 'callback'";
+
 static const char commit_sql[] =
 	"WITH ev AS ("
 	" INSERT INTO events (job_id, node, record)"
@@ -155,6 +168,35 @@ static const char commit_sql[] =
 	" status_source = excluded.status_source, attempts = excluded.attempts, error = excluded.error,"
 	" nonce = excluded.nonce, created_at = excluded.created_at, updated_at = excluded.updated_at"
 	" WHERE jobs.updated_at <= excluded.updated_at";
+
+static void hex_encode(const uint8_t *b, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int hex_value(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Exactly 2n lower-case hex digits into n bytes. */
+static int hex_decode(const char *hex, uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = hex_value(hex[2 * i]), lo = hi < 0 ? -1 : hex_value(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		b[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
 
 static int on_pg_io(sd_event_source *s, int fd, uint32_t revents, void *ud);
 static void pg_connect(struct pgstore *pg);
@@ -238,6 +280,7 @@ static void pg_lost(struct pgstore *pg, const char *why)
 }
 
 static void pg_query_done(struct pgstore *pg);
+static void pg_next(struct pgstore *pg);
 
 /* Sends a query and watches for its results (and for the socket to take
  * the rest of it, when libpq could not write it all at once). */
@@ -268,6 +311,16 @@ static void pg_results(struct pgstore *pg)
 		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
 			if (!pg->q_error[0])
 				pg_message(PQresultErrorMessage(res), pg->q_error, sizeof(pg->q_error));
+		} else if (pg->q == Q_KEY && !pg->q_error[0] && !pg->key && PQntuples(res) >= 1) {
+			const char *hex = PQgetvalue(res, 0, 0);
+			uint8_t bytes[SECRET_KEY_SIZE];
+			int r = -EINVAL;
+
+			if (strlen(hex) == 2 * SECRET_KEY_SIZE && hex_decode(hex, bytes, sizeof(bytes)) == 0)
+				r = secret_key_from_bytes(bytes, sizeof(bytes), &pg->key);
+			secret_wipe(bytes, sizeof(bytes));
+			if (r < 0)
+				snprintf(pg->q_error, sizeof(pg->q_error), "the callback key in the table keys is damaged");
 		} else if (pg->q == Q_LOAD && !pg->q_error[0]) {
 			/* The job log's records, in their order, through the
 			 * same function that replays the log. */
@@ -335,6 +388,26 @@ static void pg_query_done(struct pgstore *pg)
 
 	pg->q = Q_NONE;
 	switch (q) {
+	case Q_KEY:
+		if (pg->q_error[0]) {
+			log_err("cannot read the callback key from the PostgreSQL store: %s; stopping", pg->q_error);
+			pg->fatal = true;
+			sd_event_exit(pg->d->event, 1);
+			return;
+		}
+		/* Another node's insert of the key committed while this one
+		 * waited on it: neither statement saw a key.  The next will. */
+		if (!pg->key) {
+			pg_next(pg);
+			return;
+		}
+		/* Every node signs and verifies with the database's key; the
+		 * local one (state dir) serves the log store only. */
+		secret_key_free(pg->d->key);
+		pg->d->key = TAKE_PTR(pg->key);
+		pg->have_key = true;
+		pg_next(pg);
+		return;
 	case Q_LOAD:
 		if (pg->q_error[0]) {
 			log_err("cannot load the jobs from the PostgreSQL store: %s; stopping", pg->q_error);
@@ -365,11 +438,33 @@ static void pg_up(struct pgstore *pg, int version)
 	pg->ever_up = true;
 	pg->down_logged = false;
 	daemon_notify_status(pg->d, true);
+	pg_next(pg);
+}
+
+/* After the first connection's schema: the key, then the jobs, before
+ * anything is taken; after a reconnection, straight to work. */
+static void pg_next(struct pgstore *pg)
+{
+	if (!pg->have_key) {
+		uint8_t bytes[SECRET_KEY_SIZE];
+		char hex[2 * SECRET_KEY_SIZE + 1];
+		const char *params[1] = {hex};
+		int r = random_bytes(bytes, sizeof(bytes));
+
+		if (r >= 0) {
+			hex_encode(bytes, sizeof(bytes), hex);
+			r = pg_send(pg, Q_KEY, key_sql, 1, params);
+		}
+		secret_wipe(bytes, sizeof(bytes));
+		secret_wipe(hex, sizeof(hex));
+		if (r < 0)
+			pg_lost(pg, PQerrorMessage(pg->conn));
+		return;
+	}
 	if (pg->loaded) {
 		ledger_store_ready(pg->d);
 		return;
 	}
-	/* The first connection: the jobs, before anything is taken. */
 	pg->loaded_records = 0;
 	if (pg_send(pg, Q_LOAD, "SELECT record::text, job_id FROM events ORDER BY seq", 0, NULL) < 0)
 		pg_lost(pg, PQerrorMessage(pg->conn));
@@ -611,6 +706,7 @@ void pgstore_close(struct daemon *d)
 	sd_event_source_disable_unref(pg->retry);
 	if (pg->conn)
 		PQfinish(pg->conn);
+	secret_key_free(pg->key);
 	secret_free(pg->conninfo);
 	free(pg->schema_sql);
 	strbuf_release(&pg->pending);

@@ -80,6 +80,8 @@ check "two nodes starting at once on an empty database both come up" \
 	eval 'wait_until 15 up "$D_PORT" && wait_until 15 up "$D2_PORT"'
 check "the schema was created once" \
 	test "$(PGDATABASE=fresh "$PG_BIN/psql" -X -At -h "$PG_DIR" -U "$PG_USER" -d fresh -c 'select count(*) || '"'"'|'"'"' || max(version) from schema_version')" = "1|1"
+check "and one callback key, which both use" \
+	test "$("$PG_BIN/psql" -X -At -h "$PG_DIR" -U "$PG_USER" -d fresh -c 'select count(*) from keys')" = 1
 check "neither node logged an error" eval '! grep -q "<3>\|error\|cannot" "$T/a.log" "$T/b.log"'
 check "the server's notices do not reach stderr as libpq's raw text" eval '! grep -q "^NOTICE:" "$T/daemon.log" "$T/a.log" "$T/b.log"'
 

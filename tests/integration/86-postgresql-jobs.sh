@@ -36,6 +36,31 @@ evs=$(pg_sql "select string_agg(record->>'event', ',' order by seq) from events 
 check "its events are the job log's records, in order (queued, submitted, ..., complete)" \
 	eval '[[ "$evs" == queued,submitted,*complete ]]'
 
+# ---- the callback key is the database's, shared by every node ----
+check "the database holds one callback key" test "$(pg_sql "select count(*) || '|' || max(length(key)) from keys")" = "1|32"
+# secret PG|FILE JOB: the job's secret under the database's key or under the
+# local state/secret.key: base64url(HMAC-SHA256(key, id NUL nonce)).
+secret() {
+	local keyhex
+	if [ "$1" = PG ]; then keyhex=$(pg_sql "select encode(key, 'hex') from keys where name = 'callback'")
+	else keyhex=$(od -An -tx1 -v "$T/state/secret.key" | tr -d ' \n'); fi
+	python3 -c '
+import base64, hashlib, hmac, sys
+msg = sys.argv[2].encode() + b"\0" + sys.argv[3].encode()
+print(base64.urlsafe_b64encode(hmac.new(bytes.fromhex(sys.argv[1]), msg, hashlib.sha256).digest()).decode().rstrip("="))
+' "$keyhex" "$2" "$(pg_sql "select nonce from jobs where id = '$2'")"
+}
+repeat_cb() { # repeat_cb SECRET: the job's final callback again, its HTTP status
+	local lbi
+	lbi=$(pg_sql "select leds_blink_id from jobs where id = '${ids[0]}'")
+	curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary \
+		"{\"callbackId\":\"9\",\"sentAt\":\"2026-01-01T00:00:00Z\",\"sharedSecret\":\"$1\",\"message\":{\"ledsBlinkId\":\"$lbi\",\"status\":\"complete\",\"error\":null}}" \
+		"$D_URL/callbacks/leds-blink/${ids[0]}"
+}
+check "a callback signed with the database's key is accepted (200, a repeat)" test "$(repeat_cb "$(secret PG "${ids[0]}")")" = 200
+check "one signed with the node's local key file is refused (401): the database's key is the one" \
+	test "$(repeat_cb "$(secret FILE "${ids[0]}")")" = 401
+
 # ---- a restart loads the jobs from the database ----
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
