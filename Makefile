@@ -44,7 +44,9 @@ BH_CFLAGS := -std=gnu17 -D_GNU_SOURCE $(BH_FORTIFY) -fstack-protector-strong -fP
 BH_LDFLAGS := -pie -Wl,-z,relro,-z,now
 
 PKGS_D := libmicrohttpd json-c libcrypto libsystemd libcurl inih libpq
-PKGS_CTL := json-c inih libcurl libcrypto
+# The CLI reads the PostgreSQL store through src/pgstore.c, whose object
+# also holds the daemon's side of it: it links what the daemon links.
+PKGS_CTL := $(PKGS_D)
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS_D) cmocka 2>/dev/null)
 LIBS_D = $(shell $(PKG_CONFIG) --libs $(PKGS_D) 2>/dev/null)
 LIBS_CTL = $(shell $(PKG_CONFIG) --libs $(PKGS_CTL) 2>/dev/null)
@@ -158,7 +160,7 @@ check: deps
 
 CHECK_FUZZ_SECONDS ?= 15
 LINT_C := $(wildcard src/*.c) $(wildcard tests/fuzz/*.c) tests/bench/baseline.c
-LINT_PKGS := libmicrohttpd json-c libcrypto libsystemd libcurl inih
+LINT_PKGS := libmicrohttpd json-c libcrypto libsystemd libcurl inih libpq
 CPPCHECK_FLAGS := --enable=warning,style,performance,portability --suppress=variableScope \
 	--std=c11 --inline-suppr --error-exitcode=1 -q -Iinclude -D_GNU_SOURCE
 

@@ -900,3 +900,78 @@ static int commit_wait_for(struct daemon *d, uint64_t want)
 	pg_wait(pg);
 	return pg->synced_seq >= want ? 0 : -EIO;
 }
+
+/* ---- reading, for blinkhookctl ---- */
+
+static void notice_ignore(void *ud, const char *msg)
+{
+	(void)ud;
+	(void)msg;
+}
+
+int pgstore_read_events(const char *conninfo, int (*cb)(const struct job_event *ev, void *ud), void *ud,
+			char err[static CONFIG_ERROR_MAX])
+{
+	struct job_event_store *store = NULL;
+	PGconn *conn;
+	PGresult *res = NULL;
+	char msg[256];
+	int r = 0;
+
+	conn = PQconnectdb(conninfo);
+	if (!conn) {
+		snprintf(err, CONFIG_ERROR_MAX, "out of memory");
+		return -ENOMEM;
+	}
+	(void)PQsetNoticeProcessor(conn, notice_ignore, NULL);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		pg_message(PQerrorMessage(conn), msg, sizeof(msg));
+		snprintf(err, CONFIG_ERROR_MAX, "cannot connect to the PostgreSQL store: %s", msg);
+		r = -ECONNREFUSED;
+		goto out;
+	}
+	/* Before the daemon made the schema there are no jobs yet. */
+	res = PQexec(conn, "SELECT to_regclass('events') IS NOT NULL");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
+		snprintf(err, CONFIG_ERROR_MAX, "cannot read the PostgreSQL store: %s", msg);
+		r = -EIO;
+		goto out;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		r = -ENOENT;
+		goto out;
+	}
+	PQclear(res);
+	res = PQexec(conn, "SELECT record::text FROM events ORDER BY seq");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
+		snprintf(err, CONFIG_ERROR_MAX, "cannot read the PostgreSQL store: %s", msg);
+		r = -EIO;
+		goto out;
+	}
+	store = calloc(1, sizeof(*store));
+	if (!store) {
+		snprintf(err, CONFIG_ERROR_MAX, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < PQntuples(res) && r >= 0; i++) {
+		const char *text = PQgetvalue(res, i, 0);
+		struct job_event ev;
+
+		/* A reader takes what it can, as from the job log. */
+		if (job_event_parse(text, strlen(text), &ev, store) >= 0)
+			r = cb(&ev, ud);
+	}
+	if (r < 0)
+		snprintf(err, CONFIG_ERROR_MAX, "stopped reading the PostgreSQL store");
+out:
+	if (store) {
+		job_event_store_release(store);
+		free(store);
+	}
+	PQclear(res);
+	PQfinish(conn);
+	return r;
+}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "blinkhook/config.h"
+#include "blinkhook/job.h"
 
 /* Checks a libpq connection string (key=value pairs or a postgresql:// URI)
  * without connecting.  from_config: it was read from the config file, where
@@ -17,5 +18,11 @@
  * for one).  On failure writes the reason into err (never the string itself,
  * which may hold a password) and returns -EINVAL. */
 int pgstore_check_conninfo(const char *conninfo, bool from_config, char err[static CONFIG_ERROR_MAX]);
+
+/* Reads every event in the database, oldest first, into cb (blinkhookctl;
+ * it blocks).  Records it cannot parse are skipped.  -ENOENT when the daemon
+ * has not made the schema yet (no jobs); other failures with err set. */
+int pgstore_read_events(const char *conninfo, int (*cb)(const struct job_event *ev, void *ud), void *ud,
+			char err[static CONFIG_ERROR_MAX]);
 
 #endif

@@ -36,6 +36,21 @@ evs=$(pg_sql "select string_agg(record->>'event', ',' order by seq) from events 
 check "its events are the job log's records, in order (queued, submitted, ..., complete)" \
 	eval '[[ "$evs" == queued,submitted,*complete ]]'
 
+st=$(ctl status "${ids[0]}" --json)
+check "blinkhookctl status --json reads the job from the database, in the log store's shape" python3 -c '
+import json, sys, re
+j, row = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+need = ["id","serial","duration","state","leds_blink_id","meraki_status","status_source","attempts","error","created_at","updated_at"]
+assert all(k in j for k in need), [k for k in need if k not in j]
+assert {k: j[k] for k in need if k not in ("created_at", "updated_at")} == {k: row[k] for k in need if k not in ("created_at", "updated_at")}, (j, row)
+rfc = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+assert rfc.match(j["created_at"]) and rfc.match(j["updated_at"]), j
+' "$st" "$row"
+check "blinkhookctl jobs lists the five jobs from the database" \
+	test "$(ctl jobs --json | json 'len([x for x in j if x["state"] == "complete"])')" = 5
+check "blinkhookctl log prints the database's events" \
+	test "$(ctl log --json | grep -c '"event":"queued"')" = 5
+
 # ---- the callback key is the database's, shared by every node ----
 check "the database holds one callback key" test "$(pg_sql "select count(*) || '|' || max(length(key)) from keys")" = "1|32"
 # secret PG|FILE JOB: the job's secret under the database's key or under the
