@@ -85,5 +85,14 @@ check "and one callback key, which both use" \
 check "neither node logged an error" eval '! grep -q "<3>\|error\|cannot" "$T/a.log" "$T/b.log"'
 check "the server's notices do not reach stderr as libpq's raw text" eval '! grep -q "^NOTICE:" "$T/daemon.log" "$T/a.log" "$T/b.log"'
 
+# ---- a schema newer than this daemon: it stops rather than guess ----
+kill "$A_PID" "$B_PID" 2>/dev/null
+wait "$A_PID" "$B_PID" 2>/dev/null
+"$PG_BIN/psql" -X -q -h "$PG_DIR" -U "$PG_USER" -d fresh -c 'insert into schema_version (version) values (99)'
+MERAKI_DASHBOARD_API_KEY=$API_KEY timeout 20 "$BLINKHOOKD" -c "$T/bh.conf" 2>"$T/new.log"
+rc=$?
+check "on a schema newer than it knows, the daemon says so and exits 1" \
+	eval '[ $rc = 1 ] && grep -q "schema is version 99, newer than this blinkhookd knows (1): run the newer blinkhookd" "$T/new.log"'
+
 [ -n "${SHOWLOG:-}" ] && cat "$T/daemon.log" "$T/a.log" "$T/b.log" >&2
 [ "$FAILS" -eq 0 ]

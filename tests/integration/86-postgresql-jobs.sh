@@ -110,5 +110,20 @@ assert all(c["http_status"] == 503 for c in during), [(c["t"], c["http_status"])
 check "the daemon said once that the store went away, once that it is back" \
 	test "$(grep -c 'the PostgreSQL store is unreachable' "$T/daemon.log")|$(grep -c 'reconnected to the PostgreSQL store' "$T/daemon.log")" = "1|1"
 
+# ---- SIGKILL mid-run loses nothing ----
+for i in 1 2 3 4 5 6; do ctl blink "Q2AA-PGKL-000$i" --duration 1 >/dev/null; done
+wait_until 20 count_is "serial like 'Q2AA-PGKL%' and state <> 'queued'" 2
+kill -KILL "$D_PID"
+wait "$D_PID" 2>/dev/null
+start_daemon
+check "after a SIGKILL and a restart every job completes" \
+	wait_until 60 count_is "serial like 'Q2AA-PGKL%' and state = 'complete'" 6
+check "and the spool is empty" spool_empty
+check "no job was submitted more than twice (at most one repeat for the kill)" python3 -c '
+import json, sys, collections
+n = collections.Counter(r["path"] for r in json.loads(sys.argv[1]) if r["method"] == "POST" and "PGKL" in r["path"])
+assert len(n) == 6 and max(n.values()) <= 2, n
+' "$(sim_get requests)"
+
 [ -n "${SHOWLOG:-}" ] && cat "$T/daemon.log" >&2
 [ "$FAILS" -eq 0 ]
