@@ -711,8 +711,9 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 
 	case KIND_NAME:
 		if (strlen(v) < k->min || strlen(v) > k->max || strspn(v, NAME_CHARS) != strlen(v)) {
-			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not a name of %" PRIu64 "..%" PRIu64
-			     " letters, digits, '.', '_' or '-'", k->name, v, k->min, k->max);
+			fail(ps, -EINVAL, ps->line,
+			     "%s: \"%s\" is not a name of %" PRIu64 "..%" PRIu64 " letters, digits, '.', '_' or '-'",
+			     k->name, v, k->min, k->max);
 			return -EINVAL;
 		}
 		if (set_copy(field, v) < 0)

@@ -316,11 +316,12 @@ static void pg_results(struct pgstore *pg)
 			uint8_t bytes[SECRET_KEY_SIZE];
 			int r = -EINVAL;
 
-			if (strlen(hex) == 2 * SECRET_KEY_SIZE && hex_decode(hex, bytes, sizeof(bytes)) == 0)
+			if (strlen(hex) == 2 * (size_t)SECRET_KEY_SIZE && hex_decode(hex, bytes, sizeof(bytes)) == 0)
 				r = secret_key_from_bytes(bytes, sizeof(bytes), &pg->key);
 			secret_wipe(bytes, sizeof(bytes));
 			if (r < 0)
-				snprintf(pg->q_error, sizeof(pg->q_error), "the callback key in the table keys is damaged");
+				snprintf(pg->q_error, sizeof(pg->q_error),
+					 "the callback key in the table keys is damaged");
 		} else if (pg->q == Q_LOAD && !pg->q_error[0]) {
 			/* The job log's records, in their order, through the
 			 * same function that replays the log. */
@@ -336,8 +337,7 @@ static void pg_results(struct pgstore *pg)
 				if (r < 0) {
 					errno = -r;
 					snprintf(pg->q_error, sizeof(pg->q_error),
-						 "cannot apply the event of job %.64s (%m)",
-						 PQgetvalue(res, i, 1));
+						 "cannot apply the event of job %.64s (%m)", PQgetvalue(res, i, 1));
 				}
 				pg->loaded_records++;
 			}
@@ -532,7 +532,7 @@ static void pg_migrate_results(struct pgstore *pg)
 		ExecStatusType st = PQresultStatus(res);
 
 		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
-			version = atoi(PQgetvalue(res, 0, 0));
+			version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
 		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !*err)
 			pg_message(PQresultErrorMessage(res), err, sizeof(err));
 		PQclear(res);

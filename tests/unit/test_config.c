@@ -568,7 +568,8 @@ static void test_store(void **state)
 	assert_null(c.store_node);
 	config_release(&c);
 
-	assert_load_error(PUBLIC "[store]\nbackend = sqlite\n", ":4: backend: \"sqlite\" is not one of: log, postgresql");
+	assert_load_error(PUBLIC "[store]\nbackend = sqlite\n",
+			  ":4: backend: \"sqlite\" is not one of: log, postgresql");
 	assert_load_error(PUBLIC "[store]\nbackend = postgresql\nlease = 500ms\n",
 			  ":5: lease: \"500ms\" is out of range (1s..1h)");
 	assert_load_error(PUBLIC "[store]\nbackend = postgresql\nlease = 2h\n",
