@@ -86,7 +86,7 @@ static int apply_cb(const struct job_event *ev, void *ud)
  * The connection string as the daemon has it, or, with neither the
  * credential nor conninfo (an operator's shell), libpq's environment
  * (PGHOST, PGDATABASE, PGSERVICE, ~/.pgpass). */
-static int read_pg_events(joblog_event_cb cb, void *ud, const char *consequence)
+static int read_pg_events(bool follow, joblog_event_cb cb, void *ud, const char *consequence)
 {
 	char err[CONFIG_ERROR_MAX];
 	const char *source = NULL;
@@ -97,7 +97,7 @@ static int read_pg_events(joblog_event_cb cb, void *ud, const char *consequence)
 	if (r == -ENOENT)
 		r = 0;
 	if (r >= 0) {
-		r = pgstore_read_events(conninfo ? conninfo : "", cb, ud, err);
+		r = pgstore_read_events(conninfo ? conninfo : "", follow, cb, ud, err);
 		secret_free(conninfo);
 	}
 	if (r == -ENOENT)
@@ -119,7 +119,7 @@ static int load_jobs_or(struct job_table *t, const char *consequence)
 	if (r < 0)
 		return r;
 	if (cfg.store_backend == STORE_POSTGRESQL) {
-		r = read_pg_events(apply_cb, t, consequence);
+		r = read_pg_events(false, apply_cb, t, consequence);
 		if (r < 0)
 			job_table_release(t);
 		return r;
@@ -391,13 +391,8 @@ static int cmd_log(int argc, char **argv)
 	if (optind != argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	setvbuf(stdout, NULL, follow ? _IOLBF : _IOFBF, 0);
-	if (cfg.store_backend == STORE_POSTGRESQL) {
-		if (follow) {
-			fprintf(stderr, "blinkhookctl: log --follow does not read the PostgreSQL store yet\n");
-			return 1;
-		}
-		return read_pg_events(print_event, &view, NULL) < 0 ? 1 : 0;
-	}
+	if (cfg.store_backend == STORE_POSTGRESQL)
+		return read_pg_events(follow, print_event, &view, NULL) < 0 ? 1 : 0;
 	for (;;) {
 		/* Following, compactions are read across (joblog.h). */
 		r = follow ? joblog_follow_read(&f, cfg.state_dir, print_event, &view, &info)

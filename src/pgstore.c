@@ -94,6 +94,8 @@ static const char *const migrations[] = {
 	" created_at timestamptz NOT NULL DEFAULT now());",
 };
 #define SCHEMA_VERSION ((int)ELEMENTSOF(migrations))
+/* What a commit notifies at its end: blinkhookctl log --follow listens. */
+#define PG_CHANNEL "blinkhook_events"
 /* pg_advisory_xact_lock's key for the migration: "blinkhoo" in ASCII. */
 #define SCHEMA_LOCK "7094995889669714287"
 
@@ -141,7 +143,8 @@ struct pgstore {
 
 /* One transaction, one statement: the records into events, and each job
  * they changed into jobs as the table has it now (inserted, or updated
- * unless the row is newer).  $1 the node, $2 the records, $3 the jobs. */
+ * unless the row is newer); listeners hear of it at the commit.  $1 the
+ * node, $2 the records, $3 the jobs. */
 /* The callback key: this node's candidate goes in unless one is there; the
  * one that is comes back (a CTE's insert is not seen by the statement's own
  * snapshot, hence the union; when another node's insert committed while
@@ -157,9 +160,9 @@ static const char commit_sql[] =
 	" INSERT INTO events (job_id, node, record)"
 	" SELECT r->>'id', $1, r FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (r, n) ORDER BY n),"
 	" j AS (SELECT DISTINCT ON (x->'job'->>'id') x->'job' AS j, x->>'nonce' AS nonce"
-	" FROM jsonb_array_elements($3::jsonb) AS x)"
-	" INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts, error,"
-	" nonce, created_at, updated_at)"
+	" FROM jsonb_array_elements($3::jsonb) AS x),"
+	" jb AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts,"
+	" error, nonce, created_at, updated_at)"
 	" SELECT j->>'id', j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
 	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
 	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz FROM j"
@@ -167,7 +170,8 @@ static const char commit_sql[] =
 	" state = excluded.state, leds_blink_id = excluded.leds_blink_id, meraki_status = excluded.meraki_status,"
 	" status_source = excluded.status_source, attempts = excluded.attempts, error = excluded.error,"
 	" nonce = excluded.nonce, created_at = excluded.created_at, updated_at = excluded.updated_at"
-	" WHERE jobs.updated_at <= excluded.updated_at";
+	" WHERE jobs.updated_at <= excluded.updated_at)"
+	" SELECT pg_notify('" PG_CHANNEL "', '')";
 
 static void hex_encode(const uint8_t *b, size_t n, char *out)
 {
@@ -909,9 +913,44 @@ static void notice_ignore(void *ud, const char *msg)
 	(void)msg;
 }
 
-int pgstore_read_events(const char *conninfo, int (*cb)(const struct job_event *ev, void *ud), void *ud,
+/* The events after *seq into cb; *seq moves on. */
+static int read_events_after(PGconn *conn, int64_t *seq, struct job_event_store *store,
+			     int (*cb)(const struct job_event *ev, void *ud), void *ud,
+			     char err[static CONFIG_ERROR_MAX])
+{
+	char after[24], msg[256];
+	const char *params[1] = {after};
+	PGresult *res;
+	int r = 0;
+
+	snprintf(after, sizeof(after), "%lld", (long long)*seq);
+	res = PQexecParams(conn, "SELECT record::text, seq FROM events WHERE seq > $1::bigint ORDER BY seq", 1, NULL,
+			   params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
+		snprintf(err, CONFIG_ERROR_MAX, "cannot read the PostgreSQL store: %s", msg);
+		PQclear(res);
+		return -EIO;
+	}
+	for (int i = 0; i < PQntuples(res) && r >= 0; i++) {
+		const char *text = PQgetvalue(res, i, 0);
+		struct job_event ev;
+
+		/* A reader takes what it can, as from the job log. */
+		if (job_event_parse(text, strlen(text), &ev, store) >= 0)
+			r = cb(&ev, ud);
+		*seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+	}
+	if (r < 0)
+		snprintf(err, CONFIG_ERROR_MAX, "stopped reading the PostgreSQL store");
+	PQclear(res);
+	return r;
+}
+
+int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struct job_event *ev, void *ud), void *ud,
 			char err[static CONFIG_ERROR_MAX])
 {
+	int64_t seq = 0;
 	struct job_event_store *store = NULL;
 	PGconn *conn;
 	PGresult *res = NULL;
@@ -938,34 +977,62 @@ int pgstore_read_events(const char *conninfo, int (*cb)(const struct job_event *
 		r = -EIO;
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0 && !follow) {
 		r = -ENOENT;
 		goto out;
 	}
 	PQclear(res);
-	res = PQexec(conn, "SELECT record::text FROM events ORDER BY seq");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
-		snprintf(err, CONFIG_ERROR_MAX, "cannot read the PostgreSQL store: %s", msg);
-		r = -EIO;
-		goto out;
-	}
+	res = NULL;
 	store = calloc(1, sizeof(*store));
 	if (!store) {
 		snprintf(err, CONFIG_ERROR_MAX, "out of memory");
 		r = -ENOMEM;
 		goto out;
 	}
-	for (int i = 0; i < PQntuples(res) && r >= 0; i++) {
-		const char *text = PQgetvalue(res, i, 0);
-		struct job_event ev;
-
-		/* A reader takes what it can, as from the job log. */
-		if (job_event_parse(text, strlen(text), &ev, store) >= 0)
-			r = cb(&ev, ud);
+	if (follow) {
+		/* Listening before the first read: nothing committed between
+		 * the two is missed. */
+		res = PQexec(conn, "LISTEN " PG_CHANNEL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
+			snprintf(err, CONFIG_ERROR_MAX, "cannot listen on the PostgreSQL store: %s", msg);
+			r = -EIO;
+			goto out;
+		}
 	}
-	if (r < 0)
-		snprintf(err, CONFIG_ERROR_MAX, "stopped reading the PostgreSQL store");
+	for (;;) {
+		PGnotify *n;
+		struct pollfd pfd;
+
+		/* Until the daemon made the schema, there is nothing to read. */
+		PQclear(res);
+		res = PQexec(conn, "SELECT to_regclass('events') IS NOT NULL");
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		    strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+			r = read_events_after(conn, &seq, store, cb, ud, err);
+			if (r < 0)
+				goto out;
+		}
+		if (!follow)
+			break;
+		fflush(stdout);
+		/* Woken by the daemons' commits; every few seconds anyway,
+		 * to notice a lost connection. */
+		pfd = (struct pollfd){.fd = PQsocket(conn), .events = POLLIN};
+		if (poll(&pfd, 1, 5000) < 0 && errno != EINTR) {
+			r = -errno;
+			snprintf(err, CONFIG_ERROR_MAX, "poll: %m");
+			goto out;
+		}
+		if (!PQconsumeInput(conn)) {
+			pg_message(PQerrorMessage(conn), msg, sizeof(msg));
+			snprintf(err, CONFIG_ERROR_MAX, "lost the PostgreSQL store: %s", msg);
+			r = -ECONNRESET;
+			goto out;
+		}
+		while ((n = PQnotifies(conn)))
+			PQfreemem(n);
+	}
 out:
 	if (store) {
 		job_event_store_release(store);

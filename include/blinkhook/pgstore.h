@@ -20,9 +20,11 @@
 int pgstore_check_conninfo(const char *conninfo, bool from_config, char err[static CONFIG_ERROR_MAX]);
 
 /* Reads every event in the database, oldest first, into cb (blinkhookctl;
- * it blocks).  Records it cannot parse are skipped.  -ENOENT when the daemon
- * has not made the schema yet (no jobs); other failures with err set. */
-int pgstore_read_events(const char *conninfo, int (*cb)(const struct job_event *ev, void *ud), void *ud,
+ * it blocks); with follow, then each new one as the daemons commit it
+ * (LISTEN/NOTIFY), until cb or the connection fails.  Records it cannot
+ * parse are skipped.  -ENOENT when the daemon has not made the schema yet
+ * (no jobs; not when following); other failures with err set. */
+int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struct job_event *ev, void *ud), void *ud,
 			char err[static CONFIG_ERROR_MAX]);
 
 #endif

@@ -110,6 +110,18 @@ assert all(c["http_status"] == 503 for c in during), [(c["t"], c["http_status"])
 check "the daemon said once that the store went away, once that it is back" \
 	test "$(grep -c 'the PostgreSQL store is unreachable' "$T/daemon.log")|$(grep -c 'reconnected to the PostgreSQL store' "$T/daemon.log")" = "1|1"
 
+# ---- blinkhookctl log --follow, woken by the commits (LISTEN/NOTIFY) ----
+ctl log --follow --json >"$T/follow.out" 2>"$T/follow.err" &
+FOLLOW_PID=$!
+PIDS+=("$FOLLOW_PID")
+follow_has() { test "$(grep -c "$1" "$T/follow.out")" -ge "$2"; }
+check "log --follow prints the events already in the database" wait_until 10 follow_has '"event":"queued"' 10
+
+# Without the notification it would wait for its 5 s timeout.
+sleep 5.5
+ctl blink "Q2AA-PGNT-0001" --duration 1 >/dev/null
+check "a commit wakes log --follow at once (within 3 s, not at its 5 s timeout)" wait_until 3 follow_has PGNT 1
+
 # ---- SIGKILL mid-run loses nothing ----
 for i in 1 2 3 4 5 6; do ctl blink "Q2AA-PGKL-000$i" --duration 1 >/dev/null; done
 wait_until 20 count_is "serial like 'Q2AA-PGKL%' and state <> 'queued'" 2
@@ -124,6 +136,10 @@ import json, sys, collections
 n = collections.Counter(r["path"] for r in json.loads(sys.argv[1]) if r["method"] == "POST" and "PGKL" in r["path"])
 assert len(n) == 6 and max(n.values()) <= 2, n
 ' "$(sim_get requests)"
+
+check "log --follow printed the new jobs' events as they were committed, across the daemon's kill" \
+	eval 'wait_until 10 follow_has "PGKL" 6 && test "$(grep "\"event\":\"complete\"" "$T/follow.out" | grep -c -f <(pg_sql "select id from jobs where serial like '"'"'Q2AA-PGKL%'"'"'"))" = 6'
+kill "$FOLLOW_PID" 2>/dev/null
 
 [ -n "${SHOWLOG:-}" ] && cat "$T/daemon.log" >&2
 [ "$FAILS" -eq 0 ]
