@@ -203,6 +203,27 @@ pg_start() {
 	PG_CONNINFO="host=$PG_DIR dbname=postgres user=$PG_USER"
 }
 
+# pg_standby: a second cluster, a streaming replica of $PG_DIR's (made by
+# pg_basebackup, started); sets PG_STANDBY_DIR.  pg_promote DIR makes it the
+# primary.
+pg_standby() {
+	PG_STANDBY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/blinkhook-pg.XXXXXX")
+	PG_DIRS+=("$PG_STANDBY_DIR")
+	chmod 0755 "$PG_STANDBY_DIR"
+	[ "$(id -u)" -eq 0 ] && chown nobody:nogroup "$PG_STANDBY_DIR"
+	pg_as "$PG_BIN/pg_basebackup" -h "$PG_DIR" -U "$PG_USER" -D "$PG_STANDBY_DIR/data" -R -X stream \
+		>"$PG_STANDBY_DIR/basebackup.log" 2>&1 || {
+		notok "pg_basebackup failed"
+		sed 's/^/# /' "$PG_STANDBY_DIR/basebackup.log"
+		exit 1
+	}
+	pg_cluster_start "$PG_STANDBY_DIR" || exit 1
+}
+
+pg_promote() {
+	pg_as "$PG_BIN/pg_ctl" -D "$1/data" -w -t 30 promote >/dev/null
+}
+
 # pg_cluster_start DIR / pg_cluster_stop DIR: start or stop (fast) a cluster
 # pg_start made; the socket is in DIR, TCP is off.
 pg_cluster_start() {
