@@ -66,7 +66,7 @@ DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev l
 # tests and the fuzz targets link (the linker takes from it what each needs).
 include src/core.mk
 UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_joblog test_queue test_secret \
-	test_callback test_meraki test_scheduler test_rooms
+	test_callback test_meraki test_scheduler test_rooms test_pgstore
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
