@@ -63,6 +63,26 @@ check "and says so once" test "$(grep -c 'reconnected to the PostgreSQL store' "
 stop_daemon
 check "the daemon stops cleanly on SIGTERM" test "$D_STATUS" = 0
 
+# ---- the database down when the daemon starts ----
+pg_cluster_stop "$PG_DIR"
+: >"$T/daemon.log"
+MERAKI_DASHBOARD_API_KEY=$API_KEY "$BLINKHOOKD" -c "$T/bh.conf" 2>>"$T/daemon.log" &
+D_PID=$!
+PIDS+=("$D_PID")
+check "started with the database down, the daemon runs and /healthz answers 503" \
+	eval 'wait_until 10 healthz_is 503 && kill -0 "$D_PID"'
+check "it says once that it cannot connect" \
+	eval 'sleep 2; test "$(grep -c "cannot connect to the PostgreSQL store" "$T/daemon.log")" = 1'
+queued=$(ctl blink Q2AA-PGST-0001 --duration 1)
+sleep 1
+check "meanwhile the spool file stays" test -n "$(ls -A "$T/spool/new")"
+pg_cluster_start "$PG_DIR"
+check "once the database is there, it connects by itself (/healthz 200)" wait_until 20 healthz_is 200
+check "and takes the spool file into the database" \
+	wait_until 10 test "$(pg_sql "select count(*) from jobs where id = '$queued'")" = 1
+stop_daemon
+check "the daemon stops cleanly" test "$D_STATUS" = 0
+
 # ---- two nodes starting at the same moment on an empty database ----
 pg_sql 'create database fresh' >/dev/null
 D_PORT=$(free_port)
