@@ -54,9 +54,13 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
 	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy clang-format \
-	procps dpkg-dev
+	procps dpkg-dev haproxy apache2
 # procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
-# dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with.
+# dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with;
+# haproxy, apache2: the real proxies 71-haproxy.sh and 72-apache.sh run, each
+# on its own config and ports (Debian starts their system services on install,
+# which the tests neither need nor touch; a start that fails, e.g. apache2 on
+# a port 80 nginx holds, does not fail the install).
 
 # The core: one object list, one library that the daemon, the CLI, the unit
 # tests and the fuzz targets link (the linker takes from it what each needs).
@@ -225,7 +229,7 @@ install: all
 		install -m 0640 conf/blinkhookd.conf $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf && \
 		sed -i -e 's|/etc/blinkhook/|$(SYSCONFDIR)/blinkhook/|g' $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf; }
 	install -m 0644 conf/blinkhookd.conf conf/nginx-upstream.conf conf/nginx-location.conf conf/nginx-site.conf conf/Caddyfile \
-		README.md LICENSE $(DESTDIR)$(DOCDIR)/
+		conf/haproxy.cfg conf/apache-blinkhook.conf README.md LICENSE $(DESTDIR)$(DOCDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/blinkhookd $(DESTDIR)$(BINDIR)/blinkhookctl \

@@ -11,7 +11,8 @@ for f in usr/sbin/blinkhookd usr/bin/blinkhookctl usr/lib/systemd/system/blinkho
 	usr/lib/systemd/system/blinkhookd.socket usr/lib/systemd/system/blinkhookd@.service \
 	usr/lib/sysusers.d/blinkhook.conf usr/lib/tmpfiles.d/blinkhook.conf etc/blinkhook/blinkhookd.conf \
 	usr/share/doc/blinkhook/README.md usr/share/doc/blinkhook/blinkhookd.conf \
-	usr/share/doc/blinkhook/nginx-upstream.conf usr/share/doc/blinkhook/nginx-location.conf usr/share/doc/blinkhook/nginx-site.conf usr/share/doc/blinkhook/Caddyfile; do
+	usr/share/doc/blinkhook/nginx-upstream.conf usr/share/doc/blinkhook/nginx-location.conf usr/share/doc/blinkhook/nginx-site.conf usr/share/doc/blinkhook/Caddyfile \
+	usr/share/doc/blinkhook/haproxy.cfg usr/share/doc/blinkhook/apache-blinkhook.conf; do
 	check "installed $f" test -e "$ROOT/$f"
 done
 check "the unit runs the installed path" grep -q '^ExecStart=/usr/sbin/blinkhookd ' "$ROOT/usr/lib/systemd/system/blinkhookd.service"

@@ -285,7 +285,7 @@ check "apache2 keeps its connection to the daemon and uses it again for the next
 sleep 11
 via_proxy a-idle-3 127.0.0.5 >/dev/null
 third=$(upstream_ports)
-check "11 s later the next callback goes over a new connection (before: $first; now: $third)" \
+check "11 s later the next callback goes over a new connection, and apache2 has closed the old one, before the daemon's 15 s (before: $first; now: $third)" \
 	sh -c "test -n '$third' && for p in $first; do case ' $third ' in *\" \$p \"*) exit 1;; esac; done"
 
 # ---- apache2 stops cleanly ----
