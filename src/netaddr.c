@@ -501,7 +501,7 @@ int proxied_client(const char *xff, const char *forwarded, const struct sockaddr
 	/* No answer of forwarded_client() is longer than a parameter value
 	 * it reads (63 bytes). */
 	char other[64];
-	int r;
+	int r, r2;
 
 	assert(buf && len > 0);
 	/* A header that names nothing is as good as none. */
@@ -515,8 +515,8 @@ int proxied_client(const char *xff, const char *forwarded, const struct sockaddr
 		return forwarded_client(forwarded, peer, trusted, n_trusted, buf, len);
 
 	r = xff_client(xff, peer, trusted, n_trusted, buf, len);
-	if (forwarded_client(forwarded, peer, trusted, n_trusted, other, len < sizeof(other) ? len : sizeof(other)) == r &&
-	    same_client(buf, other))
+	r2 = forwarded_client(forwarded, peer, trusted, n_trusted, other, len < sizeof(other) ? len : sizeof(other));
+	if (r == r2 && same_client(buf, other))
 		return r;
 	/* They disagree: one of them is the client's word. */
 	peer_to_string(peer, buf, len);

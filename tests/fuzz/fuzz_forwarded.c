@@ -181,8 +181,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		r = xff_client(xff, peer, list, n, want, sizeof(want));
 		r2 = forwarded_client(converted, peer, list, n, buf, sizeof(buf));
-		FUZZ_CHECK(r == r2 && strcmp(want, buf) == 0, "X-Forwarded-For \"%s\" (%d), as Forwarded \"%s\" (%d)", want,
-			   r, buf, r2);
+		FUZZ_CHECK(r == r2 && strcmp(want, buf) == 0, "X-Forwarded-For \"%s\" (%d), as Forwarded \"%s\" (%d)",
+			   want, r, buf, r2);
 
 		/* Both headers: the peer, or what both walks agree on. */
 		r2 = forwarded_client(header, peer, list, n, buf, sizeof(buf));
@@ -192,8 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(strcmp(both, peer_text) == 0, "\"%s\" is not the peer", both);
 		if (rb == 1 && strspn(header, " \t,\n") != strlen(header) && strspn(xff, " \t,\n") != strlen(xff))
 			FUZZ_CHECK(r == 1 && r2 == 1 && strcmp(both, want) == 0,
-				   "both headers: \"%s\", X-Forwarded-For \"%s\" (%d), Forwarded \"%s\" (%d)", both, want, r,
-				   buf, r2);
+				   "both headers: \"%s\", X-Forwarded-For \"%s\" (%d), Forwarded \"%s\" (%d)", both,
+				   want, r, buf, r2);
 		free(converted);
 	}
 	free(input);

@@ -397,7 +397,8 @@ static void assert_fwd(const char *peer, const char *trusted, const char *header
 	char buf[INET6_ADDRSTRLEN];
 
 	memset(buf, 'x', sizeof(buf));
-	assert_int_equal(forwarded_client(header, peer ? peer_of(peer, &ss) : NULL, list, n, buf, sizeof(buf)), want_rc);
+	assert_int_equal(forwarded_client(header, peer ? peer_of(peer, &ss) : NULL, list, n, buf, sizeof(buf)),
+			 want_rc);
 	assert_string_equal(buf, want);
 }
 
@@ -432,8 +433,8 @@ static void test_fwd_walk(void **state)
 {
 	(void)state;
 	/* The rightmost hop that is not a trusted proxy. */
-	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.0/8", "for=1.1.1.1, for=198.51.100.7, for=10.0.0.2, for=\"10.0.0.1:99\"",
-		   "198.51.100.7", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.0/8",
+		   "for=1.1.1.1, for=198.51.100.7, for=10.0.0.2, for=\"10.0.0.1:99\"", "198.51.100.7", 1);
 	/* Lines joined by '\n' walk as one list. */
 	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.1", "for=6.6.6.6\nfor=198.51.100.7\nfor=10.0.0.1", "198.51.100.7", 1);
 	/* Every hop trusted: the leftmost stands. */
@@ -464,26 +465,26 @@ static void test_fwd_garbage(void **state)
 	assert_fwd("127.0.0.1", "127.0.0.1", "for=\"6.6.6.6\nfor=198.51.100.7", "198.51.100.7", 1);
 	/* Forms RFC 7239 does not allow. */
 	static const char *const bad[] = {
-		"for=198.51.100.7:80",         /* ':' outside quotes */
-		"for=[2001:db8::7]",           /* '[' outside quotes */
-		"for=\"2001:db8::7\"",         /* IPv6 without brackets */
-		"for=\"[198.51.100.7]\"",      /* IPv4 in brackets */
-		"for=\"[2001:db8::7]:\"",      /* empty port */
-		"for=\"198.51.100.7:123456\"", /* six digits */
-		"for=\"198.51.100.7:8x\"",     /* not a port */
-		"for=\"[fe80::1%eth0]\"",      /* a zone */
-		"for=_",                       /* an empty obfuscated name */
-		"for=\"_a b\"",                /* not an obfuscated name */
-		"for=",                        /* no value */
-		"for=\"198.51.100.7",          /* no closing quote */
-		"for=\"198.51.\001100.7\"",    /* a control character */
-		"for=198.51.100.7;for=198.51.100.8", /* two "for" */
-		"proto=https",                 /* no "for" */
-		"for =198.51.100.7",           /* a blank before '=' */
-		"=198.51.100.7",               /* no name */
-		"for=198.51.100.7 proto=http", /* no ';' */
-		"for=198.51.100.7;",           /* an empty pair */
-		"for=localhost",               /* a name, not an address */
+		"for=198.51.100.7:80",                                     /* ':' outside quotes */
+		"for=[2001:db8::7]",                                       /* '[' outside quotes */
+		"for=\"2001:db8::7\"",                                     /* IPv6 without brackets */
+		"for=\"[198.51.100.7]\"",                                  /* IPv4 in brackets */
+		"for=\"[2001:db8::7]:\"",                                  /* empty port */
+		"for=\"198.51.100.7:123456\"",                             /* six digits */
+		"for=\"198.51.100.7:8x\"",                                 /* not a port */
+		"for=\"[fe80::1%eth0]\"",                                  /* a zone */
+		"for=_",                                                   /* an empty obfuscated name */
+		"for=\"_a b\"",                                            /* not an obfuscated name */
+		"for=",                                                    /* no value */
+		"for=\"198.51.100.7",                                      /* no closing quote */
+		"for=\"198.51.\001100.7\"",                                /* a control character */
+		"for=198.51.100.7;for=198.51.100.8",                       /* two "for" */
+		"proto=https",                                             /* no "for" */
+		"for =198.51.100.7",                                       /* a blank before '=' */
+		"=198.51.100.7",                                           /* no name */
+		"for=198.51.100.7 proto=http",                             /* no ';' */
+		"for=198.51.100.7;",                                       /* an empty pair */
+		"for=localhost",                                           /* a name, not an address */
 		"for=\"_a234567890123456789012345678901234567890123456\"", /* longer than any address */
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
