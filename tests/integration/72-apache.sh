@@ -124,6 +124,48 @@ wait_until 10 curl -sS --max-time 1 --cacert "$T/ca.pem" -o /dev/null "$A_URL/" 
 ok "apache2 serves https on 127.0.0.1:$A_PORT with the test CA's certificate"
 
 start_daemon
+
+# ---- an idle connection to the daemon is not used after 10 s ----
+
+# upstream_ports: the local ports of the established connections to the
+# daemon's port (Apache's ends), sorted, on one line.
+upstream_ports() {
+	python3 -c '
+import sys
+port = int(sys.argv[1])
+ports = []
+for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        lines = open(f).read().splitlines()[1:]
+    except OSError:
+        continue
+    for l in lines:
+        p = l.split()
+        if p[3] == "01" and int(p[2].rsplit(":", 1)[1], 16) == port:
+            ports.append(int(p[1].rsplit(":", 1)[1], 16))
+print(" ".join(str(x) for x in sorted(ports)))' "$D_PORT"
+}
+check "the shipped site does not use a connection to the daemon idle for 10 s (ttl=10 < 15)" \
+	grep -q 'ProxyPass "http://127.0.0.1:8787/callbacks/" ttl=10 ' "$TOP/conf/apache-blinkhook.conf"
+# First of all, while no connection to the daemon is open: the first
+# callback opens one.
+idle_post() {
+	curl -sS --max-time 5 --cacert "$T/ca.pem" -o /dev/null -X POST -H 'Content-Type: application/json' \
+		--data-binary '{"sharedSecret":"wrong"}' "$A_URL/blinkhook/callbacks/leds-blink/$1"
+}
+check "no connection to the daemon is open yet" test -z "$(upstream_ports)"
+idle_post a-idle-1
+first=$(upstream_ports)
+idle_post a-idle-2
+second=$(upstream_ports)
+check "apache2 keeps its connection to the daemon and uses it again for the next callback ($first, then $second)" \
+	test -n "$first" -a "$first" = "$second"
+sleep 11
+idle_post a-idle-3
+third=$(upstream_ports)
+check "11 s later the next callback goes over a new connection, and apache2 has closed the old one, before the daemon's 15 s (before: $first; now: $third)" \
+	sh -c "test -n '$third' && for p in $first; do case ' $third ' in *\" \$p \"*) exit 1;; esac; done"
+
 # ---- blinks complete with their callbacks through apache2 over https ----
 
 A=$(ctl blink Q2AA-BBBB-CCCC --duration 1)
@@ -251,42 +293,6 @@ check "a body of 64KiB + 1 byte is refused with 413 ($code)" test "$code" = 413
 check "... by apache2 itself (its own page, not the daemon's JSON)" \
 	sh -c "grep -q '<title>413 ' '$T/got' && ! grep -q '\"error\"' '$T/got'"
 check "the job is still complete" state_is "$A" complete
-
-# ---- an idle connection to the daemon is not used after 10 s ----
-
-# upstream_ports: the local ports of the established connections to the
-# daemon's port (Apache's ends), sorted, on one line.
-upstream_ports() {
-	python3 -c '
-import sys
-port = int(sys.argv[1])
-ports = []
-for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-    try:
-        lines = open(f).read().splitlines()[1:]
-    except OSError:
-        continue
-    for l in lines:
-        p = l.split()
-        if p[3] == "01" and int(p[2].rsplit(":", 1)[1], 16) == port:
-            ports.append(int(p[1].rsplit(":", 1)[1], 16))
-print(" ".join(str(x) for x in sorted(ports)))' "$D_PORT"
-}
-check "the shipped site does not use a connection to the daemon idle for 10 s (ttl=10 < 15)" \
-	grep -q 'ProxyPass "http://127.0.0.1:8787/callbacks/" ttl=10 ' "$TOP/conf/apache-blinkhook.conf"
-# Whatever earlier requests left open ends first: the daemon closes it at 15 s.
-wait_until 17 test -z "$(upstream_ports)"
-via_proxy a-idle-1 127.0.0.5 >/dev/null
-first=$(upstream_ports)
-via_proxy a-idle-2 127.0.0.5 >/dev/null
-second=$(upstream_ports)
-check "apache2 keeps its connection to the daemon and uses it again for the next callback ($first, then $second)" \
-	test -n "$first" -a "$first" = "$second"
-sleep 11
-via_proxy a-idle-3 127.0.0.5 >/dev/null
-third=$(upstream_ports)
-check "11 s later the next callback goes over a new connection, and apache2 has closed the old one, before the daemon's 15 s (before: $first; now: $third)" \
-	sh -c "test -n '$third' && for p in $first; do case ' $third ' in *\" \$p \"*) exit 1;; esac; done"
 
 # ---- apache2 stops cleanly ----
 kill -TERM "$APACHE_PID" 2>/dev/null
