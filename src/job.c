@@ -33,6 +33,86 @@ int job_nonce_new(char buf[static JOB_NONCE_LEN + 1])
 	return 0;
 }
 
+bool job_name_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	if (!s || !*s || strlen(s) > JOB_NAME_MAX)
+		return false;
+	for (; *p; p += n) {
+		n = utf8_len(p);
+		if (n == 0 || *p < 0x20 || *p == 0x7f)
+			return false;
+		/* U+0080..U+009F, the C1 controls: a terminal's escapes too. */
+		if (p[0] == 0xc2 && p[1] < 0xa0)
+			return false;
+	}
+	return true;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int mac_normalize(const char *s, char ret[static JOB_MAC_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t len = s ? strlen(s) : 0, group, sep_at;
+	char sep = 0, digits[12];
+	size_t nd = 0;
+
+	/* The separator and how many digits it follows: colons and dashes
+	 * after every 2 (17 characters), dots after every 4 (14), none (12). */
+	if (len == 17) {
+		sep = s[2];
+		group = 2;
+		if (sep != ':' && sep != '-')
+			return -EINVAL;
+	} else if (len == 14) {
+		sep = '.';
+		group = 4;
+	} else if (len == 12)
+		group = 12;
+	else
+		return -EINVAL;
+	sep_at = group;
+	for (size_t i = 0; i < len; i++) {
+		if (sep && i == sep_at) {
+			if (s[i] != sep)
+				return -EINVAL;
+			sep_at += group + 1;
+			continue;
+		}
+		if (hex_digit(s[i]) < 0 || nd >= 12)
+			return -EINVAL;
+		digits[nd++] = s[i];
+	}
+	if (nd != 12)
+		return -EINVAL;
+	for (size_t i = 0, o = 0; i < 12; i++) {
+		ret[o++] = hex[hex_digit(digits[i])];
+		if (i % 2 == 1 && i < 11)
+			ret[o++] = ':';
+	}
+	ret[JOB_MAC_LEN] = '\0';
+	return 0;
+}
+
+bool mac_is_normal(const char *s)
+{
+	char norm[JOB_MAC_LEN + 1];
+
+	return s && mac_normalize(s, norm) == 0 && strcmp(s, norm) == 0;
+}
+
 const char *job_state_to_string(enum job_state s)
 {
 	return (unsigned)s < _JOB_STATE_MAX ? state_names[s] : "unknown";

@@ -42,6 +42,18 @@
 bool job_nonce_is_valid(const char *s);
 int job_nonce_new(char buf[static JOB_NONCE_LEN + 1]);
 
+/* A device named as Dashboard knows it, instead of by serial: its name (1 to
+ * 255 bytes of UTF-8 without control characters) or its MAC.  The daemon
+ * resolves either to a serial through the API before submitting. */
+#define JOB_NAME_MAX 255
+bool job_name_valid(const char *s);
+/* A MAC in the lower-case colon form, "aa:bb:cc:dd:ee:ff". */
+#define JOB_MAC_LEN 17
+/* Reads aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or 12 bare hex
+ * digits, either case, into the colon form; -EINVAL for anything else. */
+int mac_normalize(const char *s, char ret[static JOB_MAC_LEN + 1]);
+bool mac_is_normal(const char *s);
+
 /* Longest text kept from the API or a callback (an error message). */
 #define JOB_TEXT_MAX 1024
 
