@@ -40,9 +40,11 @@ static void help(void)
 	printf("Usage: blinkhookctl [-c FILE] COMMAND ...\n"
 	       "\n"
 	       "Commands:\n"
-	       "  blink SERIAL... [--duration SECONDS] [--id ID] [--wait[=SPAN]] [--json]\n"
-	       "                        queue a blink of each device (1-3600 s, default 20);\n"
-	       "                        prints the job ids, one a line; --wait: until they are final\n"
+	       "  blink SERIAL... [--name NAME]... [--mac MAC]... [--duration SECONDS] [--id ID]\n"
+	       "        [--wait[=SPAN]] [--json]\n"
+	       "                        queue a blink of each device (1-3600 s, default 20), named by\n"
+	       "                        serial, Dashboard name or MAC; prints the job ids, one a line;\n"
+	       "                        --wait: until they are final (default: [callback] expire)\n"
 	       "  wait JOB_ID... [--timeout SPAN] [--json]\n"
 	       "                        wait until the jobs are final (default: [callback] expire)\n"
 	       "  status JOB_ID [--json]\n"
@@ -157,8 +159,20 @@ static void print_json(struct strbuf *sb)
 	putchar('\n');
 }
 
-/* A job still in the spool, not yet taken by the daemon. */
-static int spool_job(const char *id, struct job *ret)
+/* What a request names: its serial, or the name or MAC it asks by. */
+static void request_target(const struct queue_request *req, char *buf, size_t size)
+{
+	if (req->serial[0])
+		snprintf(buf, size, "%s", req->serial);
+	else if (req->name[0])
+		snprintf(buf, size, "name %s", req->name);
+	else
+		snprintf(buf, size, "mac %s", req->mac);
+}
+
+/* A job still in the spool, not yet taken by the daemon; and what it names
+ * (when ret_target is not NULL). */
+static int spool_job(const char *id, struct job *ret, char *ret_target, size_t target_size)
 {
 	_cleanup_free_ char *path = NULL, *buf = NULL;
 	struct queue_request req;
@@ -180,6 +194,8 @@ static int spool_job(const char *id, struct job *ret)
 	ret->state = JOB_QUEUED;
 	ret->created_at = ret->updated_at =
 		(uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
+	if (ret_target)
+		request_target(&req, ret_target, target_size);
 	return 0;
 }
 
@@ -203,7 +219,7 @@ static int cmd_status(int argc, char **argv)
 	if (load_jobs(&t) < 0)
 		return 1;
 	j = job_table_find(&t, argv[optind]);
-	if (!j && spool_job(argv[optind], &spooled) >= 0)
+	if (!j && spool_job(argv[optind], &spooled, NULL, 0) >= 0)
 		j = &spooled;
 	if (!j) {
 		fprintf(stderr, "blinkhookctl: no job \"%s\"\n", argv[optind]);
@@ -405,6 +421,7 @@ struct wait_item {
 	struct job local;
 	bool have_local;
 	char reason[256]; /* a rejected request's reason: local.error */
+	char target[JOB_NAME_MAX + 8]; /* what the request names (request_target()) */
 	const struct job *cur;
 	/* What the plain display last printed of it. */
 	bool printed;
@@ -462,7 +479,7 @@ static void wait_resolve(struct waiter *w)
 		it->cur = job_table_find(&w->t, it->id);
 		if (it->cur)
 			continue;
-		if (spool_job(it->id, &spooled) >= 0) {
+		if (spool_job(it->id, &spooled, it->target, sizeof(it->target)) >= 0) {
 			it->local = spooled;
 			it->have_local = true;
 		} else if (rejected_job(it->id, it) < 0 && !it->have_local)
@@ -504,10 +521,11 @@ static void format_elapsed(char *buf, size_t size, uint64_t usec)
 		snprintf(buf, size, "%lluh%02llum", s / 3600, s / 60 % 60);
 }
 
-/* What the job blinks: its serial, or the name or MAC it was asked by. */
-static const char *job_target(const struct job *j)
+/* What the job blinks: its serial, or until the daemon has resolved it, the
+ * name or MAC it was asked by. */
+static const char *wait_target(const struct wait_item *it)
 {
-	return j->serial[0] ? j->serial : "?";
+	return it->cur && it->cur->serial[0] ? it->cur->serial : it->target[0] ? it->target : "-";
 }
 
 /* One line of the display: id, target, state, Meraki's status, the time
@@ -524,7 +542,7 @@ static void wait_line(const struct wait_item *it, char *buf, size_t size)
 	}
 	end = job_state_is_final(j->state) ? j->updated_at : now_realtime_usec();
 	format_elapsed(elapsed, sizeof(elapsed), end > j->created_at ? end - j->created_at : 0);
-	snprintf(buf, size, "%-24s  %-14s  %-9s  %-9s  %6s%s%s", ESC(j->id), ESC(job_target(j)),
+	snprintf(buf, size, "%-24s  %-14s  %-9s  %-9s  %6s%s%s", ESC(j->id), ESC(wait_target(it)),
 		 job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), elapsed, j->error ? "  " : "",
 		 j->error ? ESC(j->error) : "");
 }
@@ -591,14 +609,16 @@ static void wait_free(struct waiter *w)
  * Waits until every job in ids[] is final or timeout passes, showing
  * progress on stderr; with json, prints the jobs as an array on stdout at
  * the end, else (for wait) the ids.  blink passes the jobs it queued
- * (queued[], never "not found"); wait passes ids that must exist.  Returns
+ * (queued[] and their reqs[], never "not found"); wait passes ids that must
+ * exist.  Returns
  * the exit code.
  *
  * The log is watched with inotify on the state directory, not on the file:
  * compaction replaces jobs.log by a rename, which joblog_follow_read() reads
  * across when it sees the new file.
  */
-static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t timeout, bool json)
+static int wait_jobs(char **ids, const struct job *queued, const struct queue_request *reqs, size_t n,
+		     uint64_t timeout, bool json)
 {
 	_cleanup_close_ int ifd = -1;
 	_cleanup_free_ char *new_dir = NULL;
@@ -617,6 +637,7 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 		if (queued) {
 			w.items[i].local = queued[i];
 			w.items[i].have_local = true;
+			request_target(&reqs[i], w.items[i].target, sizeof(w.items[i].target));
 		}
 	}
 	if (isatty(STDERR_FILENO)) {
@@ -758,7 +779,7 @@ static int cmd_wait(int argc, char **argv)
 	for (int i = optind; i < argc; i++)
 		if (!job_id_is_valid(argv[i]))
 			return usage_error("\"%s\" is not a job id", argv[i]);
-	return wait_jobs(argv + optind, NULL, (size_t)(argc - optind), timeout, json);
+	return wait_jobs(argv + optind, NULL, NULL, (size_t)(argc - optind), timeout, json);
 }
 
 /* The job a request becomes, as the daemon will record it: what blink
@@ -789,6 +810,8 @@ static int cmd_blink(int argc, char **argv)
 	static const struct option options[] = {
 		{"duration", required_argument, NULL, 'd'},
 		{"id", required_argument, NULL, 'i'},
+		{"name", required_argument, NULL, 'n'},
+		{"mac", required_argument, NULL, 'm'},
 		{"wait", optional_argument, NULL, 'w'},
 		{"json", no_argument, NULL, 'j'},
 		{},
@@ -816,6 +839,21 @@ static int cmd_blink(int argc, char **argv)
 						   optarg);
 			snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", optarg);
 			break;
+		case 'n':
+			if (!job_name_valid(optarg))
+				return usage_error("--name takes a device's name as Dashboard has it (1-%d bytes of "
+						   "UTF-8, no control characters), not \"%s\"",
+						   JOB_NAME_MAX, optarg);
+			snprintf(reqs[n++].name, sizeof(reqs->name), "%s", optarg);
+			break;
+		case 'm':
+			/* The daemon matches the colon form; any usual spelling is taken. */
+			if (mac_normalize(optarg, reqs[n].mac) < 0)
+				return usage_error("--mac takes a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, "
+						   "aabb.ccdd.eeff), not \"%s\"",
+						   optarg);
+			n++;
+			break;
 		case 'd':
 			if (parse_uint64(optarg, &dur) < 0 || dur < JOB_DURATION_MIN || dur > JOB_DURATION_MAX)
 				return usage_error("--duration takes whole seconds from 1 to 3600, not \"%s\"", optarg);
@@ -839,7 +877,7 @@ static int cmd_blink(int argc, char **argv)
 		}
 	}
 	if (n == 0)
-		return usage_error("%s", "blink takes at least one SERIAL");
+		return usage_error("%s", "blink takes at least one SERIAL, --name or --mac");
 	if (id[0] && n > 1)
 		return usage_error("%s", "--id takes one device, not several");
 	if (id[0]) {
@@ -899,7 +937,7 @@ static int cmd_blink(int argc, char **argv)
 		if (fflush(stdout) != 0 || ferror(stdout))
 			return ids_lost(ids, n);
 		if (wait)
-			return wait_jobs(ids, queued, n, timeout, json);
+			return wait_jobs(ids, queued, reqs, n, timeout, json);
 		return 0;
 	}
 	struct strbuf sb = STRBUF_INIT;
@@ -944,7 +982,7 @@ static int cmd_cancel(int argc, char **argv)
 	job_table_release(&t);
 	if (!j) {
 		struct job spooled;
-		if (spool_job(argv[1], &spooled) < 0) {
+		if (spool_job(argv[1], &spooled, NULL, 0) < 0) {
 			fprintf(stderr, "blinkhookctl: no job \"%s\"\n", argv[1]);
 			return 1;
 		}

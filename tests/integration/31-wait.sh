@@ -81,6 +81,28 @@ check "... after about 2 s (${ms} ms)" test "$ms" -ge 1500 -a "$ms" -le 4000
 check "... saying it timed out and the job goes on" grep -q 'timed out after 2s: 1 job(s) not final yet' "$T/err"
 check "... and the job is still queued" state_is "$qid" queued
 
+# ---- devices by name and MAC: the requests in the spool carry them ----
+ctl blink --name 'edge-sw-1' Q2AA-NAME-0001 --mac AA-BB-CC-00-11-22 --name 'core sw ü' --duration 7 >"$T/out" 2>"$T/err"
+rc=$?
+mapfile -t nids <"$T/out"
+check "blink --name, a serial, --mac, --name: exit 0, four ids (rc $rc)" test "$rc" = 0 -a "${#nids[@]}" = 4
+spooled() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r.get("serial"), r.get("name"), r.get("mac"), r["duration"])' "$T/spool/new/$1.json"; }
+check "the first request names the device" test "$(spooled "${nids[0]:-none}")" = "None edge-sw-1 None 7"
+check "the second is by serial, in the order given" test "$(spooled "${nids[1]:-none}")" = "Q2AA-NAME-0001 None None 7"
+check "the third carries the MAC in the colon form" test "$(spooled "${nids[2]:-none}")" = "None None aa:bb:cc:00:11:22 7"
+check "the fourth a name with a space and UTF-8" test "$(spooled "${nids[3]:-none}")" = "None core sw ü None 7"
+ctl wait "${nids[0]:-none}" "${nids[2]:-none}" --timeout 1s >/dev/null 2>"$T/err"
+check "wait shows a named job by its name until it is resolved" \
+	sh -c "grep -q '^${nids[0]:-none}  name edge-sw-1  queued' '$T/err' && grep -q '^${nids[2]:-none}  mac aa:bb:cc:00:11:22  queued' '$T/err'"
+for id in "${nids[@]}"; do rm -f "$T/spool/new/$id.json"; done
+before=$(ls "$T/spool/new" | wc -l)
+for bad in "--mac aa:bb:cc:dd:ee" "--mac zz:bb:cc:dd:ee:ff" "--name ''" "--name $'a\tb'"; do
+	eval "ctl blink Q2AA-NAME-0002 $bad" >"$T/out" 2>"$T/err"
+	rc=$?
+	check "blink Q2AA-NAME-0002 $bad: exit 2, a message, nothing queued (rc $rc)" \
+		sh -c "[ $rc = 2 ] && [ -s '$T/err' ] && [ ! -s '$T/out' ] && [ \$(ls '$T/spool/new' | wc -l) = $before ]"
+done
+
 # ---- stdout that cannot be written: exit 1, the id on stderr ----
 ctl blink Q2AA-FULL-0001 >/dev/full 2>"$T/err"
 rc=$?
