@@ -437,6 +437,7 @@ struct waiter {
 	bool live;     /* redrawn in place on a terminal */
 	size_t drawn;  /* lines of the live display on the screen */
 	unsigned cols; /* the terminal's width */
+	struct strbuf screen; /* what was drawn last */
 	bool warned;
 };
 
@@ -554,15 +555,24 @@ static void wait_show(struct waiter *w)
 	if (w->live) {
 		/* Up to the display's first line, then each line anew, cut to
 		 * the terminal's width so that none wraps (which would break
-		 * the count of lines to go back up). */
+		 * the count of lines to go back up).  A screen that would look
+		 * the same is left alone. */
+		struct strbuf sb = STRBUF_INIT;
+
 		if (w->drawn)
-			fprintf(stderr, "\033[%zuA", w->drawn);
+			(void)strbuf_addf(&sb, "\033[%zuA", w->drawn);
 		for (size_t i = 0; i < w->n; i++) {
 			wait_line(&w->items[i], line, sizeof(line));
-			fprintf(stderr, "\r\033[2K%.*s\n", (int)(w->cols - 1), line);
+			(void)strbuf_addf(&sb, "\r\033[2K%.*s\n", (int)(w->cols - 1), line);
 		}
-		w->drawn = w->n;
-		fflush(stderr);
+		if (sb.buf && (sb.len != w->screen.len || memcmp(sb.buf, w->screen.buf, sb.len) != 0)) {
+			fwrite(sb.buf, 1, sb.len, stderr);
+			fflush(stderr);
+			strbuf_release(&w->screen);
+			w->screen = sb;
+			w->drawn = w->n;
+		} else
+			strbuf_release(&sb);
 		return;
 	}
 	for (size_t i = 0; i < w->n; i++) {
@@ -602,6 +612,7 @@ static void wait_free(struct waiter *w)
 {
 	job_table_release(&w->t);
 	joblog_follow_release(&w->f);
+	strbuf_release(&w->screen);
 	free(w->items);
 }
 
@@ -622,7 +633,7 @@ static int wait_jobs(char **ids, const struct job *queued, const struct queue_re
 {
 	_cleanup_close_ int ifd = -1;
 	_cleanup_free_ char *new_dir = NULL;
-	struct waiter w = {.f = JOBLOG_FOLLOW_INIT};
+	struct waiter w = {.f = JOBLOG_FOLLOW_INIT, .screen = STRBUF_INIT};
 	uint64_t deadline;
 	int log_wd = -1, spool_wd = -1, r, rc;
 
