@@ -68,6 +68,15 @@ check "wait with a malformed id: exit 2" test $? = 2
 ctl wait nosuchjob --timeout 2s >/dev/null 2>"$T/err"
 check "wait on an unknown job: exit 1 with a message" test $? = 1 -a -s "$T/err"
 
+# ---- a request the daemon rejects: the wait for it ends, failed ----
+printf '{"id":"rejected-1","serial":"Q2AA-WAIT-0011","duration":0}' >"$T/spool/tmp/r" && mv "$T/spool/tmp/r" "$T/spool/new/rejected-1.json"
+wait_until 10 test -e "$T/spool/rejected/rejected-1.json.reason"
+ctl wait rejected-1 --timeout 10s --json >"$T/out" 2>"$T/err"
+rc=$?
+check "wait on a request the daemon rejected: exit 3 (rc $rc)" test "$rc" = 3
+check "... failed, with the daemon's reason" \
+	test "$(json 'j[0]["state"] == "failed" and j[0]["error"].startswith("rejected by the daemon: ")' <"$T/out")" = True
+
 # ---- the daemon not running: the wait times out (exit 4), the job goes on ----
 stop_daemon
 ctl blink Q2AA-WAIT-0010 >"$T/out"
