@@ -400,7 +400,11 @@ static int cmd_log(int argc, char **argv)
 				(unsigned long long)info.damaged);
 		if (!follow)
 			return 0;
-		fflush(stdout);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "blinkhookctl: cannot write to standard output: %m\n");
+			joblog_follow_release(&f);
+			return 1;
+		}
 		(void)poll(NULL, 0, 250);
 	}
 }
@@ -420,7 +424,7 @@ struct wait_item {
 	 * as the blink queued it), and whether it holds one. */
 	struct job local;
 	bool have_local;
-	char reason[256]; /* a rejected request's reason: local.error */
+	char reason[256];              /* a rejected request's reason: local.error */
 	char target[JOB_NAME_MAX + 8]; /* what the request names (request_target()) */
 	const struct job *cur;
 	/* What the plain display last printed of it. */
@@ -434,9 +438,9 @@ struct waiter {
 	struct joblog_follow f;
 	struct wait_item *items;
 	size_t n;
-	bool live;     /* redrawn in place on a terminal */
-	size_t drawn;  /* lines of the live display on the screen */
-	unsigned cols; /* the terminal's width */
+	bool live;            /* redrawn in place on a terminal */
+	size_t drawn;         /* lines of the live display on the screen */
+	unsigned cols;        /* the terminal's width */
 	struct strbuf screen; /* what was drawn last */
 	bool warned;
 };
@@ -628,8 +632,8 @@ static void wait_free(struct waiter *w)
  * compaction replaces jobs.log by a rename, which joblog_follow_read() reads
  * across when it sees the new file.
  */
-static int wait_jobs(char **ids, const struct job *queued, const struct queue_request *reqs, size_t n,
-		     uint64_t timeout, bool json)
+static int wait_jobs(char **ids, const struct job *queued, const struct queue_request *reqs, size_t n, uint64_t timeout,
+		     bool json)
 {
 	_cleanup_close_ int ifd = -1;
 	_cleanup_free_ char *new_dir = NULL;

@@ -124,6 +124,8 @@ ctl status "$qid" >/dev/full 2>/dev/null
 check "status >/dev/full: exit 1" test $? = 1
 ctl log >/dev/full 2>/dev/null
 check "log >/dev/full: exit 1" test $? = 1
+timeout 10 "$BLINKHOOKCTL" -c "$T/bh.conf" log --follow >/dev/full 2>"$T/err"
+check "log --follow >/dev/full: exit 1 with a message, not following on" test $? = 1 -a -s "$T/err"
 "$BLINKHOOKCTL" --version >/dev/full 2>/dev/null
 check "blinkhookctl --version >/dev/full: exit 1" test $? = 1
 "$BLINKHOOKCTL" --help >/dev/full 2>/dev/null
