@@ -676,7 +676,8 @@ static int wait_jobs(char **ids, const struct job *queued, const struct queue_re
 	}
 	if (asprintf(&new_dir, "%s/new", cfg.queue_dir) < 0)
 		new_dir = NULL;
-	deadline = now_monotonic_usec() + timeout;
+	deadline = now_monotonic_usec();
+	deadline = timeout < UINT64_MAX - deadline ? deadline + timeout : UINT64_MAX;
 	for (bool first = true;; first = false) {
 		/* The state directory may not exist before the daemon's first
 		 * start: the tick tries again. */
@@ -842,8 +843,10 @@ static int cmd_blink(int argc, char **argv)
 	int c, r;
 
 	reqs = calloc((size_t)argc, sizeof(*reqs));
-	if (!reqs)
+	if (!reqs) {
+		fprintf(stderr, "blinkhookctl: out of memory\n");
 		return 1;
+	}
 	/* "-": devices come back in the order given, mixed with options. */
 	while ((c = getopt_long(argc, argv, "-d:", options, NULL)) >= 0) {
 		switch (c) {
@@ -891,6 +894,14 @@ static int cmd_blink(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	/* After "--", serials only. */
+	for (; optind < argc; optind++) {
+		if (!serial_is_valid(argv[optind]))
+			return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or digits, "
+					   "like Q2XX-XXXX-XXXX)",
+					   argv[optind]);
+		snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", argv[optind]);
+	}
 	if (n == 0)
 		return usage_error("%s", "blink takes at least one SERIAL, --name or --mac");
 	if (id[0] && n > 1)
@@ -918,8 +929,10 @@ static int cmd_blink(int argc, char **argv)
 
 	queued = calloc(n, sizeof(*queued));
 	ids = calloc(n, sizeof(*ids));
-	if (!queued || !ids)
+	if (!queued || !ids) {
+		fprintf(stderr, "blinkhookctl: out of memory\n");
 		return 1;
+	}
 	for (; done < n; done++) {
 		reqs[done].duration = duration;
 		r = queue_enqueue(cfg.queue_dir, &reqs[done]);
