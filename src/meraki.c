@@ -275,7 +275,9 @@ int meraki_link_next(const char *link, char *buf, size_t size)
 			if (*end == '"')
 				quoted = !quoted;
 		if (link_params_next(gt + 1, end)) {
-			if (gt == lt)
+			/* A URI has neither '<' nor white space in it. */
+			if (gt == lt || memchr(lt, '<', (size_t)(gt - lt)) || memchr(lt, ' ', (size_t)(gt - lt)) ||
+			    memchr(lt, '\t', (size_t)(gt - lt)))
 				return -EINVAL;
 			if ((size_t)(gt - lt) >= size)
 				return -ENAMETOOLONG;
