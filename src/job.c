@@ -883,6 +883,11 @@ void job_snapshot(const struct job *j, struct job_event *ret)
 	};
 }
 
+const char *job_device_label(const struct job *j)
+{
+	return j->serial[0] ? j->serial : j->name ? j->name : j->mac;
+}
+
 void job_format_json(const struct job *j, struct json_writer *w)
 {
 	char created[RFC3339_MAX], updated[RFC3339_MAX];

@@ -212,6 +212,10 @@ const char *job_event_name(const struct job_event *ev);
 /* The snapshot event that recreates j (compaction). */
 void job_snapshot(const struct job *j, struct job_event *ret);
 
+/* What to show for the job's device in a table: its serial, or until that
+ * is resolved the name or MAC the request gave. */
+const char *job_device_label(const struct job *j);
+
 /* The job as INTERFACE.md's JSON object. */
 void job_format_json(const struct job *j, struct json_writer *w);
 

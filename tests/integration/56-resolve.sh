@@ -91,6 +91,15 @@ check "the resolved serial is in the job log" \
 	sh -c "grep '\"id\":\"by-name\"' '$T/state/jobs.log' | grep -q '\"event\":\"resolved\",\"serial\":\"Q2AA-0001-0001\"'"
 check "status --json: serial null until resolved, name and mac as given" \
 	test "$(field unknown 'j["serial"], j["name"], j["mac"]')" = "None no-such-switch None"
+check "the jobs table shows the name of a job never resolved" sh -c "'$BLINKHOOKCTL' -c '$T/bh.conf' jobs | grep '^unknown ' | grep -q no-such-switch"
+
+# A next page on another origin is not followed: the key stays home.
+sim_fault '{"kind":"lookup_foreign_link"}'
+enqueue foreign '{"id":"foreign","name":"core-sw","duration":1}'
+wait_until 20 all_final foreign
+check "a Link to another origin is not followed: the job fails naming it ($(field foreign 'j["error"]'))" \
+	test "$(field foreign 'j["state"], "another origin" in j["error"], "127.0.0.2" in j["error"]')" = "failed True True"
+check "... and nothing went to that origin" test "$(sim_get requests | json 'sum(1 for x in j if x["server"] == "foreign")')" = 0
 
 # Several organizations and no organization_id: such jobs fail clearly.
 inventory several >"$T/inventory2.json"

@@ -46,9 +46,10 @@ redirect (status, to: a listener's role, moved: bool), notfound — these
 answer one blink POST; poll_redirect (the same parameters) answers one poll
 GET; failed (error), lost_callback, repeat_callback (times), never_final
 (silent: no callback either),
-progress, wrong_secret — these shape one new job; lookup_429 (retry_after)
-and lookup_status (status, message) answer one GET of /organizations or of
-an organization's devices.  A redirect's Location is
+progress, wrong_secret — these shape one new job; lookup_429 (retry_after),
+lookup_status (status, message) and lookup_foreign_link (a rel=next on the
+"foreign" listener) answer one GET of /organizations or of an
+organization's devices.  A redirect's Location is
 the request's own path on the target listener, or with "moved": true the
 same under /moved, which every listener serves as an alias of the API.
 
@@ -99,7 +100,7 @@ ORG_DEVICES_RE = re.compile(r"^/api/v1/organizations/([^/]+)/devices$")
 # change what happens to one newly created job.  Both share one FIFO queue.
 REQUEST_FAULTS = {"status", "429", "hang", "badbody", "redirect", "notfound"}
 POLL_FAULTS = {"poll_redirect"}
-LOOKUP_FAULTS = {"lookup_429", "lookup_status"}
+LOOKUP_FAULTS = {"lookup_429", "lookup_status", "lookup_foreign_link"}
 JOB_FAULTS = {"failed", "lost_callback", "repeat_callback", "never_final", "progress",
               "wrong_secret"}
 
@@ -686,7 +687,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self.authorized():
             return self.respond(401, {"errors": ["Invalid API key"]})
         fault = self.sim.take_fault(LOOKUP_FAULTS, None)
-        if fault:
+        foreign_next = fault is not None and fault["kind"] == "lookup_foreign_link"
+        if fault and not foreign_next:
             return self.answer_fault(fault)
         query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
         one = {k: v[-1] for k, v in query.items()}
@@ -731,7 +733,11 @@ class Handler(BaseHTTPRequestHandler):
                 q.append(("startingAfter", after))
             return "<%s?%s>; rel=%s" % (base, urlencode(q), rel)
         links.append(link("first", None))
-        if start + per_page < len(items):
+        if foreign_next:
+            host, port = self.sim.listeners["foreign"]
+            base = "http://%s:%d%s" % (host, port, urlsplit(self.path).path)
+            links.append(link("next", page[-1][key] if page else "x"))
+        elif start + per_page < len(items):
             links.append(link("next", page[-1][key]))
         # Only with --link-header-split: each relation in a Link header of its own.
         headers = [("Link", l) for l in links] if self.sim.args.link_header_split else \
