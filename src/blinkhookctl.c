@@ -148,9 +148,9 @@ static void print_job_human(const struct job *j)
 	       "Error:          %s\n"
 	       "Created:        %s\n"
 	       "Updated:        %s\n",
-	       ESC(j->id), ESC(j->serial), j->duration, job_state_to_string(j->state), ESC(or_dash(j->leds_blink_id)),
-	       ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)), j->attempts, ESC(or_dash(j->error)),
-	       created, updated);
+	       ESC(j->id), ESC(job_device_label(j)), j->duration, job_state_to_string(j->state),
+	       ESC(or_dash(j->leds_blink_id)), ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)),
+	       j->attempts, ESC(or_dash(j->error)), created, updated);
 }
 
 static void print_json(struct strbuf *sb)
@@ -159,20 +159,10 @@ static void print_json(struct strbuf *sb)
 	putchar('\n');
 }
 
-/* What a request names: its serial, or the name or MAC it asks by. */
-static void request_target(const struct queue_request *req, char *buf, size_t size)
-{
-	if (req->serial[0])
-		snprintf(buf, size, "%s", req->serial);
-	else if (req->name[0])
-		snprintf(buf, size, "name %s", req->name);
-	else
-		snprintf(buf, size, "mac %s", req->mac);
-}
-
-/* A job still in the spool, not yet taken by the daemon; and what it names
- * (when ret_target is not NULL). */
-static int spool_job(const char *id, struct job *ret, char *ret_target, size_t target_size)
+/* A job still in the spool, not yet taken by the daemon.  A name it asks
+ * for goes into name_buf (JOB_NAME_MAX + 1 bytes), to which ret->name
+ * points. */
+static int spool_job(const char *id, struct job *ret, char *name_buf)
 {
 	_cleanup_free_ char *path = NULL, *buf = NULL;
 	struct queue_request req;
@@ -194,8 +184,11 @@ static int spool_job(const char *id, struct job *ret, char *ret_target, size_t t
 	ret->state = JOB_QUEUED;
 	ret->created_at = ret->updated_at =
 		(uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
-	if (ret_target)
-		request_target(&req, ret_target, target_size);
+	snprintf(ret->mac, sizeof(ret->mac), "%s", req.mac);
+	if (req.name[0]) {
+		snprintf(name_buf, JOB_NAME_MAX + 1, "%s", req.name);
+		ret->name = name_buf;
+	}
 	return 0;
 }
 
@@ -204,6 +197,7 @@ static int cmd_status(int argc, char **argv)
 	static const struct option options[] = {{"json", no_argument, NULL, 'j'}, {}};
 	struct job_table t;
 	struct job spooled, *j;
+	char spooled_name[JOB_NAME_MAX + 1];
 	bool json = false;
 	int c, r;
 
@@ -219,7 +213,7 @@ static int cmd_status(int argc, char **argv)
 	if (load_jobs(&t) < 0)
 		return 1;
 	j = job_table_find(&t, argv[optind]);
-	if (!j && spool_job(argv[optind], &spooled, NULL, 0) >= 0)
+	if (!j && spool_job(argv[optind], &spooled, spooled_name) >= 0)
 		j = &spooled;
 	if (!j) {
 		fprintf(stderr, "blinkhookctl: no job \"%s\"\n", argv[optind]);
@@ -304,8 +298,8 @@ static int cmd_jobs(int argc, char **argv)
 			continue;
 		}
 		format_rfc3339(updated, j->updated_at);
-		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(j->serial), j->duration,
-		       job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
+		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(job_device_label(j)),
+		       j->duration, job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
 		       ESC(or_dash(j->error)));
 	}
 	if (json) {
@@ -424,8 +418,8 @@ struct wait_item {
 	 * as the blink queued it), and whether it holds one. */
 	struct job local;
 	bool have_local;
-	char reason[256];              /* a rejected request's reason: local.error */
-	char target[JOB_NAME_MAX + 8]; /* what the request names (request_target()) */
+	char reason[256];            /* a rejected request's reason: local.error */
+	char name[JOB_NAME_MAX + 1]; /* local.name's */
 	const struct job *cur;
 	/* What the plain display last printed of it. */
 	bool printed;
@@ -484,7 +478,7 @@ static void wait_resolve(struct waiter *w)
 		it->cur = job_table_find(&w->t, it->id);
 		if (it->cur)
 			continue;
-		if (spool_job(it->id, &spooled, it->target, sizeof(it->target)) >= 0) {
+		if (spool_job(it->id, &spooled, it->name) >= 0) {
 			it->local = spooled;
 			it->have_local = true;
 		} else if (rejected_job(it->id, it) < 0 && !it->have_local)
@@ -526,13 +520,6 @@ static void format_elapsed(char *buf, size_t size, uint64_t usec)
 		snprintf(buf, size, "%lluh%02llum", s / 3600, s / 60 % 60);
 }
 
-/* What the job blinks: its serial, or until the daemon has resolved it, the
- * name or MAC it was asked by. */
-static const char *wait_target(const struct wait_item *it)
-{
-	return it->cur && it->cur->serial[0] ? it->cur->serial : it->target[0] ? it->target : "-";
-}
-
 /* One line of the display: id, target, state, Meraki's status, the time
  * since the job was queued (until it became final), and its error. */
 static void wait_line(const struct wait_item *it, char *buf, size_t size)
@@ -547,7 +534,7 @@ static void wait_line(const struct wait_item *it, char *buf, size_t size)
 	}
 	end = job_state_is_final(j->state) ? j->updated_at : now_realtime_usec();
 	format_elapsed(elapsed, sizeof(elapsed), end > j->created_at ? end - j->created_at : 0);
-	snprintf(buf, size, "%-24s  %-14s  %-9s  %-9s  %6s%s%s", ESC(j->id), ESC(wait_target(it)),
+	snprintf(buf, size, "%-24s  %-14s  %-9s  %-9s  %6s%s%s", ESC(j->id), ESC(job_device_label(j)),
 		 job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), elapsed, j->error ? "  " : "",
 		 j->error ? ESC(j->error) : "");
 }
@@ -624,16 +611,14 @@ static void wait_free(struct waiter *w)
  * Waits until every job in ids[] is final or timeout passes, showing
  * progress on stderr; with json, prints the jobs as an array on stdout at
  * the end, else (for wait) the ids.  blink passes the jobs it queued
- * (queued[] and their reqs[], never "not found"); wait passes ids that must
- * exist.  Returns
+ * (queued[], never "not found"); wait passes ids that must exist.  Returns
  * the exit code.
  *
  * The log is watched with inotify on the state directory, not on the file:
  * compaction replaces jobs.log by a rename, which joblog_follow_read() reads
  * across when it sees the new file.
  */
-static int wait_jobs(char **ids, const struct job *queued, const struct queue_request *reqs, size_t n, uint64_t timeout,
-		     bool json)
+static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t timeout, bool json)
 {
 	_cleanup_close_ int ifd = -1;
 	_cleanup_free_ char *new_dir = NULL;
@@ -652,7 +637,6 @@ static int wait_jobs(char **ids, const struct job *queued, const struct queue_re
 		if (queued) {
 			w.items[i].local = queued[i];
 			w.items[i].have_local = true;
-			request_target(&reqs[i], w.items[i].target, sizeof(w.items[i].target));
 		}
 	}
 	if (isatty(STDERR_FILENO)) {
@@ -795,16 +779,19 @@ static int cmd_wait(int argc, char **argv)
 	for (int i = optind; i < argc; i++)
 		if (!job_id_is_valid(argv[i]))
 			return usage_error("\"%s\" is not a job id", argv[i]);
-	return wait_jobs(argv + optind, NULL, NULL, (size_t)(argc - optind), timeout, json);
+	return wait_jobs(argv + optind, NULL, (size_t)(argc - optind), timeout, json);
 }
 
 /* The job a request becomes, as the daemon will record it: what blink
- * --json prints, and what a wait shows until the daemon takes it. */
-static void job_from_request(const struct queue_request *req, uint64_t now, struct job *ret)
+ * --json prints, and what a wait shows until the daemon takes it.  It
+ * borrows req's name. */
+static void job_from_request(struct queue_request *req, uint64_t now, struct job *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->id, sizeof(ret->id), "%s", req->id);
 	snprintf(ret->serial, sizeof(ret->serial), "%s", req->serial);
+	snprintf(ret->mac, sizeof(ret->mac), "%s", req->mac);
+	ret->name = req->name[0] ? req->name : NULL;
 	ret->duration = req->duration;
 	ret->state = JOB_QUEUED;
 	ret->created_at = ret->updated_at = now;
@@ -965,7 +952,7 @@ static int cmd_blink(int argc, char **argv)
 		if (fflush(stdout) != 0 || ferror(stdout))
 			return ids_lost(ids, n);
 		if (wait)
-			return wait_jobs(ids, queued, reqs, n, timeout, json);
+			return wait_jobs(ids, queued, n, timeout, json);
 		return 0;
 	}
 	struct strbuf sb = STRBUF_INIT;
@@ -1010,7 +997,9 @@ static int cmd_cancel(int argc, char **argv)
 	job_table_release(&t);
 	if (!j) {
 		struct job spooled;
-		if (spool_job(argv[1], &spooled, NULL, 0) < 0) {
+		char spooled_name[JOB_NAME_MAX + 1];
+
+		if (spool_job(argv[1], &spooled, spooled_name) < 0) {
 			fprintf(stderr, "blinkhookctl: no job \"%s\"\n", argv[1]);
 			return 1;
 		}

@@ -158,7 +158,7 @@ bool meraki_status_is_final(const char *s)
 
 static const char *const event_names[_JOB_EV_MAX] = {
 	[JOB_EV_QUEUED] = "queued", [JOB_EV_ATTEMPT] = "attempt", [JOB_EV_SUBMITTED] = "submitted",
-	[JOB_EV_STATUS] = "status", [JOB_EV_SNAPSHOT] = "job",
+	[JOB_EV_STATUS] = "status", [JOB_EV_SNAPSHOT] = "job",       [JOB_EV_RESOLVED] = "resolved",
 };
 
 const char *job_event_name(const struct job_event *ev)
@@ -201,6 +201,7 @@ static void job_free(struct job *j)
 	free(j->meraki_status);
 	free(j->error);
 	free(j->status_source);
+	free(j->name);
 	free(j);
 }
 
@@ -342,8 +343,14 @@ static int verdict(const struct job *j, const struct job_event *ev)
 			return -EEXIST;
 		if (ev->kind == JOB_EV_SNAPSHOT && ((unsigned)ev->state >= _JOB_STATE_MAX || ev->created == 0))
 			return -EINVAL;
-		if (!ev->serial || !serial_is_valid(ev->serial) || ev->duration < JOB_DURATION_MIN ||
+		if ((ev->serial && !serial_is_valid(ev->serial)) || (ev->name && !job_name_valid(ev->name)) ||
+		    (ev->mac && !mac_is_normal(ev->mac)) || ev->duration < JOB_DURATION_MIN ||
 		    ev->duration > JOB_DURATION_MAX)
+			return -EINVAL;
+		/* A new job names one device one way; a snapshot may have a
+		 * name or mac and the serial it resolved to. */
+		if ((ev->name && ev->mac) || (!ev->serial && !ev->name && !ev->mac) ||
+		    (ev->kind == JOB_EV_QUEUED && ev->serial && (ev->name || ev->mac)))
 			return -EINVAL;
 		return 0;
 	}
@@ -358,6 +365,12 @@ static int verdict(const struct job *j, const struct job_event *ev)
 		return -EINVAL;
 
 	switch (ev->kind) {
+	case JOB_EV_RESOLVED:
+		if (!ev->serial || !serial_is_valid(ev->serial))
+			return -EINVAL;
+		if (j->serial[0]) /* resolved once, for good */
+			return strcmp(j->serial, ev->serial) == 0 ? 1 : -EINVAL;
+		return j->state == JOB_QUEUED ? 0 : -EINVAL;
 	case JOB_EV_ATTEMPT:
 		return j->state == JOB_QUEUED && ev->attempts > 0 ? 0 : -EINVAL;
 	case JOB_EV_SUBMITTED:
@@ -414,18 +427,25 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 		return r;
 
 	if (ev->kind == JOB_EV_QUEUED || ev->kind == JOB_EV_SNAPSHOT) {
+		_cleanup_free_ char *name = NULL;
 		size_t k;
 
 		if (!old && t->n_jobs >= t->n_buckets && table_grow(t) < 0)
+			return -ENOMEM;
+		if (ev->name && !(name = strdup(ev->name)))
 			return -ENOMEM;
 		j = calloc(1, sizeof(*j));
 		if (!j)
 			return -ENOMEM;
 		if (old)
 			job_table_remove(t, old);
-		/* job_table_check has checked both lengths. */
+		/* verdict() has checked the lengths. */
 		(void)STR_COPY(j->id, ev->id);
-		(void)STR_COPY(j->serial, ev->serial);
+		if (ev->serial)
+			(void)STR_COPY(j->serial, ev->serial);
+		if (ev->mac)
+			(void)STR_COPY(j->mac, ev->mac);
+		j->name = TAKE_PTR(name);
 		if (ev->nonce)
 			(void)STR_COPY(j->nonce, ev->nonce);
 		j->duration = ev->duration;
@@ -481,6 +501,8 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 	}
 	if (ev->attempts > 0)
 		j->attempts = ev->attempts;
+	if (ev->kind == JOB_EV_RESOLVED)
+		(void)STR_COPY(j->serial, ev->serial);
 	switch (ev->kind) {
 	case JOB_EV_SUBMITTED:
 	case JOB_EV_STATUS:
@@ -519,6 +541,10 @@ int job_event_format(const struct job_event *ev, struct strbuf *sb)
 	json_w_kstr(&w, "event", job_event_name(ev));
 	if (ev->serial)
 		json_w_kstr(&w, "serial", ev->serial);
+	if (ev->name)
+		json_w_kstr(&w, "name", ev->name);
+	if (ev->mac)
+		json_w_kstr(&w, "mac", ev->mac);
 	if (ev->duration)
 		json_w_kint(&w, "duration", ev->duration);
 	if (ev->leds_blink_id)
@@ -555,6 +581,8 @@ enum {
 	REC_ID,
 	REC_EVENT,
 	REC_SERIAL,
+	REC_NAME,
+	REC_MAC,
 	REC_DURATION,
 	REC_LEDS_BLINK_ID,
 	REC_MERAKI_STATUS,
@@ -578,6 +606,8 @@ static const struct {
 	KEY(REC_ID, "id"),
 	KEY(REC_EVENT, "event"),
 	KEY(REC_SERIAL, "serial"),
+	KEY(REC_NAME, "name"),
+	KEY(REC_MAC, "mac"),
 	KEY(REC_DURATION, "duration"),
 	KEY(REC_LEDS_BLINK_ID, "leds_blink_id"),
 	KEY(REC_MERAKI_STATUS, "meraki_status"),
@@ -657,14 +687,20 @@ static int record_to_event(const struct member m[static REC_COUNT], int (*read_s
 		ev.kind = JOB_EV_FINAL;
 	}
 
-	if (opt_string(&m[REC_SERIAL], &ev.serial) < 0 || opt_string(&m[REC_LEDS_BLINK_ID], &ev.leds_blink_id) < 0 ||
+	if (opt_string(&m[REC_SERIAL], &ev.serial) < 0 || opt_string(&m[REC_NAME], &ev.name) < 0 ||
+	    opt_string(&m[REC_MAC], &ev.mac) < 0 || opt_string(&m[REC_LEDS_BLINK_ID], &ev.leds_blink_id) < 0 ||
 	    opt_string(&m[REC_MERAKI_STATUS], &ev.meraki_status) < 0 || opt_string(&m[REC_ERROR], &ev.error) < 0 ||
 	    opt_string(&m[REC_SOURCE], &ev.source) < 0 || opt_string(&m[REC_NONCE], &ev.nonce) < 0 ||
 	    opt_uint(&m[REC_DURATION], JOB_DURATION_MAX, &ev.duration) < 0 ||
 	    opt_uint(&m[REC_ATTEMPTS], 1000000, &ev.attempts) < 0)
 		return -EBADMSG;
+	if ((ev.serial && !serial_is_valid(ev.serial)) || (ev.name && !job_name_valid(ev.name)) ||
+	    (ev.mac && !mac_is_normal(ev.mac)))
+		return -EBADMSG;
 	if ((ev.kind == JOB_EV_QUEUED || ev.kind == JOB_EV_SNAPSHOT) &&
-	    (!ev.serial || !serial_is_valid(ev.serial) || ev.duration == 0))
+	    ((!ev.serial && !ev.name && !ev.mac) || (ev.name && ev.mac) || ev.duration == 0))
+		return -EBADMSG;
+	if (ev.kind == JOB_EV_RESOLVED && !ev.serial)
 		return -EBADMSG;
 	if (ev.nonce && !job_nonce_is_valid(ev.nonce))
 		return -EBADMSG;
@@ -762,8 +798,8 @@ static int record_key(const char *key, size_t len, unsigned *next)
 	return -1;
 }
 
-/* The most members a record read fast may have: ours have at most 15. */
-#define RECORD_MEMBERS_MAX 16
+/* The most members a record read fast may have: ours have at most 16. */
+#define RECORD_MEMBERS_MAX 20
 
 int job_event_parse_flat(const char *line, size_t len, struct job_event *ret, struct job_event_store *store)
 {
@@ -834,7 +870,9 @@ void job_snapshot(const struct job *j, struct job_event *ret)
 		.kind = JOB_EV_SNAPSHOT,
 		.state = j->state,
 		.created = j->created_at,
-		.serial = j->serial,
+		.serial = j->serial[0] ? j->serial : NULL,
+		.name = j->name,
+		.mac = j->mac[0] ? j->mac : NULL,
 		.duration = j->duration,
 		.leds_blink_id = j->leds_blink_id,
 		.meraki_status = j->meraki_status,
@@ -845,6 +883,11 @@ void job_snapshot(const struct job *j, struct job_event *ret)
 	};
 }
 
+const char *job_device_label(const struct job *j)
+{
+	return j->serial[0] ? j->serial : j->name ? j->name : j->mac;
+}
+
 void job_format_json(const struct job *j, struct json_writer *w)
 {
 	char created[RFC3339_MAX], updated[RFC3339_MAX];
@@ -853,7 +896,9 @@ void job_format_json(const struct job *j, struct json_writer *w)
 	format_rfc3339(updated, j->updated_at);
 	json_w_object_begin(w);
 	json_w_kstr(w, "id", j->id);
-	json_w_kstr(w, "serial", j->serial);
+	json_w_kstr(w, "serial", j->serial[0] ? j->serial : NULL);
+	json_w_kstr(w, "name", j->name);
+	json_w_kstr(w, "mac", j->mac[0] ? j->mac : NULL);
 	json_w_kint(w, "duration", j->duration);
 	json_w_kstr(w, "state", job_state_to_string(j->state));
 	json_w_kstr(w, "leds_blink_id", j->leds_blink_id);

@@ -10,6 +10,8 @@
  * a replayed one cannot disagree: there is one code path for both.
  *
  *   queued ──attempt──► queued ──submitted──► submitted ──status──► submitted
+ *      └──resolved──► queued   (a job that named its device by name or MAC
+ *                               learns the serial, once, before submission)
  *      │                                         │
  *      └──────────── complete | failed | expired ◄┘   (final: never change)
  *
@@ -85,6 +87,7 @@ enum job_event_kind {
 	JOB_EV_STATUS,    /* a progress status: meraki_status, source */
 	JOB_EV_FINAL,     /* state is complete, failed or expired */
 	JOB_EV_SNAPSHOT,  /* a whole job as compaction writes it: every field */
+	JOB_EV_RESOLVED,  /* a queued job's name or mac found its device: serial */
 	_JOB_EV_MAX,
 };
 
@@ -96,6 +99,11 @@ struct job_event {
 	enum job_state state; /* JOB_EV_FINAL and JOB_EV_SNAPSHOT */
 	uint64_t created;     /* JOB_EV_SNAPSHOT: the job's created_at */
 	const char *serial;
+	/* JOB_EV_QUEUED: exactly one of serial, name and mac (in the colon
+	 * form); a snapshot has name or mac (or neither) and the serial once
+	 * resolved.  Records from before 0.3.0 have neither. */
+	const char *name;
+	const char *mac;
 	unsigned duration;
 	const char *leds_blink_id;
 	const char *meraki_status;
@@ -115,7 +123,9 @@ struct job_event {
 
 struct job {
 	char id[JOB_ID_MAX + 1];
-	char serial[SERIAL_MAX + 1];
+	char serial[SERIAL_MAX + 1]; /* "" until a job queued by name or mac is resolved */
+	char *name;                  /* what the request named instead of a serial, or NULL */
+	char mac[JOB_MAC_LEN + 1];   /* ... or "" */
 	char nonce[JOB_NONCE_LEN + 1]; /* "" for a job logged without one */
 	unsigned duration;
 	enum job_state state;
@@ -201,6 +211,10 @@ const char *job_event_name(const struct job_event *ev);
 
 /* The snapshot event that recreates j (compaction). */
 void job_snapshot(const struct job *j, struct job_event *ret);
+
+/* What to show for the job's device in a table: its serial, or until that
+ * is resolved the name or MAC the request gave. */
+const char *job_device_label(const struct job *j);
 
 /* The job as INTERFACE.md's JSON object. */
 void job_format_json(const struct job *j, struct json_writer *w);

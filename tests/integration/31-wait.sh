@@ -102,7 +102,7 @@ check "the third carries the MAC in the colon form" test "$(spooled "${nids[2]:-
 check "the fourth a name with a space and UTF-8" test "$(spooled "${nids[3]:-none}")" = "None core sw ü None 7"
 ctl wait "${nids[0]:-none}" "${nids[2]:-none}" --timeout 1s >/dev/null 2>"$T/err"
 check "wait shows a named job by its name until it is resolved" \
-	sh -c "grep -q '^${nids[0]:-none}  name edge-sw-1  queued' '$T/err' && grep -q '^${nids[2]:-none}  mac aa:bb:cc:00:11:22  queued' '$T/err'"
+	sh -c "grep -q '^${nids[0]:-none}  edge-sw-1  *queued' '$T/err' && grep -q '^${nids[2]:-none}  aa:bb:cc:00:11:22  queued' '$T/err'"
 for id in "${nids[@]}"; do rm -f "$T/spool/new/$id.json"; done
 before=$(ls "$T/spool/new" | wc -l)
 for bad in "--mac aa:bb:cc:dd:ee" "--mac zz:bb:cc:dd:ee:ff" "--name ''" "--name $'a\tb'"; do
@@ -211,3 +211,25 @@ check "it showed Meraki's progress (running) as it came in" grep -Eq '^frame:.*Q
 check "the screen ends with both final lines" sh -c "sed -n '/^final:/,\$p' '$T/screen' | grep -Eq 'Q2AA-LIVE-0001  complete +complete' && sed -n '/^final:/,\$p' '$T/screen' | grep -Eq 'Q2AA-LIVE-0002  complete +complete'"
 check "the display's lines are the last ones, after the ids, before the exit" \
 	sh -c "sed -n '/^final:/,\$p' '$T/screen' | grep -v '^exit=' | tail -n 2 | grep -c ' complete ' | grep -qx 2"
+
+# ---- by name and MAC end to end: the daemon resolves them, the wait shows it ----
+curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' -d '{"organizations": [{"id": "549236",
+	"name": "Simulated Organization", "devices": [
+	{"name": "edge-sw-1", "serial": "Q2AA-RSLV-0001", "mac": "00:18:0a:00:00:01"},
+	{"name": "edge-sw-2", "serial": "Q2AA-RSLV-0002", "mac": "00:18:0a:00:00:02"},
+	{"name": "lobby-ap", "serial": "Q2AA-RSLV-0003", "mac": "00:18:0a:00:00:03"},
+	{"name": "lobby-ap", "serial": "Q2AA-RSLV-0004", "mac": "00:18:0a:00:00:04"}]}]}' \
+	"$SIM_URL/_sim/inventory" >/dev/null
+ctl blink --name edge-sw-1 --mac 00-18-0A-00-00-02 --wait=30s --json >"$T/out" 2>"$T/err"
+rc=$?
+check "blink --name --mac --wait: exit 0 when both resolve and complete (rc $rc)" test "$rc" = 0
+check "... the JSON has each job's name or MAC and the serial it resolved to" \
+	test "$(json '[(x["name"], x["mac"], x["serial"], x["state"]) for x in j]' <"$T/out")" = \
+	"[('edge-sw-1', None, 'Q2AA-RSLV-0001', 'complete'), (None, '00:18:0a:00:00:02', 'Q2AA-RSLV-0002', 'complete')]"
+nid=$(json 'j[0]["id"]' <"$T/out")
+check "... the display showed the name while queued, the serial once resolved" \
+	sh -c "grep -q '^$nid  edge-sw-1  *queued' '$T/err' && grep -q '^$nid  Q2AA-RSLV-0001  complete' '$T/err'"
+ctl blink --name lobby-ap --wait=30s >/dev/null 2>"$T/err"
+rc=$?
+check "blink --name of an ambiguous name --wait: exit 3, the error names the candidates (rc $rc)" \
+	sh -c "[ $rc = 3 ] && grep -q 'failed .*Q2AA-RSLV-0003' '$T/err' && grep -q 'failed .*Q2AA-RSLV-0004' '$T/err'"
