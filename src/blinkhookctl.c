@@ -449,7 +449,7 @@ static int rejected_job(const char *id, struct wait_item *it)
 		path = NULL;
 		return -ENOMEM;
 	}
-	if (read_file_capped(AT_FDCWD, path, sizeof(it->reason) - 32, &buf, &len) < 0)
+	if (read_file_capped(AT_FDCWD, path, QUEUE_FILE_MAX, &buf, &len) < 0)
 		return -ENOENT;
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		len--;

@@ -89,6 +89,16 @@ check "wait --timeout 2s on a job that cannot finish: exit 4 (rc $rc)" test "$rc
 check "... after about 2 s (${ms} ms)" test "$ms" -ge 1500 -a "$ms" -le 4000
 check "... saying it timed out and the job goes on" grep -q 'timed out after 2s: 1 job(s) not final yet' "$T/err"
 check "... and the job is still queued" state_is "$qid" queued
+# Waiting costs nothing while nothing happens: the process sleeps until
+# inotify or the one-second tick wakes it, so it blocks about once a second
+# (a poll every 250 ms would be 12 times in 3 s).
+"$BLINKHOOKCTL" -c "$T/bh.conf" wait "$qid" --timeout 5s >/dev/null 2>&1 &
+WPID=$!
+sleep 3
+switches=$(awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$WPID/status" 2>/dev/null)
+wait "$WPID"
+check "an idle wait wakes about once a second ($switches voluntary context switches in 3 s)" \
+	test -n "$switches" -a "${switches:-99}" -le 6
 
 # ---- devices by name and MAC: the requests in the spool carry them ----
 ctl blink --name 'edge-sw-1' Q2AA-NAME-0001 --mac AA-BB-CC-00-11-22 --name 'core sw ü' --duration 7 >"$T/out" 2>"$T/err"
