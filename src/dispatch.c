@@ -579,8 +579,8 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 	daemon_stop_if_idle(d);
 }
 
-/* Starts the next look-up for an unresolved job; false when it must wait
- * for another's (the organizations). */
+/* Starts the next look-up for an unresolved job, unless it must wait for
+ * another job's (the organizations), whose answer schedules it again. */
 static void resolve(struct daemon *d, struct jobctl *c, uint64_t now)
 {
 	struct dispatch *dp = &d->dispatch;

@@ -427,16 +427,17 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 		return r;
 
 	if (ev->kind == JOB_EV_QUEUED || ev->kind == JOB_EV_SNAPSHOT) {
-		_cleanup_free_ char *name = NULL;
 		size_t k;
 
 		if (!old && t->n_jobs >= t->n_buckets && table_grow(t) < 0)
 			return -ENOMEM;
-		if (ev->name && !(name = strdup(ev->name)))
-			return -ENOMEM;
 		j = calloc(1, sizeof(*j));
 		if (!j)
 			return -ENOMEM;
+		if (ev->name && !(j->name = strdup(ev->name))) {
+			free(j);
+			return -ENOMEM;
+		}
 		if (old)
 			job_table_remove(t, old);
 		/* verdict() has checked the lengths. */
@@ -445,7 +446,6 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 			(void)STR_COPY(j->serial, ev->serial);
 		if (ev->mac)
 			(void)STR_COPY(j->mac, ev->mac);
-		j->name = TAKE_PTR(name);
 		if (ev->nonce)
 			(void)STR_COPY(j->nonce, ev->nonce);
 		j->duration = ev->duration;

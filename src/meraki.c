@@ -208,12 +208,38 @@ int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len,
 	return 0;
 }
 
+/* Whether a rel parameter's value, n bytes at v (quoted or not), lists next
+ * among its space-separated relation types. */
+static bool rel_value_next(const char *v, size_t n)
+{
+	size_t i = 0;
+
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+		v++;
+		n -= 2;
+	}
+	while (i < n) {
+		size_t w = i;
+
+		while (w < n && v[w] != ' ')
+			w++;
+		if (w - i == 4 && strncasecmp(v + i, "next", 4) == 0)
+			return true;
+		i = w;
+		while (i < n && v[i] == ' ')
+			i++;
+	}
+	return false;
+}
+
 /* Whether the parameters of one link value, [p, end), include rel=next
  * (rel="next", or next among a quoted list of relation types). */
 static bool link_params_next(const char *p, const char *end)
 {
 	while (p < end) {
-		const char *semi, *v, *ve;
+		const char *semi, *v;
 
 		while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
 			p++;
@@ -228,23 +254,8 @@ static bool link_params_next(const char *p, const char *end)
 				v++;
 				while (v < semi && (*v == ' ' || *v == '\t'))
 					v++;
-				ve = semi;
-				while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-					ve--;
-				if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
-					v++;
-					ve--;
-				}
-				while (v < ve) {
-					const char *w = v;
-					while (w < ve && *w != ' ')
-						w++;
-					if (w - v == 4 && strncasecmp(v, "next", 4) == 0)
-						return true;
-					v = w;
-					while (v < ve && *v == ' ')
-						v++;
-				}
+				if (rel_value_next(v, (size_t)(semi - v)))
+					return true;
 			}
 		}
 		p = semi;
