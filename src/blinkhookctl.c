@@ -135,9 +135,9 @@ static void print_job_human(const struct job *j)
 	       "Error:          %s\n"
 	       "Created:        %s\n"
 	       "Updated:        %s\n",
-	       ESC(j->id), ESC(job_device_label(j)), j->duration, job_state_to_string(j->state), ESC(or_dash(j->leds_blink_id)),
-	       ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)), j->attempts, ESC(or_dash(j->error)),
-	       created, updated);
+	       ESC(j->id), ESC(job_device_label(j)), j->duration, job_state_to_string(j->state),
+	       ESC(or_dash(j->leds_blink_id)), ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)),
+	       j->attempts, ESC(or_dash(j->error)), created, updated);
 }
 
 static void print_json(struct strbuf *sb)
@@ -277,8 +277,8 @@ static int cmd_jobs(int argc, char **argv)
 			continue;
 		}
 		format_rfc3339(updated, j->updated_at);
-		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(job_device_label(j)), j->duration,
-		       job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
+		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(job_device_label(j)),
+		       j->duration, job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
 		       ESC(or_dash(j->error)));
 	}
 	if (json) {
