@@ -571,8 +571,8 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 
 	case KIND_ID:
 		if (!job_id_is_valid(v)) {
-			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not an id (1 to 64 letters, digits, _ or -)", k->name,
-			     v);
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not an id (1 to 64 letters, digits, _ or -)",
+			     k->name, v);
 			return -EINVAL;
 		}
 		if (set_copy(field, v) < 0)

@@ -500,9 +500,10 @@ static void resolve_from(struct daemon *d, struct jobctl *c, const struct meraki
 
 			if (use_exact && !item_matches(j, it))
 				continue;
-			(void)strbuf_addf(&sb, "%s %.*s (%s)", shown ? "," : "",
-					  (int)utf8_prefix(it->name ? it->name : "", strlen(it->name ? it->name : ""), 64),
-					  it->name ? it->name : "", it->id);
+			(void)strbuf_addf(
+				&sb, "%s %.*s (%s)", shown ? "," : "",
+				(int)utf8_prefix(it->name ? it->name : "", strlen(it->name ? it->name : ""), 64),
+				it->name ? it->name : "", it->id);
 			shown++;
 		}
 		if ((use_exact ? exact : res->n_items) > shown)
@@ -549,8 +550,8 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 		if (res->n_items == 0)
 			(void)strbuf_addstr(&sb, "the API key sees no organization to look devices up in");
 		else {
-			(void)strbuf_addf(&sb, "the API key sees %s%zu organizations (", res->truncated ? "more than " : "",
-					  res->n_items);
+			(void)strbuf_addf(&sb, "the API key sees %s%zu organizations (",
+					  res->truncated ? "more than " : "", res->n_items);
 			for (size_t i = 0; i < res->n_items && i < 5; i++)
 				(void)strbuf_addf(&sb, "%s%s %.64s", i ? ", " : "", res->items[i].id,
 						  res->items[i].name ? res->items[i].name : "");
@@ -571,8 +572,8 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 		dp->consecutive_429 = 0;
 		if (!dp->org_id[0])
 			dispatch_finish_job(d, c->job, JOB_FAILED, NULL,
-					    dp->org_error ? dp->org_error : "no organization to look devices up in", "api",
-					    0);
+					    dp->org_error ? dp->org_error : "no organization to look devices up in",
+					    "api", 0);
 	} else
 		lookup_failed(d, c, res, "listing the organizations");
 	dispatch_schedule(d);

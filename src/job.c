@@ -158,7 +158,7 @@ bool meraki_status_is_final(const char *s)
 
 static const char *const event_names[_JOB_EV_MAX] = {
 	[JOB_EV_QUEUED] = "queued", [JOB_EV_ATTEMPT] = "attempt", [JOB_EV_SUBMITTED] = "submitted",
-	[JOB_EV_STATUS] = "status", [JOB_EV_SNAPSHOT] = "job",       [JOB_EV_RESOLVED] = "resolved",
+	[JOB_EV_STATUS] = "status", [JOB_EV_SNAPSHOT] = "job",    [JOB_EV_RESOLVED] = "resolved",
 };
 
 const char *job_event_name(const struct job_event *ev)

@@ -171,8 +171,7 @@ static int item_text(const struct json *v, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len, struct meraki_item **items,
-		       size_t *n)
+int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len, struct meraki_item **items, size_t *n)
 {
 	_cleanup_json_ struct json *root = NULL;
 	size_t count;
@@ -664,10 +663,9 @@ static size_t header_cb(char *data, size_t size, size_t n, void *ud)
 		while (e > v && (data[e - 1] == '\r' || data[e - 1] == '\n' || data[e - 1] == ' '))
 			e--;
 		/* Too long is an answer we cannot read, never one without a next page. */
-		if (call->link.len + e - v + 2 > MERAKI_LINK_MAX)
-			call->link_too_long = true;
-		else if ((call->link.len && strbuf_addstr(&call->link, ", ") < 0) ||
-			 strbuf_add(&call->link, data + v, e - v) < 0)
+		if (call->link.len + e - v + 2 > MERAKI_LINK_MAX ||
+		    (call->link.len && strbuf_addstr(&call->link, ", ") < 0) ||
+		    strbuf_add(&call->link, data + v, e - v) < 0)
 			call->link_too_long = true;
 	} else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
 		size_t v = 12, e = len;

@@ -51,7 +51,8 @@ static int request_member(const char *key, const struct json *val, void *ud)
 	} else if (strcmp(key, "mac") == 0) {
 		s = json_string(val, NULL);
 		if (!s || mac_normalize(s, st->req->mac) < 0) {
-			st->reason = "mac is not a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or 12 hex digits)";
+			st->reason =
+				"mac is not a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or 12 hex digits)";
 			return -EINVAL;
 		}
 		st->n_devices++;

@@ -123,9 +123,9 @@ struct job_event {
 
 struct job {
 	char id[JOB_ID_MAX + 1];
-	char serial[SERIAL_MAX + 1]; /* "" until a job queued by name or mac is resolved */
-	char *name;                  /* what the request named instead of a serial, or NULL */
-	char mac[JOB_MAC_LEN + 1];   /* ... or "" */
+	char serial[SERIAL_MAX + 1];   /* "" until a job queued by name or mac is resolved */
+	char *name;                    /* what the request named instead of a serial, or NULL */
+	char mac[JOB_MAC_LEN + 1];     /* ... or "" */
 	char nonce[JOB_NONCE_LEN + 1]; /* "" for a job logged without one */
 	unsigned duration;
 	enum job_state state;

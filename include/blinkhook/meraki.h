@@ -70,8 +70,8 @@ struct meraki_result {
 void meraki_result_release(struct meraki_result *r);
 
 enum meraki_call_kind {
-	MERAKI_CALL_BLINK, /* POST .../liveTools/leds/blink, wants a ledsBlinkId */
-	MERAKI_CALL_GET,   /* GET .../liveTools/leds/blink/{id}, wants a status */
+	MERAKI_CALL_BLINK,   /* POST .../liveTools/leds/blink, wants a ledsBlinkId */
+	MERAKI_CALL_GET,     /* GET .../liveTools/leds/blink/{id}, wants a status */
 	MERAKI_CALL_ORGS,    /* GET /organizations, wants a list */
 	MERAKI_CALL_DEVICES, /* GET /organizations/{id}/devices, wants a list */
 };
@@ -83,8 +83,7 @@ enum meraki_call_kind {
  * for MERAKI_CALL_DEVICES objects with a valid "serial", for
  * MERAKI_CALL_ORGS objects with an "id" fit for a URL path; any other element
  * is skipped.  -EBADMSG when body is not a JSON array, -ENOMEM. */
-int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len, struct meraki_item **items,
-		       size_t *n);
+int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len, struct meraki_item **items, size_t *n);
 void meraki_items_free(struct meraki_item *items, size_t n);
 /* The rel=next target of a Link header's value (RFC 8288: "<URL>; rel=next,
  * <URL>; rel=first"), copied into buf.  -ENOENT when there is none, -EINVAL

@@ -950,10 +950,11 @@ static void test_organizations_answer(void **state)
 	struct meraki_result r;
 
 	/* An id as a string or a number; one unfit for a URL path is skipped. */
-	classify(MERAKI_CALL_ORGS, 200, NULL, NULL,
-		 "[{\"id\":\"549236\",\"name\":\"Org A\",\"url\":\"https://n1.meraki.com/o/x\",\"api\":{\"enabled\":true}},"
-		 "{\"id\":1234567890123456789012,\"name\":\"Org B\"},{\"id\":\"../x\",\"name\":\"C\"},{\"name\":\"D\"}]",
-		 &r);
+	classify(
+		MERAKI_CALL_ORGS, 200, NULL, NULL,
+		"[{\"id\":\"549236\",\"name\":\"Org A\",\"url\":\"https://n1.meraki.com/o/x\",\"api\":{\"enabled\":true}},"
+		"{\"id\":1234567890123456789012,\"name\":\"Org B\"},{\"id\":\"../x\",\"name\":\"C\"},{\"name\":\"D\"}]",
+		&r);
 	assert_int_equal(r.outcome, MERAKI_OK);
 	assert_int_equal(r.n_items, 2);
 	assert_string_equal(r.items[0].id, "549236");
@@ -979,10 +980,11 @@ static void test_link_header(void **state)
 	char small[16];
 
 	/* As the API sends it: first, prev, next, last in one header. */
-	link_next("<https://api.meraki.com/api/v1/organizations/1/devices?perPage=3>; rel=first, "
-		  "<https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&startingAfter=Q2AA-0001-0003>; "
-		  "rel=next, <https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&endingBefore=zzz>; rel=last",
-		  0, "https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&startingAfter=Q2AA-0001-0003");
+	link_next(
+		"<https://api.meraki.com/api/v1/organizations/1/devices?perPage=3>; rel=first, "
+		"<https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&startingAfter=Q2AA-0001-0003>; "
+		"rel=next, <https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&endingBefore=zzz>; rel=last",
+		0, "https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&startingAfter=Q2AA-0001-0003");
 	/* Quoted, in a list of relations, any case, other parameters too,
 	 * white space about. */
 	link_next("<https://a/1>; rel=\"prev\", <https://a/2>; title=\"x, y\"; rel=\"last next\"", 0, "https://a/2");

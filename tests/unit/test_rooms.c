@@ -184,7 +184,9 @@ static void stub_answer_items(size_t i, enum meraki_outcome outcome, const char 
 	struct meraki_item items[8];
 	struct meraki_result res = {
 		.outcome = outcome,
-		.http_status = outcome == MERAKI_OK ? 200 : outcome == MERAKI_RETRY ? 502 : 404,
+		.http_status = outcome == MERAKI_OK      ? 200
+			       : outcome == MERAKI_RETRY ? 502
+							 : 404,
 		.retry_after_usec = UINT64_MAX,
 		.error = outcome == MERAKI_OK ? NULL : (char *)"Bad gateway",
 		.n_items = n,
@@ -506,7 +508,8 @@ static void test_resolve(void **state)
 	stub_answer_items(i_rack, MERAKI_OK, racks, 2);
 	j = job_table_find(&f->d->ledger.jobs, "n-rack");
 	assert_int_equal(j->state, JOB_FAILED);
-	assert_string_equal(j->error, "name 'rack' matches 2 devices: rack-1 (Q2AA-0003-0001), rack-2 (Q2AA-0003-0002)");
+	assert_string_equal(j->error,
+			    "name 'rack' matches 2 devices: rack-1 (Q2AA-0003-0001), rack-2 (Q2AA-0003-0002)");
 	assert_string_equal(j->serial, "");
 
 	/* A 502: an attempt, and the look-up again after the back-off; then
