@@ -22,6 +22,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -211,9 +212,10 @@ include tests/bench/bench.mk
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/blinkhook $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
-		$(DESTDIR)$(TMPFILESDIR)
+		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(B)/blinkhookd $(DESTDIR)$(SBINDIR)/blinkhookd
 	install -m 0755 $(B)/blinkhookctl $(DESTDIR)$(BINDIR)/blinkhookctl
+	install -m 0644 conf/blinkhookctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/blinkhookctl
 	install -m 0644 systemd/blinkhookd.service systemd/blinkhookd.socket systemd/blinkhookd@.service \
 		$(DESTDIR)$(UNITDIR)/
 	install -m 0644 systemd/blinkhook.sysusers $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf
@@ -235,7 +237,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/blinkhookd $(DESTDIR)$(BINDIR)/blinkhookctl \
 		$(DESTDIR)$(UNITDIR)/blinkhookd.service $(DESTDIR)$(UNITDIR)/blinkhookd.socket \
 		$(DESTDIR)$(UNITDIR)/blinkhookd@.service $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf \
-		$(DESTDIR)$(TMPFILESDIR)/blinkhook.conf
+		$(DESTDIR)$(TMPFILESDIR)/blinkhook.conf $(DESTDIR)$(BASHCOMPDIR)/blinkhookctl
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:

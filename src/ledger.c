@@ -40,8 +40,16 @@ static void log_job_event(const struct job *j, const struct job_event *ev, const
 
 	switch (ev->kind) {
 	case JOB_EV_QUEUED:
-		log_job(LOG_INFO, j->id, j->serial, state, "job %s: queued, blink %s for %us", j->id, j->serial,
-			j->duration);
+		if (j->serial[0])
+			log_job(LOG_INFO, j->id, j->serial, state, "job %s: queued, blink %s for %us", j->id, j->serial,
+				j->duration);
+		else
+			log_job(LOG_INFO, j->id, NULL, state, "job %s: queued, blink the device %s '%s' for %us", j->id,
+				j->name ? "named" : "with MAC", j->name ? j->name : j->mac, j->duration);
+		break;
+	case JOB_EV_RESOLVED:
+		log_job(LOG_INFO, j->id, j->serial, state, "job %s: %s '%s' is %s", j->id, j->name ? "name" : "MAC",
+			j->name ? j->name : j->mac, j->serial);
 		break;
 	case JOB_EV_ATTEMPT:
 		log_job(LOG_WARNING, j->id, j->serial, state, "job %s: attempt %u failed (%s), will retry", j->id,
