@@ -466,7 +466,9 @@ static void resolve_from(struct daemon *d, struct jobctl *c, const struct meraki
 			found = &res->items[i];
 		}
 	if (exact != 1) /* else: exactly one device in the whole answer */
-		found = exact == 0 && res->n_items == 1 && !res->truncated ? &res->items[0] : NULL;
+		found = exact == 0 && res->n_items == 1 ? &res->items[0] : NULL;
+	if (res->truncated) /* pages not read may hold another */
+		found = NULL;
 	if (found) {
 		struct job_event ev = {
 			.ts = now_realtime_usec(),
