@@ -556,6 +556,34 @@ static void test_resolve(void **state)
 	assert_int_equal(logged_state(f, "n-rack"), JOB_FAILED);
 }
 
+/* A reload (here a new API key) while GET /organizations is in flight: its
+ * answer, from before, decides nothing; the job asks again. */
+static void test_resolve_reload(void **state)
+{
+	struct fixture *f = *state;
+	const size_t one = 1, two = 2, three = 3;
+	static const char *const orgs[] = {"1", "A", NULL, "2", "B", NULL};
+	static const char *const org[] = {"2", "B", NULL};
+	struct job *j;
+
+	enqueue_named(f, "n-1", "edge-sw-1", NULL);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	assert_true(stub.calls[0].orgs);
+	dispatch_set_api_key(f->d, "another-key-0123456789", "…6789", "test");
+	stub_answer_items(0, MERAKI_OK, orgs, 2);
+	j = job_table_find(&f->d->ledger.jobs, "n-1");
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_null(f->d->dispatch.org_error);
+	run_until(f->d, calls_made, &two);
+	assert_true(stub.calls[1].orgs);
+	stub_answer_items(1, MERAKI_OK, org, 1);
+	run_until(f->d, calls_made, &three);
+	assert_true(stub.calls[2].devices);
+	assert_string_equal(stub.calls[2].org, "2");
+	rooms_down(f->d);
+}
+
 /*
  * A final callback overtakes the blink request's answer: the job ends while
  * its request is in flight (its control an orphan), compaction drops the
@@ -928,6 +956,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_reload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_ends_at_failed_sync, setup, teardown),
