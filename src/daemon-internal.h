@@ -160,7 +160,8 @@ struct dispatch {
 	 * then), or why there is none to use.  Forgotten at a reload. */
 	char org_id[JOB_ID_MAX + 1];
 	char *org_error;
-	bool orgs_in_flight; /* one GET /organizations at a time */
+	bool orgs_in_flight;     /* one GET /organizations at a time */
+	unsigned org_generation; /* a reload's forgetting makes an answer in flight stale */
 	bool org_error_logged;
 	uint64_t polls;
 	uint64_t prompted_polls;

@@ -76,9 +76,10 @@ struct jobctl {
 	uint64_t not_before;         /* monotonic: no submission before this */
 	uint64_t poll_at;            /* realtime: when to ask Meraki, if still unfinished */
 	unsigned polls;
-	uint64_t prompted_at; /* monotonic: the last poll a callback prompted */
-	bool prompt_pending;  /* the timer is due for a prompted poll */
-	bool prompted;        /* the call in flight is a prompted poll */
+	uint64_t prompted_at;    /* monotonic: the last poll a callback prompted */
+	unsigned org_generation; /* of the GET /organizations it has in flight */
+	bool prompt_pending;     /* the timer is due for a prompted poll */
+	bool prompted;           /* the call in flight is a prompted poll */
 	bool in_runq;
 	TAILQ_ENTRY(jobctl) link; /* in the run queue, or (orphaned) among the orphans */
 	sd_event_source *timer;   /* poll and expiry, on CLOCK_REALTIME */
@@ -466,7 +467,9 @@ static void resolve_from(struct daemon *d, struct jobctl *c, const struct meraki
 			found = &res->items[i];
 		}
 	if (exact != 1) /* else: exactly one device in the whole answer */
-		found = exact == 0 && res->n_items == 1 && !res->truncated ? &res->items[0] : NULL;
+		found = exact == 0 && res->n_items == 1 ? &res->items[0] : NULL;
+	if (res->truncated) /* pages not read may hold another */
+		found = NULL;
 	if (found) {
 		struct job_event ev = {
 			.ts = now_realtime_usec(),
@@ -540,6 +543,14 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 
 	dp->orgs_in_flight = false;
 	dp->lookups[res->outcome]++;
+	if (c->org_generation != dp->org_generation) {
+		/* Asked before a reload (another key, or an organization_id
+		 * now): this job asks again. */
+		if (jobctl_returned(c))
+			return;
+		dispatch_schedule(d);
+		return;
+	}
 	if (res->outcome == MERAKI_OK && res->n_items == 1) {
 		(void)STR_COPY(dp->org_id, res->items[0].id);
 		log_info("device names and MACs are looked up in organization %s (%s), the one the API key sees",
@@ -607,8 +618,10 @@ static void resolve(struct daemon *d, struct jobctl *c, uint64_t now)
 		c->not_before = now + d->cfg->retry_initial_usec;
 		return;
 	}
-	if (!org)
+	if (!org) {
 		dp->orgs_in_flight = true;
+		c->org_generation = dp->org_generation;
+	}
 	jobctl_enter(c, JC_SUBMITTING);
 }
 
@@ -1044,6 +1057,7 @@ void dispatch_close(struct daemon *d)
 static void dispatch_forget_org(struct daemon *d)
 {
 	d->dispatch.org_id[0] = 0;
+	d->dispatch.org_generation++;
 	free(d->dispatch.org_error);
 	d->dispatch.org_error = NULL;
 	d->dispatch.org_error_logged = false;

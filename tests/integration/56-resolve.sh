@@ -120,6 +120,12 @@ wait_until 30 all_final chosen
 check "with [meraki] organization_id set: resolved in that organization, complete" \
 	test "$(field chosen 'j["state"], j["serial"]')" = "complete Q2AA-0001-0003"
 check "the daemon is still serving" curl -fsS --max-time 2 -o /dev/null "$D_URL/healthz"
+metrics=$(curl -fsS --max-time 2 "$D_URL/metrics")
+check "/metrics counts the look-ups by outcome (the 429 too)" python3 -c '
+import re, sys
+m = dict(re.findall(r"^blinkhook_lookups_total\{outcome=\"(\w+)\"\} (\d+)$", sys.argv[1], re.M))
+assert int(m["ok"]) >= 9 and int(m["rate_limited"]) == 1, m
+' "$metrics"
 
 # A restart does not look a resolved job up again.
 n_before=$(sim_get requests | json 'sum(1 for x in j if "/devices?" in x["path"])')

@@ -179,6 +179,8 @@ static void stub_answer_ok(size_t i)
 
 /* The stub's answer to look-up i: 200 with these items (id, name, mac:
  * n triples), or another outcome. */
+static bool stub_truncated; /* the next answer's: more pages than were read */
+
 static void stub_answer_items(size_t i, enum meraki_outcome outcome, const char *const *triples, size_t n)
 {
 	struct meraki_item items[8];
@@ -190,6 +192,7 @@ static void stub_answer_items(size_t i, enum meraki_outcome outcome, const char 
 		.retry_after_usec = UINT64_MAX,
 		.error = outcome == MERAKI_OK ? NULL : (char *)"Bad gateway",
 		.n_items = n,
+		.truncated = stub_truncated,
 	};
 
 	assert_true(n <= ELEMENTSOF(items));
@@ -463,18 +466,19 @@ static void run_a_while(struct daemon *d)
 static void test_resolve(void **state)
 {
 	struct fixture *f = *state;
-	const size_t one = 1, four = 4, five = 5, six = 6;
+	const size_t one = 1, five = 5, six = 6, seven = 7;
 	static const char *const org[] = {"549236", "Org", NULL};
 	static const char *const sw[] = {"Q2AA-0001-0001", "edge-sw-1",  "00:18:0a:00:00:01",
 					 "Q2AA-0001-0002", "edge-sw-1a", "00:18:0a:00:00:02"};
 	static const char *const racks[] = {"Q2AA-0003-0001", "rack-1", NULL, "Q2AA-0003-0002", "rack-2", NULL};
 	static const char *const by_mac[] = {"Q2AA-0004-0001", "ap", "00:18:0A:00:00:04"};
-	size_t i_sw = SIZE_MAX, i_rack = SIZE_MAX, i_mac = SIZE_MAX;
+	size_t i_sw = SIZE_MAX, i_rack = SIZE_MAX, i_mac = SIZE_MAX, i_trunc = SIZE_MAX;
 	struct job *j;
 
 	enqueue_named(f, "n-sw", "edge-sw-1", NULL);
 	enqueue_named(f, "n-rack", "rack", NULL);
 	enqueue_named(f, "m-ap", NULL, "00:18:0a:00:00:04");
+	enqueue_named(f, "n-trunc", "edge-sw-1a", NULL);
 	f->d = rooms_up(f);
 	run_until(f->d, calls_made, &one);
 	run_a_while(f->d);
@@ -483,8 +487,8 @@ static void test_resolve(void **state)
 	assert_true(stub.calls[0].orgs);
 	assert_string_equal(job_table_find(&f->d->ledger.jobs, "n-sw")->serial, "");
 	stub_answer_items(0, MERAKI_OK, org, 1);
-	run_until(f->d, calls_made, &four);
-	for (size_t i = 1; i < 4; i++) {
+	run_until(f->d, calls_made, &five);
+	for (size_t i = 1; i < 5; i++) {
 		assert_true(stub.calls[i].devices);
 		assert_string_equal(stub.calls[i].org, "549236");
 		if (strcmp(stub.calls[i].name, "edge-sw-1") == 0)
@@ -493,16 +497,27 @@ static void test_resolve(void **state)
 			i_rack = i;
 		else if (strcmp(stub.calls[i].mac, "00:18:0a:00:00:04") == 0)
 			i_mac = i;
+		else if (strcmp(stub.calls[i].name, "edge-sw-1a") == 0)
+			i_trunc = i;
 	}
-	assert_true(i_sw != SIZE_MAX && i_rack != SIZE_MAX && i_mac != SIZE_MAX);
+	assert_true(i_sw != SIZE_MAX && i_rack != SIZE_MAX && i_mac != SIZE_MAX && i_trunc != SIZE_MAX);
+
+	/* An exact match, but pages were left unread: not resolved. */
+	stub_truncated = true;
+	stub_answer_items(i_trunc, MERAKI_OK, sw, 2);
+	stub_truncated = false;
+	j = job_table_find(&f->d->ledger.jobs, "n-trunc");
+	assert_int_equal(j->state, JOB_FAILED);
+	assert_string_equal(j->error, "name 'edge-sw-1a' matches more than 2 devices: edge-sw-1 (Q2AA-0001-0001), "
+				      "edge-sw-1a (Q2AA-0001-0002)");
 
 	/* The exact name among the API's partial matches. */
 	stub_answer_items(i_sw, MERAKI_OK, sw, 2);
 	j = job_table_find(&f->d->ledger.jobs, "n-sw");
 	assert_string_equal(j->serial, "Q2AA-0001-0001");
-	run_until(f->d, calls_made, &five);
-	assert_true(stub.calls[4].blink);
-	assert_string_equal(stub.calls[4].serial, "Q2AA-0001-0001");
+	run_until(f->d, calls_made, &six);
+	assert_true(stub.calls[5].blink);
+	assert_string_equal(stub.calls[5].serial, "Q2AA-0001-0001");
 
 	/* Several, none exact: failed, naming them; never blinked. */
 	stub_answer_items(i_rack, MERAKI_OK, racks, 2);
@@ -519,13 +534,14 @@ static void test_resolve(void **state)
 	assert_int_equal(j->state, JOB_QUEUED);
 	assert_int_equal(j->attempts, 1);
 	assert_string_equal(j->error, "looking up the device: Bad gateway");
-	run_until(f->d, calls_made, &six);
-	assert_true(stub.calls[5].devices);
-	assert_string_equal(stub.calls[5].mac, "00:18:0a:00:00:04");
-	stub_answer_items(5, MERAKI_OK, by_mac, 1);
+	run_until(f->d, calls_made, &seven);
+	assert_true(stub.calls[6].devices);
+	assert_string_equal(stub.calls[6].mac, "00:18:0a:00:00:04");
+	stub_answer_items(6, MERAKI_OK, by_mac, 1);
 	assert_string_equal(j->serial, "Q2AA-0004-0001");
 	for (size_t i = 0; i < stub.n; i++)
-		assert_true(!stub.calls[i].blink || strcmp(stub.calls[i].serial, "Q2AA-0003-0001") != 0);
+		assert_true(!stub.calls[i].blink || (strcmp(stub.calls[i].serial, "Q2AA-0003-0001") != 0 &&
+						     strcmp(stub.calls[i].serial, "Q2AA-0001-0002") != 0));
 	run_until(f->d, all_durable, NULL);
 	rooms_down(f->d);
 
@@ -538,6 +554,34 @@ static void test_resolve(void **state)
 	assert_string_equal(job_table_find(&f->d->ledger.jobs, "m-ap")->serial, "Q2AA-0004-0001");
 	rooms_down(f->d);
 	assert_int_equal(logged_state(f, "n-rack"), JOB_FAILED);
+}
+
+/* A reload (here a new API key) while GET /organizations is in flight: its
+ * answer, from before, decides nothing; the job asks again. */
+static void test_resolve_reload(void **state)
+{
+	struct fixture *f = *state;
+	const size_t one = 1, two = 2, three = 3;
+	static const char *const orgs[] = {"1", "A", NULL, "2", "B", NULL};
+	static const char *const org[] = {"2", "B", NULL};
+	struct job *j;
+
+	enqueue_named(f, "n-1", "edge-sw-1", NULL);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	assert_true(stub.calls[0].orgs);
+	dispatch_set_api_key(f->d, "another-key-0123456789", "…6789", "test");
+	stub_answer_items(0, MERAKI_OK, orgs, 2);
+	j = job_table_find(&f->d->ledger.jobs, "n-1");
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_null(f->d->dispatch.org_error);
+	run_until(f->d, calls_made, &two);
+	assert_true(stub.calls[1].orgs);
+	stub_answer_items(1, MERAKI_OK, org, 1);
+	run_until(f->d, calls_made, &three);
+	assert_true(stub.calls[2].devices);
+	assert_string_equal(stub.calls[2].org, "2");
+	rooms_down(f->d);
 }
 
 /*
@@ -912,6 +956,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_reload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_ends_at_failed_sync, setup, teardown),
