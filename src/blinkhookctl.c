@@ -338,8 +338,15 @@ static int print_event(const struct job_event *ev, void *ud)
 	printf("%s  %-24s  %-9s", ts, ESC(ev->id), job_event_name(ev));
 	if (ev->kind == JOB_EV_SNAPSHOT)
 		printf("  state=%s", job_state_to_string(ev->state));
+	if (ev->name)
+		printf("  name=\"%s\"", ESC(ev->name));
+	if (ev->mac)
+		printf("  mac=%s", ESC(ev->mac));
 	if (ev->serial)
-		printf("  serial=%s duration=%us", ESC(ev->serial), ev->duration);
+		printf("  serial=%s", ESC(ev->serial));
+	/* A resolution names the device found, nothing about the blink. */
+	if (ev->kind == JOB_EV_QUEUED || ev->kind == JOB_EV_SNAPSHOT)
+		printf("  duration=%us", ev->duration);
 	if (ev->leds_blink_id)
 		printf("  ledsBlinkId=%s", ESC(ev->leds_blink_id));
 	if (ev->meraki_status)

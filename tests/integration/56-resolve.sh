@@ -89,6 +89,10 @@ check "the organization was asked for once, and cached" \
 	test "$(python3 -c 'import json,sys; print(sum(1 for x in json.loads(sys.argv[1]) if x["path"].startswith("/api/v1/organizations?") or x["path"] == "/api/v1/organizations"))' "$reqs")" = 1
 check "the resolved serial is in the job log" \
 	sh -c "grep '\"id\":\"by-name\"' '$T/state/jobs.log' | grep -q '\"event\":\"resolved\",\"serial\":\"Q2AA-0001-0001\"'"
+check "log: the queued event names the device by name, the resolved one by the serial found, with no duration" \
+	sh -c "'$BLINKHOOKCTL' -c '$T/bh.conf' log >'$T/log.txt' &&
+		grep ' by-name .* queued .*name=\"edge-sw-1\"' '$T/log.txt' | grep -q 'duration=' &&
+		grep ' by-name .* resolved .*serial=Q2AA-0001-0001' '$T/log.txt' | grep -vq 'duration='"
 check "status --json: serial null until resolved, name and mac as given" \
 	test "$(field unknown 'j["serial"], j["name"], j["mac"]')" = "None no-such-switch None"
 check "the jobs table shows the name of a job never resolved" sh -c "'$BLINKHOOKCTL' -c '$T/bh.conf' jobs | grep '^unknown ' | grep -q no-such-switch"
