@@ -295,6 +295,12 @@ static void maybe_compact(struct daemon *d, bool at_start)
 				lg->drop_horizon = MIN(lg->drop_horizon, j->updated_at);
 		}
 	}
+	/* No job left: the new log would have no snapshot to say where its
+	 * records start in the stream (joblog.h), and a follower that missed
+	 * it between two reads could skip what comes after.  It waits for the
+	 * next job (at start there is no follower of this daemon's yet). */
+	if (!at_start && !lg->jobs.first)
+		return;
 	r = at_start ? joblog_compact(lg->log, &lg->jobs) : joblog_compact_begin(lg->log, &lg->jobs);
 	if (r == 1) {
 		lg->compact_t0 = t0;
