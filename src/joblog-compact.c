@@ -20,6 +20,8 @@
 #include "blinkhook/joblog.h"
 #include "joblog-internal.h"
 
+#define COMPACT_FLUSH_BYTES ((uint64_t)2 * 1024 * 1024)
+
 /* Writes t's snapshot to fd, the first record marked with the snapshot
  * point from. */
 static int write_snapshot(int fd, const struct job_table *t, uint64_t from)
@@ -41,11 +43,13 @@ static int write_snapshot(int fd, const struct job_table *t, uint64_t from)
 			r = write_all(fd, sb.buf, sb.len);
 			written += sb.len;
 			strbuf_reset(&sb);
-			/* Out to the disk as it goes, a few MB at a time: left for
+			/* Out to the disk as it goes, a little at a time: left for
 			 * the final fsync, 100 MB of dirty data would go out in
 			 * the journal commit that the daemon's own syncs of the
-			 * log wait for meanwhile (ext4, data=ordered). */
-			if (r >= 0 && written - flushed >= (uint64_t)8 * 1024 * 1024) {
+			 * log wait for meanwhile (ext4, data=ordered); and each
+			 * burst is queued at the disk ahead of the daemon's next
+			 * sync (8 MB bursts made some of those take 40 ms). */
+			if (r >= 0 && written - flushed >= COMPACT_FLUSH_BYTES) {
 				(void)sync_file_range(fd, (off_t)flushed, (off_t)(written - flushed),
 						      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 							      SYNC_FILE_RANGE_WAIT_AFTER);

@@ -216,6 +216,10 @@ static int compact_finish(struct daemon *d)
 	struct ledger *lg = &d->ledger;
 	int r = joblog_compact_finish(lg->log);
 
+	/* Not ended yet (its report may be in, its end of file not): watch
+	 * for the end again, in case a sync in flight had us stop. */
+	if (r == -EAGAIN && lg->compact_io)
+		(void)sd_event_source_set_enabled(lg->compact_io, SD_EVENT_ON);
 	if (r == -EAGAIN || r == -EBUSY)
 		return r;
 	lg->compact_io = sd_event_source_disable_unref(lg->compact_io);
