@@ -206,7 +206,10 @@ static int replay_one(const struct job_event *ev, void *ud)
 	struct replay_ctx *c = ud;
 
 	if (c->leading) {
-		if (c->first && ev->kind == JOB_EV_SNAPSHOT && ev->compact_mark)
+		/* A position no log reaches (4 EiB of records) is taken for 0,
+		 * so that the next compaction's still fits the record's int. */
+		if (c->first && ev->kind == JOB_EV_SNAPSHOT && ev->compact_mark &&
+		    ev->compacted_from <= (uint64_t)INT64_MAX / 2)
 			c->l->stream_base = ev->compacted_from;
 		c->first = false;
 		if (ev->kind != JOB_EV_SNAPSHOT) {

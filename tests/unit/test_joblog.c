@@ -1478,6 +1478,47 @@ static void test_compact_while_syncing(void **state)
 	strbuf_release(&rest.c.lines);
 }
 
+/* A log whose first snapshot claims a stream position no log reaches (a
+ * hand edit) still compacts into a log that replays: the next position
+ * must fit the record's integer. */
+static void test_compact_huge_mark(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct strbuf sb = STRBUF_INIT;
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct job_event ev = {.ts = TS0,
+			       .id = "job-huge",
+			       .kind = JOB_EV_SNAPSHOT,
+			       .state = JOB_QUEUED,
+			       .created = TS0,
+			       .serial = "Q2AB-CD12-EF34",
+			       .duration = 5,
+			       .compact_mark = true,
+			       .compacted_from = (uint64_t)INT64_MAX};
+
+	(void)state;
+	assert_int_equal(job_event_format(&ev, &sb), 0);
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	append_raw(dir, sb.buf, sb.len);
+	assert_int_equal(joblog_replay(l, apply_to_table, &t, &info), 0);
+	assert_int_equal(t.n_jobs, 1);
+	apply_samples(l, &t, 0, 4);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_compact(l, &t), 0);
+	joblog_free(l);
+	job_table_release(&t);
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, apply_to_table, &t, &info), 0);
+	assert_int_equal(t.n_jobs, 2);
+	joblog_free(l);
+	job_table_release(&t);
+	strbuf_release(&sb);
+}
+
 /* A follower that does not read while the log is compacted twice (here
  * with a restart of the writer in between, which replays where the log's
  * records sit in the stream) goes on right after the last record it
@@ -1615,6 +1656,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_compact_child_fails, fsize_setup, fsize_teardown),
 		cmocka_unit_test(test_compact_killed),
 		cmocka_unit_test(test_compact_while_syncing),
+		cmocka_unit_test(test_compact_huge_mark),
 		cmocka_unit_test(test_follow_two_compactions),
 		cmocka_unit_test(test_follow_compacted_unread),
 	};
