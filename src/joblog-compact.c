@@ -186,7 +186,7 @@ static void compact_clear(struct joblog *l, bool remove)
  * the daemon's next sync of the new log waited for, 40 to 70 ms on ext4
  * mounted with "discard"; in steps, each commit takes a few. */
 #define FREE_STEP ((off_t)4 * 1024 * 1024)
-#define FREE_PAUSE_NSEC (10 * 1000 * 1000L)
+#define FREE_PAUSE_NSEC 10000000L /* 10 ms */
 /* A follower (blinkhookctl log --follow) reads the rest of the old log when
  * it sees the new one, within its poll interval: it is left that long. */
 #define FREE_DELAY_SEC 2

@@ -111,24 +111,25 @@ int joblog_compact(struct joblog *l, const struct job_table *t);
  * a child that writes t's snapshot into JOBLOG_COMPACT_FILE from its
  * copy-on-write image of the table, fsyncs it and exits.  The caller goes on
  * appending and committing to the old log meanwhile, and may change t.
- * When joblog_compact_fd() becomes readable the child has ended:
- * joblog_compact_finish() then copies what was committed to the old log
- * since the snapshot point to the end of the new file, syncs it, renames it
- * over the old one, syncs the directory and makes it the log; pending
- * records go to the new one at the next commit.  The first snapshot record
- * carries the stream position of the snapshot point (compacted_from), which
- * joblog_follow_read() uses to print nothing twice.  A crash at any moment leaves the old log
- * whole and at most a JOBLOG_COMPACT_FILE that the next compaction
- * truncates.
+ * When the child has ended (joblog_compact_fd() is readable, and
+ * joblog_compact_finish() no longer says -EAGAIN), the finish copies what
+ * was committed to the old log since the snapshot point to the end of the
+ * new file, syncs it, renames it over the old one, syncs the directory and
+ * makes it the log; pending records go to the new one at the next commit.
+ * The first snapshot record carries the stream position of the snapshot
+ * point (compacted_from), which joblog_follow_read() uses to print nothing
+ * twice.  A crash at any moment leaves the old log whole and at most a
+ * JOBLOG_COMPACT_FILE that the next compaction truncates.
  */
 /* 1 when the child runs (watch joblog_compact_fd()), 0 when it was done in
  * place (an empty table has nothing to write), -EBUSY when records are
  * pending or syncing, or a compaction already runs. */
 int joblog_compact_begin(struct joblog *l, const struct job_table *t);
-/* Readable (end of file) when the child has ended; -1 when none runs. */
+/* Readable when the child has written its report, and again (end of file)
+ * when it has ended; -1 when none runs. */
 int joblog_compact_fd(const struct joblog *l);
 bool joblog_compacting(const struct joblog *l);
-/* 0 when the new log took over; -EAGAIN while the child writes; -EBUSY
+/* 0 when the new log took over; -EAGAIN until the child has ended; -EBUSY
  * while a sync is in flight (call again when it has ended); another error
  * when the compaction failed (the old log stays in use, the new file is
  * removed, and a later joblog_compact_begin() may try again). */
@@ -178,13 +179,13 @@ int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, s
 struct joblog_follow {
 	int fd;
 	uint64_t dev, ino, off;
-	bool reopened;      /* the log was replaced since the first read */
-	bool leading;       /* still among the log's first records (its snapshots) */
-	bool first_record;  /* no record of this log read yet */
+	bool reopened;       /* the log was replaced since the first read */
+	bool leading;        /* still among the log's first records (its snapshots) */
+	bool first_record;   /* no record of this log read yet */
 	bool show_snapshots; /* hand on this log's snapshots */
-	uint64_t base;      /* the stream position where this log's records start */
-	uint64_t snap_end;  /* the offset of its first record after the snapshots */
-	uint64_t mark;      /* the stream position after the last record handed on */
+	uint64_t base;       /* the stream position where this log's records start */
+	uint64_t snap_end;   /* the offset of its first record after the snapshots */
+	uint64_t mark;       /* the stream position after the last record handed on */
 	joblog_event_cb cb;
 	void *ud;
 	struct joblog_info *info;
