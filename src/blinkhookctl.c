@@ -399,6 +399,10 @@ static int cmd_log(int argc, char **argv)
 		if (info.damaged)
 			fprintf(stderr, "blinkhookctl: warning: skipped %llu damaged line(s)\n",
 				(unsigned long long)info.damaged);
+		if (info.compacted_unread)
+			fprintf(stderr,
+				"blinkhookctl: warning: the log was compacted twice between two reads; what was "
+				"logged in between is shown as the jobs' snapshots\n");
 		if (!follow)
 			return 0;
 		if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -113,10 +113,11 @@ struct job_event {
 	const char *source;
 	unsigned attempts;
 	const char *nonce; /* JOB_EV_QUEUED and JOB_EV_SNAPSHOT; NULL in records from before 0.3.0 */
-	/* The first snapshot of a compacted log: the size of the previous log
-	 * that the snapshots restate (the records after them in the new log
-	 * are that log's from there on, then new ones), so that a follower
-	 * prints nothing twice.  Readers from before 0.3.0 ignore it. */
+	/* The first snapshot of a compacted log: the stream position (joblog.h)
+	 * up to which the snapshots restate the records (the records after them
+	 * in the new log are the previous log's from there on, then new ones),
+	 * so that a follower prints nothing twice.  Readers from before 0.3.0
+	 * ignore it. */
 	bool compact_mark;
 	uint64_t compacted_from;
 };
