@@ -157,7 +157,7 @@ check: deps
 	B=$(B) tests/run-tests.sh
 
 # ---- static analysis: cppcheck, clang-tidy and clang-format, clean or the check fails ----
-# The chosen checks and why some are off: README.md, "Static analysis".
+# The chosen checks and why some are off: docs/testing.md, "Static analysis".
 
 CHECK_FUZZ_SECONDS ?= 15
 LINT_C := $(wildcard src/*.c) $(wildcard tests/fuzz/*.c) tests/bench/baseline.c
@@ -232,6 +232,10 @@ install: all
 		sed -i -e 's|/etc/blinkhook/|$(SYSCONFDIR)/blinkhook/|g' $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf; }
 	install -m 0644 conf/blinkhookd.conf conf/nginx-upstream.conf conf/nginx-location.conf conf/nginx-site.conf conf/Caddyfile \
 		conf/haproxy.cfg conf/apache-blinkhook.conf README.md LICENSE $(DESTDIR)$(DOCDIR)/
+	@# The README's links stay good in the installed copy: docs/ and the changelog beside it.
+	install -d $(DESTDIR)$(DOCDIR)/docs
+	install -m 0644 CHANGELOG.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/blinkhookd $(DESTDIR)$(BINDIR)/blinkhookctl \

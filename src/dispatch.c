@@ -450,7 +450,7 @@ static bool item_matches(const struct job *j, const struct meraki_item *it)
 	return it->mac && mac_normalize(it->mac, mac) == 0 && strcmp(mac, j->mac) == 0;
 }
 
-/* The job's device among the answer's (resolution rules in the README), or
+/* The job's device among the answer's (resolution rules in docs/meraki-api.md), or
  * the job fails saying why not. */
 static void resolve_from(struct daemon *d, struct jobctl *c, const struct meraki_result *res)
 {

@@ -12,9 +12,17 @@ for f in usr/sbin/blinkhookd usr/bin/blinkhookctl usr/lib/systemd/system/blinkho
 	usr/lib/sysusers.d/blinkhook.conf usr/lib/tmpfiles.d/blinkhook.conf etc/blinkhook/blinkhookd.conf \
 	usr/share/doc/blinkhook/README.md usr/share/doc/blinkhook/blinkhookd.conf \
 	usr/share/doc/blinkhook/nginx-upstream.conf usr/share/doc/blinkhook/nginx-location.conf usr/share/doc/blinkhook/nginx-site.conf usr/share/doc/blinkhook/Caddyfile \
-	usr/share/doc/blinkhook/haproxy.cfg usr/share/doc/blinkhook/apache-blinkhook.conf; do
+	usr/share/doc/blinkhook/haproxy.cfg usr/share/doc/blinkhook/apache-blinkhook.conf \
+	usr/share/doc/blinkhook/CHANGELOG.md usr/share/doc/blinkhook/LICENSE; do
 	check "installed $f" test -e "$ROOT/$f"
 done
+# The README's relative links (docs/, the changelog, the licence) resolve in
+# the installed copy as in the tree.
+readme_links=$(grep -o '](\([^):#]*\)' "$TOP/README.md" | sed 's/^](//' | sort -u)
+missing=
+for l in $readme_links; do [ -e "$ROOT/usr/share/doc/blinkhook/$l" ] || missing="$missing $l"; done
+check "every file the README links is installed beside it ($(echo $readme_links | wc -w) files;${missing:- none} missing)" \
+	test -n "$readme_links" -a -z "$missing"
 check "the unit runs the installed path" grep -q '^ExecStart=/usr/sbin/blinkhookd ' "$ROOT/usr/lib/systemd/system/blinkhookd.service"
 check "the installed example config passes --check-config" \
 	env MERAKI_DASHBOARD_API_KEY=$API_KEY "$ROOT/usr/sbin/blinkhookd" -c "$ROOT/etc/blinkhook/blinkhookd.conf" --check-config

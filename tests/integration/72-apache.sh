@@ -73,7 +73,7 @@ check "the test's copy of conf/apache-blinkhook.conf has its certificate, port a
 	grep -q '^<VirtualHost 127.0.0.1:$A_PORT>\$' '$AD/site.conf' &&
 	grep -q 'ProxyPass \"http://127.0.0.1:$D_PORT/callbacks/\"' '$AD/site.conf' &&
 	grep -q 'SSLCertificateKeyFile $T/server.key\$' '$AD/site.conf' && ! grep -q 8787 '$AD/site.conf'"
-# The main file: the modules the README names, one worker process (so that
+# The main file: the modules docs/reverse-proxies.md names, one worker process (so that
 # its pool of connections to the daemon is the only one), everything in $AD.
 cat >"$AD/apache2.conf" <<EOF
 # written by the test
