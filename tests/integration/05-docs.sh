@@ -13,8 +13,17 @@ n=$(wc -l <README.md)
 check "README.md is an entry point of at most 300 lines ($n)" test "$n" -le 300
 check "README.md has the command CI runs (make check)" grep -q '^make check ' README.md
 check "CI runs exactly make check" test "$(grep -v "^#" .ci/run | grep "^make ")" = "make check"
-check "CHANGELOG.md starts with the unreleased version" \
-	test "$(grep -m1 '^## ' CHANGELOG.md)" = "## 0.3.0 (unreleased)"
+# The top of the changelog is this version, or an unreleased one after it.
+version=$(sed -n 's/^#define BLINKHOOK_VERSION "\(.*\)"$/\1/p' include/blinkhook/version.h)
+top=$(grep -m1 '^## ' CHANGELOG.md)
+top_is_current() {
+	local next=${top#\#\# }
+	next=${next% (unreleased)}
+	[ "$top" = "## $version" ] && return 0
+	[ "$top" = "## $next (unreleased)" ] && [ "$next" != "$version" ] &&
+		[ "$(printf '%s\n' "$version" "$next" | sort -V | tail -n1)" = "$next" ]
+}
+check "CHANGELOG.md starts with blinkhook $version or an unreleased version after it ($top)" top_is_current
 
 # links FILE...: prints "FILE: TARGET: why" for each relative link that does
 # not resolve; nothing when all do.
