@@ -234,6 +234,10 @@ install: all
 	install -m 0644 docs/man/blinkhookctl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/man/blinkhook-spool.5 docs/man/blinkhookd.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 docs/man/blinkhookd.8 $(DESTDIR)$(MANDIR)/man8/
+	@# The man pages name the config's directory of this build, as the units do.
+	sed -i -e 's|/etc/blinkhook|$(SYSCONFDIR)/blinkhook|g' $(DESTDIR)$(MANDIR)/man1/blinkhookctl.1 \
+		$(DESTDIR)$(MANDIR)/man5/blinkhook-spool.5 $(DESTDIR)$(MANDIR)/man5/blinkhookd.conf.5 \
+		$(DESTDIR)$(MANDIR)/man8/blinkhookd.8
 	install -m 0644 systemd/blinkhookd.service systemd/blinkhookd.socket systemd/blinkhookd@.service \
 		$(DESTDIR)$(UNITDIR)/
 	install -m 0644 systemd/blinkhook.sysusers $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf
