@@ -3,7 +3,9 @@
  * blinkhookctl: enqueues requests into the spool and reads the job log.  It
  * never talks to the daemon, so it works whether or not the daemon runs.
  *
- * Exit codes: 0 done, 1 failure (I/O, unknown job), 2 bad usage or input.
+ * Exit codes: 0 done, 1 failure (I/O, unknown job, output that cannot be
+ * written), 2 bad usage or input; waiting, 3 a job failed or expired, 4 the
+ * wait timed out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +14,10 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "blinkhook/config.h"
 #include "blinkhook/credentials.h"
@@ -37,8 +42,13 @@ static void help(void)
 	printf("Usage: blinkhookctl [-c FILE] COMMAND ...\n"
 	       "\n"
 	       "Commands:\n"
-	       "  blink SERIAL [--duration SECONDS] [--id ID]\n"
-	       "                        queue a blink (1-3600 s, default 20); prints the job id\n"
+	       "  blink SERIAL... [--name NAME]... [--mac MAC]... [--duration SECONDS] [--id ID]\n"
+	       "        [--wait[=SPAN]] [--json]\n"
+	       "                        queue a blink of each device (1-3600 s, default 20), named by\n"
+	       "                        serial, Dashboard name or MAC; prints the job ids, one a line;\n"
+	       "                        --wait: until they are final (default: [callback] expire)\n"
+	       "  wait JOB_ID... [--timeout SPAN] [--json]\n"
+	       "                        wait until the jobs are final (default: [callback] expire)\n"
 	       "  status JOB_ID [--json]\n"
 	       "                        show one job\n"
 	       "  jobs [--state STATE] [--serial SERIAL] [--limit N] [--json]\n"
@@ -47,6 +57,9 @@ static void help(void)
 	       "                        the job log's events, oldest first\n"
 	       "  cancel JOB_ID         fail a job that is still queued, with error \"canceled\"\n"
 	       "  selftest              check that public_url reaches this daemon (proxy, DNS, TLS)\n"
+	       "\n"
+	       "Exit codes: 0 done; 1 failure (I/O, unknown job); 2 bad usage or input;\n"
+	       "waiting: 3 a job failed or expired, 4 the wait timed out (the jobs go on).\n"
 	       "\n"
 	       "Options:\n"
 	       "  -c, --config FILE     the config file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -168,9 +181,9 @@ static void print_job_human(const struct job *j)
 	       "Error:          %s\n"
 	       "Created:        %s\n"
 	       "Updated:        %s\n",
-	       ESC(j->id), ESC(j->serial), j->duration, job_state_to_string(j->state), ESC(or_dash(j->leds_blink_id)),
-	       ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)), j->attempts, ESC(or_dash(j->error)),
-	       created, updated);
+	       ESC(j->id), ESC(job_device_label(j)), j->duration, job_state_to_string(j->state),
+	       ESC(or_dash(j->leds_blink_id)), ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)),
+	       j->attempts, ESC(or_dash(j->error)), created, updated);
 }
 
 static void print_json(struct strbuf *sb)
@@ -179,8 +192,10 @@ static void print_json(struct strbuf *sb)
 	putchar('\n');
 }
 
-/* A job still in the spool, not yet taken by the daemon. */
-static int spool_job(const char *id, struct job *ret)
+/* A job still in the spool, not yet taken by the daemon.  A name it asks
+ * for goes into name_buf (JOB_NAME_MAX + 1 bytes), to which ret->name
+ * points. */
+static int spool_job(const char *id, struct job *ret, char *name_buf)
 {
 	_cleanup_free_ char *path = NULL, *buf = NULL;
 	struct queue_request req;
@@ -202,6 +217,11 @@ static int spool_job(const char *id, struct job *ret)
 	ret->state = JOB_QUEUED;
 	ret->created_at = ret->updated_at =
 		(uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
+	snprintf(ret->mac, sizeof(ret->mac), "%s", req.mac);
+	if (req.name[0]) {
+		snprintf(name_buf, JOB_NAME_MAX + 1, "%s", req.name);
+		ret->name = name_buf;
+	}
 	return 0;
 }
 
@@ -210,6 +230,7 @@ static int cmd_status(int argc, char **argv)
 	static const struct option options[] = {{"json", no_argument, NULL, 'j'}, {}};
 	struct job_table t;
 	struct job spooled, *j;
+	char spooled_name[JOB_NAME_MAX + 1];
 	bool json = false;
 	int c, r;
 
@@ -225,7 +246,7 @@ static int cmd_status(int argc, char **argv)
 	if (load_jobs(&t) < 0)
 		return 1;
 	j = job_table_find(&t, argv[optind]);
-	if (!j && spool_job(argv[optind], &spooled) >= 0)
+	if (!j && spool_job(argv[optind], &spooled, spooled_name) >= 0)
 		j = &spooled;
 	if (!j) {
 		fprintf(stderr, "blinkhookctl: no job \"%s\"\n", argv[optind]);
@@ -310,8 +331,8 @@ static int cmd_jobs(int argc, char **argv)
 			continue;
 		}
 		format_rfc3339(updated, j->updated_at);
-		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(j->serial), j->duration,
-		       job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
+		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(job_device_label(j)),
+		       j->duration, job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
 		       ESC(or_dash(j->error)));
 	}
 	if (json) {
@@ -350,8 +371,15 @@ static int print_event(const struct job_event *ev, void *ud)
 	printf("%s  %-24s  %-9s", ts, ESC(ev->id), job_event_name(ev));
 	if (ev->kind == JOB_EV_SNAPSHOT)
 		printf("  state=%s", job_state_to_string(ev->state));
+	if (ev->name)
+		printf("  name=\"%s\"", ESC(ev->name));
+	if (ev->mac)
+		printf("  mac=%s", ESC(ev->mac));
 	if (ev->serial)
-		printf("  serial=%s duration=%us", ESC(ev->serial), ev->duration);
+		printf("  serial=%s", ESC(ev->serial));
+	/* A resolution names the device found, nothing about the blink. */
+	if (ev->kind == JOB_EV_QUEUED || ev->kind == JOB_EV_SNAPSHOT)
+		printf("  duration=%us", ev->duration);
 	if (ev->leds_blink_id)
 		printf("  ledsBlinkId=%s", ESC(ev->leds_blink_id));
 	if (ev->meraki_status)
@@ -406,11 +434,424 @@ static int cmd_log(int argc, char **argv)
 		if (info.damaged)
 			fprintf(stderr, "blinkhookctl: warning: skipped %llu damaged line(s)\n",
 				(unsigned long long)info.damaged);
+		if (info.compacted_unread)
+			fprintf(stderr,
+				"blinkhookctl: warning: the log was compacted twice between two reads; what was "
+				"logged in between is shown as the jobs' snapshots\n");
 		if (!follow)
 			return 0;
-		fflush(stdout);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "blinkhookctl: cannot write to standard output: %m\n");
+			joblog_follow_release(&f);
+			return 1;
+		}
 		(void)poll(NULL, 0, 250);
 	}
+}
+
+/* ---- waiting until jobs are final (blink --wait, wait) ---- */
+
+#define EXIT_JOB_FAILED 3
+#define EXIT_TIMED_OUT 4
+/* The fallback tick: the live display's elapsed times, and a look at the
+ * spool for a request the daemon rejected (which writes nothing to the
+ * log).  inotify wakes the wait for everything else. */
+#define WAIT_TICK_MSEC 1000
+
+struct wait_item {
+	char id[JOB_ID_MAX + 1];
+	/* The job as last found outside the table (in the spool, rejected, or
+	 * as the blink queued it), and whether it holds one. */
+	struct job local;
+	bool have_local;
+	char reason[256];            /* a rejected request's reason: local.error */
+	char name[JOB_NAME_MAX + 1]; /* local.name's */
+	const struct job *cur;
+	/* What the plain display last printed of it. */
+	bool printed;
+	enum job_state shown_state;
+	char shown_meraki[32];
+};
+
+struct waiter {
+	struct job_table t;
+	struct joblog_follow f;
+	struct wait_item *items;
+	size_t n;
+	bool live;            /* redrawn in place on a terminal */
+	size_t drawn;         /* lines of the live display on the screen */
+	unsigned cols;        /* the terminal's width */
+	struct strbuf screen; /* what was drawn last */
+	bool warned;
+};
+
+/* A request the daemon moved to rejected/: it never becomes a job. */
+static int rejected_job(const char *id, struct wait_item *it)
+{
+	_cleanup_free_ char *path = NULL, *buf = NULL;
+	size_t len;
+
+	if (asprintf(&path, "%s/rejected/%s.json.reason", cfg.queue_dir, id) < 0) {
+		path = NULL;
+		return -ENOMEM;
+	}
+	if (read_file_capped(AT_FDCWD, path, QUEUE_FILE_MAX, &buf, &len) < 0)
+		return -ENOENT;
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	snprintf(it->reason, sizeof(it->reason), "rejected by the daemon: %.*s", (int)len, buf);
+	if (!it->have_local) {
+		memset(&it->local, 0, sizeof(it->local));
+		snprintf(it->local.id, sizeof(it->local.id), "%s", id);
+		it->local.created_at = now_realtime_usec();
+	}
+	it->local.state = JOB_FAILED;
+	it->local.error = it->reason;
+	it->local.updated_at = now_realtime_usec();
+	it->have_local = true;
+	return 0;
+}
+
+/* Finds each job where it is now: the log, else the spool, else rejected/,
+ * else where it was last seen (a request the daemon took between the read
+ * of the log and the look into the spool: the next read finds it). */
+static void wait_resolve(struct waiter *w)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		struct wait_item *it = &w->items[i];
+		struct job spooled;
+
+		it->cur = job_table_find(&w->t, it->id);
+		if (it->cur)
+			continue;
+		if (spool_job(it->id, &spooled, it->name) >= 0) {
+			it->local = spooled;
+			it->have_local = true;
+		} else if (rejected_job(it->id, it) < 0 && !it->have_local)
+			continue;
+		it->cur = &it->local;
+	}
+}
+
+/* Reads what the log gained since the last call. */
+static int wait_refresh(struct waiter *w)
+{
+	struct joblog_info info;
+	int r;
+
+	r = joblog_follow_read(&w->f, cfg.state_dir, apply_cb, &w->t, &info);
+	if (r < 0 && r != -ENOENT) {
+		errno = -r;
+		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
+		return r;
+	}
+	if (info.damaged && !w->warned) {
+		fprintf(stderr, "blinkhookctl: warning: %s/%s: skipped %llu damaged line(s)\n", cfg.state_dir,
+			JOBLOG_FILE, (unsigned long long)info.damaged);
+		w->warned = true;
+	}
+	wait_resolve(w);
+	return 0;
+}
+
+static void format_elapsed(char *buf, size_t size, uint64_t usec)
+{
+	unsigned long long s = usec / USEC_PER_SEC;
+
+	if (s < 60)
+		snprintf(buf, size, "%llus", s);
+	else if (s < 3600)
+		snprintf(buf, size, "%llum%02llus", s / 60, s % 60);
+	else
+		snprintf(buf, size, "%lluh%02llum", s / 3600, s / 60 % 60);
+}
+
+/* One line of the display: id, target, state, Meraki's status, the time
+ * since the job was queued (until it became final), and its error. */
+static void wait_line(const struct wait_item *it, char *buf, size_t size)
+{
+	const struct job *j = it->cur;
+	char elapsed[32];
+	uint64_t end;
+
+	if (!j) {
+		snprintf(buf, size, "%-24s  (not found yet)", ESC(it->id));
+		return;
+	}
+	end = job_state_is_final(j->state) ? j->updated_at : now_realtime_usec();
+	format_elapsed(elapsed, sizeof(elapsed), end > j->created_at ? end - j->created_at : 0);
+	snprintf(buf, size, "%-24s  %-14s  %-9s  %-9s  %6s%s%s", ESC(j->id), ESC(job_device_label(j)),
+		 job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), elapsed, j->error ? "  " : "",
+		 j->error ? ESC(j->error) : "");
+}
+
+static void wait_show(struct waiter *w)
+{
+	char line[TEXT_ESCAPED_SIZE(JOB_TEXT_MAX) + 256];
+
+	if (w->live) {
+		/* Up to the display's first line, then each line anew, cut to
+		 * the terminal's width so that none wraps (which would break
+		 * the count of lines to go back up).  A screen that would look
+		 * the same is left alone. */
+		struct strbuf sb = STRBUF_INIT;
+
+		if (w->drawn)
+			(void)strbuf_addf(&sb, "\033[%zuA", w->drawn);
+		for (size_t i = 0; i < w->n; i++) {
+			wait_line(&w->items[i], line, sizeof(line));
+			(void)strbuf_addf(&sb, "\r\033[2K%.*s\n", (int)(w->cols - 1), line);
+		}
+		if (sb.buf && (sb.len != w->screen.len || memcmp(sb.buf, w->screen.buf, sb.len) != 0)) {
+			fwrite(sb.buf, 1, sb.len, stderr);
+			fflush(stderr);
+			strbuf_release(&w->screen);
+			w->screen = sb;
+			w->drawn = w->n;
+		} else
+			strbuf_release(&sb);
+		return;
+	}
+	for (size_t i = 0; i < w->n; i++) {
+		struct wait_item *it = &w->items[i];
+		const char *meraki = it->cur ? or_dash(it->cur->meraki_status) : "";
+
+		if (!it->cur ||
+		    (it->printed && it->shown_state == it->cur->state && strcmp(it->shown_meraki, meraki) == 0))
+			continue;
+		wait_line(it, line, sizeof(line));
+		fprintf(stderr, "%s\n", line);
+		it->printed = true;
+		it->shown_state = it->cur->state;
+		snprintf(it->shown_meraki, sizeof(it->shown_meraki), "%s", meraki);
+	}
+	fflush(stderr);
+}
+
+static bool wait_all_final(const struct waiter *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (!w->items[i].cur || !job_state_is_final(w->items[i].cur->state))
+			return false;
+	return true;
+}
+
+/* Empties the inotify queue: what changed is read from the log itself. */
+static void wait_drain(int fd)
+{
+	_Alignas(struct inotify_event) char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+static void wait_free(struct waiter *w)
+{
+	job_table_release(&w->t);
+	joblog_follow_release(&w->f);
+	strbuf_release(&w->screen);
+	free(w->items);
+}
+
+/*
+ * Waits until every job in ids[] is final or timeout passes, showing
+ * progress on stderr; with json, prints the jobs as an array on stdout at
+ * the end, else (for wait) the ids.  blink passes the jobs it queued
+ * (queued[], never "not found"); wait passes ids that must exist.  Returns
+ * the exit code.
+ *
+ * The log is watched with inotify on the state directory, not on the file:
+ * compaction replaces jobs.log by a rename, which joblog_follow_read() reads
+ * across when it sees the new file.
+ */
+static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t timeout, bool json)
+{
+	_cleanup_close_ int ifd = -1;
+	_cleanup_free_ char *new_dir = NULL;
+	struct waiter w = {.f = JOBLOG_FOLLOW_INIT, .screen = STRBUF_INIT};
+	uint64_t deadline;
+	int log_wd = -1, spool_wd = -1, r, rc;
+
+	if (job_table_init(&w.t) < 0 || !(w.items = calloc(n, sizeof(*w.items)))) {
+		job_table_release(&w.t);
+		fprintf(stderr, "blinkhookctl: out of memory\n");
+		return 1;
+	}
+	w.n = n;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(w.items[i].id, sizeof(w.items[i].id), "%s", ids[i]);
+		if (queued) {
+			w.items[i].local = queued[i];
+			w.items[i].have_local = true;
+		}
+	}
+	if (isatty(STDERR_FILENO)) {
+		struct winsize ws = {0};
+		const char *term = getenv("TERM");
+
+		if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col < 20 || ws.ws_row < 2)
+			ws = (struct winsize){.ws_row = 24, .ws_col = 80};
+		w.cols = ws.ws_col;
+		/* More lines than the screen holds cannot be gone back up to. */
+		w.live = !(term && strcmp(term, "dumb") == 0) && n < ws.ws_row;
+	}
+
+	/* Watched before the first read, so that nothing written between the
+	 * two goes unnoticed. */
+	ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (ifd < 0) {
+		fprintf(stderr, "blinkhookctl: inotify: %m\n");
+		wait_free(&w);
+		return 1;
+	}
+	if (asprintf(&new_dir, "%s/new", cfg.queue_dir) < 0)
+		new_dir = NULL;
+	deadline = now_monotonic_usec();
+	deadline = timeout < UINT64_MAX - deadline ? deadline + timeout : UINT64_MAX;
+	for (bool first = true;; first = false) {
+		/* The state directory may not exist before the daemon's first
+		 * start: the tick tries again. */
+		if (log_wd < 0)
+			log_wd = inotify_add_watch(ifd, cfg.state_dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO);
+		if (spool_wd < 0 && new_dir)
+			spool_wd = inotify_add_watch(ifd, new_dir, IN_DELETE | IN_MOVED_FROM);
+		if (wait_refresh(&w) < 0) {
+			wait_free(&w);
+			return 1;
+		}
+		if (first) {
+			for (size_t i = 0; i < n; i++) {
+				if (w.items[i].cur)
+					continue;
+				/* Taken by the daemon between the two looks? */
+				if (wait_refresh(&w) < 0) {
+					wait_free(&w);
+					return 1;
+				}
+				if (w.items[i].cur)
+					continue;
+				fprintf(stderr, "blinkhookctl: no job \"%s\"\n", ESC(w.items[i].id));
+				wait_free(&w);
+				return 1;
+			}
+		}
+		wait_show(&w);
+		if (wait_all_final(&w)) {
+			rc = 0;
+			for (size_t i = 0; i < n; i++)
+				if (w.items[i].cur->state != JOB_COMPLETE)
+					rc = EXIT_JOB_FAILED;
+			break;
+		}
+		uint64_t now = now_monotonic_usec();
+		if (now >= deadline) {
+			char span[64];
+			size_t left = 0;
+
+			for (size_t i = 0; i < n; i++)
+				left += !job_state_is_final(w.items[i].cur->state);
+			format_timespan(span, sizeof(span), timeout);
+			fprintf(stderr, "blinkhookctl: timed out after %s: %zu job(s) not final yet (they go on)\n",
+				span, left);
+			rc = EXIT_TIMED_OUT;
+			break;
+		}
+		uint64_t msec = (deadline - now + 999) / 1000;
+		struct pollfd p = {.fd = ifd, .events = POLLIN};
+		r = poll(&p, 1, (int)(msec < WAIT_TICK_MSEC ? msec : WAIT_TICK_MSEC));
+		if (r < 0 && errno != EINTR) {
+			fprintf(stderr, "blinkhookctl: poll: %m\n");
+			wait_free(&w);
+			return 1;
+		}
+		if (r > 0)
+			wait_drain(ifd);
+	}
+	if (!json && !queued) /* blink printed them already */
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n", w.items[i].id);
+	if (json) {
+		struct strbuf sb = STRBUF_INIT;
+		struct json_writer jw;
+
+		json_writer_init(&jw, &sb);
+		json_w_array_begin(&jw);
+		for (size_t i = 0; i < n; i++)
+			job_format_json(w.items[i].cur, &jw);
+		json_w_array_end(&jw);
+		if (json_writer_finish(&jw) >= 0)
+			print_json(&sb);
+		else
+			rc = 1;
+		strbuf_release(&sb);
+	}
+	wait_free(&w);
+	return rc;
+}
+
+static int parse_wait_span(const char *opt, const char *s, uint64_t *ret)
+{
+	if (parse_timespan(s, ret) < 0)
+		return usage_error("%s takes a time span (\"30s\", \"5min\"), not \"%s\"", opt, s);
+	return 0;
+}
+
+static int cmd_wait(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"timeout", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, 'j'},
+		{},
+	};
+	uint64_t timeout = cfg.expire_usec;
+	bool json = false;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
+		switch (c) {
+		case 't':
+			if ((r = parse_wait_span("--timeout", optarg, &timeout)) != 0)
+				return r;
+			break;
+		case 'j':
+			json = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc)
+		return usage_error("%s", "wait takes one or more JOB_IDs");
+	for (int i = optind; i < argc; i++)
+		if (!job_id_is_valid(argv[i]))
+			return usage_error("\"%s\" is not a job id", argv[i]);
+	return wait_jobs(argv + optind, NULL, (size_t)(argc - optind), timeout, json);
+}
+
+/* The job a request becomes, as the daemon will record it: what blink
+ * --json prints, and what a wait shows until the daemon takes it.  It
+ * borrows req's name. */
+static void job_from_request(struct queue_request *req, uint64_t now, struct job *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->id, sizeof(ret->id), "%s", req->id);
+	snprintf(ret->serial, sizeof(ret->serial), "%s", req->serial);
+	snprintf(ret->mac, sizeof(ret->mac), "%s", req->mac);
+	ret->name = req->name[0] ? req->name : NULL;
+	ret->duration = req->duration;
+	ret->state = JOB_QUEUED;
+	ret->created_at = ret->updated_at = now;
+}
+
+/* Output that could not be written after jobs were queued: the jobs are
+ * there and will blink, so their ids go to stderr instead. */
+static int ids_lost(char **ids, size_t n)
+{
+	fprintf(stderr, "blinkhookctl: cannot write to standard output: %m; queued nonetheless:");
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, " %s", ids[i]);
+	fputc('\n', stderr);
+	return 1;
 }
 
 static int cmd_blink(int argc, char **argv)
@@ -418,65 +859,164 @@ static int cmd_blink(int argc, char **argv)
 	static const struct option options[] = {
 		{"duration", required_argument, NULL, 'd'},
 		{"id", required_argument, NULL, 'i'},
+		{"name", required_argument, NULL, 'n'},
+		{"mac", required_argument, NULL, 'm'},
+		{"wait", optional_argument, NULL, 'w'},
+		{"json", no_argument, NULL, 'j'},
 		{},
 	};
-	struct queue_request req = {.duration = JOB_DURATION_DEFAULT};
-	uint64_t dur;
+	_cleanup_free_ struct queue_request *reqs = NULL;
+	_cleanup_free_ struct job *queued = NULL;
+	_cleanup_free_ char **ids = NULL;
+	unsigned duration = JOB_DURATION_DEFAULT;
+	uint64_t dur, timeout = cfg.expire_usec, now;
+	bool wait = false, json = false;
+	char id[JOB_ID_MAX + 1] = "";
+	size_t n = 0, done = 0;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "d:", options, NULL)) >= 0) {
+	reqs = calloc((size_t)argc, sizeof(*reqs));
+	if (!reqs) {
+		fprintf(stderr, "blinkhookctl: out of memory\n");
+		return 1;
+	}
+	/* "-": devices come back in the order given, mixed with options. */
+	while ((c = getopt_long(argc, argv, "-d:", options, NULL)) >= 0) {
 		switch (c) {
+		case 1:
+			if (!serial_is_valid(optarg))
+				return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or "
+						   "digits, like Q2XX-XXXX-XXXX)",
+						   optarg);
+			snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", optarg);
+			break;
+		case 'n':
+			if (!job_name_valid(optarg))
+				return usage_error("--name takes a device's name as Dashboard has it (1-%d bytes of "
+						   "UTF-8, no control characters), not \"%s\"",
+						   JOB_NAME_MAX, optarg);
+			snprintf(reqs[n++].name, sizeof(reqs->name), "%s", optarg);
+			break;
+		case 'm':
+			/* The daemon matches the colon form; any usual spelling is taken. */
+			if (mac_normalize(optarg, reqs[n].mac) < 0)
+				return usage_error("--mac takes a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, "
+						   "aabb.ccdd.eeff), not \"%s\"",
+						   optarg);
+			n++;
+			break;
 		case 'd':
 			if (parse_uint64(optarg, &dur) < 0 || dur < JOB_DURATION_MIN || dur > JOB_DURATION_MAX)
 				return usage_error("--duration takes whole seconds from 1 to 3600, not \"%s\"", optarg);
-			req.duration = (unsigned)dur;
+			duration = (unsigned)dur;
 			break;
 		case 'i':
 			if (!job_id_is_valid(optarg))
 				return usage_error("\"%s\" is not a job id (1-64 of A-Z a-z 0-9 _ -)", optarg);
-			snprintf(req.id, sizeof(req.id), "%s", optarg);
+			snprintf(id, sizeof(id), "%s", optarg);
+			break;
+		case 'w':
+			wait = true;
+			if (optarg && (r = parse_wait_span("--wait", optarg, &timeout)) != 0)
+				return r;
+			break;
+		case 'j':
+			json = true;
 			break;
 		default:
 			return EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc)
-		return usage_error("%s", "blink takes one SERIAL");
-	if (!serial_is_valid(argv[optind]))
-		return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or digits, "
-				   "like Q2XX-XXXX-XXXX)",
-				   argv[optind]);
-	snprintf(req.serial, sizeof(req.serial), "%s", argv[optind]);
-	if (req.id[0]) {
+	/* After "--", serials only. */
+	for (; optind < argc; optind++) {
+		if (!serial_is_valid(argv[optind]))
+			return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or digits, "
+					   "like Q2XX-XXXX-XXXX)",
+					   argv[optind]);
+		snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", argv[optind]);
+	}
+	if (n == 0)
+		return usage_error("%s", "blink takes at least one SERIAL, --name or --mac");
+	if (id[0] && n > 1)
+		return usage_error("%s", "--id takes one device, not several");
+	if (id[0]) {
 		/* The daemon would reject it: say so now, not in its log. */
 		struct job_table t;
-		char consequence[sizeof(req.id) + 64];
+		char consequence[sizeof(id) + 64];
 		bool used;
 
-		snprintf(consequence, sizeof(consequence), "not checking whether id \"%s\" is already used", req.id);
+		snprintf(consequence, sizeof(consequence), "not checking whether id \"%s\" is already used", id);
 		if (load_jobs_or(&t, consequence) < 0) {
 			used = false;
 		} else {
-			used = job_table_find(&t, req.id) != NULL;
+			used = job_table_find(&t, id) != NULL;
 			job_table_release(&t);
 		}
 		if (used) {
 			fprintf(stderr, "blinkhookctl: id \"%s\" is already used by a job in the log; choose another\n",
-				req.id);
+				id);
 			return 1;
 		}
+		snprintf(reqs[0].id, sizeof(reqs[0].id), "%s", id);
 	}
-	r = queue_enqueue(cfg.queue_dir, &req);
-	if (r == -EEXIST) {
-		fprintf(stderr, "blinkhookctl: a request with id \"%s\" is already waiting\n", req.id);
+
+	queued = calloc(n, sizeof(*queued));
+	ids = calloc(n, sizeof(*ids));
+	if (!queued || !ids) {
+		fprintf(stderr, "blinkhookctl: out of memory\n");
 		return 1;
 	}
-	if (r < 0) {
-		errno = -r;
-		fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %m\n", cfg.queue_dir);
+	for (; done < n; done++) {
+		reqs[done].duration = duration;
+		r = queue_enqueue(cfg.queue_dir, &reqs[done]);
+		if (r < 0)
+			break;
+		now = now_realtime_usec();
+		job_from_request(&reqs[done], now, &queued[done]);
+		ids[done] = reqs[done].id;
+	}
+	if (done < n) {
+		/* The ones queued before stay queued: say which. */
+		if (r == -EEXIST)
+			fprintf(stderr, "blinkhookctl: a request with id \"%s\" is already waiting\n", reqs[done].id);
+		else {
+			errno = -r;
+			fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %m\n", cfg.queue_dir);
+		}
+		for (size_t i = 0; i < done; i++)
+			printf("%s\n", ids[i]);
+		if (done)
+			fprintf(stderr, "blinkhookctl: %zu of %zu job(s) queued before that (their ids on stdout)\n",
+				done, n);
 		return 1;
 	}
-	printf("%s\n", req.id);
+	if (!json || wait) {
+		if (!json)
+			for (size_t i = 0; i < n; i++)
+				printf("%s\n", ids[i]);
+		/* A script reads the ids while the wait goes on. */
+		if (fflush(stdout) != 0 || ferror(stdout))
+			return ids_lost(ids, n);
+		if (wait)
+			return wait_jobs(ids, queued, n, timeout, json);
+		return 0;
+	}
+	struct strbuf sb = STRBUF_INIT;
+	struct json_writer w;
+
+	json_writer_init(&w, &sb);
+	json_w_array_begin(&w);
+	for (size_t i = 0; i < n; i++)
+		job_format_json(&queued[i], &w);
+	json_w_array_end(&w);
+	r = json_writer_finish(&w);
+	if (r >= 0)
+		print_json(&sb);
+	strbuf_release(&sb);
+	if (r < 0)
+		return 1;
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return ids_lost(ids, n);
 	return 0;
 }
 
@@ -503,7 +1043,9 @@ static int cmd_cancel(int argc, char **argv)
 	job_table_release(&t);
 	if (!j) {
 		struct job spooled;
-		if (spool_job(argv[1], &spooled) < 0) {
+		char spooled_name[JOB_NAME_MAX + 1];
+
+		if (spool_job(argv[1], &spooled, spooled_name) < 0) {
 			fprintf(stderr, "blinkhookctl: no job \"%s\"\n", argv[1]);
 			return 1;
 		}
@@ -604,6 +1146,26 @@ static int cmd_selftest(int argc, char **argv)
 	return 0;
 }
 
+/* Whether what was printed reached stdout: a full disk or a closed pipe
+ * shows only when the buffer is flushed, and output that is lost is a
+ * failure (exit 1).  A command that failed already said why. */
+static int close_stdout(int r)
+{
+	int e = 0;
+
+	if (fflush(stdout) != 0)
+		e = errno ? errno : EIO;
+	else if (ferror(stdout))
+		e = EIO;
+	/* EBADF: stdout was closed, and nothing was written to it. */
+	if (fclose(stdout) != 0 && !e && errno != EBADF)
+		e = errno;
+	if (!e || r == 1 || r == EXIT_USAGE)
+		return r;
+	fprintf(stderr, "blinkhookctl: cannot write to standard output: %s\n", strerror(e));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -616,7 +1178,7 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} commands[] = {
-		{"blink", cmd_blink}, {"status", cmd_status}, {"jobs", cmd_jobs},
+		{"blink", cmd_blink}, {"wait", cmd_wait},     {"status", cmd_status},     {"jobs", cmd_jobs},
 		{"log", cmd_log},     {"cancel", cmd_cancel}, {"selftest", cmd_selftest},
 	};
 	char err[CONFIG_ERROR_MAX];
@@ -630,10 +1192,10 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			help();
-			return 0;
+			return close_stdout(0);
 		case 'V':
 			printf("blinkhookctl %s\n", BLINKHOOK_VERSION);
-			return 0;
+			return close_stdout(0);
 		default:
 			return EXIT_USAGE;
 		}
@@ -657,7 +1219,7 @@ int main(int argc, char **argv)
 		optind = 0; /* 0: glibc starts over, forgetting the "+" mode */
 		r = commands[i].fn(argc, argv);
 		config_release(&cfg);
-		return r;
+		return close_stdout(r);
 	}
 	return usage_error("unknown command \"%s\"", argv[optind]);
 }

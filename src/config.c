@@ -37,6 +37,7 @@
 enum kind {
 	KIND_STRING,     /* any text without control characters */
 	KIND_TOKEN,      /* an HTTP header name */
+	KIND_ID,         /* an API id that goes into URL paths: 1 to 64 of A-Z a-z 0-9 _ - */
 	KIND_URL,        /* absolute http(s) URL, stored without a trailing '/' */
 	KIND_API_URL,    /* the same, https:// unless the host is loopback */
 	KIND_PATH,       /* absolute path */
@@ -82,6 +83,7 @@ static const struct key keys[] = {
 	KEY("meraki", "retry_initial", KIND_TIMESPAN, retry_initial_usec, 10 * USEC_PER_MSEC, USEC_PER_HOUR, false),
 	KEY("meraki", "retry_max", KIND_TIMESPAN, retry_max_usec, 10 * USEC_PER_MSEC, USEC_PER_DAY, false),
 	KEY("meraki", "ca_file", KIND_PATH, ca_file, 0, 0, false),
+	KEY("meraki", "organization_id", KIND_ID, organization_id, 0, 0, false),
 
 	/* public_url is required unless http_server_id is set: checked once
 	 * the whole file is read. */
@@ -221,6 +223,7 @@ void config_release(struct config *c)
 	free(c->base_url);
 	free(c->api_key_file);
 	free(c->ca_file);
+	free(c->organization_id);
 	free(c->public_url);
 	free(c->listen.host);
 	free(c->listen.path);
@@ -565,6 +568,7 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 	switch (k->kind) {
 	case KIND_STRING:
 	case KIND_TOKEN:
+	case KIND_ID:
 	case KIND_URL:
 	case KIND_API_URL:
 	case KIND_PATH:
@@ -588,6 +592,16 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 
 	switch (k->kind) {
 	case KIND_STRING:
+		if (set_copy(field, v) < 0)
+			goto oom;
+		return 0;
+
+	case KIND_ID:
+		if (!job_id_is_valid(v)) {
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not an id (1 to 64 letters, digits, _ or -)",
+			     k->name, v);
+			return -EINVAL;
+		}
 		if (set_copy(field, v) < 0)
 			goto oom;
 		return 0;

@@ -129,6 +129,9 @@ struct meraki_ops {
 	int (*blink)(struct meraki_client *c, const struct meraki_blink_request *req, meraki_done_fn done, void *ud);
 	int (*get_blink)(struct meraki_client *c, const char *serial, const char *leds_blink_id, meraki_done_fn done,
 			 void *ud);
+	int (*list_organizations)(struct meraki_client *c, meraki_done_fn done, void *ud);
+	int (*find_devices)(struct meraki_client *c, const char *org_id, const char *name, const char *mac,
+			    meraki_done_fn done, void *ud);
 	void (*on_fd)(struct meraki_client *c, int fd, uint32_t revents);
 	void (*on_timer)(struct meraki_client *c);
 };
@@ -153,6 +156,15 @@ struct dispatch {
 	uint64_t prompt_times[PROMPT_RATE];
 	unsigned prompt_next;
 	uint64_t submissions[4]; /* by enum meraki_outcome */
+	uint64_t lookups[4];     /* device and organization look-ups, by enum meraki_outcome */
+	/* The organization whose devices resolve names and MACs when the
+	 * config names none: the one the key sees, once asked ("" until
+	 * then), or why there is none to use.  Forgotten at a reload. */
+	char org_id[JOB_ID_MAX + 1];
+	char *org_error;
+	bool orgs_in_flight;     /* one GET /organizations at a time */
+	unsigned org_generation; /* a reload's forgetting makes an answer in flight stale */
+	bool org_error_logged;
 	uint64_t polls;
 	uint64_t prompted_polls;
 	uint64_t prompts_dropped[3]; /* by enum prompt_drop */

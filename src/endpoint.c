@@ -333,6 +333,10 @@ static void on_metrics(void *ud, struct strbuf *sb)
 	metric_head(sb, "blinkhook_submissions_total", "counter", "Blink submissions by outcome.");
 	for (size_t i = 0; i < ELEMENTSOF(outcomes); i++)
 		metric_value(sb, "blinkhook_submissions_total", "outcome", outcomes[i], d->dispatch.submissions[i]);
+	metric_head(sb, "blinkhook_lookups_total", "counter",
+		    "Device and organization look-ups (for jobs that name a device by name or MAC) by outcome.");
+	for (size_t i = 0; i < ELEMENTSOF(outcomes); i++)
+		metric_value(sb, "blinkhook_lookups_total", "outcome", outcomes[i], d->dispatch.lookups[i]);
 	counter(sb, "blinkhook_prompted_polls_total", "Status polls prompted by callbacks that could not be verified.",
 		d->dispatch.prompted_polls);
 	metric_head(sb, "blinkhook_prompted_polls_dropped_total", "counter",

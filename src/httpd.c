@@ -155,10 +155,12 @@ static bool sockaddr_trusted(const struct httpd *h, const struct sockaddr *sa)
 }
 
 /* Appends each X-Forwarded-For line's value, in order, to a list: a proxy
- * may add a line of its own instead of extending the client's. */
+ * may add a line of its own instead of extending the client's.  Forwarded
+ * lines are joined by '\n', so that an open quote in one (the client's) does
+ * not swallow the next (the proxy's). */
 struct xff {
-	struct strbuf sb;
-	bool failed;
+	struct strbuf sb, fwd;
+	bool failed, fwd_seen;
 };
 
 static enum MHD_Result collect_xff(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
@@ -166,27 +168,35 @@ static enum MHD_Result collect_xff(void *cls, enum MHD_ValueKind kind, const cha
 	struct xff *x = cls;
 
 	(void)kind;
-	if (!key || !value || strcasecmp(key, "X-Forwarded-For") != 0)
+	if (!key || !value)
 		return MHD_YES;
-	if ((x->sb.len && strbuf_add(&x->sb, ",", 1) < 0) || strbuf_addstr(&x->sb, value) < 0)
-		x->failed = true;
+	if (strcasecmp(key, "X-Forwarded-For") == 0) {
+		if ((x->sb.len && strbuf_add(&x->sb, ",", 1) < 0) || strbuf_addstr(&x->sb, value) < 0)
+			x->failed = true;
+	} else if (strcasecmp(key, "Forwarded") == 0) {
+		if ((x->fwd_seen && strbuf_add(&x->fwd, "\n", 1) < 0) || strbuf_addstr(&x->fwd, value) < 0)
+			x->failed = true;
+		x->fwd_seen = true;
+	}
 	return MHD_YES;
 }
 
 /* The client: the peer, or, when the peer is a trusted proxy, what
- * xff_client() finds in its X-Forwarded-For lines. */
+ * proxied_client() finds in its X-Forwarded-For and Forwarded lines. */
 static void find_client(struct httpd_request *r)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *peer = ci ? ci->client_addr : NULL;
-	struct xff x = {STRBUF_INIT, false};
+	struct xff x = {STRBUF_INIT, STRBUF_INIT, false, false};
 
-	/* The header is only read from a peer that may write it. */
+	/* The headers are only read from a peer that may write them. */
 	if (sockaddr_trusted(r->httpd, peer))
 		(void)MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_xff, &x);
-	(void)xff_client(x.failed ? NULL : x.sb.buf, peer, r->httpd->proxies, r->httpd->opts.n_trusted_proxies,
-			 r->client, sizeof(r->client));
+	/* Out of memory for a header: the peer, which is never wrong. */
+	(void)proxied_client(x.failed ? NULL : x.sb.buf, x.failed || !x.fwd_seen ? NULL : x.fwd.buf, peer,
+			     r->httpd->proxies, r->httpd->opts.n_trusted_proxies, r->client, sizeof(r->client));
 	strbuf_release(&x.sb);
+	strbuf_release(&x.fwd);
 }
 
 /* A peer's address bytes; every peer of a unix socket is one (they have no

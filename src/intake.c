@@ -236,8 +236,9 @@ static int take_one(struct daemon *d, const char *name)
 		 * it removed the file: a job from before this run, no younger
 		 * than the file, for the same blink.  Anything else is a
 		 * producer reusing an id, and must not vanish unseen. */
-		if (j->created_at < d->intake.started && req.mtime <= j->created_at &&
-		    strcmp(j->serial, req.serial) == 0 && j->duration == req.duration) {
+		if (j->created_at < d->intake.started && req.mtime <= j->created_at && j->duration == req.duration &&
+		    strcmp(j->mac, req.mac) == 0 && strcmp(j->name ? j->name : "", req.name) == 0 &&
+		    (!req.serial[0] || strcmp(j->serial, req.serial) == 0)) {
 			/* A producer can make one look so (cp -p, touch -d):
 			 * it is removed, but not unseen. */
 			if (reject_may_log(d))
@@ -253,7 +254,9 @@ static int take_one(struct daemon *d, const char *name)
 		.ts = now_realtime_usec(),
 		.id = req.id,
 		.kind = JOB_EV_QUEUED,
-		.serial = req.serial,
+		.serial = req.serial[0] ? req.serial : NULL,
+		.name = req.name[0] ? req.name : NULL,
+		.mac = req.mac[0] ? req.mac : NULL,
 		.duration = req.duration,
 		.source = "queue",
 	};

@@ -33,6 +33,86 @@ int job_nonce_new(char buf[static JOB_NONCE_LEN + 1])
 	return 0;
 }
 
+bool job_name_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	if (!s || !*s || strlen(s) > JOB_NAME_MAX)
+		return false;
+	for (; *p; p += n) {
+		n = utf8_len(p);
+		if (n == 0 || *p < 0x20 || *p == 0x7f)
+			return false;
+		/* U+0080..U+009F, the C1 controls: a terminal's escapes too. */
+		if (p[0] == 0xc2 && p[1] < 0xa0)
+			return false;
+	}
+	return true;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int mac_normalize(const char *s, char ret[static JOB_MAC_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t len = s ? strlen(s) : 0, group, sep_at;
+	char sep = 0, digits[12];
+	size_t nd = 0;
+
+	/* The separator and how many digits it follows: colons and dashes
+	 * after every 2 (17 characters), dots after every 4 (14), none (12). */
+	if (len == 17) {
+		sep = s[2];
+		group = 2;
+		if (sep != ':' && sep != '-')
+			return -EINVAL;
+	} else if (len == 14) {
+		sep = '.';
+		group = 4;
+	} else if (len == 12)
+		group = 12;
+	else
+		return -EINVAL;
+	sep_at = group;
+	for (size_t i = 0; i < len; i++) {
+		if (sep && i == sep_at) {
+			if (s[i] != sep)
+				return -EINVAL;
+			sep_at += group + 1;
+			continue;
+		}
+		if (hex_digit(s[i]) < 0 || nd >= 12)
+			return -EINVAL;
+		digits[nd++] = s[i];
+	}
+	if (nd != 12)
+		return -EINVAL;
+	for (size_t i = 0, o = 0; i < 12; i++) {
+		ret[o++] = hex[hex_digit(digits[i])];
+		if (i % 2 == 1 && i < 11)
+			ret[o++] = ':';
+	}
+	ret[JOB_MAC_LEN] = '\0';
+	return 0;
+}
+
+bool mac_is_normal(const char *s)
+{
+	char norm[JOB_MAC_LEN + 1];
+
+	return s && mac_normalize(s, norm) == 0 && strcmp(s, norm) == 0;
+}
+
 const char *job_state_to_string(enum job_state s)
 {
 	return (unsigned)s < _JOB_STATE_MAX ? state_names[s] : "unknown";
@@ -78,7 +158,7 @@ bool meraki_status_is_final(const char *s)
 
 static const char *const event_names[_JOB_EV_MAX] = {
 	[JOB_EV_QUEUED] = "queued", [JOB_EV_ATTEMPT] = "attempt", [JOB_EV_SUBMITTED] = "submitted",
-	[JOB_EV_STATUS] = "status", [JOB_EV_SNAPSHOT] = "job",
+	[JOB_EV_STATUS] = "status", [JOB_EV_SNAPSHOT] = "job",    [JOB_EV_RESOLVED] = "resolved",
 };
 
 const char *job_event_name(const struct job_event *ev)
@@ -121,6 +201,7 @@ static void job_free(struct job *j)
 	free(j->meraki_status);
 	free(j->error);
 	free(j->status_source);
+	free(j->name);
 	free(j);
 }
 
@@ -262,8 +343,14 @@ static int verdict(const struct job *j, const struct job_event *ev)
 			return -EEXIST;
 		if (ev->kind == JOB_EV_SNAPSHOT && ((unsigned)ev->state >= _JOB_STATE_MAX || ev->created == 0))
 			return -EINVAL;
-		if (!ev->serial || !serial_is_valid(ev->serial) || ev->duration < JOB_DURATION_MIN ||
+		if ((ev->serial && !serial_is_valid(ev->serial)) || (ev->name && !job_name_valid(ev->name)) ||
+		    (ev->mac && !mac_is_normal(ev->mac)) || ev->duration < JOB_DURATION_MIN ||
 		    ev->duration > JOB_DURATION_MAX)
+			return -EINVAL;
+		/* A new job names one device one way; a snapshot may have a
+		 * name or mac and the serial it resolved to. */
+		if ((ev->name && ev->mac) || (!ev->serial && !ev->name && !ev->mac) ||
+		    (ev->kind == JOB_EV_QUEUED && ev->serial && (ev->name || ev->mac)))
 			return -EINVAL;
 		return 0;
 	}
@@ -278,6 +365,12 @@ static int verdict(const struct job *j, const struct job_event *ev)
 		return -EINVAL;
 
 	switch (ev->kind) {
+	case JOB_EV_RESOLVED:
+		if (!ev->serial || !serial_is_valid(ev->serial))
+			return -EINVAL;
+		if (j->serial[0]) /* resolved once, for good */
+			return strcmp(j->serial, ev->serial) == 0 ? 1 : -EINVAL;
+		return j->state == JOB_QUEUED ? 0 : -EINVAL;
 	case JOB_EV_ATTEMPT:
 		return j->state == JOB_QUEUED && ev->attempts > 0 ? 0 : -EINVAL;
 	case JOB_EV_SUBMITTED:
@@ -341,11 +434,18 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 		j = calloc(1, sizeof(*j));
 		if (!j)
 			return -ENOMEM;
+		if (ev->name && !(j->name = strdup(ev->name))) {
+			free(j);
+			return -ENOMEM;
+		}
 		if (old)
 			job_table_remove(t, old);
-		/* job_table_check has checked both lengths. */
+		/* verdict() has checked the lengths. */
 		(void)STR_COPY(j->id, ev->id);
-		(void)STR_COPY(j->serial, ev->serial);
+		if (ev->serial)
+			(void)STR_COPY(j->serial, ev->serial);
+		if (ev->mac)
+			(void)STR_COPY(j->mac, ev->mac);
 		if (ev->nonce)
 			(void)STR_COPY(j->nonce, ev->nonce);
 		j->duration = ev->duration;
@@ -401,6 +501,8 @@ int job_table_apply(struct job_table *t, const struct job_event *ev, struct job 
 	}
 	if (ev->attempts > 0)
 		j->attempts = ev->attempts;
+	if (ev->kind == JOB_EV_RESOLVED)
+		(void)STR_COPY(j->serial, ev->serial);
 	switch (ev->kind) {
 	case JOB_EV_SUBMITTED:
 	case JOB_EV_STATUS:
@@ -439,6 +541,10 @@ int job_event_format(const struct job_event *ev, struct strbuf *sb)
 	json_w_kstr(&w, "event", job_event_name(ev));
 	if (ev->serial)
 		json_w_kstr(&w, "serial", ev->serial);
+	if (ev->name)
+		json_w_kstr(&w, "name", ev->name);
+	if (ev->mac)
+		json_w_kstr(&w, "mac", ev->mac);
 	if (ev->duration)
 		json_w_kint(&w, "duration", ev->duration);
 	if (ev->leds_blink_id)
@@ -475,6 +581,8 @@ enum {
 	REC_ID,
 	REC_EVENT,
 	REC_SERIAL,
+	REC_NAME,
+	REC_MAC,
 	REC_DURATION,
 	REC_LEDS_BLINK_ID,
 	REC_MERAKI_STATUS,
@@ -498,6 +606,8 @@ static const struct {
 	KEY(REC_ID, "id"),
 	KEY(REC_EVENT, "event"),
 	KEY(REC_SERIAL, "serial"),
+	KEY(REC_NAME, "name"),
+	KEY(REC_MAC, "mac"),
 	KEY(REC_DURATION, "duration"),
 	KEY(REC_LEDS_BLINK_ID, "leds_blink_id"),
 	KEY(REC_MERAKI_STATUS, "meraki_status"),
@@ -577,14 +687,20 @@ static int record_to_event(const struct member m[static REC_COUNT], int (*read_s
 		ev.kind = JOB_EV_FINAL;
 	}
 
-	if (opt_string(&m[REC_SERIAL], &ev.serial) < 0 || opt_string(&m[REC_LEDS_BLINK_ID], &ev.leds_blink_id) < 0 ||
+	if (opt_string(&m[REC_SERIAL], &ev.serial) < 0 || opt_string(&m[REC_NAME], &ev.name) < 0 ||
+	    opt_string(&m[REC_MAC], &ev.mac) < 0 || opt_string(&m[REC_LEDS_BLINK_ID], &ev.leds_blink_id) < 0 ||
 	    opt_string(&m[REC_MERAKI_STATUS], &ev.meraki_status) < 0 || opt_string(&m[REC_ERROR], &ev.error) < 0 ||
 	    opt_string(&m[REC_SOURCE], &ev.source) < 0 || opt_string(&m[REC_NONCE], &ev.nonce) < 0 ||
 	    opt_uint(&m[REC_DURATION], JOB_DURATION_MAX, &ev.duration) < 0 ||
 	    opt_uint(&m[REC_ATTEMPTS], 1000000, &ev.attempts) < 0)
 		return -EBADMSG;
+	if ((ev.serial && !serial_is_valid(ev.serial)) || (ev.name && !job_name_valid(ev.name)) ||
+	    (ev.mac && !mac_is_normal(ev.mac)))
+		return -EBADMSG;
 	if ((ev.kind == JOB_EV_QUEUED || ev.kind == JOB_EV_SNAPSHOT) &&
-	    (!ev.serial || !serial_is_valid(ev.serial) || ev.duration == 0))
+	    ((!ev.serial && !ev.name && !ev.mac) || (ev.name && ev.mac) || ev.duration == 0))
+		return -EBADMSG;
+	if (ev.kind == JOB_EV_RESOLVED && !ev.serial)
 		return -EBADMSG;
 	if (ev.nonce && !job_nonce_is_valid(ev.nonce))
 		return -EBADMSG;
@@ -682,8 +798,8 @@ static int record_key(const char *key, size_t len, unsigned *next)
 	return -1;
 }
 
-/* The most members a record read fast may have: ours have at most 15. */
-#define RECORD_MEMBERS_MAX 16
+/* The most members a record read fast may have: ours have at most 16. */
+#define RECORD_MEMBERS_MAX 20
 
 int job_event_parse_flat(const char *line, size_t len, struct job_event *ret, struct job_event_store *store)
 {
@@ -754,7 +870,9 @@ void job_snapshot(const struct job *j, struct job_event *ret)
 		.kind = JOB_EV_SNAPSHOT,
 		.state = j->state,
 		.created = j->created_at,
-		.serial = j->serial,
+		.serial = j->serial[0] ? j->serial : NULL,
+		.name = j->name,
+		.mac = j->mac[0] ? j->mac : NULL,
 		.duration = j->duration,
 		.leds_blink_id = j->leds_blink_id,
 		.meraki_status = j->meraki_status,
@@ -765,6 +883,11 @@ void job_snapshot(const struct job *j, struct job_event *ret)
 	};
 }
 
+const char *job_device_label(const struct job *j)
+{
+	return j->serial[0] ? j->serial : j->name ? j->name : j->mac;
+}
+
 void job_format_json(const struct job *j, struct json_writer *w)
 {
 	char created[RFC3339_MAX], updated[RFC3339_MAX];
@@ -773,7 +896,9 @@ void job_format_json(const struct job *j, struct json_writer *w)
 	format_rfc3339(updated, j->updated_at);
 	json_w_object_begin(w);
 	json_w_kstr(w, "id", j->id);
-	json_w_kstr(w, "serial", j->serial);
+	json_w_kstr(w, "serial", j->serial[0] ? j->serial : NULL);
+	json_w_kstr(w, "name", j->name);
+	json_w_kstr(w, "mac", j->mac[0] ? j->mac : NULL);
 	json_w_kint(w, "duration", j->duration);
 	json_w_kstr(w, "state", job_state_to_string(j->state));
 	json_w_kstr(w, "leds_blink_id", j->leds_blink_id);

@@ -14,10 +14,13 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blinkhook/joblog.h"
 #include "joblog-internal.h"
+
+#define COMPACT_FLUSH_BYTES ((uint64_t)2 * 1024 * 1024)
 
 /* Writes t's snapshot to fd, the first record marked with the snapshot
  * point from. */
@@ -40,11 +43,13 @@ static int write_snapshot(int fd, const struct job_table *t, uint64_t from)
 			r = write_all(fd, sb.buf, sb.len);
 			written += sb.len;
 			strbuf_reset(&sb);
-			/* Out to the disk as it goes, a few MB at a time: left for
+			/* Out to the disk as it goes, a little at a time: left for
 			 * the final fsync, 100 MB of dirty data would go out in
 			 * the journal commit that the daemon's own syncs of the
-			 * log wait for meanwhile (ext4, data=ordered). */
-			if (r >= 0 && written - flushed >= (uint64_t)8 * 1024 * 1024) {
+			 * log wait for meanwhile (ext4, data=ordered); and each
+			 * burst is queued at the disk ahead of the daemon's next
+			 * sync (8 MB bursts made some of those take 40 ms). */
+			if (r >= 0 && written - flushed >= COMPACT_FLUSH_BYTES) {
 				(void)sync_file_range(fd, (off_t)flushed, (off_t)(written - flushed),
 						      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 							      SYNC_FILE_RANGE_WAIT_AFTER);
@@ -54,6 +59,13 @@ static int write_snapshot(int fd, const struct job_table *t, uint64_t from)
 	}
 	strbuf_release(&sb);
 	return r;
+}
+
+/* The stream position (joblog.h, following) of the log's byte offset off,
+ * which is past its snapshots. */
+static uint64_t stream_pos(const struct joblog *l, uint64_t off)
+{
+	return l->stream_base + (off - l->snap_end);
 }
 
 /* What the child reports: its result, where its snapshot ends in the new
@@ -169,18 +181,37 @@ static void compact_clear(struct joblog *l, bool remove)
 	}
 }
 
+/* The old log's blocks are freed a few MB at a time, that long apart: freed
+ * in one go (200 MB at 600,000 jobs), they went into one journal commit that
+ * the daemon's next sync of the new log waited for, 40 to 70 ms on ext4
+ * mounted with "discard"; in steps, each commit takes a few. */
+#define FREE_STEP ((off_t)4 * 1024 * 1024)
+#define FREE_PAUSE_NSEC 10000000L /* 10 ms */
+/* A follower (blinkhookctl log --follow) reads the rest of the old log when
+ * it sees the new one, within its poll interval: it is left that long. */
+#define FREE_DELAY_SEC 2
+
 static void *close_fd(void *arg)
 {
 	int *fd = arg;
+	struct stat st;
 
+	(void)nanosleep(&(struct timespec){FREE_DELAY_SEC, 0}, NULL);
+	if (fstat(*fd, &st) == 0)
+		for (off_t size = st.st_size; size > 0;) {
+			size = size > FREE_STEP ? size - FREE_STEP : 0;
+			if (ftruncate(*fd, size) < 0)
+				break; /* the close frees the rest */
+			(void)nanosleep(&(struct timespec){0, FREE_PAUSE_NSEC}, NULL);
+		}
 	close(*fd);
 	free(fd);
 	return NULL;
 }
 
-/* Closes the old log, whose last reference this is: the file system frees
- * all its blocks in that close (a tenth of a second for 200 MB on ext4),
- * which a thread of its own does, not the caller's loop. */
+/* Closes the old log, whose last reference this is (the daemon's: a
+ * follower may hold one too), on a thread of its own that frees its blocks
+ * bit by bit, not on the caller's loop. */
 static void close_in_background(int fd)
 {
 	pthread_attr_t attr;
@@ -264,8 +295,11 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 		if (r < 0) {
 			close(nfd);
 			compact_clear(l, true); /* removes the new file */
+			return r;
 		}
-		return r;
+		/* No snapshot to say where it starts: a new stream. */
+		l->stream_base = l->snap_end = 0;
+		return 0;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		r = -errno;
@@ -281,7 +315,7 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 		return r;
 	}
 	if (pid == 0)
-		compact_child(fd, l->fd, pipefd[1], t, l->durable_size, parent);
+		compact_child(fd, l->fd, pipefd[1], t, stream_pos(l, l->durable_size), parent);
 	close(pipefd[1]);
 	/* The loop asks after every commit whether the child is done: the
 	 * answer must not wait for it. */
@@ -295,6 +329,7 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 	l->compact_from = l->durable_size;
 	l->compact_from_records = l->records;
 	l->compact_jobs = t->n_jobs;
+	l->compact_reported = false;
 	return 1;
 }
 
@@ -341,25 +376,39 @@ static int copy_range(int from_fd, int fd, uint64_t from, uint64_t to)
 
 int joblog_compact_finish(struct joblog *l)
 {
-	struct compact_report rep = {.res = -ECHILD};
-	ssize_t n;
 	int status, r;
 
 	if (!l->compact_pid)
 		return -EAGAIN;
 	if (l->syncing)
 		return -EBUSY;
-	do
-		n = read(l->compact_pipe, &rep, sizeof(rep));
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EAGAIN)
-		return -EAGAIN;
-	if (n != (ssize_t)sizeof(rep))
-		rep.res = -ECHILD; /* it died without a word: killed */
-	/* It has written its result, so it is about to exit, if it has not. */
+	/* The report, then the end of file: the child's descriptors close
+	 * after its memory is gone, so waitpid() does not wait on the loop for
+	 * the kernel to tear down the child's copy of the daemon's page tables
+	 * (some 8 ms at 600,000 jobs). */
+	for (;;) {
+		struct compact_report rep;
+		ssize_t n;
+
+		do
+			n = read(l->compact_pipe, &rep, sizeof(rep));
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == EAGAIN)
+			return -EAGAIN;
+		if (n <= 0)
+			break; /* the end (or a pipe that failed: the same) */
+		if (n == (ssize_t)sizeof(rep) && !l->compact_reported) {
+			l->compact_reported = true;
+			l->compact_res = rep.res;
+			l->compact_snapshot_end = rep.snapshot_end;
+			l->compact_copied = rep.copied;
+		} else
+			l->compact_res = -ECHILD; /* cannot be: a child of ours */
+	}
 	while (waitpid(l->compact_pid, &status, 0) < 0 && errno == EINTR)
 		;
-	r = (int)rep.res;
+	/* Without a report it died without a word: killed. */
+	r = l->compact_reported ? (int)l->compact_res : -ECHILD;
 	if (r >= 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
 		r = -ECHILD;
 	/* What was committed since the snapshot point follows the snapshot, in
@@ -369,17 +418,24 @@ int joblog_compact_finish(struct joblog *l)
 	if (r >= 0) {
 		uint64_t durable = l->durable_size - l->compact_from;
 
-		if (rep.copied > durable) {
-			if (ftruncate(l->compact_fd, (off_t)(rep.snapshot_end + durable)) < 0)
+		if (l->compact_copied > durable) {
+			if (ftruncate(l->compact_fd, (off_t)(l->compact_snapshot_end + durable)) < 0)
 				r = -errno;
 		} else
-			r = copy_range(l->fd, l->compact_fd, l->compact_from + rep.copied, l->durable_size);
+			r = copy_range(l->fd, l->compact_fd, l->compact_from + l->compact_copied, l->durable_size);
 	}
 	if (r >= 0 && fdatasync(l->compact_fd) < 0)
 		r = -errno;
 	l->compact_carried = l->records - l->compact_from_records;
-	if (r >= 0)
+	if (r >= 0) {
+		uint64_t from = stream_pos(l, l->compact_from);
+
 		r = compact_take_over(l, l->compact_fd, l->compact_jobs + l->compact_carried, true);
+		if (r >= 0) {
+			l->stream_base = from;
+			l->snap_end = l->compact_snapshot_end;
+		}
+	}
 	if (r < 0) {
 		compact_clear(l, true);
 		return r;
@@ -403,6 +459,8 @@ void joblog_compact_abort(struct joblog *l)
 
 int joblog_compact(struct joblog *l, const struct job_table *t)
 {
+	struct stat st;
+	uint64_t from;
 	int fd = -1, r;
 
 	/* In place, without a child: at start, before anything waits on the
@@ -410,11 +468,20 @@ int joblog_compact(struct joblog *l, const struct job_table *t)
 	r = compact_open_new(l, &fd);
 	if (r < 0)
 		return r;
-	r = write_snapshot(fd, t, l->durable_size);
+	from = stream_pos(l, l->durable_size);
+	r = write_snapshot(fd, t, from);
 	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r >= 0 && fstat(fd, &st) < 0)
 		r = -errno;
 	if (r >= 0)
 		r = compact_take_over(l, fd, t->n_jobs, false);
+	if (r >= 0) {
+		/* An empty table wrote no snapshot: a log without one starts
+		 * a new stream (joblog.h). */
+		l->stream_base = t->first ? from : 0;
+		l->snap_end = (uint64_t)st.st_size;
+	}
 	if (r < 0) {
 		close(fd);
 		compact_clear(l, true);

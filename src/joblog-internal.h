@@ -25,6 +25,11 @@ struct joblog {
 	uint64_t records; /* in the file */
 	uint64_t pending_records;
 	int last_error;
+	/* Where the log's records sit in the stream of all records (joblog.h,
+	 * following): the stream position of the first byte after its leading
+	 * snapshots, and that byte's offset in the file. */
+	uint64_t stream_base;
+	uint64_t snap_end;
 
 	/* A batch written and being synced (joblog_commit_start). */
 	bool syncing;
@@ -47,6 +52,13 @@ struct joblog {
 	uint64_t compact_from_records; /* and its records */
 	uint64_t compact_jobs;         /* snapshots written */
 	uint64_t compact_carried;      /* records the last one carried over */
+	/* The child's report, once read: it is acted on when the child has
+	 * ended (end of file on the pipe), so that the loop never waits for
+	 * the kernel to tear down the child's copy of the address space. */
+	bool compact_reported;
+	int64_t compact_res;
+	uint64_t compact_snapshot_end;
+	uint64_t compact_copied;
 };
 
 #endif

@@ -191,17 +191,48 @@ static int map_file(int fd, uint64_t start, void **ret_map, size_t *ret_len)
 	return 0;
 }
 
+/* Replay's view of the log's first records: where its snapshots end and
+ * where its records start in the stream (joblog.h, following). */
+struct replay_ctx {
+	joblog_event_cb cb;
+	void *ud;
+	struct joblog *l;
+	const struct joblog_info *info;
+	bool leading, first;
+};
+
+static int replay_one(const struct job_event *ev, void *ud)
+{
+	struct replay_ctx *c = ud;
+
+	if (c->leading) {
+		/* A position no log reaches (4 EiB of records) is taken for 0,
+		 * so that the next compaction's still fits the record's int. */
+		if (c->first && ev->kind == JOB_EV_SNAPSHOT && ev->compact_mark &&
+		    ev->compacted_from <= (uint64_t)INT64_MAX / 2)
+			c->l->stream_base = ev->compacted_from;
+		c->first = false;
+		if (ev->kind != JOB_EV_SNAPSHOT) {
+			c->leading = false;
+			c->l->snap_end = c->info->at;
+		}
+	}
+	return c->cb(ev, c->ud);
+}
+
 int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_info *info)
 {
+	struct replay_ctx ctx = {.cb = cb, .ud = ud, .l = l, .info = info, .leading = true, .first = true};
 	void *map = NULL;
 	size_t len = 0, end = 0;
 	int r;
 
 	memset(info, 0, sizeof(*info));
+	l->stream_base = l->snap_end = 0;
 	r = map_file(l->fd, 0, &map, &len);
 	if (r < 0)
 		return r;
-	r = map ? walk(map, len, 0, true, cb, ud, info, &end) : 0;
+	r = map ? walk(map, len, 0, true, replay_one, &ctx, info, &end) : 0;
 	if (r < 0) {
 		if (r == -EPROTONOSUPPORT || !only_torn((char *)map + end, len - end)) {
 			munmap(map, len);
@@ -223,6 +254,9 @@ int joblog_replay(struct joblog *l, joblog_event_cb cb, void *ud, struct joblog_
 	}
 	l->durable_size = info->torn ? info->torn_offset : len;
 	l->records = info->records;
+	/* Nothing but snapshots: the records will start at the end. */
+	if (ctx.leading)
+		l->snap_end = l->durable_size;
 	return 0;
 }
 
@@ -498,7 +532,8 @@ int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, s
 	return 0;
 }
 
-/* The records of the file f reads from its offset on. */
+/* The records of the file f reads from its offset on; then the mark is
+ * the stream position after the last of them. */
 static int follow_chunk(struct joblog_follow *f, joblog_event_cb cb, struct joblog_info *info)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -512,31 +547,44 @@ static int follow_chunk(struct joblog_follow *f, joblog_event_cb cb, struct jobl
 	if (r < 0)
 		return r;
 	f->off += end;
+	if (!f->leading)
+		f->mark = f->base + (f->off - f->snap_end);
 	return 0;
 }
 
-/* Hands on what is new: after a compaction, neither the new log's
- * snapshots nor the records it carries from the old one that were read
- * there already. */
+/* Hands on what is new (joblog.h says how): a log's first record says where
+ * its records start in the stream, and whether its snapshots are news. */
 static int follow_one(const struct job_event *ev, void *ud)
 {
 	struct joblog_follow *f = ud;
 	uint64_t at = f->info->at;
 
-	if (f->phase == 1) {
-		if (ev->kind == JOB_EV_SNAPSHOT) {
-			if (ev->compact_mark && ev->compacted_from <= f->prev_end)
-				f->carried = f->prev_end - ev->compacted_from;
-			return 0;
+	if (f->first_record) {
+		f->first_record = false;
+		if (f->reopened && ev->kind == JOB_EV_SNAPSHOT && ev->compact_mark) {
+			f->base = ev->compacted_from;
+			/* Past the mark: what lay between was compacted away
+			 * unread, and the snapshots are what it came to. */
+			f->show_snapshots = f->base > f->mark;
+			if (f->show_snapshots)
+				f->info->compacted_unread = true;
+		} else {
+			/* The first read, or a log that starts a new stream: all
+			 * of it is news. */
+			f->base = ev->kind == JOB_EV_SNAPSHOT && ev->compact_mark ? ev->compacted_from : 0;
+			f->mark = f->base;
+			f->show_snapshots = true;
 		}
-		f->phase = 2;
-		f->skip_to = at + f->carried;
 	}
-	if (f->phase == 2) {
-		if (at < f->skip_to)
-			return 0;
-		f->phase = 0;
+	if (f->leading) {
+		if (ev->kind == JOB_EV_SNAPSHOT)
+			return f->show_snapshots ? f->cb(ev, f->ud) : 0;
+		f->leading = false;
+		f->snap_end = at;
 	}
+	/* Carried over from a log read before: handed on already. */
+	if (f->base + (at - f->snap_end) < f->mark)
+		return 0;
 	return f->cb(ev, f->ud);
 }
 
@@ -556,6 +604,8 @@ static int follow_open(struct joblog_follow *f, const char *path)
 	f->dev = (uint64_t)st.st_dev;
 	f->ino = (uint64_t)st.st_ino;
 	f->off = 0;
+	f->leading = f->first_record = true;
+	f->snap_end = 0;
 	return 0;
 }
 
@@ -575,7 +625,6 @@ int joblog_follow_read(struct joblog_follow *f, const char *dir, joblog_event_cb
 		r = follow_open(f, path);
 		if (r < 0)
 			return r;
-		f->phase = 0;
 	} else if (stat(path, &st) == 0 && ((uint64_t)st.st_ino != f->ino || (uint64_t)st.st_dev != f->dev)) {
 		/* Compacted: the old log no longer grows; its rest first. */
 		r = follow_chunk(f, follow_one, info);
@@ -583,12 +632,10 @@ int joblog_follow_read(struct joblog_follow *f, const char *dir, joblog_event_cb
 			return r;
 		close(f->fd);
 		f->fd = -1;
-		f->prev_end = f->off;
-		f->carried = 0;
 		r = follow_open(f, path);
 		if (r < 0)
 			return r;
-		f->phase = 1;
+		f->reopened = true;
 	}
 	/* A file shorter than what was read was cut back after a failed
 	 * commit: the retry writes the same records at the same place, so

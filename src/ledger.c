@@ -40,8 +40,16 @@ static void log_job_event(const struct job *j, const struct job_event *ev, const
 
 	switch (ev->kind) {
 	case JOB_EV_QUEUED:
-		log_job(LOG_INFO, j->id, j->serial, state, "job %s: queued, blink %s for %us", j->id, j->serial,
-			j->duration);
+		if (j->serial[0])
+			log_job(LOG_INFO, j->id, j->serial, state, "job %s: queued, blink %s for %us", j->id, j->serial,
+				j->duration);
+		else
+			log_job(LOG_INFO, j->id, NULL, state, "job %s: queued, blink the device %s '%s' for %us", j->id,
+				j->name ? "named" : "with MAC", j->name ? j->name : j->mac, j->duration);
+		break;
+	case JOB_EV_RESOLVED:
+		log_job(LOG_INFO, j->id, j->serial, state, "job %s: %s '%s' is %s", j->id, j->name ? "name" : "MAC",
+			j->name ? j->name : j->mac, j->serial);
 		break;
 	case JOB_EV_ATTEMPT:
 		log_job(LOG_WARNING, j->id, j->serial, state, "job %s: attempt %u failed (%s), will retry", j->id,
@@ -221,6 +229,10 @@ static int compact_finish(struct daemon *d)
 	struct ledger *lg = &d->ledger;
 	int r = joblog_compact_finish(lg->log);
 
+	/* Not ended yet (its report may be in, its end of file not): watch
+	 * for the end again, in case a sync in flight had us stop. */
+	if (r == -EAGAIN && lg->compact_io)
+		(void)sd_event_source_set_enabled(lg->compact_io, SD_EVENT_ON);
 	if (r == -EAGAIN || r == -EBUSY)
 		return r;
 	lg->compact_io = sd_event_source_disable_unref(lg->compact_io);
@@ -300,6 +312,12 @@ static void maybe_compact(struct daemon *d, bool at_start)
 				lg->drop_horizon = MIN(lg->drop_horizon, j->updated_at);
 		}
 	}
+	/* No job left: the new log would have no snapshot to say where its
+	 * records start in the stream (joblog.h), and a follower that missed
+	 * it between two reads could skip what comes after.  It waits for the
+	 * next job (at start there is no follower of this daemon's yet). */
+	if (!at_start && !lg->jobs.first)
+		return;
 	r = at_start ? joblog_compact(lg->log, &lg->jobs) : joblog_compact_begin(lg->log, &lg->jobs);
 	if (r == 1) {
 		lg->compact_t0 = t0;

@@ -189,7 +189,7 @@ static void check_public_url(const struct config *c)
 		if (strncmp(c->public_url, local[i], strlen(local[i])) == 0)
 			return;
 	log_warn("public_url \"%s\" is not https://: Meraki only calls https URLs with a valid certificate; put a "
-		 "TLS reverse proxy in front (README: Behind a reverse proxy)",
+		 "TLS reverse proxy in front (docs/reverse-proxies.md)",
 		 c->public_url);
 }
 

@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "blinkhook/job.h"
 #include "blinkhook/json.h"
 #include "blinkhook/meraki.h"
 #include "blinkhook/util.h"
@@ -26,6 +27,11 @@ struct meraki_call {
 	struct strbuf response;
 	bool response_too_big;
 	char retry_after[64];
+	struct strbuf link; /* the Link header(s), joined by ", " */
+	bool link_too_long;
+	unsigned pages;            /* list calls: pages read before this one */
+	struct meraki_item *items; /* ... and their items */
+	size_t n_items;
 	meraki_done_fn done;
 	void *ud;
 	struct meraki_call *prev, *next;
@@ -44,8 +50,19 @@ struct meraki_client {
 	size_t n_calls;
 };
 
+void meraki_items_free(struct meraki_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(items[i].id);
+		free(items[i].name);
+		free(items[i].mac);
+	}
+	free(items);
+}
+
 void meraki_result_release(struct meraki_result *r)
 {
+	meraki_items_free(r->items, r->n_items);
 	free(r->leds_blink_id);
 	free(r->status);
 	free(r->error);
@@ -136,6 +153,152 @@ static bool valid_id(const char *s)
 	return s && job_id_is_valid(s);
 }
 
+static bool is_list(enum meraki_call_kind kind)
+{
+	return kind == MERAKI_CALL_ORGS || kind == MERAKI_CALL_DEVICES;
+}
+
+/* A text member of an item, cut to a name's length, or NULL. */
+static int item_text(const struct json *v, char **ret)
+{
+	size_t len = 0;
+	const char *s = json_string(v, &len);
+
+	*ret = NULL;
+	if (!s)
+		return 0;
+	*ret = strndup(s, utf8_prefix(s, len, JOB_NAME_MAX));
+	return *ret ? 0 : -ENOMEM;
+}
+
+int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len, struct meraki_item **items, size_t *n)
+{
+	_cleanup_json_ struct json *root = NULL;
+	size_t count;
+
+	if (json_parse(body ? body : "", body ? len : 0, 16, &root) < 0 || json_kind_of(root) != JSON_ARRAY)
+		return -EBADMSG;
+	count = json_array_length(root);
+	for (size_t i = 0; i < count; i++) {
+		const struct json *e = json_array_get(root, i), *idv;
+		struct meraki_item it = {0}, *grown;
+		const char *id;
+
+		if (json_kind_of(e) != JSON_OBJECT)
+			continue;
+		idv = json_get(e, kind == MERAKI_CALL_ORGS ? "id" : "serial");
+		id = json_string(idv, NULL);
+		if (!id && kind == MERAKI_CALL_ORGS)
+			id = json_integer_text(idv); /* an id sent as a number */
+		if (kind == MERAKI_CALL_ORGS ? !valid_id(id) : !id || !serial_is_valid(id))
+			continue; /* nothing a look-up could use */
+		grown = realloc(*items, (*n + 1) * sizeof(**items));
+		if (!grown)
+			return -ENOMEM;
+		*items = grown;
+		if (!(it.id = strdup(id)) || item_text(json_get(e, "name"), &it.name) < 0 ||
+		    (kind == MERAKI_CALL_DEVICES && item_text(json_get(e, "mac"), &it.mac) < 0)) {
+			free(it.id);
+			free(it.name);
+			return -ENOMEM;
+		}
+		(*items)[(*n)++] = it;
+	}
+	return 0;
+}
+
+/* Whether a rel parameter's value, n bytes at v (quoted or not), lists next
+ * among its space-separated relation types. */
+static bool rel_value_next(const char *v, size_t n)
+{
+	size_t i = 0;
+
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+		v++;
+		n -= 2;
+	}
+	while (i < n) {
+		size_t w = i;
+
+		while (w < n && v[w] != ' ')
+			w++;
+		if (w - i == 4 && strncasecmp(v + i, "next", 4) == 0)
+			return true;
+		i = w;
+		while (i < n && v[i] == ' ')
+			i++;
+	}
+	return false;
+}
+
+/* Whether the parameters of one link value, [p, end), include rel=next
+ * (rel="next", or next among a quoted list of relation types). */
+static bool link_params_next(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *semi, *v;
+
+		while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
+			p++;
+		semi = memchr(p, ';', (size_t)(end - p));
+		if (!semi)
+			semi = end;
+		if (semi - p > 3 && strncasecmp(p, "rel", 3) == 0) {
+			v = p + 3;
+			while (v < semi && (*v == ' ' || *v == '\t'))
+				v++;
+			if (v < semi && *v == '=') {
+				v++;
+				while (v < semi && (*v == ' ' || *v == '\t'))
+					v++;
+				if (rel_value_next(v, (size_t)(semi - v)))
+					return true;
+			}
+		}
+		p = semi;
+	}
+	return false;
+}
+
+int meraki_link_next(const char *link, char *buf, size_t size)
+{
+	const char *p = link;
+
+	for (;;) {
+		const char *lt, *gt, *end;
+		bool quoted = false;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (!*p)
+			return -ENOENT;
+		if (*p != '<')
+			return -EINVAL;
+		lt = p + 1;
+		gt = strchr(lt, '>');
+		if (!gt)
+			return -EINVAL;
+		/* The parameters run to the next comma outside quotes. */
+		for (end = gt + 1; *end && (quoted || *end != ','); end++)
+			if (*end == '"')
+				quoted = !quoted;
+		if (link_params_next(gt + 1, end)) {
+			/* A URI has neither '<' nor white space in it. */
+			if (gt == lt || memchr(lt, '<', (size_t)(gt - lt)) || memchr(lt, ' ', (size_t)(gt - lt)) ||
+			    memchr(lt, '\t', (size_t)(gt - lt)))
+				return -EINVAL;
+			if ((size_t)(gt - lt) >= size)
+				return -ENAMETOOLONG;
+			memcpy(buf, lt, (size_t)(gt - lt));
+			buf[gt - lt] = 0;
+			return 0;
+		}
+		p = end;
+	}
+}
+
 int meraki_classify(enum meraki_call_kind kind, long status, const char *transport_error, const char *retry_after,
 		    const char *body, size_t len, uint64_t now, struct meraki_result *ret)
 {
@@ -160,6 +323,15 @@ int meraki_classify(enum meraki_call_kind kind, long status, const char *transpo
 		 * its decimal text whatever its size. */
 		if (!id)
 			id = json_integer_text(idv);
+		if (is_list(kind)) {
+			q = meraki_parse_items(kind, body, len, &r.items, &r.n_items);
+			if (q == -EBADMSG) {
+				r.outcome = MERAKI_RETRY;
+				q = set_error(&r, "HTTP %ld with an unexpected body", status);
+			} else
+				r.outcome = MERAKI_OK;
+			goto out;
+		}
 		if (!root || json_kind_of(root) != JSON_OBJECT || (kind == MERAKI_CALL_BLINK && !valid_id(id)) ||
 		    (kind == MERAKI_CALL_GET && !st)) {
 			/* A 2xx we cannot read: the job may or may not exist, so the
@@ -405,6 +577,8 @@ static void call_free(struct meraki_call *call)
 	if (call->next)
 		call->next->prev = call->prev;
 	c->n_calls--;
+	strbuf_release(&call->link);
+	meraki_items_free(call->items, call->n_items);
 	free(call->url);
 	free(call->body);
 	strbuf_release(&call->response);
@@ -478,9 +652,22 @@ static size_t header_cb(char *data, size_t size, size_t n, void *ud)
 	size_t len = size * n;
 
 	/* A new status line starts a new response (after a 100 Continue). */
-	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
 		call->retry_after[0] = 0;
-	else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+		strbuf_reset(&call->link);
+		call->link_too_long = false;
+	} else if (len > 5 && strncasecmp(data, "Link:", 5) == 0) {
+		size_t v = 5, e = len;
+		while (v < e && (data[v] == ' ' || data[v] == '\t'))
+			v++;
+		while (e > v && (data[e - 1] == '\r' || data[e - 1] == '\n' || data[e - 1] == ' '))
+			e--;
+		/* Too long is an answer we cannot read, never one without a next page. */
+		if (call->link.len + e - v + 2 > MERAKI_LINK_MAX ||
+		    (call->link.len && strbuf_addstr(&call->link, ", ") < 0) ||
+		    strbuf_add(&call->link, data + v, e - v) < 0)
+			call->link_too_long = true;
+	} else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
 		size_t v = 12, e = len;
 		while (v < e && (data[v] == ' ' || data[v] == '\t'))
 			v++;
@@ -511,6 +698,8 @@ static int call_start(struct meraki_call *call)
 	call->headers = NULL;
 	strbuf_reset(&call->response);
 	call->retry_after[0] = 0;
+	strbuf_reset(&call->link);
+	call->link_too_long = false;
 
 	e = curl_easy_init();
 	if (!e)
@@ -632,6 +821,113 @@ int meraki_get_blink(struct meraki_client *c, const char *serial, const char *le
 	return call_new(c, MERAKI_CALL_GET, url, NULL, done, ud);
 }
 
+int meraki_list_organizations(struct meraki_client *c, meraki_done_fn done, void *ud)
+{
+	char *url = NULL;
+
+	if (asprintf(&url, "%s/organizations", c->base_url) < 0)
+		return -ENOMEM;
+	return call_new(c, MERAKI_CALL_ORGS, url, NULL, done, ud);
+}
+
+int meraki_find_devices(struct meraki_client *c, const char *org_id, const char *name, const char *mac,
+			meraki_done_fn done, void *ud)
+{
+	char *url = NULL, *esc;
+	int n;
+
+	if (!valid_id(org_id) || !!name == !!mac)
+		return -EINVAL;
+	esc = curl_easy_escape(NULL, name ? name : mac, 0);
+	if (!esc)
+		return -ENOMEM;
+	n = asprintf(&url, "%s/organizations/%s/devices?perPage=%d&%s=%s", c->base_url, org_id, MERAKI_LIST_PER_PAGE,
+		     name ? "name" : "mac", esc);
+	curl_free(esc);
+	if (n < 0)
+		return -ENOMEM;
+	return call_new(c, MERAKI_CALL_DEVICES, url, NULL, done, ud);
+}
+
+static void list_take_items(struct meraki_call *call, struct meraki_result *res)
+{
+	res->items = TAKE_PTR(call->items);
+	res->n_items = call->n_items;
+	call->n_items = 0;
+}
+
+/* A list call's page came: its items join the call's, and the next page is
+ * asked for if there is one.  1 when the call goes on; 0 when res is the
+ * whole answer now (items, truncated), or the failure that ends it. */
+static int next_page(struct meraki_call *call, struct meraki_result *res)
+{
+	char next[2048], origin[MERAKI_ORIGIN_MAX];
+	struct meraki_item *all;
+	char *url;
+	int r;
+
+	if (!is_list(call->kind) || res->outcome != MERAKI_OK)
+		return 0;
+	if (res->n_items) {
+		all = realloc(call->items, (call->n_items + res->n_items) * sizeof(*all));
+		if (!all)
+			goto retry;
+		memcpy(all + call->n_items, res->items, res->n_items * sizeof(*all));
+		call->items = all;
+		call->n_items += res->n_items;
+		free(res->items);
+		res->items = NULL;
+		res->n_items = 0;
+	}
+	r = call->link_too_long ? -EINVAL
+	    : call->link.len    ? meraki_link_next(call->link.buf, next, sizeof(next))
+				: -ENOENT;
+	if (r == -ENOENT) {
+		list_take_items(call, res);
+		return 0;
+	}
+	if (r < 0) {
+		meraki_result_release(res);
+		*res = (struct meraki_result){.outcome = MERAKI_RETRY, .retry_after_usec = UINT64_MAX};
+		(void)set_error(res, "HTTP 200 with a Link header that cannot be read (page %u of a list)",
+				call->pages + 1);
+		return 0;
+	}
+	if (!meraki_same_origin(call->origin, next)) {
+		/* Where the API key may not go: a failure until base_url changes. */
+		if (meraki_origin(next, origin, sizeof(origin)) < 0)
+			(void)str_copy(origin, sizeof(origin), "a URL that is not http(s)");
+		meraki_result_release(res);
+		*res = (struct meraki_result){
+			.outcome = MERAKI_FAIL, .retry_after_usec = UINT64_MAX, .foreign_redirect = true};
+		(void)set_error(res,
+				"the next page of a list lies at another origin, %s (base_url's is %s): not followed",
+				origin, call->origin);
+		return 0;
+	}
+	if (call->pages + 1 >= MERAKI_LIST_PAGES_MAX) {
+		list_take_items(call, res);
+		res->truncated = true;
+		return 0;
+	}
+	url = strdup(next);
+	if (!url)
+		goto retry;
+	free(call->url);
+	call->url = url;
+	call->pages++;
+	call->redirects = 0;
+	if (call_start(call) >= 0) {
+		meraki_result_release(res);
+		return 1;
+	}
+retry:
+	meraki_result_release(res);
+	*res = (struct meraki_result){.outcome = MERAKI_RETRY, .retry_after_usec = UINT64_MAX};
+	(void)set_error(res, "out of memory reading a list");
+	return 0;
+}
+
 /* A 3xx with a Location: the same request again at the new place, if that
  * is within the call's origin.  Returns 1 when the call goes on, 0 when the
  * answer is to be classified as it is, and -EXDEV with the target's origin in
@@ -703,6 +999,8 @@ static void finish(struct meraki_call *call, CURLcode code)
 			    call->retry_after[0] ? call->retry_after : NULL, call->response.buf, call->response.len,
 			    now_realtime_usec(), &res) < 0)
 		res = (struct meraki_result){.outcome = MERAKI_RETRY, .retry_after_usec = UINT64_MAX};
+	else if (code == CURLE_OK && next_page(call, &res) > 0)
+		return;
 done:;
 	/* Unlink first: the done function may start the next call. */
 	meraki_done_fn done = call->done;

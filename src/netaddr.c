@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -253,4 +254,271 @@ int xff_client(const char *header, const struct sockaddr *peer, const struct cid
 		end = comma;
 	}
 	return found;
+}
+
+/* ---- RFC 7239 Forwarded ---- */
+
+/* RFC 7230's tchar: what a token is made of. */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* RFC 7239's obfnode and obfport: "_" 1*(ALPHA / DIGIT / "." / "_" / "-"). */
+static bool is_obfuscated(const char *s)
+{
+	if (s[0] != '_' || !s[1])
+		return false;
+	for (s++; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+		      *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
+static bool is_node_port(const char *s)
+{
+	size_t n = strspn(s, "0123456789");
+
+	if (n > 0)
+		return n <= 5 && !s[n];
+	return is_obfuscated(s);
+}
+
+/* One element's "for", as the walk needs it. */
+struct hop {
+	enum { HOP_BAD, HOP_ADDR, HOP_NAME } kind;
+	int family;
+	unsigned char addr[16];
+	char text[INET6_ADDRSTRLEN];
+};
+
+/* A decoded "for" value: nodename [":" node-port], where nodename is an
+ * IPv4 address, an IPv6 address in brackets, "unknown" or obfuscated. */
+static void parse_node(const char *v, struct hop *h)
+{
+	const char *rest;
+	size_t n;
+
+	h->kind = HOP_BAD;
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+
+		if (!close || (n = (size_t)(close - v - 1)) >= sizeof(h->text))
+			return;
+		memcpy(h->text, v + 1, n);
+		h->text[n] = '\0';
+		if (inet_pton(AF_INET6, h->text, h->addr) != 1)
+			return;
+		h->family = AF_INET6;
+		rest = close + 1;
+	} else {
+		n = strcspn(v, ":");
+		if (n == 0 || n >= sizeof(h->text))
+			return;
+		memcpy(h->text, v, n);
+		h->text[n] = '\0';
+		if (inet_pton(AF_INET, h->text, h->addr) == 1)
+			h->family = AF_INET;
+		else if (strcasecmp(h->text, "unknown") == 0 || is_obfuscated(h->text))
+			h->family = AF_UNSPEC;
+		else
+			return;
+		rest = v + n;
+	}
+	if (*rest == ':' ? !is_node_port(rest + 1) : *rest != '\0')
+		return;
+	h->kind = h->family == AF_UNSPEC ? HOP_NAME : HOP_ADDR;
+}
+
+static const char *skip_ows(const char *s, const char *e)
+{
+	while (s < e && (*s == ' ' || *s == '\t'))
+		s++;
+	return s;
+}
+
+/* One element, s..e without its comma: pairs token "=" (token or quoted
+ * string) joined by ';' (with optional blanks around it), exactly one "for". */
+static void parse_element(const char *s, const char *e, struct hop *h)
+{
+	struct hop node = {.kind = HOP_BAD};
+	bool have_for = false;
+
+	h->kind = HOP_BAD;
+	for (;;) {
+		const char *name = s;
+		char val[64]; /* longer than any node worth reading */
+		size_t vlen = 0;
+		bool too_long = false, is_for;
+
+		while (s < e && is_tchar((unsigned char)*s))
+			s++;
+		if (s == name || s == e || *s != '=')
+			return;
+		is_for = s - name == 3 && strncasecmp(name, "for", 3) == 0;
+		s++;
+		if (s < e && *s == '"') {
+			for (s++;;) {
+				unsigned char c;
+
+				if (s == e)
+					return; /* no closing quote */
+				c = (unsigned char)*s++;
+				if (c == '"')
+					break;
+				if (c == '\\') {
+					if (s == e)
+						return;
+					c = (unsigned char)*s++;
+				}
+				/* qdtext and quoted-pair: no control but HTAB. */
+				if ((c < 0x20 && c != '\t') || c == 0x7f)
+					return;
+				if (vlen < sizeof(val) - 1)
+					val[vlen++] = (char)c;
+				else
+					too_long = true;
+			}
+		} else {
+			const char *v = s;
+
+			while (s < e && is_tchar((unsigned char)*s)) {
+				if (vlen < sizeof(val) - 1)
+					val[vlen++] = *s;
+				else
+					too_long = true;
+				s++;
+			}
+			if (s == v)
+				return;
+		}
+		val[vlen] = '\0';
+		if (is_for) {
+			if (have_for)
+				return; /* each parameter at most once */
+			have_for = true;
+			if (!too_long)
+				parse_node(val, &node);
+		}
+		s = skip_ows(s, e);
+		if (s == e)
+			break;
+		if (*s != ';')
+			return;
+		s = skip_ows(s + 1, e);
+	}
+	if (have_for)
+		*h = node;
+}
+
+/* Whether a list header names nothing: blanks, commas and line ends only. */
+static bool list_is_blank(const char *s)
+{
+	return s[strspn(s, " \t,\n")] == '\0';
+}
+
+int forwarded_client(const char *header, const struct sockaddr *peer, const struct cidr *trusted, size_t n_trusted,
+		     char *buf, size_t len)
+{
+	/* The last XFF_MAX_HOPS non-empty elements, in a ring: only they can
+	 * matter, but a quoted string may hold a comma, so the split runs
+	 * from the left over the whole header. */
+	struct {
+		const char *s, *e;
+	} ring[XFF_MAX_HOPS];
+	size_t count = 0;
+	int found = 0;
+
+	assert(buf && len > 0);
+	peer_to_string(peer, buf, len);
+	if (!header || !cidr_list_match_peer(trusted, n_trusted, peer))
+		return 0;
+
+	for (const char *p = header; *p;) {
+		const char *s = p, *e;
+		bool quoted = false;
+
+		/* To the next comma outside a quoted string, or the line's end
+		 * (which ends an open quote too). */
+		while (*p && *p != '\n' && (quoted || *p != ',')) {
+			if (quoted && *p == '\\' && p[1] && p[1] != '\n')
+				p++;
+			else if (*p == '"')
+				quoted = !quoted;
+			p++;
+		}
+		e = p;
+		if (*p)
+			p++;
+		s = skip_ows(s, e);
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (s == e)
+			continue;
+		ring[count % XFF_MAX_HOPS].s = s;
+		ring[count % XFF_MAX_HOPS].e = e;
+		count++;
+	}
+
+	for (size_t i = 0; i < XFF_MAX_HOPS && i < count; i++) {
+		size_t k = (count - 1 - i) % XFF_MAX_HOPS;
+		struct hop h;
+		size_t n;
+
+		parse_element(ring[k].s, ring[k].e, &h);
+		if (h.kind == HOP_BAD)
+			break; /* garbage: keep the last good answer */
+		n = strlen(h.text);
+		if (n >= len)
+			break; /* cannot be told whole: the last good answer */
+		memcpy(buf, h.text, n + 1);
+		found = 1;
+		/* "unknown" or obfuscated: the proxy will not say who sent it. */
+		if (h.kind == HOP_NAME || !cidr_list_match(trusted, n_trusted, h.family, h.addr))
+			break;
+	}
+	return found;
+}
+
+/* Whether two answers name the same client: the same address however
+ * written, or the same text. */
+static bool same_client(const char *a, const char *b)
+{
+	unsigned char x[16], y[16];
+
+	if (inet_pton(AF_INET, a, x) == 1 && inet_pton(AF_INET, b, y) == 1)
+		return memcmp(x, y, 4) == 0;
+	if (inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1)
+		return memcmp(x, y, 16) == 0;
+	return strcmp(a, b) == 0;
+}
+
+int proxied_client(const char *xff, const char *forwarded, const struct sockaddr *peer, const struct cidr *trusted,
+		   size_t n_trusted, char *buf, size_t len)
+{
+	/* No answer of forwarded_client() is longer than a parameter value
+	 * it reads (63 bytes). */
+	char other[64];
+	int r, r2;
+
+	assert(buf && len > 0);
+	/* A header that names nothing is as good as none. */
+	if (forwarded && list_is_blank(forwarded))
+		forwarded = NULL;
+	if (xff && forwarded && list_is_blank(xff))
+		xff = NULL;
+	if (!forwarded)
+		return xff_client(xff, peer, trusted, n_trusted, buf, len);
+	if (!xff)
+		return forwarded_client(forwarded, peer, trusted, n_trusted, buf, len);
+
+	r = xff_client(xff, peer, trusted, n_trusted, buf, len);
+	r2 = forwarded_client(forwarded, peer, trusted, n_trusted, other, len < sizeof(other) ? len : sizeof(other));
+	if (r == r2 && same_client(buf, other))
+		return r;
+	/* They disagree: one of them is the client's word. */
+	peer_to_string(peer, buf, len);
+	return 0;
 }

@@ -22,7 +22,8 @@ struct queue {
 struct parse_state {
 	struct queue_request *req;
 	const char *reason;
-	bool has_serial, has_duration;
+	bool has_duration;
+	unsigned n_devices; /* how many of serial, name, mac */
 };
 
 static int request_member(const char *key, const struct json *val, void *ud)
@@ -38,7 +39,23 @@ static int request_member(const char *key, const struct json *val, void *ud)
 			return -EINVAL;
 		}
 		(void)STR_COPY(st->req->serial, s);
-		st->has_serial = true;
+		st->n_devices++;
+	} else if (strcmp(key, "name") == 0) {
+		s = json_string(val, NULL);
+		if (!s || !job_name_valid(s)) {
+			st->reason = "name is not 1 to 255 bytes of text without control characters";
+			return -EINVAL;
+		}
+		(void)STR_COPY(st->req->name, s);
+		st->n_devices++;
+	} else if (strcmp(key, "mac") == 0) {
+		s = json_string(val, NULL);
+		if (!s || mac_normalize(s, st->req->mac) < 0) {
+			st->reason =
+				"mac is not a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or 12 hex digits)";
+			return -EINVAL;
+		}
+		st->n_devices++;
 	} else if (strcmp(key, "duration") == 0) {
 		if (json_int64(val, &n) < 0 || n < JOB_DURATION_MIN || n > JOB_DURATION_MAX) {
 			st->reason = "duration is not a whole number of seconds from 1 to 3600";
@@ -90,15 +107,19 @@ int queue_parse_request(const char *buf, size_t len, struct queue_request *ret, 
 		return -EINVAL;
 	}
 	if (req.cancel[0]) {
-		if (st.has_serial || st.has_duration || req.id[0]) {
+		if (st.n_devices || st.has_duration || req.id[0]) {
 			*ret_reason = "a cancel request has no other field";
 			return -EINVAL;
 		}
 		*ret = req;
 		return 0;
 	}
-	if (!st.has_serial) {
-		*ret_reason = "serial is missing";
+	if (st.n_devices == 0) {
+		*ret_reason = "serial is missing (or a name or mac instead)";
+		return -EINVAL;
+	}
+	if (st.n_devices > 1) {
+		*ret_reason = "names more than one device: give exactly one of serial, name and mac";
 		return -EINVAL;
 	}
 	if (!st.has_duration)
@@ -119,7 +140,12 @@ int queue_format_request(const struct queue_request *req, struct strbuf *sb)
 	else {
 		if (req->id[0])
 			json_w_kstr(&w, "id", req->id);
-		json_w_kstr(&w, "serial", req->serial);
+		if (req->name[0])
+			json_w_kstr(&w, "name", req->name);
+		else if (req->mac[0])
+			json_w_kstr(&w, "mac", req->mac);
+		else
+			json_w_kstr(&w, "serial", req->serial);
 		json_w_kint(&w, "duration", req->duration);
 	}
 	json_w_object_end(&w);

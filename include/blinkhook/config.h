@@ -58,6 +58,7 @@ struct config {
 	uint64_t retry_initial_usec;
 	uint64_t retry_max_usec;
 	char *ca_file;
+	char *organization_id; /* whose devices resolve names and MACs; NULL: the one the key sees */
 
 	/* [callback] */
 	char *public_url; /* without a trailing '/' */

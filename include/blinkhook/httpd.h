@@ -7,9 +7,9 @@
  *
  * It owns the HTTP layer of the callback endpoint: routes, methods, content
  * types, the body cap, connection limits, and the client address (believing
- * X-Forwarded-For only from trusted proxies).  What a callback body means is
- * the owner's business (ops->callback), and the owner may answer later: the
- * connection is suspended until httpd_reply().
+ * X-Forwarded-For and Forwarded only from trusted proxies).  What a callback
+ * body means is the owner's business (ops->callback), and the owner may
+ * answer later: the connection is suspended until httpd_reply().
  */
 #ifndef BLINKHOOK_HTTPD_H
 #define BLINKHOOK_HTTPD_H

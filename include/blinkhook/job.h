@@ -10,6 +10,8 @@
  * a replayed one cannot disagree: there is one code path for both.
  *
  *   queued ──attempt──► queued ──submitted──► submitted ──status──► submitted
+ *      └──resolved──► queued   (a job that named its device by name or MAC
+ *                               learns the serial, once, before submission)
  *      │                                         │
  *      └──────────── complete | failed | expired ◄┘   (final: never change)
  *
@@ -42,6 +44,18 @@
 bool job_nonce_is_valid(const char *s);
 int job_nonce_new(char buf[static JOB_NONCE_LEN + 1]);
 
+/* A device named as Dashboard knows it, instead of by serial: its name (1 to
+ * 255 bytes of UTF-8 without control characters) or its MAC.  The daemon
+ * resolves either to a serial through the API before submitting. */
+#define JOB_NAME_MAX 255
+bool job_name_valid(const char *s);
+/* A MAC in the lower-case colon form, "aa:bb:cc:dd:ee:ff". */
+#define JOB_MAC_LEN 17
+/* Reads aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or 12 bare hex
+ * digits, either case, into the colon form; -EINVAL for anything else. */
+int mac_normalize(const char *s, char ret[static JOB_MAC_LEN + 1]);
+bool mac_is_normal(const char *s);
+
 /* Longest text kept from the API or a callback (an error message). */
 #define JOB_TEXT_MAX 1024
 
@@ -73,6 +87,7 @@ enum job_event_kind {
 	JOB_EV_STATUS,    /* a progress status: meraki_status, source */
 	JOB_EV_FINAL,     /* state is complete, failed or expired */
 	JOB_EV_SNAPSHOT,  /* a whole job as compaction writes it: every field */
+	JOB_EV_RESOLVED,  /* a queued job's name or mac found its device: serial */
 	_JOB_EV_MAX,
 };
 
@@ -84,6 +99,11 @@ struct job_event {
 	enum job_state state; /* JOB_EV_FINAL and JOB_EV_SNAPSHOT */
 	uint64_t created;     /* JOB_EV_SNAPSHOT: the job's created_at */
 	const char *serial;
+	/* JOB_EV_QUEUED: exactly one of serial, name and mac (in the colon
+	 * form); a snapshot has name or mac (or neither) and the serial once
+	 * resolved.  Records from before 0.3.0 have neither. */
+	const char *name;
+	const char *mac;
 	unsigned duration;
 	const char *leds_blink_id;
 	const char *meraki_status;
@@ -93,17 +113,20 @@ struct job_event {
 	const char *source;
 	unsigned attempts;
 	const char *nonce; /* JOB_EV_QUEUED and JOB_EV_SNAPSHOT; NULL in records from before 0.3.0 */
-	/* The first snapshot of a compacted log: the size of the previous log
-	 * that the snapshots restate (the records after them in the new log
-	 * are that log's from there on, then new ones), so that a follower
-	 * prints nothing twice.  Readers from before 0.3.0 ignore it. */
+	/* The first snapshot of a compacted log: the stream position (joblog.h)
+	 * up to which the snapshots restate the records (the records after them
+	 * in the new log are the previous log's from there on, then new ones),
+	 * so that a follower prints nothing twice.  Readers from before 0.3.0
+	 * ignore it. */
 	bool compact_mark;
 	uint64_t compacted_from;
 };
 
 struct job {
 	char id[JOB_ID_MAX + 1];
-	char serial[SERIAL_MAX + 1];
+	char serial[SERIAL_MAX + 1];   /* "" until a job queued by name or mac is resolved */
+	char *name;                    /* what the request named instead of a serial, or NULL */
+	char mac[JOB_MAC_LEN + 1];     /* ... or "" */
 	char nonce[JOB_NONCE_LEN + 1]; /* "" for a job logged without one */
 	unsigned duration;
 	enum job_state state;
@@ -189,6 +212,10 @@ const char *job_event_name(const struct job_event *ev);
 
 /* The snapshot event that recreates j (compaction). */
 void job_snapshot(const struct job *j, struct job_event *ret);
+
+/* What to show for the job's device in a table: its serial, or until that
+ * is resolved the name or MAC the request gave. */
+const char *job_device_label(const struct job *j);
 
 /* The job as INTERFACE.md's JSON object. */
 void job_format_json(const struct job *j, struct json_writer *w);

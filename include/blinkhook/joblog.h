@@ -55,6 +55,9 @@ struct joblog_info {
 	uint64_t bad_offset;
 	int bad_error; /* -EBADMSG, -EPROTONOSUPPORT, or the callback's error */
 	uint64_t at;   /* during the callback: the offset of the record it is handed */
+	/* joblog_follow_read(): records were compacted away before they could
+	 * be read; the snapshots that restate them were handed on instead. */
+	bool compacted_unread;
 };
 
 /* Called for each record; a negative return stops the read and is returned
@@ -108,24 +111,25 @@ int joblog_compact(struct joblog *l, const struct job_table *t);
  * a child that writes t's snapshot into JOBLOG_COMPACT_FILE from its
  * copy-on-write image of the table, fsyncs it and exits.  The caller goes on
  * appending and committing to the old log meanwhile, and may change t.
- * When joblog_compact_fd() becomes readable the child has ended:
- * joblog_compact_finish() then copies what was committed to the old log
- * since the snapshot point to the end of the new file, syncs it, renames it
- * over the old one, syncs the directory and makes it the log; pending
- * records go to the new one at the next commit.  The first snapshot record
- * carries the snapshot point (compacted_from), which joblog_follow_read()
- * uses to print nothing twice.  A crash at any moment leaves the old log
- * whole and at most a JOBLOG_COMPACT_FILE that the next compaction
- * truncates.
+ * When the child has ended (joblog_compact_fd() is readable, and
+ * joblog_compact_finish() no longer says -EAGAIN), the finish copies what
+ * was committed to the old log since the snapshot point to the end of the
+ * new file, syncs it, renames it over the old one, syncs the directory and
+ * makes it the log; pending records go to the new one at the next commit.
+ * The first snapshot record carries the stream position of the snapshot
+ * point (compacted_from), which joblog_follow_read() uses to print nothing
+ * twice.  A crash at any moment leaves the old log whole and at most a
+ * JOBLOG_COMPACT_FILE that the next compaction truncates.
  */
 /* 1 when the child runs (watch joblog_compact_fd()), 0 when it was done in
  * place (an empty table has nothing to write), -EBUSY when records are
  * pending or syncing, or a compaction already runs. */
 int joblog_compact_begin(struct joblog *l, const struct job_table *t);
-/* Readable (end of file) when the child has ended; -1 when none runs. */
+/* Readable when the child has written its report, and again (end of file)
+ * when it has ended; -1 when none runs. */
 int joblog_compact_fd(const struct joblog *l);
 bool joblog_compacting(const struct joblog *l);
-/* 0 when the new log took over; -EAGAIN while the child writes; -EBUSY
+/* 0 when the new log took over; -EAGAIN until the child has ended; -EBUSY
  * while a sync is in flight (call again when it has ended); another error
  * when the compaction failed (the old log stays in use, the new file is
  * removed, and a later joblog_compact_begin() may try again). */
@@ -151,19 +155,37 @@ int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, s
 
 /*
  * Following the log (blinkhookctl log --follow): each call reads what was
- * added since the last one and hands it to cb.  A compaction replaces the
- * file: the follower reads the rest of the old one (whose descriptor it
- * holds, so its inode number cannot come back meanwhile), then the new one
- * from its start, skipping its snapshots (they restate what was printed)
- * and the records carried from the old log that it had already read.
+ * added since the last one and hands it to cb.
+ *
+ * A compaction replaces the file, and any number of them may happen between
+ * two reads.  So the follower does not count in the bytes of one file but in
+ * stream positions: every record ever committed has one, the same in every
+ * log that holds it (the bytes of all records, snapshots left out, one after
+ * the other).  A log's first snapshot says where its records start in that
+ * stream (compacted_from; a log without one starts it at 0), and each record
+ * sits at that plus its offset past the snapshots.  The follower remembers
+ * the position after the last record it handed on (mark).  When the file has
+ * been replaced, it reads the rest of the old one (whose descriptor it holds,
+ * so its inode number cannot come back meanwhile), then the log that is there
+ * now: its snapshots are skipped (they restate what was handed on) and its
+ * records from the mark on are handed on, each once.  Only when that log
+ * starts past the mark (records were compacted away before they were read:
+ * two compactions between two reads, the one in between never seen) are its
+ * snapshots handed on instead, as what those records came to, and
+ * info->compacted_unread says so.  A log without a first snapshot that says
+ * where it starts (a compaction that left no job) begins a new stream: all
+ * of it is handed on.
  */
 struct joblog_follow {
 	int fd;
 	uint64_t dev, ino, off;
-	int phase;         /* 0 new records, 1 the new log's snapshots, 2 its carried records */
-	uint64_t prev_end; /* where the old log ended */
-	uint64_t carried;  /* of those bytes, how many the new log carries again */
-	uint64_t skip_to;  /* the end of the carried records in the new log */
+	bool reopened;       /* the log was replaced since the first read */
+	bool leading;        /* still among the log's first records (its snapshots) */
+	bool first_record;   /* no record of this log read yet */
+	bool show_snapshots; /* hand on this log's snapshots */
+	uint64_t base;       /* the stream position where this log's records start */
+	uint64_t snap_end;   /* the offset of its first record after the snapshots */
+	uint64_t mark;       /* the stream position after the last record handed on */
 	joblog_event_cb cb;
 	void *ud;
 	struct joblog_info *info;

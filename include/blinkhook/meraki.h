@@ -14,6 +14,13 @@
  * A redirect within that origin is followed (POST stays POST with its body on
  * 301, 302, 307 and 308); one to any other origin is not, and fails the call
  * with foreign_redirect set and the target's origin in the error.
+ *
+ * Device look-ups (GET /organizations, GET /organizations/{id}/devices) are
+ * lists the API pages: the client follows the Link header's rel=next itself,
+ * by the same rule (only within base_url's origin), up to
+ * MERAKI_LIST_PAGES_MAX pages, and answers once with every page's items.  A
+ * page answered 429, 5xx or not at all ends the call with that outcome: the
+ * caller asks again from the first page, as it would any other call.
  */
 #ifndef BLINKHOOK_MERAKI_H
 #define BLINKHOOK_MERAKI_H
@@ -23,6 +30,7 @@
 #include <stdint.h>
 
 #define MERAKI_BODY_MAX ((size_t)64 * 1024)
+#define MERAKI_LINK_MAX ((size_t)8 * 1024) /* the Link headers of one answer */
 #define MERAKI_MAX_REDIRECTS 5
 /* A Retry-After longer than this is taken as this. */
 #define MERAKI_RETRY_AFTER_MAX (3600 * UINT64_C(1000000))
@@ -32,6 +40,14 @@ enum meraki_outcome {
 	MERAKI_RETRY,        /* transient: 5xx, timeouts, network, TLS, a broken 2xx body */
 	MERAKI_RATE_LIMITED, /* 429: wait retry_after_usec, or back off when absent */
 	MERAKI_FAIL,         /* will never succeed as asked: other 4xx */
+};
+
+/* One element of a list answer: a device (id: its serial) or an
+ * organization (id: its id).  name and mac are NULL when it has none. */
+struct meraki_item {
+	char *id;
+	char *name;
+	char *mac;
 };
 
 struct meraki_result {
@@ -45,13 +61,34 @@ struct meraki_result {
 	/* A redirect to another origin, not followed: every request will
 	 * fail alike until base_url names that origin. */
 	bool foreign_redirect;
+	/* A list call's items, every page's; truncated when there were more
+	 * pages than MERAKI_LIST_PAGES_MAX. */
+	struct meraki_item *items;
+	size_t n_items;
+	bool truncated;
 };
 void meraki_result_release(struct meraki_result *r);
 
 enum meraki_call_kind {
-	MERAKI_CALL_BLINK, /* POST .../liveTools/leds/blink, wants a ledsBlinkId */
-	MERAKI_CALL_GET,   /* GET .../liveTools/leds/blink/{id}, wants a status */
+	MERAKI_CALL_BLINK,   /* POST .../liveTools/leds/blink, wants a ledsBlinkId */
+	MERAKI_CALL_GET,     /* GET .../liveTools/leds/blink/{id}, wants a status */
+	MERAKI_CALL_ORGS,    /* GET /organizations, wants a list */
+	MERAKI_CALL_DEVICES, /* GET /organizations/{id}/devices, wants a list */
 };
+
+/* Devices asked for per page, and the most pages one look-up reads. */
+#define MERAKI_LIST_PER_PAGE 50
+#define MERAKI_LIST_PAGES_MAX 20
+/* A list answer's usable elements appended to *items (*n of them so far):
+ * for MERAKI_CALL_DEVICES objects with a valid "serial", for
+ * MERAKI_CALL_ORGS objects with an "id" fit for a URL path; any other element
+ * is skipped.  -EBADMSG when body is not a JSON array, -ENOMEM. */
+int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len, struct meraki_item **items, size_t *n);
+void meraki_items_free(struct meraki_item *items, size_t n);
+/* The rel=next target of a Link header's value (RFC 8288: "<URL>; rel=next,
+ * <URL>; rel=first"), copied into buf.  -ENOENT when there is none, -EINVAL
+ * when the value cannot be read, -ENAMETOOLONG when buf is too small. */
+int meraki_link_next(const char *link, char *buf, size_t size);
 
 /* Pure: what an answer means.  transport_error is NULL when an HTTP answer
  * came; retry_after is the header's value or NULL. */
@@ -112,6 +149,12 @@ int meraki_reconfigure(struct meraki_client *c, const struct meraki_opts *opts);
 int meraki_blink(struct meraki_client *c, const struct meraki_blink_request *req, meraki_done_fn done, void *ud);
 int meraki_get_blink(struct meraki_client *c, const char *serial, const char *leds_blink_id, meraki_done_fn done,
 		     void *ud);
+/* The organizations the key sees (MERAKI_CALL_ORGS), and the devices of
+ * org_id whose name contains name, or whose MAC is mac (one of them NULL):
+ * the API's own filters, which match parts too. */
+int meraki_list_organizations(struct meraki_client *c, meraki_done_fn done, void *ud);
+int meraki_find_devices(struct meraki_client *c, const char *org_id, const char *name, const char *mac,
+			meraki_done_fn done, void *ud);
 size_t meraki_in_flight(const struct meraki_client *c);
 
 void meraki_on_fd(struct meraki_client *c, int fd, uint32_t revents);

@@ -2,7 +2,8 @@
 /*
  * netaddr — addresses as the config writes them and as peers present them:
  * listen addresses, address prefixes (trusted_proxies), and the client a
- * request came from behind trusted proxies (the X-Forwarded-For walk).
+ * request came from behind trusted proxies (the X-Forwarded-For and
+ * Forwarded walks).
  *
  * Pure functions on text and socket addresses: nothing here reads a file,
  * allocates beyond the strings it returns, or logs.
@@ -69,5 +70,34 @@ void peer_to_string(const struct sockaddr *peer, char *buf, size_t len);
  */
 int xff_client(const char *header, const struct sockaddr *peer, const struct cidr *trusted, size_t n_trusted, char *buf,
 	       size_t len);
+
+/*
+ * The same for an RFC 7239 Forwarded header: header holds its lines joined
+ * by '\n' (a line's error, an open quote, does not reach into the next) or
+ * by ','.  Elements are split at the commas outside quoted strings and read
+ * from the right, at most XFF_MAX_HOPS of them; in each, the "for" parameter
+ * (name in any case, value a token or a quoted string) names the hop:
+ * "192.0.2.60", "192.0.2.60:4711" and "[2001:db8::1]:4711" name an address
+ * (written to buf without port and brackets), walked on as in xff_client();
+ * "unknown" or an obfuscated identifier ("_hidden", port optional) is a hop
+ * the proxy will not name: the walk stops there and buf holds it as written,
+ * as it would an untrusted address.  An element that breaks RFC 7239's
+ * syntax, or has no "for" or two, ends the walk as garbage does in
+ * xff_client(): the last good answer stands.  Empty elements are skipped.
+ * Returns 1 when buf holds a name from the header, 0 when it holds the peer.
+ */
+int forwarded_client(const char *header, const struct sockaddr *peer, const struct cidr *trusted, size_t n_trusted,
+		     char *buf, size_t len);
+
+/*
+ * The client when a request may carry either header or both (NULL: absent):
+ * with one, what its walk finds.  With both, each is walked and the answer
+ * stands only if the two agree (the same address, or the same text); if they
+ * differ, a proxy wrote one and the client the other, and nothing says which:
+ * the client is the peer.  A proxy that writes one header should remove the
+ * other from what its clients send.  Returns as xff_client() does.
+ */
+int proxied_client(const char *xff, const char *forwarded, const struct sockaddr *peer, const struct cidr *trusted,
+		   size_t n_trusted, char *buf, size_t len);
 
 #endif

@@ -16,7 +16,9 @@
  * spool's group.
  *
  * A request is a small JSON object: {"serial": "Q2XX-XXXX-XXXX",
- * "duration": 20} plus an optional "id" chosen by the producer; or a cancel
+ * "duration": 20} plus an optional "id" chosen by the producer, where
+ * {"name": "edge-sw-1"} or {"mac": "aa:bb:cc:dd:ee:ff"} may stand instead of
+ * the serial (exactly one of the three); or a cancel
  * request, {"cancel": "<job id>"}.  The daemon
  * takes a file only after the job it describes is durable in the job log, and
  * only then removes it; so a crash between the two leaves the file, which the
@@ -38,7 +40,12 @@
 
 struct queue_request {
 	char id[JOB_ID_MAX + 1]; /* empty when the producer chose none */
+	/* Exactly one of these three is set in a blink request: the device
+	 * by serial, by its Dashboard name, or by MAC (always in the lower-case
+	 * colon form: queue_parse_request() normalizes what the file says). */
 	char serial[SERIAL_MAX + 1];
+	char name[JOB_NAME_MAX + 1];
+	char mac[JOB_MAC_LEN + 1];
 	unsigned duration;
 	/* Set instead of the above: {"cancel": "<job id>"} asks the daemon to
 	 * fail that job with error "canceled" if it is still queued. */

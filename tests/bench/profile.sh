@@ -6,7 +6,7 @@
 # on only while wrk sends one kind of callback; the instruction count is
 # divided by the requests the server answered in that window.  Also the
 # replay of a job log at start.  Not part of `make bench` (it takes minutes
-# and needs valgrind); the README's performance section quotes its output.
+# and needs valgrind); docs/performance.md quotes its output.
 #
 #   B=build tests/bench/profile.sh [KIND...]
 #

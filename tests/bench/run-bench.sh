@@ -4,7 +4,7 @@
 # run-bench.sh — blinkhook's benchmark (`make bench`): loads blinkhookd and a
 # baseline server over loopback with wrk, measures startup, memory, spool
 # intake and idle wakeups, and prints one table with the ratios, all measured
-# in this run.  README-performance.md (beside this file) says what each figure
+# in this run.  docs/performance.md says what each figure
 # means.
 #
 # Environment:

@@ -146,6 +146,8 @@ static inline void fuzz_check_same_event(const struct job_event *a, const struct
 			   (unsigned long long)a->created, (unsigned long long)b->created);
 	FUZZ_CHECK(fuzz_str_equal(a->serial, b->serial), "serial \"%s\" != \"%s\"", fuzz_str(a->serial),
 		   fuzz_str(b->serial));
+	FUZZ_CHECK(fuzz_str_equal(a->name, b->name), "name \"%s\" != \"%s\"", fuzz_str(a->name), fuzz_str(b->name));
+	FUZZ_CHECK(fuzz_str_equal(a->mac, b->mac), "mac \"%s\" != \"%s\"", fuzz_str(a->mac), fuzz_str(b->mac));
 	FUZZ_CHECK(a->duration == b->duration, "duration %u != %u", a->duration, b->duration);
 	FUZZ_CHECK(fuzz_str_equal(a->leds_blink_id, b->leds_blink_id), "leds_blink_id \"%s\" != \"%s\"",
 		   fuzz_str(a->leds_blink_id), fuzz_str(b->leds_blink_id));

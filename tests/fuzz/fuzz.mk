@@ -30,7 +30,7 @@ FUZZ_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
-FUZZ_ALL := fuzz_callback fuzz_queue fuzz_joblog fuzz_config fuzz_meraki fuzz_spans fuzz_xff
+FUZZ_ALL := fuzz_callback fuzz_queue fuzz_joblog fuzz_config fuzz_meraki fuzz_spans fuzz_xff fuzz_forwarded
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 # Extra libFuzzer flags for `make fuzz`, e.g. FUZZ_FLAGS=-jobs=2.
 FUZZ_FLAGS ?=
@@ -50,6 +50,7 @@ FUZZ_PKGS_fuzz_config := inih
 FUZZ_PKGS_fuzz_meraki := json-c libcurl
 FUZZ_PKGS_fuzz_spans :=
 FUZZ_PKGS_fuzz_xff :=
+FUZZ_PKGS_fuzz_forwarded :=
 
 # Undefined behaviour stops the run as a crash does, rather than being
 # printed and passed over.

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_meraki — the pure part of the API client: meraki_classify() for both
- * kinds of call, meraki_parse_retry_after(), meraki_origin() and
- * meraki_same_origin().
+ * fuzz_meraki — the pure part of the API client: meraki_classify() for every
+ * kind of call (the list answers of device look-ups too),
+ * meraki_parse_retry_after(), meraki_origin(), meraki_same_origin() and
+ * meraki_link_next().
  *
  * The input: two bytes of HTTP status (mapped into 100..599); then, when a
  * NUL follows somewhere, the Retry-After value before it; the rest is the
@@ -20,7 +21,11 @@
  * also parsed on its own: every integer's json_integer_text() is the digits
  * of an integer literal in the body without leading zeros, the same as its
  * 64-bit value where json_int64() gives one (ids never pass through 64 bits).
+ * A list's items have ids fit for a URL path (a device's a valid serial) and
+ * names and MACs of valid UTF-8 within JOB_NAME_MAX; a Link header's next
+ * target is a non-empty part of the input without '<' or '>'.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -35,7 +40,10 @@
 
 static void check_result(enum meraki_call_kind kind, long status, const struct meraki_result *res)
 {
-	const char *k = kind == MERAKI_CALL_BLINK ? "blink" : "get";
+	const char *k = kind == MERAKI_CALL_BLINK     ? "blink"
+			: kind == MERAKI_CALL_GET     ? "get"
+			: kind == MERAKI_CALL_DEVICES ? "devices"
+						      : "organizations";
 
 	FUZZ_CHECK(res->http_status == status, "%s: http_status %ld for %ld", k, res->http_status, status);
 	if (status >= 200 && status < 300)
@@ -55,8 +63,23 @@ static void check_result(enum meraki_call_kind kind, long status, const struct m
 	FUZZ_CHECK(res->retry_after_usec == UINT64_MAX || res->retry_after_usec <= MERAKI_RETRY_AFTER_MAX,
 		   "%s: a wait of %llu usec", k, (unsigned long long)res->retry_after_usec);
 
+	FUZZ_CHECK(res->outcome == MERAKI_OK || res->n_items == 0, "%s: items without OK", k);
+	for (size_t i = 0; i < res->n_items; i++) {
+		const struct meraki_item *it = &res->items[i];
+
+		FUZZ_CHECK(kind == MERAKI_CALL_DEVICES || kind == MERAKI_CALL_ORGS, "%s: items", k);
+		FUZZ_CHECK(it->id && (kind == MERAKI_CALL_DEVICES ? serial_is_valid(it->id) : job_id_is_valid(it->id)),
+			   "%s: an item with id \"%s\"", k, fuzz_str(it->id));
+		FUZZ_CHECK(!it->name || (strlen(it->name) <= JOB_NAME_MAX && fuzz_utf8_valid(it->name)),
+			   "%s: an item's name \"%s\"", k, fuzz_str(it->name));
+		FUZZ_CHECK(!it->mac || (strlen(it->mac) <= JOB_NAME_MAX && fuzz_utf8_valid(it->mac)),
+			   "%s: an item's mac \"%s\"", k, fuzz_str(it->mac));
+		FUZZ_CHECK(kind == MERAKI_CALL_DEVICES || !it->mac, "%s: an organization with a mac", k);
+	}
 	if (res->outcome == MERAKI_OK) {
-		if (kind == MERAKI_CALL_BLINK)
+		if (kind == MERAKI_CALL_DEVICES || kind == MERAKI_CALL_ORGS)
+			;
+		else if (kind == MERAKI_CALL_BLINK)
 			FUZZ_CHECK(res->leds_blink_id && job_id_is_valid(res->leds_blink_id),
 				   "blink: OK with ledsBlinkId \"%s\"", fuzz_str(res->leds_blink_id));
 		else
@@ -108,7 +131,8 @@ static void check_integers(const struct json *v, const char *body, size_t len, u
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const enum meraki_call_kind kinds[] = {MERAKI_CALL_BLINK, MERAKI_CALL_GET};
+	static const enum meraki_call_kind kinds[] = {MERAKI_CALL_BLINK, MERAKI_CALL_GET, MERAKI_CALL_DEVICES,
+						      MERAKI_CALL_ORGS};
 	struct meraki_result res;
 	const uint8_t *rest, *nul;
 	char *retry_after = NULL, *whole;
@@ -158,6 +182,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	whole = fuzz_strndup(data, size);
+	{
+		char next[256];
+
+		r = meraki_link_next(whole, next, sizeof(next));
+		FUZZ_CHECK(r == 0 || r == -ENOENT || r == -EINVAL || r == -ENAMETOOLONG, "meraki_link_next: %d", r);
+		if (r == 0)
+			FUZZ_CHECK(*next && strstr(whole, next) && !strpbrk(next, "<>"), "Link next \"%s\"",
+				   fuzz_str(next));
+	}
 	if (meraki_parse_retry_after(whole, FUZZ_NOW, &wait) >= 0)
 		FUZZ_CHECK(wait <= MERAKI_RETRY_AFTER_MAX, "a wait of %llu usec", (unsigned long long)wait);
 	if (meraki_same_origin(BASE_URL, whole)) {

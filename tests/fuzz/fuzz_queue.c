@@ -3,8 +3,9 @@
  * fuzz_queue — queue_parse_request() on a spool file's bytes.
  *
  * Checked: a refusal comes with a reason; an accepted request is either a
- * cancel with a valid job id and nothing else, or a valid serial, a duration
- * in range and an empty or valid id; and it survives queue_format_request()
+ * cancel with a valid job id and nothing else, or exactly one of a valid
+ * serial, a valid name and a MAC in the colon form, a duration in range and
+ * an empty or valid id; and it survives queue_format_request()
  * and a second parse unchanged (what blinkhookctl writes, the daemon reads).
  */
 #include <stdint.h>
@@ -19,10 +20,15 @@ static void check_valid(const struct queue_request *req)
 {
 	if (req->cancel[0]) {
 		FUZZ_CHECK(job_id_is_valid(req->cancel), "cancel \"%s\"", req->cancel);
-		FUZZ_CHECK(!req->id[0] && !req->serial[0] && req->duration == 0, "a cancel with other fields");
+		FUZZ_CHECK(!req->id[0] && !req->serial[0] && !req->name[0] && !req->mac[0] && req->duration == 0,
+			   "a cancel with other fields");
 		return;
 	}
-	FUZZ_CHECK(serial_is_valid(req->serial), "serial \"%s\"", req->serial);
+	FUZZ_CHECK((req->serial[0] != 0) + (req->name[0] != 0) + (req->mac[0] != 0) == 1,
+		   "serial \"%s\", name \"%s\", mac \"%s\": not exactly one", req->serial, req->name, req->mac);
+	FUZZ_CHECK(!req->serial[0] || serial_is_valid(req->serial), "serial \"%s\"", req->serial);
+	FUZZ_CHECK(!req->name[0] || job_name_valid(req->name), "name \"%s\"", req->name);
+	FUZZ_CHECK(!req->mac[0] || mac_is_normal(req->mac), "mac \"%s\"", req->mac);
 	FUZZ_CHECK(req->duration >= JOB_DURATION_MIN && req->duration <= JOB_DURATION_MAX, "duration %u",
 		   req->duration);
 	FUZZ_CHECK(!req->id[0] || job_id_is_valid(req->id), "id \"%s\"", req->id);
@@ -52,6 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(r == 0, "its own request refused (%s): %s", fuzz_str(reason), sb.buf);
 	FUZZ_CHECK(strcmp(req.id, back.id) == 0, "id \"%s\" != \"%s\"", req.id, back.id);
 	FUZZ_CHECK(strcmp(req.serial, back.serial) == 0, "serial \"%s\" != \"%s\"", req.serial, back.serial);
+	FUZZ_CHECK(strcmp(req.name, back.name) == 0, "name \"%s\" != \"%s\"", req.name, back.name);
+	FUZZ_CHECK(strcmp(req.mac, back.mac) == 0, "mac \"%s\" != \"%s\"", req.mac, back.mac);
 	FUZZ_CHECK(req.duration == back.duration, "duration %u != %u", req.duration, back.duration);
 	FUZZ_CHECK(strcmp(req.cancel, back.cancel) == 0, "cancel \"%s\" != \"%s\"", req.cancel, back.cancel);
 	strbuf_release(&sb);

@@ -26,7 +26,8 @@ refuse "with duration 1.5" Q2AA-BBBB-CCCC --duration 1.5
 refuse "with duration -5" Q2AA-BBBB-CCCC --duration -5
 refuse "with duration 10s" Q2AA-BBBB-CCCC --duration 10s
 refuse "with no serial" 
-refuse "with two serials" Q2AA-BBBB-CCCC Q2AA-BBBB-DDDD
+refuse "with two serials, the second bad" Q2AA-BBBB-CCCC Q2AA-BBBB-DDD
+refuse "with two serials and one --id" Q2AA-BBBB-CCCC Q2AA-BBBB-DDDD --id two
 refuse "with a bad id" Q2AA-BBBB-CCCC --id 'a/b'
 
 ctl status nosuchjob >/dev/null 2>"$T/err"

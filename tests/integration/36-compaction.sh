@@ -118,3 +118,43 @@ check "log --follow across it: the old events once" test "$(grep -c '"event":"co
 stop_daemon
 start_daemon
 check "a restart replays the log compacted in the background" grep -q 'replayed [0-9]* records: 200150 jobs, 0 unfinished' "$T/daemon.log"
+
+# Two compactions between two reads of a follower (it is stopped, and two
+# starts each drop final jobs past retention, the second from a log the
+# follower never saw): it goes on right after the last record it printed,
+# each record once, no snapshot, nothing missed.
+stop_daemon
+python3 - "$T/state/jobs.log" <<'PY'
+import sys, time, json
+now = time.time()
+def ts(t): return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+with open(sys.argv[1], "w") as f:
+    # 20 jobs each: finished 60 days, 3 hours and 10 minutes ago.
+    for g, age in (("two", 60 * 86400), ("three", 3 * 3600), ("ten", 600)):
+        for i in range(20):
+            for ev in ({"event": "queued", "serial": "Q2AA-%04d-FFFF" % i, "duration": 5, "source": "queue"},
+                       {"event": "complete", "meraki_status": "complete", "source": "callback"}):
+                f.write(json.dumps(dict({"v": 1, "ts": ts(now - age), "id": "%s%03d" % (g, i)}, **ev),
+                                   separators=(",", ":")) + "\n")
+PY
+write_config "[state] retention = 30d"
+: >"$T/daemon.log"
+"$BLINKHOOKCTL" -c "$T/bh.conf" log --follow --json >"$T/follow3.out" 2>"$T/follow3.err" &
+FOLLOW3=$!
+PIDS+=($FOLLOW3)
+wait_until 10 sh -c "[ \$(wc -l <'$T/follow3.out') -ge 120 ]"
+kill -STOP "$FOLLOW3"
+start_daemon
+stop_daemon
+write_config "[state] retention = 2h"
+start_daemon
+check "two starts compacted the log while the follower was stopped ($(grep -o 'compacted the job log: [0-9]* records to [0-9]*' "$T/daemon.log" | tr '\n' ' '))" \
+	test "$(grep -c 'compacted the job log: .* past retention dropped' "$T/daemon.log")" = 2
+kill -CONT "$FOLLOW3"
+c=$(ctl blink Q2AA-FFFF-9999)
+check "a job after both compactions completes" wait_state 10 "$c" complete
+wait_until 5 grep -q "\"id\":\"$c\",\"event\":\"complete\"" "$T/follow3.out"
+check "log --follow across two compactions between two reads: the new job's events, each once" \
+	test "$(grep -c "\"id\":\"$c\"" "$T/follow3.out")" = 3
+check "log --follow across two compactions between two reads: the old events once, no snapshot, no warning" \
+	sh -c "[ \$(wc -l <'$T/follow3.out') = 123 ] && ! grep -q '\"event\":\"job\"' '$T/follow3.out' && [ ! -s '$T/follow3.err' ]"

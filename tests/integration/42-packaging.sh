@@ -94,7 +94,9 @@ check "blinkhookd@.service loads the key from /opt/etc/blinkhook/%i.meraki-api-k
 check "the tmpfiles entry sets the mode of /opt/etc/blinkhook/blinkhookd.conf" \
 	grep -qE '^z /opt/etc/blinkhook/blinkhookd.conf 0640 root +blinkhook-queue -$' "$TMPF"
 check "nothing installed names /etc/blinkhook any more" \
-	sh -c "! grep -rq '[^t]/etc/blinkhook' '$UNITS' '$TMPF' '$ROOT/opt/etc/blinkhook/blinkhookd.conf'"
+	sh -c "! grep -rq '[^t]/etc/blinkhook' '$UNITS' '$TMPF' '$ROOT/opt/etc/blinkhook/blinkhookd.conf' '$ROOT/usr/share/man'"
+check "the installed blinkhookd(8) names /opt/etc/blinkhook/blinkhookd.conf" \
+	grep -q '/opt/etc/blinkhook/blinkhookd.conf' "$ROOT/usr/share/man/man8/blinkhookd.8"
 
 D=$ROOT/usr/sbin/blinkhookd
 CTL=$ROOT/usr/bin/blinkhookctl
@@ -122,7 +124,8 @@ cp "$UNITS/blinkhookd.service" "$UNITS/blinkhookd.socket" "$UNITS/blinkhookd@.se
 sed -i "s|^ExecStart=/usr/sbin/blinkhookd |ExecStart=$D |" "$VU/blinkhookd.service" "$VU/blinkhookd@.service"
 ln -s blinkhookd@.service "$VU/blinkhookd@test.service"
 for u in blinkhookd.socket blinkhookd.service blinkhookd@test.service; do
-	out=$(cd "$VU" && SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze verify "$VU/$u" 2>&1)
+	# verify runs man(1) for the units' Documentation=man:...: the pages installed.
+	out=$(cd "$VU" && MANPATH=$ROOT/usr/share/man SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze verify "$VU/$u" 2>&1)
 	rc=$?
 	if [ "$rc" = 0 ] && [ -z "$out" ]; then
 		ok "systemd-analyze verify of the installed $u prints nothing"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Meraki client under the API's rules: each fault the simulator can inject,
-# through the real daemon, ends the way the README's retry table says.
+# through the real daemon, ends the way the table in docs/meraki-api.md says.
 . "$(dirname "$0")/../lib.sh"
 
 start_sim --min-interval 0.5 --blink-time 0.3

@@ -2,10 +2,13 @@
 # SPDX-License-Identifier: MIT
 """merakisim — a Meraki Dashboard API simulator for blinkhook's tests and demo.
 
-Serves the two Dashboard API operations blinkhook uses, under /api/v1:
+Serves the Dashboard API operations blinkhook uses, under /api/v1:
 
     POST /api/v1/devices/{serial}/liveTools/leds/blink       (create a blink job)
     GET  /api/v1/devices/{serial}/liveTools/leds/blink/{id}  (poll the job)
+    GET  /api/v1/organizations                               (the key's organizations)
+    GET  /api/v1/organizations/{id}/devices                  (find devices: name, mac,
+                                                              serial, perPage, startingAfter)
 
 and, like Meraki, POSTs a callback to the URL given in the request (or to a
 configured "HTTP server", i.e. a Dashboard webhook receiver) once the job is
@@ -21,6 +24,10 @@ Tests drive it through unauthenticated endpoints (JSON in and out):
     GET  /_sim/faults     faults still pending
     POST /_sim/faults     {"kind": K, "count": 1, "serial": null, ...params}
     POST /_sim/reset      forget faults, requests and callbacks (not jobs)
+    GET  /_sim/inventory  the organizations and their devices
+    POST /_sim/inventory  {"organizations": [{"id", "name", "devices": [{"name",
+                          "serial", "mac", "networkId", ...}]}]} replaces them
+                          (also --inventory FILE, the same JSON)
     GET  /_sim/mode       how callbacks are rendered now
     POST /_sim/mode       {"callback_secret": "body"|"header"|"none",
                            "callback_shape": "callback"|"alert"} (either or both)
@@ -39,7 +46,10 @@ redirect (status, to: a listener's role, moved: bool), notfound — these
 answer one blink POST; poll_redirect (the same parameters) answers one poll
 GET; failed (error), lost_callback, repeat_callback (times), never_final
 (silent: no callback either),
-progress, wrong_secret — these shape one new job.  A redirect's Location is
+progress, wrong_secret — these shape one new job; lookup_429 (retry_after),
+lookup_status (status, message) and lookup_foreign_link (a rel=next on the
+"foreign" listener) answer one GET of /organizations or of an
+organization's devices.  A redirect's Location is
 the request's own path on the target listener, or with "moved": true the
 same under /moved, which every listener serves as an alias of the API.
 
@@ -71,7 +81,7 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 API_PREFIX = "/api/v1"
 MOVED_PREFIX = "/moved"
@@ -83,11 +93,14 @@ CALLBACK_TIMEOUT = 10.0
 SERIAL_RE = re.compile(r"^[A-Za-z0-9]{4}-[A-Za-z0-9]{4}-[A-Za-z0-9]{4}$")
 BLINK_RE = re.compile(r"^/api/v1/devices/([^/]+)/liveTools/leds/blink$")
 JOB_RE = re.compile(r"^/api/v1/devices/([^/]+)/liveTools/leds/blink/([^/]+)$")
+ORGS_RE = re.compile(r"^/api/v1/organizations$")
+ORG_DEVICES_RE = re.compile(r"^/api/v1/organizations/([^/]+)/devices$")
 
 # Request-level faults replace the answer to one blink POST; job-level faults
 # change what happens to one newly created job.  Both share one FIFO queue.
 REQUEST_FAULTS = {"status", "429", "hang", "badbody", "redirect", "notfound"}
 POLL_FAULTS = {"poll_redirect"}
+LOOKUP_FAULTS = {"lookup_429", "lookup_status", "lookup_foreign_link"}
 JOB_FAULTS = {"failed", "lost_callback", "repeat_callback", "never_final", "progress",
               "wrong_secret"}
 
@@ -156,6 +169,7 @@ class Sim:
         self.listeners = {}  # "main"/"foreign" -> (host, port)
         self.http_servers = args.http_server  # id -> (url, secret)
         self.mode = {"callback_secret": args.callback_secret, "callback_shape": args.callback_shape}
+        self.inventory = args.inventory
         # Ids are strings of digits in Meraki's examples; counters keep them unique.
         self.blink_ids = itertools.count(args.first_blink_id)
         self.callback_ids = itertools.count(1284392014819)
@@ -171,7 +185,7 @@ class Sim:
         if not isinstance(spec, dict):
             return None, "fault must be a JSON object"
         kind = spec.get("kind")
-        if kind not in REQUEST_FAULTS | JOB_FAULTS | POLL_FAULTS:
+        if kind not in REQUEST_FAULTS | JOB_FAULTS | POLL_FAULTS | LOOKUP_FAULTS:
             return None, "unknown fault kind %r" % (kind,)
         count = spec.get("count", 1)
         if not is_int(count) or count < 1:
@@ -186,7 +200,7 @@ class Sim:
         params = dict(params)
         params.update({k: v for k, v in spec.items()
                        if k not in ("kind", "count", "serial", "params")})
-        if kind == "status":
+        if kind in ("status", "lookup_status"):
             params.setdefault("status", 500)
             if not is_int(params["status"]) or not 200 <= params["status"] <= 599:
                 return None, "status must be an HTTP status code from 200 to 599"
@@ -201,7 +215,7 @@ class Sim:
             params.setdefault("seconds", 3600)
             if not isinstance(params["seconds"], (int, float)) or params["seconds"] < 0:
                 return None, "seconds must be a number >= 0"
-        elif kind == "429":
+        elif kind in ("429", "lookup_429"):
             ra = params.get("retry_after")
             if ra is not None and not isinstance(ra, (int, float, str)):
                 return None, "retry_after must be a number or a string"
@@ -415,6 +429,33 @@ class Sim:
                 "fault": j["fault"]["kind"] if j["fault"] else None,
             } for j in self.jobs.values()]
 
+    def set_inventory(self, spec):
+        """Validates and replaces the inventory; returns (inventory, None) or
+        (None, error)."""
+        inv, err = check_inventory(spec)
+        if err:
+            return None, err
+        with self.lock:
+            self.inventory = inv
+        return inv, None
+
+    def organizations(self):
+        with self.lock:
+            return [{"id": o["id"], "name": o["name"],
+                     "url": "https://n1.meraki.com/o/%s/manage/organization/overview" % o["id"],
+                     "api": {"enabled": True}, "licensing": {"model": "co-term"},
+                     "cloud": {"region": {"name": "North America"}},
+                     "management": {"details": []}}
+                    for o in self.inventory]
+
+    def devices(self, org_id):
+        """The organization's devices as the API shows them, or None."""
+        with self.lock:
+            for o in self.inventory:
+                if o["id"] == org_id:
+                    return [device_view(d) for d in o["devices"]]
+        return None
+
     def reset(self):
         # Jobs (and the rate-limit clock) stay: jobs still running would
         # otherwise report into a world that forgot them.
@@ -422,6 +463,39 @@ class Sim:
             self.faults.clear()
             self.requests.clear()
             self.callbacks.clear()
+
+
+def device_view(d):
+    # GUESS: the fields the simulator does not keep get plausible values.
+    return {"name": d.get("name"), "lat": 37.4180951010362, "lng": -122.098531723022,
+            "address": "", "notes": "", "tags": [], "networkId": d.get("networkId", NETWORK["id"]),
+            "serial": d["serial"], "model": d.get("model", "MS120-8"), "mac": d.get("mac"),
+            "lanIp": None, "firmware": "switch-16-7",
+            "productType": d.get("productType", "switch"), "details": []}
+
+
+def check_inventory(spec):
+    """{"organizations": [...]} (or the list alone) -> (list, None) or (None, error)."""
+    if isinstance(spec, dict):
+        spec = spec.get("organizations")
+    if not isinstance(spec, list):
+        return None, "inventory must be {\"organizations\": [...]}"
+    orgs = []
+    for o in spec:
+        if not isinstance(o, dict) or not isinstance(o.get("id"), str) or not o["id"]:
+            return None, "each organization needs a string id"
+        devices = o.get("devices", [])
+        if not isinstance(devices, list):
+            return None, "devices must be a list"
+        for d in devices:
+            if not isinstance(d, dict) or not isinstance(d.get("serial"), str):
+                return None, "each device needs a string serial"
+            for k in ("name", "mac"):
+                if d.get(k) is not None and not isinstance(d[k], str):
+                    return None, "a device's %s must be a string or null" % k
+        orgs.append({"id": o["id"], "name": str(o.get("name", "Organization " + o["id"])),
+                     "devices": [dict(d) for d in devices]})
+    return orgs, None
 
 
 def validate_blink_body(content_type, raw, http_servers):
@@ -601,7 +675,74 @@ class Handler(BaseHTTPRequestHandler):
         m = JOB_RE.match(path)
         if m and self.command in ("GET", "HEAD"):
             return self.get_job(m.group(1), m.group(2))
+        if ORGS_RE.match(path) and self.command in ("GET", "HEAD"):
+            return self.lookup(None)
+        m = ORG_DEVICES_RE.match(path)
+        if m and self.command in ("GET", "HEAD"):
+            return self.lookup(m.group(1))
         return self.respond(404, {"errors": ["Not found"]})
+
+    def lookup(self, org_id):
+        """GET /organizations (org_id None) or /organizations/{org_id}/devices."""
+        if not self.authorized():
+            return self.respond(401, {"errors": ["Invalid API key"]})
+        fault = self.sim.take_fault(LOOKUP_FAULTS, None)
+        foreign_next = fault is not None and fault["kind"] == "lookup_foreign_link"
+        if fault and not foreign_next:
+            return self.answer_fault(fault)
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        one = {k: v[-1] for k, v in query.items()}
+        if org_id is None:
+            items, key, (lo, hi, default) = self.sim.organizations(), "id", (1, 9000, 9000)
+        else:
+            items, key, (lo, hi, default) = self.sim.devices(org_id), "serial", (3, 1000, 1000)
+            if items is None:
+                # GUESS: an organization the key cannot see is answered 404.
+                return self.respond(404, {"errors": ["Organization not found"]})
+            # The API's filters: name "contains the search term or is an
+            # exact match" (GUESS: case-insensitive, as Dashboard's search
+            # is), and so does mac (GUESS: on the colon form, either case).
+            if "name" in one:
+                term = one["name"].lower()
+                items = [d for d in items if term in (d["name"] or "").lower()]
+            if "mac" in one:
+                term = one["mac"].lower()
+                items = [d for d in items if term in (d["mac"] or "").lower()]
+            if "serial" in one:
+                items = [d for d in items if d["serial"] == one["serial"]]
+        per_page = default
+        if "perPage" in one:
+            if not one["perPage"].isdigit() or not lo <= int(one["perPage"]) <= hi:
+                return self.respond(400, {"errors": [
+                    "'perPage' must be an integer between %d and %d" % (lo, hi)]})
+            per_page = int(one["perPage"])
+        # GUESS: Meraki's page tokens are opaque; here startingAfter is the
+        # last item's id (or serial) of the page before.
+        start = 0
+        if "startingAfter" in one:
+            ids = [i[key] for i in items]
+            start = ids.index(one["startingAfter"]) + 1 if one["startingAfter"] in ids else len(ids)
+        page = items[start:start + per_page]
+        links = []
+        base = "http://%s%s" % (self.headers.get("Host") or "%s:%d" % self.server.server_address[:2],
+                                urlsplit(self.path).path)
+
+        def link(rel, after):
+            q = [(k, v) for k, v in one.items() if k not in ("startingAfter", "endingBefore")]
+            if after is not None:
+                q.append(("startingAfter", after))
+            return "<%s?%s>; rel=%s" % (base, urlencode(q), rel)
+        links.append(link("first", None))
+        if foreign_next:
+            host, port = self.sim.listeners["foreign"]
+            base = "http://%s:%d%s" % (host, port, urlsplit(self.path).path)
+            links.append(link("next", page[-1][key] if page else "x"))
+        elif start + per_page < len(items):
+            links.append(link("next", page[-1][key]))
+        # Only with --link-header-split: each relation in a Link header of its own.
+        headers = [("Link", l) for l in links] if self.sim.args.link_header_split else \
+            [("Link", ", ".join(links))]
+        self.respond(200, page, headers=headers)
 
     def blink(self, serial, raw):
         if not self.authorized():
@@ -640,11 +781,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def answer_fault(self, fault):
         kind, p = fault["kind"], fault["params"]
-        if kind == "status":
+        if kind in ("status", "lookup_status"):
             code = p["status"]
             default = http.client.responses.get(code, "Error")
             return self.respond(code, {"errors": [str(p.get("message") or default)]})
-        if kind == "429":
+        if kind in ("429", "lookup_429"):
             ra = p.get("retry_after")
             headers = []
             if isinstance(ra, str):
@@ -713,6 +854,18 @@ class Handler(BaseHTTPRequestHandler):
             if err:
                 return self.respond(400, {"errors": [err]})
             return self.respond(200, {"ok": True, "mode": mode})
+        if method == "GET" and path == "/_sim/inventory":
+            with sim.lock:
+                return self.respond(200, {"organizations": json.loads(json.dumps(sim.inventory))})
+        if method == "POST" and path == "/_sim/inventory":
+            try:
+                spec = json.loads(raw) if raw else None
+            except ValueError:
+                return self.respond(400, {"errors": ["inventory is not valid JSON"]})
+            inv, err = sim.set_inventory(spec)
+            if err:
+                return self.respond(400, {"errors": [err]})
+            return self.respond(200, {"ok": True, "organizations": inv})
         if method == "POST" and path == "/_sim/reset":
             sim.reset()
             return self.respond(200, {"ok": True})
@@ -768,8 +921,23 @@ def parse_args(argv):
                    help="the header for --callback-secret header (Authorization gets 'Bearer ')")
     p.add_argument("--callback-shape", choices=CALLBACK_SHAPES, default="callback",
                    help="the callback body: the job under message, or the alert shape (alertData)")
+    p.add_argument("--inventory", help="JSON file: {\"organizations\": [{\"id\", \"name\", "
+                   "\"devices\": [{\"name\", \"serial\", \"mac\", \"networkId\"}]}]}")
+    p.add_argument("--link-header-split", action="store_true",
+                   help="send each Link relation in a header of its own")
     p.add_argument("--log", help="append the log here instead of stderr")
     args = p.parse_args(argv)
+    if args.inventory:
+        try:
+            with open(args.inventory, encoding="utf-8") as f:
+                inv, err = check_inventory(json.load(f))
+        except (OSError, ValueError) as e:
+            inv, err = None, str(e)
+        if err:
+            p.error("--inventory: %s" % err)
+        args.inventory = inv
+    else:
+        args.inventory = [{"id": ORGANIZATION["id"], "name": ORGANIZATION["name"], "devices": []}]
     if args.callback_retries < 0:
         p.error("--callback-retries must be >= 0")
     if args.min_interval < 0 or args.blink_time < 0 or args.callback_retry_delay < 0:

@@ -103,6 +103,7 @@ static void test_full_file(void **state)
 				   "retry_initial = 500ms\n"
 				   "retry_max = 10min\n"
 				   "ca_file = /etc/ssl/corp.pem\n"
+				   "organization_id = 549236\n"
 				   "\n"
 				   "[callback]\n"
 				   "public_url = https://hooks.example.com/blinkhook/\n"
@@ -141,6 +142,7 @@ static void test_full_file(void **state)
 	assert_true(c.retry_initial_usec == 500 * USEC_PER_MSEC);
 	assert_true(c.retry_max_usec == 10 * USEC_PER_MIN);
 	assert_string_equal(c.ca_file, "/etc/ssl/corp.pem");
+	assert_string_equal(c.organization_id, "549236");
 
 	assert_string_equal(c.public_url, "https://hooks.example.com/blinkhook");
 	assert_false(c.listen.is_unix);
@@ -189,6 +191,7 @@ static void assert_defaults(const struct config *c)
 	assert_true(c->retry_initial_usec == USEC_PER_SEC);
 	assert_true(c->retry_max_usec == 5 * USEC_PER_MIN);
 	assert_null(c->ca_file);
+	assert_null(c->organization_id);
 
 	assert_false(c->listen.is_unix);
 	assert_string_equal(c->listen.host, "127.0.0.1");
@@ -333,6 +336,11 @@ static void test_errors(void **state)
 			  "address/prefix or \"unix\"");
 	assert_load_error(PUBLIC "secret_header = X Secret\n",
 			  ":3: secret_header: \"X Secret\" is not a valid HTTP header name");
+	/* An organization id goes into URL paths. */
+	assert_load_error(PUBLIC "[meraki]\norganization_id = 54/92\n",
+			  ":4: organization_id: \"54/92\" is not an id (1 to 64 letters, digits, _ or -)");
+	assert_load_error(PUBLIC "[meraki]\norganization_id = 549 236\n",
+			  ":4: organization_id: \"549 236\" is not an id (1 to 64 letters, digits, _ or -)");
 	assert_load_error(PUBLIC "payload_template_id = a\x01z\n",
 			  ":3: payload_template_id: contains control characters");
 

@@ -1095,7 +1095,7 @@ static void test_event_fast_reader_declines(void **state)
 
 	/* More members than the fast reader takes. */
 	n = snprintf(line, sizeof(line), "{\"v\":1,\"ts\":\"2025-11-27T11:07:28Z\",\"id\":\"a\",\"event\":\"expired\"");
-	for (int i = 0; i < 16; i++)
+	for (int i = 0; i < 20; i++)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, ",\"x%d\":%d", i, i);
 	snprintf(line + n, sizeof(line) - (size_t)n, "}");
 	check_readers(line, -EOPNOTSUPP, 0);
@@ -1357,8 +1357,10 @@ static void test_format_json(void **state)
 	format_and_parse(job_table_find(&t, "fmt-1"), &root);
 	assert_int_equal(json_kind_of(root), JSON_OBJECT);
 	assert_int_equal(json_object_each(root, collect_member, &m), 0);
-	assert_int_equal(m.n, 11);
+	assert_int_equal(m.n, 13);
 	assert_json_str(&m, "id", "fmt-1");
+	assert_json_str(&m, "name", NULL);
+	assert_json_str(&m, "mac", NULL);
 	assert_json_str(&m, "serial", SERIAL);
 	assert_json_int(&m, "duration", 45);
 	assert_json_str(&m, "state", "queued");
@@ -1382,7 +1384,7 @@ static void test_format_json(void **state)
 	format_and_parse(job_table_find(&t, "fmt-1"), &root);
 	m.n = 0;
 	assert_int_equal(json_object_each(root, collect_member, &m), 0);
-	assert_int_equal(m.n, 11);
+	assert_int_equal(m.n, 13);
 	assert_json_str(&m, "id", "fmt-1");
 	assert_json_str(&m, "serial", SERIAL);
 	assert_json_int(&m, "duration", 45);
@@ -1450,10 +1452,10 @@ static void test_nonce(void **state)
 	job_event_store_release(&store);
 	strbuf_release(&sb);
 
-	/* Not in the job's JSON: still its eleven members. */
+	/* Not in the job's JSON: still its thirteen members. */
 	format_and_parse(j, &root);
 	assert_int_equal(json_object_each(root, collect_member, &m), 0);
-	assert_int_equal(m.n, 11);
+	assert_int_equal(m.n, 13);
 	assert_null(json_get(root, "nonce"));
 	json_free(root);
 
@@ -1579,6 +1581,175 @@ static void test_status_source(void **state)
 	job_table_release(&t);
 }
 
+/* A record's line parsed by both readers (which must agree) into an event
+ * applied to t. */
+static void replay_line(struct job_table *t, const char *line, int want_apply)
+{
+	struct job_event_store store = JOB_EVENT_STORE_INIT, store2 = JOB_EVENT_STORE_INIT;
+	struct job_event ev, ev2;
+
+	assert_int_equal(job_event_parse_flat(line, strlen(line), &ev, &store), 0);
+	assert_int_equal(job_event_parse_json(line, strlen(line), &ev2, &store2), 0);
+	assert_int_equal(job_table_apply(t, &ev, NULL), want_apply);
+	job_event_store_release(&store);
+	job_event_store_release(&store2);
+}
+
+#define REC_AT(ts, id, rest) "{\"v\":1,\"ts\":\"" ts "\",\"id\":\"" id "\"," rest "}"
+
+/* A job that names its device by name or MAC: serial null until the
+ * "resolved" event, which the log keeps and replay understands. */
+static void test_name_and_mac(void **state)
+{
+	(void)state;
+	struct job_table t, t2;
+	struct json *root = NULL;
+	struct members m = {0};
+	struct strbuf sb = STRBUF_INIT;
+	struct job_event_store store = JOB_EVENT_STORE_INIT;
+	struct job_event got, snap;
+	struct job *j;
+
+	assert_int_equal(job_table_init(&t), 0);
+	struct job_event q = ev_queued("by-name", TS0);
+	q.serial = NULL;
+	q.name = "edge-sw-1 \xc3\xa9";
+	apply_ok(&t, q);
+	j = job_table_find(&t, "by-name");
+	assert_string_equal(j->serial, "");
+	assert_string_equal(j->name, "edge-sw-1 \xc3\xa9");
+	format_and_parse(j, &root);
+	assert_int_equal(json_object_each(root, collect_member, &m), 0);
+	assert_json_str(&m, "serial", NULL);
+	assert_json_str(&m, "name", "edge-sw-1 \xc3\xa9");
+	assert_json_str(&m, "mac", NULL);
+	json_free(root);
+	root = NULL;
+	m.n = 0;
+
+	/* The record of the queued event, read back. */
+	assert_int_equal(job_event_format(&q, &sb), 0);
+	assert_non_null(strstr(sb.buf, "\"name\":\"edge-sw-1"));
+	assert_null(strstr(sb.buf, "\"serial\""));
+	assert_int_equal(job_event_parse(sb.buf, sb.len - 1, &got, &store), 0);
+	assert_string_equal(got.name, q.name);
+	assert_null(got.serial);
+	strbuf_reset(&sb);
+
+	/* Resolved once, for good. */
+	struct job_event res = {.ts = TS0 + USEC_PER_SEC, .id = "by-name", .kind = JOB_EV_RESOLVED, .source = "api"};
+	assert_int_equal(job_table_check(&t, &res), -EINVAL); /* no serial */
+	res.serial = "Q2AB";
+	assert_int_equal(job_table_check(&t, &res), -EINVAL);
+	res.serial = SERIAL;
+	apply_ok(&t, res);
+	assert_string_equal(j->serial, SERIAL);
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_int_equal(job_table_apply(&t, &res, NULL), 1); /* the same again: nothing */
+	res.serial = "Q2ZZ-ZZZZ-ZZZZ";
+	assert_int_equal(job_table_apply(&t, &res, NULL), -EINVAL); /* another: refused */
+	res.serial = SERIAL;
+	assert_int_equal(job_event_format(&res, &sb), 0);
+	assert_non_null(strstr(sb.buf, "\"event\":\"resolved\""));
+	assert_int_equal(job_event_parse(sb.buf, sb.len - 1, &got, &store), 0);
+	assert_int_equal(got.kind, JOB_EV_RESOLVED);
+	assert_string_equal(got.serial, SERIAL);
+	strbuf_reset(&sb);
+	format_and_parse(j, &root);
+	assert_int_equal(json_object_each(root, collect_member, &m), 0);
+	assert_json_str(&m, "serial", SERIAL);
+	assert_json_str(&m, "name", "edge-sw-1 \xc3\xa9");
+	json_free(root);
+	root = NULL;
+	m.n = 0;
+
+	/* A snapshot keeps both, and recreates the job. */
+	job_snapshot(j, &snap);
+	assert_int_equal(job_event_format(&snap, &sb), 0);
+	assert_int_equal(job_event_parse(sb.buf, sb.len - 1, &got, &store), 0);
+	assert_int_equal(job_table_init(&t2), 0);
+	assert_int_equal(job_table_apply(&t2, &got, NULL), 0);
+	assert_string_equal(job_table_find(&t2, "by-name")->serial, SERIAL);
+	assert_string_equal(job_table_find(&t2, "by-name")->name, "edge-sw-1 \xc3\xa9");
+	strbuf_reset(&sb);
+	job_table_release(&t2);
+
+	/* By MAC, unresolved: the snapshot has no serial. */
+	q = ev_queued("by-mac", TS0);
+	q.serial = NULL;
+	q.mac = "00:18:0a:12:34:ab";
+	apply_ok(&t, q);
+	job_snapshot(job_table_find(&t, "by-mac"), &snap);
+	assert_null(snap.serial);
+	assert_int_equal(job_event_format(&snap, &sb), 0);
+	assert_int_equal(job_event_parse(sb.buf, sb.len - 1, &got, &store), 0);
+	assert_int_equal(job_table_init(&t2), 0);
+	assert_int_equal(job_table_apply(&t2, &got, NULL), 0);
+	assert_string_equal(job_table_find(&t2, "by-mac")->mac, "00:18:0a:12:34:ab");
+	assert_string_equal(job_table_find(&t2, "by-mac")->serial, "");
+	assert_null(job_table_find(&t2, "by-mac")->name);
+	strbuf_reset(&sb);
+	job_table_release(&t2);
+
+	/* Refused: a serial with a name in a new job, name and MAC, a MAC not
+	 * in the colon form, nothing, a bad name; a resolution once submitted
+	 * changes nothing. */
+	q = ev_queued("bad", TS0);
+	q.name = "x";
+	assert_int_equal(job_table_check(&t, &q), -EINVAL);
+	q.serial = NULL;
+	q.mac = "00:18:0a:12:34:ab";
+	assert_int_equal(job_table_check(&t, &q), -EINVAL);
+	q.name = NULL;
+	q.mac = "00180a1234ab";
+	assert_int_equal(job_table_check(&t, &q), -EINVAL);
+	q.mac = NULL;
+	assert_int_equal(job_table_check(&t, &q), -EINVAL);
+	q.name = "bad\nname";
+	assert_int_equal(job_table_check(&t, &q), -EINVAL);
+	apply_ok(&t, ev_submitted("by-name", TS0 + 2 * USEC_PER_SEC, LBI));
+	assert_int_equal(job_table_apply(&t, &res, NULL), 1);
+
+	/* Records as the log has them, through both readers; a record from
+	 * before 0.3.0 still reads. */
+	assert_int_equal(job_table_init(&t2), 0);
+	replay_line(&t2,
+		    REC_AT("2025-11-27T11:07:28Z", "r1",
+			   "\"event\":\"queued\",\"mac\":\"00:18:0a:12:34:ab\",\"duration\":20,\"source\":\"queue\""),
+		    0);
+	replay_line(&t2,
+		    REC_AT("2025-11-27T11:07:29Z", "r1",
+			   "\"event\":\"resolved\",\"serial\":\"" SERIAL "\",\"source\":\"api\""),
+		    0);
+	assert_string_equal(job_table_find(&t2, "r1")->serial, SERIAL);
+	replay_line(&t2,
+		    REC_AT("2025-11-27T11:07:28Z", "old",
+			   "\"event\":\"queued\",\"serial\":\"" SERIAL "\",\"duration\":20,\"source\":\"queue\""),
+		    0);
+	assert_null(job_table_find(&t2, "old")->name);
+	assert_string_equal(job_table_find(&t2, "old")->mac, "");
+	job_table_release(&t2);
+	{
+		static const char *const bad[] = {
+			REC_AT("2025-11-27T11:07:28Z", "r", "\"event\":\"queued\",\"duration\":20"),
+			REC_AT("2025-11-27T11:07:28Z", "r",
+			       "\"event\":\"queued\",\"name\":\"a\",\"mac\":\"00:18:0a:12:34:ab\",\"duration\":20"),
+			REC_AT("2025-11-27T11:07:28Z", "r",
+			       "\"event\":\"queued\",\"mac\":\"00180a1234ab\",\"duration\":20"),
+			REC_AT("2025-11-27T11:07:28Z", "r", "\"event\":\"queued\",\"name\":\"\",\"duration\":20"),
+			REC_AT("2025-11-27T11:07:28Z", "r", "\"event\":\"resolved\""),
+			REC_AT("2025-11-27T11:07:28Z", "r", "\"event\":\"resolved\",\"serial\":\"Q2\""),
+		};
+		for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+			assert_int_equal(job_event_parse_flat(bad[i], strlen(bad[i]), &got, &store), -EBADMSG);
+			assert_int_equal(job_event_parse_json(bad[i], strlen(bad[i]), &got, &store), -EBADMSG);
+		}
+	}
+	job_event_store_release(&store);
+	strbuf_release(&sb);
+	job_table_release(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1602,6 +1773,7 @@ int main(void)
 		cmocka_unit_test(test_format_json),
 		cmocka_unit_test(test_nonce),
 		cmocka_unit_test(test_status_source),
+		cmocka_unit_test(test_name_and_mac),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

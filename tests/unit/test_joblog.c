@@ -1464,7 +1464,7 @@ static void test_compact_while_syncing(void **state)
 	/* More records while it waits: pending, neither synced nor carried. */
 	apply_samples(l, &t, 208, 4);
 	assert_int_equal(sync_end(l), 0);
-	assert_int_equal(joblog_compact_finish(l), 0);
+	assert_int_equal(compact_end(l), 0);
 	assert_int_equal(joblog_records(l), 50 + 8);
 	assert_true(joblog_has_pending(l));
 	/* They go to the new log. */
@@ -1476,6 +1476,159 @@ static void test_compact_while_syncing(void **state)
 	assert_collected(&rest.c, 200, 12);
 	job_table_release(&t);
 	strbuf_release(&rest.c.lines);
+}
+
+/* A log whose first snapshot claims a stream position no log reaches (a
+ * hand edit) still compacts into a log that replays: the next position
+ * must fit the record's integer. */
+static void test_compact_huge_mark(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct strbuf sb = STRBUF_INIT;
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct job_event ev = {.ts = TS0,
+			       .id = "job-huge",
+			       .kind = JOB_EV_SNAPSHOT,
+			       .state = JOB_QUEUED,
+			       .created = TS0,
+			       .serial = "Q2AB-CD12-EF34",
+			       .duration = 5,
+			       .compact_mark = true,
+			       .compacted_from = (uint64_t)INT64_MAX};
+
+	(void)state;
+	assert_int_equal(job_event_format(&ev, &sb), 0);
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	append_raw(dir, sb.buf, sb.len);
+	assert_int_equal(joblog_replay(l, apply_to_table, &t, &info), 0);
+	assert_int_equal(t.n_jobs, 1);
+	apply_samples(l, &t, 0, 4);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_compact(l, &t), 0);
+	joblog_free(l);
+	job_table_release(&t);
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, apply_to_table, &t, &info), 0);
+	assert_int_equal(t.n_jobs, 2);
+	joblog_free(l);
+	job_table_release(&t);
+	strbuf_release(&sb);
+}
+
+/* A follower that does not read while the log is compacted twice (here
+ * with a restart of the writer in between, which replays where the log's
+ * records sit in the stream) goes on right after the last record it
+ * handed on: each record once, no snapshot.  And so after a compaction in
+ * place (at start). */
+static void test_follow_two_compactions(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct followed seen = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct joblog_follow jf = JOBLOG_FOLLOW_INIT;
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 400);
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf, dir, &seen);
+	assert_collected(&seen.c, 0, 400);
+
+	/* The first, with records committed while the child writes. */
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	apply_samples(l, &t, 400, 6);
+	assert_int_equal(commit_async(l), 0);
+	assert_int_equal(compact_end(l), 0);
+	/* A restart, and the second, from the log the follower never saw. */
+	joblog_free(l);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	apply_samples(l, &t, 406, 4);
+	assert_int_equal(commit_async(l), 0);
+	assert_int_equal(compact_end(l), 0);
+	apply_samples(l, &t, 410, 4);
+	assert_int_equal(joblog_commit(l), 0);
+
+	assert_int_equal(joblog_follow_read(&jf, dir, follow_cb, &seen, &info), 0);
+	assert_false(info.compacted_unread);
+	assert_int_equal(seen.snapshots, 0);
+	assert_collected(&seen.c, 0, 414);
+
+	/* In place, as at start, and once more in the background. */
+	assert_int_equal(joblog_compact(l, &t), 0);
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	apply_samples(l, &t, 414, 4);
+	assert_int_equal(commit_async(l), 0);
+	assert_int_equal(compact_end(l), 0);
+	apply_samples(l, &t, 418, 2);
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf, dir, &seen);
+	assert_int_equal(seen.snapshots, 0);
+	assert_collected(&seen.c, 0, 420);
+
+	joblog_follow_release(&jf);
+	joblog_free(l);
+	job_table_release(&t);
+	strbuf_release(&seen.c.lines);
+}
+
+/* Records committed to a log that lived only between two reads, and
+ * compacted away in it, cannot be read any more: the follower hands on the
+ * snapshots that restate them instead, says so, and then the records after
+ * them, each once. */
+static void test_follow_compacted_unread(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct followed seen = {{STRBUF_INIT, 0, NULL, 0}, 0}, later = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct joblog_follow jf = JOBLOG_FOLLOW_INIT;
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 400);
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf, dir, &seen);
+	assert_collected(&seen.c, 0, 400);
+
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	assert_int_equal(compact_end(l), 0);
+	apply_samples(l, &t, 400, 8); /* never read, then compacted */
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	apply_samples(l, &t, 408, 4);
+	assert_int_equal(commit_async(l), 0);
+	assert_int_equal(compact_end(l), 0);
+
+	assert_int_equal(joblog_follow_read(&jf, dir, follow_cb, &later, &info), 0);
+	assert_true(info.compacted_unread);
+	assert_int_equal(later.snapshots, 102);
+	assert_collected(&later.c, 408, 4);
+	/* Then on as usual. */
+	apply_samples(l, &t, 412, 3);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_follow_read(&jf, dir, follow_cb, &later, &info), 0);
+	assert_false(info.compacted_unread);
+	assert_int_equal(later.snapshots, 102);
+	assert_collected(&later.c, 408, 7);
+
+	joblog_follow_release(&jf);
+	joblog_free(l);
+	job_table_release(&t);
+	strbuf_release(&seen.c.lines);
+	strbuf_release(&later.c.lines);
 }
 
 int main(void)
@@ -1503,6 +1656,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_compact_child_fails, fsize_setup, fsize_teardown),
 		cmocka_unit_test(test_compact_killed),
 		cmocka_unit_test(test_compact_while_syncing),
+		cmocka_unit_test(test_compact_huge_mark),
+		cmocka_unit_test(test_follow_two_compactions),
+		cmocka_unit_test(test_follow_compacted_unread),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

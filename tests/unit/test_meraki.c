@@ -880,6 +880,131 @@ static void test_blink_body_escaping(void **state)
 	}
 }
 
+/* ---- device look-ups: list answers and the Link header ---- */
+
+static void test_devices_answer(void **state)
+{
+	(void)state;
+	struct meraki_result r;
+
+	/* Devices as the API lists them; an element without a usable serial
+	 * (none, malformed, not an object) is skipped. */
+	classify(MERAKI_CALL_DEVICES, 200, NULL, NULL,
+		 "[{\"name\":\"edge-sw-1\",\"lat\":37.4,\"lng\":-122.0,\"serial\":\"Q2AA-0001-0001\",\"mac\":"
+		 "\"00:18:0a:00:00:01\",\"networkId\":\"N_1\",\"model\":\"MS120-8\",\"tags\":[],\"details\":[]},"
+		 "{\"name\":null,\"serial\":\"Q2AA-0001-0002\"},{\"name\":\"x\",\"serial\":\"bad\"},{\"name\":\"y\"},7,"
+		 "{\"name\":\"z\",\"serial\":5}]",
+		 &r);
+	assert_int_equal(r.outcome, MERAKI_OK);
+	assert_int_equal(r.n_items, 2);
+	assert_string_equal(r.items[0].id, "Q2AA-0001-0001");
+	assert_string_equal(r.items[0].name, "edge-sw-1");
+	assert_string_equal(r.items[0].mac, "00:18:0a:00:00:01");
+	assert_string_equal(r.items[1].id, "Q2AA-0001-0002");
+	assert_null(r.items[1].name);
+	assert_null(r.items[1].mac);
+	assert_false(r.truncated);
+	meraki_result_release(&r);
+
+	/* An empty page is an answer: no device. */
+	classify(MERAKI_CALL_DEVICES, 200, NULL, NULL, "[]", &r);
+	assert_int_equal(r.outcome, MERAKI_OK);
+	assert_int_equal(r.n_items, 0);
+	meraki_result_release(&r);
+
+	/* A 200 that is no list cannot be read: asked again. */
+	static const char *const broken[] = {"{\"serial\":\"Q2AA-0001-0001\"}", "", "<html>", "[{}"};
+	for (size_t i = 0; i < ELEMENTSOF(broken); i++) {
+		classify(MERAKI_CALL_DEVICES, 200, NULL, NULL, broken[i], &r);
+		assert_int_equal(r.outcome, MERAKI_RETRY);
+		assert_int_equal(r.n_items, 0);
+		assert_non_null(strstr(r.error, "unexpected body"));
+		meraki_result_release(&r);
+	}
+
+	/* The errors of a look-up are those of any call. */
+	classify(MERAKI_CALL_DEVICES, 429, NULL, "3", "{\"errors\":[\"Too many\"]}", &r);
+	assert_int_equal(r.outcome, MERAKI_RATE_LIMITED);
+	assert_int_equal(r.retry_after_usec, 3 * USEC_PER_SEC);
+	meraki_result_release(&r);
+	classify(MERAKI_CALL_DEVICES, 404, NULL, NULL, "{\"errors\":[\"Organization not found\"]}", &r);
+	assert_int_equal(r.outcome, MERAKI_FAIL);
+	assert_string_equal(r.error, "Organization not found");
+	meraki_result_release(&r);
+
+	/* A long name is cut to a device name's length, on a UTF-8 boundary. */
+	char body[1200], name[600];
+	for (size_t i = 0; i < 150; i++)
+		memcpy(name + 3 * i, "\xe2\x82\xac", 3);
+	name[450] = 0;
+	snprintf(body, sizeof(body), "[{\"name\":\"%s\",\"serial\":\"Q2AA-0001-0001\"}]", name);
+	classify(MERAKI_CALL_DEVICES, 200, NULL, NULL, body, &r);
+	assert_int_equal(r.n_items, 1);
+	assert_int_equal(strlen(r.items[0].name), 255);
+	meraki_result_release(&r);
+}
+
+static void test_organizations_answer(void **state)
+{
+	(void)state;
+	struct meraki_result r;
+
+	/* An id as a string or a number; one unfit for a URL path is skipped. */
+	classify(
+		MERAKI_CALL_ORGS, 200, NULL, NULL,
+		"[{\"id\":\"549236\",\"name\":\"Org A\",\"url\":\"https://n1.meraki.com/o/x\",\"api\":{\"enabled\":true}},"
+		"{\"id\":1234567890123456789012,\"name\":\"Org B\"},{\"id\":\"../x\",\"name\":\"C\"},{\"name\":\"D\"}]",
+		&r);
+	assert_int_equal(r.outcome, MERAKI_OK);
+	assert_int_equal(r.n_items, 2);
+	assert_string_equal(r.items[0].id, "549236");
+	assert_string_equal(r.items[0].name, "Org A");
+	assert_null(r.items[0].mac);
+	assert_string_equal(r.items[1].id, "1234567890123456789012");
+	meraki_result_release(&r);
+}
+
+static void link_next(const char *link, int want, const char *want_url)
+{
+	char buf[256] = "untouched";
+
+	if (meraki_link_next(link, buf, sizeof(buf)) != want)
+		fail_msg("Link %s: not %d", link, want);
+	if (want == 0)
+		assert_string_equal(buf, want_url);
+}
+
+static void test_link_header(void **state)
+{
+	(void)state;
+	char small[16];
+
+	/* As the API sends it: first, prev, next, last in one header. */
+	link_next(
+		"<https://api.meraki.com/api/v1/organizations/1/devices?perPage=3>; rel=first, "
+		"<https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&startingAfter=Q2AA-0001-0003>; "
+		"rel=next, <https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&endingBefore=zzz>; rel=last",
+		0, "https://api.meraki.com/api/v1/organizations/1/devices?perPage=3&startingAfter=Q2AA-0001-0003");
+	/* Quoted, in a list of relations, any case, other parameters too,
+	 * white space about. */
+	link_next("<https://a/1>; rel=\"prev\", <https://a/2>; title=\"x, y\"; rel=\"last next\"", 0, "https://a/2");
+	link_next("  <https://a/3> ;REL = NEXT  ", 0, "https://a/3");
+	link_next("<https://a/4>; rel=next", 0, "https://a/4");
+	/* No next: the last page. */
+	link_next("<https://a/1>; rel=first, <https://a/9>; rel=last", -ENOENT, NULL);
+	link_next("", -ENOENT, NULL);
+	link_next("<https://a/1>; rel=nextpage, <https://a/2>; rel=\"previous\"", -ENOENT, NULL);
+	link_next("<https://a/1>; title=\"rel=next\"", -ENOENT, NULL);
+	/* What cannot be read. */
+	link_next("https://a/1; rel=next", -EINVAL, NULL);
+	link_next("<https://a/1; rel=next", -EINVAL, NULL);
+	link_next("<>; rel=next", -EINVAL, NULL);
+	link_next("<https://a/1 x>; rel=next", -EINVAL, NULL);
+	link_next("<https://at, <https://b/2>; rel=next", -EINVAL, NULL);
+	/* Too long for the buffer. */
+	assert_int_equal(meraki_link_next("<https://api.meraki.com/x>; rel=next", small, sizeof(small)), -ENAMETOOLONG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -905,6 +1030,9 @@ int main(void)
 		cmocka_unit_test(test_parse_retry_after_garbage),
 		cmocka_unit_test(test_origin),
 		cmocka_unit_test(test_same_origin),
+		cmocka_unit_test(test_devices_answer),
+		cmocka_unit_test(test_organizations_answer),
+		cmocka_unit_test(test_link_header),
 		cmocka_unit_test(test_blink_body_url_and_secret),
 		cmocka_unit_test(test_blink_body_durations),
 		cmocka_unit_test(test_blink_body_http_server),

@@ -386,6 +386,172 @@ static void test_xff_small_buffer(void **state)
 	assert_string_equal(buf, "1.2.3.4");
 }
 
+/* ---- Forwarded (RFC 7239) ---- */
+
+/* As assert_xff(), for forwarded_client(). */
+static void assert_fwd(const char *peer, const char *trusted, const char *header, const char *want, int want_rc)
+{
+	struct sockaddr_storage ss;
+	struct cidr list[8];
+	size_t n = trusted_of(trusted, list);
+	char buf[INET6_ADDRSTRLEN];
+
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(forwarded_client(header, peer ? peer_of(peer, &ss) : NULL, list, n, buf, sizeof(buf)),
+			 want_rc);
+	assert_string_equal(buf, want);
+}
+
+static void test_fwd_forms(void **state)
+{
+	(void)state;
+	assert_fwd("127.0.0.1", "127.0.0.1", NULL, "127.0.0.1", 0);
+	assert_fwd("127.0.0.1", "127.0.0.1", "", "127.0.0.1", 0);
+	/* RFC 7239's own examples. */
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=\"_gazonk\"", "_gazonk", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "For=\"[2001:db8:cafe::17]:4711\"", "2001:db8:cafe::17", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=192.0.2.60;proto=http;by=203.0.113.43", "192.0.2.60", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=192.0.2.43, for=198.51.100.17", "198.51.100.17", 1);
+	/* Parameter names in any case, in any order, blanks around ';'. */
+	assert_fwd("127.0.0.1", "127.0.0.1", "proto=https ; FOR=198.51.100.7 ;by=_proxy", "198.51.100.7", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "fOr=\"198.51.100.7\"", "198.51.100.7", 1);
+	/* Ports, numeric or obfuscated; quoted pairs in a quoted string. */
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=\"198.51.100.7:8080\"", "198.51.100.7", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=\"[2001:db8::7]:_p0rt\"", "2001:db8::7", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=\"[2001:db8::7]\"", "2001:db8::7", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=\"198.51.100\\.7\"", "198.51.100.7", 1);
+	/* A comma in a quoted string splits no element. */
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=198.51.100.7;ext=\"a, for=6.6.6.6\"", "198.51.100.7", 1);
+	/* Empty elements are skipped (RFC 7230's #rule). */
+	assert_fwd("127.0.0.1", "127.0.0.1", " , for=198.51.100.7 ,, ", "198.51.100.7", 1);
+	/* An IPv6 peer, a unix socket's peer. */
+	assert_fwd("::1", "::1", "for=\"[2001:db8::7]\"", "2001:db8::7", 1);
+	assert_fwd("unix", "unix", "for=198.51.100.7", "198.51.100.7", 1);
+}
+
+static void test_fwd_walk(void **state)
+{
+	(void)state;
+	/* The rightmost hop that is not a trusted proxy. */
+	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.0/8",
+		   "for=1.1.1.1, for=198.51.100.7, for=10.0.0.2, for=\"10.0.0.1:99\"", "198.51.100.7", 1);
+	/* Lines joined by '\n' walk as one list. */
+	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.1", "for=6.6.6.6\nfor=198.51.100.7\nfor=10.0.0.1", "198.51.100.7", 1);
+	/* Every hop trusted: the leftmost stands. */
+	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.0/8", "for=10.0.0.3, for=10.0.0.2", "10.0.0.3", 1);
+	/* Only a trusted proxy may say who the client is. */
+	assert_fwd("203.0.113.5", "127.0.0.1", "for=198.51.100.7", "203.0.113.5", 0);
+	assert_fwd("unix", "127.0.0.1", "for=198.51.100.7", "local", 0);
+	assert_fwd(NULL, "127.0.0.1", "for=198.51.100.7", "unknown", 0);
+	/* "unknown" and obfuscated identifiers stop the walk as an untrusted
+	 * hop does, whatever stands further left. */
+	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.0/8", "for=198.51.100.7, for=unknown, for=10.0.0.1", "unknown", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=198.51.100.7, for=UNKNOWN", "UNKNOWN", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=198.51.100.7, for=\"_hidden:_port\"", "_hidden", 1);
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=198.51.100.7, for=\"unknown:4711\"", "unknown", 1);
+}
+
+static void test_fwd_garbage(void **state)
+{
+	(void)state;
+	/* Garbage ends the walk: the last good answer stands, as with
+	 * X-Forwarded-For. */
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=198.51.100.7, garbage", "127.0.0.1", 0);
+	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.1", "for=198.51.100.7, junk, for=10.0.0.1", "10.0.0.1", 1);
+	/* Garbage left of the client changes nothing. */
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=\"x, for=198.51.100.7", "127.0.0.1", 0);
+	assert_fwd("127.0.0.1", "127.0.0.1", "junk;;, for=198.51.100.7", "198.51.100.7", 1);
+	/* An open quote ends at its line's end, not later. */
+	assert_fwd("127.0.0.1", "127.0.0.1", "for=\"6.6.6.6\nfor=198.51.100.7", "198.51.100.7", 1);
+	/* Forms RFC 7239 does not allow. */
+	static const char *const bad[] = {
+		"for=198.51.100.7:80",                                     /* ':' outside quotes */
+		"for=[2001:db8::7]",                                       /* '[' outside quotes */
+		"for=\"2001:db8::7\"",                                     /* IPv6 without brackets */
+		"for=\"[198.51.100.7]\"",                                  /* IPv4 in brackets */
+		"for=\"[2001:db8::7]:\"",                                  /* empty port */
+		"for=\"198.51.100.7:123456\"",                             /* six digits */
+		"for=\"198.51.100.7:8x\"",                                 /* not a port */
+		"for=\"[fe80::1%eth0]\"",                                  /* a zone */
+		"for=_",                                                   /* an empty obfuscated name */
+		"for=\"_a b\"",                                            /* not an obfuscated name */
+		"for=",                                                    /* no value */
+		"for=\"198.51.100.7",                                      /* no closing quote */
+		"for=\"198.51.\001100.7\"",                                /* a control character */
+		"for=198.51.100.7;for=198.51.100.8",                       /* two "for" */
+		"proto=https",                                             /* no "for" */
+		"for =198.51.100.7",                                       /* a blank before '=' */
+		"=198.51.100.7",                                           /* no name */
+		"for=198.51.100.7 proto=http",                             /* no ';' */
+		"for=198.51.100.7;",                                       /* an empty pair */
+		"for=localhost",                                           /* a name, not an address */
+		"for=\"_a234567890123456789012345678901234567890123456\"", /* longer than any address */
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		char h[128];
+
+		assert_fwd("127.0.0.1", "127.0.0.1", bad[i], "127.0.0.1", 0);
+		snprintf(h, sizeof(h), "for=10.0.0.1, %s", bad[i]);
+		assert_fwd("127.0.0.1", "127.0.0.1", h, "127.0.0.1", 0);
+	}
+}
+
+static void test_fwd_long_header(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	(void)state;
+	/* Many hops of the client's own, then the proxy's: the walk reads
+	 * the right end only, and at most XFF_MAX_HOPS trusted hops. */
+	for (int i = 0; i < 5000; i++)
+		assert_int_equal(strbuf_addf(&sb, "for=\"[2001:db8::%x]:%d\", ", i, i), 0);
+	assert_int_equal(strbuf_addstr(&sb, "for=198.51.100.7"), 0);
+	assert_fwd("127.0.0.1", "127.0.0.1", sb.buf, "198.51.100.7", 1);
+	strbuf_release(&sb);
+
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(strbuf_addf(&sb, "%sfor=10.0.0.%d", i ? "," : "", i + 1), 0);
+	/* 40 trusted hops: the walk gives up after 33, at the 33rd from the right. */
+	assert_fwd("127.0.0.1", "127.0.0.1 10.0.0.0/8", sb.buf, "10.0.0.8", 1);
+	strbuf_release(&sb);
+}
+
+/* As assert_xff(), for proxied_client() with both headers. */
+static void assert_both(const char *xff, const char *fwd, const char *want, int want_rc)
+{
+	struct sockaddr_storage ss;
+	struct cidr list[8];
+	size_t n = trusted_of("127.0.0.1", list);
+	char buf[INET6_ADDRSTRLEN];
+
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(proxied_client(xff, fwd, peer_of("127.0.0.1", &ss), list, n, buf, sizeof(buf)), want_rc);
+	assert_string_equal(buf, want);
+}
+
+static void test_proxied_client(void **state)
+{
+	(void)state;
+	/* One header: its walk. */
+	assert_both(NULL, NULL, "127.0.0.1", 0);
+	assert_both("198.51.100.7", NULL, "198.51.100.7", 1);
+	assert_both(NULL, "for=198.51.100.7", "198.51.100.7", 1);
+	/* Both, agreeing (however written): that client. */
+	assert_both("198.51.100.7", "for=\"198.51.100.7:4711\"", "198.51.100.7", 1);
+	assert_both("2001:db8::7", "for=\"[2001:DB8:0::7]\"", "2001:db8::7", 1);
+	assert_both("6.6.6.6, 198.51.100.7", "for=198.51.100.7", "198.51.100.7", 1);
+	/* Both, disagreeing: a proxy wrote one, the client the other, and
+	 * the client is not believed either way. */
+	assert_both("198.51.100.7", "for=203.0.113.9", "127.0.0.1", 0);
+	assert_both("203.0.113.9", "for=198.51.100.7", "127.0.0.1", 0);
+	assert_both("198.51.100.7", "for=unknown", "127.0.0.1", 0);
+	assert_both("198.51.100.7", "garbage", "127.0.0.1", 0);
+	/* A header that names nothing is as none. */
+	assert_both("198.51.100.7", " , ", "198.51.100.7", 1);
+	assert_both(" ", "for=198.51.100.7", "198.51.100.7", 1);
+	assert_both("", "", "127.0.0.1", 0);
+}
+
 static void test_peer_to_string(void **state)
 {
 	struct sockaddr_storage ss;
@@ -431,6 +597,9 @@ int main(void)
 		cmocka_unit_test(test_xff_untrusted_peer), cmocka_unit_test(test_xff_garbage),
 		cmocka_unit_test(test_xff_ipv6),           cmocka_unit_test(test_xff_ports_and_brackets),
 		cmocka_unit_test(test_xff_long_header),    cmocka_unit_test(test_xff_small_buffer),
+		cmocka_unit_test(test_fwd_forms),          cmocka_unit_test(test_fwd_walk),
+		cmocka_unit_test(test_fwd_garbage),        cmocka_unit_test(test_fwd_long_header),
+		cmocka_unit_test(test_proxied_client),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -235,6 +235,93 @@ static void test_parse_bad(void **state)
 	parse_bad("{\"cancel\":1}", "cancel");
 }
 
+/* A device named by its Dashboard name or its MAC instead of a serial. */
+static void parse_device_ok(const char *buf, const char *name, const char *mac)
+{
+	struct queue_request req;
+	const char *reason = NULL;
+
+	memset(&req, 0x5a, sizeof(req));
+	assert_int_equal(queue_parse_request(buf, strlen(buf), &req, &reason), 0);
+	assert_string_equal(req.serial, "");
+	assert_string_equal(req.name, name);
+	assert_string_equal(req.mac, mac);
+	assert_string_equal(req.cancel, "");
+}
+
+static void test_parse_name_mac(void **state)
+{
+	(void)state;
+	char buf[600], name[300];
+
+	parse_device_ok("{\"name\":\"edge-sw-1\",\"duration\":5}", "edge-sw-1", "");
+	parse_device_ok("{\"name\":\"Lobby AP (2nd floor) \u00e9\"}", "Lobby AP (2nd floor) \xc3\xa9", "");
+	parse_device_ok("{\"mac\":\"00:18:0A:12:34:AB\"}", "", "00:18:0a:12:34:ab");
+	parse_device_ok("{\"mac\":\"00-18-0a-12-34-ab\"}", "", "00:18:0a:12:34:ab");
+	parse_device_ok("{\"mac\":\"0018.0A12.34ab\"}", "", "00:18:0a:12:34:ab");
+	parse_device_ok("{\"mac\":\"00180a1234AB\"}", "", "00:18:0a:12:34:ab");
+	memset(name, 'n', 255);
+	name[255] = 0;
+	snprintf(buf, sizeof(buf), "{\"name\":\"%s\"}", name);
+	parse_device_ok(buf, name, "");
+	name[255] = 'n';
+	name[256] = 0;
+	snprintf(buf, sizeof(buf), "{\"name\":\"%s\"}", name);
+	parse_bad(buf, "name");
+
+	parse_bad("{\"name\":\"\"}", "name");
+	parse_bad("{\"name\":\"a\\nb\"}", "name");
+	parse_bad("{\"name\":\"a\\u001bb\"}", "name");
+	parse_bad("{\"name\":\"a\\u007fb\"}", "name");
+	parse_bad("{\"name\":\"a\\u009bb\"}", "name");
+	parse_bad("{\"name\":7}", "name");
+	parse_bad("{\"name\":null}", "name");
+	parse_bad("{\"mac\":\"00:18:0a:12:34\"}", "mac");
+	parse_bad("{\"mac\":\"00:18:0a:12:34:ag\"}", "mac");
+	parse_bad("{\"mac\":\"00:18-0a:12:34:ab\"}", "mac");
+	parse_bad("{\"mac\":\"001:8:0a:12:34:ab\"}", "mac");
+	parse_bad("{\"mac\":\"0018.0a12:34ab\"}", "mac");
+	parse_bad("{\"mac\":\"00180a1234ab0\"}", "mac");
+	parse_bad("{\"mac\":\" 00180a1234ab\"}", "mac");
+	parse_bad("{\"mac\":\"00.18.0a.12.34.ab\"}", "mac");
+	parse_bad("{\"mac\":\"\"}", "mac");
+
+	/* Exactly one device. */
+	parse_bad("{\"name\":\"a\",\"serial\":\"" SERIAL "\"}", "exactly one");
+	parse_bad("{\"serial\":\"" SERIAL "\",\"mac\":\"00180a1234ab\"}", "exactly one");
+	parse_bad("{\"name\":\"a\",\"mac\":\"00180a1234ab\"}", "exactly one");
+	parse_bad("{\"duration\":5,\"id\":\"x\"}", "missing");
+	parse_bad("{\"cancel\":\"job1\",\"name\":\"a\"}", "cancel");
+	parse_bad("{\"cancel\":\"job1\",\"mac\":\"00180a1234ab\"}", "cancel");
+}
+
+static void test_name_mac_validators(void **state)
+{
+	(void)state;
+	char mac[JOB_MAC_LEN + 1];
+
+	assert_true(job_name_valid("x"));
+	assert_true(job_name_valid("sw \xe2\x82\xac 1"));
+	assert_false(job_name_valid(""));
+	assert_false(job_name_valid(NULL));
+	assert_false(job_name_valid("a\tb"));
+	assert_false(job_name_valid("bad \xff utf8"));
+	assert_false(job_name_valid("\xc0\xaf")); /* overlong */
+	assert_int_equal(mac_normalize("AA:BB:CC:DD:EE:FF", mac), 0);
+	assert_string_equal(mac, "aa:bb:cc:dd:ee:ff");
+	assert_int_equal(mac_normalize("aabb.ccdd.eeff", mac), 0);
+	assert_string_equal(mac, "aa:bb:cc:dd:ee:ff");
+	assert_int_equal(mac_normalize("aa:bb:cc:dd:ee:f", mac), -EINVAL);
+	assert_int_equal(mac_normalize("aa:bb:cc:dd:ee:ff:", mac), -EINVAL);
+	assert_int_equal(mac_normalize("aabbccddeef", mac), -EINVAL);
+	assert_int_equal(mac_normalize("aa bb cc dd ee ff", mac), -EINVAL);
+	assert_int_equal(mac_normalize("aabb-ccdd-eeff", mac), -EINVAL);
+	assert_int_equal(mac_normalize(NULL, mac), -EINVAL);
+	assert_true(mac_is_normal("aa:bb:cc:dd:ee:ff"));
+	assert_false(mac_is_normal("AA:bb:cc:dd:ee:ff"));
+	assert_false(mac_is_normal("aabbccddeeff"));
+}
+
 static void test_parse_size(void **state)
 {
 	(void)state;
@@ -262,6 +349,8 @@ static void test_format_roundtrip(void **state)
 		{.serial = "Q2ZZ-0000-9999", .duration = 1},
 		{.id = "x", .serial = SERIAL, .duration = 3600},
 		{.cancel = "prod-1"},
+		{.id = "by-name", .name = "edge-sw-1 \xc3\xa9", .duration = 7},
+		{.mac = "00:18:0a:12:34:ab", .duration = 20},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(reqs); i++) {
@@ -274,6 +363,8 @@ static void test_format_roundtrip(void **state)
 		assert_int_equal(queue_parse_request(sb.buf, sb.len, &got, &reason), 0);
 		assert_string_equal(got.id, reqs[i].id);
 		assert_string_equal(got.serial, reqs[i].serial);
+		assert_string_equal(got.name, reqs[i].name);
+		assert_string_equal(got.mac, reqs[i].mac);
 		assert_int_equal(got.duration, reqs[i].duration);
 		assert_string_equal(got.cancel, reqs[i].cancel);
 		strbuf_release(&sb);
@@ -915,6 +1006,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_bad),
+		cmocka_unit_test(test_parse_name_mac),
+		cmocka_unit_test(test_name_mac_validators),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_format_roundtrip),
 		cmocka_unit_test(test_open),

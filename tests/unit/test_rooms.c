@@ -41,6 +41,8 @@ struct meraki_client {
 
 struct stub_call {
 	bool blink;
+	bool orgs, devices; /* look-ups: GET /organizations, .../devices */
+	char name[JOB_NAME_MAX + 1], mac[JOB_MAC_LEN + 1], org[JOB_ID_MAX + 1];
 	char serial[SERIAL_MAX + 1];
 	char secret[SECRET_MAX];
 	meraki_done_fn done;
@@ -108,6 +110,31 @@ static int stub_get_blink(struct meraki_client *c, const char *serial, const cha
 	return 0;
 }
 
+static int stub_list_organizations(struct meraki_client *c, meraki_done_fn done, void *ud)
+{
+	struct stub_call *k = &stub.calls[stub.n++];
+
+	c->calls++;
+	assert_true(stub.n <= ELEMENTSOF(stub.calls));
+	*k = (struct stub_call){.orgs = true, .done = done, .ud = ud};
+	return 0;
+}
+
+static int stub_find_devices(struct meraki_client *c, const char *org_id, const char *name, const char *mac,
+			     meraki_done_fn done, void *ud)
+{
+	struct stub_call *k = &stub.calls[stub.n++];
+
+	c->calls++;
+	assert_true(stub.n <= ELEMENTSOF(stub.calls));
+	assert_true(!name != !mac);
+	*k = (struct stub_call){.devices = true, .done = done, .ud = ud};
+	(void)STR_COPY(k->org, org_id);
+	(void)STR_COPY(k->name, name ? name : "");
+	(void)STR_COPY(k->mac, mac ? mac : "");
+	return 0;
+}
+
 static void stub_on_fd(struct meraki_client *c, int fd, uint32_t revents)
 {
 	(void)c;
@@ -127,6 +154,8 @@ static const struct meraki_ops stub_ops = {
 	.reconfigure = stub_reconfigure,
 	.blink = stub_blink,
 	.get_blink = stub_get_blink,
+	.list_organizations = stub_list_organizations,
+	.find_devices = stub_find_devices,
 	.on_fd = stub_on_fd,
 	.on_timer = stub_on_timer,
 };
@@ -142,6 +171,35 @@ static void stub_answer_ok(size_t i)
 		.status = (char *)"pending",
 	};
 
+	assert_true(i < stub.n);
+	assert_false(stub.calls[i].answered);
+	stub.calls[i].answered = true;
+	stub.calls[i].done(stub.calls[i].ud, &res);
+}
+
+/* The stub's answer to look-up i: 200 with these items (id, name, mac:
+ * n triples), or another outcome. */
+static bool stub_truncated; /* the next answer's: more pages than were read */
+
+static void stub_answer_items(size_t i, enum meraki_outcome outcome, const char *const *triples, size_t n)
+{
+	struct meraki_item items[8];
+	struct meraki_result res = {
+		.outcome = outcome,
+		.http_status = outcome == MERAKI_OK      ? 200
+			       : outcome == MERAKI_RETRY ? 502
+							 : 404,
+		.retry_after_usec = UINT64_MAX,
+		.error = outcome == MERAKI_OK ? NULL : (char *)"Bad gateway",
+		.n_items = n,
+		.truncated = stub_truncated,
+	};
+
+	assert_true(n <= ELEMENTSOF(items));
+	for (size_t k = 0; k < n; k++)
+		items[k] = (struct meraki_item){(char *)triples[3 * k], (char *)triples[3 * k + 1],
+						(char *)triples[3 * k + 2]};
+	res.items = items;
 	assert_true(i < stub.n);
 	assert_false(stub.calls[i].answered);
 	stub.calls[i].answered = true;
@@ -378,6 +436,152 @@ static void test_pipeline(void **state)
 	assert_null(j->userdata);
 	rooms_down(f->d);
 	assert_int_equal(logged_state(f, id), JOB_COMPLETE);
+}
+
+static void enqueue_named(const struct fixture *f, const char *id, const char *name, const char *mac)
+{
+	struct queue_request req = {.duration = 10};
+
+	(void)STR_COPY(req.id, id);
+	if (name)
+		(void)STR_COPY(req.name, name);
+	if (mac)
+		(void)STR_COPY(req.mac, mac);
+	assert_int_equal(queue_enqueue(f->spool, &req), 0);
+}
+
+static void run_a_while(struct daemon *d)
+{
+	for (int i = 0; i < 20; i++)
+		assert_true(sd_event_run(d->event, 5 * USEC_PER_MSEC) >= 0);
+}
+
+/*
+ * Jobs named by name or MAC: one GET /organizations for all of them (the
+ * others wait for its answer), then a look-up each; an exact name among
+ * partial matches resolves, several without one fail naming them, and a
+ * look-up that fails transiently is charged an attempt and asked again.
+ * Only resolved jobs are blinked, with the serial found.
+ */
+static void test_resolve(void **state)
+{
+	struct fixture *f = *state;
+	const size_t one = 1, five = 5, six = 6, seven = 7;
+	static const char *const org[] = {"549236", "Org", NULL};
+	static const char *const sw[] = {"Q2AA-0001-0001", "edge-sw-1",  "00:18:0a:00:00:01",
+					 "Q2AA-0001-0002", "edge-sw-1a", "00:18:0a:00:00:02"};
+	static const char *const racks[] = {"Q2AA-0003-0001", "rack-1", NULL, "Q2AA-0003-0002", "rack-2", NULL};
+	static const char *const by_mac[] = {"Q2AA-0004-0001", "ap", "00:18:0A:00:00:04"};
+	size_t i_sw = SIZE_MAX, i_rack = SIZE_MAX, i_mac = SIZE_MAX, i_trunc = SIZE_MAX;
+	struct job *j;
+
+	enqueue_named(f, "n-sw", "edge-sw-1", NULL);
+	enqueue_named(f, "n-rack", "rack", NULL);
+	enqueue_named(f, "m-ap", NULL, "00:18:0a:00:00:04");
+	enqueue_named(f, "n-trunc", "edge-sw-1a", NULL);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	run_a_while(f->d);
+	/* One GET /organizations; the other jobs wait for it. */
+	assert_int_equal(stub.n, 1);
+	assert_true(stub.calls[0].orgs);
+	assert_string_equal(job_table_find(&f->d->ledger.jobs, "n-sw")->serial, "");
+	stub_answer_items(0, MERAKI_OK, org, 1);
+	run_until(f->d, calls_made, &five);
+	for (size_t i = 1; i < 5; i++) {
+		assert_true(stub.calls[i].devices);
+		assert_string_equal(stub.calls[i].org, "549236");
+		if (strcmp(stub.calls[i].name, "edge-sw-1") == 0)
+			i_sw = i;
+		else if (strcmp(stub.calls[i].name, "rack") == 0)
+			i_rack = i;
+		else if (strcmp(stub.calls[i].mac, "00:18:0a:00:00:04") == 0)
+			i_mac = i;
+		else if (strcmp(stub.calls[i].name, "edge-sw-1a") == 0)
+			i_trunc = i;
+	}
+	assert_true(i_sw != SIZE_MAX && i_rack != SIZE_MAX && i_mac != SIZE_MAX && i_trunc != SIZE_MAX);
+
+	/* An exact match, but pages were left unread: not resolved. */
+	stub_truncated = true;
+	stub_answer_items(i_trunc, MERAKI_OK, sw, 2);
+	stub_truncated = false;
+	j = job_table_find(&f->d->ledger.jobs, "n-trunc");
+	assert_int_equal(j->state, JOB_FAILED);
+	assert_string_equal(j->error, "name 'edge-sw-1a' matches more than 2 devices: edge-sw-1 (Q2AA-0001-0001), "
+				      "edge-sw-1a (Q2AA-0001-0002)");
+
+	/* The exact name among the API's partial matches. */
+	stub_answer_items(i_sw, MERAKI_OK, sw, 2);
+	j = job_table_find(&f->d->ledger.jobs, "n-sw");
+	assert_string_equal(j->serial, "Q2AA-0001-0001");
+	run_until(f->d, calls_made, &six);
+	assert_true(stub.calls[5].blink);
+	assert_string_equal(stub.calls[5].serial, "Q2AA-0001-0001");
+
+	/* Several, none exact: failed, naming them; never blinked. */
+	stub_answer_items(i_rack, MERAKI_OK, racks, 2);
+	j = job_table_find(&f->d->ledger.jobs, "n-rack");
+	assert_int_equal(j->state, JOB_FAILED);
+	assert_string_equal(j->error,
+			    "name 'rack' matches 2 devices: rack-1 (Q2AA-0003-0001), rack-2 (Q2AA-0003-0002)");
+	assert_string_equal(j->serial, "");
+
+	/* A 502: an attempt, and the look-up again after the back-off; then
+	 * the one device, its MAC in another case, resolves. */
+	stub_answer_items(i_mac, MERAKI_RETRY, NULL, 0);
+	j = job_table_find(&f->d->ledger.jobs, "m-ap");
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_int_equal(j->attempts, 1);
+	assert_string_equal(j->error, "looking up the device: Bad gateway");
+	run_until(f->d, calls_made, &seven);
+	assert_true(stub.calls[6].devices);
+	assert_string_equal(stub.calls[6].mac, "00:18:0a:00:00:04");
+	stub_answer_items(6, MERAKI_OK, by_mac, 1);
+	assert_string_equal(j->serial, "Q2AA-0004-0001");
+	for (size_t i = 0; i < stub.n; i++)
+		assert_true(!stub.calls[i].blink || (strcmp(stub.calls[i].serial, "Q2AA-0003-0001") != 0 &&
+						     strcmp(stub.calls[i].serial, "Q2AA-0001-0002") != 0));
+	run_until(f->d, all_durable, NULL);
+	rooms_down(f->d);
+
+	/* The log says what was resolved: a restart asks nothing again. */
+	stub.n = 0;
+	f->d = rooms_up(f);
+	run_a_while(f->d);
+	for (size_t i = 0; i < stub.n; i++)
+		assert_false(stub.calls[i].orgs || stub.calls[i].devices);
+	assert_string_equal(job_table_find(&f->d->ledger.jobs, "m-ap")->serial, "Q2AA-0004-0001");
+	rooms_down(f->d);
+	assert_int_equal(logged_state(f, "n-rack"), JOB_FAILED);
+}
+
+/* A reload (here a new API key) while GET /organizations is in flight: its
+ * answer, from before, decides nothing; the job asks again. */
+static void test_resolve_reload(void **state)
+{
+	struct fixture *f = *state;
+	const size_t one = 1, two = 2, three = 3;
+	static const char *const orgs[] = {"1", "A", NULL, "2", "B", NULL};
+	static const char *const org[] = {"2", "B", NULL};
+	struct job *j;
+
+	enqueue_named(f, "n-1", "edge-sw-1", NULL);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	assert_true(stub.calls[0].orgs);
+	dispatch_set_api_key(f->d, "another-key-0123456789", "…6789", "test");
+	stub_answer_items(0, MERAKI_OK, orgs, 2);
+	j = job_table_find(&f->d->ledger.jobs, "n-1");
+	assert_int_equal(j->state, JOB_QUEUED);
+	assert_null(f->d->dispatch.org_error);
+	run_until(f->d, calls_made, &two);
+	assert_true(stub.calls[1].orgs);
+	stub_answer_items(1, MERAKI_OK, org, 1);
+	run_until(f->d, calls_made, &three);
+	assert_true(stub.calls[2].devices);
+	assert_string_equal(stub.calls[2].org, "2");
+	rooms_down(f->d);
 }
 
 /*
@@ -751,6 +955,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_reload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_ends_at_failed_sync, setup, teardown),
