@@ -168,6 +168,13 @@ struct dispatch {
 	uint64_t polls;
 	uint64_t prompted_polls;
 	uint64_t prompts_dropped[3]; /* by enum prompt_drop */
+	/* With the PostgreSQL store: the submission slot reserved in the
+	 * database for all nodes (monotonic; 0: none), the pacing scope it is
+	 * for ("" global, else the serial), and whether a reservation is in
+	 * flight. */
+	uint64_t slot_at;
+	char slot_key[SERIAL_MAX + 1];
+	bool reserving;
 };
 
 /* ---- endpoint.c's part ---- */
@@ -279,6 +286,9 @@ void dispatch_prompt_poll(struct daemon *d, const struct job *j);
 int dispatch_reconfigure(struct daemon *d, const struct config *nc);
 void dispatch_rearm_all(struct daemon *d);
 void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, const char *source);
+/* The PostgreSQL store's answer to pgstore_reserve(): the slot begins
+ * delay_usec from now (r 0), or none was reserved (r -errno). */
+void dispatch_reserved(struct daemon *d, int r, uint64_t delay_usec);
 
 /* ---- endpoint.c ---- */
 int endpoint_init(struct daemon *d);
@@ -310,5 +320,15 @@ int pgstore_commit_wait(struct daemon *d);
 bool pgstore_syncing(const struct daemon *d);
 bool pgstore_has_pending(const struct daemon *d);
 uint64_t pgstore_synced_seq(const struct daemon *d);
+/* Reserves the next submission slot of a pacing scope ("" global, or a
+ * serial) for all nodes; the answer goes to dispatch_reserved().  -EIO when
+ * not connected. */
+int pgstore_reserve(struct daemon *d, const char *scope);
+/* fn(d, ud, 0) once the jobs other nodes committed are read into the table
+ * (a callback for a job this node does not work), -EIO when the store is
+ * lost first, -ECANCELED at a stop (pgstore_cancel_waiters()). */
+typedef void (*pg_synced_fn)(struct daemon *d, void *ud, int r);
+int pgstore_when_synced(struct daemon *d, pg_synced_fn fn, void *ud);
+void pgstore_cancel_waiters(struct daemon *d);
 
 #endif

@@ -176,6 +176,8 @@ void ledger_fail_pending(struct daemon *d)
 
 void ledger_cancel_pending(struct daemon *d)
 {
+	if (d->pg)
+		pgstore_cancel_waiters(d);
 	if (d->ledger.log || d->pg)
 		durable_run(d, true);
 	while (d->ledger.durable) {

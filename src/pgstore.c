@@ -105,7 +105,25 @@ enum pg_query {
 	Q_KEY,    /* the callback key every node shares, made by the first */
 	Q_LOAD,   /* the events, replayed into the table at the first connection */
 	Q_COMMIT, /* a batch of records and the jobs they changed */
+	Q_LISTEN,  /* for the other nodes' commits */
+	Q_TICK,    /* renew this node's claims, claim what nobody holds */
+	Q_SYNC,    /* the events other nodes committed, into the table */
+	Q_RESERVE, /* a submission slot for every node */
 };
+
+/* A callback waiting for the table to have what other nodes committed. */
+struct pg_waiter {
+	pg_synced_fn fn;
+	void *ud;
+	struct pg_waiter *next;
+};
+
+/* The events read again below the highest seen: a transaction that took its
+ * seq before another's may commit after it. */
+#define SYNC_OVERLAP 1000
+/* Claims taken at one tick, at most. */
+#define CLAIM_MAX "100"
+
 
 enum pg_state {
 	PG_DOWN,       /* waiting for the next try */
@@ -139,12 +157,28 @@ struct pgstore {
 	char q_error[256]; /* the first error result of the query in flight */
 	bool waiting;      /* pgstore_commit_wait() reports the end itself */
 	uint64_t loaded_records;
+
+	/* Several nodes: the claim tick (every lease / 3), what waits for a
+	 * query of its own, the highest event seq read, the ids claimed at the
+	 * last tick (one a line, made this node's after the next sync), the
+	 * seq committed when the tick went, the callbacks waiting for the
+	 * next sync and for the one in flight, the scope being reserved. */
+	sd_event_source *tick;
+	bool listening, want_tick, want_sync, want_reserve;
+	int64_t seen_seq;
+	struct strbuf claimed;
+	uint64_t tick_synced;
+	struct pg_waiter *waiters, *sync_waiters;
+	char reserve_key[SERIAL_MAX + 1];
+	uint64_t reserve_delay;
+	bool reserved;
 };
 
 /* One transaction, one statement: the records into events, and each job
  * they changed into jobs as the table has it now (inserted, or updated
- * unless the row is newer); listeners hear of it at the commit.  $1 the
- * node, $2 the records, $3 the jobs. */
+ * unless the row is newer); listeners hear of it at the commit.  A job
+ * inserted is this node's claim (it took it from its spool).  $1 the node,
+ * $2 the records, $3 the jobs, $4 the lease. */
 /* The callback key: this node's candidate goes in unless one is there; the
  * one that is comes back (a CTE's insert is not seen by the statement's own
  * snapshot, hence the union; when another node's insert committed while
@@ -162,16 +196,43 @@ static const char commit_sql[] =
 	" j AS (SELECT DISTINCT ON (x->'job'->>'id') x->'job' AS j, x->>'nonce' AS nonce"
 	" FROM jsonb_array_elements($3::jsonb) AS x),"
 	" jb AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts,"
-	" error, nonce, created_at, updated_at)"
+	" error, nonce, created_at, updated_at, next_at, owner, lease_until)"
 	" SELECT j->>'id', j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
 	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
-	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz FROM j"
+	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval FROM j"
 	" ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, duration = excluded.duration,"
 	" state = excluded.state, leds_blink_id = excluded.leds_blink_id, meraki_status = excluded.meraki_status,"
 	" status_source = excluded.status_source, attempts = excluded.attempts, error = excluded.error,"
 	" nonce = excluded.nonce, created_at = excluded.created_at, updated_at = excluded.updated_at"
 	" WHERE jobs.updated_at <= excluded.updated_at)"
 	" SELECT pg_notify('" PG_CHANNEL "', '')";
+
+/* The tick, one statement: this node's unfinished jobs renewed (the ids
+ * back, claimed false), and those nobody holds (no owner, or a lease run
+ * out) claimed (claimed true).  $1 the node, $2 the lease. */
+static const char tick_sql[] =
+	"WITH mine AS (UPDATE jobs SET lease_until = now() + $2::interval"
+	" WHERE owner = $1 AND state IN ('queued', 'submitted') RETURNING id),"
+	" took AS (UPDATE jobs SET owner = $1, lease_until = now() + $2::interval WHERE id IN ("
+	" SELECT id FROM jobs WHERE state IN ('queued', 'submitted') AND owner IS DISTINCT FROM $1"
+	" AND (owner IS NULL OR lease_until IS NULL OR lease_until < now())"
+	" ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT " CLAIM_MAX ") RETURNING id)"
+	" SELECT id, false FROM mine UNION ALL SELECT id, true FROM took";
+
+/* The events after $1, with the node that wrote each. */
+static const char sync_sql[] = "SELECT record::text, job_id, seq, node FROM events WHERE seq > $1::bigint ORDER BY seq";
+
+/* Every event, and whether its job is another node's claim.  $1 the node. */
+static const char load_sql[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DISTINCT FROM $1"
+			       " FROM events e LEFT JOIN jobs j ON j.id = e.job_id ORDER BY e.seq";
+
+/* The next slot of a pacing scope: its row moves on by $2 from the later of
+ * its time and now; the wait until the slot comes back, in microseconds.
+ * $1 the scope, $2 the slot's length. */
+static const char reserve_sql[] =
+	"INSERT INTO pacing (scope, next_allowed) VALUES ($1, now() + $2::interval)"
+	" ON CONFLICT (scope) DO UPDATE SET next_allowed = greatest(pacing.next_allowed, now()) + $2::interval"
+	" RETURNING greatest(0, (extract(epoch FROM (next_allowed - $2::interval - now())) * 1000000)::bigint)";
 
 static void hex_encode(const uint8_t *b, size_t n, char *out)
 {
@@ -205,6 +266,7 @@ static int hex_decode(const char *hex, uint8_t *b, size_t n)
 static int on_pg_io(sd_event_source *s, int fd, uint32_t revents, void *ud);
 static void pg_connect(struct pgstore *pg);
 static void pg_commit_end(struct pgstore *pg, int r);
+static void waiters_run(struct daemon *d, struct pg_waiter *w, int r);
 
 /* libpq's message, one line, without its final newline. */
 static void pg_message(const char *msg, char *buf, size_t len)
@@ -262,6 +324,16 @@ static void pg_lost(struct pgstore *pg, const char *why)
 		pg_commit_end(pg, -EIO);
 	}
 	pg->q = Q_NONE;
+	/* A new connection listens again and reads what it may have missed;
+	 * callbacks waiting are answered 503 (Meraki tries again). */
+	pg->listening = false;
+	pg->want_sync = pg->want_tick = true;
+	waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), -EIO);
+	waiters_run(pg->d, TAKE_PTR(pg->waiters), -EIO);
+	if (pg->want_reserve) {
+		pg->want_reserve = false;
+		dispatch_reserved(pg->d, -EIO, 0);
+	}
 	if (pg->fatal)
 		return;
 	pg->backoff = pg->backoff ? MIN(pg->backoff * 2, COMMIT_RETRY_MAX) : COMMIT_RETRY_MIN;
@@ -285,6 +357,7 @@ static void pg_lost(struct pgstore *pg, const char *why)
 
 static void pg_query_done(struct pgstore *pg);
 static void pg_next(struct pgstore *pg);
+static void pg_idle(struct pgstore *pg);
 
 /* Sends a query and watches for its results (and for the socket to take
  * the rest of it, when libpq could not write it all at once). */
@@ -297,6 +370,158 @@ static int pg_send(struct pgstore *pg, enum pg_query q, const char *sql, int n, 
 	if (pg_watch(pg, EPOLLIN | (PQflush(pg->conn) == 1 ? EPOLLOUT : 0)) < 0)
 		return -EIO;
 	return 0;
+}
+
+static int64_t seq_value(const char *s)
+{
+	return strtoll(s, NULL, 10);
+}
+
+/* One event at the first connection: applied as the log's replay applies
+ * it; its job is another node's when that node holds its claim. */
+static int load_one(struct pgstore *pg, const struct job_event *ev, const char *seq, const char *foreign)
+{
+	struct job *j = NULL;
+	int64_t s = seq_value(seq);
+	int r;
+
+	pg->seen_seq = MAX(pg->seen_seq, s);
+	/* Two nodes may both have recorded a job's end (a callback on one, a
+	 * poll on the other): the first stands, the other is left out. */
+	if (job_table_check(&pg->d->ledger.jobs, ev) != 0)
+		return 0;
+	r = job_table_apply(&pg->d->ledger.jobs, ev, &j);
+	if (r < 0)
+		return r;
+	j->foreign = strcmp(foreign, "t") == 0;
+	j->store_seq = (uint64_t)s;
+	return 0;
+}
+
+/* Whether id is among the lines of sb. */
+static bool ids_have(const struct strbuf *sb, const char *id)
+{
+	size_t n = strlen(id);
+
+	for (const char *p = sb->buf; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len == n && memcmp(p, id, n) == 0)
+			return true;
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	return false;
+}
+
+/* One event another node committed: into the table when this node has not
+ * seen it and it applies (a repeat, or one behind what this node knows, is
+ * left out); the job's control follows.  A job first seen this way is that
+ * node's, unless this node has just claimed it. */
+static void sync_one(struct pgstore *pg, struct job_event_store *store, const char *text, const char *seq,
+		     const char *node)
+{
+	struct daemon *d = pg->d;
+	struct job_event ev;
+	struct job *j;
+	int64_t s = seq_value(seq);
+	bool created;
+
+	pg->seen_seq = MAX(pg->seen_seq, s);
+	if (strcmp(node, d->cfg->store_node) == 0)
+		return; /* this node's: applied when it was recorded */
+	if (job_event_parse(text, strlen(text), &ev, store) < 0)
+		return;
+	j = job_table_find(&d->ledger.jobs, ev.id);
+	if (j && (uint64_t)s <= j->store_seq)
+		return;
+	if (job_table_check(&d->ledger.jobs, &ev) != 0) {
+		if (j)
+			j->store_seq = (uint64_t)s;
+		return;
+	}
+	created = !j;
+	if (job_table_apply(&d->ledger.jobs, &ev, &j) < 0)
+		return;
+	if (created)
+		j->foreign = !ids_have(&pg->claimed, j->id);
+	j->store_seq = (uint64_t)s;
+	log_job(LOG_DEBUG, j->id, j->serial, job_state_to_string(j->state), "job %s: %s, recorded by node %s", j->id,
+		job_state_to_string(j->state), node);
+	if (dispatch_job_changed(d, j) < 0)
+		log_err("job %s: out of memory", j->id);
+}
+
+/* The tick's answer: the ids renewed (still this node's) and those claimed
+ * (this node's after the sync that follows reads their events).  A job this
+ * node works that was not renewed, though committed before the tick went,
+ * was claimed by another node meanwhile (this node's lease ran out): it is
+ * let go. */
+static void tick_results(struct pgstore *pg, PGresult *res)
+{
+	struct daemon *d = pg->d;
+
+	strbuf_reset(&pg->claimed);
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *id = PQgetvalue(res, i, 0);
+		struct job *j = job_table_find(&d->ledger.jobs, id);
+
+		if (strcmp(PQgetvalue(res, i, 1), "t") == 0)
+			(void)strbuf_addf(&pg->claimed, "%s\n", id);
+		else if (j)
+			j->renewed = true;
+	}
+	for (struct job *j = d->ledger.jobs.first; j; j = j->next) {
+		if (!j->foreign && !j->renewed && !job_state_is_final(j->state) && j->log_seq <= pg->tick_synced) {
+			log_job(LOG_NOTICE, j->id, j->serial, job_state_to_string(j->state),
+				"job %s: another node holds its claim now (this node's lease ran out); letting it go",
+				j->id);
+			j->foreign = true;
+			(void)dispatch_job_changed(d, j);
+		}
+		j->renewed = false;
+	}
+	if (pg->claimed.len)
+		pg->want_sync = true;
+}
+
+/* After a sync: the jobs claimed at the tick before it are this node's. */
+static void claims_take(struct pgstore *pg)
+{
+	struct daemon *d = pg->d;
+	const char *p = pg->claimed.buf;
+
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		char id[JOB_ID_MAX + 1];
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		struct job *j;
+
+		snprintf(id, sizeof(id), "%.*s", (int)MIN(n, (size_t)JOB_ID_MAX), p);
+		p = nl ? nl + 1 : p + n;
+		j = job_table_find(&d->ledger.jobs, id);
+		if (!j || job_state_is_final(j->state) || !j->foreign)
+			continue;
+		j->foreign = false;
+		log_job(LOG_INFO, j->id, j->serial, job_state_to_string(j->state),
+			"job %s: claimed (its node's lease ran out)", j->id);
+		if (dispatch_job_changed(d, j) < 0)
+			log_err("job %s: out of memory", j->id);
+	}
+	strbuf_reset(&pg->claimed);
+}
+
+static void waiters_run(struct daemon *d, struct pg_waiter *w, int r)
+{
+	while (w) {
+		struct pg_waiter *next = w->next;
+
+		w->fn(d, w->ud, r);
+		free(w);
+		w = next;
+	}
 }
 
 /* Every result the connection has ready; at the end of a query's results,
@@ -337,7 +562,7 @@ static void pg_results(struct pgstore *pg)
 				int r = job_event_parse(text, strlen(text), &ev, store);
 
 				if (r >= 0)
-					r = job_table_apply(&pg->d->ledger.jobs, &ev, NULL);
+					r = load_one(pg, &ev, PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
 				if (r < 0) {
 					errno = -r;
 					snprintf(pg->q_error, sizeof(pg->q_error),
@@ -347,6 +572,16 @@ static void pg_results(struct pgstore *pg)
 			}
 			if (!store)
 				snprintf(pg->q_error, sizeof(pg->q_error), "out of memory");
+		} else if (pg->q == Q_SYNC && !pg->q_error[0]) {
+			if (!store)
+				store = calloc(1, sizeof(*store));
+			for (int i = 0; store && i < PQntuples(res); i++)
+				sync_one(pg, store, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+		} else if (pg->q == Q_TICK && !pg->q_error[0]) {
+			tick_results(pg, res);
+		} else if (pg->q == Q_RESERVE && !pg->q_error[0] && PQntuples(res) == 1) {
+			pg->reserve_delay = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+			pg->reserved = true;
 		}
 		PQclear(res);
 	}
@@ -368,6 +603,51 @@ static void pg_commit_end(struct pgstore *pg, int r)
 		ledger_store_committed(pg->d, r);
 }
 
+/* Connected, loaded, nothing in flight: a commit first, then what waits
+ * for a query of its own. */
+static void pg_idle(struct pgstore *pg)
+{
+	char lease[32], after[24];
+	const char *params[2];
+	int r = 0;
+
+	if (!pg->conn || pg->state != PG_UP || pg->q != Q_NONE || !pg->loaded)
+		return;
+	if (pgstore_has_pending(pg->d)) {
+		ledger_kick(pg->d);
+		return;
+	}
+	snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)pg->d->cfg->store_lease_usec);
+	if (!pg->listening)
+		r = pg_send(pg, Q_LISTEN, "LISTEN " PG_CHANNEL, 0, NULL);
+	else if (pg->want_reserve) {
+		/* The slot: min_interval and a fifth (at most 1 s), so that
+		 * two nodes' delays in starting their requests cannot bring
+		 * them closer than min_interval. */
+		uint64_t slot = pg->d->cfg->min_interval_usec + MIN(pg->d->cfg->min_interval_usec / 5, USEC_PER_SEC);
+
+		snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)slot);
+		params[0] = pg->reserve_key;
+		params[1] = lease;
+		pg->reserved = false;
+		r = pg_send(pg, Q_RESERVE, reserve_sql, 2, params);
+	} else if (pg->want_tick) {
+		pg->want_tick = false;
+		pg->tick_synced = pg->synced_seq;
+		params[0] = pg->d->cfg->store_node;
+		params[1] = lease;
+		r = pg_send(pg, Q_TICK, tick_sql, 2, params);
+	} else if (pg->want_sync || pg->waiters) {
+		pg->want_sync = false;
+		pg->sync_waiters = TAKE_PTR(pg->waiters);
+		snprintf(after, sizeof(after), "%lld", (long long)MAX(pg->seen_seq - SYNC_OVERLAP, 0));
+		params[0] = after;
+		r = pg_send(pg, Q_SYNC, sync_sql, 1, params);
+	}
+	if (r < 0)
+		pg_lost(pg, PQerrorMessage(pg->conn));
+}
+
 static void pg_loaded(struct pgstore *pg)
 {
 	struct daemon *d = pg->d;
@@ -384,6 +664,8 @@ static void pg_loaded(struct pgstore *pg)
 			return;
 		}
 	ledger_store_ready(d);
+	pg->want_tick = true;
+	pg_idle(pg);
 }
 
 static void pg_query_done(struct pgstore *pg)
@@ -425,10 +707,32 @@ static void pg_query_done(struct pgstore *pg)
 		if (pg->q_error[0])
 			log_err("PostgreSQL store: a commit failed: %s; trying again", pg->q_error);
 		pg_commit_end(pg, pg->q_error[0] ? -EIO : 0);
-		return;
+		break;
+	case Q_LISTEN:
+		if (!pg->q_error[0])
+			pg->listening = true;
+		break;
+	case Q_TICK:
+		if (pg->q_error[0])
+			log_warn("PostgreSQL store: renewing and taking claims failed: %s", pg->q_error);
+		break;
+	case Q_SYNC:
+		if (!pg->q_error[0])
+			claims_take(pg);
+		else
+			log_warn("PostgreSQL store: reading the other nodes' events failed: %s", pg->q_error);
+		waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), pg->q_error[0] ? -EIO : 0);
+		break;
+	case Q_RESERVE:
+		pg->want_reserve = false;
+		if (pg->q_error[0])
+			log_warn("PostgreSQL store: reserving a submission slot failed: %s", pg->q_error);
+		dispatch_reserved(pg->d, pg->reserved ? 0 : -EIO, pg->reserve_delay);
+		break;
 	default:
 		return;
 	}
+	pg_idle(pg);
 }
 
 static void pg_up(struct pgstore *pg, int version)
@@ -467,11 +771,16 @@ static void pg_next(struct pgstore *pg)
 	}
 	if (pg->loaded) {
 		ledger_store_ready(pg->d);
+		pg_idle(pg);
 		return;
 	}
 	pg->loaded_records = 0;
-	if (pg_send(pg, Q_LOAD, "SELECT record::text, job_id FROM events ORDER BY seq", 0, NULL) < 0)
-		pg_lost(pg, PQerrorMessage(pg->conn));
+	{
+		const char *params[1] = {pg->d->cfg->store_node};
+
+		if (pg_send(pg, Q_LOAD, load_sql, 1, params) < 0)
+			pg_lost(pg, PQerrorMessage(pg->conn));
+	}
 }
 
 /* The schema transaction's text: the lock, the version table, each
@@ -604,8 +913,19 @@ static int on_pg_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 		pg_migrate_results(pg);
 		return 0;
 	}
+	/* Another node committed: read its events (this node's own commits
+	 * notify it too, and need nothing). */
+	for (PGnotify *n; (n = PQnotifies(pg->conn));) {
+		if (n->be_pid != PQbackendPID(pg->conn))
+			pg->want_sync = true;
+		PQfreemem(n);
+	}
 	if (pg->q != Q_NONE) {
 		pg_results(pg);
+		return 0;
+	}
+	if (pg->want_sync) {
+		pg_idle(pg);
 		return 0;
 	}
 	/* Idle: what comes is the server's word that it ends the session (a
@@ -651,6 +971,19 @@ static void pg_connect(struct pgstore *pg)
 	pg_connect_poll(pg);
 }
 
+/* Every lease / 3: renew this node's claims, take those that ran out. */
+static int on_pg_tick(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct pgstore *pg = ud;
+
+	(void)usec;
+	pg->want_tick = true;
+	pg_idle(pg);
+	(void)sd_event_source_set_time_relative(s, MAX(pg->d->cfg->store_lease_usec / 3, 100 * USEC_PER_MSEC));
+	enable_oneshot(s);
+	return 0;
+}
+
 static int on_pg_retry(sd_event_source *s, uint64_t usec, void *ud)
 {
 	(void)s;
@@ -694,6 +1027,16 @@ int pgstore_open(struct daemon *d)
 	}
 	(void)sd_event_source_set_description(pg->retry, "postgresql-retry");
 	(void)sd_event_source_set_enabled(pg->retry, SD_EVENT_OFF);
+	r = sd_event_add_time_relative(d->event, &pg->tick, CLOCK_MONOTONIC,
+				       MAX(d->cfg->store_lease_usec / 3, 100 * USEC_PER_MSEC), 0, on_pg_tick, pg);
+	if (r < 0) {
+		sd_event_source_disable_unref(pg->retry);
+		secret_free(pg->conninfo);
+		free(pg->schema_sql);
+		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
+	}
+	(void)sd_event_source_set_description(pg->tick, "postgresql-claims");
+	enable_oneshot(pg->tick);
 	log_info("PostgreSQL store: node %s, connection string from %s", d->cfg->store_node, source);
 	d->pg = TAKE_PTR(pg);
 	pg_connect(d->pg);
@@ -708,6 +1051,10 @@ void pgstore_close(struct daemon *d)
 		return;
 	sd_event_source_disable_unref(pg->io);
 	sd_event_source_disable_unref(pg->retry);
+	sd_event_source_disable_unref(pg->tick);
+	waiters_run(d, TAKE_PTR(pg->sync_waiters), -ECANCELED);
+	waiters_run(d, TAKE_PTR(pg->waiters), -ECANCELED);
+	strbuf_release(&pg->claimed);
 	if (pg->conn)
 		PQfinish(pg->conn);
 	secret_key_free(pg->key);
@@ -758,9 +1105,49 @@ int pgstore_append(struct daemon *d, const struct job_event *ev, uint64_t *ret_s
 	return 0;
 }
 
+/* Any query in flight holds the commit back: one at a time; its end takes
+ * the commit up (pg_idle). */
 bool pgstore_syncing(const struct daemon *d)
 {
-	return d->pg->q == Q_COMMIT;
+	return d->pg->q != Q_NONE;
+}
+
+int pgstore_reserve(struct daemon *d, const char *scope)
+{
+	struct pgstore *pg = d->pg;
+
+	if (pg->state != PG_UP || !pg->loaded)
+		return -EIO;
+	if (pg->want_reserve)
+		return -EBUSY;
+	snprintf(pg->reserve_key, sizeof(pg->reserve_key), "%s", scope[0] ? scope : "global");
+	pg->want_reserve = true;
+	pg_idle(pg);
+	return 0;
+}
+
+int pgstore_when_synced(struct daemon *d, pg_synced_fn fn, void *ud)
+{
+	struct pgstore *pg = d->pg;
+	struct pg_waiter *w;
+
+	if (pg->state != PG_UP || !pg->loaded)
+		return -EIO;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fn = fn;
+	w->ud = ud;
+	w->next = pg->waiters;
+	pg->waiters = w;
+	pg_idle(pg);
+	return 0;
+}
+
+void pgstore_cancel_waiters(struct daemon *d)
+{
+	waiters_run(d, TAKE_PTR(d->pg->sync_waiters), -ECANCELED);
+	waiters_run(d, TAKE_PTR(d->pg->waiters), -ECANCELED);
 }
 
 bool pgstore_has_pending(const struct daemon *d)
@@ -809,7 +1196,8 @@ int pgstore_commit_start(struct daemon *d)
 {
 	struct pgstore *pg = d->pg;
 	struct strbuf events = STRBUF_INIT, jobs = STRBUF_INIT;
-	const char *params[3];
+	const char *params[4];
+	char lease[32];
 	int r;
 
 	if (pg->q == Q_COMMIT)
@@ -840,10 +1228,12 @@ int pgstore_commit_start(struct daemon *d)
 		strbuf_release(&jobs);
 		return r;
 	}
+	snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)d->cfg->store_lease_usec);
 	params[0] = d->cfg->store_node;
 	params[1] = events.buf;
 	params[2] = jobs.buf;
-	r = pg_send(pg, Q_COMMIT, commit_sql, 3, params);
+	params[3] = lease;
+	r = pg_send(pg, Q_COMMIT, commit_sql, 4, params);
 	strbuf_release(&events);
 	strbuf_release(&jobs);
 	if (r < 0) {
