@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Two nodes on one PostgreSQL behind nginx (conf/nginx-two-nodes.conf):
+# jobs queued on both; one node SIGKILLed after a few submissions and
+# started again 5 s later; the database stopped for 3 s mid-run.  Every job
+# ends complete, both nodes' blinkhookctl agree, the simulator's
+# min_interval is never breached across the nodes, at most one submission
+# is repeated (the one in flight at the kill), and callbacks during the
+# outage got 503, never 2xx.
+. "$(dirname "$0")/../lib.sh"
+
+NGINX=$(command -v nginx || { test -x /usr/sbin/nginx && echo /usr/sbin/nginx; })
+if [ -z "$NGINX" ]; then
+	echo "# SKIP nginx is not installed (Debian package \"nginx\"; \`make deps\` installs it)"
+	exit 0
+fi
+
+pg_start
+MIN_INTERVAL=0.4
+start_sim --min-interval "$MIN_INTERVAL" --blink-time 1 --callback-retries 80 --callback-retry-delay 0.5
+
+# ---- nginx in front of both nodes, with the shipped upstream's settings ----
+N_PORT=$(free_port)
+N_URL="http://127.0.0.1:$N_PORT"
+declare -A PORT
+PORT[a]=$(free_port)
+PORT[b]=$(free_port)
+NGX=$T/nginx
+mkdir -p "$NGX/logs" "$NGX/tmp"
+sed -e "s|10\.0\.0\.11:8787|127.0.0.1:${PORT[a]}|" -e "s|10\.0\.0\.12:8787|127.0.0.1:${PORT[b]}|" \
+	"$TOP/conf/nginx-two-nodes.conf" >"$NGX/upstream.conf"
+cat >"$NGX/nginx.conf" <<-NGINX
+	user root;
+	worker_processes 1;
+	pid $NGX/nginx.pid;
+	error_log $NGX/error.log info;
+	events { worker_connections 256; }
+	http {
+	    access_log $NGX/logs/access.log;
+	    client_body_temp_path $NGX/tmp/body;
+	    proxy_temp_path $NGX/tmp/proxy;
+	    fastcgi_temp_path $NGX/tmp/fastcgi;
+	    uwsgi_temp_path $NGX/tmp/uwsgi;
+	    scgi_temp_path $NGX/tmp/scgi;
+	    include $NGX/upstream.conf;
+	    server {
+	        listen 127.0.0.1:$N_PORT;
+	        location /callbacks/ {
+	            proxy_pass http://blinkhook;
+	            proxy_http_version 1.1;
+	            proxy_set_header Connection "";
+	            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+	            proxy_next_upstream error timeout non_idempotent;
+	            proxy_next_upstream_tries 2;
+	            proxy_connect_timeout 2s;
+	        }
+	    }
+	}
+NGINX
+check "the two-node upstream example names two servers" test "$(grep -c '^ *server ' "$TOP/conf/nginx-two-nodes.conf")" = 2
+check "nginx accepts the two-node config" "$NGINX" -t -q -p "$NGX" -c "$NGX/nginx.conf"
+"$NGINX" -p "$NGX" -c "$NGX/nginx.conf"
+check "nginx runs" wait_until 5 test -s "$NGX/nginx.pid"
+NGINX_PID=$(cat "$NGX/nginx.pid")
+
+# ---- two nodes, one database, the same public_url (the proxy) ----
+D_PORT=${PORT[a]}
+write_config "[store] backend = postgresql" "[store] conninfo = $PG_CONNINFO" "[store] lease = 6s" \
+	"[callback] wait = 3s" "[meraki] min_interval = ${MIN_INTERVAL}s"
+for n in a b; do
+	mkdir -p "$T/$n"
+	sed -e "s|^public_url = .*|public_url = $N_URL|" -e "s|^listen = .*|listen = 127.0.0.1:${PORT[$n]}|" \
+		-e "s|^dir = $T/spool|dir = $T/$n/spool|" -e "s|^dir = $T/state|dir = $T/$n/state|" \
+		-e "s|^backend = postgresql|backend = postgresql\nnode = node-$n|" "$T/bh.conf" >"$T/$n.conf"
+done
+declare -A NPID
+start_node() {
+	MERAKI_DASHBOARD_API_KEY=$API_KEY "$BLINKHOOKD" -c "$T/$1.conf" 2>>"$T/$1.log" &
+	NPID[$1]=$!
+	PIDS+=($!)
+}
+healthy() { curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:${PORT[$1]}/healthz"; }
+nctl() { local n=$1; shift; "$BLINKHOOKCTL" -c "$T/$n.conf" "$@"; }
+# Both at the same moment on the empty database: the schema is made once.
+start_node a
+start_node b
+check "two nodes started together on an empty database both come up" \
+	wait_until 20 sh -c "curl -fsS --max-time 1 -o /dev/null http://127.0.0.1:${PORT[a]}/healthz &&
+		curl -fsS --max-time 1 -o /dev/null http://127.0.0.1:${PORT[b]}/healthz"
+check "the schema was created once" test "$(pg_sql "select count(*) from schema_version")" = 1
+
+count() { pg_sql "select count(*) from jobs where $1"; }
+count_is() { test "$(count "$1")" = "$2"; }
+accepted() { sim_get requests | json 'len([r for r in j if r["method"] == "POST" and r["status"] == 201])'; }
+accepted_ge() { test "$(accepted)" -ge "$1"; }
+
+ids=()
+for i in $(seq -w 1 15); do
+	ids+=("$(nctl a blink "Q2AA-TWOA-00$i" --duration 1)")
+	ids+=("$(nctl b blink "Q2AA-TWOB-00$i" --duration 1)")
+done
+check "30 jobs queued, 15 on each node" test "${#ids[@]}" = 30
+
+# ---- node a killed after a few submissions, started again 5 s later ----
+wait_until 30 accepted_ge 4
+kill -KILL "${NPID[a]}"
+wait "${NPID[a]}" 2>/dev/null
+killed_at=$(accepted)
+sleep 5
+start_node a
+check "node a is back after its SIGKILL" wait_until 20 healthy a
+
+# ---- the database stopped for 3 s mid-run ----
+wait_until 60 accepted_ge $((killed_at + 6))
+now() { python3 -c 'import time; print(time.monotonic())'; }
+pg_cluster_stop "$PG_DIR"
+t_down=$(now)
+sleep 3
+t_up=$(now)
+pg_cluster_start "$PG_DIR"
+
+check "every job ends complete" wait_until 150 count_is "state = 'complete'" 30
+pg_sql "select state, count(*) from jobs group by state" | sed 's/^/# /'
+
+sa=$(nctl a jobs --json --limit 100)
+sb=$(nctl b jobs --json --limit 100)
+check "both nodes' blinkhookctl jobs agree (30 complete)" python3 -c '
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert len(a) == 30 and a == b, (len(a), len(b))
+assert all(x["state"] == "complete" for x in a), [x for x in a if x["state"] != "complete"]
+' "$sa" "$sb"
+agree=0
+for id in "${ids[@]}"; do
+	[ "$(nctl a status "$id" --json)" = "$(nctl b status "$id" --json)" ] || agree=1
+done
+check "both nodes' blinkhookctl status agree on each job" test "$agree" = 0
+
+reqs=$(sim_get requests)
+check "the simulator saw no breach of min_interval across the nodes (no 429, gaps >= min_interval)" python3 -c '
+import json, sys
+reqs, mi = json.loads(sys.argv[1]), float(sys.argv[2])
+blinks = [r for r in reqs if r["method"] == "POST" and "/liveTools/leds/blink" in r["path"]]
+assert not [r for r in blinks if r["too_fast"] or r["status"] == 429], "429s: %d" % len([r for r in blinks if r["too_fast"]])
+ts = sorted(r["t"] for r in blinks if r["status"] == 201)
+gaps = [b - a for a, b in zip(ts, ts[1:])]
+assert len(ts) >= 30 and min(gaps) >= mi, (len(ts), min(gaps))
+print("# %d submissions accepted, smallest gap %.3f s (min_interval %.1f s)" % (len(ts), min(gaps), mi))
+' "$reqs" "$MIN_INTERVAL"
+check "at most one submission was repeated (the one in flight at the kill), none twice" python3 -c '
+import json, sys, collections
+reqs = json.loads(sys.argv[1])
+c = collections.Counter(r["path"].split("/devices/")[1].split("/")[0] for r in reqs
+	if r["method"] == "POST" and "/liveTools/leds/blink" in r["path"] and r["status"] == 201)
+assert len(c) == 30, len(c)
+rep = {s: n for s, n in c.items() if n > 1}
+print("# repeated submissions: %s" % (rep or "none"))
+assert len(rep) <= 1 and all(n == 2 for n in rep.values()), rep
+' "$reqs"
+cbs=$(sim_get callbacks)
+check "callbacks during the outage got 503 (at least one), never 2xx" python3 -c '
+import json, sys
+cbs, down, up = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+during = [c for c in cbs if down <= c["t"] <= up]
+assert during, "no callback came during the outage"
+assert all(c["http_status"] == 503 for c in during), [(c["t"], c["http_status"]) for c in during]
+print("# %d callbacks during the outage, all 503" % len(during))
+' "$cbs" "$t_down" "$t_up"
+check "callbacks were taken by both nodes (through the proxy)" \
+	sh -c "grep -q 'Meraki reports\|complete (callback' '$T/a.log' && grep -q 'Meraki reports\|complete (callback' '$T/b.log'"
+
+kill "$NGINX_PID" 2>/dev/null
+[ "$FAILS" -eq 0 ] || { for n in a b; do echo "# ---- node $n"; tail -n 40 "$T/$n.log" | sed 's/^/# /'; done; }
+exit "$FAILS"
