@@ -102,9 +102,9 @@ static const char *const migrations[] = {
 /* What is in flight on the connection (one query at a time). */
 enum pg_query {
 	Q_NONE,
-	Q_KEY,    /* the callback key every node shares, made by the first */
-	Q_LOAD,   /* the events, replayed into the table at the first connection */
-	Q_COMMIT, /* a batch of records and the jobs they changed */
+	Q_KEY,     /* the callback key every node shares, made by the first */
+	Q_LOAD,    /* the events, replayed into the table at the first connection */
+	Q_COMMIT,  /* a batch of records and the jobs they changed */
 	Q_LISTEN,  /* for the other nodes' commits */
 	Q_TICK,    /* renew this node's claims, claim what nobody holds */
 	Q_SYNC,    /* the events other nodes committed, into the table */
@@ -123,7 +123,6 @@ struct pg_waiter {
 #define SYNC_OVERLAP 1000
 /* Claims taken at one tick, at most. */
 #define CLAIM_MAX "100"
-
 
 enum pg_state {
 	PG_DOWN,       /* waiting for the next try */
@@ -154,24 +153,24 @@ struct pgstore {
 	struct strbuf pending, inflight;
 	struct strbuf pending_ids, inflight_ids;
 	uint64_t appended_seq, inflight_seq, synced_seq;
-	char q_error[256]; /* the first error result of the query in flight */
-	bool waiting;      /* pgstore_commit_wait() reports the end itself */
 	uint64_t loaded_records;
 
-	/* Several nodes: the claim tick (every lease / 3), what waits for a
-	 * query of its own, the highest event seq read, the ids claimed at the
-	 * last tick (one a line, made this node's after the next sync), the
-	 * seq committed when the tick went, the callbacks waiting for the
-	 * next sync and for the one in flight, the scope being reserved. */
+	/* Several nodes: the claim tick (every lease / 3), the callbacks
+	 * waiting for the next sync and for the one in flight, the ids claimed
+	 * at the last tick (one a line, made this node's after the next sync),
+	 * the highest event seq read, the seq committed when the tick went,
+	 * the slot reserved and its scope, and what waits for a query of its
+	 * own. */
 	sd_event_source *tick;
-	bool listening, want_tick, want_sync, want_reserve;
-	int64_t seen_seq;
-	struct strbuf claimed;
-	uint64_t tick_synced;
 	struct pg_waiter *waiters, *sync_waiters;
-	char reserve_key[SERIAL_MAX + 1];
+	struct strbuf claimed;
+	int64_t seen_seq;
+	uint64_t tick_synced;
 	uint64_t reserve_delay;
-	bool reserved;
+	char reserve_key[SERIAL_MAX + 1];
+	char q_error[256]; /* the first error result of the query in flight */
+	bool waiting;      /* pgstore_commit_wait() reports the end itself */
+	bool listening, want_tick, want_sync, want_reserve, reserved;
 };
 
 /* One transaction, one statement: the records into events, and each job
@@ -576,7 +575,8 @@ static void pg_results(struct pgstore *pg)
 			if (!store)
 				store = calloc(1, sizeof(*store));
 			for (int i = 0; store && i < PQntuples(res); i++)
-				sync_one(pg, store, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+				sync_one(pg, store, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2),
+					 PQgetvalue(res, i, 3));
 		} else if (pg->q == Q_TICK && !pg->q_error[0]) {
 			tick_results(pg, res);
 		} else if (pg->q == Q_RESERVE && !pg->q_error[0] && PQntuples(res) == 1) {
