@@ -510,6 +510,8 @@ static void claims_take(struct pgstore *pg)
 			log_err("job %s: out of memory", j->id);
 	}
 	strbuf_reset(&pg->claimed);
+	/* A job claimed waits in the run queue: the scheduler starts it. */
+	dispatch_schedule(d);
 }
 
 static void waiters_run(struct daemon *d, struct pg_waiter *w, int r)

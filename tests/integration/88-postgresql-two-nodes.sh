@@ -5,7 +5,8 @@
 # ends complete, both nodes' blinkhookctl agree, the simulator's
 # min_interval is never breached across the nodes, at most one submission
 # is repeated (the one in flight at the kill), and callbacks during the
-# outage got 503, never 2xx.
+# outage got 503, never 2xx.  Then a node that stays dead: the other
+# takes its jobs when their lease runs out.
 . "$(dirname "$0")/../lib.sh"
 
 NGINX=$(command -v nginx || { test -x /usr/sbin/nginx && echo /usr/sbin/nginx; })
@@ -167,6 +168,25 @@ print("# %d callbacks during the outage, all 503" % len(during))
 ' "$cbs" "$t_down" "$t_up"
 check "callbacks were taken by both nodes (through the proxy)" \
 	sh -c "grep -q 'Meraki reports\|complete (callback' '$T/a.log' && grep -q 'Meraki reports\|complete (callback' '$T/b.log'"
+
+# ---- a node that stays dead: the other takes its jobs when the lease runs out ----
+before=$(accepted)
+for i in 1 2 3 4 5 6; do nctl b blink "Q2AA-LEAS-000$i" --duration 1 >/dev/null; done
+wait_until 30 accepted_ge $((before + 1))
+kill -KILL "${NPID[b]}"
+wait "${NPID[b]}" 2>/dev/null
+check "node b's jobs complete on node a after b died for good" \
+	wait_until 90 count_is "serial like 'Q2AA-LEAS-%' and state = 'complete'" 6
+check "node a claimed them when node b's lease ran out" grep -q "claimed (its node's lease ran out)" "$T/a.log"
+check "none of them was submitted more than twice" python3 -c '
+import json, sys, collections
+reqs = json.loads(sys.argv[1])
+c = collections.Counter(r["path"].split("/devices/")[1].split("/")[0] for r in reqs
+	if r["method"] == "POST" and "/liveTools/leds/blink" in r["path"] and r["status"] == 201)
+lease = {s: n for s, n in c.items() if s.startswith("Q2AA-LEAS-")}
+assert len(lease) == 6 and max(lease.values()) <= 2, lease
+assert not [r for r in reqs if r["too_fast"]], "a 429"
+' "$(sim_get requests)"
 
 kill "$NGINX_PID" 2>/dev/null
 [ "$FAILS" -eq 0 ] || { for n in a b; do echo "# ---- node $n"; tail -n 40 "$T/$n.log" | sed 's/^/# /'; done; }
