@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#define TESTLIB_KEY_FILES
 #include "testlib.h"
 
 #include "blinkhook/config.h"
@@ -21,45 +22,7 @@
 static int group_setup(void **state)
 {
 	(void)state;
-	/* The tests set these themselves; the caller's must not leak in. */
-	unsetenv("CREDENTIALS_DIRECTORY");
-	unsetenv("MERAKI_DASHBOARD_API_KEY");
-	if (tmpdir_setup("test_credentials") < 0)
-		return -1;
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	return tmpdir_teardown();
-}
-
-static int test_teardown(void **state)
-{
-	(void)state;
-	unsetenv("CREDENTIALS_DIRECTORY");
-	unsetenv("MERAKI_DASHBOARD_API_KEY");
-	return 0;
-}
-
-static char *tmp_path(const char *name)
-{
-	char *p = path_join(tmpdir, name);
-
-	assert_non_null(p);
-	return p;
-}
-
-static void write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, data, len), 0);
-	/* open's mode is only used on creation, and the umask applies. */
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
+	return key_env_group_setup("test_credentials");
 }
 
 /* ---- secrets ---- */
@@ -328,12 +291,12 @@ static void test_not_a_regular_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_api_key_precedence, test_teardown),
-		cmocka_unit_test_teardown(test_api_key_refusals, test_teardown),
-		cmocka_unit_test_teardown(test_callback_secret, test_teardown),
-		cmocka_unit_test_teardown(test_api_key_mask, test_teardown),
-		cmocka_unit_test_teardown(test_not_a_regular_file, test_teardown),
+		cmocka_unit_test_teardown(test_api_key_precedence, key_env_teardown),
+		cmocka_unit_test_teardown(test_api_key_refusals, key_env_teardown),
+		cmocka_unit_test_teardown(test_callback_secret, key_env_teardown),
+		cmocka_unit_test_teardown(test_api_key_mask, key_env_teardown),
+		cmocka_unit_test_teardown(test_not_a_regular_file, key_env_teardown),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, group_setup, key_env_group_teardown);
 }
