@@ -81,12 +81,8 @@ static void refusals_flush(struct daemon *d, uint64_t now)
 
 static int on_refusals_timer(sd_event_source *s, uint64_t usec, void *ud)
 {
-	struct daemon *d = ud;
-	uint64_t now = usec;
-
 	(void)s;
-	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	refusals_flush(d, now);
+	refusals_flush(ud, budget_now(ud, usec));
 	return 0;
 }
 

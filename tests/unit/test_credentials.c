@@ -33,7 +33,8 @@ struct keys {
 	char *key_file;
 };
 
-static void keys_setup(struct keys *k)
+/* The three sources of an API key, and c naming the file one. */
+static void keys_setup(struct keys *k, struct config *c)
 {
 	k->cred_dir = tmp_path("credentials");
 	mkdir(k->cred_dir, 0700);
@@ -42,10 +43,14 @@ static void keys_setup(struct keys *k)
 	k->key_file = tmp_path("api-key");
 	write_file(k->cred_file, "credkey-0123456789abcdef\n", 25, 0400);
 	write_file(k->key_file, "  filekey-0123456789abcdef \r\n\n", 30, 0600);
+	assert_int_equal(config_init(c), 0);
+	c->api_key_file = strdup(k->key_file);
+	assert_non_null(c->api_key_file);
 }
 
-static void keys_free(struct keys *k)
+static void keys_free(struct keys *k, struct config *c)
 {
+	config_release(c);
 	free(k->cred_dir);
 	free(k->cred_file);
 	free(k->key_file);
@@ -84,9 +89,7 @@ static void test_api_key_precedence(void **state)
 	struct keys k;
 
 	(void)state;
-	keys_setup(&k);
-	assert_int_equal(config_init(&c), 0);
-	c.api_key_file = strdup(k.key_file);
+	keys_setup(&k, &c);
 
 	setenv("CREDENTIALS_DIRECTORY", k.cred_dir, 1);
 	setenv("MERAKI_DASHBOARD_API_KEY", "envkey-0123456789abcdef", 1);
@@ -119,8 +122,7 @@ static void test_api_key_precedence(void **state)
 			 "no API key: set the credential meraki-api-key, MERAKI_DASHBOARD_API_KEY, "
 			 "or [meraki] api_key_file");
 
-	config_release(&c);
-	keys_free(&k);
+	keys_free(&k, &c);
 }
 
 static void test_api_key_refusals(void **state)
@@ -131,9 +133,7 @@ static void test_api_key_refusals(void **state)
 	struct keys k;
 
 	(void)state;
-	keys_setup(&k);
-	assert_int_equal(config_init(&c), 0);
-	c.api_key_file = strdup(k.key_file);
+	keys_setup(&k, &c);
 
 	/* Group or world access to the key file is refused. */
 	assert_int_equal(chmod(k.key_file, 0640), 0);
@@ -179,8 +179,7 @@ static void test_api_key_refusals(void **state)
 	snprintf(want, sizeof(want), "%s: is empty", k.cred_file);
 	assert_key_error(&c, -EINVAL, want);
 
-	config_release(&c);
-	keys_free(&k);
+	keys_free(&k, &c);
 }
 
 static void test_callback_secret(void **state)
