@@ -148,20 +148,25 @@ unit: $(UNIT_TESTS:%=$(B)/tests/%) $(UNIT_TESTS:%=$(B)/tests-asan/%)
 integration: $(B)/blinkhookd $(B)/blinkhookctl $(B)/asan/blinkhookd $(B)/asan/blinkhookctl
 
 check: deps
-	$(MAKE) --no-print-directory all unit integration
+	$(MAKE) --no-print-directory -j$(CHECK_JOBS) all unit integration
 	@# The same sources must build clean with clang too (warnings are errors).
-	$(MAKE) --no-print-directory CC=clang B=$(B)/clang all
+	$(MAKE) --no-print-directory -j$(CHECK_JOBS) CC=clang B=$(B)/clang all
 	@# Every fuzz target over its corpus (seeds and every crash ever found).
+	$(MAKE) --no-print-directory -j$(CHECK_JOBS) fuzz-build
 	$(MAKE) --no-print-directory fuzz-regress
-	@# A short run of every fuzz target from its seeds: a crash fails the check.
-	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
-	$(MAKE) --no-print-directory lint
-	B=$(B) tests/run-tests.sh
+	@# The tests, a few at a time (tests/run-tests.sh says how); beside them,
+	@# niced, the CPU-bound lint and a short run of every fuzz target from its
+	@# seeds, two at a time (a crash fails the check). The tests that measure
+	@# time run after both, alone.
+	B=$(B) tests/run-tests.sh --beside '$(MAKE) --no-print-directory -j$(CHECK_JOBS) -k -O lint fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)'
 
 # ---- static analysis: cppcheck, clang-tidy and clang-format, clean or the check fails ----
 # The chosen checks and why some are off: docs/testing.md, "Static analysis".
 
 CHECK_FUZZ_SECONDS ?= 15
+# Compiles and fuzz runs at once in make check (the integration tests' own
+# number is TEST_JOBS, tests/run-tests.sh).
+CHECK_JOBS ?= 2
 LINT_C := $(wildcard src/*.c) $(wildcard tests/fuzz/*.c) tests/bench/baseline.c
 LINT_PKGS := libmicrohttpd json-c libcrypto libsystemd libcurl inih
 CPPCHECK_FLAGS := --enable=warning,style,performance,portability --suppress=variableScope \

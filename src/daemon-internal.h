@@ -214,6 +214,42 @@ static inline void enable_oneshot(sd_event_source *s)
 	(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
+/* A log budget's owner says what went unlogged in the interval ending at now
+ * (and turns its timer off). */
+typedef void (*budget_flush_fn)(struct daemon *d, uint64_t now);
+
+/* The loop's CLOCK_MONOTONIC time (fallback before its first iteration):
+ * where a budget's interval ends, or its timer found it ended. */
+static inline uint64_t budget_now(struct daemon *d, uint64_t fallback)
+{
+	uint64_t now = fallback;
+
+	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	return now;
+}
+
+/* Whether a line of this kind may be logged under the budget b: an interval
+ * that ended is flushed first; the first line only counted arms timer (the
+ * owner's CLOCK_MONOTONIC source, off until then) for the interval's end,
+ * when the owner calls flush. */
+static inline bool budget_may_log(struct daemon *d, struct log_budget *b, sd_event_source *timer, unsigned kind,
+				  budget_flush_fn flush)
+{
+	/* The loop's own clock: no system call a line. */
+	uint64_t now = budget_now(d, 0);
+	bool arm;
+
+	if (budget_due(b, now))
+		flush(d, now);
+	if (budget_take(b, kind, &arm))
+		return true;
+	if (arm) {
+		(void)sd_event_source_set_time(timer, b->start + b->interval);
+		enable_oneshot(timer);
+	}
+	return false;
+}
+
 /* ---- lifecycle.c ---- */
 /* d holds cfg and api_key (and api_key_from_env); setup brings up every
  * room on the default sd_event loop; teardown frees them, cfg included. */

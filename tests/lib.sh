@@ -21,6 +21,7 @@ cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	grep -lx "$$" "$PORT_CLAIMS"/[0-9]* 2>/dev/null | xargs -r rm -f
 	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
 		echo "# kept $T for a look" >&2
 	else
@@ -49,8 +50,59 @@ wait_until() {
 	return 1
 }
 
+# free_port: a free loopback port for this script alone.  Scripts run beside
+# each other (tests/run-tests.sh), so a port the kernel once found free is not
+# enough: it is taken below the kernel's ephemeral range (where no port-0
+# bind, such as the simulator's, and no outgoing connection's own port can
+# take it before its user binds it), and claimed, under a lock, in a directory
+# every test script on the machine consults; the claim ends with the script.
+PORT_CLAIMS=${TMPDIR:-/tmp}/blinkhook-test-ports.$(id -u)
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	python3 - "$PORT_CLAIMS" "$$" <<-'EOF'
+	import errno, fcntl, os, random, socket, sys
+	claims, me = sys.argv[1], sys.argv[2]
+	with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+	    ephemeral = int(f.read().split()[0])
+	first, last = 10000, ephemeral - 1
+	if last - first < 1000:
+	    sys.exit("free_port: no room below the ephemeral ports (%d)" % ephemeral)
+	def alive(claim):
+	    try:
+	        with open(claim) as f:
+	            os.kill(int(f.read()), 0)
+	    except (FileNotFoundError, ValueError, ProcessLookupError):
+	        return False
+	    except PermissionError:
+	        pass
+	    return True
+	def bindable(port):
+	    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+	        try:
+	            s = socket.socket(family)
+	        except OSError:
+	            continue  # no IPv6 here
+	        try:
+	            s.bind((host, port))
+	        except OSError as e:
+	            if e.errno != errno.EADDRNOTAVAIL:
+	                return False
+	        finally:
+	            s.close()
+	    return True
+	os.makedirs(claims, mode=0o700, exist_ok=True)
+	with open(os.path.join(claims, "lock"), "w") as lock:
+	    fcntl.flock(lock, fcntl.LOCK_EX)
+	    start = random.randint(first, last)
+	    for i in range(last - first + 1):
+	        port = first + (start - first + i) % (last - first + 1)
+	        claim = os.path.join(claims, str(port))
+	        if not alive(claim) and bindable(port):
+	            with open(claim, "w") as f:
+	                f.write(me)
+	            print(port)
+	            sys.exit(0)
+	sys.exit("free_port: every port is taken")
+	EOF
 }
 
 # json EXPR < JSON: evaluates a Python expression over the parsed input `j`.
