@@ -6,7 +6,7 @@
 #   make demo       the whole pipeline against the Meraki simulator, on loopback
 #   make bench      the benchmark table (not part of check; about 6 minutes)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 30) each
-#   make install    PREFIX=/usr/local SYSCONFDIR=/etc DESTDIR=
+#   make install    PREFIX=/usr/local SYSCONFDIR=/etc DESTDIR= (man pages in MANDIR)
 #   make deb        the Debian package, build/deb/blinkhook_VERSION_ARCH.deb
 #   make format     clang-format the project's C files in place (make lint checks them)
 #
@@ -24,6 +24,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+MANDIR ?= $(PREFIX)/share/man
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -56,13 +57,14 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
 	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy clang-format \
-	procps dpkg-dev haproxy apache2 build-essential debhelper lintian
+	procps dpkg-dev haproxy apache2 mandoc build-essential debhelper lintian
 # procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
 # dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with;
 # haproxy, apache2: the real proxies 71-haproxy.sh and 72-apache.sh run, each
 # on its own config and ports (Debian starts their system services on install,
 # which the tests neither need nor touch; a start that fails, e.g. apache2 on
 # a port 80 nginx holds, does not fail the install);
+# mandoc: make lint checks the man pages with it;
 # build-essential, debhelper, lintian: make deb (dpkg-buildpackage checks
 # build-essential) and 44-deb.sh's lintian run.
 
@@ -74,7 +76,7 @@ UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all deps check lint format format-check unit integration demo install uninstall deb clean FORCE
+.PHONY: all deps check lint lint-man format format-check unit integration demo install uninstall deb clean FORCE
 .DELETE_ON_ERROR:
 
 all: $(B)/blinkhookd $(B)/blinkhookctl
@@ -179,6 +181,18 @@ lint: deps
 		{ grep -v 'warnings\{0,1\} generated\.$$' $(B)/clang-tidy.stderr; exit 1; }
 	@echo "lint: clang-tidy clean"
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory lint-man
+
+# The man pages: mandoc finds nothing to warn about (any message fails), and
+# tests/man-coverage.sh finds every config key, command and option in them.
+MAN_PAGES := docs/man/blinkhookctl.1 docs/man/blinkhook-spool.5 docs/man/blinkhookd.conf.5 docs/man/blinkhookd.8
+
+lint-man:
+	@command -v mandoc >/dev/null || { echo "lint: mandoc is missing (make deps)"; exit 1; }
+	@out=$$(mandoc -Tlint -W warning $(MAN_PAGES) 2>&1); st=$$?; \
+	if [ -n "$$out" ] || [ "$$st" != 0 ]; then printf '%s\n' "$$out"; echo "lint: mandoc -Tlint fails"; exit 1; fi
+	@echo "lint: mandoc clean"
+	@tests/man-coverage.sh
 
 # The project's own C files, in the one style of .clang-format (clang-format 14,
 # Debian 12's: another version may format some lines differently).
@@ -215,10 +229,14 @@ include tests/bench/bench.mk
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/blinkhook $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
-		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(BASHCOMPDIR)
+		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(B)/blinkhookd $(DESTDIR)$(SBINDIR)/blinkhookd
 	install -m 0755 $(B)/blinkhookctl $(DESTDIR)$(BINDIR)/blinkhookctl
 	install -m 0644 conf/blinkhookctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/blinkhookctl
+	install -m 0644 docs/man/blinkhookctl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/man/blinkhook-spool.5 docs/man/blinkhookd.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 docs/man/blinkhookd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 systemd/blinkhookd.service systemd/blinkhookd.socket systemd/blinkhookd@.service \
 		$(DESTDIR)$(UNITDIR)/
 	install -m 0644 systemd/blinkhook.sysusers $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf
@@ -240,7 +258,9 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/blinkhookd $(DESTDIR)$(BINDIR)/blinkhookctl \
 		$(DESTDIR)$(UNITDIR)/blinkhookd.service $(DESTDIR)$(UNITDIR)/blinkhookd.socket \
 		$(DESTDIR)$(UNITDIR)/blinkhookd@.service $(DESTDIR)$(SYSUSERSDIR)/blinkhook.conf \
-		$(DESTDIR)$(TMPFILESDIR)/blinkhook.conf $(DESTDIR)$(BASHCOMPDIR)/blinkhookctl
+		$(DESTDIR)$(TMPFILESDIR)/blinkhook.conf $(DESTDIR)$(BASHCOMPDIR)/blinkhookctl \
+		$(DESTDIR)$(MANDIR)/man1/blinkhookctl.1 $(DESTDIR)$(MANDIR)/man5/blinkhook-spool.5 \
+		$(DESTDIR)$(MANDIR)/man5/blinkhookd.conf.5 $(DESTDIR)$(MANDIR)/man8/blinkhookd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 # ---- the Debian package ----

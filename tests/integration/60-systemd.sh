@@ -164,8 +164,11 @@ sed -i "s|^ExecStart=/usr/sbin/blinkhookd |ExecStart=$BLINKHOOKD |" "$UNITS/blin
 ln -s blinkhookd@.service "$UNITS/blinkhookd@test.service"
 check "the units' ExecStart= was pointed at the built daemon" \
 	sh -c "grep -q '^ExecStart=$BLINKHOOKD ' '$UNITS/blinkhookd.service' && grep -q '^ExecStart=$BLINKHOOKD ' '$UNITS/blinkhookd@.service'"
+# verify runs man(1) for each Documentation=man:...: the pages of this tree,
+# laid out as make install does, so that a page the units name must exist.
+for s in 1 5 8; do mkdir -p "$T/man/man$s" && cp "$TOP"/docs/man/*."$s" "$T/man/man$s/"; done
 for u in blinkhookd.socket blinkhookd.service blinkhookd@test.service; do
-	out=$(cd "$UNITS" && SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze verify "$UNITS/$u" 2>&1)
+	out=$(cd "$UNITS" && MANPATH=$T/man SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze verify "$UNITS/$u" 2>&1)
 	rc=$?
 	if [ "$rc" = 0 ] && [ -z "$out" ]; then
 		ok "systemd-analyze verify $u prints nothing"
