@@ -137,8 +137,10 @@ systemd-nspawn --quiet --register=no --keep-unit --boot --directory="$R0" \
 	</dev/null >"$T/nspawn.log" 2>&1 &
 NS_PID=$!
 
+# in_ct COMMAND...: in the container, as its root, clean environment, bounded
+# (CT_TIMEOUT seconds: apt-get's man-db trigger may take a while).
 in_ct() {
-	timeout 120 nsenter --target "$LEADER" --mount --uts --ipc --net --pid --cgroup -- \
+	timeout "${CT_TIMEOUT:-120}" nsenter --target "$LEADER" --mount --uts --ipc --net --pid --cgroup -- \
 		env -i PATH="$CT_PATH" SYSTEMD_PAGER= SYSTEMD_COLORS=0 LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
 }
 ct_show() { in_ct systemctl show -P "$2" "$1"; }
@@ -172,10 +174,10 @@ R=/proc/$LEADER/root
 
 # ---- install ----
 
-in_ct apt-get install -y -q --no-install-recommends "/srv/blinkhook-deb/$(basename "$DEB")" >"$T/apt-install.log" 2>&1
+CT_TIMEOUT=300 in_ct apt-get install -y -q --no-install-recommends "/srv/blinkhook-deb/$(basename "$DEB")" >"$T/apt-install.log" 2>&1
 rc=$?
 check "apt-get install ./blinkhook_${VERSION}_${ARCH}.deb succeeds (offline: a private network)" test "$rc" = 0
-[ "$rc" = 0 ] || { tail -n 20 "$T/apt-install.log" | sed 's/^/#   /'; exit 1; }
+[ "$rc" = 0 ] || { diag "exit $rc"; tail -n 20 "$T/apt-install.log" | sed 's/^/#   /'; exit 1; }
 check "dpkg lists blinkhook $VERSION as installed" \
 	test "$(in_ct dpkg-query -W -f='${Status} ${Version}' blinkhook)" = "install ok installed $VERSION"
 check "the user blinkhook and the group blinkhook-queue exist (sysusers)" \
@@ -259,7 +261,7 @@ DEB2=$T/blinkhook_${V2}_${ARCH}.deb
 check "a package of version $V2 builds" test -f "$DEB2"
 MAIN1=$(ct_show blinkhookd.service MainPID)
 cp "$DEB2" "$R/srv/blinkhook-deb/"
-in_ct apt-get install -y -q --no-install-recommends "/srv/blinkhook-deb/$(basename "$DEB2")" >"$T/apt-upgrade.log" 2>&1
+CT_TIMEOUT=300 in_ct apt-get install -y -q --no-install-recommends "/srv/blinkhook-deb/$(basename "$DEB2")" >"$T/apt-upgrade.log" 2>&1
 rc=$?
 check "apt-get install of $V2 upgrades the package" test "$rc" = 0
 [ "$rc" = 0 ] || tail -n 20 "$T/apt-upgrade.log" | sed 's/^/#   /'
@@ -273,7 +275,7 @@ check "the job from before the upgrade is still there, complete" wait_until 10 j
 
 # ---- remove: the config, the state and the spool stay ----
 
-in_ct apt-get remove -y -q blinkhook >"$T/apt-remove.log" 2>&1
+CT_TIMEOUT=300 in_ct apt-get remove -y -q blinkhook >"$T/apt-remove.log" 2>&1
 rc=$?
 check "apt-get remove blinkhook succeeds" test "$rc" = 0
 [ "$rc" = 0 ] || tail -n 20 "$T/apt-remove.log" | sed 's/^/#   /'
@@ -287,7 +289,7 @@ check "after remove the spool stays" test -d "$R/var/spool/blinkhook/new"
 
 # ---- purge: everything of the package goes, the user stays ----
 
-in_ct apt-get purge -y -q blinkhook >"$T/apt-purge.log" 2>&1
+CT_TIMEOUT=300 in_ct apt-get purge -y -q blinkhook >"$T/apt-purge.log" 2>&1
 rc=$?
 check "apt-get purge blinkhook succeeds" test "$rc" = 0
 [ "$rc" = 0 ] || tail -n 20 "$T/apt-purge.log" | sed 's/^/#   /'
