@@ -7,6 +7,7 @@
 #   make bench      the benchmark table (not part of check; about 6 minutes)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 30) each
 #   make install    PREFIX=/usr/local SYSCONFDIR=/etc DESTDIR= (man pages in MANDIR)
+#   make deb        the Debian package, build/deb/blinkhook_VERSION_ARCH.deb
 #   make format     clang-format the project's C files in place (make lint checks them)
 #
 # CPPFLAGS, CFLAGS and LDFLAGS are the user's (a packager's); the project's own
@@ -56,14 +57,16 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
 	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy clang-format \
-	procps dpkg-dev haproxy apache2 mandoc
+	procps dpkg-dev haproxy apache2 mandoc build-essential debhelper lintian
 # procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
 # dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with;
 # haproxy, apache2: the real proxies 71-haproxy.sh and 72-apache.sh run, each
 # on its own config and ports (Debian starts their system services on install,
 # which the tests neither need nor touch; a start that fails, e.g. apache2 on
 # a port 80 nginx holds, does not fail the install);
-# mandoc: make lint checks the man pages with it.
+# mandoc: make lint checks the man pages with it;
+# build-essential, debhelper, lintian: make deb (dpkg-buildpackage checks
+# build-essential) and 44-deb.sh's lintian run.
 
 # The core: one object list, one library that the daemon, the CLI, the unit
 # tests and the fuzz targets link (the linker takes from it what each needs).
@@ -73,7 +76,7 @@ UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all deps check lint lint-man format format-check unit integration demo install uninstall clean FORCE
+.PHONY: all deps check lint lint-man format format-check unit integration demo install uninstall deb clean FORCE
 .DELETE_ON_ERROR:
 
 all: $(B)/blinkhookd $(B)/blinkhookctl
@@ -272,6 +275,26 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/blinkhookctl.1 $(DESTDIR)$(MANDIR)/man5/blinkhook-spool.5 \
 		$(DESTDIR)$(MANDIR)/man5/blinkhookd.conf.5 $(DESTDIR)$(MANDIR)/man8/blinkhookd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
+
+# ---- the Debian package ----
+
+# The tracked files (as they are in the work tree) and conf/debian as debian/,
+# in a fresh $(B)/deb/src; the version is the program's, the date the last
+# commit's, so that the same tree builds the same package.
+VERSION = $(shell sed -n 's/^\#define BLINKHOOK_VERSION "\(.*\)"/\1/p' include/blinkhook/version.h)
+
+deb: deps
+	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "deb: needs a git checkout (it packages the tracked files)"; exit 1; }
+	rm -rf $(B)/deb
+	mkdir -p $(B)/deb/src
+	git ls-files -z | tar --null -T - -cf - | tar -C $(B)/deb/src -xf -
+	cp -R conf/debian $(B)/deb/src/debian
+	{ echo "blinkhook ($(VERSION)) unstable; urgency=medium"; echo; \
+	  echo "  * blinkhook $(VERSION): see README.md, Changelog."; echo; \
+	  echo " -- $$(sed -n 's/^Maintainer: //p' conf/debian/control)  $$(LC_ALL=C date -u -R -d @$$(git log -1 --format=%ct))"; \
+	} > $(B)/deb/src/debian/changelog
+	cd $(B)/deb/src && dpkg-buildpackage -us -uc -b
+	@ls $(B)/deb/*.deb
 
 clean:
 	rm -rf $(B)
