@@ -32,6 +32,15 @@ else
 	D_OWNER=$(id -un):$(id -gn)
 fi
 chmod 0755 "$T"
+# A tree under a home directory of mode 0700 (root's; Debian 12 makes new
+# users' homes so) is closed to the test users: they run copies in $T.
+if ! as_producer test -x "$BLINKHOOKCTL" || ! as_daemon_user test -x "$BLINKHOOKD"; then
+	install -d -m 0755 "$T/bin"
+	install -m 0755 "$BLINKHOOKD" "$T/bin/blinkhookd"
+	install -m 0755 "$BLINKHOOKCTL" "$T/bin/blinkhookctl"
+	BLINKHOOKD=$T/bin/blinkhookd
+	BLINKHOOKCTL=$T/bin/blinkhookctl
+fi
 # The producer's python, not one under root's home.
 PY=$(command -v /usr/bin/python3 || command -v python3)
 
