@@ -65,6 +65,42 @@ static void help(void)
 	       "      --version         print the version\n");
 }
 
+/* Each verb's usage, as help() has it: what "VERB --help" prints. */
+static const struct verb_usage {
+	const char *name, *text;
+} verb_usages[] = {
+	{"blink", "Usage: blinkhookctl [-c FILE] blink [SERIAL...] [--name NAME]... [--mac MAC]...\n"
+		  "        [--duration SECONDS] [--id ID] [--wait[=SPAN]] [--json]\n"
+		  "Queue a blink of each device (1-3600 s, default 20), named by serial, Dashboard\n"
+		  "name or MAC; print the job ids, one a line.  --wait: until they are final\n"
+		  "(default: [callback] expire).\n"},
+	{"wait", "Usage: blinkhookctl [-c FILE] wait JOB_ID... [--timeout SPAN] [--json]\n"
+		 "Wait until the jobs are final (default: [callback] expire).\n"},
+	{"status", "Usage: blinkhookctl [-c FILE] status JOB_ID [--json]\n"
+		   "Show one job.\n"},
+	{"jobs", "Usage: blinkhookctl [-c FILE] jobs [--state STATE] [--serial SERIAL] [--limit N] [--json]\n"
+		 "List jobs, newest first.\n"},
+	{"log", "Usage: blinkhookctl [-c FILE] log [--follow] [--json]\n"
+		"The job log's events, oldest first.\n"},
+	{"cancel", "Usage: blinkhookctl [-c FILE] cancel JOB_ID\n"
+		   "Fail a job that is still queued, with error \"canceled\".\n"},
+	{"selftest", "Usage: blinkhookctl [-c FILE] selftest\n"
+		     "Check that public_url reaches this daemon (proxy, DNS, TLS).\n"},
+};
+
+/* Whether a verb's arguments ask for its help: -h or --help before "--".
+ * Looked at before the config is loaded, so that help works without one. */
+static bool verb_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			return false;
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Text from the log, the spool or the network for the terminal (util.h's
  * text_escape): the buffer lives until the end of the enclosing block, so
  * one printf can take several. */
@@ -81,6 +117,14 @@ static int usage_error(const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "blinkhookctl: %s\nTry 'blinkhookctl --help'.\n", text_escape(text, sizeof(text), buf));
+	return EXIT_USAGE;
+}
+
+/* A verb's option getopt refused: getopt_long() said which, under the name
+ * main() gave argv[0] ("blinkhookctl VERB"); this adds the way out. */
+static int bad_option(void)
+{
+	fprintf(stderr, "Try 'blinkhookctl --help'.\n");
 	return EXIT_USAGE;
 }
 
@@ -203,7 +247,7 @@ static int cmd_status(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
 		if (c != 'j')
-			return EXIT_USAGE;
+			return bad_option();
 		json = true;
 	}
 	if (optind + 1 != argc)
@@ -273,7 +317,7 @@ static int cmd_jobs(int argc, char **argv)
 				return usage_error("--limit takes a positive whole number, not \"%s\"", optarg);
 			break;
 		default:
-			return EXIT_USAGE;
+			return bad_option();
 		}
 	}
 	if (optind != argc)
@@ -381,7 +425,7 @@ static int cmd_log(int argc, char **argv)
 		else if (c == 'f')
 			follow = true;
 		else
-			return EXIT_USAGE;
+			return bad_option();
 	}
 	if (optind != argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
@@ -782,7 +826,7 @@ static int cmd_wait(int argc, char **argv)
 			json = true;
 			break;
 		default:
-			return EXIT_USAGE;
+			return bad_option();
 		}
 	}
 	if (optind >= argc)
@@ -889,7 +933,7 @@ static int cmd_blink(int argc, char **argv)
 			json = true;
 			break;
 		default:
-			return EXIT_USAGE;
+			return bad_option();
 		}
 	}
 	/* After "--", serials only. */
@@ -987,13 +1031,17 @@ static int cmd_blink(int argc, char **argv)
 
 static int cmd_cancel(int argc, char **argv)
 {
+	static const struct option options[] = {{}};
 	struct queue_request req = {0};
 	struct job_table t;
 	struct job *j;
 	int r;
 
-	if (argc != 2)
+	if (getopt_long(argc, argv, "", options, NULL) >= 0)
+		return bad_option();
+	if (argc - optind != 1)
 		return usage_error("%s", "cancel takes one JOB_ID");
+	argv += optind - 1; /* the JOB_ID as argv[1] */
 	if (!job_id_is_valid(argv[1]))
 		return usage_error("\"%s\" is not a job id", argv[1]);
 	if (load_jobs(&t) < 0)
@@ -1055,8 +1103,11 @@ static int cmd_selftest(int argc, char **argv)
 	uint64_t t0;
 	int r;
 
-	(void)argv;
-	if (argc != 1)
+	static const struct option options[] = {{}};
+
+	if (getopt_long(argc, argv, "", options, NULL) >= 0)
+		return bad_option();
+	if (argc != optind)
 		return usage_error("%s", "selftest takes no arguments");
 	if (!cfg.public_url) {
 		fprintf(stderr, "blinkhookctl: [callback] public_url is not set\n");
@@ -1162,15 +1213,23 @@ int main(int argc, char **argv)
 			printf("blinkhookctl %s\n", BLINKHOOK_VERSION);
 			return close_stdout(0);
 		default:
-			return EXIT_USAGE;
+			return bad_option();
 		}
 	}
 	if (optind >= argc)
 		return usage_error("%s", "a command is missing");
 
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+		char verb[64];
+
 		if (strcmp(argv[optind], commands[i].name) != 0)
 			continue;
+		if (verb_wants_help(argc - optind, argv + optind)) {
+			for (size_t k = 0; k < ELEMENTSOF(verb_usages); k++)
+				if (strcmp(verb_usages[k].name, commands[i].name) == 0)
+					fputs(verb_usages[k].text, stdout);
+			return close_stdout(0);
+		}
 		if (config_init(&cfg) < 0)
 			return 1;
 		r = config_load(&cfg, config_path, err);
@@ -1181,6 +1240,9 @@ int main(int argc, char **argv)
 		}
 		argc -= optind;
 		argv += optind;
+		/* getopt_long() names the program by argv[0] in its messages. */
+		snprintf(verb, sizeof(verb), "blinkhookctl %s", commands[i].name);
+		argv[0] = verb;
 		optind = 0; /* 0: glibc starts over, forgetting the "+" mode */
 		r = commands[i].fn(argc, argv);
 		config_release(&cfg);

@@ -30,6 +30,22 @@ refuse "with two serials, the second bad" Q2AA-BBBB-CCCC Q2AA-BBBB-DDD
 refuse "with two serials and one --id" Q2AA-BBBB-CCCC Q2AA-BBBB-DDDD --id two
 refuse "with a bad id" Q2AA-BBBB-CCCC --id 'a/b'
 
+# ---- every verb's -h/--help: its usage on stdout, exit 0, with or without a config ----
+for verb in blink wait status jobs log cancel selftest; do
+	out=$("$BLINKHOOKCTL" -c "$T/no-such.conf" $verb --help 2>"$T/err")
+	rc=$?
+	check "$verb --help without a config file: exit 0, its usage on stdout, nothing on stderr (rc $rc)" \
+		sh -c "[ $rc = 0 ] && [ ! -s '$T/err' ] && printf '%s\n' \"\$1\" | head -1 | grep -q '^Usage: blinkhookctl .*$verb'" _ "$out"
+	out=$(ctl $verb -h 2>"$T/err")
+	rc=$?
+	check "$verb -h with a config file: exit 0, its usage on stdout (rc $rc)" \
+		sh -c "[ $rc = 0 ] && [ ! -s '$T/err' ] && printf '%s\n' \"\$1\" | head -1 | grep -q '^Usage: blinkhookctl .*$verb'" _ "$out"
+	ctl $verb --x >/dev/null 2>"$T/err"
+	rc=$?
+	check "$verb --x: exit 2, the verb named, the way to help ($(head -1 "$T/err"))" \
+		sh -c "[ $rc = 2 ] && grep -qx \"blinkhookctl $verb: unrecognized option '--x'\" '$T/err' && grep -qx \"Try 'blinkhookctl --help'.\" '$T/err'"
+done
+
 ctl status nosuchjob >/dev/null 2>"$T/err"
 check "status of an unknown job: exit 1 with a message" test $? = 1 -a -s "$T/err"
 ctl frobnicate >/dev/null 2>&1
