@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <getopt.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -128,6 +129,49 @@ static int bad_option(void)
 	return EXIT_USAGE;
 }
 
+/* What to do about EACCES on path (the config file, the job log, the
+ * spool): join the group that owns it, which takes a new login.  The group
+ * is the file's own, where it can be seen (an instance's may be another
+ * than the packaged blinkhook-queue).  "" for any other error. */
+#define ACCESS_HINT_MAX 256
+static const char *access_hint(int r, const char *path, char buf[static ACCESS_HINT_MAX])
+{
+	const char *group = "blinkhook-queue";
+	const struct group *gr;
+	struct stat st;
+
+	if (r != -EACCES)
+		return "";
+	if (stat(path, &st) >= 0 && st.st_gid != 0 && (gr = getgrgid(st.st_gid)))
+		group = gr->gr_name;
+	snprintf(buf, ACCESS_HINT_MAX,
+		 " (blinkhookctl needs the group %s; after `usermod -aG %s USER`, log in again or run "
+		 "`newgrp %s`)",
+		 group, group, group);
+	return buf;
+}
+
+/* The job log's error: which file, why, and what to do about EACCES. */
+static void joblog_error(int r, const char *consequence)
+{
+	_cleanup_free_ char *path = NULL;
+	char hint[ACCESS_HINT_MAX];
+
+	if (asprintf(&path, "%s/%s", cfg.state_dir, JOBLOG_FILE) < 0)
+		path = NULL;
+	fprintf(stderr, "blinkhookctl: cannot read %s/%s: %s%s%s%s\n", cfg.state_dir, JOBLOG_FILE, strerror(-r),
+		path ? access_hint(r, path, hint) : "", consequence ? "; " : "", consequence ? consequence : "");
+}
+
+/* The spool's error, when a request cannot be written into it. */
+static void spool_error(int r)
+{
+	char hint[ACCESS_HINT_MAX];
+
+	fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %s%s\n", cfg.queue_dir, strerror(-r),
+		access_hint(r, cfg.queue_dir, hint));
+}
+
 /* ---- reading the log into a table ---- */
 
 static int apply_cb(const struct job_event *ev, void *ud)
@@ -153,9 +197,7 @@ static int load_jobs_or(struct job_table *t, const char *consequence)
 		return 0; /* no job yet */
 	if (r < 0) {
 		job_table_release(t);
-		errno = -r;
-		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m%s%s\n", cfg.state_dir, JOBLOG_FILE,
-			consequence ? "; " : "", consequence ? consequence : "");
+		joblog_error(r, consequence);
 		return r;
 	}
 	if (info.damaged)
@@ -435,8 +477,7 @@ static int cmd_log(int argc, char **argv)
 		r = follow ? joblog_follow_read(&f, cfg.state_dir, print_event, &view, &info)
 			   : joblog_read(cfg.state_dir, off, print_event, &view, &info, &off);
 		if (r < 0 && !(r == -ENOENT && follow)) {
-			errno = -r;
-			fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
+			joblog_error(r, NULL);
 			joblog_follow_release(&f);
 			return 1;
 		}
@@ -550,8 +591,7 @@ static int wait_refresh(struct waiter *w)
 
 	r = joblog_follow_read(&w->f, cfg.state_dir, apply_cb, &w->t, &info);
 	if (r < 0 && r != -ENOENT) {
-		errno = -r;
-		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
+		joblog_error(r, NULL);
 		return r;
 	}
 	if (info.damaged && !w->warned) {
@@ -988,10 +1028,8 @@ static int cmd_blink(int argc, char **argv)
 		/* The ones queued before stay queued: say which. */
 		if (r == -EEXIST)
 			fprintf(stderr, "blinkhookctl: a request with id \"%s\" is already waiting\n", reqs[done].id);
-		else {
-			errno = -r;
-			fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %m\n", cfg.queue_dir);
-		}
+		else
+			spool_error(r);
 		for (size_t i = 0; i < done; i++)
 			printf("%s\n", ids[i]);
 		if (done)
@@ -1066,8 +1104,7 @@ static int cmd_cancel(int argc, char **argv)
 	snprintf(req.cancel, sizeof(req.cancel), "%s", argv[1]);
 	r = queue_enqueue(cfg.queue_dir, &req);
 	if (r < 0) {
-		errno = -r;
-		fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %m\n", cfg.queue_dir);
+		spool_error(r);
 		return 1;
 	}
 	printf("cancel of %s requested; the daemon fails it unless it is submitted first\n", argv[1]);
@@ -1234,7 +1271,9 @@ int main(int argc, char **argv)
 			return 1;
 		r = config_load(&cfg, config_path, err);
 		if (r < 0) {
-			fprintf(stderr, "blinkhookctl: %s\n", err);
+			char hint[ACCESS_HINT_MAX];
+
+			fprintf(stderr, "blinkhookctl: %s%s\n", err, access_hint(r, config_path, hint));
 			config_release(&cfg);
 			return 1;
 		}

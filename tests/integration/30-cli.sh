@@ -77,6 +77,41 @@ chmod 600 "$T/key"
 out=$(env -u MERAKI_DASHBOARD_API_KEY "$BLINKHOOKD" -c "$T/keyfile.conf" --check-config 2>&1)
 check "a private api_key_file is used ($out)" sh -c "echo '$out' | grep -q 'from file'"
 
+# ---- Permission denied: the group to join, and that it takes a new login ----
+# As root the commands run as nobody; otherwise mode 000 keeps the files
+# from their owner.  The group named is the file's own.
+P=$T/perm
+mkdir -p "$P/state" "$P/spool/tmp" "$P/spool/new" "$P/spool/rejected"
+as=()
+grp=$(id -gn)
+if [ "$(id -u)" = 0 ]; then
+	as=(runuser -u nobody --)
+	grp=$(getent group nogroup >/dev/null && echo nogroup || id -gn nobody)
+	chmod 711 "$T"
+fi
+sed -e "s|^dir = $T/spool|dir = $P/spool|" -e "s|^dir = $T/state|dir = $P/state|" "$T/bh.conf" >"$P/ok.conf"
+cp "$P/ok.conf" "$P/private.conf"
+echo '{"v":1}' >"$P/state/jobs.log"
+chgrp "$grp" "$P/private.conf" "$P/state/jobs.log" "$P/spool"
+chmod 755 "$P"; chmod 644 "$P/ok.conf"; chmod 000 "$P/private.conf" "$P/state/jobs.log"
+chmod 751 "$P/state" "$P/spool"; chmod 000 "$P/spool/tmp" "$P/spool/new"
+denied() { # denied DESCRIPTION CONFIG ARGS...
+	local desc=$1 conf=$2; shift 2
+	"${as[@]}" "$BLINKHOOKCTL" -c "$conf" "$@" >/dev/null 2>"$T/err"
+	local rc=$?
+	if [ "$rc" = 1 ] && grep -q 'Permission denied' "$T/err" && grep -q "needs the group $grp" "$T/err" &&
+		grep -q "log in again or run \`newgrp $grp\`" "$T/err"; then
+		ok "$desc: exit 1, the group $grp to join and the new login it takes"
+	else
+		notok "$desc: exit $rc, stderr '$(cat "$T/err")'"
+	fi
+}
+denied "a config file that cannot be read" "$P/private.conf" jobs
+denied "a job log that cannot be read" "$P/ok.conf" jobs
+denied "a spool that cannot be written" "$P/ok.conf" blink Q2AA-BBBB-CCCC
+chmod -R u+rwX "$P"
+[ "$(id -u)" = 0 ] && chmod 700 "$T"
+
 # ---- work queued while the daemon is down ----
 A=$(ctl blink Q2AA-BBBB-0001 --duration 5)
 B=$(ctl blink Q2AA-BBBB-0002 --duration 6)
