@@ -677,6 +677,19 @@ static void wait_show(struct waiter *w)
 	fflush(stderr);
 }
 
+/* When a wait ends, each job that failed or expired with its whole error,
+ * which the display cuts to the terminal's width. */
+static void wait_report_failures(const struct waiter *w)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		const struct job *j = w->items[i].cur;
+
+		if (j && (j->state == JOB_FAILED || j->state == JOB_EXPIRED))
+			fprintf(stderr, "blinkhookctl: %s %s: %s\n", ESC(j->id), job_state_to_string(j->state),
+				ESC(or_dash(j->error)));
+	}
+}
+
 static bool wait_all_final(const struct waiter *w)
 {
 	for (size_t i = 0; i < w->n; i++)
@@ -816,6 +829,7 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 		if (r > 0)
 			wait_drain(ifd);
 	}
+	wait_report_failures(&w);
 	if (!json && !queued) /* blink printed them already */
 		for (size_t i = 0; i < n; i++)
 			printf("%s\n", w.items[i].id);

@@ -43,6 +43,8 @@ check "blink --wait where one job fails: exit 3 (rc $rc)" test "$rc" = 3
 check "... the other one completed, and the failure shows its error" \
 	sh -c "grep -q 'Q2AA-WAIT-0006  complete' '$T/err' && grep -q 'Q2AA-FAIL-0001  failed .*Device is offline' '$T/err'"
 fid=$(sed -n 2p "$T/out")
+check "... and at the end one line with the failed job's whole error" \
+	sh -c "[ \$(grep -c '^blinkhookctl: .* failed: ' '$T/err') = 1 ] && grep -q '^blinkhookctl: $fid failed: .*Device is offline' '$T/err'"
 ctl wait "$fid" --timeout 5s >"$T/out" 2>/dev/null
 rc=$?
 check "wait on the failed job: exit 3 at once, its id on stdout (rc $rc)" test "$rc" = 3 -a "$(cat "$T/out")" = "$fid"
@@ -221,6 +223,14 @@ check "it showed Meraki's progress (running) as it came in" grep -Eq '^frame:.*Q
 check "the screen ends with both final lines" sh -c "sed -n '/^final:/,\$p' '$T/screen' | grep -Eq 'Q2AA-LIVE-0001  complete +complete' && sed -n '/^final:/,\$p' '$T/screen' | grep -Eq 'Q2AA-LIVE-0002  complete +complete'"
 check "the display's lines are the last ones, after the ids, before the exit" \
 	sh -c "sed -n '/^final:/,\$p' '$T/screen' | grep -v '^exit=' | tail -n 2 | grep -c ' complete ' | grep -qx 2"
+
+# A failed job's error, longer than the terminal is wide: the display cuts
+# it, the line at the end has it whole.
+long="Device is offline; $(printf 'detail%02d ' $(seq 1 20))end"
+sim_fault "{\"kind\":\"failed\",\"serial\":\"Q2AA-LONG-0001\",\"error\":\"$long\"}"
+TERM=xterm script -qfec "'$BLINKHOOKCTL' -c '$T/bh.conf' blink Q2AA-LONG-0001 --wait=30s; echo \"exit=\$?\"" /dev/null >"$T/tty" 2>&1 </dev/null
+check "on a terminal, a failed job: exit 3, then its whole error on a line of its own" \
+	sh -c "grep -q 'exit=3' '$T/tty' && tr -d '\r' <'$T/tty' | grep -Eq '^blinkhookctl: [A-Za-z0-9_-]+ failed: .*detail20 end\$'"
 
 # ---- by name and MAC end to end: the daemon resolves them, the wait shows it ----
 curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' -d '{"organizations": [{"id": "549236",
