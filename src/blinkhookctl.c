@@ -217,14 +217,36 @@ static const char *or_dash(const char *s)
 	return s && *s ? s : "-";
 }
 
+/* The device in a table or the wait's display: the serial once known,
+ * else what was asked for, marked as such ("name:edge-sw-1",
+ * "mac:aa:bb:cc:dd:ee:ff"), so that a name never passes for a serial. */
+#define DEVICE_LABEL_MAX (JOB_NAME_MAX + 8)
+static const char *device_label(const struct job *j, char buf[static DEVICE_LABEL_MAX])
+{
+	if (j->serial[0])
+		return j->serial;
+	if (j->name)
+		snprintf(buf, DEVICE_LABEL_MAX, "name:%s", j->name);
+	else if (j->mac[0])
+		snprintf(buf, DEVICE_LABEL_MAX, "mac:%s", j->mac);
+	else
+		return "-";
+	return buf;
+}
+
 static void print_job_human(const struct job *j)
 {
 	char created[RFC3339_MAX], updated[RFC3339_MAX];
 
 	format_rfc3339(created, j->created_at);
 	format_rfc3339(updated, j->updated_at);
-	printf("Job:            %s\n"
-	       "Serial:         %s\n"
+	/* What was asked for stays in view once the serial is resolved. */
+	printf("Job:            %s\n", ESC(j->id));
+	if (j->name)
+		printf("Name:           %s\n", ESC(j->name));
+	if (j->mac[0])
+		printf("MAC:            %s\n", ESC(j->mac));
+	printf("Serial:         %s\n"
 	       "Duration:       %us\n"
 	       "State:          %s\n"
 	       "ledsBlinkId:    %s\n"
@@ -234,7 +256,7 @@ static void print_job_human(const struct job *j)
 	       "Error:          %s\n"
 	       "Created:        %s\n"
 	       "Updated:        %s\n",
-	       ESC(j->id), ESC(job_device_label(j)), j->duration, job_state_to_string(j->state),
+	       ESC(or_dash(j->serial)), j->duration, job_state_to_string(j->state),
 	       ESC(or_dash(j->leds_blink_id)), ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)),
 	       j->attempts, ESC(or_dash(j->error)), created, updated);
 }
@@ -371,10 +393,10 @@ static int cmd_jobs(int argc, char **argv)
 		json_writer_init(&w, &sb);
 		json_w_array_begin(&w);
 	} else
-		printf("%-24s  %-14s  %5s  %-9s  %-9s  %3s  %-20s  %s\n", "ID", "SERIAL", "DUR", "STATE", "MERAKI",
+		printf("%-24s  %-14s  %5s  %-9s  %-9s  %3s  %-20s  %s\n", "ID", "DEVICE", "DUR", "STATE", "MERAKI",
 		       "TRY", "UPDATED", "ERROR");
 	for (struct job *j = t.last; j && n < limit; j = j->prev) {
-		char updated[RFC3339_MAX];
+		char updated[RFC3339_MAX], label[DEVICE_LABEL_MAX];
 
 		if ((state != _JOB_STATE_MAX && j->state != state) || (serial && strcmp(j->serial, serial) != 0))
 			continue;
@@ -384,7 +406,7 @@ static int cmd_jobs(int argc, char **argv)
 			continue;
 		}
 		format_rfc3339(updated, j->updated_at);
-		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(job_device_label(j)),
+		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(device_label(j, label)),
 		       j->duration, job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
 		       ESC(or_dash(j->error)));
 	}
@@ -620,7 +642,7 @@ static void format_elapsed(char *buf, size_t size, uint64_t usec)
 static void wait_line(const struct wait_item *it, char *buf, size_t size)
 {
 	const struct job *j = it->cur;
-	char elapsed[32];
+	char elapsed[32], label[DEVICE_LABEL_MAX];
 	uint64_t end;
 
 	if (!j) {
@@ -629,7 +651,7 @@ static void wait_line(const struct wait_item *it, char *buf, size_t size)
 	}
 	end = job_state_is_final(j->state) ? j->updated_at : now_realtime_usec();
 	format_elapsed(elapsed, sizeof(elapsed), end > j->created_at ? end - j->created_at : 0);
-	snprintf(buf, size, "%-24s  %-14s  %-9s  %-9s  %6s%s%s", ESC(j->id), ESC(job_device_label(j)),
+	snprintf(buf, size, "%-24s  %-14s  %-9s  %-9s  %6s%s%s", ESC(j->id), ESC(device_label(j, label)),
 		 job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), elapsed, j->error ? "  " : "",
 		 j->error ? ESC(j->error) : "");
 }

@@ -113,8 +113,8 @@ check "the second is by serial, in the order given" test "$(spooled "${nids[1]:-
 check "the third carries the MAC in the colon form" test "$(spooled "${nids[2]:-none}")" = "None None aa:bb:cc:00:11:22 7"
 check "the fourth a name with a space and UTF-8" test "$(spooled "${nids[3]:-none}")" = "None core sw ü None 7"
 ctl wait "${nids[0]:-none}" "${nids[2]:-none}" --timeout 1s >/dev/null 2>"$T/err"
-check "wait shows a named job by its name until it is resolved" \
-	sh -c "grep -q '^${nids[0]:-none}  edge-sw-1  *queued' '$T/err' && grep -q '^${nids[2]:-none}  aa:bb:cc:00:11:22  queued' '$T/err'"
+check "wait shows a job by name or MAC as name:NAME / mac:MAC until it is resolved" \
+	sh -c "grep -q '^${nids[0]:-none}  name:edge-sw-1  *queued' '$T/err' && grep -q '^${nids[2]:-none}  mac:aa:bb:cc:00:11:22  queued' '$T/err'"
 for id in "${nids[@]}"; do rm -f "$T/spool/new/$id.json"; done
 before=$(ls "$T/spool/new" | wc -l)
 for bad in "--mac aa:bb:cc:dd:ee" "--mac zz:bb:cc:dd:ee:ff" "--name ''" "--name $'a\tb'"; do
@@ -248,7 +248,7 @@ check "... the JSON has each job's name or MAC and the serial it resolved to" \
 	"[('edge-sw-1', None, 'Q2AA-RSLV-0001', 'complete'), (None, '00:18:0a:00:00:02', 'Q2AA-RSLV-0002', 'complete')]"
 nid=$(json 'j[0]["id"]' <"$T/out")
 check "... the display showed the name while queued, the serial once resolved" \
-	sh -c "grep -q '^$nid  edge-sw-1  *queued' '$T/err' && grep -q '^$nid  Q2AA-RSLV-0001  complete' '$T/err'"
+	sh -c "grep -q '^$nid  name:edge-sw-1  *queued' '$T/err' && grep -q '^$nid  Q2AA-RSLV-0001  complete' '$T/err'"
 ctl blink --name lobby-ap --wait=30s >/dev/null 2>"$T/err"
 rc=$?
 check "blink --name of an ambiguous name --wait: exit 3, the error names the candidates (rc $rc)" \
