@@ -58,7 +58,8 @@ static void help(void)
 	       "  selftest              check that public_url reaches this daemon (proxy, DNS, TLS)\n"
 	       "\n"
 	       "Exit codes: 0 done; 1 failure (I/O, unknown job); 2 bad usage or input;\n"
-	       "waiting: 3 a job failed or expired, 4 the wait timed out (the jobs go on).\n"
+	       "waiting: 3 a job failed or expired, 4 the wait timed out (the jobs go on, once\n"
+	       "the daemon takes them).\n"
 	       "\n"
 	       "Options:\n"
 	       "  -c, --config FILE     the config file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -539,6 +540,7 @@ struct wait_item {
 	char reason[256];            /* a rejected request's reason: local.error */
 	char name[JOB_NAME_MAX + 1]; /* local.name's */
 	const struct job *cur;
+	bool spooled; /* last found in the spool's new/, not taken yet */
 	/* What the plain display last printed of it. */
 	bool printed;
 	enum job_state shown_state;
@@ -555,7 +557,12 @@ struct waiter {
 	unsigned cols;        /* the terminal's width */
 	struct strbuf screen; /* what was drawn last */
 	bool warned;
+	bool warned_spool; /* said that requests stay in the spool */
 };
+
+/* How long a request may wait in the spool before the wait asks whether
+ * the daemon runs: it takes one within a second when it does. */
+#define WAIT_SPOOL_WARN_USEC (10 * USEC_PER_SEC)
 
 /* A request the daemon moved to rejected/: it never becomes a job. */
 static int rejected_job(const char *id, struct wait_item *it)
@@ -593,12 +600,14 @@ static void wait_resolve(struct waiter *w)
 		struct wait_item *it = &w->items[i];
 		struct job spooled;
 
+		it->spooled = false;
 		it->cur = job_table_find(&w->t, it->id);
 		if (it->cur)
 			continue;
 		if (spool_job(it->id, &spooled, it->name) >= 0) {
 			it->local = spooled;
 			it->have_local = true;
+			it->spooled = true;
 		} else if (rejected_job(it->id, it) < 0 && !it->have_local)
 			continue;
 		it->cur = &it->local;
@@ -699,6 +708,29 @@ static void wait_show(struct waiter *w)
 	fflush(stderr);
 }
 
+/* Once, when requests have stayed in the spool for a while: a daemon that
+ * does not run looks like a wait that never ends. */
+static void wait_warn_spooled(struct waiter *w)
+{
+	bool said = false;
+
+	for (size_t i = 0; i < w->n; i++) {
+		if (!w->items[i].spooled)
+			continue;
+		fprintf(stderr,
+			"blinkhookctl: %s is still in the spool after %llu s: is blinkhookd running? (systemctl "
+			"status blinkhookd)\n",
+			ESC(w->items[i].id), (unsigned long long)(WAIT_SPOOL_WARN_USEC / USEC_PER_SEC));
+		said = true;
+	}
+	w->warned_spool = true;
+	if (said && w->live) {
+		/* The display starts anew below what was said. */
+		w->drawn = 0;
+		strbuf_release(&w->screen);
+	}
+}
+
 /* When a wait ends, each job that failed or expired with its whole error,
  * which the display cuts to the terminal's width. */
 static void wait_report_failures(const struct waiter *w)
@@ -753,7 +785,7 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 	_cleanup_close_ int ifd = -1;
 	_cleanup_free_ char *new_dir = NULL;
 	struct waiter w = {.f = JOBLOG_FOLLOW_INIT, .screen = STRBUF_INIT};
-	uint64_t deadline;
+	uint64_t start, deadline;
 	int log_wd = -1, spool_wd = -1, r, rc;
 
 	if (job_table_init(&w.t) < 0 || !(w.items = calloc(n, sizeof(*w.items)))) {
@@ -790,7 +822,7 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 	}
 	if (asprintf(&new_dir, "%s/new", cfg.queue_dir) < 0)
 		new_dir = NULL;
-	deadline = now_monotonic_usec();
+	start = deadline = now_monotonic_usec();
 	deadline = timeout < UINT64_MAX - deadline ? deadline + timeout : UINT64_MAX;
 	for (bool first = true;; first = false) {
 		/* The state directory may not exist before the daemon's first
@@ -819,6 +851,8 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 				return 1;
 			}
 		}
+		if (!w.warned_spool && now_monotonic_usec() - start >= WAIT_SPOOL_WARN_USEC)
+			wait_warn_spooled(&w);
 		wait_show(&w);
 		if (wait_all_final(&w)) {
 			rc = 0;
@@ -829,14 +863,24 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 		}
 		uint64_t now = now_monotonic_usec();
 		if (now >= deadline) {
-			char span[64];
-			size_t left = 0;
+			char span[64], what[128];
+			size_t left = 0, spooled = 0;
 
-			for (size_t i = 0; i < n; i++)
+			for (size_t i = 0; i < n; i++) {
 				left += !job_state_is_final(w.items[i].cur->state);
+				spooled += w.items[i].spooled;
+			}
+			/* A request still in the spool goes on only once a
+			 * daemon takes it. */
+			if (!spooled)
+				snprintf(what, sizeof(what), "they go on");
+			else if (spooled == left)
+				snprintf(what, sizeof(what), "still in the spool: is blinkhookd running?");
+			else
+				snprintf(what, sizeof(what), "%zu go on, %zu still in the spool", left - spooled, spooled);
 			format_timespan(span, sizeof(span), timeout);
-			fprintf(stderr, "blinkhookctl: timed out after %s: %zu job(s) not final yet (they go on)\n",
-				span, left);
+			fprintf(stderr, "blinkhookctl: timed out after %s: %zu job(s) not final yet (%s)\n", span, left,
+				what);
 			rc = EXIT_TIMED_OUT;
 			break;
 		}

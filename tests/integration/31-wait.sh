@@ -89,7 +89,12 @@ rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
 check "wait --timeout 2s on a job that cannot finish: exit 4 (rc $rc)" test "$rc" = 4
 check "... after about 2 s (${ms} ms)" test "$ms" -ge 1500 -a "$ms" -le 4000
-check "... saying it timed out and the job goes on" grep -q 'timed out after 2s: 1 job(s) not final yet' "$T/err"
+check "... saying it timed out, the job still in the spool, not that it goes on ($(grep 'timed out' "$T/err"))" \
+	sh -c "grep -qx 'blinkhookctl: timed out after 2s: 1 job(s) not final yet (still in the spool: is blinkhookd running?)' '$T/err' && ! grep -q 'go on' '$T/err'"
+check "... and no word about the daemon before 10 s" sh -c "! grep -q 'is still in the spool after' '$T/err'"
+ctl wait "$qid" --timeout 11500ms >/dev/null 2>"$T/err"
+check "a wait for a request still in the spool after 10 s asks once whether the daemon runs" \
+	sh -c "[ \$(grep -c '^blinkhookctl: ' '$T/err') = 2 ] && grep -qx 'blinkhookctl: $qid is still in the spool after 10 s: is blinkhookd running? (systemctl status blinkhookd)' '$T/err'"
 check "... and the job is still queued" state_is "$qid" queued
 # Waiting costs nothing while nothing happens: the process sleeps until
 # inotify or the one-second tick wakes it, so it blocks about once a second
