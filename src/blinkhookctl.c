@@ -7,6 +7,7 @@
  * written), 2 bad usage or input; waiting, 3 a job failed or expired, 4 the
  * wait timed out.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -301,6 +302,78 @@ static int spool_job(const char *id, struct job *ret, char *name_buf)
 	return 0;
 }
 
+/* A request in the spool, as a job (spool_job()'s). */
+struct spooled {
+	struct job job;
+	char name[JOB_NAME_MAX + 1];
+};
+
+static int spooled_newest_first(const void *a, const void *b)
+{
+	const struct spooled *x = a, *y = b;
+
+	if (x->job.created_at != y->job.created_at)
+		return x->job.created_at < y->job.created_at ? 1 : -1;
+	return strcmp(y->job.id, x->job.id);
+}
+
+/* The requests waiting in the spool's new/ that the log does not have yet,
+ * newest first, as status shows them: jobs lists them as queued.  The
+ * spool is small (the daemon takes each request within a second), and a
+ * spool that cannot be listed only leaves them out. */
+static int spool_jobs(const struct job_table *t, struct spooled **ret, size_t *ret_n)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct spooled *v = NULL;
+	size_t n = 0, alloc = 0;
+	struct dirent *de;
+	DIR *d;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (asprintf(&dir, "%s/new", cfg.queue_dir) < 0) {
+		dir = NULL;
+		return -ENOMEM;
+	}
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : negative_errno();
+	while ((de = readdir(d))) {
+		char id[JOB_ID_MAX + 1];
+		size_t len = strlen(de->d_name);
+
+		if (len <= 5 || len - 5 > JOB_ID_MAX || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		snprintf(id, sizeof(id), "%.*s", (int)(len - 5), de->d_name);
+		if (!job_id_is_valid(id) || job_table_find(t, id))
+			continue;
+		if (n == alloc) {
+			struct spooled *nv = reallocarray(v, alloc ? alloc * 2 : 16, sizeof(*v));
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+			alloc = alloc ? alloc * 2 : 16;
+		}
+		/* Gone meanwhile (taken by the daemon), a cancel, or bad. */
+		if (spool_job(id, &v[n].job, v[n].name) < 0)
+			continue;
+		n++;
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), spooled_newest_first);
+	/* A job's name points into its own entry: set after the moves. */
+	for (size_t i = 0; i < n; i++)
+		if (v[i].job.name)
+			v[i].job.name = v[i].name;
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	static const struct option options[] = {{"json", no_argument, NULL, 'j'}, {}};
@@ -359,8 +432,10 @@ static int cmd_jobs(int argc, char **argv)
 	struct strbuf sb = STRBUF_INIT;
 	struct json_writer w;
 	struct job_table t;
+	struct spooled *spooled = NULL;
+	size_t n_spooled = 0;
 	bool json = false;
-	int c;
+	int c, r;
 
 	while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
 		switch (c) {
@@ -389,6 +464,13 @@ static int cmd_jobs(int argc, char **argv)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	if (load_jobs(&t) < 0)
 		return 1;
+	/* After the log: a request taken meanwhile is in one or the other. */
+	r = spool_jobs(&t, &spooled, &n_spooled);
+	if (r < 0) {
+		errno = -r;
+		fprintf(stderr, "blinkhookctl: warning: cannot list %s/new: %m; requests waiting there are left out\n",
+			cfg.queue_dir);
+	}
 
 	if (json) {
 		json_writer_init(&w, &sb);
@@ -396,7 +478,11 @@ static int cmd_jobs(int argc, char **argv)
 	} else
 		printf("%-24s  %-14s  %5s  %-9s  %-9s  %3s  %-20s  %s\n", "ID", "DEVICE", "DUR", "STATE", "MERAKI",
 		       "TRY", "UPDATED", "ERROR");
-	for (struct job *j = t.last; j && n < limit; j = j->prev) {
+	/* The spool's requests first: they are newer than any job the daemon
+	 * took.  Then the log's, newest first. */
+	size_t i = 0;
+	for (struct job *j = n_spooled ? &spooled[0].job : t.last; j && n < limit;
+	     j = ++i < n_spooled ? &spooled[i].job : i == n_spooled ? t.last : j->prev) {
 		char updated[RFC3339_MAX], label[DEVICE_LABEL_MAX];
 
 		if ((state != _JOB_STATE_MAX && j->state != state) || (serial && strcmp(j->serial, serial) != 0))
@@ -417,6 +503,7 @@ static int cmd_jobs(int argc, char **argv)
 			print_json(&sb);
 		strbuf_release(&sb);
 	}
+	free(spooled);
 	job_table_release(&t);
 	return 0;
 }

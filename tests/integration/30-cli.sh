@@ -118,6 +118,14 @@ B=$(ctl blink Q2AA-BBBB-0002 --duration 6)
 C=$(ctl blink Q2AA-BBBB-0003 --id my-own-id_1)
 check "a producer-chosen id is kept" test "$C" = my-own-id_1
 check "status shows a job still in the spool as queued" state_is "$A" queued
+ctl jobs --json >"$T/jobs.json"
+check "jobs lists the requests still in the spool, newest first, as queued" \
+	test "$(json '[(x["id"], x["state"]) for x in j]' <"$T/jobs.json")" = "[('$C', 'queued'), ('$B', 'queued'), ('$A', 'queued')]"
+check "... each the object status --json gives it" \
+	test "$(json "[x for x in j if x['id'] == '$B'][0]" <"$T/jobs.json")" = "$(ctl status "$B" --json | json j)"
+check "... and jobs --serial, --state, --limit and the table take them too" \
+	sh -c "[ \"\$('$BLINKHOOKCTL' -c '$T/bh.conf' jobs --serial Q2AA-BBBB-0002 --state queued --json | python3 -c 'import json,sys; print([x[\"id\"] for x in json.load(sys.stdin)])')\" = \"['$B']\" ] &&
+		'$BLINKHOOKCTL' -c '$T/bh.conf' jobs --limit 1 | tail -n +2 | grep -Eq '^my-own-id_1 +Q2AA-BBBB-0003 +20s +queued '"
 ctl cancel "$B" >/dev/null
 check "cancel of a queued job is accepted while the daemon is down" test $? = 0
 # Another producer's files: one good without an id, and bad ones.
