@@ -923,6 +923,8 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 			return 1;
 		}
 		if (first) {
+			bool missing = false;
+
 			for (size_t i = 0; i < n; i++) {
 				if (w.items[i].cur)
 					continue;
@@ -933,7 +935,11 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 				}
 				if (w.items[i].cur)
 					continue;
+				/* Each unknown id, not only the first. */
 				fprintf(stderr, "blinkhookctl: no job \"%s\"\n", ESC(w.items[i].id));
+				missing = true;
+			}
+			if (missing) {
 				wait_free(&w);
 				return 1;
 			}
@@ -1086,7 +1092,7 @@ static int cmd_blink(int argc, char **argv)
 	_cleanup_free_ char **ids = NULL;
 	unsigned duration = JOB_DURATION_DEFAULT;
 	uint64_t dur, timeout = cfg.expire_usec, now;
-	bool wait = false, json = false;
+	bool wait = false, json = false, bare_wait = false;
 	char id[JOB_ID_MAX + 1] = "";
 	size_t n = 0, done = 0;
 	int c, r;
@@ -1098,12 +1104,22 @@ static int cmd_blink(int argc, char **argv)
 	}
 	/* "-": devices come back in the order given, mixed with options. */
 	while ((c = getopt_long(argc, argv, "-d:", options, NULL)) >= 0) {
+		bool was_bare_wait = bare_wait;
+
+		bare_wait = false;
 		switch (c) {
 		case 1:
-			if (!serial_is_valid(optarg))
+			/* "--wait 5min": the span was meant for --wait, which
+			 * takes it only after "=" (its value is optional). */
+			if (!serial_is_valid(optarg)) {
+				uint64_t span;
+				bool meant = was_bare_wait && parse_timespan(optarg, &span) >= 0;
+
 				return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or "
-						   "digits, like Q2XX-XXXX-XXXX)",
-						   optarg);
+						   "digits, like Q2XX-XXXX-XXXX)%s%s%s",
+						   optarg, meant ? " (for a time limit, write --wait=" : "",
+						   meant ? optarg : "", meant ? ")" : "");
+			}
 			snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", optarg);
 			break;
 		case 'n':
@@ -1117,7 +1133,7 @@ static int cmd_blink(int argc, char **argv)
 			/* The daemon matches the colon form; any usual spelling is taken. */
 			if (mac_normalize(optarg, reqs[n].mac) < 0)
 				return usage_error("--mac takes a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, "
-						   "aabb.ccdd.eeff), not \"%s\"",
+						   "aabb.ccdd.eeff, aabbccddeeff), not \"%s\"",
 						   optarg);
 			n++;
 			break;
@@ -1133,6 +1149,7 @@ static int cmd_blink(int argc, char **argv)
 			break;
 		case 'w':
 			wait = true;
+			bare_wait = !optarg;
 			if (optarg && (r = parse_wait_span("--wait", optarg, &timeout)) != 0)
 				return r;
 			break;

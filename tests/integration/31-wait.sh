@@ -69,6 +69,19 @@ ctl wait 'no/such' >/dev/null 2>&1
 check "wait with a malformed id: exit 2" test $? = 2
 ctl wait nosuchjob --timeout 2s >/dev/null 2>"$T/err"
 check "wait on an unknown job: exit 1 with a message" test $? = 1 -a -s "$T/err"
+ctl wait nosuchjob1 nosuchjob2 --timeout 2s >/dev/null 2>"$T/err"
+rc=$?
+check "wait on two unknown jobs: exit 1, each named (rc $rc)" \
+	sh -c "[ $rc = 1 ] && grep -qx 'blinkhookctl: no job \"nosuchjob1\"' '$T/err' && grep -qx 'blinkhookctl: no job \"nosuchjob2\"' '$T/err'"
+ctl blink Q2AA-WAIT-0007 --wait 5min >/dev/null 2>"$T/err"
+rc=$?
+check "blink --wait 5min: exit 2, the way to write a time limit ($(head -1 "$T/err"))" \
+	sh -c "[ $rc = 2 ] && grep -q '\"5min\" is not a Meraki serial.*(for a time limit, write --wait=5min)' '$T/err'"
+ctl blink 5min --wait >/dev/null 2>"$T/err"
+check "... but not for a span that does not follow --wait" sh -c "[ $? = 2 ] && grep -q 'is not a Meraki serial' '$T/err' && ! grep -q 'time limit' '$T/err'"
+ctl blink --mac nonsense >/dev/null 2>"$T/err"
+check "--mac's error lists the spellings it takes, bare hex digits too" grep -q 'aabbccddeeff' "$T/err"
+check "... which it takes" test "$(ctl blink --mac AABBCC001133 --json | json 'j[0]["mac"]')" = aa:bb:cc:00:11:33
 
 # ---- a request the daemon rejects: the wait for it ends, failed ----
 printf '{"id":"rejected-1","serial":"Q2AA-WAIT-0011","duration":0}' >"$T/spool/tmp/r" && mv "$T/spool/tmp/r" "$T/spool/new/rejected-1.json"
