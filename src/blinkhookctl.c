@@ -123,6 +123,15 @@ static int usage_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* A word that should be a serial and is not, with what else may be meant
+ * (hint: "" or " (...)"): one wording for every place that takes one. */
+static int serial_error(const char *s, const char *hint)
+{
+	return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or digits, like "
+			   "Q2XX-XXXX-XXXX)%s",
+			   s, hint);
+}
+
 /* A verb's option getopt refused: getopt_long() said which, under the name
  * main() gave argv[0] ("blinkhookctl VERB"); this adds the way out. */
 static int bad_option(void)
@@ -449,7 +458,7 @@ static int cmd_jobs(int argc, char **argv)
 			break;
 		case 'S':
 			if (!serial_is_valid(optarg))
-				return usage_error("\"%s\" is not a Meraki serial (Q2XX-XXXX-XXXX)", optarg);
+				return serial_error(optarg, "");
 			serial = optarg;
 			break;
 		case 'l':
@@ -1112,13 +1121,13 @@ static int cmd_blink(int argc, char **argv)
 			/* "--wait 5min": the span was meant for --wait, which
 			 * takes it only after "=" (its value is optional). */
 			if (!serial_is_valid(optarg)) {
+				char hint[sizeof(" (for a time limit, write --wait=)") + 64];
 				uint64_t span;
-				bool meant = was_bare_wait && parse_timespan(optarg, &span) >= 0;
 
-				return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or "
-						   "digits, like Q2XX-XXXX-XXXX)%s%s%s",
-						   optarg, meant ? " (for a time limit, write --wait=" : "",
-						   meant ? optarg : "", meant ? ")" : "");
+				hint[0] = '\0';
+				if (was_bare_wait && parse_timespan(optarg, &span) >= 0)
+					snprintf(hint, sizeof(hint), " (for a time limit, write --wait=%.64s)", optarg);
+				return serial_error(optarg, hint);
 			}
 			snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", optarg);
 			break;
@@ -1163,9 +1172,7 @@ static int cmd_blink(int argc, char **argv)
 	/* After "--", serials only. */
 	for (; optind < argc; optind++) {
 		if (!serial_is_valid(argv[optind]))
-			return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or digits, "
-					   "like Q2XX-XXXX-XXXX)",
-					   argv[optind]);
+			return serial_error(argv[optind], "");
 		snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", argv[optind]);
 	}
 	if (n == 0)
@@ -1383,26 +1390,6 @@ static int cmd_selftest(int argc, char **argv)
 	return 0;
 }
 
-/* Whether what was printed reached stdout: a full disk or a closed pipe
- * shows only when the buffer is flushed, and output that is lost is a
- * failure (exit 1).  A command that failed already said why. */
-static int close_stdout(int r)
-{
-	int e = 0;
-
-	if (fflush(stdout) != 0)
-		e = errno ? errno : EIO;
-	else if (ferror(stdout))
-		e = EIO;
-	/* EBADF: stdout was closed, and nothing was written to it. */
-	if (fclose(stdout) != 0 && !e && errno != EBADF)
-		e = errno;
-	if (!e || r == 1 || r == EXIT_USAGE)
-		return r;
-	fprintf(stderr, "blinkhookctl: cannot write to standard output: %s\n", strerror(e));
-	return 1;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -1429,10 +1416,10 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			help();
-			return close_stdout(0);
+			return close_stdout("blinkhookctl", 0, false);
 		case 'V':
 			printf("blinkhookctl %s\n", BLINKHOOK_VERSION);
-			return close_stdout(0);
+			return close_stdout("blinkhookctl", 0, false);
 		default:
 			return bad_option();
 		}
@@ -1449,7 +1436,7 @@ int main(int argc, char **argv)
 			for (size_t k = 0; k < ELEMENTSOF(verb_usages); k++)
 				if (strcmp(verb_usages[k].name, commands[i].name) == 0)
 					fputs(verb_usages[k].text, stdout);
-			return close_stdout(0);
+			return close_stdout("blinkhookctl", 0, false);
 		}
 		if (config_init(&cfg) < 0)
 			return 1;
@@ -1469,7 +1456,9 @@ int main(int argc, char **argv)
 		optind = 0; /* 0: glibc starts over, forgetting the "+" mode */
 		r = commands[i].fn(argc, argv);
 		config_release(&cfg);
-		return close_stdout(r);
+		/* A command that failed (1) or was misused (2) said why; a
+		 * wait's 3 and 4 come with output that must arrive. */
+		return close_stdout("blinkhookctl", r, r == 1 || r == EXIT_USAGE);
 	}
 	return usage_error("unknown command \"%s\"", argv[optind]);
 }

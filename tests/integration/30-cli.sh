@@ -46,6 +46,13 @@ for verb in blink wait status jobs log cancel selftest; do
 		sh -c "[ $rc = 2 ] && grep -qx \"blinkhookctl $verb: unrecognized option '--x'\" '$T/err' && grep -qx \"Try 'blinkhookctl --help'.\" '$T/err'"
 done
 
+# One wording for a bad serial, wherever one is taken.
+ctl blink Q2AA-BBBB >/dev/null 2>"$T/e1"
+ctl blink -- Q2AA-BBBB >/dev/null 2>"$T/e2"
+ctl jobs --serial Q2AA-BBBB >/dev/null 2>"$T/e3"
+check "a bad serial: one message for blink, blink -- and jobs --serial ($(head -1 "$T/e3"))" \
+	sh -c "grep -q 'is not a Meraki serial' '$T/e1' && cmp -s '$T/e1' '$T/e2' && cmp -s '$T/e1' '$T/e3'"
+
 ctl status nosuchjob >/dev/null 2>"$T/err"
 check "status of an unknown job: exit 1 with a message" test $? = 1 -a -s "$T/err"
 ctl frobnicate >/dev/null 2>&1
