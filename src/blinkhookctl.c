@@ -267,9 +267,9 @@ static void print_job_human(const struct job *j)
 	       "Error:          %s\n"
 	       "Created:        %s\n"
 	       "Updated:        %s\n",
-	       ESC(or_dash(j->serial)), j->duration, job_state_to_string(j->state),
-	       ESC(or_dash(j->leds_blink_id)), ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)),
-	       j->attempts, ESC(or_dash(j->error)), created, updated);
+	       ESC(or_dash(j->serial)), j->duration, job_state_to_string(j->state), ESC(or_dash(j->leds_blink_id)),
+	       ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)), j->attempts, ESC(or_dash(j->error)),
+	       created, updated);
 }
 
 static void print_json(struct strbuf *sb)
@@ -383,6 +383,15 @@ static int spool_jobs(const struct job_table *t, struct spooled **ret, size_t *r
 	return 0;
 }
 
+/* The i-th job jobs lists, after cur: the spool's requests, then the
+ * log's jobs from the newest. */
+static struct job *jobs_next(struct spooled *sp, size_t n_sp, const struct job_table *t, struct job *cur, size_t i)
+{
+	if (i < n_sp)
+		return &sp[i].job;
+	return i == n_sp ? t->last : cur->prev;
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	static const struct option options[] = {{"json", no_argument, NULL, 'j'}, {}};
@@ -490,8 +499,8 @@ static int cmd_jobs(int argc, char **argv)
 	/* The spool's requests first: they are newer than any job the daemon
 	 * took.  Then the log's, newest first. */
 	size_t i = 0;
-	for (struct job *j = n_spooled ? &spooled[0].job : t.last; j && n < limit;
-	     j = ++i < n_spooled ? &spooled[i].job : i == n_spooled ? t.last : j->prev) {
+	for (struct job *j = jobs_next(spooled, n_spooled, &t, NULL, 0); j && n < limit;
+	     j = jobs_next(spooled, n_spooled, &t, j, ++i)) {
 		char updated[RFC3339_MAX], label[DEVICE_LABEL_MAX];
 
 		if ((state != _JOB_STATE_MAX && j->state != state) || (serial && strcmp(j->serial, serial) != 0))
@@ -979,7 +988,8 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 			else if (spooled == left)
 				snprintf(what, sizeof(what), "still in the spool: is blinkhookd running?");
 			else
-				snprintf(what, sizeof(what), "%zu go on, %zu still in the spool", left - spooled, spooled);
+				snprintf(what, sizeof(what), "%zu go on, %zu still in the spool", left - spooled,
+					 spooled);
 			format_timespan(span, sizeof(span), timeout);
 			fprintf(stderr, "blinkhookctl: timed out after %s: %zu job(s) not final yet (%s)\n", span, left,
 				what);
