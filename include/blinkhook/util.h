@@ -188,6 +188,11 @@ int write_all(int fd, const void *buf, size_t len);
 /* Reads a whole file of at most max bytes into a NUL-terminated buffer;
  * -EFBIG when it is larger. */
 int read_file_capped(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len);
+/* At a program's exit: whether what it printed reached stdout (a full disk
+ * or a closed pipe shows only when the buffer is flushed).  Output that is
+ * lost turns exit code r into 1, with a message naming program, unless
+ * already_failed (the program said why it failed already). */
+int close_stdout(const char *program, int r, bool already_failed);
 /* fsync(2) of a directory, so that a rename or unlink in it is durable. */
 int fsync_dir(const char *path);
 int fsync_dirfd(int dirfd);

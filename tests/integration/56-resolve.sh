@@ -95,7 +95,20 @@ check "log: the queued event names the device by name, the resolved one by the s
 		grep ' by-name .* resolved .*serial=Q2AA-0001-0001' '$T/log.txt' | grep -vq 'duration='"
 check "status --json: serial null until resolved, name and mac as given" \
 	test "$(field unknown 'j["serial"], j["name"], j["mac"]')" = "None no-such-switch None"
-check "the jobs table shows the name of a job never resolved" sh -c "'$BLINKHOOKCTL' -c '$T/bh.conf' jobs | grep '^unknown ' | grep -q no-such-switch"
+check "the jobs table's DEVICE column marks what a job never resolved was asked for" \
+	sh -c "'$BLINKHOOKCTL' -c '$T/bh.conf' jobs >'$T/jobs.txt' && head -1 '$T/jobs.txt' | grep -q '^ID  *DEVICE  *DUR ' &&
+		grep -Eq '^unknown +name:no-such-switch +1s +failed ' '$T/jobs.txt' &&
+		grep -Eq '^unknown-mac +mac:aa:bb:cc:dd:ee:ff +1s +failed ' '$T/jobs.txt' &&
+		grep -Eq '^by-name +Q2AA-0001-0001 +1s +complete ' '$T/jobs.txt'"
+ctl status by-name >"$T/status.txt"
+check "status of a job by name: what was asked for (Name:) and the serial it resolved to" \
+	sh -c "grep -qx 'Name:           edge-sw-1' '$T/status.txt' && grep -qx 'Serial:         Q2AA-0001-0001' '$T/status.txt' && ! grep -q '^MAC:' '$T/status.txt'"
+ctl status by-mac >"$T/status.txt"
+check "status of a job by MAC: the MAC: line and the serial" \
+	sh -c "grep -qx 'MAC:            00:18:0a:00:00:03' '$T/status.txt' && grep -qx 'Serial:         Q2AA-0001-0003' '$T/status.txt' && ! grep -q '^Name:' '$T/status.txt'"
+ctl status unknown >"$T/status.txt"
+check "status of a job never resolved: Name: and Serial: -" \
+	sh -c "grep -qx 'Name:           no-such-switch' '$T/status.txt' && grep -qx 'Serial:         -' '$T/status.txt'"
 
 # A next page on another origin is not followed: the key stays home.
 sim_fault '{"kind":"lookup_foreign_link"}'
