@@ -158,8 +158,8 @@ static bool is_list(enum meraki_call_kind kind)
 	return kind == MERAKI_CALL_ORGS || kind == MERAKI_CALL_DEVICES;
 }
 
-/* A text member of an item, cut to a name's length, or NULL. */
-static int item_text(const struct json *v, char **ret)
+/* A text member of an item, cut to a name's length (*cut then set), or NULL. */
+static int item_text(const struct json *v, char **ret, bool *cut)
 {
 	size_t len = 0;
 	const char *s = json_string(v, &len);
@@ -167,8 +167,16 @@ static int item_text(const struct json *v, char **ret)
 	*ret = NULL;
 	if (!s)
 		return 0;
+	if (cut)
+		*cut = len > JOB_NAME_MAX;
 	*ret = strndup(s, utf8_prefix(s, len, JOB_NAME_MAX));
 	return *ret ? 0 : -ENOMEM;
+}
+
+bool meraki_item_named(const struct meraki_item *it, const char *name)
+{
+	/* A cut name equals its first bytes, not the device's name. */
+	return it->name && !it->name_cut && strcmp(it->name, name) == 0;
 }
 
 int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len, struct meraki_item **items, size_t *n)
@@ -196,8 +204,8 @@ int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len,
 		if (!grown)
 			return -ENOMEM;
 		*items = grown;
-		if (!(it.id = strdup(id)) || item_text(json_get(e, "name"), &it.name) < 0 ||
-		    (kind == MERAKI_CALL_DEVICES && item_text(json_get(e, "mac"), &it.mac) < 0)) {
+		if (!(it.id = strdup(id)) || item_text(json_get(e, "name"), &it.name, &it.name_cut) < 0 ||
+		    (kind == MERAKI_CALL_DEVICES && item_text(json_get(e, "mac"), &it.mac, NULL) < 0)) {
 			free(it.id);
 			free(it.name);
 			return -ENOMEM;

@@ -56,7 +56,10 @@ struct meraki_item {
 	char *id;
 	char *name;
 	char *mac;
+	bool name_cut; /* name was longer than a job's and is cut to JOB_NAME_MAX */
 };
+/* Whether the item's name is name exactly: never when its name was cut. */
+bool meraki_item_named(const struct meraki_item *it, const char *name);
 
 struct meraki_result {
 	enum meraki_outcome outcome;
