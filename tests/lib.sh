@@ -18,16 +18,25 @@ PIDS=()
 FAILS=0
 
 cleanup() {
-	local p
+	local p sanitized=
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	grep -lx "$$" "$PORT_CLAIMS"/[0-9]* 2>/dev/null | xargs -r rm -f
+	# A sanitized daemon reports to its stderr and may exit as asked all
+	# the same: only its log tells.
+	if [ -f "$T/daemon.log" ] && grep -Eq "$SANITIZER_REPORT" "$T/daemon.log"; then
+		notok "no sanitizer report in the daemon's log"
+		grep -E -A40 "$SANITIZER_REPORT" "$T/daemon.log" | head -n 200 | sed 's/^/# /'
+		sanitized=yes
+	fi
 	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
 		echo "# kept $T for a look" >&2
 	else
 		rm -rf "$T"
 	fi
+	if [ -n "$sanitized" ]; then exit 1; fi
 }
+SANITIZER_REPORT='ERROR: AddressSanitizer|runtime error:|LeakSanitizer'
 trap cleanup EXIT
 
 ok() { echo "ok - $*"; }
