@@ -454,12 +454,20 @@ struct waiter {
 static int rejected_job(const char *id, struct wait_item *it)
 {
 	_cleanup_free_ char *path = NULL, *buf = NULL;
+	uint64_t since = it->have_local ? it->local.created_at : 0;
+	struct stat st;
 	size_t len;
 
+	/* A reason older than the request seen (its whole second: the reason
+	 * may share it) was left by an earlier request with the same id. */
+	since -= since % USEC_PER_SEC;
 	if (asprintf(&path, "%s/rejected/%s.json.reason", cfg.queue_dir, id) < 0) {
 		path = NULL;
 		return -ENOMEM;
 	}
+	if (stat(path, &st) < 0 ||
+	    (uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000 < since)
+		return -ENOENT;
 	if (read_file_capped(AT_FDCWD, path, QUEUE_FILE_MAX, &buf, &len) < 0)
 		return -ENOENT;
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
@@ -713,12 +721,16 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 			char span[64];
 			size_t left = 0;
 
-			for (size_t i = 0; i < n; i++)
+			rc = EXIT_TIMED_OUT;
+			for (size_t i = 0; i < n; i++) {
 				left += !job_state_is_final(w.items[i].cur->state);
+				/* A failure known wins: it says more than "not yet". */
+				if (job_state_is_final(w.items[i].cur->state) && w.items[i].cur->state != JOB_COMPLETE)
+					rc = EXIT_JOB_FAILED;
+			}
 			format_timespan(span, sizeof(span), timeout);
 			fprintf(stderr, "blinkhookctl: timed out after %s: %zu job(s) not final yet (they go on)\n",
 				span, left);
-			rc = EXIT_TIMED_OUT;
 			break;
 		}
 		uint64_t msec = (deadline - now + 999) / 1000;
