@@ -173,12 +173,6 @@ static int item_text(const struct json *v, char **ret, bool *cut)
 	return *ret ? 0 : -ENOMEM;
 }
 
-bool meraki_item_named(const struct meraki_item *it, const char *name)
-{
-	/* A cut name equals its first bytes, not the device's name. */
-	return it->name && !it->name_cut && strcmp(it->name, name) == 0;
-}
-
 int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len, struct meraki_item **items, size_t *n)
 {
 	_cleanup_json_ struct json *root = NULL;

@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MERAKI_BODY_MAX ((size_t)64 * 1024)
 /* A list answer's page (devices, organizations) may be larger. */
@@ -58,8 +59,12 @@ struct meraki_item {
 	char *mac;
 	bool name_cut; /* name was longer than a job's and is cut to JOB_NAME_MAX */
 };
-/* Whether the item's name is name exactly: never when its name was cut. */
-bool meraki_item_named(const struct meraki_item *it, const char *name);
+/* Whether the item's name is name exactly: never when its name was cut
+ * (a cut name equals its first bytes, not the device's name). */
+static inline bool meraki_item_named(const struct meraki_item *it, const char *name)
+{
+	return it->name && !it->name_cut && strcmp(it->name, name) == 0;
+}
 
 struct meraki_result {
 	enum meraki_outcome outcome;
