@@ -59,8 +59,8 @@ static void help(void)
 	       "  selftest              check that public_url reaches this daemon (proxy, DNS, TLS)\n"
 	       "\n"
 	       "Exit codes: 0 done; 1 failure (I/O, unknown job); 2 bad usage or input;\n"
-	       "waiting: 3 a job failed or expired, 4 the wait timed out (the jobs go on, once\n"
-	       "the daemon takes them).\n"
+	       "waiting: 3 a job failed or expired (also when the wait timed out), 4 the wait\n"
+	       "timed out with no job failed (the jobs go on, once the daemon takes them).\n"
 	       "\n"
 	       "Options:\n"
 	       "  -c, --config FILE     the config file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -673,12 +673,20 @@ struct waiter {
 static int rejected_job(const char *id, struct wait_item *it)
 {
 	_cleanup_free_ char *path = NULL, *buf = NULL;
+	uint64_t since = it->have_local ? it->local.created_at : 0;
+	struct stat st;
 	size_t len;
 
+	/* A reason older than the request seen (its whole second: the reason
+	 * may share it) was left by an earlier request with the same id. */
+	since -= since % USEC_PER_SEC;
 	if (asprintf(&path, "%s/rejected/%s.json.reason", cfg.queue_dir, id) < 0) {
 		path = NULL;
 		return -ENOMEM;
 	}
+	if (stat(path, &st) < 0 ||
+	    (uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000 < since)
+		return -ENOENT;
 	if (read_file_capped(AT_FDCWD, path, QUEUE_FILE_MAX, &buf, &len) < 0)
 		return -ENOENT;
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
@@ -977,9 +985,13 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 			char span[64], what[128];
 			size_t left = 0, spooled = 0;
 
+			rc = EXIT_TIMED_OUT;
 			for (size_t i = 0; i < n; i++) {
 				left += !job_state_is_final(w.items[i].cur->state);
 				spooled += w.items[i].spooled;
+				/* A failure known wins: it says more than "not yet". */
+				if (job_state_is_final(w.items[i].cur->state) && w.items[i].cur->state != JOB_COMPLETE)
+					rc = EXIT_JOB_FAILED;
 			}
 			/* A request still in the spool goes on only once a
 			 * daemon takes it. */
@@ -993,7 +1005,6 @@ static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t ti
 			format_timespan(span, sizeof(span), timeout);
 			fprintf(stderr, "blinkhookctl: timed out after %s: %zu job(s) not final yet (%s)\n", span, left,
 				what);
-			rc = EXIT_TIMED_OUT;
 			break;
 		}
 		uint64_t msec = (deadline - now + 999) / 1000;

@@ -446,7 +446,7 @@ static bool item_matches(const struct job *j, const struct meraki_item *it)
 	char mac[JOB_MAC_LEN + 1];
 
 	if (j->name)
-		return it->name && strcmp(it->name, j->name) == 0;
+		return meraki_item_named(it, j->name);
 	return it->mac && mac_normalize(it->mac, mac) == 0 && strcmp(mac, j->mac) == 0;
 }
 

@@ -290,6 +290,7 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 		/* Nothing to write: an empty log, here and now. */
 		/* cppcheck-suppress unreadVariable */
 		int nfd = TAKE_FD(fd);
+		uint64_t from = stream_pos(l, l->durable_size);
 
 		r = fsync(nfd) < 0 ? -errno : compact_take_over(l, nfd, 0, false);
 		if (r < 0) {
@@ -297,8 +298,12 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 			compact_clear(l, true); /* removes the new file */
 			return r;
 		}
-		/* No snapshot to say where it starts: a new stream. */
-		l->stream_base = l->snap_end = 0;
+		/* No snapshot to say where it starts: its positions go on
+		 * from the old log's end, as a follower that read that end
+		 * takes them (joblog.h), so that the next compaction's mark
+		 * lies past every mark handed out before. */
+		l->stream_base = from;
+		l->snap_end = 0;
 		return 0;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -477,9 +482,9 @@ int joblog_compact(struct joblog *l, const struct job_table *t)
 	if (r >= 0)
 		r = compact_take_over(l, fd, t->n_jobs, false);
 	if (r >= 0) {
-		/* An empty table wrote no snapshot: a log without one starts
-		 * a new stream (joblog.h). */
-		l->stream_base = t->first ? from : 0;
+		/* An empty table wrote no snapshot: its positions go on from
+		 * the old log's end all the same (joblog.h). */
+		l->stream_base = from;
 		l->snap_end = (uint64_t)st.st_size;
 	}
 	if (r < 0) {

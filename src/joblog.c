@@ -568,6 +568,11 @@ static int follow_one(const struct job_event *ev, void *ud)
 			f->show_snapshots = f->base > f->mark;
 			if (f->show_snapshots)
 				f->info->compacted_unread = true;
+		} else if (f->reopened && ev->kind != JOB_EV_SNAPSHOT) {
+			/* A compaction that left no job: the writer goes on from
+			 * the old log's end, which is where the mark is now. */
+			f->base = f->mark;
+			f->show_snapshots = true;
 		} else {
 			/* The first read, or a log that starts a new stream: all
 			 * of it is news. */

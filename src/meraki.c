@@ -158,8 +158,8 @@ static bool is_list(enum meraki_call_kind kind)
 	return kind == MERAKI_CALL_ORGS || kind == MERAKI_CALL_DEVICES;
 }
 
-/* A text member of an item, cut to a name's length, or NULL. */
-static int item_text(const struct json *v, char **ret)
+/* A text member of an item, cut to a name's length (*cut then set), or NULL. */
+static int item_text(const struct json *v, char **ret, bool *cut)
 {
 	size_t len = 0;
 	const char *s = json_string(v, &len);
@@ -167,6 +167,8 @@ static int item_text(const struct json *v, char **ret)
 	*ret = NULL;
 	if (!s)
 		return 0;
+	if (cut)
+		*cut = len > JOB_NAME_MAX;
 	*ret = strndup(s, utf8_prefix(s, len, JOB_NAME_MAX));
 	return *ret ? 0 : -ENOMEM;
 }
@@ -196,8 +198,8 @@ int meraki_parse_items(enum meraki_call_kind kind, const char *body, size_t len,
 		if (!grown)
 			return -ENOMEM;
 		*items = grown;
-		if (!(it.id = strdup(id)) || item_text(json_get(e, "name"), &it.name) < 0 ||
-		    (kind == MERAKI_CALL_DEVICES && item_text(json_get(e, "mac"), &it.mac) < 0)) {
+		if (!(it.id = strdup(id)) || item_text(json_get(e, "name"), &it.name, &it.name_cut) < 0 ||
+		    (kind == MERAKI_CALL_DEVICES && item_text(json_get(e, "mac"), &it.mac, NULL) < 0)) {
 			free(it.id);
 			free(it.name);
 			return -ENOMEM;
@@ -639,7 +641,7 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud)
 	struct meraki_call *call = ud;
 	size_t len = size * n;
 
-	if (call->response.len + len > MERAKI_BODY_MAX) {
+	if (call->response.len + len > (is_list(call->kind) ? MERAKI_LIST_BODY_MAX : MERAKI_BODY_MAX)) {
 		call->response_too_big = true;
 		return 0; /* makes the transfer fail */
 	}
@@ -825,7 +827,7 @@ int meraki_list_organizations(struct meraki_client *c, meraki_done_fn done, void
 {
 	char *url = NULL;
 
-	if (asprintf(&url, "%s/organizations", c->base_url) < 0)
+	if (asprintf(&url, "%s/organizations?perPage=%d", c->base_url, MERAKI_ORGS_PER_PAGE) < 0)
 		return -ENOMEM;
 	return call_new(c, MERAKI_CALL_ORGS, url, NULL, done, ud);
 }
@@ -882,8 +884,10 @@ static int next_page(struct meraki_call *call, struct meraki_result *res)
 	r = call->link_too_long ? -EINVAL
 	    : call->link.len    ? meraki_link_next(call->link.buf, next, sizeof(next))
 				: -ENOENT;
-	if (r == -ENOENT) {
+	if (r == -ENOENT || (r >= 0 && call->kind == MERAKI_CALL_ORGS)) {
+		/* Organizations: the first page says all that is needed. */
 		list_take_items(call, res);
+		res->truncated = r >= 0;
 		return 0;
 	}
 	if (r < 0) {
@@ -990,8 +994,18 @@ static void finish(struct meraki_call *call, CURLcode code)
 				res.error[utf8_prefix(res.error, strlen(res.error), 1024)] = 0;
 			goto done;
 		}
+	} else if (call->response_too_big && call->kind == MERAKI_CALL_ORGS) {
+		/* The same answer again on every retry: only the config helps. */
+		res = (struct meraki_result){.outcome = MERAKI_FAIL, .retry_after_usec = UINT64_MAX};
+		if (asprintf(&res.error,
+			     "the list of organizations the API key sees is larger than %zu bytes: set [meraki] "
+			     "organization_id to the one whose devices to look up",
+			     MERAKI_LIST_BODY_MAX) < 0)
+			res.error = NULL;
+		goto done;
 	} else if (call->response_too_big)
-		snprintf(transport, sizeof(transport), "response larger than %zu bytes", MERAKI_BODY_MAX);
+		snprintf(transport, sizeof(transport), "response larger than %zu bytes",
+			 is_list(call->kind) ? MERAKI_LIST_BODY_MAX : MERAKI_BODY_MAX);
 	else
 		snprintf(transport, sizeof(transport), "%s", curl_easy_strerror(code));
 

@@ -42,8 +42,10 @@ trap 'rm -rf "$RUN"' EXIT
 
 unit() {
 	local bin=$1 out p f rc
-	out=$("$bin" 2>&1)
+	# Bounded like the scripts: a hung test cannot hang the run.
+	out=$(timeout 300 "$bin" 2>&1)
 	rc=$?
+	if [ "$rc" -eq 124 ]; then out+=$'\n'"timed out after 300 s"; fi
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' <<<"$out" | tail -n1)
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s).*/\1/p' <<<"$out" | tail -n1)
 	p=${p:-0}

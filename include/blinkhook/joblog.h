@@ -172,9 +172,12 @@ int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, s
  * starts past the mark (records were compacted away before they were read:
  * two compactions between two reads, the one in between never seen) are its
  * snapshots handed on instead, as what those records came to, and
- * info->compacted_unread says so.  A log without a first snapshot that says
- * where it starts (a compaction that left no job) begins a new stream: all
- * of it is handed on.
+ * info->compacted_unread says so.  A log without a first snapshot (a
+ * compaction that left no job) goes on from the old log's end: the writer
+ * counts its positions from there, and so does a follower that read that
+ * end; one that meets such a log first takes it to start at 0 and hands all
+ * of it on.  Positions thus only grow while the writer runs; a writer that
+ * starts on a log without snapshots counts from 0 again.
  */
 struct joblog_follow {
 	int fd;

@@ -94,6 +94,18 @@ check "... failed, with the daemon's reason" \
 
 # ---- the daemon not running: the wait times out (exit 4), the job goes on ----
 stop_daemon
+# A request with the id of one rejected before, taken from new/ while the
+# wait looks (here: by hand, the daemon being stopped): the old reason is not
+# believed for it.
+touch -d '1 minute ago' "$T/spool/rejected/rejected-1.json.reason"
+ctl blink Q2AA-WAIT-0012 --id rejected-1 --wait=3s >"$T/out" 2>"$T/err" &
+bp=$!
+wait_until 5 test -e "$T/spool/new/rejected-1.json"
+mv "$T/spool/new/rejected-1.json" "$T/spool/tmp/taken"
+wait "$bp"
+rc=$?
+check "a stale rejection of an earlier request with the same id is not believed: exit 4, not 3 (rc $rc)" \
+	test "$rc" = 4
 ctl blink Q2AA-WAIT-0010 >"$T/out"
 qid=$(cat "$T/out")
 t0=$(date +%s%N)
@@ -109,6 +121,9 @@ ctl wait "$qid" --timeout 11500ms >/dev/null 2>"$T/err"
 check "a wait for a request still in the spool after 10 s asks once whether the daemon runs" \
 	sh -c "[ \$(grep -c '^blinkhookctl: ' '$T/err') = 2 ] && grep -qx 'blinkhookctl: $qid is still in the spool after 10 s: is blinkhookd running? (systemctl status blinkhookd)' '$T/err'"
 check "... and the job is still queued" state_is "$qid" queued
+ctl wait rejected-1 "$qid" --timeout 1s >/dev/null 2>&1
+rc=$?
+check "one job failed and another not final when the limit passes: exit 3, the failure (rc $rc)" test "$rc" = 3
 # Waiting costs nothing while nothing happens: the process sleeps until
 # inotify or the one-second tick wakes it, so it blocks about once a second
 # (a poll every 250 ms would be 12 times in 3 s).

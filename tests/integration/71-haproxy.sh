@@ -212,6 +212,11 @@ code=$(big 65537)
 check "a body of 64KiB + 1 byte is refused with 413 ($code)" test "$code" = 413
 check "... by haproxy itself (its own page, not the daemon's JSON)" \
 	sh -c "grep -q '<h1>413 Payload Too Large</h1>' '$T/got' && ! grep -q '\"error\"' '$T/got'"
+code=$(curl -sS --max-time 5 --cacert "$T/ca.pem" -o "$T/got" -w '%{http_code}' -X POST -H 'Expect: 100-continue' \
+	-H 'Transfer-Encoding: chunked' -H 'Content-Type: application/json' --data-binary "@$T/big" \
+	"$H_URL/blinkhook/callbacks/leds-blink/$A")
+check "a chunked body of 64KiB + 1 byte passes haproxy's cap and meets the daemon's own: 413 ($code)" \
+	sh -c "test '$code' = 413 && grep -q '\"error\"' '$T/got'"
 check "the job is still complete" state_is "$A" complete
 
 # ---- idle connections to the daemon end before its 15 s idle timeout ----

@@ -1631,6 +1631,72 @@ static void test_follow_compacted_unread(void **state)
 	strbuf_release(&later.c.lines);
 }
 
+/* A compaction that left no job starts the log's positions anew: a follower
+ * that did not read the log in between (whose mark lies far past the new
+ * positions) still hands on what came after, as the next compaction's
+ * snapshots and the records that follow them. */
+static void test_follow_after_empty_compaction(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct followed seen = {{STRBUF_INIT, 0, NULL, 0}, 0}, later = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct followed other = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct joblog_follow jf = JOBLOG_FOLLOW_INIT, jf2 = JOBLOG_FOLLOW_INIT;
+	struct job_table t, empty, t2;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(job_table_init(&empty), 0);
+	assert_int_equal(job_table_init(&t2), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 200); /* 50 jobs */
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf, dir, &seen);
+	assert_collected(&seen.c, 0, 200);
+	follow(&jf2, dir, &other);
+
+	/* Every job gone (purged): an empty compaction, never read by this
+	 * follower; a second one reads it. */
+	assert_int_equal(joblog_compact_begin(l, &empty), 0);
+	apply_samples(l, &t2, 200, 20); /* 5 new jobs */
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf2, dir, &other);
+	assert_collected(&other.c, 0, 220);
+	assert_int_equal(joblog_compact_begin(l, &t2), 1);
+	assert_int_equal(compact_end(l), 0);
+	apply_samples(l, &t2, 220, 12); /* 3 more */
+	assert_int_equal(joblog_commit(l), 0);
+
+	assert_int_equal(joblog_follow_read(&jf, dir, follow_cb, &later, &info), 0);
+	assert_true(info.compacted_unread);
+	assert_int_equal(later.snapshots, 5);
+	assert_collected(&later.c, 220, 12);
+	/* The one that read the log in between: no snapshot, each record once. */
+	assert_int_equal(joblog_follow_read(&jf2, dir, follow_cb, &other, &info), 0);
+	assert_false(info.compacted_unread);
+	assert_int_equal(other.snapshots, 0);
+	assert_collected(&other.c, 0, 232);
+	/* Then on as usual. */
+	apply_samples(l, &t2, 232, 4);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_follow_read(&jf, dir, follow_cb, &later, &info), 0);
+	assert_false(info.compacted_unread);
+	assert_int_equal(later.snapshots, 5);
+	assert_collected(&later.c, 220, 16);
+
+	joblog_follow_release(&jf);
+	joblog_follow_release(&jf2);
+	joblog_free(l);
+	job_table_release(&t);
+	job_table_release(&empty);
+	job_table_release(&t2);
+	strbuf_release(&seen.c.lines);
+	strbuf_release(&later.c.lines);
+	strbuf_release(&other.c.lines);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1659,6 +1725,7 @@ int main(void)
 		cmocka_unit_test(test_compact_huge_mark),
 		cmocka_unit_test(test_follow_two_compactions),
 		cmocka_unit_test(test_follow_compacted_unread),
+		cmocka_unit_test(test_follow_after_empty_compaction),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

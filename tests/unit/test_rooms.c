@@ -198,7 +198,7 @@ static void stub_answer_items(size_t i, enum meraki_outcome outcome, const char 
 	assert_true(n <= ELEMENTSOF(items));
 	for (size_t k = 0; k < n; k++)
 		items[k] = (struct meraki_item){(char *)triples[3 * k], (char *)triples[3 * k + 1],
-						(char *)triples[3 * k + 2]};
+						(char *)triples[3 * k + 2], false};
 	res.items = items;
 	assert_true(i < stub.n);
 	assert_false(stub.calls[i].answered);
