@@ -513,9 +513,9 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 	struct daemon *d = c->d;
 	struct dispatch *dp = &d->dispatch;
 
-	dp->orgs_in_flight = false;
+	dp->org.in_flight = false;
 	dp->lookups[res->outcome]++;
-	if (c->org_generation != dp->org_generation) {
+	if (c->org_generation != dp->org.generation) {
 		/* Asked before a reload (another key, or an organization_id
 		 * now): this job asks again. */
 		if (jobctl_returned(c))
@@ -524,9 +524,9 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 		return;
 	}
 	if (res->outcome == MERAKI_OK && res->n_items == 1) {
-		(void)STR_COPY(dp->org_id, res->items[0].id);
+		(void)STR_COPY(dp->org.id, res->items[0].id);
 		log_info("device names and MACs are looked up in organization %s (%s), the one the API key sees",
-			 dp->org_id, res->items[0].name ? res->items[0].name : "no name");
+			 dp->org.id, res->items[0].name ? res->items[0].name : "no name");
 	} else if (res->outcome == MERAKI_OK) {
 		struct strbuf sb = STRBUF_INIT;
 
@@ -541,21 +541,21 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 			(void)strbuf_addf(&sb, "%s): set [meraki] organization_id to the one whose devices to look up",
 					  res->n_items > 5 ? ", ..." : "");
 		}
-		free(dp->org_error);
-		dp->org_error = sb.buf ? strndup(sb.buf, utf8_prefix(sb.buf, sb.len, JOB_TEXT_MAX)) : NULL;
+		free(dp->org.error);
+		dp->org.error = sb.buf ? strndup(sb.buf, utf8_prefix(sb.buf, sb.len, JOB_TEXT_MAX)) : NULL;
 		strbuf_release(&sb);
-		if (dp->org_error && !dp->org_error_logged) {
-			log_err("cannot resolve device names and MACs: %s", dp->org_error);
-			dp->org_error_logged = true;
+		if (dp->org.error && !dp->org.error_logged) {
+			log_err("cannot resolve device names and MACs: %s", dp->org.error);
+			dp->org.error_logged = true;
 		}
 	}
 	if (jobctl_returned(c))
 		return;
 	if (res->outcome == MERAKI_OK) {
 		dp->consecutive_429 = 0;
-		if (!dp->org_id[0])
+		if (!dp->org.id[0])
 			dispatch_finish_job(d, c->job, JOB_FAILED, NULL,
-					    dp->org_error ? dp->org_error : "no organization to look devices up in",
+					    dp->org.error ? dp->org.error : "no organization to look devices up in",
 					    "api", 0);
 	} else
 		api_failure(d, c, res, "listing the organizations");
@@ -569,14 +569,14 @@ static void resolve(struct daemon *d, struct jobctl *c, uint64_t now)
 {
 	struct dispatch *dp = &d->dispatch;
 	struct job *j = c->job;
-	const char *org = d->cfg->organization_id ? d->cfg->organization_id : dp->org_id[0] ? dp->org_id : NULL;
+	const char *org = d->cfg->organization_id ? d->cfg->organization_id : dp->org.id[0] ? dp->org.id : NULL;
 	int r;
 
-	if (!org && dp->org_error) {
-		dispatch_finish_job(d, j, JOB_FAILED, NULL, dp->org_error, "api", 0);
+	if (!org && dp->org.error) {
+		dispatch_finish_job(d, j, JOB_FAILED, NULL, dp->org.error, "api", 0);
 		return;
 	}
-	if (!org && dp->orgs_in_flight)
+	if (!org && dp->org.in_flight)
 		return; /* its answer schedules again */
 	if (!dp->ops->list_organizations || !dp->ops->find_devices)
 		r = -EOPNOTSUPP;
@@ -591,8 +591,8 @@ static void resolve(struct daemon *d, struct jobctl *c, uint64_t now)
 		return;
 	}
 	if (!org) {
-		dp->orgs_in_flight = true;
-		c->org_generation = dp->org_generation;
+		dp->org.in_flight = true;
+		c->org_generation = dp->org.generation;
 	}
 	jobctl_enter(c, JC_SUBMITTING);
 }
@@ -994,6 +994,18 @@ int dispatch_start(struct daemon *d)
 	return 0;
 }
 
+/* The organization found for look-ups, or why there was none: asked again
+ * at the next look-up (a reload may name one, or change the key).  A GET
+ * /organizations in flight stays so (one at a time); its answer is stale. */
+static void org_cache_reset(struct org_cache *o)
+{
+	o->id[0] = 0;
+	o->generation++;
+	free(o->error);
+	o->error = NULL;
+	o->error_logged = false;
+}
+
 /* Calls in flight end here, without their done functions. */
 void dispatch_close(struct daemon *d)
 {
@@ -1020,19 +1032,7 @@ void dispatch_close(struct daemon *d)
 	sd_event_source_disable_unref(dp->curl_timer);
 	sd_event_source_disable_unref(dp->submit_timer);
 	pacer_release(&dp->pacer);
-	free(dp->org_error);
-	dp->org_error = NULL;
-}
-
-/* The organization found for look-ups, or why there was none: asked again
- * at the next look-up (a reload may name one, or change the key). */
-static void dispatch_forget_org(struct daemon *d)
-{
-	d->dispatch.org_id[0] = 0;
-	d->dispatch.org_generation++;
-	free(d->dispatch.org_error);
-	d->dispatch.org_error = NULL;
-	d->dispatch.org_error_logged = false;
+	org_cache_reset(&dp->org);
 }
 
 /* A reload: the API's address and limits, and the pacing, from nc. */
@@ -1048,7 +1048,7 @@ int dispatch_reconfigure(struct daemon *d, const struct config *nc)
 	if (r < 0)
 		return r;
 	d->dispatch.redirect_error_logged = false;
-	dispatch_forget_org(d);
+	org_cache_reset(&d->dispatch.org);
 	d->dispatch.pacer.interval = nc->min_interval_usec;
 	d->dispatch.pacer.scope = nc->interval_scope;
 	return 0;
@@ -1068,6 +1068,6 @@ void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, c
 	if (d->dispatch.ops->set_api_key(d->dispatch.meraki, key) >= 0) {
 		log_info("reload: API key %s from %s", mask, source);
 		d->dispatch.auth_error_logged = false;
-		dispatch_forget_org(d); /* another key may see other organizations */
+		org_cache_reset(&d->dispatch.org); /* another key may see other organizations */
 	}
 }
