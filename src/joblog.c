@@ -515,11 +515,11 @@ static int open_shared(const char *path, struct stat *ret_st)
 		int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
 		if (fd < 0)
-			return -errno;
+			return negative_errno();
 		while ((r = flock(fd, LOCK_SH)) < 0 && errno == EINTR)
 			;
 		if (r < 0 || fstat(fd, ret_st) < 0) {
-			r = -errno;
+			r = negative_errno();
 			close(fd);
 			return r;
 		}
@@ -617,7 +617,7 @@ static int follow_one(const struct job_event *ev, void *ud)
 
 static int follow_open(struct joblog_follow *f, const char *path)
 {
-	struct stat st;
+	struct stat st = {0};
 	int fd = open_shared(path, &st);
 
 	if (fd < 0)
