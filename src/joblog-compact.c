@@ -223,8 +223,7 @@ static void *close_fd(void *arg)
 	struct free_old *o = arg;
 	off_t size = 0;
 
-	(void)nanosleep(&(struct timespec){(time_t)(o->delay_ms / 1000), (long)(o->delay_ms % 1000) * 1000000L},
-			NULL);
+	(void)nanosleep(&(struct timespec){(time_t)(o->delay_ms / 1000), (long)(o->delay_ms % 1000) * 1000000L}, NULL);
 	if (may_free(o->fd, &size))
 		while (size > 0) {
 			size = size > FREE_STEP ? size - FREE_STEP : 0;
