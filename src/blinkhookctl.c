@@ -614,8 +614,8 @@ static int cmd_log(int argc, char **argv)
 				(unsigned long long)info.damaged);
 		if (info.compacted_unread)
 			fprintf(stderr,
-				"blinkhookctl: warning: the log was compacted twice between two reads; what was "
-				"logged in between is shown as the jobs' snapshots\n");
+				"blinkhookctl: warning: records were dropped by a compaction before they could be "
+				"read; showing the jobs' snapshots instead\n");
 		if (!follow)
 			return 0;
 		if (fflush(stdout) != 0 || ferror(stdout)) {

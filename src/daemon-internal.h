@@ -138,6 +138,17 @@ extern const struct meraki_ops meraki_client_ops;
 /* Why a prompted poll did not go. */
 enum prompt_drop { PROMPT_DROP_IN_FLIGHT, PROMPT_DROP_JOB, PROMPT_DROP_RATE };
 
+/* The organization whose devices resolve names and MACs when the config
+ * names none: the one the key sees, once asked ("" until then), or why there
+ * is none to use.  Forgotten at a reload (org_cache_reset in dispatch.c). */
+struct org_cache {
+	char id[JOB_ID_MAX + 1];
+	char *error;
+	bool in_flight;      /* one GET /organizations at a time */
+	unsigned generation; /* a reset makes an answer in flight stale */
+	bool error_logged;
+};
+
 struct dispatch {
 	const struct meraki_ops *ops;
 	struct meraki_client *meraki;
@@ -155,14 +166,7 @@ struct dispatch {
 	unsigned prompt_next;
 	uint64_t submissions[4]; /* by enum meraki_outcome */
 	uint64_t lookups[4];     /* device and organization look-ups, by enum meraki_outcome */
-	/* The organization whose devices resolve names and MACs when the
-	 * config names none: the one the key sees, once asked ("" until
-	 * then), or why there is none to use.  Forgotten at a reload. */
-	char org_id[JOB_ID_MAX + 1];
-	char *org_error;
-	bool orgs_in_flight;     /* one GET /organizations at a time */
-	unsigned org_generation; /* a reload's forgetting makes an answer in flight stale */
-	bool org_error_logged;
+	struct org_cache org;
 	uint64_t polls;
 	uint64_t prompted_polls;
 	uint64_t prompts_dropped[3]; /* by enum prompt_drop */

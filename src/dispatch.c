@@ -247,6 +247,88 @@ static void jobctl_watch_if_submitted(struct daemon *d, struct jobctl *c)
 	jobctl_arm(c);
 }
 
+/* A call that failed (res->outcome is not MERAKI_OK): a submission (what
+ * NULL) or a look-up (what says what was asked, and the job's error says
+ * so too).  A 429 holds every call for its Retry-After (or the back-off),
+ * without counting an attempt; a transport error or 5xx counts one of the
+ * job's max_attempts and backs off; any other 4xx fails the job. */
+static void api_failure(struct daemon *d, struct jobctl *c, const struct meraki_result *res, const char *what)
+{
+	struct job *j = c->job;
+	uint64_t now = now_monotonic_usec();
+	unsigned attempts = j->attempts + 1;
+	const char *detail = res->error ? res->error : "no detail";
+	_cleanup_free_ char *msg = NULL;
+
+	if (res->outcome != MERAKI_RATE_LIMITED)
+		d->dispatch.consecutive_429 = 0;
+	switch (res->outcome) {
+	case MERAKI_RATE_LIMITED: {
+		uint64_t wait = res->retry_after_usec != UINT64_MAX
+					? res->retry_after_usec
+					: backoff_usec(++d->dispatch.consecutive_429, d->cfg->retry_initial_usec,
+						       d->cfg->retry_max_usec, rand64());
+		/* The limit is the API's, not the job's: hold everything. */
+		pacer_pause(&d->dispatch.pacer, now + wait);
+		if (what)
+			log_warn("Meraki answered 429 (rate limited) to %s; holding calls for %.1fs", what,
+				 (double)wait / USEC_PER_SEC);
+		else {
+			log_warn("Meraki answered 429 (rate limited); holding submissions for %.1fs",
+				 (double)wait / USEC_PER_SEC);
+			jobctl_watch_if_submitted(d, c);
+		}
+		break;
+	}
+	case MERAKI_RETRY:
+		/* A callback during the request: Meraki has the job already. */
+		if (!what && j->state == JOB_SUBMITTED) {
+			jobctl_watch_if_submitted(d, c);
+			break;
+		}
+		if (attempts >= d->cfg->max_attempts) {
+			/* Within JOB_TEXT_MAX; the API text may be cut short. */
+			if ((what ? asprintf(&msg, "gave up after %u attempts: %s: %.800s", attempts, what, detail)
+				  : asprintf(&msg, "gave up after %u attempts: %.900s", attempts, detail)) < 0)
+				msg = NULL;
+			dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
+		} else {
+			if (what && asprintf(&msg, "%s: %.900s", what, detail) < 0)
+				msg = NULL;
+			struct job_event ev = {
+				.ts = now_realtime_usec(),
+				.id = j->id,
+				.kind = JOB_EV_ATTEMPT,
+				.attempts = attempts,
+				.error = msg ? msg : res->error,
+				.source = "api",
+			};
+			int r = ledger_record(d, &ev, NULL);
+			if (r < 0)
+				(void)log_errno(LOG_ERR, r, "job %s: cannot record the attempt: %m", j->id);
+			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec, d->cfg->retry_max_usec,
+							   rand64());
+		}
+		break;
+	case MERAKI_FAIL:
+	default:
+		if (res->auth_error && !d->dispatch.auth_error_logged) {
+			log_err("Meraki refused the API key (HTTP %ld: %s); every job will fail until the key is "
+				"fixed (then: systemctl reload blinkhookd)",
+				res->http_status, detail);
+			d->dispatch.auth_error_logged = true;
+		}
+		if (!what && res->foreign_redirect && !d->dispatch.redirect_error_logged) {
+			log_err("job %s: %s", j->id, res->error ? res->error : "redirect to another origin");
+			d->dispatch.redirect_error_logged = true;
+		}
+		if (what && asprintf(&msg, "%s: %.900s", what, detail) < 0)
+			msg = NULL;
+		dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
+		break;
+	}
+}
+
 static void on_blink_done(void *ud, const struct meraki_result *res)
 {
 	struct jobctl *c = ud;
@@ -296,59 +378,10 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 					    res->status, res->error, "api", 0);
 		break;
 	}
-	case MERAKI_RATE_LIMITED: {
-		uint64_t wait = res->retry_after_usec != UINT64_MAX
-					? res->retry_after_usec
-					: backoff_usec(++d->dispatch.consecutive_429, d->cfg->retry_initial_usec,
-						       d->cfg->retry_max_usec, rand64());
-		/* The limit is the API's, not the job's: hold everything. */
-		pacer_pause(&d->dispatch.pacer, now + wait);
-		log_warn("Meraki answered 429 (rate limited); holding submissions for %.1fs",
-			 (double)wait / USEC_PER_SEC);
-		jobctl_watch_if_submitted(d, c);
-		break;
-	}
+	case MERAKI_RATE_LIMITED:
 	case MERAKI_RETRY:
-		/* A callback during the request: Meraki has the job already. */
-		if (j->state == JOB_SUBMITTED) {
-			jobctl_watch_if_submitted(d, c);
-			break;
-		}
-		if (attempts >= d->cfg->max_attempts) {
-			_cleanup_free_ char *msg = NULL;
-			/* %.900s: within JOB_TEXT_MAX; the API text may be cut short. */
-			if (asprintf(&msg, "gave up after %u attempts: %.900s", attempts,
-				     res->error ? res->error : "no detail") < 0)
-				msg = NULL;
-			dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
-		} else {
-			struct job_event ev = {
-				.ts = now_realtime_usec(),
-				.id = j->id,
-				.kind = JOB_EV_ATTEMPT,
-				.attempts = attempts,
-				.error = res->error,
-				.source = "api",
-			};
-			r = ledger_record(d, &ev, NULL);
-			if (r < 0)
-				(void)log_errno(LOG_ERR, r, "job %s: cannot record the attempt: %m", j->id);
-			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec, d->cfg->retry_max_usec,
-							   rand64());
-		}
-		break;
 	case MERAKI_FAIL:
-		if (res->auth_error && !d->dispatch.auth_error_logged) {
-			log_err("Meraki refused the API key (HTTP %ld: %s); every job will fail until the key is "
-				"fixed (then: systemctl reload blinkhookd)",
-				res->http_status, res->error ? res->error : "no detail");
-			d->dispatch.auth_error_logged = true;
-		}
-		if (res->foreign_redirect && !d->dispatch.redirect_error_logged) {
-			log_err("job %s: %s", j->id, res->error ? res->error : "redirect to another origin");
-			d->dispatch.redirect_error_logged = true;
-		}
-		dispatch_finish_job(d, j, JOB_FAILED, NULL, res->error, "api", attempts);
+		api_failure(d, c, res, NULL);
 		break;
 	}
 	dispatch_schedule(d);
@@ -377,67 +410,6 @@ static const char *job_target_kind(const struct job *j)
 static const char *job_target(const struct job *j)
 {
 	return j->name ? j->name : j->mac;
-}
-
-/* A failed look-up: as a failed submission would be, but the job's error
- * says what was asked. */
-static void lookup_failed(struct daemon *d, struct jobctl *c, const struct meraki_result *res, const char *what)
-{
-	struct job *j = c->job;
-	uint64_t now = now_monotonic_usec();
-	unsigned attempts = j->attempts + 1;
-	_cleanup_free_ char *msg = NULL;
-
-	if (res->outcome != MERAKI_RATE_LIMITED)
-		d->dispatch.consecutive_429 = 0;
-	switch (res->outcome) {
-	case MERAKI_RATE_LIMITED: {
-		uint64_t wait = res->retry_after_usec != UINT64_MAX
-					? res->retry_after_usec
-					: backoff_usec(++d->dispatch.consecutive_429, d->cfg->retry_initial_usec,
-						       d->cfg->retry_max_usec, rand64());
-		pacer_pause(&d->dispatch.pacer, now + wait);
-		log_warn("Meraki answered 429 (rate limited) to %s; holding calls for %.1fs", what,
-			 (double)wait / USEC_PER_SEC);
-		break;
-	}
-	case MERAKI_RETRY:
-		if (attempts >= d->cfg->max_attempts) {
-			if (asprintf(&msg, "gave up after %u attempts: %s: %.800s", attempts, what,
-				     res->error ? res->error : "no detail") < 0)
-				msg = NULL;
-			dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
-		} else {
-			if (asprintf(&msg, "%s: %.900s", what, res->error ? res->error : "no detail") < 0)
-				msg = NULL;
-			struct job_event ev = {
-				.ts = now_realtime_usec(),
-				.id = j->id,
-				.kind = JOB_EV_ATTEMPT,
-				.attempts = attempts,
-				.error = msg ? msg : res->error,
-				.source = "api",
-			};
-			int r = ledger_record(d, &ev, NULL);
-			if (r < 0)
-				(void)log_errno(LOG_ERR, r, "job %s: cannot record the attempt: %m", j->id);
-			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec, d->cfg->retry_max_usec,
-							   rand64());
-		}
-		break;
-	case MERAKI_FAIL:
-	default:
-		if (res->auth_error && !d->dispatch.auth_error_logged) {
-			log_err("Meraki refused the API key (HTTP %ld: %s); every job will fail until the key is "
-				"fixed (then: systemctl reload blinkhookd)",
-				res->http_status, res->error ? res->error : "no detail");
-			d->dispatch.auth_error_logged = true;
-		}
-		if (asprintf(&msg, "%s: %.900s", what, res->error ? res->error : "no detail") < 0)
-			msg = NULL;
-		dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
-		break;
-	}
 }
 
 /* Whether a device of the answer is the one the job names exactly. */
@@ -530,7 +502,7 @@ static void on_devices_done(void *ud, const struct meraki_result *res)
 		d->dispatch.consecutive_429 = 0;
 		resolve_from(d, c, res);
 	} else
-		lookup_failed(d, c, res, "looking up the device");
+		api_failure(d, c, res, "looking up the device");
 	dispatch_schedule(d);
 	daemon_stop_if_idle(d);
 }
@@ -541,9 +513,9 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 	struct daemon *d = c->d;
 	struct dispatch *dp = &d->dispatch;
 
-	dp->orgs_in_flight = false;
+	dp->org.in_flight = false;
 	dp->lookups[res->outcome]++;
-	if (c->org_generation != dp->org_generation) {
+	if (c->org_generation != dp->org.generation) {
 		/* Asked before a reload (another key, or an organization_id
 		 * now): this job asks again. */
 		if (jobctl_returned(c))
@@ -552,9 +524,9 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 		return;
 	}
 	if (res->outcome == MERAKI_OK && res->n_items == 1) {
-		(void)STR_COPY(dp->org_id, res->items[0].id);
+		(void)STR_COPY(dp->org.id, res->items[0].id);
 		log_info("device names and MACs are looked up in organization %s (%s), the one the API key sees",
-			 dp->org_id, res->items[0].name ? res->items[0].name : "no name");
+			 dp->org.id, res->items[0].name ? res->items[0].name : "no name");
 	} else if (res->outcome == MERAKI_OK) {
 		struct strbuf sb = STRBUF_INIT;
 
@@ -569,24 +541,24 @@ static void on_orgs_done(void *ud, const struct meraki_result *res)
 			(void)strbuf_addf(&sb, "%s): set [meraki] organization_id to the one whose devices to look up",
 					  res->n_items > 5 ? ", ..." : "");
 		}
-		free(dp->org_error);
-		dp->org_error = sb.buf ? strndup(sb.buf, utf8_prefix(sb.buf, sb.len, JOB_TEXT_MAX)) : NULL;
+		free(dp->org.error);
+		dp->org.error = sb.buf ? strndup(sb.buf, utf8_prefix(sb.buf, sb.len, JOB_TEXT_MAX)) : NULL;
 		strbuf_release(&sb);
-		if (dp->org_error && !dp->org_error_logged) {
-			log_err("cannot resolve device names and MACs: %s", dp->org_error);
-			dp->org_error_logged = true;
+		if (dp->org.error && !dp->org.error_logged) {
+			log_err("cannot resolve device names and MACs: %s", dp->org.error);
+			dp->org.error_logged = true;
 		}
 	}
 	if (jobctl_returned(c))
 		return;
 	if (res->outcome == MERAKI_OK) {
 		dp->consecutive_429 = 0;
-		if (!dp->org_id[0])
+		if (!dp->org.id[0])
 			dispatch_finish_job(d, c->job, JOB_FAILED, NULL,
-					    dp->org_error ? dp->org_error : "no organization to look devices up in",
+					    dp->org.error ? dp->org.error : "no organization to look devices up in",
 					    "api", 0);
 	} else
-		lookup_failed(d, c, res, "listing the organizations");
+		api_failure(d, c, res, "listing the organizations");
 	dispatch_schedule(d);
 	daemon_stop_if_idle(d);
 }
@@ -597,14 +569,14 @@ static void resolve(struct daemon *d, struct jobctl *c, uint64_t now)
 {
 	struct dispatch *dp = &d->dispatch;
 	struct job *j = c->job;
-	const char *org = d->cfg->organization_id ? d->cfg->organization_id : dp->org_id[0] ? dp->org_id : NULL;
+	const char *org = d->cfg->organization_id ? d->cfg->organization_id : dp->org.id[0] ? dp->org.id : NULL;
 	int r;
 
-	if (!org && dp->org_error) {
-		dispatch_finish_job(d, j, JOB_FAILED, NULL, dp->org_error, "api", 0);
+	if (!org && dp->org.error) {
+		dispatch_finish_job(d, j, JOB_FAILED, NULL, dp->org.error, "api", 0);
 		return;
 	}
-	if (!org && dp->orgs_in_flight)
+	if (!org && dp->org.in_flight)
 		return; /* its answer schedules again */
 	if (!dp->ops->list_organizations || !dp->ops->find_devices)
 		r = -EOPNOTSUPP;
@@ -619,8 +591,8 @@ static void resolve(struct daemon *d, struct jobctl *c, uint64_t now)
 		return;
 	}
 	if (!org) {
-		dp->orgs_in_flight = true;
-		c->org_generation = dp->org_generation;
+		dp->org.in_flight = true;
+		c->org_generation = dp->org.generation;
 	}
 	jobctl_enter(c, JC_SUBMITTING);
 }
@@ -1022,6 +994,18 @@ int dispatch_start(struct daemon *d)
 	return 0;
 }
 
+/* The organization found for look-ups, or why there was none: asked again
+ * at the next look-up (a reload may name one, or change the key).  A GET
+ * /organizations in flight stays so (one at a time); its answer is stale. */
+static void org_cache_reset(struct org_cache *o)
+{
+	o->id[0] = 0;
+	o->generation++;
+	free(o->error);
+	o->error = NULL;
+	o->error_logged = false;
+}
+
 /* Calls in flight end here, without their done functions. */
 void dispatch_close(struct daemon *d)
 {
@@ -1048,19 +1032,7 @@ void dispatch_close(struct daemon *d)
 	sd_event_source_disable_unref(dp->curl_timer);
 	sd_event_source_disable_unref(dp->submit_timer);
 	pacer_release(&dp->pacer);
-	free(dp->org_error);
-	dp->org_error = NULL;
-}
-
-/* The organization found for look-ups, or why there was none: asked again
- * at the next look-up (a reload may name one, or change the key). */
-static void dispatch_forget_org(struct daemon *d)
-{
-	d->dispatch.org_id[0] = 0;
-	d->dispatch.org_generation++;
-	free(d->dispatch.org_error);
-	d->dispatch.org_error = NULL;
-	d->dispatch.org_error_logged = false;
+	org_cache_reset(&dp->org);
 }
 
 /* A reload: the API's address and limits, and the pacing, from nc. */
@@ -1076,7 +1048,7 @@ int dispatch_reconfigure(struct daemon *d, const struct config *nc)
 	if (r < 0)
 		return r;
 	d->dispatch.redirect_error_logged = false;
-	dispatch_forget_org(d);
+	org_cache_reset(&d->dispatch.org);
 	d->dispatch.pacer.interval = nc->min_interval_usec;
 	d->dispatch.pacer.scope = nc->interval_scope;
 	return 0;
@@ -1096,6 +1068,6 @@ void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, c
 	if (d->dispatch.ops->set_api_key(d->dispatch.meraki, key) >= 0) {
 		log_info("reload: API key %s from %s", mask, source);
 		d->dispatch.auth_error_logged = false;
-		dispatch_forget_org(d); /* another key may see other organizations */
+		org_cache_reset(&d->dispatch.org); /* another key may see other organizations */
 	}
 }

@@ -873,7 +873,7 @@ static int next_page(struct meraki_call *call, struct meraki_result *res)
 	if (res->n_items) {
 		all = realloc(call->items, (call->n_items + res->n_items) * sizeof(*all));
 		if (!all)
-			goto retry;
+			goto fail_out_of_memory;
 		memcpy(all + call->n_items, res->items, res->n_items * sizeof(*all));
 		call->items = all;
 		call->n_items += res->n_items;
@@ -916,7 +916,7 @@ static int next_page(struct meraki_call *call, struct meraki_result *res)
 	}
 	url = strdup(next);
 	if (!url)
-		goto retry;
+		goto fail_out_of_memory;
 	free(call->url);
 	call->url = url;
 	call->pages++;
@@ -925,7 +925,8 @@ static int next_page(struct meraki_call *call, struct meraki_result *res)
 		meraki_result_release(res);
 		return 1;
 	}
-retry:
+/* Out of memory: the call fails, to be tried again later. */
+fail_out_of_memory:
 	meraki_result_release(res);
 	*res = (struct meraki_result){.outcome = MERAKI_RETRY, .retry_after_usec = UINT64_MAX};
 	(void)set_error(res, "out of memory reading a list");

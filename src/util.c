@@ -813,6 +813,17 @@ bool str_has_control(const char *s)
 	return false;
 }
 
+int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 uint64_t fnv1a64_add(uint64_t h, const void *data, size_t len)
 {
 	const unsigned char *p = data;

@@ -76,6 +76,8 @@ int str_copy(char *dst, size_t size, const char *src);
 #define STR_COPY(dst, src) str_copy((dst), sizeof(dst), (src))
 /* Whether s holds a C0 control character or DEL. */
 bool str_has_control(const char *s);
+/* The value of the hexadecimal digit c (either case), -1 when it is none. */
+int hex_value(char c);
 
 /* FNV-1a, 64 bits: the one hash of the in-memory tables (job ids, serials,
  * peers' addresses).  fnv1a64_add() goes on from h over more bytes. */

@@ -584,7 +584,7 @@ static void test_resolve_reload(void **state)
 	stub_answer_items(0, MERAKI_OK, orgs, 2);
 	j = job_table_find(&f->d->ledger.jobs, "n-1");
 	assert_int_equal(j->state, JOB_QUEUED);
-	assert_null(f->d->dispatch.org_error);
+	assert_null(f->d->dispatch.org.error);
 	run_until(f->d, calls_made, &two);
 	assert_true(stub.calls[1].orgs);
 	stub_answer_items(1, MERAKI_OK, org, 1);
