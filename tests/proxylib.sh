@@ -6,13 +6,21 @@
 # apache2) and reached at PX_URL (https://127.0.0.1:PX_PORT), both set by
 # proxy_setup.
 
-# proxy_need_openssl: skip the script where openssl is missing.
-proxy_need_openssl() {
-	if ! command -v openssl >/dev/null; then
-		echo "# SKIP openssl is not installed (Debian package \"openssl\"; \`make deps\` installs it)"
+# proxy_need VAR PROGRAM: VAR names PROGRAM (from PATH or /usr/sbin); the
+# script is skipped where it is not installed (its Debian package has its
+# name).
+proxy_need() {
+	local path
+	path=$(command -v "$2" || { test -x "/usr/sbin/$2" && echo "/usr/sbin/$2"; })
+	if [ -z "$path" ]; then
+		echo "# SKIP $2 is not installed (Debian package \"$2\"; \`make deps\` installs it)"
 		exit 0
 	fi
+	printf -v "$1" '%s' "$path"
 }
+
+# proxy_need_openssl: skip the script where openssl is missing.
+proxy_need_openssl() { proxy_need PX_OPENSSL openssl; }
 
 # proxy_mkcerts: a CA ($T/ca.pem) and a server certificate for 127.0.0.1
 # and localhost ($T/server.pem, $T/server.key); openssl's words in

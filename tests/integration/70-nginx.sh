@@ -9,11 +9,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../proxylib.sh"
 
-NGINX=$(command -v nginx || { test -x /usr/sbin/nginx && echo /usr/sbin/nginx; })
-if [ -z "$NGINX" ]; then
-	echo "# SKIP nginx is not installed (Debian package \"nginx\"; \`make deps\` installs it)"
-	exit 0
-fi
+proxy_need NGINX nginx
 proxy_need_openssl
 
 # ---- a CA and a server certificate for 127.0.0.1 and localhost ----

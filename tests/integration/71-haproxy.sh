@@ -15,11 +15,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../proxylib.sh"
 
-HAPROXY=$(command -v haproxy || { test -x /usr/sbin/haproxy && echo /usr/sbin/haproxy; })
-if [ -z "$HAPROXY" ]; then
-	echo "# SKIP haproxy is not installed (Debian package \"haproxy\"; \`make deps\` installs it)"
-	exit 0
-fi
+proxy_need HAPROXY haproxy
 proxy_need_openssl
 
 # ---- a CA and a server certificate for 127.0.0.1 and localhost ----
