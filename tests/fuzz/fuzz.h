@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "blinkhook/job.h"
+#include "blinkhook/netaddr.h"
 #include "blinkhook/util.h"
 
 #define FUZZ_CHECK(cond, ...)                                                                      \
@@ -223,6 +224,22 @@ static inline void fuzz_make_peer(unsigned pick, struct sockaddr_storage *ss, co
 		return;
 	}
 	*ret = (const struct sockaddr *)ss;
+}
+
+/* fuzz_trusted PICK LIST: the trusted prefixes an input's first byte picks
+ * for the netaddr fuzzers (its high bits; loopback always) into LIST, which
+ * holds FUZZ_PREFIXES; returns how many. */
+#define FUZZ_PREFIXES 6
+static inline size_t fuzz_trusted(unsigned pick, struct cidr *list)
+{
+	static const char *const prefixes[FUZZ_PREFIXES] = {"127.0.0.1", "::1",  "10.0.0.0/8",
+							    "fd00::/8",  "unix", "0.0.0.0/0"};
+	size_t n = 0;
+
+	for (size_t i = 0; i < FUZZ_PREFIXES; i++)
+		if ((pick >> 2) & (1u << i) || i < 2)
+			FUZZ_CHECK(netaddr_parse_cidr(prefixes[i], &list[n++]) == 0, "%s", prefixes[i]);
+	return n;
 }
 
 #endif

@@ -87,12 +87,11 @@ static char *xff_as_forwarded(const char *xff, unsigned pick)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const prefixes[] = {"127.0.0.1", "::1", "10.0.0.0/8", "fd00::/8", "unix", "0.0.0.0/0"};
 	struct sockaddr_storage ss;
 	const struct sockaddr *peer = NULL;
-	struct cidr list[ELEMENTSOF(prefixes)];
+	struct cidr list[FUZZ_PREFIXES];
 	char buf[INET6_ADDRSTRLEN], want[INET6_ADDRSTRLEN], peer_text[INET6_ADDRSTRLEN], both[INET6_ADDRSTRLEN];
-	size_t n = 0;
+	size_t n;
 	unsigned pick;
 	char *input, *header, *xff = NULL, *stripped, *q;
 	bool trusted;
@@ -101,9 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	pick = data[0];
-	for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-		if ((pick >> 2) & (1u << i) || i < 2)
-			FUZZ_CHECK(netaddr_parse_cidr(prefixes[i], &list[n++]) == 0, "%s", prefixes[i]);
+	n = fuzz_trusted(pick, list);
 	fuzz_make_peer(pick, &ss, &peer);
 	peer_to_string(peer, peer_text, sizeof(peer_text));
 	trusted = cidr_list_match_peer(list, n, peer);

@@ -70,12 +70,11 @@ static int naive_walk(const char *header, const struct cidr *list, size_t n, cha
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const prefixes[] = {"127.0.0.1", "::1", "10.0.0.0/8", "fd00::/8", "unix", "0.0.0.0/0"};
 	struct sockaddr_storage ss;
 	const struct sockaddr *peer = NULL;
-	struct cidr list[ELEMENTSOF(prefixes)];
+	struct cidr list[FUZZ_PREFIXES];
 	char buf[INET6_ADDRSTRLEN], want[INET6_ADDRSTRLEN], peer_text[INET6_ADDRSTRLEN];
-	size_t n = 0;
+	size_t n;
 	unsigned pick;
 	char *header;
 	int r, ref;
@@ -83,10 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	pick = data[0];
-	/* The high bits choose which prefixes are trusted. */
-	for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-		if ((pick >> 2) & (1u << i) || i < 2)
-			FUZZ_CHECK(netaddr_parse_cidr(prefixes[i], &list[n++]) == 0, "%s", prefixes[i]);
+	n = fuzz_trusted(pick, list);
 	fuzz_make_peer(pick, &ss, &peer);
 	header = fuzz_strndup(data + 1, size - 1);
 
