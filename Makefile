@@ -114,11 +114,11 @@ $(B)/asan/libblinkhook.a: $(CORE:%=$(B)/asan/%.o)
 
 $(B)/blinkhookd: $(B)/obj/blinkhookd.o $(B)/libblinkhook.a
 	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_D) -o $@
-$(B)/blinkhookctl: $(B)/obj/blinkhookctl.o $(B)/libblinkhook.a
+$(B)/blinkhookctl: $(B)/obj/blinkhookctl.o $(B)/obj/ctl-wait.o $(B)/libblinkhook.a
 	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_CTL) -o $@
 $(B)/asan/blinkhookd: $(B)/asan/blinkhookd.o $(B)/asan/libblinkhook.a
 	$(CC) $(SAN) $^ $(LIBS_D) -o $@
-$(B)/asan/blinkhookctl: $(B)/asan/blinkhookctl.o $(B)/asan/libblinkhook.a
+$(B)/asan/blinkhookctl: $(B)/asan/blinkhookctl.o $(B)/asan/ctl-wait.o $(B)/asan/libblinkhook.a
 	$(CC) $(SAN) $^ $(LIBS_CTL) -o $@
 
 # Every unit test links the core library; the linker takes what it needs.
