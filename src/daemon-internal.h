@@ -140,7 +140,7 @@ enum prompt_drop { PROMPT_DROP_IN_FLIGHT, PROMPT_DROP_JOB, PROMPT_DROP_RATE };
 
 /* The organization whose devices resolve names and MACs when the config
  * names none: the one the key sees, once asked ("" until then), or why there
- * is none to use.  Forgotten at a reload (org_cache_reset in dispatch.c). */
+ * is none to use.  Owned by resolve.c; forgotten at a reload (org_cache_reset). */
 struct org_cache {
 	char id[JOB_ID_MAX + 1];
 	char *error;
@@ -310,6 +310,56 @@ void dispatch_prompt_poll(struct daemon *d, const struct job *j);
 int dispatch_reconfigure(struct daemon *d, const struct config *nc);
 void dispatch_rearm_all(struct daemon *d);
 void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, const char *source);
+
+/* Between dispatch.c and its sub-room resolve.c (device look-up by name or
+ * MAC).  resolve.c owns the organization cache (d->dispatch.org). */
+/*
+ * Each unfinished job's control is a state machine; jobctl_enter() is the
+ * one way it changes state, and asserts that the change is legal:
+ *
+ *   NEW --> WAITING <--> SUBMITTING          (queued)
+ *   NEW --> WATCHING <--> POLLING             (submitted)
+ *           WAITING ---> WATCHING            (the blink request's answer)
+ *   SUBMITTING, POLLING --> ORPHANED         (the job ended meanwhile)
+ *   ORPHANED --> DONE                        (its call returned: freed)
+ *
+ * A job that ends in any other state loses its control at once; an orphan
+ * is freed when its call returns.  An orphan holds no job: the job may be
+ * gone (compaction drops final jobs) before the call returns.
+ */
+enum jobctl_state {
+	JC_NEW,        /* just made */
+	JC_WAITING,    /* in the run queue, nothing in flight */
+	JC_SUBMITTING, /* its blink request is in flight */
+	JC_WATCHING,   /* submitted: waits for a callback, its poll or expiry */
+	JC_POLLING,    /* a status request in flight (prompted: by a callback) */
+	JC_ORPHANED,   /* its job ended while a call was in flight */
+	JC_DONE,       /* an orphan whose call returned, about to be freed */
+	JC_STATE_MAX,
+};
+
+/* The scheduling state of one unfinished job (job->userdata). */
+struct jobctl {
+	struct daemon *d;
+	enum jobctl_state state;
+	struct job *job;             /* NULL once orphaned */
+	char serial[SERIAL_MAX + 1]; /* the job's, for the pacer, also when orphaned */
+	uint64_t not_before;         /* monotonic: no submission before this */
+	uint64_t poll_at;            /* realtime: when to ask Meraki, if still unfinished */
+	unsigned polls;
+	uint64_t prompted_at;    /* monotonic: the last poll a callback prompted */
+	unsigned org_generation; /* of the GET /organizations it has in flight */
+	bool prompt_pending;     /* the timer is due for a prompted poll */
+	bool prompted;           /* the call in flight is a prompted poll */
+	bool in_runq;
+	TAILQ_ENTRY(jobctl) link; /* in the run queue, or (orphaned) among the orphans */
+	sd_event_source *timer;   /* poll and expiry, on CLOCK_REALTIME */
+};
+void jobctl_enter(struct jobctl *c, enum jobctl_state state);
+bool jobctl_returned(struct jobctl *c);
+void api_failure(struct daemon *d, struct jobctl *c, const struct meraki_result *res, const char *what);
+void resolve(struct daemon *d, struct jobctl *c, uint64_t now);
+void org_cache_reset(struct org_cache *o);
 
 /* ---- endpoint.c ---- */
 int endpoint_init(struct daemon *d);
