@@ -7,6 +7,7 @@
 #   make bench      the benchmark table (not part of check; about 6 minutes)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 30) each
 #   make install    PREFIX=/usr/local SYSCONFDIR=/etc DESTDIR= (man pages in MANDIR)
+#   make deb        the Debian package, build/deb/blinkhook_VERSION_ARCH.deb
 #   make format     clang-format the project's C files in place (make lint checks them)
 #
 # CPPFLAGS, CFLAGS and LDFLAGS are the user's (a packager's); the project's own
@@ -58,7 +59,8 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
 	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy clang-format \
-	procps dpkg-dev haproxy apache2 mandoc postgresql libpq-dev
+	procps dpkg-dev haproxy apache2 mandoc build-essential debhelper lintian \
+	postgresql libpq-dev
 # postgresql, libpq-dev: the PostgreSQL store (src/pgstore.c) and the throwaway
 # clusters its tests start (tests/lib.sh, pg_start);
 # procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
@@ -67,7 +69,9 @@ DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev l
 # on its own config and ports (Debian starts their system services on install,
 # which the tests neither need nor touch; a start that fails, e.g. apache2 on
 # a port 80 nginx holds, does not fail the install);
-# mandoc: make lint checks the man pages with it.
+# mandoc: make lint checks the man pages with it;
+# build-essential, debhelper, lintian: make deb (dpkg-buildpackage checks
+# build-essential) and 44-deb.sh's lintian run.
 
 # The core: one object list, one library that the daemon, the CLI, the unit
 # tests and the fuzz targets link (the linker takes from it what each needs).
@@ -77,7 +81,7 @@ UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all deps check lint lint-man format format-check unit integration demo install uninstall clean FORCE
+.PHONY: all deps check lint lint-man format format-check unit integration demo install uninstall deb clean FORCE
 .DELETE_ON_ERROR:
 
 all: $(B)/blinkhookd $(B)/blinkhookctl
@@ -115,11 +119,11 @@ $(B)/asan/libblinkhook.a: $(CORE:%=$(B)/asan/%.o)
 
 $(B)/blinkhookd: $(B)/obj/blinkhookd.o $(B)/libblinkhook.a
 	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_D) -o $@
-$(B)/blinkhookctl: $(B)/obj/blinkhookctl.o $(B)/libblinkhook.a
+$(B)/blinkhookctl: $(B)/obj/blinkhookctl.o $(B)/obj/ctl-wait.o $(B)/libblinkhook.a
 	$(CC) $(BH_LDFLAGS) $(CFLAGS) $(LDFLAGS) $^ $(LIBS_CTL) -o $@
 $(B)/asan/blinkhookd: $(B)/asan/blinkhookd.o $(B)/asan/libblinkhook.a
 	$(CC) $(SAN) $^ $(LIBS_D) -o $@
-$(B)/asan/blinkhookctl: $(B)/asan/blinkhookctl.o $(B)/asan/libblinkhook.a
+$(B)/asan/blinkhookctl: $(B)/asan/blinkhookctl.o $(B)/asan/ctl-wait.o $(B)/asan/libblinkhook.a
 	$(CC) $(SAN) $^ $(LIBS_CTL) -o $@
 
 # Every unit test links the core library; the linker takes what it needs.
@@ -152,20 +156,25 @@ unit: $(UNIT_TESTS:%=$(B)/tests/%) $(UNIT_TESTS:%=$(B)/tests-asan/%)
 integration: $(B)/blinkhookd $(B)/blinkhookctl $(B)/asan/blinkhookd $(B)/asan/blinkhookctl
 
 check: deps
-	$(MAKE) --no-print-directory all unit integration
+	$(MAKE) --no-print-directory -j$(CHECK_JOBS) all unit integration
 	@# The same sources must build clean with clang too (warnings are errors).
-	$(MAKE) --no-print-directory CC=clang B=$(B)/clang all
+	$(MAKE) --no-print-directory -j$(CHECK_JOBS) CC=clang B=$(B)/clang all
 	@# Every fuzz target over its corpus (seeds and every crash ever found).
+	$(MAKE) --no-print-directory -j$(CHECK_JOBS) fuzz-build
 	$(MAKE) --no-print-directory fuzz-regress
-	@# A short run of every fuzz target from its seeds: a crash fails the check.
-	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
-	$(MAKE) --no-print-directory lint
-	B=$(B) tests/run-tests.sh
+	@# The tests, a few at a time (tests/run-tests.sh says how); beside them,
+	@# niced, the CPU-bound lint and a short run of every fuzz target from its
+	@# seeds, two at a time (a crash fails the check). The tests that measure
+	@# time run after both, alone.
+	B=$(B) tests/run-tests.sh --beside '$(MAKE) --no-print-directory -j$(CHECK_JOBS) -k -O lint fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)'
 
 # ---- static analysis: cppcheck, clang-tidy and clang-format, clean or the check fails ----
 # The chosen checks and why some are off: docs/testing.md, "Static analysis".
 
 CHECK_FUZZ_SECONDS ?= 15
+# Compiles and fuzz runs at once in make check (the integration tests' own
+# number is TEST_JOBS, tests/run-tests.sh).
+CHECK_JOBS ?= 2
 LINT_C := $(wildcard src/*.c) $(wildcard tests/fuzz/*.c) tests/bench/baseline.c
 LINT_PKGS := libmicrohttpd json-c libcrypto libsystemd libcurl inih libpq
 CPPCHECK_FLAGS := --enable=warning,style,performance,portability --suppress=variableScope \
@@ -271,6 +280,26 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/blinkhookctl.1 $(DESTDIR)$(MANDIR)/man5/blinkhook-spool.5 \
 		$(DESTDIR)$(MANDIR)/man5/blinkhookd.conf.5 $(DESTDIR)$(MANDIR)/man8/blinkhookd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
+
+# ---- the Debian package ----
+
+# The tracked files (as they are in the work tree) and conf/debian as debian/,
+# in a fresh $(B)/deb/src; the version is the program's, the date the last
+# commit's, so that the same tree builds the same package.
+VERSION = $(shell sed -n 's/^\#define BLINKHOOK_VERSION "\(.*\)"/\1/p' include/blinkhook/version.h)
+
+deb: deps
+	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "deb: needs a git checkout (it packages the tracked files)"; exit 1; }
+	rm -rf $(B)/deb
+	mkdir -p $(B)/deb/src
+	git ls-files -z | tar --null -T - -cf - | tar -C $(B)/deb/src -xf -
+	cp -R conf/debian $(B)/deb/src/debian
+	{ echo "blinkhook ($(VERSION)) unstable; urgency=medium"; echo; \
+	  echo "  * blinkhook $(VERSION): see README.md, Changelog."; echo; \
+	  echo " -- $$(sed -n 's/^Maintainer: //p' conf/debian/control)  $$(LC_ALL=C date -u -R -d @$$(git log -1 --format=%ct))"; \
+	} > $(B)/deb/src/debian/changelog
+	cd $(B)/deb/src && dpkg-buildpackage -us -uc -b
+	@ls $(B)/deb/*.deb
 
 clean:
 	rm -rf $(B)

@@ -7,15 +7,15 @@
  * written), 2 bad usage or input; waiting, 3 a job failed or expired, 4 the
  * wait timed out.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <getopt.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/inotify.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,11 +31,12 @@
 #include "blinkhook/pgstore.h"
 #include "blinkhook/queue.h"
 #include "blinkhook/secret.h"
+#include "ctl.h"
 
 #define EXIT_USAGE 2
 
-static const char *config_path = CONFIG_DEFAULT_PATH;
-static struct config cfg;
+const char *config_path = CONFIG_DEFAULT_PATH;
+struct config cfg;
 
 static void help(void)
 {
@@ -59,7 +60,8 @@ static void help(void)
 	       "  selftest              check that public_url reaches this daemon (proxy, DNS, TLS)\n"
 	       "\n"
 	       "Exit codes: 0 done; 1 failure (I/O, unknown job); 2 bad usage or input;\n"
-	       "waiting: 3 a job failed or expired, 4 the wait timed out (the jobs go on).\n"
+	       "waiting: 3 a job failed or expired (also when the wait timed out), 4 the wait\n"
+	       "timed out with no job failed (the jobs go on, once the daemon takes them).\n"
 	       "\n"
 	       "Options:\n"
 	       "  -c, --config FILE     the config file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -67,10 +69,41 @@ static void help(void)
 	       "      --version         print the version\n");
 }
 
-/* Text from the log, the spool or the network for the terminal (util.h's
- * text_escape): the buffer lives until the end of the enclosing block, so
- * one printf can take several. */
-#define ESC(s) text_escape((char[TEXT_ESCAPED_SIZE(JOB_TEXT_MAX)]){0}, TEXT_ESCAPED_SIZE(JOB_TEXT_MAX), (s))
+/* Each verb's usage, as help() has it: what "VERB --help" prints. */
+static const struct verb_usage {
+	const char *name, *text;
+} verb_usages[] = {
+	{"blink", "Usage: blinkhookctl [-c FILE] blink [SERIAL...] [--name NAME]... [--mac MAC]...\n"
+		  "        [--duration SECONDS] [--id ID] [--wait[=SPAN]] [--json]\n"
+		  "Queue a blink of each device (1-3600 s, default 20), named by serial, Dashboard\n"
+		  "name or MAC; print the job ids, one a line.  --wait: until they are final\n"
+		  "(default: [callback] expire).\n"},
+	{"wait", "Usage: blinkhookctl [-c FILE] wait JOB_ID... [--timeout SPAN] [--json]\n"
+		 "Wait until the jobs are final (default: [callback] expire).\n"},
+	{"status", "Usage: blinkhookctl [-c FILE] status JOB_ID [--json]\n"
+		   "Show one job.\n"},
+	{"jobs", "Usage: blinkhookctl [-c FILE] jobs [--state STATE] [--serial SERIAL] [--limit N] [--json]\n"
+		 "List jobs, newest first.\n"},
+	{"log", "Usage: blinkhookctl [-c FILE] log [--follow] [--json]\n"
+		"The job log's events, oldest first.\n"},
+	{"cancel", "Usage: blinkhookctl [-c FILE] cancel JOB_ID\n"
+		   "Fail a job that is still queued, with error \"canceled\".\n"},
+	{"selftest", "Usage: blinkhookctl [-c FILE] selftest\n"
+		     "Check that public_url reaches this daemon (proxy, DNS, TLS).\n"},
+};
+
+/* Whether a verb's arguments ask for its help: -h or --help before "--".
+ * Looked at before the config is loaded, so that help works without one. */
+static bool verb_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			return false;
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	}
+	return false;
+}
 
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
 static int usage_error(const char *fmt, ...)
@@ -86,9 +119,69 @@ static int usage_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* A word that should be a serial and is not, with what else may be meant
+ * (hint: "" or " (...)"): one wording for every place that takes one. */
+static int serial_error(const char *s, const char *hint)
+{
+	return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or digits, like "
+			   "Q2XX-XXXX-XXXX)%s",
+			   s, hint);
+}
+
+/* A verb's option getopt refused: getopt_long() said which, under the name
+ * main() gave argv[0] ("blinkhookctl VERB"); this adds the way out. */
+static int bad_option(void)
+{
+	fprintf(stderr, "Try 'blinkhookctl --help'.\n");
+	return EXIT_USAGE;
+}
+
+/* What to do about EACCES on path (the config file, the job log, the
+ * spool): join the group that owns it, which takes a new login.  The group
+ * is the file's own, where it can be seen (an instance's may be another
+ * than the packaged blinkhook-queue).  "" for any other error. */
+#define ACCESS_HINT_MAX 256
+static const char *access_hint(int r, const char *path, char buf[static ACCESS_HINT_MAX])
+{
+	const char *group = "blinkhook-queue";
+	const struct group *gr;
+	struct stat st;
+
+	if (r != -EACCES)
+		return "";
+	if (stat(path, &st) >= 0 && st.st_gid != 0 && (gr = getgrgid(st.st_gid)))
+		group = gr->gr_name;
+	snprintf(buf, ACCESS_HINT_MAX,
+		 " (blinkhookctl needs the group %s; after `usermod -aG %s USER`, log in again or run "
+		 "`newgrp %s`)",
+		 group, group, group);
+	return buf;
+}
+
+/* The job log's error: which file, why, and what to do about EACCES. */
+void joblog_error(int r, const char *consequence)
+{
+	_cleanup_free_ char *path = NULL;
+	char hint[ACCESS_HINT_MAX];
+
+	if (asprintf(&path, "%s/%s", cfg.state_dir, JOBLOG_FILE) < 0)
+		path = NULL;
+	fprintf(stderr, "blinkhookctl: cannot read %s/%s: %s%s%s%s\n", cfg.state_dir, JOBLOG_FILE, strerror(-r),
+		path ? access_hint(r, path, hint) : "", consequence ? "; " : "", consequence ? consequence : "");
+}
+
+/* The spool's error, when a request cannot be written into it. */
+static void spool_error(int r)
+{
+	char hint[ACCESS_HINT_MAX];
+
+	fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %s%s\n", cfg.queue_dir, strerror(-r),
+		access_hint(r, cfg.queue_dir, hint));
+}
+
 /* ---- reading the log into a table ---- */
 
-static int apply_cb(const struct job_event *ev, void *ud)
+int apply_cb(const struct job_event *ev, void *ud)
 {
 	/* A reader takes what it can: an event that does not apply is skipped. */
 	(void)job_table_apply(ud, ev, NULL);
@@ -142,9 +235,7 @@ static int load_jobs_or(struct job_table *t, const char *consequence)
 		return 0; /* no job yet */
 	if (r < 0) {
 		job_table_release(t);
-		errno = -r;
-		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m%s%s\n", cfg.state_dir, JOBLOG_FILE,
-			consequence ? "; " : "", consequence ? consequence : "");
+		joblog_error(r, consequence);
 		return r;
 	}
 	if (info.damaged)
@@ -159,9 +250,25 @@ static int load_jobs(struct job_table *t)
 	return load_jobs_or(t, NULL);
 }
 
-static const char *or_dash(const char *s)
+const char *or_dash(const char *s)
 {
 	return s && *s ? s : "-";
+}
+
+/* The device in a table or the wait's display: the serial once known,
+ * else what was asked for, marked as such ("name:edge-sw-1",
+ * "mac:aa:bb:cc:dd:ee:ff"), so that a name never passes for a serial. */
+const char *device_label(const struct job *j, char buf[static DEVICE_LABEL_MAX])
+{
+	if (j->serial[0])
+		return j->serial;
+	if (j->name)
+		snprintf(buf, DEVICE_LABEL_MAX, "name:%s", j->name);
+	else if (j->mac[0])
+		snprintf(buf, DEVICE_LABEL_MAX, "mac:%s", j->mac);
+	else
+		return "-";
+	return buf;
 }
 
 static void print_job_human(const struct job *j)
@@ -170,8 +277,13 @@ static void print_job_human(const struct job *j)
 
 	format_rfc3339(created, j->created_at);
 	format_rfc3339(updated, j->updated_at);
-	printf("Job:            %s\n"
-	       "Serial:         %s\n"
+	/* What was asked for stays in view once the serial is resolved. */
+	printf("Job:            %s\n", ESC(j->id));
+	if (j->name)
+		printf("Name:           %s\n", ESC(j->name));
+	if (j->mac[0])
+		printf("MAC:            %s\n", ESC(j->mac));
+	printf("Serial:         %s\n"
 	       "Duration:       %us\n"
 	       "State:          %s\n"
 	       "ledsBlinkId:    %s\n"
@@ -181,12 +293,12 @@ static void print_job_human(const struct job *j)
 	       "Error:          %s\n"
 	       "Created:        %s\n"
 	       "Updated:        %s\n",
-	       ESC(j->id), ESC(job_device_label(j)), j->duration, job_state_to_string(j->state),
-	       ESC(or_dash(j->leds_blink_id)), ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)),
-	       j->attempts, ESC(or_dash(j->error)), created, updated);
+	       ESC(or_dash(j->serial)), j->duration, job_state_to_string(j->state), ESC(or_dash(j->leds_blink_id)),
+	       ESC(or_dash(j->meraki_status)), ESC(or_dash(j->status_source)), j->attempts, ESC(or_dash(j->error)),
+	       created, updated);
 }
 
-static void print_json(struct strbuf *sb)
+void print_json(struct strbuf *sb)
 {
 	fwrite(sb->buf, 1, sb->len, stdout);
 	putchar('\n');
@@ -195,7 +307,7 @@ static void print_json(struct strbuf *sb)
 /* A job still in the spool, not yet taken by the daemon.  A name it asks
  * for goes into name_buf (JOB_NAME_MAX + 1 bytes), to which ret->name
  * points. */
-static int spool_job(const char *id, struct job *ret, char *name_buf)
+int spool_job(const char *id, struct job *ret, char *name_buf)
 {
 	_cleanup_free_ char *path = NULL, *buf = NULL;
 	struct queue_request req;
@@ -225,6 +337,87 @@ static int spool_job(const char *id, struct job *ret, char *name_buf)
 	return 0;
 }
 
+/* A request in the spool, as a job (spool_job()'s). */
+struct spooled {
+	struct job job;
+	char name[JOB_NAME_MAX + 1];
+};
+
+static int spooled_newest_first(const void *a, const void *b)
+{
+	const struct spooled *x = a, *y = b;
+
+	if (x->job.created_at != y->job.created_at)
+		return x->job.created_at < y->job.created_at ? 1 : -1;
+	return strcmp(y->job.id, x->job.id);
+}
+
+/* The requests waiting in the spool's new/ that the log does not have yet,
+ * newest first, as status shows them: jobs lists them as queued.  The
+ * spool is small (the daemon takes each request within a second), and a
+ * spool that cannot be listed only leaves them out. */
+static int spool_jobs(const struct job_table *t, struct spooled **ret, size_t *ret_n)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct spooled *v = NULL;
+	size_t n = 0, alloc = 0;
+	struct dirent *de;
+	DIR *d;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (asprintf(&dir, "%s/new", cfg.queue_dir) < 0) {
+		dir = NULL;
+		return -ENOMEM;
+	}
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : negative_errno();
+	while ((de = readdir(d))) {
+		char id[JOB_ID_MAX + 1];
+		size_t len = strlen(de->d_name);
+
+		if (len <= 5 || len - 5 > JOB_ID_MAX || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		snprintf(id, sizeof(id), "%.*s", (int)(len - 5), de->d_name);
+		if (!job_id_is_valid(id) || job_table_find(t, id))
+			continue;
+		if (n == alloc) {
+			struct spooled *nv = reallocarray(v, alloc ? alloc * 2 : 16, sizeof(*v));
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+			alloc = alloc ? alloc * 2 : 16;
+		}
+		/* Gone meanwhile (taken by the daemon), a cancel, or bad. */
+		if (spool_job(id, &v[n].job, v[n].name) < 0)
+			continue;
+		n++;
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), spooled_newest_first);
+	/* A job's name points into its own entry: set after the moves. */
+	for (size_t i = 0; i < n; i++)
+		if (v[i].job.name)
+			v[i].job.name = v[i].name;
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* The i-th job jobs lists, after cur: the spool's requests, then the
+ * log's jobs from the newest. */
+static struct job *jobs_next(struct spooled *sp, size_t n_sp, const struct job_table *t, struct job *cur, size_t i)
+{
+	if (i < n_sp)
+		return &sp[i].job;
+	return i == n_sp ? t->last : cur->prev;
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	static const struct option options[] = {{"json", no_argument, NULL, 'j'}, {}};
@@ -236,7 +429,7 @@ static int cmd_status(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
 		if (c != 'j')
-			return EXIT_USAGE;
+			return bad_option();
 		json = true;
 	}
 	if (optind + 1 != argc)
@@ -283,8 +476,10 @@ static int cmd_jobs(int argc, char **argv)
 	struct strbuf sb = STRBUF_INIT;
 	struct json_writer w;
 	struct job_table t;
+	struct spooled *spooled = NULL;
+	size_t n_spooled = 0;
 	bool json = false;
-	int c;
+	int c, r;
 
 	while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
 		switch (c) {
@@ -298,7 +493,7 @@ static int cmd_jobs(int argc, char **argv)
 			break;
 		case 'S':
 			if (!serial_is_valid(optarg))
-				return usage_error("\"%s\" is not a Meraki serial (Q2XX-XXXX-XXXX)", optarg);
+				return serial_error(optarg, "");
 			serial = optarg;
 			break;
 		case 'l':
@@ -306,22 +501,33 @@ static int cmd_jobs(int argc, char **argv)
 				return usage_error("--limit takes a positive whole number, not \"%s\"", optarg);
 			break;
 		default:
-			return EXIT_USAGE;
+			return bad_option();
 		}
 	}
 	if (optind != argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	if (load_jobs(&t) < 0)
 		return 1;
+	/* After the log: a request taken meanwhile is in one or the other. */
+	r = spool_jobs(&t, &spooled, &n_spooled);
+	if (r < 0) {
+		errno = -r;
+		fprintf(stderr, "blinkhookctl: warning: cannot list %s/new: %m; requests waiting there are left out\n",
+			cfg.queue_dir);
+	}
 
 	if (json) {
 		json_writer_init(&w, &sb);
 		json_w_array_begin(&w);
 	} else
-		printf("%-24s  %-14s  %5s  %-9s  %-9s  %3s  %-20s  %s\n", "ID", "SERIAL", "DUR", "STATE", "MERAKI",
+		printf("%-24s  %-14s  %5s  %-9s  %-9s  %3s  %-20s  %s\n", "ID", "DEVICE", "DUR", "STATE", "MERAKI",
 		       "TRY", "UPDATED", "ERROR");
-	for (struct job *j = t.last; j && n < limit; j = j->prev) {
-		char updated[RFC3339_MAX];
+	/* The spool's requests first: they are newer than any job the daemon
+	 * took.  Then the log's, newest first. */
+	size_t i = 0;
+	for (struct job *j = jobs_next(spooled, n_spooled, &t, NULL, 0); j && n < limit;
+	     j = jobs_next(spooled, n_spooled, &t, j, ++i)) {
+		char updated[RFC3339_MAX], label[DEVICE_LABEL_MAX];
 
 		if ((state != _JOB_STATE_MAX && j->state != state) || (serial && strcmp(j->serial, serial) != 0))
 			continue;
@@ -331,7 +537,7 @@ static int cmd_jobs(int argc, char **argv)
 			continue;
 		}
 		format_rfc3339(updated, j->updated_at);
-		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(job_device_label(j)),
+		printf("%-24s  %-14s  %4us  %-9s  %-9s  %3u  %-20s  %s\n", ESC(j->id), ESC(device_label(j, label)),
 		       j->duration, job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), j->attempts, updated,
 		       ESC(or_dash(j->error)));
 	}
@@ -341,6 +547,7 @@ static int cmd_jobs(int argc, char **argv)
 			print_json(&sb);
 		strbuf_release(&sb);
 	}
+	free(spooled);
 	job_table_release(&t);
 	return 0;
 }
@@ -414,7 +621,7 @@ static int cmd_log(int argc, char **argv)
 		else if (c == 'f')
 			follow = true;
 		else
-			return EXIT_USAGE;
+			return bad_option();
 	}
 	if (optind != argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
@@ -426,8 +633,7 @@ static int cmd_log(int argc, char **argv)
 		r = follow ? joblog_follow_read(&f, cfg.state_dir, print_event, &view, &info)
 			   : joblog_read(cfg.state_dir, off, print_event, &view, &info, &off);
 		if (r < 0 && !(r == -ENOENT && follow)) {
-			errno = -r;
-			fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
+			joblog_error(r, NULL);
 			joblog_follow_release(&f);
 			return 1;
 		}
@@ -436,8 +642,8 @@ static int cmd_log(int argc, char **argv)
 				(unsigned long long)info.damaged);
 		if (info.compacted_unread)
 			fprintf(stderr,
-				"blinkhookctl: warning: the log was compacted twice between two reads; what was "
-				"logged in between is shown as the jobs' snapshots\n");
+				"blinkhookctl: warning: records were dropped by a compaction before they could be "
+				"read; showing the jobs' snapshots instead\n");
 		if (!follow)
 			return 0;
 		if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -447,346 +653,6 @@ static int cmd_log(int argc, char **argv)
 		}
 		(void)poll(NULL, 0, 250);
 	}
-}
-
-/* ---- waiting until jobs are final (blink --wait, wait) ---- */
-
-#define EXIT_JOB_FAILED 3
-#define EXIT_TIMED_OUT 4
-/* The fallback tick: the live display's elapsed times, and a look at the
- * spool for a request the daemon rejected (which writes nothing to the
- * log).  inotify wakes the wait for everything else. */
-#define WAIT_TICK_MSEC 1000
-
-struct wait_item {
-	char id[JOB_ID_MAX + 1];
-	/* The job as last found outside the table (in the spool, rejected, or
-	 * as the blink queued it), and whether it holds one. */
-	struct job local;
-	bool have_local;
-	char reason[256];            /* a rejected request's reason: local.error */
-	char name[JOB_NAME_MAX + 1]; /* local.name's */
-	const struct job *cur;
-	/* What the plain display last printed of it. */
-	bool printed;
-	enum job_state shown_state;
-	char shown_meraki[32];
-};
-
-struct waiter {
-	struct job_table t;
-	struct joblog_follow f;
-	struct wait_item *items;
-	size_t n;
-	bool live;            /* redrawn in place on a terminal */
-	size_t drawn;         /* lines of the live display on the screen */
-	unsigned cols;        /* the terminal's width */
-	struct strbuf screen; /* what was drawn last */
-	bool warned;
-};
-
-/* A request the daemon moved to rejected/: it never becomes a job. */
-static int rejected_job(const char *id, struct wait_item *it)
-{
-	_cleanup_free_ char *path = NULL, *buf = NULL;
-	size_t len;
-
-	if (asprintf(&path, "%s/rejected/%s.json.reason", cfg.queue_dir, id) < 0) {
-		path = NULL;
-		return -ENOMEM;
-	}
-	if (read_file_capped(AT_FDCWD, path, QUEUE_FILE_MAX, &buf, &len) < 0)
-		return -ENOENT;
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-		len--;
-	snprintf(it->reason, sizeof(it->reason), "rejected by the daemon: %.*s", (int)len, buf);
-	if (!it->have_local) {
-		memset(&it->local, 0, sizeof(it->local));
-		snprintf(it->local.id, sizeof(it->local.id), "%s", id);
-		it->local.created_at = now_realtime_usec();
-	}
-	it->local.state = JOB_FAILED;
-	it->local.error = it->reason;
-	it->local.updated_at = now_realtime_usec();
-	it->have_local = true;
-	return 0;
-}
-
-/* Finds each job where it is now: the log, else the spool, else rejected/,
- * else where it was last seen (a request the daemon took between the read
- * of the log and the look into the spool: the next read finds it). */
-static void wait_resolve(struct waiter *w)
-{
-	for (size_t i = 0; i < w->n; i++) {
-		struct wait_item *it = &w->items[i];
-		struct job spooled;
-
-		it->cur = job_table_find(&w->t, it->id);
-		if (it->cur)
-			continue;
-		if (spool_job(it->id, &spooled, it->name) >= 0) {
-			it->local = spooled;
-			it->have_local = true;
-		} else if (rejected_job(it->id, it) < 0 && !it->have_local)
-			continue;
-		it->cur = &it->local;
-	}
-}
-
-/* Reads what the log gained since the last call. */
-static int wait_refresh(struct waiter *w)
-{
-	struct joblog_info info;
-	int r;
-
-	r = joblog_follow_read(&w->f, cfg.state_dir, apply_cb, &w->t, &info);
-	if (r < 0 && r != -ENOENT) {
-		errno = -r;
-		fprintf(stderr, "blinkhookctl: cannot read %s/%s: %m\n", cfg.state_dir, JOBLOG_FILE);
-		return r;
-	}
-	if (info.damaged && !w->warned) {
-		fprintf(stderr, "blinkhookctl: warning: %s/%s: skipped %llu damaged line(s)\n", cfg.state_dir,
-			JOBLOG_FILE, (unsigned long long)info.damaged);
-		w->warned = true;
-	}
-	wait_resolve(w);
-	return 0;
-}
-
-static void format_elapsed(char *buf, size_t size, uint64_t usec)
-{
-	unsigned long long s = usec / USEC_PER_SEC;
-
-	if (s < 60)
-		snprintf(buf, size, "%llus", s);
-	else if (s < 3600)
-		snprintf(buf, size, "%llum%02llus", s / 60, s % 60);
-	else
-		snprintf(buf, size, "%lluh%02llum", s / 3600, s / 60 % 60);
-}
-
-/* One line of the display: id, target, state, Meraki's status, the time
- * since the job was queued (until it became final), and its error. */
-static void wait_line(const struct wait_item *it, char *buf, size_t size)
-{
-	const struct job *j = it->cur;
-	char elapsed[32];
-	uint64_t end;
-
-	if (!j) {
-		snprintf(buf, size, "%-24s  (not found yet)", ESC(it->id));
-		return;
-	}
-	end = job_state_is_final(j->state) ? j->updated_at : now_realtime_usec();
-	format_elapsed(elapsed, sizeof(elapsed), end > j->created_at ? end - j->created_at : 0);
-	snprintf(buf, size, "%-24s  %-14s  %-9s  %-9s  %6s%s%s", ESC(j->id), ESC(job_device_label(j)),
-		 job_state_to_string(j->state), ESC(or_dash(j->meraki_status)), elapsed, j->error ? "  " : "",
-		 j->error ? ESC(j->error) : "");
-}
-
-static void wait_show(struct waiter *w)
-{
-	char line[TEXT_ESCAPED_SIZE(JOB_TEXT_MAX) + 256];
-
-	if (w->live) {
-		/* Up to the display's first line, then each line anew, cut to
-		 * the terminal's width so that none wraps (which would break
-		 * the count of lines to go back up).  A screen that would look
-		 * the same is left alone. */
-		struct strbuf sb = STRBUF_INIT;
-
-		if (w->drawn)
-			(void)strbuf_addf(&sb, "\033[%zuA", w->drawn);
-		for (size_t i = 0; i < w->n; i++) {
-			wait_line(&w->items[i], line, sizeof(line));
-			(void)strbuf_addf(&sb, "\r\033[2K%.*s\n", (int)(w->cols - 1), line);
-		}
-		if (sb.buf && (sb.len != w->screen.len || memcmp(sb.buf, w->screen.buf, sb.len) != 0)) {
-			fwrite(sb.buf, 1, sb.len, stderr);
-			fflush(stderr);
-			strbuf_release(&w->screen);
-			w->screen = sb;
-			w->drawn = w->n;
-		} else
-			strbuf_release(&sb);
-		return;
-	}
-	for (size_t i = 0; i < w->n; i++) {
-		struct wait_item *it = &w->items[i];
-		const char *meraki = it->cur ? or_dash(it->cur->meraki_status) : "";
-
-		if (!it->cur ||
-		    (it->printed && it->shown_state == it->cur->state && strcmp(it->shown_meraki, meraki) == 0))
-			continue;
-		wait_line(it, line, sizeof(line));
-		fprintf(stderr, "%s\n", line);
-		it->printed = true;
-		it->shown_state = it->cur->state;
-		snprintf(it->shown_meraki, sizeof(it->shown_meraki), "%s", meraki);
-	}
-	fflush(stderr);
-}
-
-static bool wait_all_final(const struct waiter *w)
-{
-	for (size_t i = 0; i < w->n; i++)
-		if (!w->items[i].cur || !job_state_is_final(w->items[i].cur->state))
-			return false;
-	return true;
-}
-
-/* Empties the inotify queue: what changed is read from the log itself. */
-static void wait_drain(int fd)
-{
-	_Alignas(struct inotify_event) char buf[4096];
-
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-}
-
-static void wait_free(struct waiter *w)
-{
-	job_table_release(&w->t);
-	joblog_follow_release(&w->f);
-	strbuf_release(&w->screen);
-	free(w->items);
-}
-
-/*
- * Waits until every job in ids[] is final or timeout passes, showing
- * progress on stderr; with json, prints the jobs as an array on stdout at
- * the end, else (for wait) the ids.  blink passes the jobs it queued
- * (queued[], never "not found"); wait passes ids that must exist.  Returns
- * the exit code.
- *
- * The log is watched with inotify on the state directory, not on the file:
- * compaction replaces jobs.log by a rename, which joblog_follow_read() reads
- * across when it sees the new file.
- */
-static int wait_jobs(char **ids, const struct job *queued, size_t n, uint64_t timeout, bool json)
-{
-	_cleanup_close_ int ifd = -1;
-	_cleanup_free_ char *new_dir = NULL;
-	struct waiter w = {.f = JOBLOG_FOLLOW_INIT, .screen = STRBUF_INIT};
-	uint64_t deadline;
-	int log_wd = -1, spool_wd = -1, r, rc;
-
-	if (job_table_init(&w.t) < 0 || !(w.items = calloc(n, sizeof(*w.items)))) {
-		job_table_release(&w.t);
-		fprintf(stderr, "blinkhookctl: out of memory\n");
-		return 1;
-	}
-	w.n = n;
-	for (size_t i = 0; i < n; i++) {
-		snprintf(w.items[i].id, sizeof(w.items[i].id), "%s", ids[i]);
-		if (queued) {
-			w.items[i].local = queued[i];
-			w.items[i].have_local = true;
-		}
-	}
-	if (isatty(STDERR_FILENO)) {
-		struct winsize ws = {0};
-		const char *term = getenv("TERM");
-
-		if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col < 20 || ws.ws_row < 2)
-			ws = (struct winsize){.ws_row = 24, .ws_col = 80};
-		w.cols = ws.ws_col;
-		/* More lines than the screen holds cannot be gone back up to. */
-		w.live = !(term && strcmp(term, "dumb") == 0) && n < ws.ws_row;
-	}
-
-	/* Watched before the first read, so that nothing written between the
-	 * two goes unnoticed. */
-	ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (ifd < 0) {
-		fprintf(stderr, "blinkhookctl: inotify: %m\n");
-		wait_free(&w);
-		return 1;
-	}
-	if (asprintf(&new_dir, "%s/new", cfg.queue_dir) < 0)
-		new_dir = NULL;
-	deadline = now_monotonic_usec();
-	deadline = timeout < UINT64_MAX - deadline ? deadline + timeout : UINT64_MAX;
-	for (bool first = true;; first = false) {
-		/* The state directory may not exist before the daemon's first
-		 * start: the tick tries again. */
-		if (log_wd < 0)
-			log_wd = inotify_add_watch(ifd, cfg.state_dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO);
-		if (spool_wd < 0 && new_dir)
-			spool_wd = inotify_add_watch(ifd, new_dir, IN_DELETE | IN_MOVED_FROM);
-		if (wait_refresh(&w) < 0) {
-			wait_free(&w);
-			return 1;
-		}
-		if (first) {
-			for (size_t i = 0; i < n; i++) {
-				if (w.items[i].cur)
-					continue;
-				/* Taken by the daemon between the two looks? */
-				if (wait_refresh(&w) < 0) {
-					wait_free(&w);
-					return 1;
-				}
-				if (w.items[i].cur)
-					continue;
-				fprintf(stderr, "blinkhookctl: no job \"%s\"\n", ESC(w.items[i].id));
-				wait_free(&w);
-				return 1;
-			}
-		}
-		wait_show(&w);
-		if (wait_all_final(&w)) {
-			rc = 0;
-			for (size_t i = 0; i < n; i++)
-				if (w.items[i].cur->state != JOB_COMPLETE)
-					rc = EXIT_JOB_FAILED;
-			break;
-		}
-		uint64_t now = now_monotonic_usec();
-		if (now >= deadline) {
-			char span[64];
-			size_t left = 0;
-
-			for (size_t i = 0; i < n; i++)
-				left += !job_state_is_final(w.items[i].cur->state);
-			format_timespan(span, sizeof(span), timeout);
-			fprintf(stderr, "blinkhookctl: timed out after %s: %zu job(s) not final yet (they go on)\n",
-				span, left);
-			rc = EXIT_TIMED_OUT;
-			break;
-		}
-		uint64_t msec = (deadline - now + 999) / 1000;
-		struct pollfd p = {.fd = ifd, .events = POLLIN};
-		r = poll(&p, 1, (int)(msec < WAIT_TICK_MSEC ? msec : WAIT_TICK_MSEC));
-		if (r < 0 && errno != EINTR) {
-			fprintf(stderr, "blinkhookctl: poll: %m\n");
-			wait_free(&w);
-			return 1;
-		}
-		if (r > 0)
-			wait_drain(ifd);
-	}
-	if (!json && !queued) /* blink printed them already */
-		for (size_t i = 0; i < n; i++)
-			printf("%s\n", w.items[i].id);
-	if (json) {
-		struct strbuf sb = STRBUF_INIT;
-		struct json_writer jw;
-
-		json_writer_init(&jw, &sb);
-		json_w_array_begin(&jw);
-		for (size_t i = 0; i < n; i++)
-			job_format_json(w.items[i].cur, &jw);
-		json_w_array_end(&jw);
-		if (json_writer_finish(&jw) >= 0)
-			print_json(&sb);
-		else
-			rc = 1;
-		strbuf_release(&sb);
-	}
-	wait_free(&w);
-	return rc;
 }
 
 static int parse_wait_span(const char *opt, const char *s, uint64_t *ret)
@@ -817,7 +683,7 @@ static int cmd_wait(int argc, char **argv)
 			json = true;
 			break;
 		default:
-			return EXIT_USAGE;
+			return bad_option();
 		}
 	}
 	if (optind >= argc)
@@ -870,7 +736,7 @@ static int cmd_blink(int argc, char **argv)
 	_cleanup_free_ char **ids = NULL;
 	unsigned duration = JOB_DURATION_DEFAULT;
 	uint64_t dur, timeout = cfg.expire_usec, now;
-	bool wait = false, json = false;
+	bool wait = false, json = false, bare_wait = false;
 	char id[JOB_ID_MAX + 1] = "";
 	size_t n = 0, done = 0;
 	int c, r;
@@ -882,12 +748,22 @@ static int cmd_blink(int argc, char **argv)
 	}
 	/* "-": devices come back in the order given, mixed with options. */
 	while ((c = getopt_long(argc, argv, "-d:", options, NULL)) >= 0) {
+		bool was_bare_wait = bare_wait;
+
+		bare_wait = false;
 		switch (c) {
 		case 1:
-			if (!serial_is_valid(optarg))
-				return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or "
-						   "digits, like Q2XX-XXXX-XXXX)",
-						   optarg);
+			/* "--wait 5min": the span was meant for --wait, which
+			 * takes it only after "=" (its value is optional). */
+			if (!serial_is_valid(optarg)) {
+				char hint[sizeof(" (for a time limit, write --wait=)") + 64];
+				uint64_t span;
+
+				hint[0] = '\0';
+				if (was_bare_wait && parse_timespan(optarg, &span) >= 0)
+					snprintf(hint, sizeof(hint), " (for a time limit, write --wait=%.64s)", optarg);
+				return serial_error(optarg, hint);
+			}
 			snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", optarg);
 			break;
 		case 'n':
@@ -901,7 +777,7 @@ static int cmd_blink(int argc, char **argv)
 			/* The daemon matches the colon form; any usual spelling is taken. */
 			if (mac_normalize(optarg, reqs[n].mac) < 0)
 				return usage_error("--mac takes a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, "
-						   "aabb.ccdd.eeff), not \"%s\"",
+						   "aabb.ccdd.eeff, aabbccddeeff), not \"%s\"",
 						   optarg);
 			n++;
 			break;
@@ -917,6 +793,7 @@ static int cmd_blink(int argc, char **argv)
 			break;
 		case 'w':
 			wait = true;
+			bare_wait = !optarg;
 			if (optarg && (r = parse_wait_span("--wait", optarg, &timeout)) != 0)
 				return r;
 			break;
@@ -924,15 +801,13 @@ static int cmd_blink(int argc, char **argv)
 			json = true;
 			break;
 		default:
-			return EXIT_USAGE;
+			return bad_option();
 		}
 	}
 	/* After "--", serials only. */
 	for (; optind < argc; optind++) {
 		if (!serial_is_valid(argv[optind]))
-			return usage_error("\"%s\" is not a Meraki serial (three groups of four letters or digits, "
-					   "like Q2XX-XXXX-XXXX)",
-					   argv[optind]);
+			return serial_error(argv[optind], "");
 		snprintf(reqs[n++].serial, sizeof(reqs->serial), "%s", argv[optind]);
 	}
 	if (n == 0)
@@ -979,10 +854,8 @@ static int cmd_blink(int argc, char **argv)
 		/* The ones queued before stay queued: say which. */
 		if (r == -EEXIST)
 			fprintf(stderr, "blinkhookctl: a request with id \"%s\" is already waiting\n", reqs[done].id);
-		else {
-			errno = -r;
-			fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %m\n", cfg.queue_dir);
-		}
+		else
+			spool_error(r);
 		for (size_t i = 0; i < done; i++)
 			printf("%s\n", ids[i]);
 		if (done)
@@ -1022,13 +895,17 @@ static int cmd_blink(int argc, char **argv)
 
 static int cmd_cancel(int argc, char **argv)
 {
+	static const struct option options[] = {{}};
 	struct queue_request req = {0};
 	struct job_table t;
 	struct job *j;
 	int r;
 
-	if (argc != 2)
+	if (getopt_long(argc, argv, "", options, NULL) >= 0)
+		return bad_option();
+	if (argc - optind != 1)
 		return usage_error("%s", "cancel takes one JOB_ID");
+	argv += optind - 1; /* the JOB_ID as argv[1] */
 	if (!job_id_is_valid(argv[1]))
 		return usage_error("\"%s\" is not a job id", argv[1]);
 	if (load_jobs(&t) < 0)
@@ -1053,8 +930,7 @@ static int cmd_cancel(int argc, char **argv)
 	snprintf(req.cancel, sizeof(req.cancel), "%s", argv[1]);
 	r = queue_enqueue(cfg.queue_dir, &req);
 	if (r < 0) {
-		errno = -r;
-		fprintf(stderr, "blinkhookctl: cannot write into the spool \"%s\": %m\n", cfg.queue_dir);
+		spool_error(r);
 		return 1;
 	}
 	printf("cancel of %s requested; the daemon fails it unless it is submitted first\n", argv[1]);
@@ -1090,8 +966,11 @@ static int cmd_selftest(int argc, char **argv)
 	uint64_t t0;
 	int r;
 
-	(void)argv;
-	if (argc != 1)
+	static const struct option options[] = {{}};
+
+	if (getopt_long(argc, argv, "", options, NULL) >= 0)
+		return bad_option();
+	if (argc != optind)
 		return usage_error("%s", "selftest takes no arguments");
 	if (!cfg.public_url) {
 		fprintf(stderr, "blinkhookctl: [callback] public_url is not set\n");
@@ -1146,26 +1025,6 @@ static int cmd_selftest(int argc, char **argv)
 	return 0;
 }
 
-/* Whether what was printed reached stdout: a full disk or a closed pipe
- * shows only when the buffer is flushed, and output that is lost is a
- * failure (exit 1).  A command that failed already said why. */
-static int close_stdout(int r)
-{
-	int e = 0;
-
-	if (fflush(stdout) != 0)
-		e = errno ? errno : EIO;
-	else if (ferror(stdout))
-		e = EIO;
-	/* EBADF: stdout was closed, and nothing was written to it. */
-	if (fclose(stdout) != 0 && !e && errno != EBADF)
-		e = errno;
-	if (!e || r == 1 || r == EXIT_USAGE)
-		return r;
-	fprintf(stderr, "blinkhookctl: cannot write to standard output: %s\n", strerror(e));
-	return 1;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -1192,34 +1051,49 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			help();
-			return close_stdout(0);
+			return close_stdout("blinkhookctl", 0, false);
 		case 'V':
 			printf("blinkhookctl %s\n", BLINKHOOK_VERSION);
-			return close_stdout(0);
+			return close_stdout("blinkhookctl", 0, false);
 		default:
-			return EXIT_USAGE;
+			return bad_option();
 		}
 	}
 	if (optind >= argc)
 		return usage_error("%s", "a command is missing");
 
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+		char verb[64];
+
 		if (strcmp(argv[optind], commands[i].name) != 0)
 			continue;
+		if (verb_wants_help(argc - optind, argv + optind)) {
+			for (size_t k = 0; k < ELEMENTSOF(verb_usages); k++)
+				if (strcmp(verb_usages[k].name, commands[i].name) == 0)
+					fputs(verb_usages[k].text, stdout);
+			return close_stdout("blinkhookctl", 0, false);
+		}
 		if (config_init(&cfg) < 0)
 			return 1;
 		r = config_load(&cfg, config_path, err);
 		if (r < 0) {
-			fprintf(stderr, "blinkhookctl: %s\n", err);
+			char hint[ACCESS_HINT_MAX];
+
+			fprintf(stderr, "blinkhookctl: %s%s\n", err, access_hint(r, config_path, hint));
 			config_release(&cfg);
 			return 1;
 		}
 		argc -= optind;
 		argv += optind;
+		/* getopt_long() names the program by argv[0] in its messages. */
+		snprintf(verb, sizeof(verb), "blinkhookctl %s", commands[i].name);
+		argv[0] = verb;
 		optind = 0; /* 0: glibc starts over, forgetting the "+" mode */
 		r = commands[i].fn(argc, argv);
 		config_release(&cfg);
-		return close_stdout(r);
+		/* A command that failed (1) or was misused (2) said why; a
+		 * wait's 3 and 4 come with output that must arrive. */
+		return close_stdout("blinkhookctl", r, r == 1 || r == EXIT_USAGE);
 	}
 	return usage_error("unknown command \"%s\"", argv[optind]);
 }

@@ -52,24 +52,6 @@ static int check_store(const struct config *cfg, char err[static CONFIG_ERROR_MA
 	return 0;
 }
 
-/* Whether what was printed reached stdout (see blinkhookctl's twin): output
- * that is lost is a failure, exit 1. */
-static int close_stdout(int r)
-{
-	int e = 0;
-
-	if (fflush(stdout) != 0)
-		e = errno ? errno : EIO;
-	else if (ferror(stdout))
-		e = EIO;
-	if (fclose(stdout) != 0 && !e && errno != EBADF)
-		e = errno;
-	if (!e || r != 0)
-		return r;
-	fprintf(stderr, "blinkhookd: cannot write to standard output: %s\n", strerror(e));
-	return 1;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -97,10 +79,10 @@ int main(int argc, char **argv)
 			break;
 		case 'V':
 			printf("blinkhookd %s\n", BLINKHOOK_VERSION);
-			return close_stdout(0);
+			return close_stdout("blinkhookd", 0, false);
 		case 'h':
 			help();
-			return close_stdout(0);
+			return close_stdout("blinkhookd", 0, false);
 		default:
 			fprintf(stderr, "Try 'blinkhookd --help'.\n");
 			return 2;
@@ -133,7 +115,7 @@ int main(int argc, char **argv)
 		printf("%s: OK; API key %s from %s%s\n", path, mask, source, note);
 		secret_free(key);
 		config_release(&cfg);
-		return close_stdout(0);
+		return close_stdout("blinkhookd", 0, false);
 	}
 	log_info("blinkhookd %s starting with %s; API key from %s", BLINKHOOK_VERSION, path, source);
 	/* daemon_run owns the config and the key from here. */

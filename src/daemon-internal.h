@@ -140,6 +140,17 @@ extern const struct meraki_ops meraki_client_ops;
 /* Why a prompted poll did not go. */
 enum prompt_drop { PROMPT_DROP_IN_FLIGHT, PROMPT_DROP_JOB, PROMPT_DROP_RATE };
 
+/* The organization whose devices resolve names and MACs when the config
+ * names none: the one the key sees, once asked ("" until then), or why there
+ * is none to use.  Owned by resolve.c; forgotten at a reload (org_cache_reset). */
+struct org_cache {
+	char id[JOB_ID_MAX + 1];
+	char *error;
+	bool in_flight;      /* one GET /organizations at a time */
+	unsigned generation; /* a reset makes an answer in flight stale */
+	bool error_logged;
+};
+
 struct dispatch {
 	const struct meraki_ops *ops;
 	struct meraki_client *meraki;
@@ -157,14 +168,7 @@ struct dispatch {
 	unsigned prompt_next;
 	uint64_t submissions[4]; /* by enum meraki_outcome */
 	uint64_t lookups[4];     /* device and organization look-ups, by enum meraki_outcome */
-	/* The organization whose devices resolve names and MACs when the
-	 * config names none: the one the key sees, once asked ("" until
-	 * then), or why there is none to use.  Forgotten at a reload. */
-	char org_id[JOB_ID_MAX + 1];
-	char *org_error;
-	bool orgs_in_flight;     /* one GET /organizations at a time */
-	unsigned org_generation; /* a reload's forgetting makes an answer in flight stale */
-	bool org_error_logged;
+	struct org_cache org;
 	uint64_t polls;
 	uint64_t prompted_polls;
 	uint64_t prompts_dropped[3]; /* by enum prompt_drop */
@@ -222,6 +226,42 @@ struct daemon {
 static inline void enable_oneshot(sd_event_source *s)
 {
 	(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+/* A log budget's owner says what went unlogged in the interval ending at now
+ * (and turns its timer off). */
+typedef void (*budget_flush_fn)(struct daemon *d, uint64_t now);
+
+/* The loop's CLOCK_MONOTONIC time (fallback before its first iteration):
+ * where a budget's interval ends, or its timer found it ended. */
+static inline uint64_t budget_now(struct daemon *d, uint64_t fallback)
+{
+	uint64_t now = fallback;
+
+	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	return now;
+}
+
+/* Whether a line of this kind may be logged under the budget b: an interval
+ * that ended is flushed first; the first line only counted arms timer (the
+ * owner's CLOCK_MONOTONIC source, off until then) for the interval's end,
+ * when the owner calls flush. */
+static inline bool budget_may_log(struct daemon *d, struct log_budget *b, sd_event_source *timer, unsigned kind,
+				  budget_flush_fn flush)
+{
+	/* The loop's own clock: no system call a line. */
+	uint64_t now = budget_now(d, 0);
+	bool arm;
+
+	if (budget_due(b, now))
+		flush(d, now);
+	if (budget_take(b, kind, &arm))
+		return true;
+	if (arm) {
+		(void)sd_event_source_set_time(timer, b->start + b->interval);
+		enable_oneshot(timer);
+	}
+	return false;
 }
 
 /* ---- lifecycle.c ---- */
@@ -289,6 +329,56 @@ void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, c
 /* The PostgreSQL store's answer to pgstore_reserve(): the slot begins
  * delay_usec from now (r 0), or none was reserved (r -errno). */
 void dispatch_reserved(struct daemon *d, int r, uint64_t delay_usec);
+
+/* Between dispatch.c and its sub-room resolve.c (device look-up by name or
+ * MAC).  resolve.c owns the organization cache (d->dispatch.org). */
+/*
+ * Each unfinished job's control is a state machine; jobctl_enter() is the
+ * one way it changes state, and asserts that the change is legal:
+ *
+ *   NEW --> WAITING <--> SUBMITTING          (queued)
+ *   NEW --> WATCHING <--> POLLING             (submitted)
+ *           WAITING ---> WATCHING            (the blink request's answer)
+ *   SUBMITTING, POLLING --> ORPHANED         (the job ended meanwhile)
+ *   ORPHANED --> DONE                        (its call returned: freed)
+ *
+ * A job that ends in any other state loses its control at once; an orphan
+ * is freed when its call returns.  An orphan holds no job: the job may be
+ * gone (compaction drops final jobs) before the call returns.
+ */
+enum jobctl_state {
+	JC_NEW,        /* just made */
+	JC_WAITING,    /* in the run queue, nothing in flight */
+	JC_SUBMITTING, /* its blink request is in flight */
+	JC_WATCHING,   /* submitted: waits for a callback, its poll or expiry */
+	JC_POLLING,    /* a status request in flight (prompted: by a callback) */
+	JC_ORPHANED,   /* its job ended while a call was in flight */
+	JC_DONE,       /* an orphan whose call returned, about to be freed */
+	JC_STATE_MAX,
+};
+
+/* The scheduling state of one unfinished job (job->userdata). */
+struct jobctl {
+	struct daemon *d;
+	enum jobctl_state state;
+	struct job *job;             /* NULL once orphaned */
+	char serial[SERIAL_MAX + 1]; /* the job's, for the pacer, also when orphaned */
+	uint64_t not_before;         /* monotonic: no submission before this */
+	uint64_t poll_at;            /* realtime: when to ask Meraki, if still unfinished */
+	unsigned polls;
+	uint64_t prompted_at;    /* monotonic: the last poll a callback prompted */
+	unsigned org_generation; /* of the GET /organizations it has in flight */
+	bool prompt_pending;     /* the timer is due for a prompted poll */
+	bool prompted;           /* the call in flight is a prompted poll */
+	bool in_runq;
+	TAILQ_ENTRY(jobctl) link; /* in the run queue, or (orphaned) among the orphans */
+	sd_event_source *timer;   /* poll and expiry, on CLOCK_REALTIME */
+};
+void jobctl_enter(struct jobctl *c, enum jobctl_state state);
+bool jobctl_returned(struct jobctl *c);
+void api_failure(struct daemon *d, struct jobctl *c, const struct meraki_result *res, const char *what);
+void resolve(struct daemon *d, struct jobctl *c, uint64_t now);
+void org_cache_reset(struct org_cache *o);
 
 /* ---- endpoint.c ---- */
 int endpoint_init(struct daemon *d);

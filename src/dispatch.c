@@ -5,8 +5,10 @@
  * and prompted by callbacks that cannot be verified), expiry, the pacer, and
  * the wiring of libcurl's sockets and timer into the loop.
  *
- * Owns d->dispatch and every jobctl.  Calls the ledger (record) and
- * lifecycle (a stop waits for the calls in flight).
+ * Owns d->dispatch (but for the organization cache, d->dispatch.org: its
+ * sub-room resolve.c, which looks devices up by name or MAC) and every
+ * jobctl.  Calls the ledger (record) and lifecycle (a stop waits for the
+ * calls in flight).
  */
 #include <assert.h>
 #include <errno.h>
@@ -33,31 +35,6 @@
 #define PROMPT_JOB_INTERVAL (10 * USEC_PER_SEC)
 #define PROMPT_WINDOW USEC_PER_SEC
 
-/*
- * Each unfinished job's control is a state machine; jobctl_enter() is the
- * one way it changes state, and asserts that the change is legal:
- *
- *   NEW --> WAITING <--> SUBMITTING          (queued)
- *   NEW --> WATCHING <--> POLLING             (submitted)
- *           WAITING ---> WATCHING            (the blink request's answer)
- *   SUBMITTING, POLLING --> ORPHANED         (the job ended meanwhile)
- *   ORPHANED --> DONE                        (its call returned: freed)
- *
- * A job that ends in any other state loses its control at once; an orphan
- * is freed when its call returns.  An orphan holds no job: the job may be
- * gone (compaction drops final jobs) before the call returns.
- */
-enum jobctl_state {
-	JC_NEW,        /* just made */
-	JC_WAITING,    /* in the run queue, nothing in flight */
-	JC_SUBMITTING, /* its blink request is in flight */
-	JC_WATCHING,   /* submitted: waits for a callback, its poll or expiry */
-	JC_POLLING,    /* a status request in flight (prompted: by a callback) */
-	JC_ORPHANED,   /* its job ended while a call was in flight */
-	JC_DONE,       /* an orphan whose call returned, about to be freed */
-	JC_STATE_MAX,
-};
-
 static const bool jobctl_legal[JC_STATE_MAX][JC_STATE_MAX] = {
 	[JC_NEW] = {[JC_WAITING] = true, [JC_WATCHING] = true},
 	[JC_WAITING] = {[JC_SUBMITTING] = true, [JC_WATCHING] = true},
@@ -67,24 +44,6 @@ static const bool jobctl_legal[JC_STATE_MAX][JC_STATE_MAX] = {
 	[JC_ORPHANED] = {[JC_DONE] = true},
 };
 
-/* The scheduling state of one unfinished job (job->userdata). */
-struct jobctl {
-	struct daemon *d;
-	enum jobctl_state state;
-	struct job *job;             /* NULL once orphaned */
-	char serial[SERIAL_MAX + 1]; /* the job's, for the pacer, also when orphaned */
-	uint64_t not_before;         /* monotonic: no submission before this */
-	uint64_t poll_at;            /* realtime: when to ask Meraki, if still unfinished */
-	unsigned polls;
-	uint64_t prompted_at;    /* monotonic: the last poll a callback prompted */
-	unsigned org_generation; /* of the GET /organizations it has in flight */
-	bool prompt_pending;     /* the timer is due for a prompted poll */
-	bool prompted;           /* the call in flight is a prompted poll */
-	bool in_runq;
-	TAILQ_ENTRY(jobctl) link; /* in the run queue, or (orphaned) among the orphans */
-	sd_event_source *timer;   /* poll and expiry, on CLOCK_REALTIME */
-};
-
 /* Whether a call to Meraki is in flight for c. */
 static bool jobctl_busy(const struct jobctl *c)
 {
@@ -92,7 +51,7 @@ static bool jobctl_busy(const struct jobctl *c)
 }
 
 /* The one way a jobctl changes state; it keeps the count in flight. */
-static void jobctl_enter(struct jobctl *c, enum jobctl_state state)
+void jobctl_enter(struct jobctl *c, enum jobctl_state state)
 {
 	bool was_busy = jobctl_busy(c);
 
@@ -164,7 +123,7 @@ static void orphan_free(struct jobctl *c)
 
 /* For a done function: true when the job ended meanwhile and c is gone;
  * otherwise c is back where the call began (waiting, or watching). */
-static bool jobctl_returned(struct jobctl *c)
+bool jobctl_returned(struct jobctl *c)
 {
 	struct daemon *d = c->d;
 
@@ -247,6 +206,88 @@ static void jobctl_watch_if_submitted(struct daemon *d, struct jobctl *c)
 	jobctl_arm(c);
 }
 
+/* A call that failed (res->outcome is not MERAKI_OK): a submission (what
+ * NULL) or a look-up (what says what was asked, and the job's error says
+ * so too).  A 429 holds every call for its Retry-After (or the back-off),
+ * without counting an attempt; a transport error or 5xx counts one of the
+ * job's max_attempts and backs off; any other 4xx fails the job. */
+void api_failure(struct daemon *d, struct jobctl *c, const struct meraki_result *res, const char *what)
+{
+	struct job *j = c->job;
+	uint64_t now = now_monotonic_usec();
+	unsigned attempts = j->attempts + 1;
+	const char *detail = res->error ? res->error : "no detail";
+	_cleanup_free_ char *msg = NULL;
+
+	if (res->outcome != MERAKI_RATE_LIMITED)
+		d->dispatch.consecutive_429 = 0;
+	switch (res->outcome) {
+	case MERAKI_RATE_LIMITED: {
+		uint64_t wait = res->retry_after_usec != UINT64_MAX
+					? res->retry_after_usec
+					: backoff_usec(++d->dispatch.consecutive_429, d->cfg->retry_initial_usec,
+						       d->cfg->retry_max_usec, rand64());
+		/* The limit is the API's, not the job's: hold everything. */
+		pacer_pause(&d->dispatch.pacer, now + wait);
+		if (what)
+			log_warn("Meraki answered 429 (rate limited) to %s; holding calls for %.1fs", what,
+				 (double)wait / USEC_PER_SEC);
+		else {
+			log_warn("Meraki answered 429 (rate limited); holding submissions for %.1fs",
+				 (double)wait / USEC_PER_SEC);
+			jobctl_watch_if_submitted(d, c);
+		}
+		break;
+	}
+	case MERAKI_RETRY:
+		/* A callback during the request: Meraki has the job already. */
+		if (!what && j->state == JOB_SUBMITTED) {
+			jobctl_watch_if_submitted(d, c);
+			break;
+		}
+		if (attempts >= d->cfg->max_attempts) {
+			/* Within JOB_TEXT_MAX; the API text may be cut short. */
+			if ((what ? asprintf(&msg, "gave up after %u attempts: %s: %.800s", attempts, what, detail)
+				  : asprintf(&msg, "gave up after %u attempts: %.900s", attempts, detail)) < 0)
+				msg = NULL;
+			dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
+		} else {
+			if (what && asprintf(&msg, "%s: %.900s", what, detail) < 0)
+				msg = NULL;
+			struct job_event ev = {
+				.ts = now_realtime_usec(),
+				.id = j->id,
+				.kind = JOB_EV_ATTEMPT,
+				.attempts = attempts,
+				.error = msg ? msg : res->error,
+				.source = "api",
+			};
+			int r = ledger_record(d, &ev, NULL);
+			if (r < 0)
+				(void)log_errno(LOG_ERR, r, "job %s: cannot record the attempt: %m", j->id);
+			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec, d->cfg->retry_max_usec,
+							   rand64());
+		}
+		break;
+	case MERAKI_FAIL:
+	default:
+		if (res->auth_error && !d->dispatch.auth_error_logged) {
+			log_err("Meraki refused the API key (HTTP %ld: %s); every job will fail until the key is "
+				"fixed (then: systemctl reload blinkhookd)",
+				res->http_status, detail);
+			d->dispatch.auth_error_logged = true;
+		}
+		if (!what && res->foreign_redirect && !d->dispatch.redirect_error_logged) {
+			log_err("job %s: %s", j->id, res->error ? res->error : "redirect to another origin");
+			d->dispatch.redirect_error_logged = true;
+		}
+		if (what && asprintf(&msg, "%s: %.900s", what, detail) < 0)
+			msg = NULL;
+		dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
+		break;
+	}
+}
+
 static void on_blink_done(void *ud, const struct meraki_result *res)
 {
 	struct jobctl *c = ud;
@@ -296,333 +337,14 @@ static void on_blink_done(void *ud, const struct meraki_result *res)
 					    res->status, res->error, "api", 0);
 		break;
 	}
-	case MERAKI_RATE_LIMITED: {
-		uint64_t wait = res->retry_after_usec != UINT64_MAX
-					? res->retry_after_usec
-					: backoff_usec(++d->dispatch.consecutive_429, d->cfg->retry_initial_usec,
-						       d->cfg->retry_max_usec, rand64());
-		/* The limit is the API's, not the job's: hold everything. */
-		pacer_pause(&d->dispatch.pacer, now + wait);
-		log_warn("Meraki answered 429 (rate limited); holding submissions for %.1fs",
-			 (double)wait / USEC_PER_SEC);
-		jobctl_watch_if_submitted(d, c);
-		break;
-	}
+	case MERAKI_RATE_LIMITED:
 	case MERAKI_RETRY:
-		/* A callback during the request: Meraki has the job already. */
-		if (j->state == JOB_SUBMITTED) {
-			jobctl_watch_if_submitted(d, c);
-			break;
-		}
-		if (attempts >= d->cfg->max_attempts) {
-			_cleanup_free_ char *msg = NULL;
-			/* %.900s: within JOB_TEXT_MAX; the API text may be cut short. */
-			if (asprintf(&msg, "gave up after %u attempts: %.900s", attempts,
-				     res->error ? res->error : "no detail") < 0)
-				msg = NULL;
-			dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
-		} else {
-			struct job_event ev = {
-				.ts = now_realtime_usec(),
-				.id = j->id,
-				.kind = JOB_EV_ATTEMPT,
-				.attempts = attempts,
-				.error = res->error,
-				.source = "api",
-			};
-			r = ledger_record(d, &ev, NULL);
-			if (r < 0)
-				(void)log_errno(LOG_ERR, r, "job %s: cannot record the attempt: %m", j->id);
-			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec, d->cfg->retry_max_usec,
-							   rand64());
-		}
-		break;
 	case MERAKI_FAIL:
-		if (res->auth_error && !d->dispatch.auth_error_logged) {
-			log_err("Meraki refused the API key (HTTP %ld: %s); every job will fail until the key is "
-				"fixed (then: systemctl reload blinkhookd)",
-				res->http_status, res->error ? res->error : "no detail");
-			d->dispatch.auth_error_logged = true;
-		}
-		if (res->foreign_redirect && !d->dispatch.redirect_error_logged) {
-			log_err("job %s: %s", j->id, res->error ? res->error : "redirect to another origin");
-			d->dispatch.redirect_error_logged = true;
-		}
-		dispatch_finish_job(d, j, JOB_FAILED, NULL, res->error, "api", attempts);
+		api_failure(d, c, res, NULL);
 		break;
 	}
 	dispatch_schedule(d);
 	daemon_stop_if_idle(d);
-}
-
-/*
- * Resolving a job that names its device by name or MAC: before its first
- * submission, GET /organizations/{id}/devices with the API's name or mac
- * filter (after GET /organizations, once, when the config names no
- * organization).  A look-up is a call like a submission, in flight in the
- * same state (SUBMITTING), and follows the same rules: a 429 holds every
- * call for its Retry-After (or the back-off), without counting an attempt;
- * a transport error or 5xx counts one of the job's max_attempts and backs
- * off; any other 4xx fails the job.  min_interval paces blinks only: a
- * look-up goes as soon as nothing holds the API.  The serial found is
- * recorded (event "resolved"), so a restart does not ask again.
- */
-static void on_orgs_done(void *ud, const struct meraki_result *res);
-static void on_devices_done(void *ud, const struct meraki_result *res);
-
-static const char *job_target_kind(const struct job *j)
-{
-	return j->name ? "name" : "MAC";
-}
-static const char *job_target(const struct job *j)
-{
-	return j->name ? j->name : j->mac;
-}
-
-/* A failed look-up: as a failed submission would be, but the job's error
- * says what was asked. */
-static void lookup_failed(struct daemon *d, struct jobctl *c, const struct meraki_result *res, const char *what)
-{
-	struct job *j = c->job;
-	uint64_t now = now_monotonic_usec();
-	unsigned attempts = j->attempts + 1;
-	_cleanup_free_ char *msg = NULL;
-
-	if (res->outcome != MERAKI_RATE_LIMITED)
-		d->dispatch.consecutive_429 = 0;
-	switch (res->outcome) {
-	case MERAKI_RATE_LIMITED: {
-		uint64_t wait = res->retry_after_usec != UINT64_MAX
-					? res->retry_after_usec
-					: backoff_usec(++d->dispatch.consecutive_429, d->cfg->retry_initial_usec,
-						       d->cfg->retry_max_usec, rand64());
-		pacer_pause(&d->dispatch.pacer, now + wait);
-		log_warn("Meraki answered 429 (rate limited) to %s; holding calls for %.1fs", what,
-			 (double)wait / USEC_PER_SEC);
-		break;
-	}
-	case MERAKI_RETRY:
-		if (attempts >= d->cfg->max_attempts) {
-			if (asprintf(&msg, "gave up after %u attempts: %s: %.800s", attempts, what,
-				     res->error ? res->error : "no detail") < 0)
-				msg = NULL;
-			dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
-		} else {
-			if (asprintf(&msg, "%s: %.900s", what, res->error ? res->error : "no detail") < 0)
-				msg = NULL;
-			struct job_event ev = {
-				.ts = now_realtime_usec(),
-				.id = j->id,
-				.kind = JOB_EV_ATTEMPT,
-				.attempts = attempts,
-				.error = msg ? msg : res->error,
-				.source = "api",
-			};
-			int r = ledger_record(d, &ev, NULL);
-			if (r < 0)
-				(void)log_errno(LOG_ERR, r, "job %s: cannot record the attempt: %m", j->id);
-			c->not_before = now + backoff_usec(attempts, d->cfg->retry_initial_usec, d->cfg->retry_max_usec,
-							   rand64());
-		}
-		break;
-	case MERAKI_FAIL:
-	default:
-		if (res->auth_error && !d->dispatch.auth_error_logged) {
-			log_err("Meraki refused the API key (HTTP %ld: %s); every job will fail until the key is "
-				"fixed (then: systemctl reload blinkhookd)",
-				res->http_status, res->error ? res->error : "no detail");
-			d->dispatch.auth_error_logged = true;
-		}
-		if (asprintf(&msg, "%s: %.900s", what, res->error ? res->error : "no detail") < 0)
-			msg = NULL;
-		dispatch_finish_job(d, j, JOB_FAILED, NULL, msg ? msg : res->error, "api", attempts);
-		break;
-	}
-}
-
-/* Whether a device of the answer is the one the job names exactly. */
-static bool item_matches(const struct job *j, const struct meraki_item *it)
-{
-	char mac[JOB_MAC_LEN + 1];
-
-	if (j->name)
-		return it->name && strcmp(it->name, j->name) == 0;
-	return it->mac && mac_normalize(it->mac, mac) == 0 && strcmp(mac, j->mac) == 0;
-}
-
-/* The job's device among the answer's (resolution rules in docs/meraki-api.md), or
- * the job fails saying why not. */
-static void resolve_from(struct daemon *d, struct jobctl *c, const struct meraki_result *res)
-{
-	struct job *j = c->job;
-	const struct meraki_item *found = NULL;
-	size_t exact = 0, shown = 0;
-	struct strbuf sb = STRBUF_INIT;
-	bool use_exact;
-	int r;
-
-	for (size_t i = 0; i < res->n_items; i++)
-		if (item_matches(j, &res->items[i])) {
-			exact++;
-			found = &res->items[i];
-		}
-	if (exact != 1) /* else: exactly one device in the whole answer */
-		found = exact == 0 && res->n_items == 1 ? &res->items[0] : NULL;
-	if (res->truncated) /* pages not read may hold another */
-		found = NULL;
-	if (found) {
-		struct job_event ev = {
-			.ts = now_realtime_usec(),
-			.id = j->id,
-			.kind = JOB_EV_RESOLVED,
-			.serial = found->id,
-			.source = "api",
-		};
-		r = ledger_record(d, &ev, NULL);
-		if (r < 0) {
-			(void)log_errno(LOG_ERR, r, "job %s: cannot record the device found: %m", j->id);
-			c->not_before = now_monotonic_usec() + d->cfg->retry_initial_usec;
-			return;
-		}
-		snprintf(c->serial, sizeof(c->serial), "%s", j->serial);
-		c->not_before = 0;
-		return;
-	}
-	if (res->n_items == 0) {
-		if (j->name)
-			(void)strbuf_addf(&sb, "no device named '%.255s'", j->name);
-		else
-			(void)strbuf_addf(&sb, "no device with MAC %s", j->mac);
-	} else {
-		/* The candidates: the exact matches if several, else all. */
-		use_exact = exact > 1;
-		(void)strbuf_addf(&sb, "%s '%.255s' matches %s%zu devices:", job_target_kind(j), job_target(j),
-				  res->truncated && !use_exact ? "more than " : "", use_exact ? exact : res->n_items);
-		for (size_t i = 0; i < res->n_items && shown < 5; i++) {
-			const struct meraki_item *it = &res->items[i];
-
-			if (use_exact && !item_matches(j, it))
-				continue;
-			(void)strbuf_addf(
-				&sb, "%s %.*s (%s)", shown ? "," : "",
-				(int)utf8_prefix(it->name ? it->name : "", strlen(it->name ? it->name : ""), 64),
-				it->name ? it->name : "", it->id);
-			shown++;
-		}
-		if ((use_exact ? exact : res->n_items) > shown)
-			(void)strbuf_addstr(&sb, ", ...");
-	}
-	if (sb.buf)
-		sb.buf[utf8_prefix(sb.buf, sb.len, JOB_TEXT_MAX)] = 0;
-	dispatch_finish_job(d, j, JOB_FAILED, NULL, sb.buf ? sb.buf : "device look-up failed", "api", 0);
-	strbuf_release(&sb);
-}
-
-static void on_devices_done(void *ud, const struct meraki_result *res)
-{
-	struct jobctl *c = ud;
-	struct daemon *d = c->d;
-
-	d->dispatch.lookups[res->outcome]++;
-	if (jobctl_returned(c))
-		return;
-	if (res->outcome == MERAKI_OK) {
-		d->dispatch.consecutive_429 = 0;
-		resolve_from(d, c, res);
-	} else
-		lookup_failed(d, c, res, "looking up the device");
-	dispatch_schedule(d);
-	daemon_stop_if_idle(d);
-}
-
-static void on_orgs_done(void *ud, const struct meraki_result *res)
-{
-	struct jobctl *c = ud;
-	struct daemon *d = c->d;
-	struct dispatch *dp = &d->dispatch;
-
-	dp->orgs_in_flight = false;
-	dp->lookups[res->outcome]++;
-	if (c->org_generation != dp->org_generation) {
-		/* Asked before a reload (another key, or an organization_id
-		 * now): this job asks again. */
-		if (jobctl_returned(c))
-			return;
-		dispatch_schedule(d);
-		return;
-	}
-	if (res->outcome == MERAKI_OK && res->n_items == 1) {
-		(void)STR_COPY(dp->org_id, res->items[0].id);
-		log_info("device names and MACs are looked up in organization %s (%s), the one the API key sees",
-			 dp->org_id, res->items[0].name ? res->items[0].name : "no name");
-	} else if (res->outcome == MERAKI_OK) {
-		struct strbuf sb = STRBUF_INIT;
-
-		if (res->n_items == 0)
-			(void)strbuf_addstr(&sb, "the API key sees no organization to look devices up in");
-		else {
-			(void)strbuf_addf(&sb, "the API key sees %s%zu organizations (",
-					  res->truncated ? "more than " : "", res->n_items);
-			for (size_t i = 0; i < res->n_items && i < 5; i++)
-				(void)strbuf_addf(&sb, "%s%s %.64s", i ? ", " : "", res->items[i].id,
-						  res->items[i].name ? res->items[i].name : "");
-			(void)strbuf_addf(&sb, "%s): set [meraki] organization_id to the one whose devices to look up",
-					  res->n_items > 5 ? ", ..." : "");
-		}
-		free(dp->org_error);
-		dp->org_error = sb.buf ? strndup(sb.buf, utf8_prefix(sb.buf, sb.len, JOB_TEXT_MAX)) : NULL;
-		strbuf_release(&sb);
-		if (dp->org_error && !dp->org_error_logged) {
-			log_err("cannot resolve device names and MACs: %s", dp->org_error);
-			dp->org_error_logged = true;
-		}
-	}
-	if (jobctl_returned(c))
-		return;
-	if (res->outcome == MERAKI_OK) {
-		dp->consecutive_429 = 0;
-		if (!dp->org_id[0])
-			dispatch_finish_job(d, c->job, JOB_FAILED, NULL,
-					    dp->org_error ? dp->org_error : "no organization to look devices up in",
-					    "api", 0);
-	} else
-		lookup_failed(d, c, res, "listing the organizations");
-	dispatch_schedule(d);
-	daemon_stop_if_idle(d);
-}
-
-/* Starts the next look-up for an unresolved job, unless it must wait for
- * another job's (the organizations), whose answer schedules it again. */
-static void resolve(struct daemon *d, struct jobctl *c, uint64_t now)
-{
-	struct dispatch *dp = &d->dispatch;
-	struct job *j = c->job;
-	const char *org = d->cfg->organization_id ? d->cfg->organization_id : dp->org_id[0] ? dp->org_id : NULL;
-	int r;
-
-	if (!org && dp->org_error) {
-		dispatch_finish_job(d, j, JOB_FAILED, NULL, dp->org_error, "api", 0);
-		return;
-	}
-	if (!org && dp->orgs_in_flight)
-		return; /* its answer schedules again */
-	if (!dp->ops->list_organizations || !dp->ops->find_devices)
-		r = -EOPNOTSUPP;
-	else if (!org)
-		r = dp->ops->list_organizations(dp->meraki, on_orgs_done, c);
-	else
-		r = dp->ops->find_devices(dp->meraki, org, j->name, j->mac[0] ? j->mac : NULL, on_devices_done, c);
-	if (r < 0) {
-		(void)log_errno(LOG_ERR, r, "job %s: cannot start the look-up of %s '%s': %m", j->id,
-				job_target_kind(j), job_target(j));
-		c->not_before = now + d->cfg->retry_initial_usec;
-		return;
-	}
-	if (!org) {
-		dp->orgs_in_flight = true;
-		c->org_generation = dp->org_generation;
-	}
-	jobctl_enter(c, JC_SUBMITTING);
 }
 
 static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
@@ -1099,19 +821,7 @@ void dispatch_close(struct daemon *d)
 	sd_event_source_disable_unref(dp->curl_timer);
 	sd_event_source_disable_unref(dp->submit_timer);
 	pacer_release(&dp->pacer);
-	free(dp->org_error);
-	dp->org_error = NULL;
-}
-
-/* The organization found for look-ups, or why there was none: asked again
- * at the next look-up (a reload may name one, or change the key). */
-static void dispatch_forget_org(struct daemon *d)
-{
-	d->dispatch.org_id[0] = 0;
-	d->dispatch.org_generation++;
-	free(d->dispatch.org_error);
-	d->dispatch.org_error = NULL;
-	d->dispatch.org_error_logged = false;
+	org_cache_reset(&dp->org);
 }
 
 /* A reload: the API's address and limits, and the pacing, from nc. */
@@ -1127,7 +837,7 @@ int dispatch_reconfigure(struct daemon *d, const struct config *nc)
 	if (r < 0)
 		return r;
 	d->dispatch.redirect_error_logged = false;
-	dispatch_forget_org(d);
+	org_cache_reset(&d->dispatch.org);
 	d->dispatch.pacer.interval = nc->min_interval_usec;
 	d->dispatch.pacer.scope = nc->interval_scope;
 	return 0;
@@ -1147,6 +857,6 @@ void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, c
 	if (d->dispatch.ops->set_api_key(d->dispatch.meraki, key) >= 0) {
 		log_info("reload: API key %s from %s", mask, source);
 		d->dispatch.auth_error_logged = false;
-		dispatch_forget_org(d); /* another key may see other organizations */
+		org_cache_reset(&d->dispatch.org); /* another key may see other organizations */
 	}
 }

@@ -81,12 +81,8 @@ static void refusals_flush(struct daemon *d, uint64_t now)
 
 static int on_refusals_timer(sd_event_source *s, uint64_t usec, void *ud)
 {
-	struct daemon *d = ud;
-	uint64_t now = usec;
-
 	(void)s;
-	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	refusals_flush(d, now);
+	refusals_flush(ud, budget_now(ud, usec));
 	return 0;
 }
 
@@ -95,20 +91,8 @@ static int on_refusals_timer(sd_event_source *s, uint64_t usec, void *ud)
 static bool refusal_may_log(struct daemon *d, unsigned kind)
 {
 	struct refusals *rf = &d->endpoint.refusals;
-	uint64_t now = 0;
-	bool arm;
 
-	/* The loop's own clock: no system call a request. */
-	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	if (budget_due(&rf->budget, now))
-		refusals_flush(d, now);
-	if (budget_take(&rf->budget, kind, &arm))
-		return true;
-	if (arm) {
-		(void)sd_event_source_set_time(rf->timer, rf->budget.start + rf->budget.interval);
-		enable_oneshot(rf->timer);
-	}
-	return false;
+	return budget_may_log(d, &rf->budget, rf->timer, kind, refusals_flush);
 }
 
 /* A callback's answer, once its record is durable (200) or cannot be (503). */

@@ -92,32 +92,15 @@ static void rejects_flush(struct daemon *d, uint64_t now)
 
 static int on_rejects_timer(sd_event_source *s, uint64_t usec, void *ud)
 {
-	struct daemon *d = ud;
-	uint64_t now = usec;
-
 	(void)s;
-	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	rejects_flush(d, now);
+	rejects_flush(ud, budget_now(ud, usec));
 	return 0;
 }
 
 /* Whether a reject may have its own log line. */
 static bool reject_may_log(struct daemon *d)
 {
-	struct intake *sp = &d->intake;
-	uint64_t now = 0;
-	bool arm;
-
-	(void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	if (budget_due(&sp->rejects, now))
-		rejects_flush(d, now);
-	if (budget_take(&sp->rejects, 0, &arm))
-		return true;
-	if (arm) {
-		(void)sd_event_source_set_time(sp->limit_timer, sp->rejects.start + sp->rejects.interval);
-		enable_oneshot(sp->limit_timer);
-	}
-	return false;
+	return budget_may_log(d, &d->intake.rejects, d->intake.limit_timer, 0, rejects_flush);
 }
 
 static bool spool_skipped(struct daemon *d, const char *name, uint64_t ino)

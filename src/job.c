@@ -51,17 +51,6 @@ bool job_name_valid(const char *s)
 	return true;
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int mac_normalize(const char *s, char ret[static JOB_MAC_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
@@ -91,14 +80,14 @@ int mac_normalize(const char *s, char ret[static JOB_MAC_LEN + 1])
 			sep_at += group + 1;
 			continue;
 		}
-		if (hex_digit(s[i]) < 0 || nd >= 12)
+		if (hex_value(s[i]) < 0 || nd >= 12)
 			return -EINVAL;
 		digits[nd++] = s[i];
 	}
 	if (nd != 12)
 		return -EINVAL;
 	for (size_t i = 0, o = 0; i < 12; i++) {
-		ret[o++] = hex[hex_digit(digits[i])];
+		ret[o++] = hex[hex_value(digits[i])];
 		if (i % 2 == 1 && i < 11)
 			ret[o++] = ':';
 	}

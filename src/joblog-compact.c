@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -188,39 +189,66 @@ static void compact_clear(struct joblog *l, bool remove)
 #define FREE_STEP ((off_t)4 * 1024 * 1024)
 #define FREE_PAUSE_NSEC 10000000L /* 10 ms */
 /* A follower (blinkhookctl log --follow) reads the rest of the old log when
- * it sees the new one, within its poll interval: it is left that long. */
-#define FREE_DELAY_SEC 2
+ * it sees the new one, within its poll interval: it is left that long
+ * (and as long as it holds its lock, may_free()). */
+#define FREE_DELAY_MSEC 2000U
+
+struct free_old {
+	int fd;
+	unsigned delay_ms;
+};
+
+/* Whether the old log's blocks may be freed by hand: only when no name
+ * links the file any more (an operator's hard link keeps it whole) and no
+ * reader holds it.  Readers hold a shared flock() on what they read from
+ * (joblog.h): one paused mid-file (log --follow | less) has the rest still
+ * to read.  Then the blocks go at the last close, the kernel's business.
+ * The exclusive lock, once taken, is kept until the close: a reader that
+ * opened the file just before the rename waits for it, then sees the file
+ * unlinked and opens the new log. */
+static bool may_free(int fd, off_t *ret_size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || st.st_nlink != 0)
+		return false;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return false;
+	*ret_size = st.st_size;
+	return true;
+}
 
 static void *close_fd(void *arg)
 {
-	int *fd = arg;
-	struct stat st;
+	struct free_old *o = arg;
+	off_t size = 0;
 
-	(void)nanosleep(&(struct timespec){FREE_DELAY_SEC, 0}, NULL);
-	if (fstat(*fd, &st) == 0)
-		for (off_t size = st.st_size; size > 0;) {
+	(void)nanosleep(&(struct timespec){(time_t)(o->delay_ms / 1000), (long)(o->delay_ms % 1000) * 1000000L}, NULL);
+	if (may_free(o->fd, &size))
+		while (size > 0) {
 			size = size > FREE_STEP ? size - FREE_STEP : 0;
-			if (ftruncate(*fd, size) < 0)
+			if (ftruncate(o->fd, size) < 0)
 				break; /* the close frees the rest */
 			(void)nanosleep(&(struct timespec){0, FREE_PAUSE_NSEC}, NULL);
 		}
-	close(*fd);
-	free(fd);
+	close(o->fd);
+	free(o);
 	return NULL;
 }
 
 /* Closes the old log, whose last reference this is (the daemon's: a
  * follower may hold one too), on a thread of its own that frees its blocks
  * bit by bit, not on the caller's loop. */
-static void close_in_background(int fd)
+static void close_in_background(int fd, unsigned delay_ms)
 {
 	pthread_attr_t attr;
 	pthread_t t;
-	int *arg = malloc(sizeof(*arg));
+	struct free_old *arg = malloc(sizeof(*arg));
 	bool started = false;
 
 	if (arg && pthread_attr_init(&attr) == 0) {
-		*arg = fd;
+		arg->fd = fd;
+		arg->delay_ms = delay_ms ? delay_ms : FREE_DELAY_MSEC;
 		started = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
 			  pthread_create(&t, &attr, close_fd, arg) == 0;
 		(void)pthread_attr_destroy(&attr);
@@ -229,6 +257,11 @@ static void close_in_background(int fd)
 		free(arg);
 		close(fd);
 	}
+}
+
+void joblog_set_free_delay(struct joblog *l, unsigned ms)
+{
+	l->free_delay_ms = ms;
 }
 
 /* Makes the new file (fd, with everything in it synced) the log. */
@@ -246,7 +279,7 @@ static int compact_take_over(struct joblog *l, int fd, uint64_t records, bool ba
 		return -errno;
 	(void)fsync_dir(l->dir);
 	if (background)
-		close_in_background(l->fd);
+		close_in_background(l->fd, l->free_delay_ms);
 	else
 		close(l->fd);
 	l->fd = fd;
@@ -290,6 +323,7 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 		/* Nothing to write: an empty log, here and now. */
 		/* cppcheck-suppress unreadVariable */
 		int nfd = TAKE_FD(fd);
+		uint64_t from = stream_pos(l, l->durable_size);
 
 		r = fsync(nfd) < 0 ? -errno : compact_take_over(l, nfd, 0, false);
 		if (r < 0) {
@@ -297,8 +331,12 @@ int joblog_compact_begin(struct joblog *l, const struct job_table *t)
 			compact_clear(l, true); /* removes the new file */
 			return r;
 		}
-		/* No snapshot to say where it starts: a new stream. */
-		l->stream_base = l->snap_end = 0;
+		/* No snapshot to say where it starts: its positions go on
+		 * from the old log's end, as a follower that read that end
+		 * takes them (joblog.h), so that the next compaction's mark
+		 * lies past every mark handed out before. */
+		l->stream_base = from;
+		l->snap_end = 0;
 		return 0;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -477,9 +515,9 @@ int joblog_compact(struct joblog *l, const struct job_table *t)
 	if (r >= 0)
 		r = compact_take_over(l, fd, t->n_jobs, false);
 	if (r >= 0) {
-		/* An empty table wrote no snapshot: a log without one starts
-		 * a new stream (joblog.h). */
-		l->stream_base = t->first ? from : 0;
+		/* An empty table wrote no snapshot: its positions go on from
+		 * the old log's end all the same (joblog.h). */
+		l->stream_base = from;
 		l->snap_end = (uint64_t)st.st_size;
 	}
 	if (r < 0) {

@@ -59,6 +59,9 @@ struct joblog {
 	int64_t compact_res;
 	uint64_t compact_snapshot_end;
 	uint64_t compact_copied;
+	/* How long after a take-over the old log's blocks are freed, when
+	 * nothing holds it; 0: the default (joblog_set_free_delay). */
+	unsigned free_delay_ms;
 };
 
 #endif

@@ -503,6 +503,32 @@ static int read_from(int fd, uint64_t start, char **ret_buf, size_t *ret_len)
 	return 0;
 }
 
+/* Opens the log at path to read it, with a shared flock() (joblog.h): held
+ * while the descriptor is, it keeps a compaction from freeing the blocks of
+ * a log replaced meanwhile before they are read.  flock() asks for no write
+ * access: a reader that may only read the file takes it too.  A file found
+ * unlinked once locked was replaced between the open and the lock (and may
+ * have been emptied): the new log is opened instead. */
+static int open_shared(const char *path, struct stat *ret_st)
+{
+	for (int tries = 0;; tries++) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+		if (fd < 0)
+			return negative_errno();
+		while ((r = flock(fd, LOCK_SH)) < 0 && errno == EINTR)
+			;
+		if (r < 0 || fstat(fd, ret_st) < 0) {
+			r = negative_errno();
+			close(fd);
+			return r;
+		}
+		if (ret_st->st_nlink > 0 || tries >= 3)
+			return fd;
+		close(fd);
+	}
+}
+
 int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, struct joblog_info *info,
 		uint64_t *ret_end)
 {
@@ -510,14 +536,15 @@ int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, s
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0, end = 0;
+	struct stat st;
 	int r;
 
 	memset(info, 0, sizeof(*info));
 	if (!path)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open_shared(path, &st);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	r = read_from(fd, start, &buf, &len);
 	if (r < 0)
 		return r;
@@ -568,6 +595,11 @@ static int follow_one(const struct job_event *ev, void *ud)
 			f->show_snapshots = f->base > f->mark;
 			if (f->show_snapshots)
 				f->info->compacted_unread = true;
+		} else if (f->reopened && ev->kind != JOB_EV_SNAPSHOT) {
+			/* A compaction that left no job: the writer goes on from
+			 * the old log's end, which is where the mark is now. */
+			f->base = f->mark;
+			f->show_snapshots = true;
 		} else {
 			/* The first read, or a log that starts a new stream: all
 			 * of it is news. */
@@ -590,16 +622,11 @@ static int follow_one(const struct job_event *ev, void *ud)
 
 static int follow_open(struct joblog_follow *f, const char *path)
 {
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st = {0};
+	int fd = open_shared(path, &st);
 
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
+		return fd;
 	f->fd = fd;
 	f->dev = (uint64_t)st.st_dev;
 	f->ino = (uint64_t)st.st_ino;

@@ -254,17 +254,6 @@ int json_parse(const char *buf, size_t len, unsigned max_depth, struct json **re
 
 /* ---- the flat reader: no json-c, no tree ---- */
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The bytes that stand for themselves: FLAT_STR in a string (printable ASCII
  * and DEL, but not the quote or the backslash), FLAT_KEY in a key (the same
  * without DEL).  The rest: control characters, which our writer escapes, and

@@ -244,11 +244,6 @@ static void hex_encode(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int hex_value(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Exactly 2n lower-case hex digits into n bytes. */
 static int hex_decode(const char *hex, uint8_t *b, size_t n)
 {

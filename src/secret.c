@@ -229,15 +229,22 @@ bool secret_equal(const char *a, size_t alen, const char *b, size_t blen)
 	return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
+/* Whether presented is the MAC text expected (never when hashing failed and
+ * expected is ""), in constant time; expected is wiped either way. */
+static bool mac_text_equal(char expected[static SECRET_MAX], const char *presented, size_t len)
+{
+	bool ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
+
+	secret_wipe(expected, SECRET_MAX);
+	return ok;
+}
+
 bool secret_verify(const struct secret_key *k, const char *job_id, const char *nonce, const char *presented, size_t len)
 {
 	char expected[SECRET_MAX];
-	bool ok;
 
 	secret_for_job(k, job_id, nonce, expected);
-	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
-	secret_wipe(expected, sizeof(expected));
-	return ok;
+	return mac_text_equal(expected, presented, len);
 }
 
 /* ---- the selftest probe ---- */
@@ -285,10 +292,7 @@ bool probe_mac_verify(const struct secret_key *k, const char *nonce, const char 
 		      size_t len)
 {
 	char expected[SECRET_MAX];
-	bool ok;
 
 	probe_mac(k, nonce, salt, expected);
-	ok = expected[0] && secret_equal(expected, strlen(expected), presented, len);
-	secret_wipe(expected, sizeof(expected));
-	return ok;
+	return mac_text_equal(expected, presented, len);
 }

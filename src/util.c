@@ -669,6 +669,23 @@ int read_file_capped(int dirfd, const char *path, size_t max, char **ret_buf, si
 	return 0;
 }
 
+int close_stdout(const char *program, int r, bool already_failed)
+{
+	int e = 0;
+
+	if (fflush(stdout) != 0)
+		e = errno ? errno : EIO;
+	else if (ferror(stdout))
+		e = EIO;
+	/* EBADF: stdout was closed, and nothing was written to it. */
+	if (fclose(stdout) != 0 && !e && errno != EBADF)
+		e = errno;
+	if (!e || already_failed)
+		return r;
+	fprintf(stderr, "%s: cannot write to standard output: %s\n", program, strerror(e));
+	return 1;
+}
+
 int fsync_dirfd(int dirfd)
 {
 	return fsync(dirfd) < 0 ? -errno : 0;
@@ -794,6 +811,17 @@ bool str_has_control(const char *s)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return true;
 	return false;
+}
+
+int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 uint64_t fnv1a64_add(uint64_t h, const void *data, size_t len)

@@ -19,16 +19,26 @@ PG_DIRS=()
 FAILS=0
 
 cleanup() {
-	local p
+	local p sanitized=
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	for p in "${PG_DIRS[@]}"; do pg_destroy "$p"; done
+	grep -lx "$$" "$PORT_CLAIMS"/[0-9]* 2>/dev/null | xargs -r rm -f
+	# A sanitized daemon reports to its stderr and may exit as asked all
+	# the same: only its log tells.
+	if [ -f "$T/daemon.log" ] && grep -Eq "$SANITIZER_REPORT" "$T/daemon.log"; then
+		notok "no sanitizer report in the daemon's log"
+		grep -E -A40 "$SANITIZER_REPORT" "$T/daemon.log" | head -n 200 | sed 's/^/# /'
+		sanitized=yes
+	fi
 	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
 		echo "# kept $T for a look" >&2
 	else
 		rm -rf "$T"
 	fi
+	if [ -n "$sanitized" ]; then exit 1; fi
 }
+SANITIZER_REPORT='ERROR: AddressSanitizer|runtime error:|LeakSanitizer'
 trap cleanup EXIT
 
 ok() { echo "ok - $*"; }
@@ -51,8 +61,73 @@ wait_until() {
 	return 1
 }
 
+# free_port: a free loopback port for this script alone.  Scripts run beside
+# each other (tests/run-tests.sh), so a port the kernel once found free is not
+# enough: it is taken below the kernel's ephemeral range (where no port-0
+# bind, such as the simulator's, and no outgoing connection's own port can
+# take it before its user binds it), and claimed, under a lock, in a directory
+# every test script on the machine consults; the claim ends with the script.
+PORT_CLAIMS=${TMPDIR:-/tmp}/blinkhook-test-ports.$(id -u)
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	python3 - "$PORT_CLAIMS" "$$" <<-'EOF'
+	import errno, fcntl, os, random, socket, stat, sys
+	claims, me = sys.argv[1], sys.argv[2]
+	with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+	    ephemeral = int(f.read().split()[0])
+	first, last = 10000, ephemeral - 1
+	if last - first < 1000:
+	    sys.exit("free_port: no room below the ephemeral ports (%d)" % ephemeral)
+	def opened(path, flags, mode="r"):
+	    # Never through a symbolic link, never readable by others.
+	    return os.fdopen(os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), mode)
+	def alive(claim):
+	    try:
+	        with opened(claim, os.O_RDONLY) as f:
+	            os.kill(int(f.read()), 0)
+	    except (FileNotFoundError, ValueError, ProcessLookupError):
+	        return False
+	    except PermissionError:
+	        pass
+	    except OSError:
+	        pass  # a link or the like: not a claim to take over
+	    return True
+	def bindable(port):
+	    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+	        try:
+	            s = socket.socket(family)
+	        except OSError:
+	            continue  # no IPv6 here
+	        try:
+	            s.bind((host, port))
+	        except OSError as e:
+	            if e.errno != errno.EADDRNOTAVAIL:
+	                return False
+	        finally:
+	            s.close()
+	    return True
+	# The directory is shared by name: it must be ours alone, or another
+	# user could plant links in it (files truncated) or hold its lock.
+	try:
+	    os.mkdir(claims, 0o700)
+	except FileExistsError:
+	    pass
+	st = os.lstat(claims)
+	if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) != 0o700:
+	    sys.exit("free_port: %s is not a directory of uid %d with mode 0700: remove it or set TMPDIR"
+	             % (claims, os.getuid()))
+	with opened(os.path.join(claims, "lock"), os.O_RDWR | os.O_CREAT, "r+") as lock:
+	    fcntl.flock(lock, fcntl.LOCK_EX)
+	    start = random.randint(first, last)
+	    for i in range(last - first + 1):
+	        port = first + (start - first + i) % (last - first + 1)
+	        claim = os.path.join(claims, str(port))
+	        if not alive(claim) and bindable(port):
+	            with opened(claim, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "w") as f:
+	                f.write(me)
+	            print(port)
+	            sys.exit(0)
+	sys.exit("free_port: every port is taken")
+	EOF
 }
 
 # json EXPR < JSON: evaluates a Python expression over the parsed input `j`.

@@ -10,10 +10,12 @@
  * a replayed one cannot disagree: there is one code path for both.
  *
  *   queued ──attempt──► queued ──submitted──► submitted ──status──► submitted
- *      └──resolved──► queued   (a job that named its device by name or MAC
- *                               learns the serial, once, before submission)
  *      │                                         │
  *      └──────────── complete | failed | expired ◄┘   (final: never change)
+ *
+ *   queued ──resolved──► queued   (a job that named its device by name or
+ *                                  MAC learns the serial, once, before its
+ *                                  submission)
  *
  * A callback may arrive for a job that is still queued (the daemon crashed
  * after Meraki's 201 but before logging it), so status and final events are

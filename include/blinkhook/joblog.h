@@ -141,12 +141,20 @@ void joblog_compact_abort(struct joblog *l);
 int joblog_compact_pid(const struct joblog *l);
 /* The records the last compaction carried over from the old log. */
 uint64_t joblog_compact_carried(const struct joblog *l);
+/* After joblog_compact_finish() has made the new log take over, a thread
+ * frees the old log's blocks a few MB at a time, ms milliseconds later (0:
+ * the default, 2 s), but only when no name links the file any more and no
+ * reader holds a shared flock() on it (see the readers below); otherwise it
+ * only closes it, and the blocks go at the reader's last close.  For tests. */
+void joblog_set_free_delay(struct joblog *l, unsigned ms);
 
 /* Records in the file now (replayed, appended and committed since). */
 uint64_t joblog_records(const struct joblog *l);
 
 /* Reads dir's log from byte offset start, without the lock and without
- * writing: records go to cb, damaged lines are counted in info and skipped;
+ * writing (a shared flock() on its own descriptor while it reads, which a
+ * read-only open allows: a compaction then leaves the old file whole for
+ * it): records go to cb, damaged lines are counted in info and skipped;
  * an unterminated last line is left for a later read.  *ret_end is the
  * offset after the last complete line read (for following the log).
  * -ENOENT when there is no log yet. */
@@ -166,15 +174,21 @@ int joblog_read(const char *dir, uint64_t start, joblog_event_cb cb, void *ud, s
  * sits at that plus its offset past the snapshots.  The follower remembers
  * the position after the last record it handed on (mark).  When the file has
  * been replaced, it reads the rest of the old one (whose descriptor it holds,
- * so its inode number cannot come back meanwhile), then the log that is there
+ * so its inode number cannot come back meanwhile, with a shared flock(), so
+ * the daemon does not free its blocks under it however long the follower
+ * waits: joblog_set_free_delay()), then the log that is there
  * now: its snapshots are skipped (they restate what was handed on) and its
  * records from the mark on are handed on, each once.  Only when that log
- * starts past the mark (records were compacted away before they were read:
- * two compactions between two reads, the one in between never seen) are its
+ * starts past the mark (records were dropped before they were read: two
+ * compactions between two reads, the one in between never seen, or a
+ * reader without the lock) are its
  * snapshots handed on instead, as what those records came to, and
- * info->compacted_unread says so.  A log without a first snapshot that says
- * where it starts (a compaction that left no job) begins a new stream: all
- * of it is handed on.
+ * info->compacted_unread says so.  A log without a first snapshot (a
+ * compaction that left no job) goes on from the old log's end: the writer
+ * counts its positions from there, and so does a follower that read that
+ * end; one that meets such a log first takes it to start at 0 and hands all
+ * of it on.  Positions thus only grow while the writer runs; a writer that
+ * starts on a log without snapshots counts from 0 again.
  */
 struct joblog_follow {
 	int fd;

@@ -21,6 +21,12 @@
  * MERAKI_LIST_PAGES_MAX pages, and answers once with every page's items.  A
  * page answered 429, 5xx or not at all ends the call with that outcome: the
  * caller asks again from the first page, as it would any other call.
+ *
+ * GET /organizations asks for one page of MERAKI_ORGS_PER_PAGE only: that
+ * tells one organization from several and names a few, whatever the number a
+ * key sees (truncated when there are more).  An organizations page larger
+ * than MERAKI_LIST_BODY_MAX fails the call (MERAKI_FAIL), saying to set
+ * organization_id, since asking again would get the same answer.
  */
 #ifndef BLINKHOOK_MERAKI_H
 #define BLINKHOOK_MERAKI_H
@@ -28,8 +34,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MERAKI_BODY_MAX ((size_t)64 * 1024)
+/* A list answer's page (devices, organizations) may be larger. */
+#define MERAKI_LIST_BODY_MAX ((size_t)1024 * 1024)
 #define MERAKI_LINK_MAX ((size_t)8 * 1024) /* the Link headers of one answer */
 #define MERAKI_MAX_REDIRECTS 5
 /* A Retry-After longer than this is taken as this. */
@@ -48,7 +57,14 @@ struct meraki_item {
 	char *id;
 	char *name;
 	char *mac;
+	bool name_cut; /* name was longer than a job's and is cut to JOB_NAME_MAX */
 };
+/* Whether the item's name is name exactly: never when its name was cut
+ * (a cut name equals its first bytes, not the device's name). */
+static inline bool meraki_item_named(const struct meraki_item *it, const char *name)
+{
+	return it->name && !it->name_cut && strcmp(it->name, name) == 0;
+}
 
 struct meraki_result {
 	enum meraki_outcome outcome;
@@ -79,6 +95,8 @@ enum meraki_call_kind {
 /* Devices asked for per page, and the most pages one look-up reads. */
 #define MERAKI_LIST_PER_PAGE 50
 #define MERAKI_LIST_PAGES_MAX 20
+/* Organizations asked for: one page, enough to name five and say "more". */
+#define MERAKI_ORGS_PER_PAGE 6
 /* A list answer's usable elements appended to *items (*n of them so far):
  * for MERAKI_CALL_DEVICES objects with a valid "serial", for
  * MERAKI_CALL_ORGS objects with an "id" fit for a URL path; any other element

@@ -76,6 +76,8 @@ int str_copy(char *dst, size_t size, const char *src);
 #define STR_COPY(dst, src) str_copy((dst), sizeof(dst), (src))
 /* Whether s holds a C0 control character or DEL. */
 bool str_has_control(const char *s);
+/* The value of the hexadecimal digit c (either case), -1 when it is none. */
+int hex_value(char c);
 
 /* FNV-1a, 64 bits: the one hash of the in-memory tables (job ids, serials,
  * peers' addresses).  fnv1a64_add() goes on from h over more bytes. */
@@ -188,6 +190,11 @@ int write_all(int fd, const void *buf, size_t len);
 /* Reads a whole file of at most max bytes into a NUL-terminated buffer;
  * -EFBIG when it is larger. */
 int read_file_capped(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len);
+/* At a program's exit: whether what it printed reached stdout (a full disk
+ * or a closed pipe shows only when the buffer is flushed).  Output that is
+ * lost turns exit code r into 1, with a message naming program, unless
+ * already_failed (the program said why it failed already). */
+int close_stdout(const char *program, int r, bool already_failed);
 /* fsync(2) of a directory, so that a rename or unlink in it is durable. */
 int fsync_dir(const char *path);
 int fsync_dirfd(int dirfd);

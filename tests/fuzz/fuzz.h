@@ -8,18 +8,22 @@
 #ifndef BLINKHOOK_FUZZ_H
 #define BLINKHOOK_FUZZ_H
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "blinkhook/job.h"
+#include "blinkhook/netaddr.h"
 #include "blinkhook/util.h"
 
 #define FUZZ_CHECK(cond, ...)                                                                      \
@@ -184,6 +188,58 @@ static inline void fuzz_check_log_line(const struct job_event *ev)
 	}
 	job_event_store_release(&store);
 	strbuf_release(&sb);
+}
+
+/* fuzz_make_peer PICK: the peer an input's first byte picks for the
+ * netaddr fuzzers (IPv4, IPv6, IPv4-mapped, a unix socket's, none). */
+static inline void fuzz_make_peer(unsigned pick, struct sockaddr_storage *ss, const struct sockaddr **ret)
+{
+	static const char *const v4[] = {"127.0.0.1", "10.1.2.3", "203.0.113.9"};
+	static const char *const v6[] = {"::1", "fd00::5", "2001:db8::9"};
+
+	memset(ss, 0, sizeof(*ss));
+	switch (pick % 5) {
+	case 0: {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		FUZZ_CHECK(inet_pton(AF_INET, v4[(pick / 5) % 3], &s4->sin_addr) == 1, "v4");
+		break;
+	}
+	case 1:
+	case 2: {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		char mapped[64];
+
+		s6->sin6_family = AF_INET6;
+		snprintf(mapped, sizeof(mapped), "::ffff:%s", v4[(pick / 5) % 3]);
+		FUZZ_CHECK(inet_pton(AF_INET6, pick % 5 == 1 ? v6[(pick / 5) % 3] : mapped, &s6->sin6_addr) == 1, "v6");
+		break;
+	}
+	case 3:
+		ss->ss_family = AF_UNIX;
+		break;
+	default:
+		*ret = NULL;
+		return;
+	}
+	*ret = (const struct sockaddr *)ss;
+}
+
+/* fuzz_trusted PICK LIST: the trusted prefixes an input's first byte picks
+ * for the netaddr fuzzers (its high bits; loopback always) into LIST, which
+ * holds FUZZ_PREFIXES; returns how many. */
+#define FUZZ_PREFIXES 6
+static inline size_t fuzz_trusted(unsigned pick, struct cidr *list)
+{
+	static const char *const prefixes[FUZZ_PREFIXES] = {"127.0.0.1", "::1",  "10.0.0.0/8",
+							    "fd00::/8",  "unix", "0.0.0.0/0"};
+	size_t n = 0;
+
+	for (size_t i = 0; i < FUZZ_PREFIXES; i++)
+		if ((pick >> 2) & (1u << i) || i < 2)
+			FUZZ_CHECK(netaddr_parse_cidr(prefixes[i], &list[n++]) == 0, "%s", prefixes[i]);
+	return n;
 }
 
 #endif

@@ -5,6 +5,7 @@
 #
 #   make fuzz           build every target, then fuzz each for FUZZ_SECONDS (30)
 #                       from a scratch copy of its corpus; fails if any crashes
+#                       (make -j2 fuzz: two targets at a time)
 #   make fuzz-regress   build every target, then run each once over every input
 #                       of its tracked corpus; fails on any crash (make check)
 #   make fuzz-build     only build them, into $(B)/fuzz/
@@ -89,28 +90,37 @@ $(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_LINK_RULE,$(t))))
 
 -include $(wildcard $(FUZZ_OUT)/obj/*.d)
 
-# Each target in turn, so that one crash does not hide another; libFuzzer's
-# output goes to $(B)/fuzz/TARGET.log, its closing figures to the terminal.
-fuzz: fuzz-build
-	@mkdir -p $(FUZZ_CRASHES); failed=""; \
-	for t in $(FUZZ_TARGETS); do \
-		corpus=$(FUZZ_OUT)/corpus/$$t; \
-		mkdir -p $$corpus && cp $(FUZZ_SRC)/corpus/$$t/* $$corpus/; \
-		dict=""; \
-		if [ -f $(FUZZ_SRC)/$$t.dict ]; then dict=-dict=$(FUZZ_SRC)/$$t.dict; fi; \
-		echo "fuzz: $$t for $(FUZZ_SECONDS)s (log: $(FUZZ_OUT)/$$t.log)"; \
-		if $(FUZZ_ENV) $(FUZZ_OUT)/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
-			-artifact_prefix=$(FUZZ_CRASHES)/$$t- $$dict $(FUZZ_FLAGS) $$corpus >$(FUZZ_OUT)/$$t.log 2>&1; then \
-			grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' \
-				$(FUZZ_OUT)/$$t.log | sed 's/^/    /'; \
-		else \
-			failed="$$failed $$t"; \
-			echo "fuzz: $$t FAILED:"; \
-			grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|INITED)' $(FUZZ_OUT)/$$t.log | tail -n 60 | sed 's/^/    /'; \
-		fi; \
-	done; \
+# One rule a target (fuzz-run-TARGET), so that `make -j2 fuzz` fuzzes two at
+# a time; a crash is noted and the others run on, so that one crash does not
+# hide another, and `fuzz` fails at the end naming each.  libFuzzer's output
+# goes to $(B)/fuzz/TARGET.log; each target's lines reach the terminal
+# together once it is done.
+FUZZ_RUNS := $(FUZZ_TARGETS:%=fuzz-run-%)
+.PHONY: $(FUZZ_RUNS)
+
+fuzz: $(FUZZ_RUNS)
+	@failed=""; \
+	for t in $(FUZZ_TARGETS); do [ ! -e $(FUZZ_OUT)/$$t.crashed ] || failed="$$failed $$t"; done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashed:$$failed (inputs in $(FUZZ_CRASHES)/)"; exit 1; fi; \
 	echo "fuzz: no crash"
+
+$(FUZZ_RUNS): fuzz-run-%: $(FUZZ_OUT)/%
+	@t=$*; corpus=$(FUZZ_OUT)/corpus/$$t; report=$(FUZZ_OUT)/$$t.report; \
+	mkdir -p $(FUZZ_CRASHES) $$corpus && cp $(FUZZ_SRC)/corpus/$$t/* $$corpus/ && rm -f $(FUZZ_OUT)/$$t.crashed; \
+	echo "fuzz: $$t for $(FUZZ_SECONDS)s (log: $(FUZZ_OUT)/$$t.log)" >$$report; \
+	dict=""; \
+	if [ -f $(FUZZ_SRC)/$$t.dict ]; then dict=-dict=$(FUZZ_SRC)/$$t.dict; fi; \
+	if $(FUZZ_ENV) $(FUZZ_OUT)/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+		-artifact_prefix=$(FUZZ_CRASHES)/$$t- $$dict $(FUZZ_FLAGS) $$corpus >$(FUZZ_OUT)/$$t.log 2>&1; then \
+		grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' \
+			$(FUZZ_OUT)/$$t.log | sed 's/^/    /' >>$$report; \
+	else \
+		touch $(FUZZ_OUT)/$$t.crashed; \
+		echo "fuzz: $$t FAILED:" >>$$report; \
+		grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|INITED)' $(FUZZ_OUT)/$$t.log | tail -n 60 | \
+			sed 's/^/    /' >>$$report; \
+	fi; \
+	cat $$report
 
 # Inputs that crash here are already in the tree: artifacts stay in $(B).
 fuzz-regress: fuzz-build

@@ -22,40 +22,6 @@
 
 #define MAX_ITEMS 4096
 
-static void make_peer(unsigned pick, struct sockaddr_storage *ss, const struct sockaddr **ret)
-{
-	static const char *const v4[] = {"127.0.0.1", "10.1.2.3", "203.0.113.9"};
-	static const char *const v6[] = {"::1", "fd00::5", "2001:db8::9"};
-
-	memset(ss, 0, sizeof(*ss));
-	switch (pick % 5) {
-	case 0: {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-		s4->sin_family = AF_INET;
-		FUZZ_CHECK(inet_pton(AF_INET, v4[(pick / 5) % 3], &s4->sin_addr) == 1, "v4");
-		break;
-	}
-	case 1:
-	case 2: {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-		char mapped[64];
-
-		s6->sin6_family = AF_INET6;
-		snprintf(mapped, sizeof(mapped), "::ffff:%s", v4[(pick / 5) % 3]);
-		FUZZ_CHECK(inet_pton(AF_INET6, pick % 5 == 1 ? v6[(pick / 5) % 3] : mapped, &s6->sin6_addr) == 1, "v6");
-		break;
-	}
-	case 3:
-		ss->ss_family = AF_UNIX;
-		break;
-	default:
-		*ret = NULL;
-		return;
-	}
-	*ret = (const struct sockaddr *)ss;
-}
-
 /* The reference: every item of the header, trimmed, from the right. */
 static int naive_walk(const char *header, const struct cidr *list, size_t n, char *out, size_t len)
 {
@@ -104,12 +70,11 @@ static int naive_walk(const char *header, const struct cidr *list, size_t n, cha
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const prefixes[] = {"127.0.0.1", "::1", "10.0.0.0/8", "fd00::/8", "unix", "0.0.0.0/0"};
 	struct sockaddr_storage ss;
 	const struct sockaddr *peer = NULL;
-	struct cidr list[ELEMENTSOF(prefixes)];
+	struct cidr list[FUZZ_PREFIXES];
 	char buf[INET6_ADDRSTRLEN], want[INET6_ADDRSTRLEN], peer_text[INET6_ADDRSTRLEN];
-	size_t n = 0;
+	size_t n;
 	unsigned pick;
 	char *header;
 	int r, ref;
@@ -117,11 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	pick = data[0];
-	/* The high bits choose which prefixes are trusted. */
-	for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-		if ((pick >> 2) & (1u << i) || i < 2)
-			FUZZ_CHECK(netaddr_parse_cidr(prefixes[i], &list[n++]) == 0, "%s", prefixes[i]);
-	make_peer(pick, &ss, &peer);
+	n = fuzz_trusted(pick, list);
+	fuzz_make_peer(pick, &ss, &peer);
 	header = fuzz_strndup(data + 1, size - 1);
 
 	peer_to_string(peer, peer_text, sizeof(peer_text));

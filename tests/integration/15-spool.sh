@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# parallel: no (/healthz must answer within 1 s while 2,000 files come in)
 # The spool as a trust boundary: what careless or hostile queue members put
 # into it never stops the queue, spins the daemon or touches anything outside
 # the spool.  Run as root, the daemon runs as an unprivileged user (bhtest-d,
@@ -8,9 +9,14 @@
 
 SERIAL=Q2SP-OOL1-AAAA
 if [ "$(id -u)" = 0 ]; then
-	getent group bhtest-q >/dev/null || groupadd -r bhtest-q
-	id bhtest-d >/dev/null 2>&1 || useradd -r -M -N -g bhtest-q -s /usr/sbin/nologin bhtest-d
-	id bhtest-p >/dev/null 2>&1 || useradd -r -M -U -G bhtest-q -s /usr/sbin/nologin bhtest-p
+	# Made once a machine, under a lock: this script may run beside itself
+	# (the ASan pass), and of two useradds at once one fails.
+	{
+		flock 9
+		getent group bhtest-q >/dev/null || groupadd -r bhtest-q
+		id bhtest-d >/dev/null 2>&1 || useradd -r -M -N -g bhtest-q -s /usr/sbin/nologin bhtest-d
+		id bhtest-p >/dev/null 2>&1 || useradd -r -M -U -G bhtest-q -s /usr/sbin/nologin bhtest-p
+	} 9>"${TMPDIR:-/tmp}/blinkhook-test-users.lock"
 	if ! id bhtest-d >/dev/null 2>&1 || ! id -nG bhtest-p | grep -qw bhtest-q; then
 		echo "# SKIP cannot create the test users bhtest-d and bhtest-p"
 		exit 0
@@ -26,6 +32,15 @@ else
 	D_OWNER=$(id -un):$(id -gn)
 fi
 chmod 0755 "$T"
+# A tree under a home directory of mode 0700 (root's; Debian 12 makes new
+# users' homes so) is closed to the test users: they run copies in $T.
+if ! as_producer test -x "$BLINKHOOKCTL" || ! as_daemon_user test -x "$BLINKHOOKD"; then
+	install -d -m 0755 "$T/bin"
+	install -m 0755 "$BLINKHOOKD" "$T/bin/blinkhookd"
+	install -m 0755 "$BLINKHOOKCTL" "$T/bin/blinkhookctl"
+	BLINKHOOKD=$T/bin/blinkhookd
+	BLINKHOOKCTL=$T/bin/blinkhookctl
+fi
 # The producer's python, not one under root's home.
 PY=$(command -v /usr/bin/python3 || command -v python3)
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# parallel: no (a real callback must be answered within 1 s under the flood)
 # Hundreds of idle, half-sent and trickling connections cannot lock a real
 # callback out; one address cannot hold more than its share.
 . "$(dirname "$0")/../lib.sh"

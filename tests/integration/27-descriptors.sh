@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# parallel: no (replies within 1 s while descriptors run out)
 # File descriptors: with `ulimit -n 1024`, 1,030 idle connections from the
 # trusted proxy 127.0.0.1 cannot take every descriptor. The connection limit
 # comes from RLIMIT_NOFILE minus a reserve, and one trusted proxy holds at most

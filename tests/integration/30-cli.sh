@@ -30,6 +30,29 @@ refuse "with two serials, the second bad" Q2AA-BBBB-CCCC Q2AA-BBBB-DDD
 refuse "with two serials and one --id" Q2AA-BBBB-CCCC Q2AA-BBBB-DDDD --id two
 refuse "with a bad id" Q2AA-BBBB-CCCC --id 'a/b'
 
+# ---- every verb's -h/--help: its usage on stdout, exit 0, with or without a config ----
+for verb in blink wait status jobs log cancel selftest; do
+	out=$("$BLINKHOOKCTL" -c "$T/no-such.conf" $verb --help 2>"$T/err")
+	rc=$?
+	check "$verb --help without a config file: exit 0, its usage on stdout, nothing on stderr (rc $rc)" \
+		sh -c "[ $rc = 0 ] && [ ! -s '$T/err' ] && printf '%s\n' \"\$1\" | head -1 | grep -q '^Usage: blinkhookctl .*$verb'" _ "$out"
+	out=$(ctl $verb -h 2>"$T/err")
+	rc=$?
+	check "$verb -h with a config file: exit 0, its usage on stdout (rc $rc)" \
+		sh -c "[ $rc = 0 ] && [ ! -s '$T/err' ] && printf '%s\n' \"\$1\" | head -1 | grep -q '^Usage: blinkhookctl .*$verb'" _ "$out"
+	ctl $verb --x >/dev/null 2>"$T/err"
+	rc=$?
+	check "$verb --x: exit 2, the verb named, the way to help ($(head -1 "$T/err"))" \
+		sh -c "[ $rc = 2 ] && grep -qx \"blinkhookctl $verb: unrecognized option '--x'\" '$T/err' && grep -qx \"Try 'blinkhookctl --help'.\" '$T/err'"
+done
+
+# One wording for a bad serial, wherever one is taken.
+ctl blink Q2AA-BBBB >/dev/null 2>"$T/e1"
+ctl blink -- Q2AA-BBBB >/dev/null 2>"$T/e2"
+ctl jobs --serial Q2AA-BBBB >/dev/null 2>"$T/e3"
+check "a bad serial: one message for blink, blink -- and jobs --serial ($(head -1 "$T/e3"))" \
+	sh -c "grep -q 'is not a Meraki serial' '$T/e1' && cmp -s '$T/e1' '$T/e2' && cmp -s '$T/e1' '$T/e3'"
+
 ctl status nosuchjob >/dev/null 2>"$T/err"
 check "status of an unknown job: exit 1 with a message" test $? = 1 -a -s "$T/err"
 ctl frobnicate >/dev/null 2>&1
@@ -61,12 +84,55 @@ chmod 600 "$T/key"
 out=$(env -u MERAKI_DASHBOARD_API_KEY "$BLINKHOOKD" -c "$T/keyfile.conf" --check-config 2>&1)
 check "a private api_key_file is used ($out)" sh -c "echo '$out' | grep -q 'from file'"
 
+# ---- Permission denied: the group to join, and that it takes a new login ----
+# As root the commands run as nobody; otherwise mode 000 keeps the files
+# from their owner.  The group named is the file's own.
+P=$T/perm
+mkdir -p "$P/state" "$P/spool/tmp" "$P/spool/new" "$P/spool/rejected"
+as=()
+grp=$(id -gn)
+if [ "$(id -u)" = 0 ]; then
+	as=(runuser -u nobody --)
+	grp=$(getent group nogroup >/dev/null && echo nogroup || id -gn nobody)
+	chmod 711 "$T"
+fi
+sed -e "s|^dir = $T/spool|dir = $P/spool|" -e "s|^dir = $T/state|dir = $P/state|" "$T/bh.conf" >"$P/ok.conf"
+cp "$P/ok.conf" "$P/private.conf"
+echo '{"v":1}' >"$P/state/jobs.log"
+chgrp "$grp" "$P/private.conf" "$P/state/jobs.log" "$P/spool"
+chmod 755 "$P"; chmod 644 "$P/ok.conf"; chmod 000 "$P/private.conf" "$P/state/jobs.log"
+chmod 751 "$P/state" "$P/spool"; chmod 000 "$P/spool/tmp" "$P/spool/new"
+denied() { # denied DESCRIPTION CONFIG ARGS...
+	local desc=$1 conf=$2; shift 2
+	"${as[@]}" "$BLINKHOOKCTL" -c "$conf" "$@" >/dev/null 2>"$T/err"
+	local rc=$?
+	if [ "$rc" = 1 ] && grep -q 'Permission denied' "$T/err" && grep -q "needs the group $grp" "$T/err" &&
+		grep -q "log in again or run \`newgrp $grp\`" "$T/err"; then
+		ok "$desc: exit 1, the group $grp to join and the new login it takes"
+	else
+		notok "$desc: exit $rc, stderr '$(cat "$T/err")'"
+	fi
+}
+denied "a config file that cannot be read" "$P/private.conf" jobs
+denied "a job log that cannot be read" "$P/ok.conf" jobs
+denied "a spool that cannot be written" "$P/ok.conf" blink Q2AA-BBBB-CCCC
+chmod -R u+rwX "$P"
+[ "$(id -u)" = 0 ] && chmod 700 "$T"
+
 # ---- work queued while the daemon is down ----
 A=$(ctl blink Q2AA-BBBB-0001 --duration 5)
 B=$(ctl blink Q2AA-BBBB-0002 --duration 6)
 C=$(ctl blink Q2AA-BBBB-0003 --id my-own-id_1)
 check "a producer-chosen id is kept" test "$C" = my-own-id_1
 check "status shows a job still in the spool as queued" state_is "$A" queued
+ctl jobs --json >"$T/jobs.json"
+check "jobs lists the requests still in the spool, newest first, as queued" \
+	test "$(json '[(x["id"], x["state"]) for x in j]' <"$T/jobs.json")" = "[('$C', 'queued'), ('$B', 'queued'), ('$A', 'queued')]"
+check "... each the object status --json gives it" \
+	test "$(json "[x for x in j if x['id'] == '$B'][0]" <"$T/jobs.json")" = "$(ctl status "$B" --json | json j)"
+check "... and jobs --serial, --state, --limit and the table take them too" \
+	sh -c "[ \"\$('$BLINKHOOKCTL' -c '$T/bh.conf' jobs --serial Q2AA-BBBB-0002 --state queued --json | python3 -c 'import json,sys; print([x[\"id\"] for x in json.load(sys.stdin)])')\" = \"['$B']\" ] &&
+		'$BLINKHOOKCTL' -c '$T/bh.conf' jobs --limit 1 | tail -n +2 | grep -Eq '^my-own-id_1 +Q2AA-BBBB-0003 +20s +queued '"
 ctl cancel "$B" >/dev/null
 check "cancel of a queued job is accepted while the daemon is down" test $? = 0
 # Another producer's files: one good without an id, and bad ones.

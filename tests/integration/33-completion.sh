@@ -68,6 +68,23 @@ check "no candidates for a value of the user's own (--duration)" test -z "$c"
 c=$(complete_words "$BLINKHOOKCTL" -c "$T/b")
 check "-c completes a file name ($(echo $c))" has "$c" "$T/bh.conf"
 
+# A long log: the ids offered are the 200 newest, not all of them (a Tab
+# reads no more than that).
+python3 - "$T/state/jobs.log" <<'PY'
+import sys, time, json
+ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+with open(sys.argv[1], "a") as f:
+    for i in range(250):
+        f.write(json.dumps({"v": 1, "ts": ts, "id": "many-%03d" % i, "event": "queued", "serial": "Q2AA-COMP-0003",
+                            "duration": 5, "source": "queue"}, separators=(",", ":")) + "\n")
+PY
+c=$(complete_words "$BLINKHOOKCTL" -c "$T/bh.conf" status "")
+check "status on a long log: the 200 newest ids ($(wc -w <<<"$c") offered)" \
+	sh -c "[ $(wc -w <<<"$c") = 200 ] && echo '$c' | grep -qx many-249 && echo '$c' | grep -qx many-050 && ! echo '$c' | grep -qx many-049"
+c=$(complete_words "$BLINKHOOKCTL" -c "$T/bh.conf" cancel "")
+check "cancel on a long log: the 200 newest queued ids ($(wc -w <<<"$c") offered)" \
+	sh -c "[ $(wc -w <<<"$c") = 200 ] && echo '$c' | grep -qx many-249 && ! echo '$c' | grep -qx open-job-2"
+
 # make install puts it where bash-completion looks for it.
 make -s -C "$TOP" install DESTDIR="$T/root" PREFIX=/usr B="$B" >"$T/install.log" 2>&1
 check "make install puts it under PREFIX/share/bash-completion/completions" \

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# parallel: no (SIGTERM during a compaction must end the daemon within 1.5 s)
 # SIGTERM with a request to Meraki in flight: the daemon waits (up to 5 s)
 # for its answer, so that the next start does not submit the job again.
 . "$(dirname "$0")/../lib.sh"

@@ -24,6 +24,8 @@ devs.append({"name": "floor", "serial": "Q2FL-9999-0000", "mac": "00:18:0b:00:00
 orgs = [{"id": "549236", "name": "Simulated Organization", "devices": devs}]
 if sys.argv[1:] == ["several"]:
     orgs.append({"id": "1234567", "name": "Second Org", "devices": []})
+if sys.argv[1:] == ["many"]:  # as a managed service provider's key sees them
+    orgs += [{"id": "%d" % (7000000 + i), "name": "Customer %03d" % i, "devices": []} for i in range(299)]
 print(json.dumps({"organizations": orgs}))
 PY
 }
@@ -95,7 +97,20 @@ check "log: the queued event names the device by name, the resolved one by the s
 		grep ' by-name .* resolved .*serial=Q2AA-0001-0001' '$T/log.txt' | grep -vq 'duration='"
 check "status --json: serial null until resolved, name and mac as given" \
 	test "$(field unknown 'j["serial"], j["name"], j["mac"]')" = "None no-such-switch None"
-check "the jobs table shows the name of a job never resolved" sh -c "'$BLINKHOOKCTL' -c '$T/bh.conf' jobs | grep '^unknown ' | grep -q no-such-switch"
+check "the jobs table's DEVICE column marks what a job never resolved was asked for" \
+	sh -c "'$BLINKHOOKCTL' -c '$T/bh.conf' jobs >'$T/jobs.txt' && head -1 '$T/jobs.txt' | grep -q '^ID  *DEVICE  *DUR ' &&
+		grep -Eq '^unknown +name:no-such-switch +1s +failed ' '$T/jobs.txt' &&
+		grep -Eq '^unknown-mac +mac:aa:bb:cc:dd:ee:ff +1s +failed ' '$T/jobs.txt' &&
+		grep -Eq '^by-name +Q2AA-0001-0001 +1s +complete ' '$T/jobs.txt'"
+ctl status by-name >"$T/status.txt"
+check "status of a job by name: what was asked for (Name:) and the serial it resolved to" \
+	sh -c "grep -qx 'Name:           edge-sw-1' '$T/status.txt' && grep -qx 'Serial:         Q2AA-0001-0001' '$T/status.txt' && ! grep -q '^MAC:' '$T/status.txt'"
+ctl status by-mac >"$T/status.txt"
+check "status of a job by MAC: the MAC: line and the serial" \
+	sh -c "grep -qx 'MAC:            00:18:0a:00:00:03' '$T/status.txt' && grep -qx 'Serial:         Q2AA-0001-0003' '$T/status.txt' && ! grep -q '^Name:' '$T/status.txt'"
+ctl status unknown >"$T/status.txt"
+check "status of a job never resolved: Name: and Serial: -" \
+	sh -c "grep -qx 'Name:           no-such-switch' '$T/status.txt' && grep -qx 'Serial:         -' '$T/status.txt'"
 
 # A next page on another origin is not followed: the key stays home.
 sim_fault '{"kind":"lookup_foreign_link"}'
@@ -115,6 +130,19 @@ enqueue several '{"id":"several","name":"core-sw","duration":1}'
 wait_until 20 all_final several
 check "several organizations without organization_id: failed, saying how to choose ($(field several 'j["error"]'))" \
 	sh -c "test \"\$(ctl() { '$BLINKHOOKCTL' -c '$T/bh.conf' \"\$@\"; }; ctl status several --json | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j[\"state\"], \"2 organizations\" in j[\"error\"], \"organization_id\" in j[\"error\"])')\" = 'failed True True'"
+# 300 organizations (a list larger than a blink answer's cap): one page of
+# them tells several from one, and the job fails saying how to choose.
+inventory many >"$T/inventory3.json"
+curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' --data-binary @"$T/inventory3.json" \
+	"$SIM_URL/_sim/inventory" >/dev/null
+kill -HUP "$D_PID"
+sleep 0.5
+enqueue many '{"id":"many","name":"core-sw","duration":1}'
+wait_until 20 all_final many
+check "300 organizations without organization_id: failed at once, naming five and how to choose ($(field many 'j["error"]'))" \
+	test "$(field many 'j["state"], "more than 6 organizations" in j["error"], "7000003" in j["error"] and "7000004" not in j["error"], "organization_id" in j["error"], j["attempts"] <= 1')" = "failed True True True True"
+check "... asking for one small page of organizations" \
+	test "$(sim_get requests | json '[x["path"] for x in j if x["path"].startswith("/api/v1/organizations?")][-1]')" = "/api/v1/organizations?perPage=6"
 # ... and with organization_id set, the same name resolves.
 sed -i 's/^\[meraki\]$/[meraki]\norganization_id = 549236/' "$T/bh.conf"
 kill -HUP "$D_PID"

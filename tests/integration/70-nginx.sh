@@ -7,34 +7,14 @@
 # /metrics and /healthz are not reachable through the proxy. `nginx -t`
 # accepts every shipped nginx file.
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../proxylib.sh"
 
-NGINX=$(command -v nginx || { test -x /usr/sbin/nginx && echo /usr/sbin/nginx; })
-if [ -z "$NGINX" ]; then
-	echo "# SKIP nginx is not installed (Debian package \"nginx\"; \`make deps\` installs it)"
-	exit 0
-fi
-if ! command -v openssl >/dev/null; then
-	echo "# SKIP openssl is not installed (Debian package \"openssl\"; \`make deps\` installs it)"
-	exit 0
-fi
+proxy_need NGINX nginx
+proxy_need_openssl
 
 # ---- a CA and a server certificate for 127.0.0.1 and localhost ----
 
-mkcerts() {
-	openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 \
-		-subj "/CN=blinkhook test CA" -keyout "$T/ca.key" -out "$T/ca.pem" \
-		-addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" &&
-	openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-		-subj "/CN=127.0.0.1" -keyout "$T/server.key" -out "$T/server.csr" &&
-	printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-		"extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-		"authorityKeyIdentifier=keyid" "subjectKeyIdentifier=hash" >"$T/server.ext" &&
-	openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
-		-days 2 -extfile "$T/server.ext" -out "$T/server.pem"
-} >"$T/openssl.log" 2>&1
-check "a CA and a server certificate for 127.0.0.1 made with openssl" mkcerts ||
-	{ sed 's/^/# /' "$T/openssl.log"; exit 1; }
+proxy_certs
 
 # ---- nginx, with the shipped snippet under /blinkhook/ ----
 
@@ -66,11 +46,9 @@ nginx_conf() {
 # nginx_t CONF: `nginx -t` on it (which also binds its ports); its output in CONF.t.
 nginx_t() { "$NGINX" -t -q -p "$NGX" -c "$1" -g "error_log $1.log;" >"$1.t" 2>&1; }
 
-start_sim --min-interval 0 --blink-time 0.2 --callback-cafile "$T/ca.pem" --callback-retry-delay 0.2
-write_config "[callback] trusted_proxies = 127.0.0.1 ::1"
-N_PORT=$(free_port)
-N_URL="https://127.0.0.1:$N_PORT"
-sed -i "s|^public_url = .*|public_url = $N_URL/blinkhook|" "$T/bh.conf"
+proxy_setup nginx
+N_PORT=$PX_PORT
+N_URL=$PX_URL
 
 # The shipped upstream, with the daemon's test port for the documented
 # 127.0.0.1:8787, and the shipped snippet as it is.
@@ -119,85 +97,26 @@ check "nginx -t accepts conf/nginx-site.conf (with the test's certificate)" ngin
 "$NGINX" -p "$NGX" -c "$NGX/nginx.conf" -g "daemon off;" 2>>"$NGX/logs/stderr" &
 PIDS+=($!)
 NGINX_PID=$!
-wait_until 10 curl -sS --max-time 1 --cacert "$T/ca.pem" -o /dev/null "$N_URL/" || {
-	notok "nginx did not start"
-	sed 's/^/# /' "$NGX/logs/stderr" "$NGX/nginx.conf.log"
-	exit 1
-}
-ok "nginx serves https on 127.0.0.1:$N_PORT with the test CA's certificate"
+proxy_wait_up "$NGX/logs/stderr" "$NGX/nginx.conf.log"
 
 start_daemon
 
 # ---- blinks complete with their callbacks through nginx over https ----
 
-A=$(ctl blink Q2AA-BBBB-CCCC --duration 1)
-B=$(ctl blink Q2AA-BBBB-DDDD --duration 1)
-check "a blink completes with its callback through nginx" wait_state 20 "$A" complete
-check "a second blink completes too" wait_state 20 "$B" complete
-cb_url=$(sim_get jobs | json "[x['callback_url'] for x in j if x['callback_url'] and x['callback_url'].endswith('/$A')][0]")
-check "Meraki was given the callback URL under public_url's path ($cb_url)" \
-	test "$cb_url" = "$N_URL/blinkhook/callbacks/leds-blink/$A"
-check "the simulator's callbacks were answered 200 over https through nginx" sh -c "
-	curl -sS --max-time 5 '$SIM_URL/_sim/callbacks' | python3 -c '
-import json, sys
-c = [x for x in json.load(sys.stdin) if x[\"url\"].startswith(\"$N_URL/blinkhook/callbacks/\")]
-ok = [x for x in c if x[\"http_status\"] == 200]
-sys.exit(0 if len(ok) >= 2 and all(x[\"url\"].startswith(\"https://\") for x in c) else 1)'"
+proxy_blinks
 check "nginx's access log shows POST /blinkhook/callbacks/leds-blink/<id> answered 200" \
 	wait_until 5 sh -c "grep -q '\"POST /blinkhook/callbacks/leds-blink/$A HTTP/1.1\" 200 ' '$NGX/logs/access.log' &&
 		grep -q '\"POST /blinkhook/callbacks/leds-blink/$B HTTP/1.1\" 200 ' '$NGX/logs/access.log'"
 check "the daemon logged the callbacks as coming from the simulator's address" \
 	grep -q "job $A: complete (callback from 127.0.0.1)" "$T/daemon.log"
 # upstream_conns: established TCP connections to the daemon's port (nginx's ends).
-upstream_conns() {
-	python3 -c '
-import sys
-port = int(sys.argv[1])
-n = 0
-for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-    try:
-        lines = open(f).read().splitlines()[1:]
-    except OSError:
-        continue
-    for l in lines:
-        p = l.split()
-        if p[3] == "01" and int(p[2].rsplit(":", 1)[1], 16) == port:
-            n += 1
-print(n)' "$D_PORT"
-}
 conns=$(upstream_conns)
 check "nginx keeps its connection to the daemon open between callbacks (upstream keepalive: $conns)" \
 	test "$conns" -ge 1 -a "$conns" -le 16
 
 # ---- the client address ----
 
-# post URL [CURL ARGS...]: a callback with a wrong secret; prints the HTTP status.
-post() {
-	local url=$1; shift
-	curl -sS --max-time 5 --cacert "$T/ca.pem" -o /dev/null -w '%{http_code}' -X POST \
-		-H 'Content-Type: application/json' --data-binary '{"sharedSecret":"wrong"}' "$@" "$url"
-}
-# logged_from JOB: the client address the daemon logged for a callback to JOB.
-logged_from() {
-	wait_until 5 grep -q "callback for job $1 from " "$T/daemon.log"
-	sed -n "s/.*callback for job $1 from \([^ :]*\).*/\1/p" "$T/daemon.log" | tail -n1
-}
-# via_proxy JOB SOURCE-ADDRESS [CURL ARGS...] / direct JOB SOURCE-ADDRESS [CURL ARGS...]
-via_proxy() { local id=$1 src=$2; shift 2; post "$N_URL/blinkhook/callbacks/leds-blink/$id" --interface "$src" "$@"; }
-direct() { local id=$1 src=$2; shift 2; post "$D_URL/callbacks/leds-blink/$id" --interface "$src" "$@"; }
-
-code=$(via_proxy xff-proxied 127.0.0.5)
-from=$(logged_from xff-proxied)
-check "through nginx from 127.0.0.5: answered by the daemon ($code), which logs the client 127.0.0.5 ($from)" \
-	test "$code" = 401 -a "$from" = 127.0.0.5
-code=$(via_proxy xff-proxied-spoof 127.0.0.5 -H 'X-Forwarded-For: 203.0.113.7')
-from=$(logged_from xff-proxied-spoof)
-check "through nginx from 127.0.0.5 with its own X-Forwarded-For 203.0.113.7: the client is 127.0.0.5 ($from)" \
-	test "$code" = 401 -a "$from" = 127.0.0.5
-code=$(via_proxy xff-proxied-trusted 127.0.0.5 -H 'X-Forwarded-For: 127.0.0.1')
-from=$(logged_from xff-proxied-trusted)
-check "through nginx from 127.0.0.5 claiming to be the trusted 127.0.0.1: the client is 127.0.0.5 ($from)" \
-	test "$code" = 401 -a "$from" = 127.0.0.5
+proxy_forged_xff n
 code=$(direct xff-direct-untrusted 127.0.0.9 -H 'X-Forwarded-For: 203.0.113.7')
 from=$(logged_from xff-direct-untrusted)
 check "directly from the untrusted 127.0.0.9 with X-Forwarded-For 203.0.113.7: ignored, the client is 127.0.0.9 ($from)" \
@@ -245,37 +164,15 @@ cp "$T/bh.conf.keep" "$T/bh.conf"
 
 # ---- only the callbacks are reachable through the proxy ----
 
-get() { curl -sS --max-time 5 --cacert "$T/ca.pem" -o "$T/got" -w '%{http_code}' "$@"; }
-for p in /blinkhook/metrics /blinkhook/healthz /metrics /healthz /blinkhook/ /callbacks/leds-blink/x; do
-	code=$(get "$N_URL$p")
-	check "GET $p through nginx: not served ($code)" sh -c "
-		test '$code' = 404 -o '$code' = 403 && ! grep -q blinkhook_ '$T/got'"
-done
-for p in /blinkhook/callbacks/../metrics /blinkhook/callbacks/%2e%2e/metrics /blinkhook/callbacks/..%2fmetrics \
-	/blinkhook/callbacks/../healthz; do
-	code=$(get --path-as-is "$N_URL$p")
-	check "GET $p through nginx: not the daemon's metrics or health ($code)" sh -c "
-		test '$code' != 200 && ! grep -q blinkhook_ '$T/got'"
-done
-code=$(get "$D_URL/metrics")
-check "GET /metrics directly: 200 ($code)" sh -c "test '$code' = 200 && grep -q blinkhook_ '$T/got'"
+proxy_not_reachable "/blinkhook/metrics /blinkhook/healthz /metrics /healthz /blinkhook/ /callbacks/leds-blink/x" \
+	"/blinkhook/callbacks/../metrics /blinkhook/callbacks/%2e%2e/metrics /blinkhook/callbacks/..%2fmetrics
+	 /blinkhook/callbacks/../healthz"
 code=$(get "$D_URL/healthz")
 check "GET /healthz directly: 200 ($code)" test "$code" = 200
-code=$(get "$N_URL/blinkhook/callbacks/leds-blink/$A")
-check "GET on a callback URL through nginx: the daemon's 405 ($code)" test "$code" = 405
 
 # ---- client_max_body_size matches max_body (64KiB) ----
 
-big() { # big BYTES: a POST of that many bytes through nginx; prints the HTTP status.
-	head -c "$1" /dev/zero | tr '\0' 'a' >"$T/big"
-	curl -sS --max-time 5 --cacert "$T/ca.pem" -o "$T/got" -w '%{http_code}' -X POST \
-		-H 'Content-Type: application/json' --data-binary "@$T/big" "$N_URL/blinkhook/callbacks/leds-blink/$A"
-}
-code=$(big 65536)
-check "a 64KiB body through nginx reaches the daemon, which finds it is not JSON ($code)" \
-	sh -c "test '$code' = 400 && grep -q '\"error\":\"bad request\"' '$T/got'"
-code=$(big 65537)
-check "a body of 64KiB + 1 byte is refused with 413 ($code)" test "$code" = 413
+proxy_body_cap
 check "... by nginx itself, before the daemon saw it" \
 	grep -q 'client intended to send too large body: 65537 bytes' "$NGX/nginx.conf.log"
 check "the job is still complete" state_is "$A" complete

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# parallel: no (a bounded time for 10,000 files, replies within bounds meanwhile)
 # A burst: 10,000 spool files at once, with the daemon running.  All become
 # "queued" records within a bounded time, the callback endpoint stays
 # responsive meanwhile, and blinkhookctl reads the 10,000-job log quickly.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # asan: skip (valgrind runs the normal build; the two do not mix)
+# parallel: no (valgrind is slow and CPU-bound; its timeouts assume the CPU to itself)
 # One scenario under valgrind memcheck: blinks, good and bad callbacks, a
 # reload, a stop. Zero errors and no definite leaks, or the daemon's exit
 # status says so.

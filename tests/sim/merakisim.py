@@ -693,7 +693,7 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
         one = {k: v[-1] for k, v in query.items()}
         if org_id is None:
-            items, key, (lo, hi, default) = self.sim.organizations(), "id", (1, 9000, 9000)
+            items, key, (lo, hi, default) = self.sim.organizations(), "id", (3, 9000, 9000)
         else:
             items, key, (lo, hi, default) = self.sim.devices(org_id), "serial", (3, 1000, 1000)
             if items is None:

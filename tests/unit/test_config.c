@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#define TESTLIB_KEY_FILES
 #include "testlib.h"
 
 #include "blinkhook/config.h"
@@ -24,46 +25,10 @@ static char conf_path[300];
 static int group_setup(void **state)
 {
 	(void)state;
-	/* The tests set these themselves; the caller's must not leak in. */
-	unsetenv("CREDENTIALS_DIRECTORY");
-	unsetenv("MERAKI_DASHBOARD_API_KEY");
-	if (tmpdir_setup("test_config") < 0)
+	if (key_env_group_setup("test_config") < 0)
 		return -1;
 	snprintf(conf_path, sizeof(conf_path), "%s/blinkhookd.conf", tmpdir);
 	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	return tmpdir_teardown();
-}
-
-static int test_teardown(void **state)
-{
-	(void)state;
-	unsetenv("CREDENTIALS_DIRECTORY");
-	unsetenv("MERAKI_DASHBOARD_API_KEY");
-	return 0;
-}
-
-static char *tmp_path(const char *name)
-{
-	char *p = path_join(tmpdir, name);
-
-	assert_non_null(p);
-	return p;
-}
-
-static void write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, data, len), 0);
-	/* open's mode is only used on creation, and the umask applies. */
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
 }
 
 static int load(struct config *c, const char *text, char err[static CONFIG_ERROR_MAX])
@@ -675,21 +640,21 @@ static void test_trusted_proxies_unix(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_full_file, test_teardown),
-		cmocka_unit_test_teardown(test_defaults, test_teardown),
-		cmocka_unit_test_teardown(test_errors, test_teardown),
-		cmocka_unit_test_teardown(test_error_nul_byte, test_teardown),
-		cmocka_unit_test_teardown(test_long_lines, test_teardown),
-		cmocka_unit_test_teardown(test_comments_and_layout, test_teardown),
-		cmocka_unit_test_teardown(test_indented_line_is_not_a_continuation, test_teardown),
-		cmocka_unit_test_teardown(test_urls, test_teardown),
-		cmocka_unit_test_teardown(test_store, test_teardown),
-		cmocka_unit_test_teardown(test_store_reload, test_teardown),
-		cmocka_unit_test_teardown(test_http_server_id_mode, test_teardown),
-		cmocka_unit_test_teardown(test_reload, test_teardown),
-		cmocka_unit_test_teardown(test_unreadable, test_teardown),
-		cmocka_unit_test_teardown(test_trusted_proxies_unix, test_teardown),
+		cmocka_unit_test_teardown(test_full_file, key_env_teardown),
+		cmocka_unit_test_teardown(test_defaults, key_env_teardown),
+		cmocka_unit_test_teardown(test_errors, key_env_teardown),
+		cmocka_unit_test_teardown(test_error_nul_byte, key_env_teardown),
+		cmocka_unit_test_teardown(test_long_lines, key_env_teardown),
+		cmocka_unit_test_teardown(test_comments_and_layout, key_env_teardown),
+		cmocka_unit_test_teardown(test_indented_line_is_not_a_continuation, key_env_teardown),
+		cmocka_unit_test_teardown(test_urls, key_env_teardown),
+		cmocka_unit_test_teardown(test_store, key_env_teardown),
+		cmocka_unit_test_teardown(test_store_reload, key_env_teardown),
+		cmocka_unit_test_teardown(test_http_server_id_mode, key_env_teardown),
+		cmocka_unit_test_teardown(test_reload, key_env_teardown),
+		cmocka_unit_test_teardown(test_unreadable, key_env_teardown),
+		cmocka_unit_test_teardown(test_trusted_proxies_unix, key_env_teardown),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, group_setup, key_env_group_teardown);
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#define TESTLIB_KEY_FILES
 #include "testlib.h"
 
 #include "blinkhook/config.h"
@@ -21,45 +22,7 @@
 static int group_setup(void **state)
 {
 	(void)state;
-	/* The tests set these themselves; the caller's must not leak in. */
-	unsetenv("CREDENTIALS_DIRECTORY");
-	unsetenv("MERAKI_DASHBOARD_API_KEY");
-	if (tmpdir_setup("test_credentials") < 0)
-		return -1;
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	return tmpdir_teardown();
-}
-
-static int test_teardown(void **state)
-{
-	(void)state;
-	unsetenv("CREDENTIALS_DIRECTORY");
-	unsetenv("MERAKI_DASHBOARD_API_KEY");
-	return 0;
-}
-
-static char *tmp_path(const char *name)
-{
-	char *p = path_join(tmpdir, name);
-
-	assert_non_null(p);
-	return p;
-}
-
-static void write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, data, len), 0);
-	/* open's mode is only used on creation, and the umask applies. */
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
+	return key_env_group_setup("test_credentials");
 }
 
 /* ---- secrets ---- */
@@ -70,7 +33,8 @@ struct keys {
 	char *key_file;
 };
 
-static void keys_setup(struct keys *k)
+/* The three sources of an API key, and c naming the file one. */
+static void keys_setup(struct keys *k, struct config *c)
 {
 	k->cred_dir = tmp_path("credentials");
 	mkdir(k->cred_dir, 0700);
@@ -79,10 +43,14 @@ static void keys_setup(struct keys *k)
 	k->key_file = tmp_path("api-key");
 	write_file(k->cred_file, "credkey-0123456789abcdef\n", 25, 0400);
 	write_file(k->key_file, "  filekey-0123456789abcdef \r\n\n", 30, 0600);
+	assert_int_equal(config_init(c), 0);
+	c->api_key_file = strdup(k->key_file);
+	assert_non_null(c->api_key_file);
 }
 
-static void keys_free(struct keys *k)
+static void keys_free(struct keys *k, struct config *c)
 {
+	config_release(c);
 	free(k->cred_dir);
 	free(k->cred_file);
 	free(k->key_file);
@@ -121,9 +89,7 @@ static void test_api_key_precedence(void **state)
 	struct keys k;
 
 	(void)state;
-	keys_setup(&k);
-	assert_int_equal(config_init(&c), 0);
-	c.api_key_file = strdup(k.key_file);
+	keys_setup(&k, &c);
 
 	setenv("CREDENTIALS_DIRECTORY", k.cred_dir, 1);
 	setenv("MERAKI_DASHBOARD_API_KEY", "envkey-0123456789abcdef", 1);
@@ -156,8 +122,7 @@ static void test_api_key_precedence(void **state)
 			 "no API key: set the credential meraki-api-key, MERAKI_DASHBOARD_API_KEY, "
 			 "or [meraki] api_key_file");
 
-	config_release(&c);
-	keys_free(&k);
+	keys_free(&k, &c);
 }
 
 static void test_api_key_refusals(void **state)
@@ -168,9 +133,7 @@ static void test_api_key_refusals(void **state)
 	struct keys k;
 
 	(void)state;
-	keys_setup(&k);
-	assert_int_equal(config_init(&c), 0);
-	c.api_key_file = strdup(k.key_file);
+	keys_setup(&k, &c);
 
 	/* Group or world access to the key file is refused. */
 	assert_int_equal(chmod(k.key_file, 0640), 0);
@@ -216,8 +179,7 @@ static void test_api_key_refusals(void **state)
 	snprintf(want, sizeof(want), "%s: is empty", k.cred_file);
 	assert_key_error(&c, -EINVAL, want);
 
-	config_release(&c);
-	keys_free(&k);
+	keys_free(&k, &c);
 }
 
 static void test_callback_secret(void **state)
@@ -371,13 +333,13 @@ static void test_not_a_regular_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_api_key_precedence, test_teardown),
-		cmocka_unit_test_teardown(test_api_key_refusals, test_teardown),
-		cmocka_unit_test_teardown(test_callback_secret, test_teardown),
-		cmocka_unit_test_teardown(test_pg_conninfo, test_teardown),
-		cmocka_unit_test_teardown(test_api_key_mask, test_teardown),
-		cmocka_unit_test_teardown(test_not_a_regular_file, test_teardown),
+		cmocka_unit_test_teardown(test_api_key_precedence, key_env_teardown),
+		cmocka_unit_test_teardown(test_api_key_refusals, key_env_teardown),
+		cmocka_unit_test_teardown(test_callback_secret, key_env_teardown),
+		cmocka_unit_test_teardown(test_pg_conninfo, key_env_teardown),
+		cmocka_unit_test_teardown(test_api_key_mask, key_env_teardown),
+		cmocka_unit_test_teardown(test_not_a_regular_file, key_env_teardown),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, group_setup, key_env_group_teardown);
 }

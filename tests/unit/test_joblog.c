@@ -1256,6 +1256,89 @@ static void test_compact_background(void **state)
 	strbuf_release(&rest.c.lines);
 }
 
+/* Waits up to ms for the file fd reads to be emptied; its size then. */
+static off_t size_after(int fd, int ms)
+{
+	struct stat st;
+
+	for (int i = 0;; i += 10) {
+		assert_int_equal(fstat(fd, &st), 0);
+		if (st.st_size == 0 || i >= ms)
+			return st.st_size;
+		(void)poll(NULL, 0, 10);
+	}
+}
+
+/* The old log's blocks are freed after a take-over only when nothing uses
+ * it: a follower that has not read it to the end (log --follow | less,
+ * paused past the delay) still gets every record, and a hard link to the
+ * log keeps its content; with neither, the file is emptied. */
+static void test_compact_keeps_old_log_in_use(void **state)
+{
+	_cleanup_free_ char *dir = new_dir(), *path = NULL, *link_path = NULL;
+	struct followed seen = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct joblog_follow jf = JOBLOG_FOLLOW_INIT;
+	struct job_table t;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+	struct stat st;
+	int fd;
+
+	(void)state;
+	path = path_join(dir, JOBLOG_FILE);
+	link_path = path_join(dir, "jobs.log.saved");
+	assert_non_null(path);
+	assert_non_null(link_path);
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	joblog_set_free_delay(l, 20);
+	apply_samples(l, &t, 0, 40);
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf, dir, &seen);
+	assert_collected(&seen.c, 0, 40);
+	/* Records the follower has not read when the log is replaced: only
+	 * the old file holds them (they are before the snapshot point). */
+	apply_samples(l, &t, 40, 40);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	assert_int_equal(compact_end(l), 0);
+	/* Well past the delay, the follower reads the old file's rest. */
+	assert_int_not_equal(size_after(jf.fd, 1000), 0);
+	assert_int_equal(joblog_follow_read(&jf, dir, follow_cb, &seen, &info), 0);
+	assert_false(info.compacted_unread);
+	assert_int_equal(seen.snapshots, 0);
+	assert_collected(&seen.c, 0, 80);
+	joblog_follow_release(&jf); /* it holds the log that is replaced next */
+
+	/* A hard link to the log: the replaced file keeps its records. */
+	assert_int_equal(link(path, link_path), 0);
+	assert_int_equal(stat(link_path, &st), 0);
+	assert_true(st.st_size > 0);
+	apply_samples(l, &t, 80, 4);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	assert_int_equal(compact_end(l), 0);
+	fd = open(link_path, O_RDONLY | O_CLOEXEC); /* no lock: only a look */
+	assert_true(fd >= 0);
+	assert_int_not_equal(size_after(fd, 1000), 0);
+	close(fd);
+
+	/* Neither: the replaced log is emptied (the delay is short here). */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	apply_samples(l, &t, 84, 4);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_compact_begin(l, &t), 1);
+	assert_int_equal(compact_end(l), 0);
+	assert_int_equal(size_after(fd, 5000), 0);
+	close(fd);
+
+	joblog_free(l);
+	job_table_release(&t);
+	strbuf_release(&seen.c.lines);
+}
+
 /* The child keeps none of the parent's descriptors but the three it uses:
  * one the parent closes (a client's connection, say) is closed.  The new
  * file is a FIFO here that nobody reads, so the child stays blocked in its
@@ -1631,6 +1714,72 @@ static void test_follow_compacted_unread(void **state)
 	strbuf_release(&later.c.lines);
 }
 
+/* A compaction that left no job starts the log's positions anew: a follower
+ * that did not read the log in between (whose mark lies far past the new
+ * positions) still hands on what came after, as the next compaction's
+ * snapshots and the records that follow them. */
+static void test_follow_after_empty_compaction(void **state)
+{
+	_cleanup_free_ char *dir = new_dir();
+	struct followed seen = {{STRBUF_INIT, 0, NULL, 0}, 0}, later = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct followed other = {{STRBUF_INIT, 0, NULL, 0}, 0};
+	struct joblog_follow jf = JOBLOG_FOLLOW_INIT, jf2 = JOBLOG_FOLLOW_INIT;
+	struct job_table t, empty, t2;
+	struct joblog *l = NULL;
+	struct joblog_info info;
+
+	(void)state;
+	assert_int_equal(job_table_init(&t), 0);
+	assert_int_equal(job_table_init(&empty), 0);
+	assert_int_equal(job_table_init(&t2), 0);
+	assert_int_equal(joblog_open(dir, &l), 0);
+	assert_int_equal(joblog_replay(l, noop_cb, NULL, &info), 0);
+	apply_samples(l, &t, 0, 200); /* 50 jobs */
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf, dir, &seen);
+	assert_collected(&seen.c, 0, 200);
+	follow(&jf2, dir, &other);
+
+	/* Every job gone (purged): an empty compaction, never read by this
+	 * follower; a second one reads it. */
+	assert_int_equal(joblog_compact_begin(l, &empty), 0);
+	apply_samples(l, &t2, 200, 20); /* 5 new jobs */
+	assert_int_equal(joblog_commit(l), 0);
+	follow(&jf2, dir, &other);
+	assert_collected(&other.c, 0, 220);
+	assert_int_equal(joblog_compact_begin(l, &t2), 1);
+	assert_int_equal(compact_end(l), 0);
+	apply_samples(l, &t2, 220, 12); /* 3 more */
+	assert_int_equal(joblog_commit(l), 0);
+
+	assert_int_equal(joblog_follow_read(&jf, dir, follow_cb, &later, &info), 0);
+	assert_true(info.compacted_unread);
+	assert_int_equal(later.snapshots, 5);
+	assert_collected(&later.c, 220, 12);
+	/* The one that read the log in between: no snapshot, each record once. */
+	assert_int_equal(joblog_follow_read(&jf2, dir, follow_cb, &other, &info), 0);
+	assert_false(info.compacted_unread);
+	assert_int_equal(other.snapshots, 0);
+	assert_collected(&other.c, 0, 232);
+	/* Then on as usual. */
+	apply_samples(l, &t2, 232, 4);
+	assert_int_equal(joblog_commit(l), 0);
+	assert_int_equal(joblog_follow_read(&jf, dir, follow_cb, &later, &info), 0);
+	assert_false(info.compacted_unread);
+	assert_int_equal(later.snapshots, 5);
+	assert_collected(&later.c, 220, 16);
+
+	joblog_follow_release(&jf);
+	joblog_follow_release(&jf2);
+	joblog_free(l);
+	job_table_release(&t);
+	job_table_release(&empty);
+	job_table_release(&t2);
+	strbuf_release(&seen.c.lines);
+	strbuf_release(&later.c.lines);
+	strbuf_release(&other.c.lines);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1652,6 +1801,7 @@ int main(void)
 		cmocka_unit_test(test_commit_async),
 		cmocka_unit_test_setup_teardown(test_commit_async_failure, fsize_setup, fsize_teardown),
 		cmocka_unit_test(test_compact_background),
+		cmocka_unit_test(test_compact_keeps_old_log_in_use),
 		cmocka_unit_test(test_compact_child_closes_fds),
 		cmocka_unit_test_setup_teardown(test_compact_child_fails, fsize_setup, fsize_teardown),
 		cmocka_unit_test(test_compact_killed),
@@ -1659,6 +1809,7 @@ int main(void)
 		cmocka_unit_test(test_compact_huge_mark),
 		cmocka_unit_test(test_follow_two_compactions),
 		cmocka_unit_test(test_follow_compacted_unread),
+		cmocka_unit_test(test_follow_after_empty_compaction),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

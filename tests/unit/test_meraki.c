@@ -942,6 +942,22 @@ static void test_devices_answer(void **state)
 	assert_int_equal(r.n_items, 1);
 	assert_int_equal(strlen(r.items[0].name), 255);
 	meraki_result_release(&r);
+
+	/* A name of 255 bytes and more is not the 255-byte name asked for;
+	 * one of exactly 255 bytes is. */
+	memset(name, 'a', 255);
+	memcpy(name + 255, "-suffix", 8);
+	snprintf(body, sizeof(body), "[{\"name\":\"%s\",\"serial\":\"Q2AA-0001-0001\"}]", name);
+	classify(MERAKI_CALL_DEVICES, 200, NULL, NULL, body, &r);
+	assert_int_equal(r.n_items, 1);
+	name[255] = 0;
+	assert_false(meraki_item_named(&r.items[0], name));
+	meraki_result_release(&r);
+	snprintf(body, sizeof(body), "[{\"name\":\"%s\",\"serial\":\"Q2AA-0001-0001\"}]", name);
+	classify(MERAKI_CALL_DEVICES, 200, NULL, NULL, body, &r);
+	assert_true(meraki_item_named(&r.items[0], name));
+	assert_false(meraki_item_named(&r.items[0], "aaa"));
+	meraki_result_release(&r);
 }
 
 static void test_organizations_answer(void **state)

@@ -198,7 +198,7 @@ static void stub_answer_items(size_t i, enum meraki_outcome outcome, const char 
 	assert_true(n <= ELEMENTSOF(items));
 	for (size_t k = 0; k < n; k++)
 		items[k] = (struct meraki_item){(char *)triples[3 * k], (char *)triples[3 * k + 1],
-						(char *)triples[3 * k + 2]};
+						(char *)triples[3 * k + 2], false};
 	res.items = items;
 	assert_true(i < stub.n);
 	assert_false(stub.calls[i].answered);
@@ -405,22 +405,32 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* Takes a spool file for serial into a daemon brought up for it, and steps
+ * the loop until its blink request is made: the job, with its id in id. */
+static struct job *up_until_submitted(struct fixture *f, const char *serial, char id[static JOB_ID_MAX + 1])
+{
+	const size_t one = 1;
+	struct job *j;
+
+	enqueue(f, serial, id);
+	f->d = rooms_up(f);
+	run_until(f->d, calls_made, &one);
+	j = job_table_find(&f->d->ledger.jobs, id);
+	assert_non_null(j);
+	return j;
+}
+
 /* A spool file becomes a job, goes to Meraki, is answered, and finishes by
  * a callback; the spool file goes once its record is durable. */
 static void test_pipeline(void **state)
 {
 	struct fixture *f = *state;
 	char id[JOB_ID_MAX + 1];
-	const size_t one = 1;
 	struct job *j;
 
-	enqueue(f, SERIAL_A, id);
-	f->d = rooms_up(f);
-	run_until(f->d, calls_made, &one);
+	j = up_until_submitted(f, SERIAL_A, id);
 	assert_true(stub.calls[0].blink);
 	assert_string_equal(stub.calls[0].serial, SERIAL_A);
-	j = job_table_find(&f->d->ledger.jobs, id);
-	assert_non_null(j);
 	assert_int_equal(j->state, JOB_QUEUED);
 	assert_true(dispatch_job_busy(j));
 	run_until(f->d, all_durable, NULL);
@@ -574,7 +584,7 @@ static void test_resolve_reload(void **state)
 	stub_answer_items(0, MERAKI_OK, orgs, 2);
 	j = job_table_find(&f->d->ledger.jobs, "n-1");
 	assert_int_equal(j->state, JOB_QUEUED);
-	assert_null(f->d->dispatch.org_error);
+	assert_null(f->d->dispatch.org.error);
 	run_until(f->d, calls_made, &two);
 	assert_true(stub.calls[1].orgs);
 	stub_answer_items(1, MERAKI_OK, org, 1);
@@ -651,12 +661,9 @@ static void test_compaction_backoff(void **state)
 	struct fixture *f = *state;
 	_cleanup_free_ char *blocker = NULL;
 	char a[JOB_ID_MAX + 1];
-	const size_t one = 1;
 
 	assert_true(asprintf(&blocker, "%s/%s", f->state, JOBLOG_COMPACT_FILE) > 0);
-	enqueue(f, SERIAL_A, a);
-	f->d = rooms_up(f);
-	run_until(f->d, calls_made, &one);
+	(void)up_until_submitted(f, SERIAL_A, a);
 	assert_int_equal(mkdir(blocker, 0700), 0);
 	record_attempts(f, a, 1100); /* past the threshold: a try, which fails */
 	assert_false(joblog_compacting(f->d->ledger.log));
@@ -692,16 +699,13 @@ static void test_compaction_ends_at_failed_sync(void **state)
 	struct fixture *f = *state;
 	_cleanup_free_ char *log = NULL;
 	char a[JOB_ID_MAX + 1];
-	const size_t one = 1;
 	struct rlimit saved, rl;
 	siginfo_t si = {0};
 	struct stat st;
 	pid_t pid;
 
 	assert_true(asprintf(&log, "%s/%s", f->state, JOBLOG_FILE) > 0);
-	enqueue(f, SERIAL_A, a);
-	f->d = rooms_up(f);
-	run_until(f->d, calls_made, &one);
+	(void)up_until_submitted(f, SERIAL_A, a);
 	for (unsigned i = 1; i <= 1100; i++) {
 		struct job_event ev = {.ts = now_realtime_usec(), .id = a, .kind = JOB_EV_ATTEMPT, .attempts = i};
 		assert_int_equal(ledger_record(f->d, &ev, NULL), 0);
@@ -770,14 +774,9 @@ static void test_callback_before_answer(void **state)
 {
 	struct fixture *f = *state;
 	char id[JOB_ID_MAX + 1];
-	const size_t one = 1;
 	struct job *j;
 
-	enqueue(f, SERIAL_A, id);
-	f->d = rooms_up(f);
-	run_until(f->d, calls_made, &one);
-	j = job_table_find(&f->d->ledger.jobs, id);
-	assert_non_null(j);
+	j = up_until_submitted(f, SERIAL_A, id);
 	assert_int_equal(post_callback(f, id, stub.calls[0].secret, "running"), 200);
 	assert_int_equal(j->state, JOB_SUBMITTED);
 	assert_true(dispatch_job_busy(j));
@@ -803,16 +802,12 @@ static void test_callback_while_waiting(void **state)
 {
 	struct fixture *f = *state;
 	char id[JOB_ID_MAX + 1];
-	const size_t one = 1;
 	struct job *j;
 
-	enqueue(f, SERIAL_A, id);
-	f->d = rooms_up(f);
+	j = up_until_submitted(f, SERIAL_A, id);
+	/* Read when the answer says retry, which comes next. */
 	f->d->cfg->retry_initial_usec = 100 * USEC_PER_MSEC;
 	f->d->cfg->retry_max_usec = 100 * USEC_PER_MSEC;
-	run_until(f->d, calls_made, &one);
-	j = job_table_find(&f->d->ledger.jobs, id);
-	assert_non_null(j);
 	stub_answer_retry(0);
 	assert_int_equal(j->state, JOB_QUEUED);
 	assert_false(TAILQ_EMPTY(&f->d->dispatch.runq));

@@ -70,6 +70,18 @@ static void assert_timespan_err(const char *s, int want)
 	assert_true(v == SENTINEL);
 }
 
+static void test_hex_value(void **state)
+{
+	(void)state;
+	assert_int_equal(hex_value('0'), 0);
+	assert_int_equal(hex_value('9'), 9);
+	assert_int_equal(hex_value('a'), 10);
+	assert_int_equal(hex_value('F'), 15);
+	assert_int_equal(hex_value('g'), -1);
+	assert_int_equal(hex_value('/'), -1);
+	assert_int_equal(hex_value('\0'), -1);
+}
+
 static void test_timespan_units(void **state)
 {
 	(void)state;
@@ -1035,6 +1047,7 @@ static void test_days_in_month(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hex_value),
 		cmocka_unit_test(test_timespan_units),
 		cmocka_unit_test(test_timespan_fractions),
 		cmocka_unit_test(test_timespan_sums),
