@@ -265,7 +265,7 @@ install: all
 	[ -e $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf ] || { \
 		install -m 0640 conf/blinkhookd.conf $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf && \
 		sed -i -e 's|/etc/blinkhook/|$(SYSCONFDIR)/blinkhook/|g' $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf; }
-	install -m 0644 conf/blinkhookd.conf conf/nginx-upstream.conf conf/nginx-location.conf conf/nginx-site.conf conf/Caddyfile \
+	install -m 0644 conf/blinkhookd.conf conf/nginx-upstream.conf conf/nginx-location.conf conf/nginx-site.conf conf/nginx-two-nodes.conf conf/Caddyfile \
 		conf/haproxy.cfg conf/apache-blinkhook.conf README.md LICENSE $(DESTDIR)$(DOCDIR)/
 	@# The README's links stay good in the installed copy: docs/ and the changelog beside it.
 	install -d $(DESTDIR)$(DOCDIR)/docs
