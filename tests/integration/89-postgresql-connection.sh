@@ -77,8 +77,9 @@ write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease =
 	"[store] conninfo = host=$RO,$RW dbname=postgres user=$PG_USER target_session_attrs=read-write"
 : >"$T/daemon.log"
 run_daemon
-check "with host=A,B and A read-only, the daemon connects to B (libpq's next host is watched)" \
-	eval 'wait_until 15 healthz_is 200 && grep -q "connected to the PostgreSQL store at $RW " "$T/daemon.log"'
+check "with host=A,B and A read-only, the daemon connects to B at its first try (libpq's next host is watched)" \
+	eval 'wait_until 15 healthz_is 200 && grep -q "connected to the PostgreSQL store at $RW " "$T/daemon.log" &&
+		! grep -q "cannot connect to the PostgreSQL store" "$T/daemon.log"'
 ids=()
 for i in 1 2; do ids+=("$(ctl blink "Q2AA-PGCN-000$i" --duration 1)"); done
 check "jobs complete on B" wait_until 30 count_is "serial like 'Q2AA-PGCN%' and state = 'complete'" 2
@@ -127,6 +128,30 @@ check "and the job queued meanwhile completes" \
 	wait_until 30 count_is "serial = 'Q2AA-PGST-0001' and state = 'complete'" 1
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
+
+# ---- a failover where the old primary stays up, read-only: the daemon
+# must leave it for the promoted standby (listed second) ----
+pg_standby
+STANDBY=$PG_STANDBY_DIR
+D_PORT=$(free_port)
+write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease = 3s" "[callback] wait = 2s" \
+	"[store] conninfo = host=$RW,$STANDBY dbname=postgres user=$PG_USER target_session_attrs=read-write"
+: >"$T/daemon.log"
+start_daemon
+for i in 1 2 3; do ctl blink "Q2AA-PGFO-000$i" --duration 1 >/dev/null; done
+wait_until 20 count_is "serial like 'Q2AA-PGFO%' and state = 'submitted'" 1
+wait_until 10 eval 'PG_DIR=$STANDBY count_is "serial like '"'Q2AA-PGFO%'"'" 3'
+pg_promote "$STANDBY"
+pg_sql "alter system set default_transaction_read_only = on" >/dev/null
+pg_sql "select pg_reload_conf()" >/dev/null
+check "the old primary read-only, the daemon leaves it for the promoted standby" \
+	wait_until 20 grep -q "reconnected to the PostgreSQL store at $STANDBY " "$T/daemon.log"
+check "and the jobs complete there" \
+	wait_until 40 eval 'PG_DIR=$STANDBY count_is "serial like '"'Q2AA-PGFO%'"' and state = '"'complete'"'" 3'
+stop_daemon
+check "the daemon stops cleanly" test "$D_STATUS" = 0
+pg_sql "alter system reset default_transaction_read_only" >/dev/null
+pg_sql "select pg_reload_conf()" >/dev/null
 
 # ---- a server that accepts and never answers ----
 BH_PORT=$(free_port)
