@@ -19,6 +19,13 @@ run_daemon() {
 	D_PID=$!
 	PIDS+=("$D_PID")
 }
+# new_log: the daemon's log begins anew for the next section's greps; the
+# earlier ones go back into it at the end (cleanup looks there for a
+# sanitizer's report).
+new_log() {
+	cat "$T/daemon.log" >>"$T/earlier.log" 2>/dev/null
+	: >"$T/daemon.log"
+}
 # signal_cluster SIG DIR: the signal to the cluster's postmaster and every
 # process it started (its backends and helpers), by their ids.
 signal_cluster() {
@@ -47,7 +54,7 @@ check "--check-config: a URI libpq cannot parse is refused without its password 
 out=$(CREDENTIALS_DIRECTORY=$T/creds ctl jobs 2>&1); rc=$?
 check "blinkhookctl jobs on that credential fails without printing the password" \
 	eval '[ $rc -ne 0 ] && grep -q "conninfo: " <<<"$out" && ! grep -q hunter2 <<<"$out"'
-: >"$T/daemon.log"
+new_log
 CREDENTIALS_DIRECTORY=$T/creds MERAKI_DASHBOARD_API_KEY=$API_KEY timeout 10 "$BLINKHOOKD" -c "$T/bh.conf" 2>>"$T/daemon.log"
 rc=$?
 check "the daemon refuses it at its start, and its log does not hold the password" \
@@ -62,7 +69,7 @@ check "--check-config: an unknown option is named, the password is not shown" \
 	eval '[ $rc -eq 1 ] && grep -q "conninfo: invalid connection option \"bogus\"" <<<"$out" && ! grep -q hunter2 <<<"$out"'
 printf 'host=%s/nowhere dbname=postgres user=%s password=hunter2 connect_timeout=2\n' "$T" "$PG_USER" \
 	>"$T/creds/postgresql-conninfo"
-: >"$T/daemon.log"
+new_log
 CREDENTIALS_DIRECTORY=$T/creds run_daemon
 check "a connection that fails is logged (libpq's message, the host in it) without the password" \
 	eval 'wait_until 10 grep -q "cannot connect to the PostgreSQL store (.*$T/nowhere" "$T/daemon.log" && ! grep -q hunter2 "$T/daemon.log"'
@@ -75,7 +82,7 @@ start_sim --min-interval 0.2 --blink-time 0.5 --callback-retries 60 --callback-r
 D_PORT=$(free_port)
 write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease = 3s" "[callback] wait = 2s" \
 	"[store] conninfo = host=$RO,$RW dbname=postgres user=$PG_USER target_session_attrs=read-write"
-: >"$T/daemon.log"
+new_log
 run_daemon
 check "with host=A,B and A read-only, the daemon connects to B at its first try (libpq's next host is watched)" \
 	eval 'wait_until 15 healthz_is 200 && grep -q "connected to the PostgreSQL store at $RW " "$T/daemon.log" &&
@@ -136,7 +143,7 @@ STANDBY=$PG_STANDBY_DIR
 D_PORT=$(free_port)
 write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease = 3s" "[callback] wait = 2s" \
 	"[store] conninfo = host=$RW,$STANDBY dbname=postgres user=$PG_USER target_session_attrs=read-write"
-: >"$T/daemon.log"
+new_log
 start_daemon
 for i in 1 2 3; do ctl blink "Q2AA-PGFO-000$i" --duration 1 >/dev/null; done
 wait_until 20 count_is "serial like 'Q2AA-PGFO%' and state = 'submitted'" 1
@@ -170,7 +177,7 @@ wait_until 5 python3 -c 'import socket, sys; socket.create_connection(("127.0.0.
 D_PORT=$(free_port)
 write_config "[store] backend = postgresql" "[store] node = n1" \
 	"[store] conninfo = host=127.0.0.1,$RW port=$BH_PORT,5432 dbname=postgres user=$PG_USER connect_timeout=2"
-: >"$T/daemon.log"
+new_log
 run_daemon
 t0=$SECONDS
 check "a server that never answers: the connection attempt ends at connect_timeout, and is logged" \
@@ -181,5 +188,7 @@ diag "up $((SECONDS - t0)) s after the start"
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
 
+new_log
+mv "$T/earlier.log" "$T/daemon.log"
 [ -n "${SHOWLOG:-}" ] && cat "$T/daemon.log" >&2
 [ "$FAILS" -eq 0 ]
