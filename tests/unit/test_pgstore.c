@@ -54,11 +54,16 @@ static void test_check_conninfo(void **state)
 static void test_check_conninfo_hides_password(void **state)
 {
 	static const char *const bad[] = {
-		"password=hunter2x bogus=x",      "password='hunter2x",
-		"password=hunter2x hunter2y",     "host=db password=hun ter2x user=u",
-		"hunter2x",                       "postgresql://u:hunter2x@[::1",
-		"postgresql://u:hunter%zz@h/db",  "postgresql://u:hunter2x@h/db?hunter2y",
-		"postgresql://u:hu\"nter2x@[::1", "password=hunter2x colour=red host='x",
+		"password=hunter2x bogus=x",
+		"password='hunter2x",
+		"password=hunter2x hunter2y",
+		"host=db password=hun ter2x user=u",
+		"hunter2x",
+		"postgresql://u:hunter2x@[::1",
+		"postgresql://u:hunter%zz@h/db",
+		"postgresql://u:hunter2x@h/db?hunter2y",
+		"postgresql://u:hu\"nter2x@[::1",
+		"password=hunter2x colour=red host='x",
 	};
 	char err[CONFIG_ERROR_MAX];
 
@@ -106,11 +111,11 @@ static void test_scrub(void **state)
 static void test_sqlstate_lost(void **state)
 {
 	(void)state;
-	assert_true(pgstore_sqlstate_lost("25006")); /* read_only_sql_transaction */
-	assert_true(pgstore_sqlstate_lost("57P01")); /* admin_shutdown */
-	assert_true(pgstore_sqlstate_lost("57P03")); /* cannot_connect_now */
-	assert_true(pgstore_sqlstate_lost("08006")); /* connection_failure */
-	assert_true(pgstore_sqlstate_lost("53300")); /* too_many_connections */
+	assert_true(pgstore_sqlstate_lost("25006"));  /* read_only_sql_transaction */
+	assert_true(pgstore_sqlstate_lost("57P01"));  /* admin_shutdown */
+	assert_true(pgstore_sqlstate_lost("57P03"));  /* cannot_connect_now */
+	assert_true(pgstore_sqlstate_lost("08006"));  /* connection_failure */
+	assert_true(pgstore_sqlstate_lost("53300"));  /* too_many_connections */
 	assert_false(pgstore_sqlstate_lost("23505")); /* unique_violation */
 	assert_false(pgstore_sqlstate_lost("42P01")); /* undefined_table */
 	assert_false(pgstore_sqlstate_lost("40001")); /* serialization_failure */
