@@ -52,8 +52,14 @@ void pgstore_parse_error(const char *msg, char *buf, size_t len)
 	while (p < end) {
 		const char *q = memchr(p, '"', (size_t)(end - p)), *close;
 
-		if (!q || !(close = memchr(q + 1, '"', (size_t)(end - q - 1)))) {
+		if (!q) {
 			(void)strbuf_add(&sb, p, (size_t)(end - p));
+			break;
+		}
+		/* A quote left alone: what follows it is hidden. */
+		if (!(close = memchr(q + 1, '"', (size_t)(end - q - 1)))) {
+			(void)strbuf_add(&sb, p, (size_t)(q + 1 - p));
+			(void)strbuf_addstr(&sb, HIDDEN);
 			break;
 		}
 		(void)strbuf_add(&sb, p, (size_t)(q + 1 - p));
