@@ -24,6 +24,86 @@
 #include "blinkhook/util.h"
 #include "daemon-internal.h"
 
+/* What stands in a message for a part of the connection string that may be
+ * (part of) a password. */
+#define HIDDEN "(hidden)"
+
+/* Whether a quoted part of libpq's parse error may be shown: an option's
+ * name that libpq took as a key (lower-case letters and underscores, as
+ * all of libpq's are), or one punctuation mark ("=", "]").  Anything else
+ * may be a password's piece: libpq quotes the word after a value with a
+ * blank in it ("missing = after ..."), a percent-encoded token, even the
+ * whole URI. */
+static bool parse_error_shows(const char *msg, const char *tok, size_t n)
+{
+	if (n == 1 && strchr("=]:/?&@,", tok[0]))
+		return true;
+	if (n == 0 || n > 32 || strspn(tok, "abcdefghijklmnopqrstuvwxyz_") < n)
+		return false;
+	return strncmp(msg, "invalid connection option", 25) == 0 ||
+	       strncmp(msg, "invalid URI query parameter", 27) == 0;
+}
+
+void pgstore_parse_error(const char *msg, char *buf, size_t len)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *p = msg, *end = msg + strcspn(msg, "\n");
+
+	while (p < end) {
+		const char *q = memchr(p, '"', (size_t)(end - p)), *close;
+
+		if (!q) {
+			(void)strbuf_add(&sb, p, (size_t)(end - p));
+			break;
+		}
+		/* A quote left alone: what follows it is hidden. */
+		if (!(close = memchr(q + 1, '"', (size_t)(end - q - 1)))) {
+			(void)strbuf_add(&sb, p, (size_t)(q + 1 - p));
+			(void)strbuf_addstr(&sb, HIDDEN);
+			break;
+		}
+		(void)strbuf_add(&sb, p, (size_t)(q + 1 - p));
+		if (parse_error_shows(msg, q + 1, (size_t)(close - q - 1)))
+			(void)strbuf_add(&sb, q + 1, (size_t)(close - q - 1));
+		else {
+			/* Hidden up to the last quote: the piece may hold a
+			 * quote itself. */
+			(void)strbuf_addstr(&sb, HIDDEN);
+			while ((q = memchr(close + 1, '"', (size_t)(end - close - 1))))
+				close = q;
+		}
+		(void)strbuf_addstr(&sb, "\"");
+		p = close + 1;
+	}
+	snprintf(buf, len, "%s", sb.buf ? sb.buf : "invalid connection string");
+	if (sb.buf)
+		secret_wipe(sb.buf, sb.len);
+	strbuf_release(&sb);
+}
+
+void pgstore_scrub(char *msg, size_t size, const char *secret)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t n = secret ? strlen(secret) : 0;
+	const char *p = msg, *at;
+
+	/* A password of one or two characters would blot out the message
+	 * (and such a one is no secret). */
+	if (n < 3 || !strstr(msg, secret))
+		return;
+	while ((at = strstr(p, secret))) {
+		(void)strbuf_add(&sb, p, (size_t)(at - p));
+		(void)strbuf_addstr(&sb, HIDDEN);
+		p = at + n;
+	}
+	(void)strbuf_addstr(&sb, p);
+	/* Out of memory: nothing of the message rather than the secret. */
+	snprintf(msg, size, "%s", sb.buf ? sb.buf : HIDDEN);
+	if (sb.buf)
+		secret_wipe(sb.buf, sb.len);
+	strbuf_release(&sb);
+}
+
 int pgstore_check_conninfo(const char *conninfo, bool from_config, char err[static CONFIG_ERROR_MAX])
 {
 	PQconninfoOption *opts;
@@ -32,9 +112,14 @@ int pgstore_check_conninfo(const char *conninfo, bool from_config, char err[stat
 
 	opts = PQconninfoParse(conninfo, &msg);
 	if (!opts) {
-		/* libpq's message quotes at most a key, not a value. */
+		/* libpq's message may quote a piece of the string, the whole
+		 * URI even, password and all: those are hidden. */
 		if (msg) {
-			snprintf(err, CONFIG_ERROR_MAX, "conninfo: %.*s", (int)strcspn(msg, "\n"), msg);
+			char safe[CONFIG_ERROR_MAX - 16];
+
+			pgstore_parse_error(msg, safe, sizeof(safe));
+			snprintf(err, CONFIG_ERROR_MAX, "conninfo: %s", safe);
+			secret_wipe(msg, strlen(msg));
 			PQfreemem(msg);
 		} else
 			snprintf(err, CONFIG_ERROR_MAX, "conninfo: out of memory");
@@ -138,6 +223,13 @@ struct pgstore {
 	enum pg_state state;
 	sd_event_source *io, *retry;
 	int io_fd;
+	/* libpq heeds connect_timeout only in its blocking calls: the daemon
+	 * keeps its own deadlines, on the attempt and on each query. */
+	sd_event_source *deadline;
+	uint64_t connect_usec, query_usec;
+	unsigned host_skip; /* hosts skipped at the start of a try */
+	char *password;     /* the conninfo's, hidden in messages */
+	bool q_lost;        /* the query's error says the session is done for */
 	uint64_t backoff;
 	bool ever_up;     /* the first connection was made */
 	bool down_logged; /* "unreachable" said, "reachable again" not yet */
@@ -298,6 +390,14 @@ static int pg_watch(struct pgstore *pg, uint32_t events)
 	return r;
 }
 
+/* Arms the deadline of what starts now: a connection, or a query (which
+ * replaces the one before). */
+static void pg_deadline(struct pgstore *pg, uint64_t usec)
+{
+	(void)sd_event_source_set_time_relative(pg->deadline, usec);
+	enable_oneshot(pg->deadline);
+}
+
 /* The connection is gone or could not be made: close it, say so once, try
  * again after the back-off (1 s doubling to 30 s). */
 static void pg_lost(struct pgstore *pg, const char *why)
@@ -305,7 +405,10 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	char msg[256];
 
 	pg_message(why, msg, sizeof(msg));
+	pgstore_scrub(msg, sizeof(msg), pg->password);
 	pg->io = sd_event_source_disable_unref(pg->io);
+	(void)sd_event_source_set_enabled(pg->deadline, SD_EVENT_OFF);
+	pg->q_lost = false;
 	if (pg->conn) {
 		PQfinish(pg->conn);
 		pg->conn = NULL;
@@ -349,6 +452,109 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	daemon_notify_status(pg->d, true);
 }
 
+/* A connection not made, or a query not answered, in time: a server that
+ * neither answers nor closes (stopped, or a network that drops packets). */
+static int on_pg_deadline(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct pgstore *pg = ud;
+	char why[96];
+
+	(void)s;
+	(void)usec;
+	if (pg->state == PG_CONNECTING) {
+		/* The next try starts at the next host: one that never
+		 * answers must not hold up the others for good. */
+		pg->host_skip++;
+		snprintf(why, sizeof(why), "no connection within %llus",
+			 (unsigned long long)(pg->connect_usec / USEC_PER_SEC));
+		pg_lost(pg, why);
+	} else if (pg->state == PG_MIGRATING || (pg->state == PG_UP && pg->q != Q_NONE)) {
+		snprintf(why, sizeof(why), "no answer within %llus",
+			 (unsigned long long)(pg->query_usec / USEC_PER_SEC));
+		pg_lost(pg, why);
+	}
+	return 0;
+}
+
+/* A comma-separated list with its first k elements (modulo their number)
+ * moved to its end, newly allocated. */
+static char *list_rotate(const char *list, unsigned k)
+{
+	size_t n = 1, len = strlen(list);
+	const char *p = list;
+	char *out;
+
+	for (const char *c = list; *c; c++)
+		n += *c == ',';
+	k %= (unsigned)n;
+	for (unsigned i = 0; i < k; i++)
+		p = strchr(p, ',') + 1;
+	out = malloc(len + 2);
+	if (!out)
+		return NULL;
+	if (k == 0)
+		memcpy(out, list, len + 1);
+	else
+		snprintf(out, len + 2, "%s,%.*s", p, (int)(p - list - 1), list);
+	return out;
+}
+
+/* PQconnectStart() with the hosts (and their addresses and ports) taken in
+ * another order: the first host_skip moved to the end.  NULL when there is
+ * only one host, or on a failure: the caller starts the plain way. */
+static PGconn *pg_connect_start_skipping(struct pgstore *pg)
+{
+	const char *keywords[64], *values[64];
+	char *rotated[3] = {NULL, NULL, NULL};
+	PQconninfoOption *opts = PQconninfoParse(pg->conninfo, NULL);
+	PGconn *conn = NULL;
+	size_t n = 0;
+	int nr = 0;
+	bool several = false;
+
+	if (!opts)
+		return NULL;
+	for (PQconninfoOption *o = opts; o->keyword && n < ELEMENTSOF(keywords) - 1; o++) {
+		if (!o->val)
+			continue;
+		keywords[n] = o->keyword;
+		values[n] = o->val;
+		if (strchr(o->val, ',') && nr < 3 &&
+		    (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0 ||
+		     strcmp(o->keyword, "port") == 0)) {
+			several = true;
+			rotated[nr] = list_rotate(o->val, pg->host_skip);
+			if (!rotated[nr])
+				goto out;
+			values[n] = rotated[nr++];
+		}
+		n++;
+	}
+	keywords[n] = values[n] = NULL;
+	if (several)
+		conn = PQconnectStartParams(keywords, values, 0);
+out:
+	for (int i = 0; i < nr; i++)
+		free(rotated[i]);
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (o->val)
+			secret_wipe(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+	return conn;
+}
+
+bool pgstore_sqlstate_lost(const char *sqlstate)
+{
+	static const char *const classes[] = {"08", "25", "53", "57"};
+
+	if (!sqlstate || strlen(sqlstate) != 5)
+		return false;
+	for (size_t i = 0; i < ELEMENTSOF(classes); i++)
+		if (strncmp(sqlstate, classes[i], 2) == 0)
+			return true;
+	return false;
+}
+
 static void pg_query_done(struct pgstore *pg);
 static void pg_next(struct pgstore *pg);
 static void pg_idle(struct pgstore *pg);
@@ -361,6 +567,7 @@ static int pg_send(struct pgstore *pg, enum pg_query q, const char *sql, int n, 
 		return -EIO;
 	pg->q = q;
 	pg->q_error[0] = '\0';
+	pg_deadline(pg, pg->query_usec);
 	if (pg_watch(pg, EPOLLIN | (PQflush(pg->conn) == 1 ? EPOLLOUT : 0)) < 0)
 		return -EIO;
 	return 0;
@@ -536,6 +743,10 @@ static void pg_results(struct pgstore *pg)
 		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
 			if (!pg->q_error[0])
 				pg_message(PQresultErrorMessage(res), pg->q_error, sizeof(pg->q_error));
+			/* A server gone read-only (a failover), shutting down or
+			 * out of resources: another, or this one later. */
+			if (pgstore_sqlstate_lost(PQresultErrorField(res, PG_DIAG_SQLSTATE)))
+				pg->q_lost = true;
 		} else if (pg->q == Q_KEY && !pg->q_error[0] && !pg->key && PQntuples(res) >= 1) {
 			const char *hex = PQgetvalue(res, 0, 0);
 			uint8_t bytes[SECRET_KEY_SIZE];
@@ -669,6 +880,13 @@ static void pg_query_done(struct pgstore *pg)
 {
 	enum pg_query q = pg->q;
 
+	/* The session is done for: everything is answered as at a loss (a
+	 * commit kept for the next connection), the connection made again. */
+	if (pg->q_lost) {
+		pg_lost(pg, pg->q_error);
+		return;
+	}
+	(void)sd_event_source_set_enabled(pg->deadline, SD_EVENT_OFF);
 	pg->q = Q_NONE;
 	switch (q) {
 	case Q_KEY:
@@ -734,6 +952,7 @@ static void pg_query_done(struct pgstore *pg)
 
 static void pg_up(struct pgstore *pg, int version)
 {
+	(void)sd_event_source_set_enabled(pg->deadline, SD_EVENT_OFF);
 	pg->state = PG_UP;
 	pg->backoff = 0;
 	if (pg->down_logged || !pg->ever_up)
@@ -825,6 +1044,7 @@ static void pg_migrate(struct pgstore *pg)
 		return;
 	}
 	pg->state = PG_MIGRATING;
+	pg_deadline(pg, pg->query_usec);
 	/* The rest of the query may wait for the socket to take it. */
 	if (pg_watch(pg, EPOLLIN | (PQflush(pg->conn) == 1 ? EPOLLOUT : 0)) < 0)
 		pg_lost(pg, "cannot watch the connection's socket");
@@ -870,7 +1090,14 @@ static void pg_migrate_results(struct pgstore *pg)
 
 static void pg_connect_poll(struct pgstore *pg)
 {
-	switch (PQconnectPoll(pg->conn)) {
+	PostgresPollingStatusType st = PQconnectPoll(pg->conn);
+
+	/* libpq may have closed the socket and opened another (the next
+	 * address or host; a read-only server skipped): often under the same
+	 * number, which the watch on the old one would never see.  So the
+	 * watch is made anew at each step. */
+	pg->io = sd_event_source_disable_unref(pg->io);
+	switch (st) {
 	case PGRES_POLLING_READING:
 		if (pg_watch(pg, EPOLLIN) < 0)
 			pg_lost(pg, "cannot watch the connection's socket");
@@ -953,7 +1180,9 @@ static void pg_notice(void *ud, const char *msg)
 
 static void pg_connect(struct pgstore *pg)
 {
-	pg->conn = PQconnectStart(pg->conninfo);
+	pg->conn = pg->host_skip ? pg_connect_start_skipping(pg) : NULL;
+	if (!pg->conn)
+		pg->conn = PQconnectStart(pg->conninfo);
 	if (!pg->conn) {
 		pg_lost(pg, "out of memory");
 		return;
@@ -964,6 +1193,7 @@ static void pg_connect(struct pgstore *pg)
 		return;
 	}
 	pg->state = PG_CONNECTING;
+	pg_deadline(pg, pg->connect_usec);
 	/* PQconnectStart() has begun; the first poll says what to wait for. */
 	pg_connect_poll(pg);
 }
@@ -987,6 +1217,50 @@ static int on_pg_retry(sd_event_source *s, uint64_t usec, void *ud)
 	(void)usec;
 	pg_connect(ud);
 	return 0;
+}
+
+/* Without connect_timeout, a try may take this long. */
+#define CONNECT_TIMEOUT_DEFAULT (10 * USEC_PER_SEC)
+/* A query may take the lease, at least this long. */
+#define QUERY_TIMEOUT_MIN (10 * USEC_PER_SEC)
+
+/* The deadlines (connect_timeout as libpq reads it: whole seconds, 2 at
+ * least; none or 0, which for libpq is forever, the default), the password
+ * to hide, and the timer.  At the open, after the conninfo was checked. */
+static int pg_deadlines_setup(struct pgstore *pg)
+{
+	PQconninfoOption *opts = PQconninfoParse(pg->conninfo, NULL);
+	int r = 0;
+
+	pg->connect_usec = CONNECT_TIMEOUT_DEFAULT;
+	pg->query_usec = MAX(pg->d->cfg->store_lease_usec, QUERY_TIMEOUT_MIN);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if (!o->val)
+			continue;
+		if (strcmp(o->keyword, "connect_timeout") == 0) {
+			long t = strtol(o->val, NULL, 10);
+
+			if (t > 0)
+				pg->connect_usec = (uint64_t)MIN(MAX(t, 2L), 3600L) * USEC_PER_SEC;
+		} else if (strcmp(o->keyword, "password") == 0 && *o->val && !pg->password) {
+			pg->password = secret_alloc(strlen(o->val) + 1);
+			if (pg->password)
+				memcpy(pg->password, o->val, strlen(o->val) + 1);
+			else
+				r = -ENOMEM;
+		}
+	}
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (o->val)
+			secret_wipe(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+	if (r < 0)
+		return r;
+	r = sd_event_add_time(pg->d->event, &pg->deadline, CLOCK_MONOTONIC, 0, 0, on_pg_deadline, pg);
+	if (r < 0)
+		return r;
+	(void)sd_event_source_set_description(pg->deadline, "postgresql-deadline");
+	return sd_event_source_set_enabled(pg->deadline, SD_EVENT_OFF);
 }
 
 int pgstore_open(struct daemon *d)
@@ -1016,8 +1290,18 @@ int pgstore_open(struct daemon *d)
 		secret_free(pg->conninfo);
 		return log_errno(LOG_ERR, r, "out of memory");
 	}
+	r = pg_deadlines_setup(pg);
+	if (r < 0) {
+		sd_event_source_disable_unref(pg->deadline);
+		secret_free(pg->password);
+		secret_free(pg->conninfo);
+		free(pg->schema_sql);
+		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
+	}
 	r = sd_event_add_time(d->event, &pg->retry, CLOCK_MONOTONIC, 0, 0, on_pg_retry, pg);
 	if (r < 0) {
+		sd_event_source_disable_unref(pg->deadline);
+		secret_free(pg->password);
 		secret_free(pg->conninfo);
 		free(pg->schema_sql);
 		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
@@ -1028,6 +1312,8 @@ int pgstore_open(struct daemon *d)
 				       MAX(d->cfg->store_lease_usec / 3, 100 * USEC_PER_MSEC), 0, on_pg_tick, pg);
 	if (r < 0) {
 		sd_event_source_disable_unref(pg->retry);
+		sd_event_source_disable_unref(pg->deadline);
+		secret_free(pg->password);
 		secret_free(pg->conninfo);
 		free(pg->schema_sql);
 		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
@@ -1048,6 +1334,7 @@ void pgstore_close(struct daemon *d)
 		return;
 	sd_event_source_disable_unref(pg->io);
 	sd_event_source_disable_unref(pg->retry);
+	sd_event_source_disable_unref(pg->deadline);
 	sd_event_source_disable_unref(pg->tick);
 	waiters_run(d, TAKE_PTR(pg->sync_waiters), -ECANCELED);
 	waiters_run(d, TAKE_PTR(pg->waiters), -ECANCELED);
@@ -1055,6 +1342,7 @@ void pgstore_close(struct daemon *d)
 	if (pg->conn)
 		PQfinish(pg->conn);
 	secret_key_free(pg->key);
+	secret_free(pg->password);
 	secret_free(pg->conninfo);
 	free(pg->schema_sql);
 	strbuf_release(&pg->pending);
@@ -1344,6 +1632,10 @@ int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struc
 	char msg[256];
 	int r = 0;
 
+	/* libpq's own word on a string it cannot parse may quote it whole. */
+	r = pgstore_check_conninfo(conninfo, false, err);
+	if (r < 0)
+		return r;
 	conn = PQconnectdb(conninfo);
 	if (!conn) {
 		snprintf(err, CONFIG_ERROR_MAX, "out of memory");

@@ -8,6 +8,7 @@
 #define BLINKHOOK_PGSTORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "blinkhook/config.h"
 #include "blinkhook/job.h"
@@ -18,6 +19,22 @@
  * for one).  On failure writes the reason into err (never the string itself,
  * which may hold a password) and returns -EINVAL. */
 int pgstore_check_conninfo(const char *conninfo, bool from_config, char err[static CONFIG_ERROR_MAX]);
+
+/* libpq's error about a connection string it cannot parse (msg), one line,
+ * into buf, every quoted piece that may hold a password replaced by
+ * "(hidden)": libpq quotes pieces of the string, the whole URI even. */
+void pgstore_parse_error(const char *msg, char *buf, size_t len);
+
+/* Every occurrence of secret (a password of three characters or more) in
+ * msg, a string in a buffer of size bytes, replaced by "(hidden)". */
+void pgstore_scrub(char *msg, size_t size, const char *secret);
+
+/* Whether an error's SQLSTATE says the session cannot go on as the store's:
+ * class 08 (connection exception), 25 (invalid transaction state: a
+ * read-only server after a failover, 25006), 53 (insufficient resources),
+ * 57 (operator intervention: 57P01 admin_shutdown, 57P03 cannot_connect_now,
+ * ...).  The connection is then made again. */
+bool pgstore_sqlstate_lost(const char *sqlstate);
 
 /* Reads every event in the database, oldest first, into cb (blinkhookctl;
  * it blocks); with follow, then each new one as the daemons commit it

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
@@ -48,10 +49,87 @@ static void test_check_conninfo(void **state)
 	assert_null(strstr(err, "s3cret"));
 }
 
+/* libpq's parse errors quote pieces of the string, even a whole URI with
+ * its password: none of it reaches the reason, only option names. */
+static void test_check_conninfo_hides_password(void **state)
+{
+	static const char *const bad[] = {
+		"password=hunter2x bogus=x",
+		"password='hunter2x",
+		"password=hunter2x hunter2y",
+		"host=db password=hun ter2x user=u",
+		"hunter2x",
+		"postgresql://u:hunter2x@[::1",
+		"postgresql://u:hunter%zz@h/db",
+		"postgresql://u:hunter2x@h/db?hunter2y",
+		"postgresql://u:hu\"nter2x@[::1",
+		"password=hunter2x colour=red host='x",
+	};
+	char err[CONFIG_ERROR_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(pgstore_check_conninfo(bad[i], false, err), -EINVAL);
+		assert_null(strstr(err, "hunter"));
+		assert_null(strstr(err, "nter2"));
+		assert_non_null(strstr(err, "conninfo: "));
+	}
+	/* What helps is kept: the option's name, libpq's own words. */
+	assert_refused("password=hunter2x bogus=x", false, "conninfo: invalid connection option \"bogus\"");
+	assert_refused("password=hun ter2x", false,
+		       "conninfo: missing \"=\" after \"(hidden)\" in connection info string");
+	assert_refused("postgresql://u:hunter2x@[::1", false,
+		       "conninfo: end of string reached when looking for matching \"]\" in IPv6 host address in "
+		       "URI: \"(hidden)\"");
+	assert_refused("postgresql://u:hunter2x@h/db?bogus=1", false,
+		       "conninfo: invalid URI query parameter: \"bogus\"");
+}
+
+static void test_scrub(void **state)
+{
+	char msg[64];
+
+	(void)state;
+	snprintf(msg, sizeof(msg), "FATAL: s3cret! no s3cret here");
+	pgstore_scrub(msg, sizeof(msg), "s3cret");
+	assert_string_equal(msg, "FATAL: (hidden)! no (hidden) here");
+	/* Longer than the buffer allows: cut, never the secret. */
+	snprintf(msg, 16, "abc pw1 pw1");
+	pgstore_scrub(msg, 16, "pw1");
+	assert_string_equal(msg, "abc (hidden) (h");
+	/* A secret inside the mark itself ends. */
+	snprintf(msg, sizeof(msg), "hid hid");
+	pgstore_scrub(msg, sizeof(msg), "hid");
+	assert_string_equal(msg, "(hidden) (hidden)");
+	snprintf(msg, sizeof(msg), "nothing to hide");
+	pgstore_scrub(msg, sizeof(msg), NULL);
+	pgstore_scrub(msg, sizeof(msg), "ab");
+	assert_string_equal(msg, "nothing to hide");
+}
+
+/* The errors after which the connection is made again. */
+static void test_sqlstate_lost(void **state)
+{
+	(void)state;
+	assert_true(pgstore_sqlstate_lost("25006"));  /* read_only_sql_transaction */
+	assert_true(pgstore_sqlstate_lost("57P01"));  /* admin_shutdown */
+	assert_true(pgstore_sqlstate_lost("57P03"));  /* cannot_connect_now */
+	assert_true(pgstore_sqlstate_lost("08006"));  /* connection_failure */
+	assert_true(pgstore_sqlstate_lost("53300"));  /* too_many_connections */
+	assert_false(pgstore_sqlstate_lost("23505")); /* unique_violation */
+	assert_false(pgstore_sqlstate_lost("42P01")); /* undefined_table */
+	assert_false(pgstore_sqlstate_lost("40001")); /* serialization_failure */
+	assert_false(pgstore_sqlstate_lost(NULL));
+	assert_false(pgstore_sqlstate_lost("25"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_check_conninfo),
+		cmocka_unit_test(test_check_conninfo_hides_password),
+		cmocka_unit_test(test_scrub),
+		cmocka_unit_test(test_sqlstate_lost),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
