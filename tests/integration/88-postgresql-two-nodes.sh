@@ -65,7 +65,7 @@ NGINX_PID=$(cat "$NGX/nginx.pid")
 
 # ---- two nodes, one database, the same public_url (the proxy) ----
 D_PORT=${PORT[a]}
-write_config "[store] backend = postgresql" "[store] conninfo = $PG_CONNINFO" "[store] lease = 6s" \
+write_config "[store] backend = postgresql" "[store] lease = 6s" \
 	"[callback] wait = 3s" "[meraki] min_interval = ${MIN_INTERVAL}s"
 for n in a b; do
 	mkdir -p "$T/$n"
