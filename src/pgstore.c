@@ -239,6 +239,7 @@ static const char sync_sql[] = "SELECT record::text, job_id, seq, node FROM even
 /* A number macro as the SQL text's literal. */
 #define PG_STR_(x) #x
 #define PG_STR(x) PG_STR_(x)
+#define LOAD_PAGE_SQL PG_STR(LOAD_PAGE)
 /* The events of the jobs still needed, one page after the seq $2, and
  * whether each event's job is another node's claim: every event of a job
  * that is not final, or final within the retention $3 (those past it are
@@ -248,7 +249,7 @@ static const char load_sql[] = "SELECT e.record::text, e.job_id, e.seq, j.owner 
 			       " FROM events e LEFT JOIN jobs j ON j.id = e.job_id WHERE e.seq > $2::bigint"
 			       " AND (j.id IS NULL OR j.state NOT IN ('complete', 'failed', 'expired')"
 			       " OR j.updated_at >= now() - $3::interval)"
-			       " ORDER BY e.seq LIMIT " PG_STR(LOAD_PAGE);
+			       " ORDER BY e.seq LIMIT " LOAD_PAGE_SQL;
 
 /* Retention: final jobs past [state] retention (their updated_at is when
  * they turned final, as the log store counts it) and their events go, at
@@ -257,11 +258,12 @@ static const char load_sql[] = "SELECT e.record::text, e.job_id, e.seq, j.owner 
  * LOCKED), not waited for.  The number deleted comes back.  $1 the
  * retention. */
 #define RETAIN_BATCH 1000
+#define RETAIN_BATCH_SQL PG_STR(RETAIN_BATCH)
 /* How often a node runs a pass (and at its first load). */
 #define RETAIN_EVERY (10 * USEC_PER_MIN)
 static const char retain_sql[] =
 	"WITH old AS (SELECT id FROM jobs WHERE state IN ('complete', 'failed', 'expired')"
-	" AND updated_at < now() - $1::interval LIMIT " PG_STR(RETAIN_BATCH) " FOR UPDATE SKIP LOCKED),"
+	" AND updated_at < now() - $1::interval LIMIT " RETAIN_BATCH_SQL " FOR UPDATE SKIP LOCKED),"
 	" ev AS (DELETE FROM events WHERE job_id IN (SELECT id FROM old)),"
 	" jb AS (DELETE FROM jobs WHERE id IN (SELECT id FROM old) RETURNING 1)"
 	" SELECT count(*) FROM jb";
@@ -691,7 +693,8 @@ static void retain_done(struct pgstore *pg)
 	size_t dropped = retain_table(pg->d);
 
 	if (pg->retain_deleted > 0 || dropped > 0)
-		log_info("deleted %llu final job(s) past retention from the PostgreSQL store (%zu from this node's table)",
+		log_info("deleted %llu final job(s) past retention from the PostgreSQL store (%zu from this "
+			 "node's table)",
 			 (unsigned long long)pg->retain_deleted, dropped);
 	pg->retain_deleted = 0;
 	pg->retain_next = now_monotonic_usec() + RETAIN_EVERY;
