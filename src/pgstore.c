@@ -194,6 +194,7 @@ enum pg_query {
 	Q_TICK,    /* renew this node's claims, claim what nobody holds */
 	Q_SYNC,    /* the events other nodes committed, into the table */
 	Q_RESERVE, /* a submission slot for every node */
+	Q_RETAIN,  /* final jobs past [state] retention deleted, a batch */
 };
 
 /* A callback waiting for the table to have what other nodes committed. */
@@ -263,6 +264,16 @@ struct pgstore {
 	char q_error[256]; /* the first error result of the query in flight */
 	bool waiting;      /* pgstore_commit_wait() reports the end itself */
 	bool listening, want_tick, want_sync, want_reserve, reserved;
+
+	/* The first load, a page at a time: the last seq read (a load cut
+	 * short by a lost connection goes on from there), the rows of the
+	 * page in flight, the pages read.  Retention: when the next pass is
+	 * due (monotonic), whether the last batch was full (another follows
+	 * at once), the jobs deleted by this pass. */
+	int64_t load_after;
+	uint64_t load_rows, load_pages;
+	uint64_t retain_next, retain_deleted;
+	bool retain_more;
 };
 
 /* One transaction, one statement: the records into events, and each job
@@ -313,9 +324,41 @@ static const char tick_sql[] =
 /* The events after $1, with the node that wrote each. */
 static const char sync_sql[] = "SELECT record::text, job_id, seq, node FROM events WHERE seq > $1::bigint ORDER BY seq";
 
-/* Every event, and whether its job is another node's claim.  $1 the node. */
+/* The rows of one page of the first load: no single result holds the
+ * whole history (keyset pagination on seq, so a page costs the same at the
+ * end of the table as at its start). */
+#define LOAD_PAGE 5000
+/* A number macro as the SQL text's literal. */
+#define PG_STR_(x) #x
+#define PG_STR(x) PG_STR_(x)
+#define LOAD_PAGE_SQL PG_STR(LOAD_PAGE)
+/* The events of the jobs still needed, one page after the seq $2, and
+ * whether each event's job is another node's claim: every event of a job
+ * that is not final, or final within the retention $3 (those past it are
+ * the retention pass's to delete; the log store drops them at its
+ * compaction).  $1 the node. */
 static const char load_sql[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DISTINCT FROM $1"
-			       " FROM events e LEFT JOIN jobs j ON j.id = e.job_id ORDER BY e.seq";
+			       " FROM events e LEFT JOIN jobs j ON j.id = e.job_id WHERE e.seq > $2::bigint"
+			       " AND (j.id IS NULL OR j.state NOT IN ('complete', 'failed', 'expired')"
+			       " OR j.updated_at >= now() - $3::interval)"
+			       " ORDER BY e.seq LIMIT " LOAD_PAGE_SQL;
+
+/* Retention: final jobs past [state] retention (their updated_at is when
+ * they turned final, as the log store counts it) and their events go, at
+ * most RETAIN_BATCH jobs a statement so that no transaction holds many rows
+ * locked for long; a job another node's pass has locked is skipped (SKIP
+ * LOCKED), not waited for.  The number deleted comes back.  $1 the
+ * retention. */
+#define RETAIN_BATCH 1000
+#define RETAIN_BATCH_SQL PG_STR(RETAIN_BATCH)
+/* How often a node runs a pass (and at its first load). */
+#define RETAIN_EVERY (10 * USEC_PER_MIN)
+static const char retain_sql[] =
+	"WITH old AS (SELECT id FROM jobs WHERE state IN ('complete', 'failed', 'expired')"
+	" AND updated_at < now() - $1::interval LIMIT " RETAIN_BATCH_SQL " FOR UPDATE SKIP LOCKED),"
+	" ev AS (DELETE FROM events WHERE job_id IN (SELECT id FROM old)),"
+	" jb AS (DELETE FROM jobs WHERE id IN (SELECT id FROM old) RETURNING 1)"
+	" SELECT count(*) FROM jb";
 
 /* The next slot of a pacing scope: its row moves on by $2 from the later of
  * its time and now; the wait until the slot comes back, in microseconds.
@@ -587,6 +630,8 @@ static int load_one(struct pgstore *pg, const struct job_event *ev, const char *
 	int r;
 
 	pg->seen_seq = MAX(pg->seen_seq, s);
+	pg->load_after = MAX(pg->load_after, s);
+	pg->load_rows++;
 	/* Two nodes may both have recorded a job's end (a callback on one, a
 	 * poll on the other): the first stands, the other is left out. */
 	if (job_table_check(&pg->d->ledger.jobs, ev) != 0)
@@ -790,6 +835,11 @@ static void pg_results(struct pgstore *pg)
 		} else if (pg->q == Q_RESERVE && !pg->q_error[0] && PQntuples(res) == 1) {
 			pg->reserve_delay = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 			pg->reserved = true;
+		} else if (pg->q == Q_RETAIN && !pg->q_error[0] && PQntuples(res) == 1) {
+			uint64_t n = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+
+			pg->retain_deleted += n;
+			pg->retain_more = n >= RETAIN_BATCH;
 		}
 		PQclear(res);
 	}
@@ -809,6 +859,56 @@ static void pg_commit_end(struct pgstore *pg, int r)
 	}
 	if (!pg->waiting)
 		ledger_store_committed(pg->d, r);
+}
+
+/* Retention in this node's table: final jobs past it are dropped, as the
+ * log store's compaction drops them (the database's rows go by the
+ * retention pass; another node's events synced since the load may have
+ * brought some back).  A job with a control is left alone. */
+static size_t retain_table(struct daemon *d)
+{
+	uint64_t now = now_realtime_usec();
+	size_t dropped = 0;
+
+	for (struct job *j = d->ledger.jobs.first, *next; j; j = next) {
+		next = j->next;
+		if (job_state_is_final(j->state) && !j->userdata && j->updated_at + d->cfg->retention_usec < now) {
+			job_table_remove(&d->ledger.jobs, j);
+			dropped++;
+		}
+	}
+	return dropped;
+}
+
+/* A retention pass is due every RETAIN_EVERY (the first right after the
+ * load), and its next batch at once after a full one.  It is the least
+ * urgent of the queries: it goes when nothing else waits. */
+static bool retain_due(const struct pgstore *pg)
+{
+	return pg->retain_more || now_monotonic_usec() >= pg->retain_next;
+}
+
+static int retain_send(struct pgstore *pg)
+{
+	char retention[32];
+	const char *params[1] = {retention};
+
+	snprintf(retention, sizeof(retention), "%llu microseconds", (unsigned long long)pg->d->cfg->retention_usec);
+	pg->retain_more = false;
+	return pg_send(pg, Q_RETAIN, retain_sql, 1, params);
+}
+
+/* A pass's end (its last batch, or a failure: the next pass tries again). */
+static void retain_done(struct pgstore *pg)
+{
+	size_t dropped = retain_table(pg->d);
+
+	if (pg->retain_deleted > 0 || dropped > 0)
+		log_info("deleted %llu final job(s) past retention from the PostgreSQL store (%zu from this "
+			 "node's table)",
+			 (unsigned long long)pg->retain_deleted, dropped);
+	pg->retain_deleted = 0;
+	pg->retain_next = now_monotonic_usec() + RETAIN_EVERY;
 }
 
 /* Connected, loaded, nothing in flight: a commit first, then what waits
@@ -851,8 +951,22 @@ static void pg_idle(struct pgstore *pg)
 		snprintf(after, sizeof(after), "%lld", (long long)MAX(pg->seen_seq - SYNC_OVERLAP, 0));
 		params[0] = after;
 		r = pg_send(pg, Q_SYNC, sync_sql, 1, params);
-	}
+	} else if (retain_due(pg))
+		r = retain_send(pg);
 	if (r < 0)
+		pg_lost(pg, PQerrorMessage(pg->conn));
+}
+
+/* One page of the first load: LOAD_PAGE events after pg->load_after. */
+static void load_page(struct pgstore *pg)
+{
+	char after[24], retention[32];
+	const char *params[3] = {pg->d->cfg->store_node, after, retention};
+
+	snprintf(after, sizeof(after), "%lld", (long long)pg->load_after);
+	snprintf(retention, sizeof(retention), "%llu microseconds", (unsigned long long)pg->d->cfg->retention_usec);
+	pg->load_rows = 0;
+	if (pg_send(pg, Q_LOAD, load_sql, 3, params) < 0)
 		pg_lost(pg, PQerrorMessage(pg->conn));
 }
 
@@ -862,9 +976,11 @@ static void pg_loaded(struct pgstore *pg)
 	int r;
 
 	pg->loaded = true;
-	log_info("loaded %llu records from the PostgreSQL store: %zu jobs, %zu unfinished",
+	log_info("loaded %llu records from the PostgreSQL store: %zu jobs, %zu unfinished, in %llu page(s) of at "
+		 "most %d",
 		 (unsigned long long)pg->loaded_records, d->ledger.jobs.n_jobs,
-		 d->ledger.jobs.n_by_state[JOB_QUEUED] + d->ledger.jobs.n_by_state[JOB_SUBMITTED]);
+		 d->ledger.jobs.n_by_state[JOB_QUEUED] + d->ledger.jobs.n_by_state[JOB_SUBMITTED],
+		 (unsigned long long)pg->load_pages, LOAD_PAGE);
 	for (struct job *j = d->ledger.jobs.first; j; j = j->next)
 		if (!job_state_is_final(j->state) && (r = dispatch_job_changed(d, j)) < 0) {
 			(void)log_errno(LOG_ERR, r, "out of memory");
@@ -916,6 +1032,12 @@ static void pg_query_done(struct pgstore *pg)
 			sd_event_exit(pg->d->event, 1);
 			return;
 		}
+		pg->load_pages++;
+		/* A full page: there may be more. */
+		if (pg->load_rows >= LOAD_PAGE) {
+			load_page(pg);
+			return;
+		}
 		pg_loaded(pg);
 		return;
 	case Q_COMMIT:
@@ -937,6 +1059,14 @@ static void pg_query_done(struct pgstore *pg)
 		else
 			log_warn("PostgreSQL store: reading the other nodes' events failed: %s", pg->q_error);
 		waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), pg->q_error[0] ? -EIO : 0);
+		break;
+	case Q_RETAIN:
+		if (pg->q_error[0]) {
+			log_warn("PostgreSQL store: deleting the final jobs past retention failed: %s", pg->q_error);
+			pg->retain_more = false;
+		}
+		if (!pg->retain_more)
+			retain_done(pg);
 		break;
 	case Q_RESERVE:
 		pg->want_reserve = false;
@@ -990,13 +1120,11 @@ static void pg_next(struct pgstore *pg)
 		pg_idle(pg);
 		return;
 	}
-	pg->loaded_records = 0;
-	{
-		const char *params[1] = {pg->d->cfg->store_node};
-
-		if (pg_send(pg, Q_LOAD, load_sql, 1, params) < 0)
-			pg_lost(pg, PQerrorMessage(pg->conn));
-	}
+	/* A load cut short by a lost connection goes on after its last
+	 * page (each page was applied whole). */
+	if (pg->load_after == 0)
+		pg->loaded_records = pg->load_pages = 0;
+	load_page(pg);
 }
 
 /* The schema transaction's text: the lock, the version table, each

@@ -7,7 +7,7 @@
 
 pg_start
 start_sim --min-interval 0.2 --blink-time 1.5 --callback-retries 40 --callback-retry-delay 0.5
-write_config "[store] backend = postgresql" "[store] conninfo = $PG_CONNINFO" "[store] node = n1" "[callback] wait = 2s"
+write_config "[store] backend = postgresql" "[store] node = n1" "[callback] wait = 2s"
 start_daemon
 
 count() { pg_sql "select count(*) from jobs where $1"; }
