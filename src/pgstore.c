@@ -1086,9 +1086,11 @@ static void pg_up(struct pgstore *pg, int version)
 	pg->state = PG_UP;
 	pg->backoff = 0;
 	if (pg->down_logged || !pg->ever_up)
-		log_notice("%s the PostgreSQL store at %s (server %s, schema version %d) as node %s",
+		/* host:port, as a multi-host list may name one host twice. */
+		log_notice("%s the PostgreSQL store at %s:%s (server %s, schema version %d) as node %s",
 			   pg->down_logged && pg->ever_up ? "reconnected to" : "connected to", PQhost(pg->conn) ?: "?",
-			   PQparameterStatus(pg->conn, "server_version") ?: "?", version, pg->d->cfg->store_node);
+			   PQport(pg->conn) ?: "?", PQparameterStatus(pg->conn, "server_version") ?: "?", version,
+			   pg->d->cfg->store_node);
 	pg->ever_up = true;
 	pg->down_logged = false;
 	daemon_notify_status(pg->d, true);

@@ -297,8 +297,10 @@ pg_start() {
 	PG_DIR=$(pg_dir)
 	PG_DIRS+=("$PG_DIR")
 	PG_PORT=$(pg_port "$PG_DIR")
-	PG_SUPER_PASSWORD=$(pg_password)
-	PG_PASSWORD=$(pg_password)
+	# One test's clusters share the passwords: a multi-host conninfo
+	# gives one password for every host.
+	PG_SUPER_PASSWORD=${PG_SUPER_PASSWORD:-$(pg_password)}
+	PG_PASSWORD=${PG_PASSWORD:-$(pg_password)}
 	# The superuser's password reaches initdb in a file of the cluster's
 	# own directory, removed once read.
 	echo "$PG_SUPER_PASSWORD" | pg_as sh -c 'umask 077 && cat >"$1"' sh "$PG_DIR/pwfile"

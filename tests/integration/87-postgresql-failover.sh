@@ -29,12 +29,9 @@ pg_cluster_stop "$PRIMARY"
 for i in 4 5 6; do ctl blink "Q2AA-PGFO-000$i" --duration 1 >/dev/null; done
 sleep 1
 pg_promote "$STANDBY"
-# Both servers are on 127.0.0.1, so the log's host does not tell them
-# apart: the promoted replica's own view of its clients does.
 on_standby() { PG_DIR=$STANDBY pg_sql "select count(*) from pg_stat_activity where usename = '$PG_USER'" postgres | grep -qx '[1-9][0-9]*'; }
-check "the daemon reconnects to the promoted replica by itself" \
-	eval 'wait_until 40 grep -q "reconnected to the PostgreSQL store at 127.0.0.1 " "$T/daemon.log" && wait_until 10 on_standby'
-
+check "the daemon reconnects to the promoted replica by itself, and says where (host:port)" \
+	eval 'wait_until 40 grep -q "reconnected to the PostgreSQL store at 127.0.0.1:$PG_STANDBY_PORT " "$T/daemon.log" && wait_until 10 on_standby'
 check "every job completes on the new primary, those queued during the failover too" \
 	wait_until 60 count_on_is "$STANDBY" "state = 'complete'" 6
 check "the spool is empty" spool_empty

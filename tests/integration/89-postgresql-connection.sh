@@ -36,11 +36,14 @@ signal_cluster() {
 }
 
 pg_start
-RO=$PG_DIR
+RO=$PG_DIR RO_PORT=$PG_PORT
 pg_sql "alter system set default_transaction_read_only = on" >/dev/null
 pg_sql "select pg_reload_conf()" >/dev/null
 pg_start
-RW=$PG_DIR
+RW=$PG_DIR RW_PORT=$PG_PORT
+# use_conninfo CONNINFO: the daemon's connection string (the password added)
+# in the credential postgresql-conninfo, as an operator gives it.
+use_conninfo() { pg_credential "$PG_CREDS" "$1"; }
 
 # ---- a password in the connection string: never in a message ----
 SIM_URL=http://127.0.0.1:1
@@ -67,7 +70,7 @@ printf '%s password=hunter2 bogus=x\n' "$PG_CONNINFO" >"$T/creds/postgresql-conn
 out=$(checkconf); rc=$?
 check "--check-config: an unknown option is named, the password is not shown" \
 	eval '[ $rc -eq 1 ] && grep -q "conninfo: invalid connection option \"bogus\"" <<<"$out" && ! grep -q hunter2 <<<"$out"'
-printf 'host=%s/nowhere dbname=postgres user=%s password=hunter2 connect_timeout=2\n' "$T" "$PG_USER" \
+printf 'host=%s/nowhere dbname=blinkhook user=%s password=hunter2 connect_timeout=2\n' "$T" "$PG_USER" \
 	>"$T/creds/postgresql-conninfo"
 new_log
 CREDENTIALS_DIRECTORY=$T/creds run_daemon
@@ -80,12 +83,12 @@ stop_daemon
 # ---- a read-only server first in the list: the daemon comes up on the next ----
 start_sim --min-interval 0.2 --blink-time 0.5 --callback-retries 60 --callback-retry-delay 0.5
 D_PORT=$(free_port)
-write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease = 3s" "[callback] wait = 2s" \
-	"[store] conninfo = host=$RO,$RW dbname=postgres user=$PG_USER target_session_attrs=read-write"
+use_conninfo "host=127.0.0.1,127.0.0.1 port=$RO_PORT,$RW_PORT dbname=blinkhook user=$PG_USER target_session_attrs=read-write"
+write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease = 3s" "[callback] wait = 2s"
 new_log
 run_daemon
 check "with host=A,B and A read-only, the daemon connects to B at its first try (libpq's next host is watched)" \
-	eval 'wait_until 15 healthz_is 200 && grep -q "connected to the PostgreSQL store at $RW " "$T/daemon.log" &&
+	eval 'wait_until 15 healthz_is 200 && grep -q "connected to the PostgreSQL store at 127.0.0.1:$RW_PORT " "$T/daemon.log" &&
 		! grep -q "cannot connect to the PostgreSQL store" "$T/daemon.log"'
 ids=()
 for i in 1 2; do ids+=("$(ctl blink "Q2AA-PGCN-000$i" --duration 1)"); done
@@ -141,8 +144,8 @@ check "the daemon stops cleanly" test "$D_STATUS" = 0
 pg_standby
 STANDBY=$PG_STANDBY_DIR
 D_PORT=$(free_port)
-write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease = 3s" "[callback] wait = 2s" \
-	"[store] conninfo = host=$RW,$STANDBY dbname=postgres user=$PG_USER target_session_attrs=read-write"
+use_conninfo "host=127.0.0.1,127.0.0.1 port=$RW_PORT,$PG_STANDBY_PORT dbname=blinkhook user=$PG_USER target_session_attrs=read-write"
+write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease = 3s" "[callback] wait = 2s"
 new_log
 start_daemon
 for i in 1 2 3; do ctl blink "Q2AA-PGFO-000$i" --duration 1 >/dev/null; done
@@ -152,7 +155,7 @@ pg_promote "$STANDBY"
 pg_sql "alter system set default_transaction_read_only = on" >/dev/null
 pg_sql "select pg_reload_conf()" >/dev/null
 check "the old primary read-only, the daemon leaves it for the promoted standby" \
-	wait_until 20 grep -q "reconnected to the PostgreSQL store at $STANDBY " "$T/daemon.log"
+	wait_until 20 grep -q "reconnected to the PostgreSQL store at 127.0.0.1:$PG_STANDBY_PORT " "$T/daemon.log"
 check "and the jobs complete there" \
 	wait_until 40 eval 'PG_DIR=$STANDBY count_is "serial like '"'Q2AA-PGFO%'"' and state = '"'complete'"'" 3'
 stop_daemon
@@ -175,15 +178,15 @@ while True:
 PIDS+=($!)
 wait_until 5 python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$BH_PORT"
 D_PORT=$(free_port)
-write_config "[store] backend = postgresql" "[store] node = n1" \
-	"[store] conninfo = host=127.0.0.1,$RW port=$BH_PORT,5432 dbname=postgres user=$PG_USER connect_timeout=2"
+use_conninfo "host=127.0.0.1,127.0.0.1 port=$BH_PORT,$RW_PORT dbname=blinkhook user=$PG_USER connect_timeout=2"
+write_config "[store] backend = postgresql" "[store] node = n1"
 new_log
 run_daemon
 t0=$SECONDS
 check "a server that never answers: the connection attempt ends at connect_timeout, and is logged" \
 	wait_until 6 grep -q "cannot connect to the PostgreSQL store (no connection within 2s)" "$T/daemon.log"
 check "the next try starts at the next host: the daemon comes up on it" \
-	eval 'wait_until 15 healthz_is 200 && grep -q "connected to the PostgreSQL store at $RW " "$T/daemon.log"'
+	eval 'wait_until 15 healthz_is 200 && grep -q "connected to the PostgreSQL store at 127.0.0.1:$RW_PORT " "$T/daemon.log"'
 diag "up $((SECONDS - t0)) s after the start"
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
