@@ -168,9 +168,17 @@ struct pgstore {
 	uint64_t tick_synced;
 	uint64_t reserve_delay;
 	char reserve_key[SERIAL_MAX + 1];
+	/* The job the slot is for, and how long its lease holds from the
+	 * reservation's answer (the slot is good only within it). */
+	char reserve_job[JOB_ID_MAX + 1];
+	uint64_t reserve_lease;
 	char q_error[256]; /* the first error result of the query in flight */
 	bool waiting;      /* pgstore_commit_wait() reports the end itself */
 	bool listening, want_tick, want_sync, want_reserve, reserved;
+	bool reserve_lost; /* the job is not this node's any more */
+	/* When the tick in flight went, and until when the last one answered
+	 * renewed this node's leases (monotonic). */
+	uint64_t tick_sent, renewed_until;
 };
 
 /* One transaction, one statement: the records into events, and each job
@@ -206,15 +214,20 @@ static const char commit_sql[] =
 	" WHERE jobs.updated_at <= excluded.updated_at)"
 	" SELECT pg_notify('" PG_CHANNEL "', '')";
 
-/* The tick, one statement: this node's unfinished jobs renewed (the ids
- * back, claimed false), and those nobody holds (no owner, or a lease run
- * out) claimed (claimed true).  $1 the node, $2 the lease. */
+/* The tick, one statement: the unfinished jobs this node works (or has
+ * claimed and not yet taken), by the list of their ids in memory, renewed
+ * when still its own (the ids back, claimed false): never "every job whose
+ * owner is this node", which would keep renewing a claim nobody works.
+ * Then those nobody holds (no owner, or a lease run out), and those the
+ * table says are this node's though it does not work them (a claim whose
+ * answer was lost with the connection), claimed (claimed true).  $1 the
+ * node, $2 the lease, $3 the ids (a text array). */
 static const char tick_sql[] =
 	"WITH mine AS (UPDATE jobs SET lease_until = now() + $2::interval"
-	" WHERE owner = $1 AND state IN ('queued', 'submitted') RETURNING id),"
+	" WHERE owner = $1 AND id = ANY($3::text[]) AND state IN ('queued', 'submitted') RETURNING id),"
 	" took AS (UPDATE jobs SET owner = $1, lease_until = now() + $2::interval WHERE id IN ("
-	" SELECT id FROM jobs WHERE state IN ('queued', 'submitted') AND owner IS DISTINCT FROM $1"
-	" AND (owner IS NULL OR lease_until IS NULL OR lease_until < now())"
+	" SELECT id FROM jobs WHERE state IN ('queued', 'submitted') AND NOT id = ANY($3::text[])"
+	" AND (owner IS NULL OR owner = $1 OR lease_until IS NULL OR lease_until < now())"
 	" ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT " CLAIM_MAX ") RETURNING id)"
 	" SELECT id, false FROM mine UNION ALL SELECT id, true FROM took";
 
@@ -225,13 +238,23 @@ static const char sync_sql[] = "SELECT record::text, job_id, seq, node FROM even
 static const char load_sql[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DISTINCT FROM $1"
 			       " FROM events e LEFT JOIN jobs j ON j.id = e.job_id ORDER BY e.seq";
 
-/* The next slot of a pacing scope: its row moves on by $2 from the later of
- * its time and now; the wait until the slot comes back, in microseconds.
- * $1 the scope, $2 the slot's length. */
+/* The next slot of a pacing scope, for one job, fenced by its lease: only
+ * while the job is still this node's and its lease has not run out (a node
+ * stopped or cut off past its lease must not submit what another node took
+ * meanwhile) is the lease renewed to cover the submission and the scope's
+ * row moved on by $2 from the later of its time and now.  The answer: the
+ * wait until the slot comes, and how long the lease holds from now, both
+ * in microseconds; no row when the job is not this node's any more.
+ * $1 the scope, $2 the slot's length, $3 the job, $4 the node, $5 the
+ * lease. */
 static const char reserve_sql[] =
-	"INSERT INTO pacing (scope, next_allowed) VALUES ($1, now() + $2::interval)"
+	"WITH own AS (UPDATE jobs SET lease_until = greatest(lease_until, now() + $5::interval)"
+	" WHERE id = $3 AND owner = $4 AND lease_until > now() AND state = 'queued' RETURNING lease_until),"
+	" slot AS (INSERT INTO pacing (scope, next_allowed) SELECT $1, now() + $2::interval FROM own"
 	" ON CONFLICT (scope) DO UPDATE SET next_allowed = greatest(pacing.next_allowed, now()) + $2::interval"
-	" RETURNING greatest(0, (extract(epoch FROM (next_allowed - $2::interval - now())) * 1000000)::bigint)";
+	" RETURNING next_allowed)"
+	" SELECT greatest(0, (extract(epoch FROM (slot.next_allowed - $2::interval - now())) * 1000000)::bigint),"
+	" (extract(epoch FROM (own.lease_until - now())) * 1000000)::bigint FROM slot, own";
 
 static void hex_encode(const uint8_t *b, size_t n, char *out)
 {
@@ -326,7 +349,7 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	waiters_run(pg->d, TAKE_PTR(pg->waiters), -EIO);
 	if (pg->want_reserve) {
 		pg->want_reserve = false;
-		dispatch_reserved(pg->d, -EIO, 0);
+		dispatch_reserved(pg->d, -EIO, 0, 0);
 	}
 	if (pg->fatal)
 		return;
@@ -448,6 +471,37 @@ static void sync_one(struct pgstore *pg, struct job_event_store *store, const ch
 		log_err("job %s: out of memory", j->id);
 }
 
+/* The tick's list, a text array literal: the ids of the unfinished jobs
+ * this node works, and of those claimed and not yet taken. */
+static int tick_ids(struct pgstore *pg, struct strbuf *sb)
+{
+	const char *p = pg->claimed.buf;
+	bool first = true;
+	int r = strbuf_addstr(sb, "{");
+
+	for (const struct job *j = pg->d->ledger.jobs.first; j && r >= 0; j = j->next)
+		if (!j->foreign && !job_state_is_final(j->state)) {
+			r = strbuf_addstr(sb, first ? "\"" : ",\"");
+			for (const char *c = j->id; *c && r >= 0; c++)
+				r = strbuf_addf(sb, "%s%c", *c == '"' || *c == '\\' ? "\\" : "", *c);
+			if (r >= 0)
+				r = strbuf_addstr(sb, "\"");
+			first = false;
+		}
+	while (p && *p && r >= 0) {
+		size_t n = strcspn(p, "\n");
+
+		r = strbuf_addstr(sb, first ? "\"" : ",\"");
+		for (size_t i = 0; i < n && r >= 0; i++)
+			r = strbuf_addf(sb, "%s%c", p[i] == '"' || p[i] == '\\' ? "\\" : "", p[i]);
+		if (r >= 0)
+			r = strbuf_addstr(sb, "\"");
+		first = false;
+		p += n + (p[n] == '\n');
+	}
+	return r < 0 ? r : strbuf_addstr(sb, "}");
+}
+
 /* The tick's answer: the ids renewed (still this node's) and those claimed
  * (this node's after the sync that follows reads their events).  A job this
  * node works that was not renewed, though committed before the tick went,
@@ -456,17 +510,24 @@ static void sync_one(struct pgstore *pg, struct job_event_store *store, const ch
 static void tick_results(struct pgstore *pg, PGresult *res)
 {
 	struct daemon *d = pg->d;
+	struct strbuf claimed = STRBUF_INIT;
 
-	strbuf_reset(&pg->claimed);
+	/* The claims not yet taken (their sync failed, or has not come) stay
+	 * while the tick renewed them; those it took now join them. */
 	for (int i = 0; i < PQntuples(res); i++) {
 		const char *id = PQgetvalue(res, i, 0);
 		struct job *j = job_table_find(&d->ledger.jobs, id);
+		bool took = strcmp(PQgetvalue(res, i, 1), "t") == 0;
 
-		if (strcmp(PQgetvalue(res, i, 1), "t") == 0)
-			(void)strbuf_addf(&pg->claimed, "%s\n", id);
-		else if (j)
+		if (took || ids_have(&pg->claimed, id))
+			(void)strbuf_addf(&claimed, "%s\n", id);
+		if (!took && j)
 			j->renewed = true;
 	}
+	strbuf_release(&pg->claimed);
+	pg->claimed = claimed;
+	/* Each lease renewed holds at least the lease from when the tick went. */
+	pg->renewed_until = pg->tick_sent + d->cfg->store_lease_usec;
 	for (struct job *j = d->ledger.jobs.first; j; j = j->next) {
 		if (!j->foreign && !j->renewed && !job_state_is_final(j->state) && j->log_seq <= pg->tick_synced) {
 			log_job(LOG_NOTICE, j->id, j->serial, job_state_to_string(j->state),
@@ -576,9 +637,15 @@ static void pg_results(struct pgstore *pg)
 					 PQgetvalue(res, i, 3));
 		} else if (pg->q == Q_TICK && !pg->q_error[0]) {
 			tick_results(pg, res);
-		} else if (pg->q == Q_RESERVE && !pg->q_error[0] && PQntuples(res) == 1) {
-			pg->reserve_delay = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-			pg->reserved = true;
+		} else if (pg->q == Q_RESERVE && !pg->q_error[0]) {
+			pg->reserve_lost = PQntuples(res) == 0;
+			if (PQntuples(res) == 1) {
+				long long lease = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+
+				pg->reserve_delay = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+				pg->reserve_lease = lease > 0 ? (uint64_t)lease : 0;
+				pg->reserved = true;
+			}
 		}
 		PQclear(res);
 	}
@@ -600,8 +667,8 @@ static void pg_commit_end(struct pgstore *pg, int r)
 		ledger_store_committed(pg->d, r);
 }
 
-/* Connected, loaded, nothing in flight: a commit first, then what waits
- * for a query of its own. */
+/* Connected, loaded, nothing in flight: a tick that fell due first, then
+ * a commit, then what waits for a query of its own. */
 static void pg_idle(struct pgstore *pg)
 {
 	char lease[32], after[24];
@@ -610,11 +677,37 @@ static void pg_idle(struct pgstore *pg)
 
 	if (!pg->conn || pg->state != PG_UP || pg->q != Q_NONE || !pg->loaded)
 		return;
+	snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)pg->d->cfg->store_lease_usec);
+	/* The tick goes before the next commit: under a steady stream of
+	 * commits (callbacks, intake) it would otherwise wait for a moment
+	 * with nothing pending, and the leases it renews could run out while
+	 * this node still works their jobs.  So a renewal waits for one query
+	 * at most (the one in flight when it fell due). */
+	if (pg->want_tick) {
+		struct strbuf ids = STRBUF_INIT;
+		const char *tparams[3];
+
+		r = tick_ids(pg, &ids);
+		if (r < 0) {
+			strbuf_release(&ids);
+			return; /* out of memory: the next tick tries again */
+		}
+		pg->want_tick = false;
+		pg->tick_synced = pg->synced_seq;
+		pg->tick_sent = now_monotonic_usec();
+		tparams[0] = pg->d->cfg->store_node;
+		tparams[1] = lease;
+		tparams[2] = ids.buf;
+		r = pg_send(pg, Q_TICK, tick_sql, 3, tparams);
+		strbuf_release(&ids);
+		if (r < 0)
+			pg_lost(pg, PQerrorMessage(pg->conn));
+		return;
+	}
 	if (pgstore_has_pending(pg->d)) {
 		ledger_kick(pg->d);
 		return;
 	}
-	snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)pg->d->cfg->store_lease_usec);
 	if (!pg->listening)
 		r = pg_send(pg, Q_LISTEN, "LISTEN " PG_CHANNEL, 0, NULL);
 	else if (pg->want_reserve) {
@@ -623,17 +716,17 @@ static void pg_idle(struct pgstore *pg)
 		 * them closer than min_interval. */
 		uint64_t slot = pg->d->cfg->min_interval_usec + MIN(pg->d->cfg->min_interval_usec / 5, USEC_PER_SEC);
 
-		snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)slot);
-		params[0] = pg->reserve_key;
-		params[1] = lease;
-		pg->reserved = false;
-		r = pg_send(pg, Q_RESERVE, reserve_sql, 2, params);
-	} else if (pg->want_tick) {
-		pg->want_tick = false;
-		pg->tick_synced = pg->synced_seq;
-		params[0] = pg->d->cfg->store_node;
-		params[1] = lease;
-		r = pg_send(pg, Q_TICK, tick_sql, 2, params);
+		char slot_len[32];
+		const char *rparams[5];
+
+		snprintf(slot_len, sizeof(slot_len), "%llu microseconds", (unsigned long long)slot);
+		rparams[0] = pg->reserve_key;
+		rparams[1] = slot_len;
+		rparams[2] = pg->reserve_job;
+		rparams[3] = pg->d->cfg->store_node;
+		rparams[4] = lease;
+		pg->reserved = pg->reserve_lost = false;
+		r = pg_send(pg, Q_RESERVE, reserve_sql, 5, rparams);
 	} else if (pg->want_sync || pg->waiters) {
 		pg->want_sync = false;
 		pg->sync_waiters = TAKE_PTR(pg->waiters);
@@ -724,7 +817,24 @@ static void pg_query_done(struct pgstore *pg)
 		pg->want_reserve = false;
 		if (pg->q_error[0])
 			log_warn("PostgreSQL store: reserving a submission slot failed: %s", pg->q_error);
-		dispatch_reserved(pg->d, pg->reserved ? 0 : -EIO, pg->reserve_delay);
+		if (pg->reserve_lost) {
+			/* Not this node's any more (its lease ran out while it was
+			 * stopped or cut off; another node may have taken it): it
+			 * is not submitted here.  A tick takes it back if nobody
+			 * else holds it. */
+			struct job *j = job_table_find(&pg->d->ledger.jobs, pg->reserve_job);
+
+			if (j && !j->foreign && !job_state_is_final(j->state)) {
+				log_job(LOG_NOTICE, j->id, j->serial, job_state_to_string(j->state),
+					"job %s: this node's lease ran out before its submission; letting it go",
+					j->id);
+				j->foreign = true;
+				(void)dispatch_job_changed(pg->d, j);
+			}
+			dispatch_reserved(pg->d, -ESTALE, 0, 0);
+			break;
+		}
+		dispatch_reserved(pg->d, pg->reserved ? 0 : -EIO, pg->reserve_delay, pg->reserve_lease);
 		break;
 	default:
 		return;
@@ -1109,7 +1219,7 @@ bool pgstore_syncing(const struct daemon *d)
 	return d->pg->q != Q_NONE;
 }
 
-int pgstore_reserve(struct daemon *d, const char *scope)
+int pgstore_reserve(struct daemon *d, const char *scope, const char *job_id)
 {
 	struct pgstore *pg = d->pg;
 
@@ -1118,9 +1228,15 @@ int pgstore_reserve(struct daemon *d, const char *scope)
 	if (pg->want_reserve)
 		return -EBUSY;
 	snprintf(pg->reserve_key, sizeof(pg->reserve_key), "%s", scope[0] ? scope : "global");
+	snprintf(pg->reserve_job, sizeof(pg->reserve_job), "%s", job_id);
 	pg->want_reserve = true;
 	pg_idle(pg);
 	return 0;
+}
+
+uint64_t pgstore_lease_until(const struct daemon *d)
+{
+	return d->pg->renewed_until;
 }
 
 int pgstore_when_synced(struct daemon *d, pg_synced_fn fn, void *ud)
@@ -1203,6 +1319,15 @@ int pgstore_commit_start(struct daemon *d)
 		return -EIO;
 	if (pg->pending.len == 0 && pg->inflight.len == 0)
 		return 0;
+	/* A tick that fell due goes first (pg_idle); the commit follows at
+	 * its end. */
+	if (pg->want_tick) {
+		pg_idle(pg);
+		if (pg->q != Q_NONE)
+			return -EAGAIN;
+		if (pg->state != PG_UP)
+			return -EIO;
+	}
 	/* The batch: a failed one first, then everything pending. */
 	if (pg->pending.len) {
 		if ((pg->inflight.len && strbuf_addstr(&pg->inflight, ",") < 0) ||
@@ -1286,6 +1411,11 @@ static int commit_wait_for(struct daemon *d, uint64_t want)
 	if (pg->synced_seq >= want)
 		return 0;
 	r = pgstore_commit_start(d);
+	if (r == -EAGAIN) {
+		/* A tick went first. */
+		pg_wait(pg);
+		r = pgstore_commit_start(d);
+	}
 	if (r != 1)
 		return r;
 	pg_wait(pg);
