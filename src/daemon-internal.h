@@ -424,6 +424,9 @@ int pgstore_reserve(struct daemon *d, const char *scope, const char *job_id);
 /* Until when (monotonic) the last claim tick renewed this node's leases (0:
  * none yet): a job this node works is its own at least until then. */
 uint64_t pgstore_lease_until(const struct daemon *d);
+/* Whether the last commit found the id of a job queued here taken by
+ * another node's job (the job was dropped; its request is to be rejected). */
+bool pgstore_id_taken(const struct daemon *d, const char *id);
 /* fn(d, ud, 0) once the jobs other nodes committed are read into the table
  * (a callback for a job this node does not work), -EIO when the store is
  * lost first, -ECANCELED at a stop (pgstore_cancel_waiters()). */

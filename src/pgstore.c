@@ -92,6 +92,15 @@ static const char *const migrations[] = {
 	" name text PRIMARY KEY,"
 	" key bytea NOT NULL,"
 	" created_at timestamptz NOT NULL DEFAULT now());",
+	/* 2: each event's transaction id, so that a node reads only the
+	 * events of transactions that were not finished at its last read
+	 * (pg_snapshot_xmin); each job's version, the seq of the last event
+	 * written into its row, so that an older state never overwrites a
+	 * newer one whatever the nodes' clocks say. */
+	"ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();"
+	"CREATE INDEX events_xid ON events (xid);"
+	"ALTER TABLE jobs ADD COLUMN version bigint NOT NULL DEFAULT 0;"
+	"UPDATE jobs SET version = coalesce((SELECT max(seq) FROM events WHERE job_id = jobs.id), 0);",
 };
 #define SCHEMA_VERSION ((int)ELEMENTSOF(migrations))
 /* What a commit notifies at its end: blinkhookctl log --follow listens. */
@@ -176,6 +185,14 @@ struct pgstore {
 	bool waiting;      /* pgstore_commit_wait() reports the end itself */
 	bool listening, want_tick, want_sync, want_reserve, reserved;
 	bool reserve_lost; /* the job is not this node's any more */
+	/* The ids of the jobs queued here that the last commit found taken by
+	 * other jobs (one a line), and those whose events the next sync reads
+	 * whole (this node's own job of that id was dropped). */
+	struct strbuf taken, resync;
+	/* The xmin of the last read of the events ("" before the first), that
+	 * of the read in flight, and how many events that one brought. */
+	char sync_xmin[24], sync_xmin_next[24];
+	uint64_t sync_rows;
 	/* When the tick in flight went, and until when the last one answered
 	 * renewed this node's leases (monotonic). */
 	uint64_t tick_sent, renewed_until;
@@ -184,8 +201,15 @@ struct pgstore {
 /* One transaction, one statement: the records into events, and each job
  * they changed into jobs as the table has it now (inserted, or updated
  * unless the row is newer); listeners hear of it at the commit.  A job
- * inserted is this node's claim (it took it from its spool).  $1 the node,
- * $2 the records, $3 the jobs, $4 the lease. */
+ * inserted is this node's claim (it took it from its spool).  A job queued
+ * in this batch whose id another job holds already (the same explicit id
+ * put into two nodes' spools at once; the other's insert may have
+ * committed while this one waited for it) is left out, its records too,
+ * and its id comes back: the row and its nonce, which the other job's
+ * callback secret binds, are never overwritten (a job's nonce is never
+ * updated; a batch sent again after a lost connection finds its own
+ * nonce, and goes on as an update).  $1 the node, $2 the records, $3 the
+ * jobs, $4 the lease. */
 /* The callback key: this node's candidate goes in unless one is there; the
  * one that is comes back (a CTE's insert is not seen by the statement's own
  * snapshot, hence the union; when another node's insert committed while
@@ -197,22 +221,36 @@ static const char key_sql[] = "WITH ins AS (INSERT INTO keys (name, key) VALUES 
 			      " UNION ALL SELECT encode(key, 'hex') FROM keys WHERE name = 'callback'";
 
 static const char commit_sql[] =
-	"WITH ev AS ("
-	" INSERT INTO events (job_id, node, record)"
-	" SELECT r->>'id', $1, r FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (r, n) ORDER BY n),"
-	" j AS (SELECT DISTINCT ON (x->'job'->>'id') x->'job' AS j, x->>'nonce' AS nonce"
+	"WITH r AS (SELECT e.r, e.n FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (r, n)),"
+	" j AS (SELECT DISTINCT ON (x->'job'->>'id') x->'job' AS j, x->'job'->>'id' AS id, x->>'nonce' AS nonce"
 	" FROM jsonb_array_elements($3::jsonb) AS x),"
-	" jb AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts,"
-	" error, nonce, created_at, updated_at, next_at, owner, lease_until)"
-	" SELECT j->>'id', j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
+	" q AS (SELECT id FROM j WHERE id IN (SELECT r->>'id' FROM r WHERE r->>'event' = 'queued')),"
+	" fresh AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source,"
+	" attempts, error, nonce, created_at, updated_at, next_at, owner, lease_until)"
+	" SELECT id, j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
 	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
-	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval FROM j"
+	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval"
+	" FROM j WHERE id IN (SELECT id FROM q) ON CONFLICT (id) DO NOTHING RETURNING id),"
+	" taken AS (SELECT id FROM j WHERE id IN (SELECT id FROM q) AND id NOT IN (SELECT id FROM fresh)"
+	" AND NOT EXISTS (SELECT 1 FROM jobs x WHERE x.id = j.id AND x.nonce = j.nonce)),"
+	" ev AS (INSERT INTO events (job_id, node, record)"
+	" SELECT r->>'id', $1, r FROM r WHERE r->>'id' IN (SELECT id FROM j) AND r->>'id' NOT IN (SELECT id FROM taken)"
+	" ORDER BY n RETURNING job_id, seq),"
+	" v AS (SELECT job_id, max(seq) AS version FROM ev GROUP BY job_id),"
+	" jb AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts,"
+	" error, nonce, created_at, updated_at, next_at, owner, lease_until, version)"
+	" SELECT id, j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
+	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
+	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval,"
+	" coalesce(v.version, 0) FROM j LEFT JOIN v ON v.job_id = j.id"
+	" WHERE id NOT IN (SELECT id FROM fresh) AND id NOT IN (SELECT id FROM taken)"
 	" ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, duration = excluded.duration,"
 	" state = excluded.state, leds_blink_id = excluded.leds_blink_id, meraki_status = excluded.meraki_status,"
 	" status_source = excluded.status_source, attempts = excluded.attempts, error = excluded.error,"
-	" nonce = excluded.nonce, created_at = excluded.created_at, updated_at = excluded.updated_at"
-	" WHERE jobs.updated_at <= excluded.updated_at)"
-	" SELECT pg_notify('" PG_CHANNEL "', '')";
+	" created_at = excluded.created_at, updated_at = excluded.updated_at, version = excluded.version"
+	" WHERE jobs.nonce = excluded.nonce AND jobs.version < excluded.version"
+	" AND jobs.state NOT IN ('complete', 'failed', 'expired'))"
+	" SELECT pg_notify('" PG_CHANNEL "', ''), (SELECT coalesce(string_agg(id, chr(10)), '') FROM taken)";
 
 /* The tick, one statement: the unfinished jobs this node works (or has
  * claimed and not yet taken), by the list of their ids in memory, renewed
@@ -231,8 +269,32 @@ static const char tick_sql[] =
 	" ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT " CLAIM_MAX ") RETURNING id)"
 	" SELECT id, false FROM mine UNION ALL SELECT id, true FROM took";
 
-/* The events after $1, with the node that wrote each. */
-static const char sync_sql[] = "SELECT record::text, job_id, seq, node FROM events WHERE seq > $1::bigint ORDER BY seq";
+/* The events another node's commit may have brought, and every event of
+ * the jobs $2 (a text array), with the node that wrote each, and the
+ * snapshot's xmin (the oldest transaction still running: every one before
+ * it has ended), also when no event comes (hence the outer join).
+ *
+ * Which events: those of the transactions that had not ended at the last
+ * read, that is whose xid is at least that read's xmin ($1): a transaction
+ * that took its seq before another's and committed after it is among them
+ * (it was running then, or began after), and nothing else is read again.
+ * Before the first such read (the load does not know the xmin), those
+ * after SYNC_OVERLAP below the highest seq seen ($1 of sync_seq_sql), as
+ * before.  The cost is the events since the oldest transaction
+ * running at the last read: small, unless a long transaction elsewhere in
+ * the cluster holds the xmin back. */
+static const char sync_xid_sql[] =
+	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
+	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
+	" (SELECT record, job_id, seq, node FROM events WHERE xid >= $1::xid8"
+	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND xid < $1::xid8) e"
+	" ON true ORDER BY e.seq";
+static const char sync_seq_sql[] =
+	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
+	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
+	" (SELECT record, job_id, seq, node FROM events WHERE seq > $1::bigint"
+	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND seq <= $1::bigint) e"
+	" ON true ORDER BY e.seq";
 
 /* Every event, and whether its job is another node's claim.  $1 the node. */
 static const char load_sql[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DISTINCT FROM $1"
@@ -471,34 +533,45 @@ static void sync_one(struct pgstore *pg, struct job_event_store *store, const ch
 		log_err("job %s: out of memory", j->id);
 }
 
+/* One element of a text array literal: "s" (its first n bytes), quoted,
+ * after a comma unless it is the first. */
+static int array_add(struct strbuf *sb, bool *first, const char *s, size_t n)
+{
+	int r = strbuf_addstr(sb, *first ? "\"" : ",\"");
+
+	for (size_t i = 0; i < n && r >= 0; i++)
+		r = strbuf_addf(sb, "%s%c", s[i] == '"' || s[i] == '\\' ? "\\" : "", s[i]);
+	*first = false;
+	return r < 0 ? r : strbuf_addstr(sb, "\"");
+}
+
+/* The lines of ids (one a line) into a text array literal's elements. */
+static int array_add_lines(struct strbuf *sb, bool *first, const struct strbuf *ids)
+{
+	const char *p = ids->buf;
+	int r = 0;
+
+	while (p && *p && r >= 0) {
+		size_t n = strcspn(p, "\n");
+
+		r = array_add(sb, first, p, n);
+		p += n + (p[n] == '\n');
+	}
+	return r;
+}
+
 /* The tick's list, a text array literal: the ids of the unfinished jobs
  * this node works, and of those claimed and not yet taken. */
 static int tick_ids(struct pgstore *pg, struct strbuf *sb)
 {
-	const char *p = pg->claimed.buf;
 	bool first = true;
 	int r = strbuf_addstr(sb, "{");
 
 	for (const struct job *j = pg->d->ledger.jobs.first; j && r >= 0; j = j->next)
-		if (!j->foreign && !job_state_is_final(j->state)) {
-			r = strbuf_addstr(sb, first ? "\"" : ",\"");
-			for (const char *c = j->id; *c && r >= 0; c++)
-				r = strbuf_addf(sb, "%s%c", *c == '"' || *c == '\\' ? "\\" : "", *c);
-			if (r >= 0)
-				r = strbuf_addstr(sb, "\"");
-			first = false;
-		}
-	while (p && *p && r >= 0) {
-		size_t n = strcspn(p, "\n");
-
-		r = strbuf_addstr(sb, first ? "\"" : ",\"");
-		for (size_t i = 0; i < n && r >= 0; i++)
-			r = strbuf_addf(sb, "%s%c", p[i] == '"' || p[i] == '\\' ? "\\" : "", p[i]);
-		if (r >= 0)
-			r = strbuf_addstr(sb, "\"");
-		first = false;
-		p += n + (p[n] == '\n');
-	}
+		if (!j->foreign && !job_state_is_final(j->state))
+			r = array_add(sb, &first, j->id, strlen(j->id));
+	if (r >= 0)
+		r = array_add_lines(sb, &first, &pg->claimed);
 	return r < 0 ? r : strbuf_addstr(sb, "}");
 }
 
@@ -632,9 +705,19 @@ static void pg_results(struct pgstore *pg)
 		} else if (pg->q == Q_SYNC && !pg->q_error[0]) {
 			if (!store)
 				store = calloc(1, sizeof(*store));
-			for (int i = 0; store && i < PQntuples(res); i++)
+			if (PQntuples(res) >= 1 && PQnfields(res) == 5)
+				snprintf(pg->sync_xmin_next, sizeof(pg->sync_xmin_next), "%s", PQgetvalue(res, 0, 4));
+			for (int i = 0; store && i < PQntuples(res); i++) {
+				if (PQgetisnull(res, i, 0))
+					continue; /* no event: the xmin alone */
+				pg->sync_rows++;
 				sync_one(pg, store, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2),
 					 PQgetvalue(res, i, 3));
+			}
+		} else if (pg->q == Q_COMMIT && !pg->q_error[0] && PQntuples(res) == 1 && PQnfields(res) == 2) {
+			strbuf_reset(&pg->taken);
+			if (*PQgetvalue(res, 0, 1) && strbuf_addf(&pg->taken, "%s\n", PQgetvalue(res, 0, 1)) < 0)
+				snprintf(pg->q_error, sizeof(pg->q_error), "out of memory");
 		} else if (pg->q == Q_TICK && !pg->q_error[0]) {
 			tick_results(pg, res);
 		} else if (pg->q == Q_RESERVE && !pg->q_error[0]) {
@@ -655,6 +738,37 @@ static void pg_results(struct pgstore *pg)
 	}
 }
 
+/* The jobs queued here whose ids the commit found taken by other jobs:
+ * dropped from the table (their records were left out of the database);
+ * intake rejects their requests (pgstore_id_taken()), and the next sync
+ * reads the other jobs of those ids whole. */
+static void taken_drop(struct pgstore *pg)
+{
+	struct daemon *d = pg->d;
+	const char *p = pg->taken.buf;
+
+	while (p && *p) {
+		size_t n = strcspn(p, "\n");
+		char id[JOB_ID_MAX + 1];
+		struct job *j;
+
+		snprintf(id, sizeof(id), "%.*s", (int)MIN(n, (size_t)JOB_ID_MAX), p);
+		p += n + (p[n] == '\n');
+		j = job_table_find(&d->ledger.jobs, id);
+		if (j) {
+			log_job(LOG_WARNING, j->id, j->serial, NULL,
+				"job %s: another node queued a job with this id first; this node's request is rejected",
+				j->id);
+			j->foreign = true;
+			(void)dispatch_job_changed(d, j);
+			job_table_remove(&d->ledger.jobs, j);
+		}
+		if (!ids_have(&pg->resync, id))
+			(void)strbuf_addf(&pg->resync, "%s\n", id);
+		pg->want_sync = true;
+	}
+}
+
 /* The commit's end: r 0, or -EIO with the batch kept for the next try. */
 static void pg_commit_end(struct pgstore *pg, int r)
 {
@@ -662,6 +776,7 @@ static void pg_commit_end(struct pgstore *pg, int r)
 		pg->synced_seq = pg->inflight_seq;
 		strbuf_reset(&pg->inflight);
 		strbuf_reset(&pg->inflight_ids);
+		taken_drop(pg);
 	}
 	if (!pg->waiting)
 		ledger_store_committed(pg->d, r);
@@ -672,7 +787,6 @@ static void pg_commit_end(struct pgstore *pg, int r)
 static void pg_idle(struct pgstore *pg)
 {
 	char lease[32], after[24];
-	const char *params[2];
 	int r = 0;
 
 	if (!pg->conn || pg->state != PG_UP || pg->q != Q_NONE || !pg->loaded)
@@ -728,11 +842,24 @@ static void pg_idle(struct pgstore *pg)
 		pg->reserved = pg->reserve_lost = false;
 		r = pg_send(pg, Q_RESERVE, reserve_sql, 5, rparams);
 	} else if (pg->want_sync || pg->waiters) {
+		struct strbuf whole = STRBUF_INIT;
+		bool first = true;
+		const char *sparams[2];
+
+		if (strbuf_addstr(&whole, "{") < 0 || array_add_lines(&whole, &first, &pg->resync) < 0 ||
+		    strbuf_addstr(&whole, "}") < 0) {
+			strbuf_release(&whole);
+			return; /* out of memory: the next query's end tries again */
+		}
 		pg->want_sync = false;
 		pg->sync_waiters = TAKE_PTR(pg->waiters);
 		snprintf(after, sizeof(after), "%lld", (long long)MAX(pg->seen_seq - SYNC_OVERLAP, 0));
-		params[0] = after;
-		r = pg_send(pg, Q_SYNC, sync_sql, 1, params);
+		sparams[0] = pg->sync_xmin[0] ? pg->sync_xmin : after;
+		sparams[1] = whole.buf;
+		pg->sync_xmin_next[0] = '\0';
+		pg->sync_rows = 0;
+		r = pg_send(pg, Q_SYNC, pg->sync_xmin[0] ? sync_xid_sql : sync_seq_sql, 2, sparams);
+		strbuf_release(&whole);
 	}
 	if (r < 0)
 		pg_lost(pg, PQerrorMessage(pg->conn));
@@ -807,8 +934,14 @@ static void pg_query_done(struct pgstore *pg)
 			log_warn("PostgreSQL store: renewing and taking claims failed: %s", pg->q_error);
 		break;
 	case Q_SYNC:
-		if (!pg->q_error[0])
+		if (!pg->q_error[0]) {
+			strbuf_reset(&pg->resync);
+			if (pg->sync_xmin_next[0])
+				memcpy(pg->sync_xmin, pg->sync_xmin_next, sizeof(pg->sync_xmin));
+			log_debug("PostgreSQL store: read %llu events of other nodes' commits (from transaction %s on)",
+				  (unsigned long long)pg->sync_rows, pg->sync_xmin);
 			claims_take(pg);
+		}
 		else
 			log_warn("PostgreSQL store: reading the other nodes' events failed: %s", pg->q_error);
 		waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), pg->q_error[0] ? -EIO : 0);
@@ -1162,6 +1295,8 @@ void pgstore_close(struct daemon *d)
 	waiters_run(d, TAKE_PTR(pg->sync_waiters), -ECANCELED);
 	waiters_run(d, TAKE_PTR(pg->waiters), -ECANCELED);
 	strbuf_release(&pg->claimed);
+	strbuf_release(&pg->taken);
+	strbuf_release(&pg->resync);
 	if (pg->conn)
 		PQfinish(pg->conn);
 	secret_key_free(pg->key);
@@ -1232,6 +1367,11 @@ int pgstore_reserve(struct daemon *d, const char *scope, const char *job_id)
 	pg->want_reserve = true;
 	pg_idle(pg);
 	return 0;
+}
+
+bool pgstore_id_taken(const struct daemon *d, const char *id)
+{
+	return ids_have(&d->pg->taken, id);
 }
 
 uint64_t pgstore_lease_until(const struct daemon *d)
@@ -1338,6 +1478,7 @@ int pgstore_commit_start(struct daemon *d)
 		strbuf_reset(&pg->pending_ids);
 	}
 	pg->inflight_seq = pg->appended_seq;
+	strbuf_reset(&pg->taken);
 	r = strbuf_addstr(&events, "[");
 	if (r >= 0)
 		r = strbuf_add(&events, pg->inflight.buf, pg->inflight.len);
