@@ -380,14 +380,14 @@ static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
 	jobctl_enter(c, JC_SUBMITTING);
 }
 
-/* With the PostgreSQL store, a submission also needs the slot every node
- * reserves in the database (one at a time): true with *at moved to the
- * slot's time when this node holds one for c's scope; false while one is
- * being reserved (or cannot be now). */
 /* A slot is used at least this long before the lease checked with it runs
  * out. */
 #define SLOT_LEASE_MARGIN (500 * USEC_PER_MSEC)
 
+/* With the PostgreSQL store, a submission also needs the slot every node
+ * reserves in the database (one at a time): true with *at moved to the
+ * slot's time when this node holds one for c (its job, in its scope);
+ * false while one is being reserved (or cannot be now). */
 static bool pg_slot(struct daemon *d, struct jobctl *c, uint64_t now, uint64_t *at)
 {
 	struct dispatch *dp = &d->dispatch;

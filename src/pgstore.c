@@ -715,7 +715,6 @@ static void pg_results(struct pgstore *pg)
 					 PQgetvalue(res, i, 3));
 			}
 		} else if (pg->q == Q_COMMIT && !pg->q_error[0] && PQntuples(res) == 1 && PQnfields(res) == 2) {
-			strbuf_reset(&pg->taken);
 			if (*PQgetvalue(res, 0, 1) && strbuf_addf(&pg->taken, "%s\n", PQgetvalue(res, 0, 1)) < 0)
 				snprintf(pg->q_error, sizeof(pg->q_error), "out of memory");
 		} else if (pg->q == Q_TICK && !pg->q_error[0]) {
@@ -1478,7 +1477,10 @@ int pgstore_commit_start(struct daemon *d)
 		strbuf_reset(&pg->pending_ids);
 	}
 	pg->inflight_seq = pg->appended_seq;
-	strbuf_reset(&pg->taken);
+	/* The last commit's taken ids served its spool files (run at its end);
+	 * at a stop they wait for the end of the commits that follow. */
+	if (!pg->waiting)
+		strbuf_reset(&pg->taken);
 	r = strbuf_addstr(&events, "[");
 	if (r >= 0)
 		r = strbuf_add(&events, pg->inflight.buf, pg->inflight.len);
