@@ -940,8 +940,7 @@ static void pg_query_done(struct pgstore *pg)
 			log_debug("PostgreSQL store: read %llu events of other nodes' commits (from transaction %s on)",
 				  (unsigned long long)pg->sync_rows, pg->sync_xmin);
 			claims_take(pg);
-		}
-		else
+		} else
 			log_warn("PostgreSQL store: reading the other nodes' events failed: %s", pg->q_error);
 		waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), pg->q_error[0] ? -EIO : 0);
 		break;
