@@ -179,6 +179,10 @@ struct dispatch {
 	uint64_t slot_at;
 	char slot_key[SERIAL_MAX + 1];
 	bool reserving;
+	/* The job the slot was reserved for (its lease checked and renewed in
+	 * the same statement), and until when (monotonic) that lease holds. */
+	char slot_job[JOB_ID_MAX + 1];
+	uint64_t slot_lease_until;
 };
 
 /* ---- endpoint.c's part ---- */
@@ -327,8 +331,10 @@ int dispatch_reconfigure(struct daemon *d, const struct config *nc);
 void dispatch_rearm_all(struct daemon *d);
 void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, const char *source);
 /* The PostgreSQL store's answer to pgstore_reserve(): the slot begins
- * delay_usec from now (r 0), or none was reserved (r -errno). */
-void dispatch_reserved(struct daemon *d, int r, uint64_t delay_usec);
+ * delay_usec from now and the job's lease holds lease_usec from now (r 0),
+ * or none was reserved (r -errno; -ESTALE: the job is not this node's any
+ * more, and was let go). */
+void dispatch_reserved(struct daemon *d, int r, uint64_t delay_usec, uint64_t lease_usec);
 
 /* Between dispatch.c and its sub-room resolve.c (device look-up by name or
  * MAC).  resolve.c owns the organization cache (d->dispatch.org). */
@@ -411,9 +417,16 @@ bool pgstore_syncing(const struct daemon *d);
 bool pgstore_has_pending(const struct daemon *d);
 uint64_t pgstore_synced_seq(const struct daemon *d);
 /* Reserves the next submission slot of a pacing scope ("" global, or a
- * serial) for all nodes; the answer goes to dispatch_reserved().  -EIO when
- * not connected. */
-int pgstore_reserve(struct daemon *d, const char *scope);
+ * serial) for all nodes, for the job job_id, fenced by its lease (renewed
+ * when this node still holds it, else no slot); the answer goes to
+ * dispatch_reserved().  -EIO when not connected. */
+int pgstore_reserve(struct daemon *d, const char *scope, const char *job_id);
+/* Until when (monotonic) the last claim tick renewed this node's leases (0:
+ * none yet): a job this node works is its own at least until then. */
+uint64_t pgstore_lease_until(const struct daemon *d);
+/* Whether the last commit found the id of a job queued here taken by
+ * another node's job (the job was dropped; its request is to be rejected). */
+bool pgstore_id_taken(const struct daemon *d, const char *id);
 /* fn(d, ud, 0) once the jobs other nodes committed are read into the table
  * (a callback for a job this node does not work), -EIO when the store is
  * lost first, -ECANCELED at a stop (pgstore_cancel_waiters()). */

@@ -447,6 +447,8 @@ int ledger_commit(struct daemon *d, bool wait)
 			return commit_done(d, 0, 0);
 		t0 = now_monotonic_usec();
 		r = wait ? pgstore_commit_wait(d) : pgstore_commit_start(d);
+		if (r == -EAGAIN)
+			return 0; /* a claim tick went first: its end takes the commit up */
 		if (r != 1)
 			return commit_done(d, r, t0);
 		d->ledger.commit_t0 = t0;

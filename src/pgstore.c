@@ -177,6 +177,15 @@ static const char *const migrations[] = {
 	" name text PRIMARY KEY,"
 	" key bytea NOT NULL,"
 	" created_at timestamptz NOT NULL DEFAULT now());",
+	/* 2: each event's transaction id, so that a node reads only the
+	 * events of transactions that were not finished at its last read
+	 * (pg_snapshot_xmin); each job's version, the seq of the last event
+	 * written into its row, so that an older state never overwrites a
+	 * newer one whatever the nodes' clocks say. */
+	"ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();"
+	"CREATE INDEX events_xid ON events (xid);"
+	"ALTER TABLE jobs ADD COLUMN version bigint NOT NULL DEFAULT 0;"
+	"UPDATE jobs SET version = coalesce((SELECT max(seq) FROM events WHERE job_id = jobs.id), 0);",
 };
 #define SCHEMA_VERSION ((int)ELEMENTSOF(migrations))
 /* What a commit notifies at its end: blinkhookctl log --follow listens. */
@@ -261,6 +270,10 @@ struct pgstore {
 	uint64_t tick_synced;
 	uint64_t reserve_delay;
 	char reserve_key[SERIAL_MAX + 1];
+	/* The job the slot is for, and how long its lease holds from the
+	 * reservation's answer (the slot is good only within it). */
+	char reserve_job[JOB_ID_MAX + 1];
+	uint64_t reserve_lease;
 	char q_error[256]; /* the first error result of the query in flight */
 	bool waiting;      /* pgstore_commit_wait() reports the end itself */
 	bool listening, want_tick, want_sync, want_reserve, reserved;
@@ -274,13 +287,32 @@ struct pgstore {
 	uint64_t load_rows, load_pages;
 	uint64_t retain_next, retain_deleted;
 	bool retain_more;
+	bool reserve_lost; /* the job is not this node's any more */
+	/* The ids of the jobs queued here that the last commit found taken by
+	 * other jobs (one a line), and those whose events the next sync reads
+	 * whole (this node's own job of that id was dropped). */
+	struct strbuf taken, resync;
+	/* The xmin of the last read of the events ("" before the first), that
+	 * of the read in flight, and how many events that one brought. */
+	char sync_xmin[24], sync_xmin_next[24];
+	uint64_t sync_rows;
+	/* When the tick in flight went, and until when the last one answered
+	 * renewed this node's leases (monotonic). */
+	uint64_t tick_sent, renewed_until;
 };
 
 /* One transaction, one statement: the records into events, and each job
  * they changed into jobs as the table has it now (inserted, or updated
  * unless the row is newer); listeners hear of it at the commit.  A job
- * inserted is this node's claim (it took it from its spool).  $1 the node,
- * $2 the records, $3 the jobs, $4 the lease. */
+ * inserted is this node's claim (it took it from its spool).  A job queued
+ * in this batch whose id another job holds already (the same explicit id
+ * put into two nodes' spools at once; the other's insert may have
+ * committed while this one waited for it) is left out, its records too,
+ * and its id comes back: the row and its nonce, which the other job's
+ * callback secret binds, are never overwritten (a job's nonce is never
+ * updated; a batch sent again after a lost connection finds its own
+ * nonce, and goes on as an update).  $1 the node, $2 the records, $3 the
+ * jobs, $4 the lease. */
 /* The callback key: this node's candidate goes in unless one is there; the
  * one that is comes back (a CTE's insert is not seen by the statement's own
  * snapshot, hence the union; when another node's insert committed while
@@ -292,37 +324,80 @@ static const char key_sql[] = "WITH ins AS (INSERT INTO keys (name, key) VALUES 
 			      " UNION ALL SELECT encode(key, 'hex') FROM keys WHERE name = 'callback'";
 
 static const char commit_sql[] =
-	"WITH ev AS ("
-	" INSERT INTO events (job_id, node, record)"
-	" SELECT r->>'id', $1, r FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (r, n) ORDER BY n),"
-	" j AS (SELECT DISTINCT ON (x->'job'->>'id') x->'job' AS j, x->>'nonce' AS nonce"
+	"WITH r AS (SELECT e.r, e.n FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (r, n)),"
+	" j AS (SELECT DISTINCT ON (x->'job'->>'id') x->'job' AS j, x->'job'->>'id' AS id, x->>'nonce' AS nonce"
 	" FROM jsonb_array_elements($3::jsonb) AS x),"
-	" jb AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts,"
-	" error, nonce, created_at, updated_at, next_at, owner, lease_until)"
-	" SELECT j->>'id', j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
+	" q AS (SELECT id FROM j WHERE id IN (SELECT r->>'id' FROM r WHERE r->>'event' = 'queued')),"
+	" fresh AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source,"
+	" attempts, error, nonce, created_at, updated_at, next_at, owner, lease_until)"
+	" SELECT id, j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
 	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
-	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval FROM j"
+	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval"
+	" FROM j WHERE id IN (SELECT id FROM q) ON CONFLICT (id) DO NOTHING RETURNING id),"
+	" taken AS (SELECT id FROM j WHERE id IN (SELECT id FROM q) AND id NOT IN (SELECT id FROM fresh)"
+	" AND NOT EXISTS (SELECT 1 FROM jobs x WHERE x.id = j.id AND x.nonce = j.nonce)),"
+	" ev AS (INSERT INTO events (job_id, node, record)"
+	" SELECT r->>'id', $1, r FROM r WHERE r->>'id' IN (SELECT id FROM j) AND r->>'id' NOT IN (SELECT id FROM taken)"
+	" ORDER BY n RETURNING job_id, seq),"
+	" v AS (SELECT job_id, max(seq) AS version FROM ev GROUP BY job_id),"
+	" jb AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts,"
+	" error, nonce, created_at, updated_at, next_at, owner, lease_until, version)"
+	" SELECT id, j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
+	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
+	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval,"
+	" coalesce(v.version, 0) FROM j LEFT JOIN v ON v.job_id = j.id"
+	" WHERE id NOT IN (SELECT id FROM fresh) AND id NOT IN (SELECT id FROM taken)"
 	" ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, duration = excluded.duration,"
 	" state = excluded.state, leds_blink_id = excluded.leds_blink_id, meraki_status = excluded.meraki_status,"
 	" status_source = excluded.status_source, attempts = excluded.attempts, error = excluded.error,"
-	" nonce = excluded.nonce, created_at = excluded.created_at, updated_at = excluded.updated_at"
-	" WHERE jobs.updated_at <= excluded.updated_at)"
-	" SELECT pg_notify('" PG_CHANNEL "', '')";
+	" created_at = excluded.created_at, updated_at = excluded.updated_at, version = excluded.version"
+	" WHERE jobs.nonce = excluded.nonce AND jobs.version < excluded.version"
+	" AND jobs.state NOT IN ('complete', 'failed', 'expired'))"
+	" SELECT pg_notify('" PG_CHANNEL "', ''), (SELECT coalesce(string_agg(id, chr(10)), '') FROM taken)";
 
-/* The tick, one statement: this node's unfinished jobs renewed (the ids
- * back, claimed false), and those nobody holds (no owner, or a lease run
- * out) claimed (claimed true).  $1 the node, $2 the lease. */
+/* The tick, one statement: the unfinished jobs this node works (or has
+ * claimed and not yet taken), by the list of their ids in memory, renewed
+ * when still its own (the ids back, claimed false): never "every job whose
+ * owner is this node", which would keep renewing a claim nobody works.
+ * Then those nobody holds (no owner, or a lease run out), and those the
+ * table says are this node's though it does not work them (a claim whose
+ * answer was lost with the connection), claimed (claimed true).  $1 the
+ * node, $2 the lease, $3 the ids (a text array). */
 static const char tick_sql[] =
 	"WITH mine AS (UPDATE jobs SET lease_until = now() + $2::interval"
-	" WHERE owner = $1 AND state IN ('queued', 'submitted') RETURNING id),"
+	" WHERE owner = $1 AND id = ANY($3::text[]) AND state IN ('queued', 'submitted') RETURNING id),"
 	" took AS (UPDATE jobs SET owner = $1, lease_until = now() + $2::interval WHERE id IN ("
-	" SELECT id FROM jobs WHERE state IN ('queued', 'submitted') AND owner IS DISTINCT FROM $1"
-	" AND (owner IS NULL OR lease_until IS NULL OR lease_until < now())"
+	" SELECT id FROM jobs WHERE state IN ('queued', 'submitted') AND NOT id = ANY($3::text[])"
+	" AND (owner IS NULL OR owner = $1 OR lease_until IS NULL OR lease_until < now())"
 	" ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT " CLAIM_MAX ") RETURNING id)"
 	" SELECT id, false FROM mine UNION ALL SELECT id, true FROM took";
 
-/* The events after $1, with the node that wrote each. */
-static const char sync_sql[] = "SELECT record::text, job_id, seq, node FROM events WHERE seq > $1::bigint ORDER BY seq";
+/* The events another node's commit may have brought, and every event of
+ * the jobs $2 (a text array), with the node that wrote each, and the
+ * snapshot's xmin (the oldest transaction still running: every one before
+ * it has ended), also when no event comes (hence the outer join).
+ *
+ * Which events: those of the transactions that had not ended at the last
+ * read, that is whose xid is at least that read's xmin ($1): a transaction
+ * that took its seq before another's and committed after it is among them
+ * (it was running then, or began after), and nothing else is read again.
+ * Before the first such read (the load does not know the xmin), those
+ * after SYNC_OVERLAP below the highest seq seen ($1 of sync_seq_sql), as
+ * before.  The cost is the events since the oldest transaction
+ * running at the last read: small, unless a long transaction elsewhere in
+ * the cluster holds the xmin back. */
+static const char sync_xid_sql[] =
+	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
+	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
+	" (SELECT record, job_id, seq, node FROM events WHERE xid >= $1::xid8"
+	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND xid < $1::xid8) e"
+	" ON true ORDER BY e.seq";
+static const char sync_seq_sql[] =
+	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
+	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
+	" (SELECT record, job_id, seq, node FROM events WHERE seq > $1::bigint"
+	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND seq <= $1::bigint) e"
+	" ON true ORDER BY e.seq";
 
 /* The rows of one page of the first load: no single result holds the
  * whole history (keyset pagination on seq, so a page costs the same at the
@@ -360,13 +435,23 @@ static const char retain_sql[] =
 	" jb AS (DELETE FROM jobs WHERE id IN (SELECT id FROM old) RETURNING 1)"
 	" SELECT count(*) FROM jb";
 
-/* The next slot of a pacing scope: its row moves on by $2 from the later of
- * its time and now; the wait until the slot comes back, in microseconds.
- * $1 the scope, $2 the slot's length. */
+/* The next slot of a pacing scope, for one job, fenced by its lease: only
+ * while the job is still this node's and its lease has not run out (a node
+ * stopped or cut off past its lease must not submit what another node took
+ * meanwhile) is the lease renewed to cover the submission and the scope's
+ * row moved on by $2 from the later of its time and now.  The answer: the
+ * wait until the slot comes, and how long the lease holds from now, both
+ * in microseconds; no row when the job is not this node's any more.
+ * $1 the scope, $2 the slot's length, $3 the job, $4 the node, $5 the
+ * lease. */
 static const char reserve_sql[] =
-	"INSERT INTO pacing (scope, next_allowed) VALUES ($1, now() + $2::interval)"
+	"WITH own AS (UPDATE jobs SET lease_until = greatest(lease_until, now() + $5::interval)"
+	" WHERE id = $3 AND owner = $4 AND lease_until > now() AND state = 'queued' RETURNING lease_until),"
+	" slot AS (INSERT INTO pacing (scope, next_allowed) SELECT $1, now() + $2::interval FROM own"
 	" ON CONFLICT (scope) DO UPDATE SET next_allowed = greatest(pacing.next_allowed, now()) + $2::interval"
-	" RETURNING greatest(0, (extract(epoch FROM (next_allowed - $2::interval - now())) * 1000000)::bigint)";
+	" RETURNING next_allowed)"
+	" SELECT greatest(0, (extract(epoch FROM (slot.next_allowed - $2::interval - now())) * 1000000)::bigint),"
+	" (extract(epoch FROM (own.lease_until - now())) * 1000000)::bigint FROM slot, own";
 
 static void hex_encode(const uint8_t *b, size_t n, char *out)
 {
@@ -472,7 +557,7 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	waiters_run(pg->d, TAKE_PTR(pg->waiters), -EIO);
 	if (pg->want_reserve) {
 		pg->want_reserve = false;
-		dispatch_reserved(pg->d, -EIO, 0);
+		dispatch_reserved(pg->d, -EIO, 0, 0);
 	}
 	if (pg->fatal)
 		return;
@@ -700,6 +785,48 @@ static void sync_one(struct pgstore *pg, struct job_event_store *store, const ch
 		log_err("job %s: out of memory", j->id);
 }
 
+/* One element of a text array literal: "s" (its first n bytes), quoted,
+ * after a comma unless it is the first. */
+static int array_add(struct strbuf *sb, bool *first, const char *s, size_t n)
+{
+	int r = strbuf_addstr(sb, *first ? "\"" : ",\"");
+
+	for (size_t i = 0; i < n && r >= 0; i++)
+		r = strbuf_addf(sb, "%s%c", s[i] == '"' || s[i] == '\\' ? "\\" : "", s[i]);
+	*first = false;
+	return r < 0 ? r : strbuf_addstr(sb, "\"");
+}
+
+/* The lines of ids (one a line) into a text array literal's elements. */
+static int array_add_lines(struct strbuf *sb, bool *first, const struct strbuf *ids)
+{
+	const char *p = ids->buf;
+	int r = 0;
+
+	while (p && *p && r >= 0) {
+		size_t n = strcspn(p, "\n");
+
+		r = array_add(sb, first, p, n);
+		p += n + (p[n] == '\n');
+	}
+	return r;
+}
+
+/* The tick's list, a text array literal: the ids of the unfinished jobs
+ * this node works, and of those claimed and not yet taken. */
+static int tick_ids(struct pgstore *pg, struct strbuf *sb)
+{
+	bool first = true;
+	int r = strbuf_addstr(sb, "{");
+
+	for (const struct job *j = pg->d->ledger.jobs.first; j && r >= 0; j = j->next)
+		if (!j->foreign && !job_state_is_final(j->state))
+			r = array_add(sb, &first, j->id, strlen(j->id));
+	if (r >= 0)
+		r = array_add_lines(sb, &first, &pg->claimed);
+	return r < 0 ? r : strbuf_addstr(sb, "}");
+}
+
 /* The tick's answer: the ids renewed (still this node's) and those claimed
  * (this node's after the sync that follows reads their events).  A job this
  * node works that was not renewed, though committed before the tick went,
@@ -708,17 +835,24 @@ static void sync_one(struct pgstore *pg, struct job_event_store *store, const ch
 static void tick_results(struct pgstore *pg, PGresult *res)
 {
 	struct daemon *d = pg->d;
+	struct strbuf claimed = STRBUF_INIT;
 
-	strbuf_reset(&pg->claimed);
+	/* The claims not yet taken (their sync failed, or has not come) stay
+	 * while the tick renewed them; those it took now join them. */
 	for (int i = 0; i < PQntuples(res); i++) {
 		const char *id = PQgetvalue(res, i, 0);
 		struct job *j = job_table_find(&d->ledger.jobs, id);
+		bool took = strcmp(PQgetvalue(res, i, 1), "t") == 0;
 
-		if (strcmp(PQgetvalue(res, i, 1), "t") == 0)
-			(void)strbuf_addf(&pg->claimed, "%s\n", id);
-		else if (j)
+		if (took || ids_have(&pg->claimed, id))
+			(void)strbuf_addf(&claimed, "%s\n", id);
+		if (!took && j)
 			j->renewed = true;
 	}
+	strbuf_release(&pg->claimed);
+	pg->claimed = claimed;
+	/* Each lease renewed holds at least the lease from when the tick went. */
+	pg->renewed_until = pg->tick_sent + d->cfg->store_lease_usec;
 	for (struct job *j = d->ledger.jobs.first; j; j = j->next) {
 		if (!j->foreign && !j->renewed && !job_state_is_final(j->state) && j->log_seq <= pg->tick_synced) {
 			log_job(LOG_NOTICE, j->id, j->serial, job_state_to_string(j->state),
@@ -827,14 +961,29 @@ static void pg_results(struct pgstore *pg)
 		} else if (pg->q == Q_SYNC && !pg->q_error[0]) {
 			if (!store)
 				store = calloc(1, sizeof(*store));
-			for (int i = 0; store && i < PQntuples(res); i++)
+			if (PQntuples(res) >= 1 && PQnfields(res) == 5)
+				snprintf(pg->sync_xmin_next, sizeof(pg->sync_xmin_next), "%s", PQgetvalue(res, 0, 4));
+			for (int i = 0; store && i < PQntuples(res); i++) {
+				if (PQgetisnull(res, i, 0))
+					continue; /* no event: the xmin alone */
+				pg->sync_rows++;
 				sync_one(pg, store, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2),
 					 PQgetvalue(res, i, 3));
+			}
+		} else if (pg->q == Q_COMMIT && !pg->q_error[0] && PQntuples(res) == 1 && PQnfields(res) == 2) {
+			if (*PQgetvalue(res, 0, 1) && strbuf_addf(&pg->taken, "%s\n", PQgetvalue(res, 0, 1)) < 0)
+				snprintf(pg->q_error, sizeof(pg->q_error), "out of memory");
 		} else if (pg->q == Q_TICK && !pg->q_error[0]) {
 			tick_results(pg, res);
-		} else if (pg->q == Q_RESERVE && !pg->q_error[0] && PQntuples(res) == 1) {
-			pg->reserve_delay = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-			pg->reserved = true;
+		} else if (pg->q == Q_RESERVE && !pg->q_error[0]) {
+			pg->reserve_lost = PQntuples(res) == 0;
+			if (PQntuples(res) == 1) {
+				long long lease = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+
+				pg->reserve_delay = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+				pg->reserve_lease = lease > 0 ? (uint64_t)lease : 0;
+				pg->reserved = true;
+			}
 		} else if (pg->q == Q_RETAIN && !pg->q_error[0] && PQntuples(res) == 1) {
 			uint64_t n = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 
@@ -849,6 +998,37 @@ static void pg_results(struct pgstore *pg)
 	}
 }
 
+/* The jobs queued here whose ids the commit found taken by other jobs:
+ * dropped from the table (their records were left out of the database);
+ * intake rejects their requests (pgstore_id_taken()), and the next sync
+ * reads the other jobs of those ids whole. */
+static void taken_drop(struct pgstore *pg)
+{
+	struct daemon *d = pg->d;
+	const char *p = pg->taken.buf;
+
+	while (p && *p) {
+		size_t n = strcspn(p, "\n");
+		char id[JOB_ID_MAX + 1];
+		struct job *j;
+
+		snprintf(id, sizeof(id), "%.*s", (int)MIN(n, (size_t)JOB_ID_MAX), p);
+		p += n + (p[n] == '\n');
+		j = job_table_find(&d->ledger.jobs, id);
+		if (j) {
+			log_job(LOG_WARNING, j->id, j->serial, NULL,
+				"job %s: another node queued a job with this id first; this node's request is rejected",
+				j->id);
+			j->foreign = true;
+			(void)dispatch_job_changed(d, j);
+			job_table_remove(&d->ledger.jobs, j);
+		}
+		if (!ids_have(&pg->resync, id))
+			(void)strbuf_addf(&pg->resync, "%s\n", id);
+		pg->want_sync = true;
+	}
+}
+
 /* The commit's end: r 0, or -EIO with the batch kept for the next try. */
 static void pg_commit_end(struct pgstore *pg, int r)
 {
@@ -856,6 +1036,7 @@ static void pg_commit_end(struct pgstore *pg, int r)
 		pg->synced_seq = pg->inflight_seq;
 		strbuf_reset(&pg->inflight);
 		strbuf_reset(&pg->inflight_ids);
+		taken_drop(pg);
 	}
 	if (!pg->waiting)
 		ledger_store_committed(pg->d, r);
@@ -911,21 +1092,46 @@ static void retain_done(struct pgstore *pg)
 	pg->retain_next = now_monotonic_usec() + RETAIN_EVERY;
 }
 
-/* Connected, loaded, nothing in flight: a commit first, then what waits
- * for a query of its own. */
+/* Connected, loaded, nothing in flight: a tick that fell due first, then
+ * a commit, then what waits for a query of its own. */
 static void pg_idle(struct pgstore *pg)
 {
 	char lease[32], after[24];
-	const char *params[2];
 	int r = 0;
 
 	if (!pg->conn || pg->state != PG_UP || pg->q != Q_NONE || !pg->loaded)
 		return;
+	snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)pg->d->cfg->store_lease_usec);
+	/* The tick goes before the next commit: under a steady stream of
+	 * commits (callbacks, intake) it would otherwise wait for a moment
+	 * with nothing pending, and the leases it renews could run out while
+	 * this node still works their jobs.  So a renewal waits for one query
+	 * at most (the one in flight when it fell due). */
+	if (pg->want_tick) {
+		struct strbuf ids = STRBUF_INIT;
+		const char *tparams[3];
+
+		r = tick_ids(pg, &ids);
+		if (r < 0) {
+			strbuf_release(&ids);
+			return; /* out of memory: the next tick tries again */
+		}
+		pg->want_tick = false;
+		pg->tick_synced = pg->synced_seq;
+		pg->tick_sent = now_monotonic_usec();
+		tparams[0] = pg->d->cfg->store_node;
+		tparams[1] = lease;
+		tparams[2] = ids.buf;
+		r = pg_send(pg, Q_TICK, tick_sql, 3, tparams);
+		strbuf_release(&ids);
+		if (r < 0)
+			pg_lost(pg, PQerrorMessage(pg->conn));
+		return;
+	}
 	if (pgstore_has_pending(pg->d)) {
 		ledger_kick(pg->d);
 		return;
 	}
-	snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)pg->d->cfg->store_lease_usec);
 	if (!pg->listening)
 		r = pg_send(pg, Q_LISTEN, "LISTEN " PG_CHANNEL, 0, NULL);
 	else if (pg->want_reserve) {
@@ -934,23 +1140,36 @@ static void pg_idle(struct pgstore *pg)
 		 * them closer than min_interval. */
 		uint64_t slot = pg->d->cfg->min_interval_usec + MIN(pg->d->cfg->min_interval_usec / 5, USEC_PER_SEC);
 
-		snprintf(lease, sizeof(lease), "%llu microseconds", (unsigned long long)slot);
-		params[0] = pg->reserve_key;
-		params[1] = lease;
-		pg->reserved = false;
-		r = pg_send(pg, Q_RESERVE, reserve_sql, 2, params);
-	} else if (pg->want_tick) {
-		pg->want_tick = false;
-		pg->tick_synced = pg->synced_seq;
-		params[0] = pg->d->cfg->store_node;
-		params[1] = lease;
-		r = pg_send(pg, Q_TICK, tick_sql, 2, params);
+		char slot_len[32];
+		const char *rparams[5];
+
+		snprintf(slot_len, sizeof(slot_len), "%llu microseconds", (unsigned long long)slot);
+		rparams[0] = pg->reserve_key;
+		rparams[1] = slot_len;
+		rparams[2] = pg->reserve_job;
+		rparams[3] = pg->d->cfg->store_node;
+		rparams[4] = lease;
+		pg->reserved = pg->reserve_lost = false;
+		r = pg_send(pg, Q_RESERVE, reserve_sql, 5, rparams);
 	} else if (pg->want_sync || pg->waiters) {
+		struct strbuf whole = STRBUF_INIT;
+		bool first = true;
+		const char *sparams[2];
+
+		if (strbuf_addstr(&whole, "{") < 0 || array_add_lines(&whole, &first, &pg->resync) < 0 ||
+		    strbuf_addstr(&whole, "}") < 0) {
+			strbuf_release(&whole);
+			return; /* out of memory: the next query's end tries again */
+		}
 		pg->want_sync = false;
 		pg->sync_waiters = TAKE_PTR(pg->waiters);
 		snprintf(after, sizeof(after), "%lld", (long long)MAX(pg->seen_seq - SYNC_OVERLAP, 0));
-		params[0] = after;
-		r = pg_send(pg, Q_SYNC, sync_sql, 1, params);
+		sparams[0] = pg->sync_xmin[0] ? pg->sync_xmin : after;
+		sparams[1] = whole.buf;
+		pg->sync_xmin_next[0] = '\0';
+		pg->sync_rows = 0;
+		r = pg_send(pg, Q_SYNC, pg->sync_xmin[0] ? sync_xid_sql : sync_seq_sql, 2, sparams);
+		strbuf_release(&whole);
 	} else if (retain_due(pg))
 		r = retain_send(pg);
 	if (r < 0)
@@ -1054,9 +1273,14 @@ static void pg_query_done(struct pgstore *pg)
 			log_warn("PostgreSQL store: renewing and taking claims failed: %s", pg->q_error);
 		break;
 	case Q_SYNC:
-		if (!pg->q_error[0])
+		if (!pg->q_error[0]) {
+			strbuf_reset(&pg->resync);
+			if (pg->sync_xmin_next[0])
+				memcpy(pg->sync_xmin, pg->sync_xmin_next, sizeof(pg->sync_xmin));
+			log_debug("PostgreSQL store: read %llu events of other nodes' commits (from transaction %s on)",
+				  (unsigned long long)pg->sync_rows, pg->sync_xmin);
 			claims_take(pg);
-		else
+		} else
 			log_warn("PostgreSQL store: reading the other nodes' events failed: %s", pg->q_error);
 		waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), pg->q_error[0] ? -EIO : 0);
 		break;
@@ -1072,7 +1296,24 @@ static void pg_query_done(struct pgstore *pg)
 		pg->want_reserve = false;
 		if (pg->q_error[0])
 			log_warn("PostgreSQL store: reserving a submission slot failed: %s", pg->q_error);
-		dispatch_reserved(pg->d, pg->reserved ? 0 : -EIO, pg->reserve_delay);
+		if (pg->reserve_lost) {
+			/* Not this node's any more (its lease ran out while it was
+			 * stopped or cut off; another node may have taken it): it
+			 * is not submitted here.  A tick takes it back if nobody
+			 * else holds it. */
+			struct job *j = job_table_find(&pg->d->ledger.jobs, pg->reserve_job);
+
+			if (j && !j->foreign && !job_state_is_final(j->state)) {
+				log_job(LOG_NOTICE, j->id, j->serial, job_state_to_string(j->state),
+					"job %s: this node's lease ran out before its submission; letting it go",
+					j->id);
+				j->foreign = true;
+				(void)dispatch_job_changed(pg->d, j);
+			}
+			dispatch_reserved(pg->d, -ESTALE, 0, 0);
+			break;
+		}
+		dispatch_reserved(pg->d, pg->reserved ? 0 : -EIO, pg->reserve_delay, pg->reserve_lease);
 		break;
 	default:
 		return;
@@ -1469,6 +1710,8 @@ void pgstore_close(struct daemon *d)
 	waiters_run(d, TAKE_PTR(pg->sync_waiters), -ECANCELED);
 	waiters_run(d, TAKE_PTR(pg->waiters), -ECANCELED);
 	strbuf_release(&pg->claimed);
+	strbuf_release(&pg->taken);
+	strbuf_release(&pg->resync);
 	if (pg->conn)
 		PQfinish(pg->conn);
 	secret_key_free(pg->key);
@@ -1527,7 +1770,7 @@ bool pgstore_syncing(const struct daemon *d)
 	return d->pg->q != Q_NONE;
 }
 
-int pgstore_reserve(struct daemon *d, const char *scope)
+int pgstore_reserve(struct daemon *d, const char *scope, const char *job_id)
 {
 	struct pgstore *pg = d->pg;
 
@@ -1536,9 +1779,20 @@ int pgstore_reserve(struct daemon *d, const char *scope)
 	if (pg->want_reserve)
 		return -EBUSY;
 	snprintf(pg->reserve_key, sizeof(pg->reserve_key), "%s", scope[0] ? scope : "global");
+	snprintf(pg->reserve_job, sizeof(pg->reserve_job), "%s", job_id);
 	pg->want_reserve = true;
 	pg_idle(pg);
 	return 0;
+}
+
+bool pgstore_id_taken(const struct daemon *d, const char *id)
+{
+	return ids_have(&d->pg->taken, id);
+}
+
+uint64_t pgstore_lease_until(const struct daemon *d)
+{
+	return d->pg->renewed_until;
 }
 
 int pgstore_when_synced(struct daemon *d, pg_synced_fn fn, void *ud)
@@ -1621,6 +1875,15 @@ int pgstore_commit_start(struct daemon *d)
 		return -EIO;
 	if (pg->pending.len == 0 && pg->inflight.len == 0)
 		return 0;
+	/* A tick that fell due goes first (pg_idle); the commit follows at
+	 * its end. */
+	if (pg->want_tick) {
+		pg_idle(pg);
+		if (pg->q != Q_NONE)
+			return -EAGAIN;
+		if (pg->state != PG_UP)
+			return -EIO;
+	}
 	/* The batch: a failed one first, then everything pending. */
 	if (pg->pending.len) {
 		if ((pg->inflight.len && strbuf_addstr(&pg->inflight, ",") < 0) ||
@@ -1631,6 +1894,10 @@ int pgstore_commit_start(struct daemon *d)
 		strbuf_reset(&pg->pending_ids);
 	}
 	pg->inflight_seq = pg->appended_seq;
+	/* The last commit's taken ids served its spool files (run at its end);
+	 * at a stop they wait for the end of the commits that follow. */
+	if (!pg->waiting)
+		strbuf_reset(&pg->taken);
 	r = strbuf_addstr(&events, "[");
 	if (r >= 0)
 		r = strbuf_add(&events, pg->inflight.buf, pg->inflight.len);
@@ -1704,6 +1971,11 @@ static int commit_wait_for(struct daemon *d, uint64_t want)
 	if (pg->synced_seq >= want)
 		return 0;
 	r = pgstore_commit_start(d);
+	if (r == -EAGAIN) {
+		/* A tick went first. */
+		pg_wait(pg);
+		r = pgstore_commit_start(d);
+	}
 	if (r != 1)
 		return r;
 	pg_wait(pg);
