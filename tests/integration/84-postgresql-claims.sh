@@ -18,7 +18,7 @@ PORT[a]=$(free_port)
 PORT[b]=$(free_port)
 D_PORT=${PORT[a]}
 # Both nodes' callbacks go to node a (any node verifies any job's callback).
-write_config "[store] backend = postgresql" "[store] conninfo = $PG_CONNINFO" "[store] lease = 3s" \
+write_config "[store] backend = postgresql" "[store] lease = 3s" \
 	"[callback] wait = 5s" "[meraki] min_interval = 0.1s"
 for n in a b; do
 	mkdir -p "$T/$n"
@@ -104,7 +104,7 @@ check "node b committed its three jobs" wait_until 10 count_is "serial like 'Q2A
 sleep 1
 kill -KILL "${NPID[b]}"
 wait "${NPID[b]}" 2>/dev/null
-PGAPPNAME=locker "$PG_BIN/psql" -X -q -h "$PG_DIR" -U "$PG_USER" -d postgres \
+PGAPPNAME=locker PGPASSFILE=$T/pgpass "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U "$PG_SUPER" -d blinkhook \
 	-c "begin; lock table events in access exclusive mode; select pg_sleep(60);" >/dev/null 2>&1 &
 LOCKER=$!
 PIDS+=($LOCKER)
@@ -182,7 +182,7 @@ check "node b's reads after those commits fetched few events ($((f1 - f0)); a re
 # A transaction that took its seq before another's and commits after it:
 # its event is read all the same.
 late_id=$(pg_sql "select id from jobs where serial = 'Q2AA-SYNC-0001'")
-PGAPPNAME=late "$PG_BIN/psql" -X -q -h "$PG_DIR" -U "$PG_USER" -d postgres -c "begin;
+PGAPPNAME=late PGPASSFILE=$T/pgpass "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U "$PG_SUPER" -d blinkhook -c "begin;
 	insert into events (job_id, node, record) select '$late_id', 'node-z',
 		jsonb_build_object('v', 1, 'ts', (select record->>'ts' from events where job_id = '$late_id' order by seq desc limit 1),
 		'id', '$late_id', 'event', 'status', 'meraki_status', 'running', 'source', 'test');
