@@ -25,12 +25,14 @@ cleanup() {
 	for p in "${PG_DIRS[@]}"; do pg_destroy "$p"; done
 	grep -lx "$$" "$PORT_CLAIMS"/[0-9]* 2>/dev/null | xargs -r rm -f
 	# A sanitized daemon reports to its stderr and may exit as asked all
-	# the same: only its log tells.
-	if [ -f "$T/daemon.log" ] && grep -Eq "$SANITIZER_REPORT" "$T/daemon.log"; then
-		notok "no sanitizer report in the daemon's log"
-		grep -E -A40 "$SANITIZER_REPORT" "$T/daemon.log" | head -n 200 | sed 's/^/# /'
+	# the same: only its log tells (daemon.log, or a node's own log in the
+	# tests that run several).
+	for p in "$T"/*.log; do
+		[ -f "$p" ] && grep -Eq "$SANITIZER_REPORT" "$p" || continue
+		notok "no sanitizer report in $(basename "$p")"
+		grep -E -A40 "$SANITIZER_REPORT" "$p" | head -n 200 | sed 's/^/# /'
 		sanitized=yes
-	fi
+	done
 	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
 		echo "# kept $T for a look" >&2
 	else

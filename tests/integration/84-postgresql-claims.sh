@@ -203,7 +203,6 @@ check "node a submitted the job" wait_until 10 count_is "id = '$vid' and state =
 pg_sql "update jobs set updated_at = now() + interval '1 hour' where id = '$vid'"
 check "the job completes, and its row says so" wait_until 40 count_is "id = '$vid' and state = 'complete'" 1
 
-check "no sanitizer report in the nodes' logs" sh -c "! grep -Eq '$SANITIZER_REPORT' '$T/a.log' '$T/b.log'"
 
 [ "$FAILS" -eq 0 ] || { for n in a b; do echo "# ---- node $n"; tail -n 40 "$T/$n.log" | sed 's/^/# /'; done; }
 exit "$FAILS"
