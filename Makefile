@@ -46,8 +46,10 @@ BH_CFLAGS := -std=gnu17 -D_GNU_SOURCE $(BH_FORTIFY) -fstack-protector-strong -fP
 	-DBLINKHOOK_SYSCONFDIR='"$(SYSCONFDIR)"' -Iinclude $(WARNINGS) $(WERROR) -MMD -MP
 BH_LDFLAGS := -pie -Wl,-z,relro,-z,now
 
-PKGS_D := libmicrohttpd json-c libcrypto libsystemd libcurl inih
-PKGS_CTL := json-c inih libcurl libcrypto
+PKGS_D := libmicrohttpd json-c libcrypto libsystemd libcurl inih libpq
+# The CLI reads the PostgreSQL store through src/pgstore.c, whose object
+# also holds the daemon's side of it: it links what the daemon links.
+PKGS_CTL := $(PKGS_D)
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS_D) cmocka 2>/dev/null)
 LIBS_D = $(shell $(PKG_CONFIG) --libs $(PKGS_D) 2>/dev/null)
 LIBS_CTL = $(shell $(PKG_CONFIG) --libs $(PKGS_CTL) 2>/dev/null)
@@ -57,7 +59,10 @@ LIBS_CMOCKA = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev libsystemd-dev \
 	libcurl4-openssl-dev libinih-dev libcmocka-dev python3 curl clang nginx openssl \
 	systemd systemd-container libclang-rt-14-dev valgrind cppcheck clang-tidy clang-format \
-	procps dpkg-dev haproxy apache2 mandoc build-essential debhelper lintian
+	procps dpkg-dev haproxy apache2 mandoc build-essential debhelper lintian \
+	postgresql libpq-dev
+# postgresql, libpq-dev: the PostgreSQL store (src/pgstore.c) and the throwaway
+# clusters its tests start (tests/lib.sh, pg_start);
 # procps: /bin/kill, which the units' ExecReload= runs (a minimal Debian lacks it);
 # dpkg-dev: dpkg-buildflags, whose flags 42-packaging.sh builds with;
 # haproxy, apache2: the real proxies 71-haproxy.sh and 72-apache.sh run, each
@@ -72,7 +77,7 @@ DEB_PACKAGES := gcc make pkg-config libmicrohttpd-dev libjson-c-dev libssl-dev l
 # tests and the fuzz targets link (the linker takes from it what each needs).
 include src/core.mk
 UNIT_TESTS := test_util test_config test_credentials test_netaddr test_job test_joblog test_queue test_secret \
-	test_callback test_meraki test_scheduler test_rooms
+	test_callback test_meraki test_scheduler test_rooms test_pgstore
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
@@ -171,7 +176,7 @@ CHECK_FUZZ_SECONDS ?= 15
 # number is TEST_JOBS, tests/run-tests.sh).
 CHECK_JOBS ?= 2
 LINT_C := $(wildcard src/*.c) $(wildcard tests/fuzz/*.c) tests/bench/baseline.c
-LINT_PKGS := libmicrohttpd json-c libcrypto libsystemd libcurl inih
+LINT_PKGS := libmicrohttpd json-c libcrypto libsystemd libcurl inih libpq
 CPPCHECK_FLAGS := --enable=warning,style,performance,portability --suppress=variableScope \
 	--std=c11 --inline-suppr --error-exitcode=1 -q -Iinclude -D_GNU_SOURCE
 
@@ -260,7 +265,7 @@ install: all
 	[ -e $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf ] || { \
 		install -m 0640 conf/blinkhookd.conf $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf && \
 		sed -i -e 's|/etc/blinkhook/|$(SYSCONFDIR)/blinkhook/|g' $(DESTDIR)$(SYSCONFDIR)/blinkhook/blinkhookd.conf; }
-	install -m 0644 conf/blinkhookd.conf conf/nginx-upstream.conf conf/nginx-location.conf conf/nginx-site.conf conf/Caddyfile \
+	install -m 0644 conf/blinkhookd.conf conf/nginx-upstream.conf conf/nginx-location.conf conf/nginx-site.conf conf/nginx-two-nodes.conf conf/Caddyfile \
 		conf/haproxy.cfg conf/apache-blinkhook.conf README.md LICENSE $(DESTDIR)$(DOCDIR)/
 	@# The README's links stay good in the installed copy: docs/ and the changelog beside it.
 	install -d $(DESTDIR)$(DOCDIR)/docs

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "blinkhook/config.h"
+#include "blinkhook/credentials.h"
 #include "blinkhook/version.h"
 #include "blinkhook/job.h"
 #include "blinkhook/joblog.h"
@@ -27,6 +28,7 @@
 #include "blinkhook/daemon.h"
 #include "blinkhook/httpd.h"
 #include "blinkhook/meraki.h"
+#include "blinkhook/pgstore.h"
 #include "blinkhook/queue.h"
 #include "blinkhook/secret.h"
 #include "ctl.h"
@@ -186,6 +188,31 @@ int apply_cb(const struct job_event *ev, void *ud)
 	return 0;
 }
 
+/* With [store] backend = postgresql: every event in the database, into cb.
+ * The connection string as the daemon has it, or, with neither the
+ * credential nor conninfo (an operator's shell), libpq's environment
+ * (PGHOST, PGDATABASE, PGSERVICE, ~/.pgpass). */
+static int read_pg_events(bool follow, joblog_event_cb cb, void *ud, const char *consequence)
+{
+	char err[CONFIG_ERROR_MAX];
+	const char *source = NULL;
+	char *conninfo = NULL;
+	int r;
+
+	r = credentials_load_pg_conninfo(&cfg, &conninfo, &source, err);
+	if (r == -ENOENT)
+		r = 0;
+	if (r >= 0) {
+		r = pgstore_read_events(conninfo ? conninfo : "", follow, cb, ud, err);
+		secret_free(conninfo);
+	}
+	if (r == -ENOENT)
+		return 0; /* no job yet */
+	if (r < 0)
+		fprintf(stderr, "blinkhookctl: %s%s%s\n", err, consequence ? "; " : "", consequence ? consequence : "");
+	return r;
+}
+
 /* Reads the job log into t.  On failure t is released, and the error is
  * printed with what follows from it (NULL: nothing more to say). */
 static int load_jobs_or(struct job_table *t, const char *consequence)
@@ -197,6 +224,12 @@ static int load_jobs_or(struct job_table *t, const char *consequence)
 	r = job_table_init(t);
 	if (r < 0)
 		return r;
+	if (cfg.store_backend == STORE_POSTGRESQL) {
+		r = read_pg_events(false, apply_cb, t, consequence);
+		if (r < 0)
+			job_table_release(t);
+		return r;
+	}
 	r = joblog_read(cfg.state_dir, 0, apply_cb, t, &info, &end);
 	if (r == -ENOENT)
 		return 0; /* no job yet */
@@ -593,6 +626,8 @@ static int cmd_log(int argc, char **argv)
 	if (optind != argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	setvbuf(stdout, NULL, follow ? _IOLBF : _IOFBF, 0);
+	if (cfg.store_backend == STORE_POSTGRESQL)
+		return read_pg_events(follow, print_event, &view, NULL) < 0 ? 1 : 0;
 	for (;;) {
 		/* Following, compactions are read across (joblog.h). */
 		r = follow ? joblog_follow_read(&f, cfg.state_dir, print_event, &view, &info)

@@ -10,6 +10,8 @@
 #include "blinkhook/credentials.h"
 #include "blinkhook/daemon.h"
 #include "blinkhook/log.h"
+#include "blinkhook/pgstore.h"
+#include "blinkhook/util.h"
 
 static void help(void)
 {
@@ -24,6 +26,32 @@ static void help(void)
 	       "  -h, --help          print this help and exit\n");
 }
 
+/* With the PostgreSQL store: its connection string is there and makes sense
+ * (checked again when the daemon connects; nothing connects here).  Writes
+ * "; PostgreSQL ..." for --check-config's line into note. */
+static int check_store(const struct config *cfg, char err[static CONFIG_ERROR_MAX], char *note, size_t len)
+{
+	const char *source = NULL;
+	char *conninfo = NULL;
+	char why[CONFIG_ERROR_MAX];
+	int r;
+
+	note[0] = '\0';
+	if (cfg->store_backend != STORE_POSTGRESQL)
+		return 0;
+	r = credentials_load_pg_conninfo(cfg, &conninfo, &source, why);
+	if (r >= 0) {
+		r = pgstore_check_conninfo(conninfo, strcmp(source, "config") == 0, why);
+		secret_free(conninfo);
+	}
+	if (r < 0) {
+		snprintf(err, CONFIG_ERROR_MAX, "%.200s: [store] %.280s", cfg->path, why);
+		return r;
+	}
+	snprintf(note, len, "; PostgreSQL store, connection string from %s, node %s", source, cfg->store_node);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -34,7 +62,7 @@ int main(int argc, char **argv)
 		{},
 	};
 	const char *path = CONFIG_DEFAULT_PATH, *source = NULL;
-	char err[CONFIG_ERROR_MAX], mask[16];
+	char err[CONFIG_ERROR_MAX], mask[16], note[160];
 	struct config cfg;
 	bool check = false;
 	char *key = NULL;
@@ -71,6 +99,8 @@ int main(int argc, char **argv)
 	}
 	r = config_load(&cfg, path, err);
 	if (r >= 0)
+		r = check_store(&cfg, err, note, sizeof(note));
+	if (r >= 0)
 		r = credentials_load_api_key(&cfg, &key, &source, err);
 	if (r < 0) {
 		if (check)
@@ -82,7 +112,7 @@ int main(int argc, char **argv)
 	}
 	if (check) {
 		api_key_mask(key, mask);
-		printf("%s: OK; API key %s from %s\n", path, mask, source);
+		printf("%s: OK; API key %s from %s%s\n", path, mask, source, note);
 		secret_free(key);
 		config_release(&cfg);
 		return close_stdout("blinkhookd", 0, false);

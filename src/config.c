@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "blinkhook/config.h"
 #include "blinkhook/netaddr.h"
@@ -26,6 +27,8 @@
 
 /* A config file is a few dozen lines; anything this large is a mistake. */
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024)
+
+#define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * 1024)
@@ -45,6 +48,8 @@ enum kind {
 	KIND_UNVERIFIED, /* enum unverified_policy */
 	KIND_LISTEN,     /* struct listen_addr */
 	KIND_CIDRS,      /* trusted_proxies and n_trusted_proxies */
+	KIND_BACKEND,    /* enum store_backend */
+	KIND_NAME,       /* [A-Za-z0-9._-], 1..max characters */
 };
 
 struct key {
@@ -98,6 +103,14 @@ static const struct key keys[] = {
 
 	KEY_RESTART("state", "dir", KIND_PATH, state_dir, 0, 0, true),
 	KEY("state", "retention", KIND_TIMESPAN, retention_usec, USEC_PER_HOUR, 3650 * USEC_PER_DAY, false),
+
+	/* The store is opened once: a change of database or name waits for a
+	 * restart.  The lease below 1s would expire between two renewals on a
+	 * loaded host; above an hour a dead node's jobs would wait too long. */
+	KEY_RESTART("store", "backend", KIND_BACKEND, store_backend, 0, 0, false),
+	KEY_RESTART("store", "conninfo", KIND_STRING, store_conninfo, 0, 0, false),
+	KEY_RESTART("store", "node", KIND_NAME, store_node, 1, CONFIG_NODE_MAX, false),
+	KEY("store", "lease", KIND_TIMESPAN, store_lease_usec, USEC_PER_SEC, USEC_PER_HOUR, false),
 };
 
 static bool str_eq(const char *a, const char *b)
@@ -116,8 +129,15 @@ void config_keep_restart_keys(struct config *running, struct config *loaded,
 		if (!k->restart)
 			continue;
 		/* Only these kinds need a restart; a new one needs a case. */
-		assert(k->kind == KIND_PATH || k->kind == KIND_LISTEN);
-		if (k->kind == KIND_LISTEN) {
+		assert(k->kind == KIND_PATH || k->kind == KIND_LISTEN || k->kind == KIND_STRING ||
+		       k->kind == KIND_NAME || k->kind == KIND_BACKEND);
+		if (k->kind == KIND_BACKEND) {
+			enum store_backend *ea = a, *eb = b, t = *ea;
+
+			same = *ea == *eb;
+			*ea = *eb;
+			*eb = t;
+		} else if (k->kind == KIND_LISTEN) {
 			const struct listen_addr *la = a, *lb = b;
 			same = la->is_unix == lb->is_unix && str_eq(la->host, lb->host) && la->port == lb->port &&
 			       str_eq(la->path, lb->path);
@@ -177,6 +197,8 @@ int config_init(struct config *c)
 		.wait_usec = 5 * USEC_PER_MIN,
 		.expire_usec = USEC_PER_HOUR,
 		.retention_usec = 30 * USEC_PER_DAY,
+		.store_backend = STORE_LOG,
+		.store_lease_usec = 30 * USEC_PER_SEC,
 	};
 	for (size_t i = 0; i < ELEMENTSOF(proxies); i++)
 		if (netaddr_parse_cidr(proxies[i], &c->trusted_proxies[c->n_trusted_proxies++]) < 0)
@@ -211,6 +233,10 @@ void config_release(struct config *c)
 	free(c->shared_secret_file);
 	free(c->queue_dir);
 	free(c->state_dir);
+	free(c->store_node);
+	if (c->store_conninfo) /* it may hold a password */
+		secret_wipe(c->store_conninfo, strlen(c->store_conninfo));
+	free(c->store_conninfo);
 	/* Harmless to release twice, or to init again. */
 	*c = (struct config){0};
 }
@@ -546,6 +572,7 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 	case KIND_URL:
 	case KIND_API_URL:
 	case KIND_PATH:
+	case KIND_NAME:
 		if (!*v) {
 			if (k->required) {
 				fail(ps, -EINVAL, ps->line, "%s: must not be empty", k->name);
@@ -684,6 +711,28 @@ static int parse_value(struct parse *ps, const struct key *k, char *v)
 
 	case KIND_CIDRS:
 		return parse_proxies(ps, k, v);
+
+	case KIND_BACKEND:
+		if (strcmp(v, "log") == 0)
+			*(enum store_backend *)field = STORE_LOG;
+		else if (strcmp(v, "postgresql") == 0)
+			*(enum store_backend *)field = STORE_POSTGRESQL;
+		else {
+			fail(ps, -EINVAL, ps->line, "%s: \"%s\" is not one of: log, postgresql", k->name, v);
+			return -EINVAL;
+		}
+		return 0;
+
+	case KIND_NAME:
+		if (strlen(v) < k->min || strlen(v) > k->max || strspn(v, NAME_CHARS) != strlen(v)) {
+			fail(ps, -EINVAL, ps->line,
+			     "%s: \"%s\" is not a name of %" PRIu64 "..%" PRIu64 " letters, digits, '.', '_' or '-'",
+			     k->name, v, k->min, k->max);
+			return -EINVAL;
+		}
+		if (set_copy(field, v) < 0)
+			goto oom;
+		return 0;
 	}
 	return -EINVAL;
 
@@ -797,6 +846,27 @@ static unsigned key_line(const struct parse *ps, const char *section, const char
 	return k ? ps->key_line[k - keys] : 0;
 }
 
+/* [store] node's default: the host name, up to its first dot (the node's
+ * name in claims and logs, short as the host is usually called). */
+static void set_default_node(struct parse *ps)
+{
+	char host[256] = "";
+	size_t n;
+
+	if (gethostname(host, sizeof(host) - 1) < 0 || !*host) {
+		fail(ps, -EINVAL, 0, "node: the host name is unknown; set [store] node");
+		return;
+	}
+	n = MIN(strcspn(host, "."), strspn(host, NAME_CHARS));
+	if (n == 0 || n > CONFIG_NODE_MAX) {
+		fail(ps, -EINVAL, 0, "node: the host name \"%.64s\" is no valid node name; set [store] node", host);
+		return;
+	}
+	host[n] = '\0';
+	if (set_copy(&ps->c->store_node, host) < 0)
+		fail(ps, -ENOMEM, 0, "out of memory");
+}
+
 /* Checks that involve more than one key, once the whole file is read.  The
  * error names the key the user wrote, when there is one. */
 static void check_whole(struct parse *ps)
@@ -837,6 +907,16 @@ static void check_whole(struct parse *ps)
 	if (c->shared_secret_file && !c->http_server_id)
 		fail(ps, -EINVAL, key_line(ps, "callback", "shared_secret_file"),
 		     "shared_secret_file: only used with http_server_id");
+
+	/* A connection string the log store would ignore is a mistake. */
+	if (c->store_backend != STORE_POSTGRESQL) {
+		if (c->store_conninfo)
+			fail(ps, -EINVAL, key_line(ps, "store", "conninfo"),
+			     "conninfo: only used with backend = postgresql");
+		if (c->store_node)
+			fail(ps, -EINVAL, key_line(ps, "store", "node"), "node: only used with backend = postgresql");
+	} else if (!c->store_node)
+		set_default_node(ps);
 }
 
 int config_load(struct config *c, const char *path, char err[static CONFIG_ERROR_MAX])

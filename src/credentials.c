@@ -256,6 +256,38 @@ int credentials_load_callback_secret(const struct config *c, char **ret_secret, 
 	return -ENOENT;
 }
 
+int credentials_load_pg_conninfo(const struct config *c, char **ret_conninfo, const char **ret_source,
+				 char err[static CONFIG_ERROR_MAX])
+{
+	char *conninfo = NULL;
+	int r;
+
+	assert(ret_conninfo && ret_source && err);
+	err[0] = '\0';
+
+	r = secret_read_credential("postgresql-conninfo", SECRET_SHARED, &conninfo, err);
+	if (r >= 0) {
+		*ret_conninfo = conninfo;
+		*ret_source = "credential";
+		return 0;
+	}
+	if (r != -ENOENT)
+		return r;
+	if (c && c->store_conninfo) {
+		conninfo = secret_strdup(c->store_conninfo);
+		if (!conninfo) {
+			snprintf(err, CONFIG_ERROR_MAX, "out of memory");
+			return -ENOMEM;
+		}
+		*ret_conninfo = conninfo;
+		*ret_source = "config";
+		return 0;
+	}
+	snprintf(err, CONFIG_ERROR_MAX,
+		 "no PostgreSQL connection string: set the credential postgresql-conninfo or [store] conninfo");
+	return -ENOENT;
+}
+
 void api_key_mask(const char *key, char buf[static 16])
 {
 	size_t n = key ? strlen(key) : 0;

@@ -16,6 +16,8 @@
  *   endpoint.c   the listening socket, callbacks, the selftest probe,
  *                refusals, /metrics, /healthz, libmicrohttpd's wiring; owns
  *                d->endpoint
+ *   pgstore.c    with [store] backend = postgresql: the connection to the
+ *                database on the loop, its back-off, the schema; owns d->pg
  *
  * A room writes only its own part; it reads the others' where that is
  * plain (the job table, the config, ready/stopping), and changes them only
@@ -170,6 +172,17 @@ struct dispatch {
 	uint64_t polls;
 	uint64_t prompted_polls;
 	uint64_t prompts_dropped[3]; /* by enum prompt_drop */
+	/* With the PostgreSQL store: the submission slot reserved in the
+	 * database for all nodes (monotonic; 0: none), the pacing scope it is
+	 * for ("" global, else the serial), and whether a reservation is in
+	 * flight. */
+	uint64_t slot_at;
+	char slot_key[SERIAL_MAX + 1];
+	bool reserving;
+	/* The job the slot was reserved for (its lease checked and renewed in
+	 * the same statement), and until when (monotonic) that lease holds. */
+	char slot_job[JOB_ID_MAX + 1];
+	uint64_t slot_lease_until;
 };
 
 /* ---- endpoint.c's part ---- */
@@ -211,6 +224,7 @@ struct daemon {
 	struct intake intake;
 	struct dispatch dispatch;
 	struct endpoint endpoint;
+	struct pgstore *pg; /* with backend = postgresql; pgstore.c's own */
 };
 
 static inline void enable_oneshot(sd_event_source *s)
@@ -278,6 +292,12 @@ int ledger_commit_in_place(struct daemon *d);
 /* A commit on the loop's next turn. */
 void ledger_kick(struct daemon *d);
 bool ledger_pending(const struct daemon *d);
+/* Everything up to this seq is durable (in the log, or committed). */
+uint64_t ledger_synced_seq(const struct daemon *d);
+/* From the PostgreSQL store: its commit ended (r: 0 or -errno); it is
+ * connected and its jobs are loaded (again). */
+void ledger_store_committed(struct daemon *d, int r);
+void ledger_store_ready(struct daemon *d);
 /* The barrier: fn(d, ud, 0) once the log is durable up to seq. */
 int ledger_when_durable(struct daemon *d, uint64_t seq, durable_fn fn, void *ud);
 /* Offers what is not durable yet the failure (-EIO): at a stop. */
@@ -310,6 +330,11 @@ void dispatch_prompt_poll(struct daemon *d, const struct job *j);
 int dispatch_reconfigure(struct daemon *d, const struct config *nc);
 void dispatch_rearm_all(struct daemon *d);
 void dispatch_set_api_key(struct daemon *d, const char *key, const char *mask, const char *source);
+/* The PostgreSQL store's answer to pgstore_reserve(): the slot begins
+ * delay_usec from now and the job's lease holds lease_usec from now (r 0),
+ * or none was reserved (r -errno; -ESTALE: the job is not this node's any
+ * more, and was let go). */
+void dispatch_reserved(struct daemon *d, int r, uint64_t delay_usec, uint64_t lease_usec);
 
 /* Between dispatch.c and its sub-room resolve.c (device look-up by name or
  * MAC).  resolve.c owns the organization cache (d->dispatch.org). */
@@ -371,5 +396,42 @@ int endpoint_reconfigure(struct daemon *d, const struct config *nc);
 void endpoint_kick(struct daemon *d);
 void endpoint_rearm(struct daemon *d);
 extern const struct httpd_ops endpoint_httpd_ops;
+
+/* ---- pgstore.c ---- */
+struct pgstore;
+/* Reads the conninfo and starts connecting (on the loop: it returns at once;
+ * a database that cannot be reached is tried again, with a back-off). */
+int pgstore_open(struct daemon *d);
+void pgstore_close(struct daemon *d);
+/* Connected, with the schema in place. */
+bool pgstore_up(const struct daemon *d);
+/* The ledger's store, as the job log is: append a record (seq: its number);
+ * commit what was appended in one transaction (1: in flight, and the end
+ * goes to ledger_store_committed(); -EIO when not connected); at a stop,
+ * commit in place; whether a commit is in flight or records wait; the last
+ * seq committed. */
+int pgstore_append(struct daemon *d, const struct job_event *ev, uint64_t *ret_seq);
+int pgstore_commit_start(struct daemon *d);
+int pgstore_commit_wait(struct daemon *d);
+bool pgstore_syncing(const struct daemon *d);
+bool pgstore_has_pending(const struct daemon *d);
+uint64_t pgstore_synced_seq(const struct daemon *d);
+/* Reserves the next submission slot of a pacing scope ("" global, or a
+ * serial) for all nodes, for the job job_id, fenced by its lease (renewed
+ * when this node still holds it, else no slot); the answer goes to
+ * dispatch_reserved().  -EIO when not connected. */
+int pgstore_reserve(struct daemon *d, const char *scope, const char *job_id);
+/* Until when (monotonic) the last claim tick renewed this node's leases (0:
+ * none yet): a job this node works is its own at least until then. */
+uint64_t pgstore_lease_until(const struct daemon *d);
+/* Whether the last commit found the id of a job queued here taken by
+ * another node's job (the job was dropped; its request is to be rejected). */
+bool pgstore_id_taken(const struct daemon *d, const char *id);
+/* fn(d, ud, 0) once the jobs other nodes committed are read into the table
+ * (a callback for a job this node does not work), -EIO when the store is
+ * lost first, -ECANCELED at a stop (pgstore_cancel_waiters()). */
+typedef void (*pg_synced_fn)(struct daemon *d, void *ud, int r);
+int pgstore_when_synced(struct daemon *d, pg_synced_fn fn, void *ud);
+void pgstore_cancel_waiters(struct daemon *d);
 
 #endif

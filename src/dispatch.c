@@ -380,6 +380,65 @@ static void submit(struct daemon *d, struct jobctl *c, uint64_t now)
 	jobctl_enter(c, JC_SUBMITTING);
 }
 
+/* A slot is used at least this long before the lease checked with it runs
+ * out. */
+#define SLOT_LEASE_MARGIN (500 * USEC_PER_MSEC)
+
+/* With the PostgreSQL store, a submission also needs the slot every node
+ * reserves in the database (one at a time): true with *at moved to the
+ * slot's time when this node holds one for c (its job, in its scope);
+ * false while one is being reserved (or cannot be now). */
+static bool pg_slot(struct daemon *d, struct jobctl *c, uint64_t now, uint64_t *at)
+{
+	struct dispatch *dp = &d->dispatch;
+	const char *key = d->cfg->interval_scope == INTERVAL_SCOPE_GLOBAL ? "" : c->job->serial;
+
+	/* A slot nobody took (its job ended or passed to another node) is
+	 * given up after a while: only this node waits for it. */
+	if (dp->slot_at && now > dp->slot_at + 2 * d->cfg->min_interval_usec + 5 * USEC_PER_SEC)
+		dp->slot_at = 0;
+	/* The slot is its job's, and good only while the lease checked with
+	 * it holds (less a margin for the request's start): a node stopped
+	 * past it (SIGSTOP, a long pause) reserves again, and that fences the
+	 * job anew; another node may have taken it meanwhile. */
+	if (dp->slot_at) {
+		const struct job *sj = job_table_find(&d->ledger.jobs, dp->slot_job);
+
+		if (!sj || sj->foreign || sj->state != JOB_QUEUED ||
+		    now + SLOT_LEASE_MARGIN >= MAX(dp->slot_lease_until, pgstore_lease_until(d)))
+			dp->slot_at = 0;
+	}
+	if (dp->slot_at && strcmp(dp->slot_key, key) == 0 && strcmp(dp->slot_job, c->job->id) == 0) {
+		*at = MAX(*at, dp->slot_at);
+		return true;
+	}
+	if (!dp->slot_at && !dp->reserving && pgstore_reserve(d, key, c->job->id) >= 0) {
+		dp->reserving = true;
+		snprintf(dp->slot_key, sizeof(dp->slot_key), "%s", key);
+		snprintf(dp->slot_job, sizeof(dp->slot_job), "%s", c->job->id);
+	}
+	return false;
+}
+
+void dispatch_reserved(struct daemon *d, int r, uint64_t delay_usec, uint64_t lease_usec)
+{
+	struct dispatch *dp = &d->dispatch;
+	uint64_t now = now_monotonic_usec();
+
+	dp->reserving = false;
+	if (r >= 0) {
+		dp->slot_at = MAX(now + delay_usec, 1);
+		dp->slot_lease_until = now + lease_usec;
+	} else if (r != -ESTALE && !TAILQ_EMPTY(&dp->runq)) {
+		/* The store is lost: its return schedules again; meanwhile try
+		 * in a second. */
+		(void)sd_event_source_set_time(dp->submit_timer, now_monotonic_usec() + USEC_PER_SEC);
+		enable_oneshot(dp->submit_timer);
+		return;
+	}
+	dispatch_schedule(d);
+}
+
 /* Starts every submission that may go now and arms the timer for the next. */
 void dispatch_schedule(struct daemon *d)
 {
@@ -405,7 +464,16 @@ void dispatch_schedule(struct daemon *d)
 			continue;
 		}
 		at = MAX(c->not_before, pacer_ready_at(&d->dispatch.pacer, c->job->serial));
+		if (at <= now && d->pg && !pg_slot(d, c, now, &at)) {
+			/* The reservation's answer schedules again; a slot
+			 * reserved for a later job waits for that job. */
+			if (d->cfg->interval_scope == INTERVAL_SCOPE_GLOBAL && !d->dispatch.slot_at)
+				break;
+			continue;
+		}
 		if (at <= now) {
+			if (d->pg)
+				d->dispatch.slot_at = 0; /* taken */
 			submit(d, c, now);
 			continue;
 		}
@@ -683,7 +751,9 @@ static const struct meraki_loop_ops meraki_loop_ops = {
 int dispatch_job_changed(struct daemon *d, struct job *j)
 {
 	assert(!j->userdata || ((struct jobctl *)j->userdata)->job == j);
-	if (job_state_is_final(j->state))
+	/* Another node's claim (PostgreSQL store): that node submits, polls
+	 * and expires it; a call in flight here ends as an orphan's. */
+	if (job_state_is_final(j->state) || j->foreign)
 		jobctl_free(j->userdata);
 	else if (!j->userdata)
 		return jobctl_new(d, j);

@@ -106,9 +106,42 @@ static bool answer_when_durable(struct daemon *d, void *ud, int r)
 	return true;
 }
 
+static void callback_handle(struct daemon *d, struct httpd_request *req);
+
+/* With the PostgreSQL store, a callback for a job this node does not work
+ * (or does not know yet) is judged once the table has what the other nodes
+ * committed: the job's secret and state are theirs. */
+static void callback_after_sync(struct daemon *d, void *ud, int r)
+{
+	if (r < 0) {
+		d->endpoint.callbacks[CB_503]++;
+		httpd_reply(ud, 503);
+	} else
+		callback_handle(d, ud);
+	endpoint_kick(d);
+}
+
 static void on_callback(void *ud, struct httpd_request *req)
 {
 	struct daemon *d = ud;
+	const char *id = httpd_request_job_id(req);
+	const struct job *j;
+
+	if (d->pg && id && job_id_is_valid(id)) {
+		j = job_table_find(&d->ledger.jobs, id);
+		if (!j || j->foreign) {
+			if (pgstore_when_synced(d, callback_after_sync, req) < 0) {
+				d->endpoint.callbacks[CB_503]++;
+				httpd_reply(req, 503);
+			}
+			return;
+		}
+	}
+	callback_handle(d, req);
+}
+
+static void callback_handle(struct daemon *d, struct httpd_request *req)
+{
 	struct callback_verdict v;
 	struct callback_env env = {
 		.jobs = &d->ledger.jobs,
@@ -181,7 +214,7 @@ static void on_callback(void *ud, struct httpd_request *req)
 	callback_verdict_release(&v);
 	if (!j)
 		j = job_table_find(&d->ledger.jobs, id);
-	if (!j || j->log_seq <= joblog_synced_seq(d->ledger.log)) {
+	if (!j || j->log_seq <= ledger_synced_seq(d)) {
 		d->endpoint.callbacks[CB_200]++;
 		httpd_reply(req, 200);
 		return;
@@ -264,7 +297,8 @@ static void on_probe_refused(void *ud, const struct httpd_request *req, unsigned
 static bool on_healthy(void *ud)
 {
 	struct daemon *d = ud;
-	return d->ready && !d->stopping && !d->ledger.log_failing;
+	return d->ready && !d->stopping && !d->ledger.log_failing &&
+	       (d->cfg->store_backend != STORE_POSTGRESQL || pgstore_up(d));
 }
 
 /* A metric's HELP and TYPE lines. */

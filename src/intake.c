@@ -41,14 +41,22 @@
 #define SPOOL_RETRY_MAX (60 * USEC_PER_SEC)
 #define REJECTS_BURST 20
 
-/* A spool file to remove once the record that took it is durable. */
+static void reject(struct daemon *d, const char *name, uint64_t ino, const char *reason);
+
+/* A spool file to remove once the record that took it is durable: its
+ * name, and after it the id of the job it queued ("" for none). */
 static bool remove_taken(struct daemon *d, void *ud, int r)
 {
 	char *name = ud;
+	const char *id = name + strlen(name) + 1;
 
 	if (r == -EIO)
 		return false; /* not durable: the file stays until it is */
-	if (r == 0) {
+	/* The PostgreSQL store found the id taken by another node's job,
+	 * queued there at the same moment: rejected as the log store does. */
+	if (r == 0 && *id && d->pg && pgstore_id_taken(d, id))
+		reject(d, name, 0, "its id is already used by another job");
+	else if (r == 0) {
 		int k = queue_remove(d->intake.queue, name);
 		if (k < 0)
 			(void)log_errno(LOG_WARNING, k, "cannot remove spool file \"%s/%s\": %m",
@@ -61,13 +69,16 @@ static bool remove_taken(struct daemon *d, void *ud, int r)
 	return true;
 }
 
-static int take_later(struct daemon *d, const char *name, uint64_t seq)
+static int take_later_job(struct daemon *d, const char *name, const char *id, uint64_t seq)
 {
-	char *copy = strdup(name);
+	size_t n = strlen(name) + 1, m = strlen(id) + 1;
+	char *copy = malloc(n + m);
 	int r;
 
 	if (!copy)
 		return -ENOMEM;
+	memcpy(copy, name, n);
+	memcpy(copy + n, id, m);
 	r = ledger_when_durable(d, seq, remove_taken, copy);
 	if (r < 0) {
 		free(copy);
@@ -75,6 +86,11 @@ static int take_later(struct daemon *d, const char *name, uint64_t seq)
 	}
 	d->intake.n_taken++;
 	return 0;
+}
+
+static int take_later(struct daemon *d, const char *name, uint64_t seq)
+{
+	return take_later_job(d, name, "", seq);
 }
 
 static void rejects_flush(struct daemon *d, uint64_t now)
@@ -250,7 +266,7 @@ static int take_one(struct daemon *d, const char *name)
 		d->intake.relist = true; /* it waits for the log: look again then */
 		return 0;
 	}
-	(void)take_later(d, name, j->log_seq);
+	(void)take_later_job(d, name, j->id, j->log_seq);
 	return 0;
 }
 

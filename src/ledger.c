@@ -102,7 +102,7 @@ int ledger_record_from(struct daemon *d, const struct job_event *ev, struct job 
 			*ret_job = job_table_find(&d->ledger.jobs, ev->id);
 		return r;
 	}
-	r = joblog_append(d->ledger.log, ev, &seq);
+	r = d->pg ? pgstore_append(d, ev, &seq) : joblog_append(d->ledger.log, ev, &seq);
 	if (r < 0)
 		return r;
 	r = job_table_apply(&d->ledger.jobs, ev, &j);
@@ -153,7 +153,7 @@ int ledger_when_durable(struct daemon *d, uint64_t seq, durable_fn fn, void *ud)
  * rest the failure, and keeps what would rather wait for a later commit. */
 static void durable_run(struct daemon *d, bool failed)
 {
-	uint64_t synced = joblog_synced_seq(d->ledger.log);
+	uint64_t synced = ledger_synced_seq(d);
 	struct durable **p = &d->ledger.durable;
 
 	while (*p) {
@@ -176,7 +176,9 @@ void ledger_fail_pending(struct daemon *d)
 
 void ledger_cancel_pending(struct daemon *d)
 {
-	if (d->ledger.log)
+	if (d->pg)
+		pgstore_cancel_waiters(d);
+	if (d->ledger.log || d->pg)
 		durable_run(d, true);
 	while (d->ledger.durable) {
 		struct durable *w = d->ledger.durable;
@@ -191,7 +193,12 @@ void ledger_cancel_pending(struct daemon *d)
 /* The last commit at the end of the loop, in place. */
 int ledger_commit_in_place(struct daemon *d)
 {
-	return joblog_commit(d->ledger.log);
+	return d->pg ? pgstore_commit_wait(d) : joblog_commit(d->ledger.log);
+}
+
+uint64_t ledger_synced_seq(const struct daemon *d)
+{
+	return d->pg ? pgstore_synced_seq(d) : joblog_synced_seq(d->ledger.log);
 }
 
 void ledger_kick(struct daemon *d)
@@ -201,7 +208,7 @@ void ledger_kick(struct daemon *d)
 
 bool ledger_pending(const struct daemon *d)
 {
-	return joblog_has_pending(d->ledger.log);
+	return d->pg ? pgstore_has_pending(d) : joblog_has_pending(d->ledger.log);
 }
 
 /* Puts the next try off (once per step of the back-off, so once per failure). */
@@ -352,7 +359,8 @@ static int commit_done(struct daemon *d, int r, uint64_t t0)
 		d->ledger.sync_usec += now_monotonic_usec() - t0;
 		if (r < 0) {
 			d->ledger.sync_errors++;
-			if (!d->ledger.log_failing)
+			/* The PostgreSQL store says when it goes away itself. */
+			if (!d->ledger.log_failing && !d->pg)
 				(void)log_errno(
 					LOG_ERR, r,
 					"cannot write the job log in \"%s\": %m; answering callbacks 503 and holding "
@@ -369,12 +377,13 @@ static int commit_done(struct daemon *d, int r, uint64_t t0)
 			 * for the sync's end (on_compact_io): finish it now, or the
 			 * child stays a zombie and its file takes space while the
 			 * commits fail. */
-			if (joblog_compacting(d->ledger.log))
+			if (!d->pg && joblog_compacting(d->ledger.log))
 				(void)compact_finish(d);
 			return r;
 		}
 		if (d->ledger.log_failing) {
-			log_notice("the job log is writable again; taking requests");
+			if (!d->pg)
+				log_notice("the job log is writable again; taking requests");
 			d->ledger.log_failing = false;
 			d->ledger.commit_backoff = 0;
 			(void)sd_event_source_set_enabled(d->ledger.commit_retry, SD_EVENT_OFF);
@@ -385,12 +394,37 @@ static int commit_done(struct daemon *d, int r, uint64_t t0)
 	durable_run(d, false);
 	intake_after_commit(d, recovered);
 	dispatch_schedule(d);
-	maybe_compact(d, false);
+	if (!d->pg) /* the database keeps its own house */
+		maybe_compact(d, false);
 	daemon_notify_status(d, false);
 	/* What came in while the disk synced is the next batch. */
-	if (joblog_has_pending(d->ledger.log))
+	if (ledger_pending(d))
 		enable_oneshot(d->ledger.commit_defer);
 	return 0;
+}
+
+/* The end of the PostgreSQL store's commit (r its result). */
+void ledger_store_committed(struct daemon *d, int r)
+{
+	(void)commit_done(d, r, d->ledger.commit_t0);
+}
+
+/* The PostgreSQL store is (again) connected, its jobs loaded: take
+ * requests, and commit what waited. */
+void ledger_store_ready(struct daemon *d)
+{
+	struct ledger *lg = &d->ledger;
+
+	if (!lg->log_failing)
+		return;
+	lg->log_failing = false;
+	lg->commit_backoff = 0;
+	(void)sd_event_source_set_enabled(lg->commit_retry, SD_EVENT_OFF);
+	durable_run(d, false);
+	intake_after_commit(d, true);
+	dispatch_schedule(d);
+	if (ledger_pending(d))
+		ledger_kick(d);
 }
 
 /* Starts a commit of everything appended.  The sync runs while the loop goes
@@ -402,6 +436,24 @@ int ledger_commit(struct daemon *d, bool wait)
 	uint64_t t0;
 	int r;
 
+	if (d->pg) {
+		/* One transaction at a time; pgstore ends it on its socket. */
+		if (pgstore_syncing(d)) {
+			if (wait)
+				return commit_done(d, pgstore_commit_wait(d), d->ledger.commit_t0);
+			return 0;
+		}
+		if (!pgstore_has_pending(d))
+			return commit_done(d, 0, 0);
+		t0 = now_monotonic_usec();
+		r = wait ? pgstore_commit_wait(d) : pgstore_commit_start(d);
+		if (r == -EAGAIN)
+			return 0; /* a claim tick went first: its end takes the commit up */
+		if (r != 1)
+			return commit_done(d, r, t0);
+		d->ledger.commit_t0 = t0;
+		return 0;
+	}
 	if (joblog_syncing(d->ledger.log)) {
 		if (!wait)
 			return 0;
@@ -475,6 +527,10 @@ int ledger_replay(struct daemon *d)
 	struct joblog_info info;
 	int r;
 
+	/* The PostgreSQL store loads its jobs once it is connected, and holds
+	 * the queue and the callbacks until then (ledger_open). */
+	if (d->pg)
+		return 0;
 	r = joblog_replay(d->ledger.log, replay_one, d, &info);
 	if (r == -EPROTONOSUPPORT)
 		return log_errno(LOG_ERR, r,
@@ -520,6 +576,13 @@ int ledger_open(struct daemon *d)
 	r = mkdir_p(d->cfg->state_dir, 0750);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "cannot create the state directory \"%s\": %m", d->cfg->state_dir);
+	/* With the PostgreSQL store, nothing is taken before its jobs are
+	 * loaded: as if the store had failed, until ledger_store_ready(). */
+	if (d->cfg->store_backend == STORE_POSTGRESQL) {
+		d->ledger.log_failing = true;
+		r = job_table_init(&d->ledger.jobs);
+		return r < 0 ? log_errno(LOG_ERR, r, "out of memory") : 0;
+	}
 	r = joblog_open(d->cfg->state_dir, &d->ledger.log);
 	if (r == -EBUSY)
 		return log_errno(LOG_ERR, r, "another blinkhookd is running on \"%s\"", d->cfg->state_dir);

@@ -245,6 +245,9 @@ int daemon_setup(struct daemon *d)
 						      : err);
 	}
 
+	if (d->cfg->store_backend == STORE_POSTGRESQL && (r = pgstore_open(d)) < 0)
+		return r;
+
 	/* Event sources first: replay already schedules jobs on them. */
 	if ((r = ledger_init(d)) < 0 || (r = dispatch_init(d)) < 0 || (r = intake_init(d)) < 0 ||
 	    (r = endpoint_init(d)) < 0)
@@ -298,6 +301,7 @@ void daemon_teardown(struct daemon *d)
 	secret_key_free(d->key);
 	secret_key_free(d->probe_key);
 	ledger_close(d);
+	pgstore_close(d);
 	sd_event_unref(d->event);
 	secret_free(d->static_secret);
 	secret_free(d->api_key);

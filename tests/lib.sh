@@ -15,20 +15,24 @@ SIM="$TOP/tests/sim/merakisim.py"
 API_KEY=${API_KEY:-test-key-0123456789abcdef}
 T=$(mktemp -d "${TMPDIR:-/tmp}/blinkhook-test.XXXXXX")
 PIDS=()
+PG_DIRS=()
 FAILS=0
 
 cleanup() {
 	local p sanitized=
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	for p in "${PG_DIRS[@]}"; do pg_destroy "$p"; done
 	grep -lx "$$" "$PORT_CLAIMS"/[0-9]* 2>/dev/null | xargs -r rm -f
 	# A sanitized daemon reports to its stderr and may exit as asked all
-	# the same: only its log tells.
-	if [ -f "$T/daemon.log" ] && grep -Eq "$SANITIZER_REPORT" "$T/daemon.log"; then
-		notok "no sanitizer report in the daemon's log"
-		grep -E -A40 "$SANITIZER_REPORT" "$T/daemon.log" | head -n 200 | sed 's/^/# /'
+	# the same: only its log tells (daemon.log, or a node's own log in the
+	# tests that run several).
+	for p in "$T"/*.log; do
+		[ -f "$p" ] && grep -Eq "$SANITIZER_REPORT" "$p" || continue
+		notok "no sanitizer report in $(basename "$p")"
+		grep -E -A40 "$SANITIZER_REPORT" "$p" | head -n 200 | sed 's/^/# /'
 		sanitized=yes
-	fi
+	done
 	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
 		echo "# kept $T for a look" >&2
 	else
@@ -152,7 +156,7 @@ sim_fault() { curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' 
 write_config() {
 	D_PORT=${D_PORT:-$(free_port)}
 	D_URL="http://127.0.0.1:$D_PORT"
-	local meraki="" callback="" queue="" state=""
+	local meraki="" callback="" queue="" state="" store=""
 	local l
 	for l in "$@"; do
 		case "$l" in
@@ -160,6 +164,7 @@ write_config() {
 		"[callback] "*) callback+="${l#\[callback\] }"$'\n' ;;
 		"[queue] "*) queue+="${l#\[queue\] }"$'\n' ;;
 		"[state] "*) state+="${l#\[state\] }"$'\n' ;;
+		"[store] "*) store+="${l#\[store\] }"$'\n' ;;
 		esac
 	done
 	cat >"$T/bh.conf" <<-EOF
@@ -181,6 +186,8 @@ write_config() {
 	[state]
 	dir = $T/state
 	$state
+	[store]
+	$store
 	EOF
 }
 
@@ -234,3 +241,149 @@ print(base64.urlsafe_b64encode(hmac.new(key, msg, hashlib.sha256).digest()).deco
 state_is() { test "$(job_state "$1")" = "$2"; }
 # wait_state SECONDS JOB STATE
 wait_state() { wait_until "$1" state_is "$2" "$3"; }
+
+# ---- throwaway PostgreSQL clusters ----
+#
+# pg_start: initdb and pg_ctl (PostgreSQL's own, from /usr/lib/postgresql)
+# in a fresh temporary directory, so that parallel tests share nothing, set
+# up as a careful operator's server is: run as root, the cluster runs as
+# nobody (PostgreSQL refuses root), which alone owns its directory (0700,
+# the unix socket in it); TCP on 127.0.0.1 only, on a port of its own; every
+# connection authenticated by scram-sha-256 password (pg_hba.conf has no
+# "trust" line).  The superuser "postgres" (its generated password in a
+# .pgpass for pg_sql) makes the role blinkhook (a generated password of its
+# own, no superuser) and its database blinkhook.  The daemon and blinkhookctl
+# get the connection string, password included, the way operators give it:
+# the credential postgresql-conninfo, in $CREDENTIALS_DIRECTORY (exported).
+# Sets PG_DIR (the cluster: data in $PG_DIR/data), PG_PORT, PG_CONNINFO
+# (without the password, for a config file), PG_CREDS; cleanup stops the
+# cluster and removes it.  Without PostgreSQL the script is skipped.
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+PG_USER=blinkhook
+PG_SUPER=postgres
+
+pg_as() {
+	if [ "$(id -u)" -eq 0 ]; then
+		setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+	else
+		"$@"
+	fi
+}
+
+# pg_password: 32 random characters, safe in a conninfo and a .pgpass.
+pg_password() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
+
+# pg_dir: a new, empty cluster directory, the cluster user's alone.
+pg_dir() {
+	local d
+	d=$(mktemp -d "${TMPDIR:-/tmp}/blinkhook-pg.XXXXXX")
+	chmod 0700 "$d"
+	[ "$(id -u)" -eq 0 ] && chown nobody:nogroup "$d"
+	free_port >"$T/pgport.${d##*.}"
+	echo "$d"
+}
+pg_port() { cat "$T/pgport.${1##*.}"; }
+
+# pg_credential DIR CONNINFO: the credential postgresql-conninfo in DIR
+# (made 0700): CONNINFO with the role blinkhook's password.
+pg_credential() {
+	mkdir -p -m 0700 "$1"
+	(umask 077 && printf '%s password=%s\n' "$2" "$PG_PASSWORD" >"$1/postgresql-conninfo")
+}
+
+pg_start() {
+	if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+		echo "# SKIP PostgreSQL is not installed (make deps)"
+		exit 0
+	fi
+	PG_DIR=$(pg_dir)
+	PG_DIRS+=("$PG_DIR")
+	PG_PORT=$(pg_port "$PG_DIR")
+	# One test's clusters share the passwords: a multi-host conninfo
+	# gives one password for every host.
+	PG_SUPER_PASSWORD=${PG_SUPER_PASSWORD:-$(pg_password)}
+	PG_PASSWORD=${PG_PASSWORD:-$(pg_password)}
+	# The superuser's password reaches initdb in a file of the cluster's
+	# own directory, removed once read.
+	echo "$PG_SUPER_PASSWORD" | pg_as sh -c 'umask 077 && cat >"$1"' sh "$PG_DIR/pwfile"
+	pg_as "$PG_BIN/initdb" -D "$PG_DIR/data" -U "$PG_SUPER" --pwfile="$PG_DIR/pwfile" \
+		-A scram-sha-256 -E UTF8 --no-sync >"$PG_DIR/initdb.log" 2>&1 || {
+		notok "initdb failed"
+		sed 's/^/# /' "$PG_DIR/initdb.log"
+		exit 1
+	}
+	rm -f "$PG_DIR/pwfile"
+	# Only what the tests use, and only by password: the superuser over
+	# the socket and over TCP (with replication, for pg_standby), the
+	# daemon's role over TCP.
+	pg_as tee "$PG_DIR/data/pg_hba.conf" >/dev/null <<-EOF
+	# TYPE  DATABASE     USER          ADDRESS        METHOD
+	local   all          $PG_SUPER                    scram-sha-256
+	host    all          $PG_SUPER     127.0.0.1/32   scram-sha-256
+	host    replication  $PG_SUPER     127.0.0.1/32   scram-sha-256
+	host    all          $PG_USER      127.0.0.1/32   scram-sha-256
+	EOF
+	(umask 077 && printf '127.0.0.1:*:*:%s:%s\n' "$PG_SUPER" "$PG_SUPER_PASSWORD" >"$T/pgpass")
+	pg_cluster_start "$PG_DIR" || exit 1
+	pg_sql "create role $PG_USER login password '$PG_PASSWORD'" postgres >/dev/null &&
+		pg_sql "create database blinkhook owner $PG_USER" postgres >/dev/null || {
+		notok "cannot create the role and database blinkhook"
+		exit 1
+	}
+	PG_CONNINFO="host=127.0.0.1 port=$PG_PORT dbname=blinkhook user=$PG_USER"
+	PG_CREDS=$T/pgcreds
+	pg_credential "$PG_CREDS" "$PG_CONNINFO"
+	export CREDENTIALS_DIRECTORY=$PG_CREDS
+}
+
+# pg_standby: a second cluster, a streaming replica of $PG_DIR's (made by
+# pg_basebackup, started); sets PG_STANDBY_DIR and PG_STANDBY_PORT.
+# pg_promote DIR makes it the primary.
+pg_standby() {
+	PG_STANDBY_DIR=$(pg_dir)
+	PG_DIRS+=("$PG_STANDBY_DIR")
+	PG_STANDBY_PORT=$(pg_port "$PG_STANDBY_DIR")
+	PGPASSWORD=$PG_SUPER_PASSWORD pg_as "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_SUPER" \
+		-D "$PG_STANDBY_DIR/data" -R -X stream >"$PG_STANDBY_DIR/basebackup.log" 2>&1 || {
+		notok "pg_basebackup failed"
+		sed 's/^/# /' "$PG_STANDBY_DIR/basebackup.log"
+		exit 1
+	}
+	pg_cluster_start "$PG_STANDBY_DIR" || exit 1
+}
+
+pg_promote() {
+	pg_as "$PG_BIN/pg_ctl" -D "$1/data" -w -t 30 promote >/dev/null
+}
+
+# pg_cluster_start DIR / pg_cluster_stop DIR: start or stop (fast) a cluster
+# pg_start made; TCP on 127.0.0.1 and its own port, the socket in DIR.
+pg_cluster_start() {
+	pg_as "$PG_BIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 30 \
+		-o "-k $1 -c listen_addresses=127.0.0.1 -p $(pg_port "$1") -c fsync=off -c max_connections=40" \
+		start >/dev/null || {
+		notok "PostgreSQL did not start"
+		sed 's/^/# /' "$1/server.log"
+		return 1
+	}
+}
+
+pg_cluster_stop() {
+	pg_as "$PG_BIN/pg_ctl" -D "$1/data" -m fast -w -t 30 stop >/dev/null 2>&1
+}
+
+pg_destroy() {
+	[ -f "$1/data/postmaster.pid" ] && pg_cluster_stop "$1"
+	if [ "$FAILS" -gt 0 ] && [ -z "${CI:-}" ]; then
+		echo "# kept $1 for a look" >&2
+	else
+		rm -rf "$1"
+	fi
+}
+
+# pg_sql SQL [DATABASE]: runs SQL as the superuser on $PG_DIR's cluster (in
+# the database blinkhook by default), prints unaligned tuples only.
+pg_sql() {
+	PGPASSFILE=$T/pgpass "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h 127.0.0.1 -p "$(pg_port "$PG_DIR")" \
+		-U "$PG_SUPER" -d "${2:-blinkhook}" -c "$1"
+}

@@ -30,6 +30,15 @@ enum interval_scope {
 	INTERVAL_SCOPE_DEVICE,
 };
 
+/* Where the jobs are kept ([store] backend). */
+enum store_backend {
+	STORE_LOG,        /* the local job log in [state] dir (one machine) */
+	STORE_POSTGRESQL, /* a PostgreSQL database shared by several nodes */
+};
+
+/* A node's name: what the PostgreSQL store writes as a claim's owner. */
+#define CONFIG_NODE_MAX 63
+
 /* What a callback that cannot be verified makes the daemon do. */
 enum unverified_policy {
 	UNVERIFIED_POLL,   /* ask Meraki for the job's status now (rate-limited) */
@@ -71,6 +80,14 @@ struct config {
 	/* [state] */
 	char *state_dir;
 	uint64_t retention_usec;
+
+	/* [store] */
+	enum store_backend store_backend;
+	/* libpq's connection string, or NULL: then the credential
+	 * postgresql-conninfo (credentials.h) must hold it. */
+	char *store_conninfo;
+	char *store_node; /* with postgresql: set, the host name by default */
+	uint64_t store_lease_usec;
 };
 
 /* Sets every field to its default.  Always succeeds unless out of memory. */

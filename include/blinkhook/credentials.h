@@ -29,6 +29,13 @@ int credentials_load_api_key(const struct config *c, char **ret_key, const char 
  * "callback-secret", then shared_secret_file.  -ENOENT when neither is set. */
 int credentials_load_callback_secret(const struct config *c, char **ret_secret, char err[static CONFIG_ERROR_MAX]);
 
+/* The PostgreSQL store's connection string: the credential
+ * "postgresql-conninfo" (so that a password need not be in the config),
+ * else [store] conninfo.  *ret_source is "credential" or "config".  -ENOENT,
+ * with err set, when neither is set.  Release it with secret_free(). */
+int credentials_load_pg_conninfo(const struct config *c, char **ret_conninfo, const char **ret_source,
+				 char err[static CONFIG_ERROR_MAX]);
+
 /* "…abcd": the last 4 characters of a key behind an ellipsis, for display. */
 void api_key_mask(const char *key, char buf[static 16]);
 

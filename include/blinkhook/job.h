@@ -142,6 +142,12 @@ struct job {
 	uint64_t created_at; /* realtime usec */
 	uint64_t updated_at;
 	uint64_t log_seq; /* the job log's sequence number of this job's last record */
+	/* The PostgreSQL store's: another node works this job (its claim), so
+	 * dispatch leaves it alone; the store's last event applied here; seen
+	 * in the claim's last renewal. */
+	bool foreign;
+	bool renewed;
+	uint64_t store_seq;
 
 	void *userdata; /* the daemon's per-job scheduling state */
 

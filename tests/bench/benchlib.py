@@ -496,6 +496,7 @@ def cmd_table(results, machine):
         "stall": "many connections, accepted (ratio: to the baseline at as many connections)",
         "nginx": "through nginx, TLS, shipped conf/nginx-upstream.conf + nginx-location.conf (ratio: to accepted direct)",
         "nginx-nk": "through nginx without upstream keepalive (a proxy_pass to the address; ratio: to accepted direct)",
+        "postgresql": "accepted on the PostgreSQL store: each status committed to a local PostgreSQL (ratio: to accepted on the job log)",
         "webhook": "adnanh/webhook 2.8, hooks.json secret rule + recording script (ratio: blinkhookd/webhook)",
     }
     order = {"1": 0, "16": 1, "64": 2, "128": 3, "256": 4, "384": 5, "512": 6, "close": 7}
@@ -526,6 +527,9 @@ def cmd_table(results, machine):
             b = rps("baseline", ref_conns)
             ratio = r["rps"] / b if b else None
         elif g in ("nginx", "nginx-nk"):
+            a = rps("accepted", conns)
+            ratio = r["rps"] / a if a else None
+        elif g == "postgresql":
             a = rps("accepted", conns)
             ratio = r["rps"] / a if a else None
         elif g == "webhook":

@@ -24,6 +24,9 @@
 #                   compaction of the prepared jobs' log (default 8)
 #   BENCH_ONLY=compaction  only that point: prepare, start, the warm-up
 #                   through the compaction, its figure, then stop
+#   BENCH_ONLY=postgresql  prepare, start, the warm-up, accepted at 16
+#                   connections, and the PostgreSQL store's points
+#   BENCH_PG_JOBS   jobs loaded into the PostgreSQL store (default 20000)
 #   BENCH_KEEP=1    keep the run's directory (logs, configs, raw wrk output)
 #
 # Every load is wrk against 127.0.0.1, bounded in time; every wait is bounded;
@@ -66,9 +69,11 @@ stop() {
 	wait "$p" 2>/dev/null
 	return 0
 }
+PG_STOP=
 cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do alive "$p" && stop "$p"; done
+	[ -n "$PG_STOP" ] && $PG_STOP >/dev/null 2>&1
 	if [ -n "${BENCH_KEEP:-}" ]; then
 		say "kept $W"
 	else
@@ -228,6 +233,92 @@ else
 	figure "compaction of the $NJOBS-job log under load" "did not end within the ${COMPACT_SECS} s warm-up" compact_worst_ms ""
 fi
 if [ "${BENCH_ONLY:-}" = compaction ]; then
+	lib table "$RES" "$W/machine.txt"
+	exit 0
+fi
+
+# ---- accepted callbacks on the PostgreSQL store ----
+
+# A throwaway cluster (fsync and synchronous_commit as shipped: a commit is
+# durable, as the job log's fdatasync is), BENCH_PG_JOBS submitted jobs in
+# its events and jobs tables under the same kind of key, and a daemon with
+# [store] backend = postgresql; the same accepted callbacks as the log
+# store's point.
+pg_points() {
+	local pgbin n=${BENCH_PG_JOBS:-20000} P=$W/pg as=() conns port url keyhex out pid tag
+	pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+	if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
+		for conns in 16 64; do skipped postgresql "accepted, PostgreSQL store" "$conns" "PostgreSQL is not installed"; done
+		return 0
+	fi
+	say "the PostgreSQL store: $n jobs"
+	mkdir -p "$P"
+	chmod 0755 "$P"
+	if [ "$(id -u)" -eq 0 ]; then
+		# The server runs as nobody: it passes through the run's
+		# directory (no listing) into its own.
+		chmod o+x "$W" "$TMPDIR"
+		chown nobody:nogroup "$P"
+		as=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+	fi
+	"${as[@]}" "$pgbin/initdb" -D "$P/data" -U blinkhook -A trust -E UTF8 >"$P/initdb.log" 2>&1 &&
+		"${as[@]}" "$pgbin/pg_ctl" -D "$P/data" -l "$P/server.log" -w -t 30 \
+			-o "-k $P -c listen_addresses= -c max_connections=20" start >/dev/null || {
+		for conns in 16 64; do skipped postgresql "accepted, PostgreSQL store" "$conns" "the cluster did not start"; done
+		return 0
+	}
+	PG_STOP="${as[*]} $pgbin/pg_ctl -D $P/data -m fast -w stop"
+	psql_() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -At -h "$P" -U blinkhook -d postgres "$@"; }
+	lib prepare "$P/state" "$n" "$P/secrets.txt" "$P/ghosts.txt"
+	port=$(lib freeport)
+	url=http://127.0.0.1:$port
+	write_conf "$P" "$port"
+	printf '%s\n' "[store]" "backend = postgresql" "conninfo = host=$P dbname=postgres user=blinkhook" \
+		"node = bench" "lease = 1h" >>"$P/bh.conf"
+	# The first start makes the schema; then the jobs and the key go in.
+	start_daemon "$P" "$port"
+	stop "$PID"
+	keyhex=$(od -An -tx1 -v "$P/state/secret.key" | tr -d ' \n')
+	python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    print("%s\tbench\t%s" % (json.loads(l)["id"], l.rstrip("\n")))' "$P/state/jobs.log" >"$P/events.tsv"
+	psql_ -c "delete from keys; insert into keys (name, key) values ('callback', decode('$keyhex', 'hex'))" \
+		-c "\\copy events (job_id, node, record) from '$P/events.tsv'" \
+		-c "insert into jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts,
+			nonce, created_at, updated_at, owner, lease_until)
+			select q.job_id, q.record->>'serial', 30, 'submitted', s.record->>'leds_blink_id', 'new', 'api', 1, '',
+			(q.record->>'ts')::timestamptz, (s.record->>'ts')::timestamptz, 'bench', now() + interval '1 day'
+			from events q join events s on s.job_id = q.job_id and s.record->>'event' = 'submitted'
+			where q.record->>'event' = 'queued'" -c "vacuum analyze" >"$P/load.log" 2>&1 || {
+		sed 's/^/  /' "$P/load.log" >&2
+		for conns in 16 64; do skipped postgresql "accepted, PostgreSQL store" "$conns" "loading the jobs failed"; done
+		return 0
+	}
+	rm -f "$P/state/jobs.log"
+	start_daemon "$P" "$port"
+	pid=$PID
+	say "blinkhookd on PostgreSQL ready with $n jobs ($(kv ready_s "$OUT") s)"
+	out=0
+	for conns in 16 64; do
+		tag="$W/wrk-postgresql-$conns"
+		BENCH_MODE=accepted BENCH_SECRETS=$P/secrets.txt BENCH_GHOSTS=$P/ghosts.txt BENCH_N=$n \
+			BENCH_START=$out BENCH_THREADS=2 BENCH_CLOSE=0 BENCH_SECRET=$(head -1 "$P/secrets.txt") \
+			BENCH_PATH=/callbacks/leds-blink/%s BENCH_POOL=1000 BENCH_OUT="$tag.out" \
+			timeout $((2 * SLICE + 30)) wrk -t2 -c"$conns" -d"$((2 * SLICE))s" --timeout 5s -s "$LUA" "$url" \
+			>"$tag.txt" 2>&1
+		lib record postgresql "accepted, PostgreSQL store" "$conns" "$tag.out" >>"$RES"
+		out=$(kv next "$(cat "$tag.out" 2>/dev/null)")
+		out=${out:-0}
+		say "postgresql $conns: $(kv rps "$(cat "$tag.out" 2>/dev/null)") req/s"
+	done
+	stop "$pid"
+	$PG_STOP >/dev/null 2>&1
+	PG_STOP=
+}
+if [ "${BENCH_ONLY:-}" = postgresql ]; then
+	load accepted "accepted" 16 accepted "$D_URL" "$((2 * SLICE))"
+	load accepted "accepted" 64 accepted "$D_URL" "$((2 * SLICE))"
+	pg_points
 	lib table "$RES" "$W/machine.txt"
 	exit 0
 fi
@@ -504,6 +595,8 @@ figure "startup: 500,000 complete jobs (compacted log, one record each) to READY
 	"$(kv ready_s "$OUT") s ($records records replayed)"
 figure "RSS per 100,000 retained complete jobs" "$(mib "$per100k_f") MiB ($per100k_f KiB)"
 stop "$F_PID"
+
+pg_points
 
 # ---- the table ----
 

@@ -60,7 +60,7 @@ FUZZ_WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wconversion -Wsign-conversio
 	-Wpointer-arith -Wundef -Wvla -Wnull-dereference -Wwrite-strings -Wno-unused-parameter
 FUZZ_WERROR ?= -Werror
 FUZZ_CFLAGS = $(FUZZ_SAN) -g -O1 -std=gnu17 -D_GNU_SOURCE -Iinclude \
-	$(shell $(PKG_CONFIG) --cflags json-c libcrypto libcurl inih libmicrohttpd libsystemd 2>/dev/null) \
+	$(shell $(PKG_CONFIG) --cflags json-c libcrypto libcurl inih libmicrohttpd libsystemd libpq 2>/dev/null) \
 	$(FUZZ_WARNINGS) $(FUZZ_WERROR) -MMD -MP
 # fuzz_joblog and fuzz_config write a file for every input, and the job log
 # syncs: on a tmpfs that costs nothing.

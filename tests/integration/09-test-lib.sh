@@ -33,8 +33,19 @@ SH
 out=$(bash "$T/reported.sh" 2>&1)
 rc=$?
 check "a sanitizer report in the daemon's log: a 'not ok' line, the report, exit status 1 ($rc)" \
-	sh -c "test $rc = 1 && printf '%s\n' \"\$1\" | grep -qx 'not ok - no sanitizer report in the daemon.s log' &&
+	sh -c "test $rc = 1 && printf '%s\n' \"\$1\" | grep -qx 'not ok - no sanitizer report in daemon.log' &&
 		printf '%s\n' \"\$1\" | grep -q '^# ==1==ERROR: AddressSanitizer: heap-use-after-free'" sh "$out"
+# ... and in a node's own log, where a test runs several daemons.
+cat >"$T/node.sh" <<SH
+. '$TOP/tests/lib.sh'
+printf 'a clean log\n' >"\$T/daemon.log"
+printf '==2==ERROR: LeakSanitizer: detected memory leaks\n' >"\$T/b.log"
+ok "everything else"
+SH
+out=$(bash "$T/node.sh" 2>&1)
+rc=$?
+check "a sanitizer report in a node's log (b.log): a 'not ok' line naming it, exit status 1 ($rc)" \
+	sh -c "test $rc = 1 && printf '%s\n' \"\$1\" | grep -qx 'not ok - no sanitizer report in b.log'" sh "$out"
 printf 'a clean log\n' >"$T/clean.log"
 cat >"$T/clean.sh" <<SH
 . '$TOP/tests/lib.sh'

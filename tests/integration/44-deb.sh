@@ -52,7 +52,8 @@ for f in /usr/sbin/blinkhookd /usr/bin/blinkhookctl /lib/systemd/system/blinkhoo
 	/usr/lib/sysusers.d/blinkhook.conf /usr/lib/tmpfiles.d/blinkhook.conf /etc/blinkhook/blinkhookd.conf \
 	/usr/share/bash-completion/completions/blinkhookctl /usr/share/doc/blinkhook/copyright \
 	/usr/share/doc/blinkhook/examples/nginx-site.conf /usr/share/doc/blinkhook/examples/haproxy.cfg \
-	/usr/share/doc/blinkhook/examples/apache-blinkhook.conf /usr/share/doc/blinkhook/examples/Caddyfile; do
+	/usr/share/doc/blinkhook/examples/apache-blinkhook.conf /usr/share/doc/blinkhook/examples/Caddyfile \
+	/usr/share/doc/blinkhook/examples/nginx-two-nodes.conf /usr/share/doc/blinkhook/docs/postgresql.md; do
 	check "the package holds $f" has "$f"
 done
 # Every man page the tree has, compressed into its section.
@@ -64,6 +65,8 @@ done
 check "/etc/blinkhook/blinkhookd.conf is a conffile (and the only one)" \
 	test "$(dpkg-deb --ctrl-tarfile "$DEB" | tar -xOf - ./conffiles)" = /etc/blinkhook/blinkhookd.conf
 check "Depends names procps (the units' ExecReload= runs /bin/kill)" grep -qE '(^|, )procps(,|$| )' "$T/depends"
+check "Depends names libpq5 (the PostgreSQL store)" grep -q 'libpq5' "$T/depends"
+check "Suggests names postgresql" sh -c "dpkg-deb -f '$DEB' Suggests | grep -qx postgresql"
 check "Depends names the shared libraries (shlibs), e.g. libmicrohttpd12" grep -q 'libmicrohttpd12' "$T/depends"
 check "the daemon is built with dpkg-buildflags' hardening (fortified: calls __*_chk)" \
 	sh -c "dpkg-deb --fsys-tarfile '$DEB' | tar -xOf - ./usr/sbin/blinkhookd >'$T/blinkhookd' && nm -D '$T/blinkhookd' | grep -qE ' U __[a-z_]+_chk(@|\$)'"

@@ -20,6 +20,7 @@ Tests drive it through unauthenticated endpoints (JSON in and out):
 
     GET  /_sim/health     {"ok": true}
     GET  /_sim/requests   every API request, both listeners, in arrival order
+                          (with t, t_answer: monotonic times; peer_port)
     GET  /_sim/jobs       every job;  GET /_sim/callbacks: every delivery attempt
     GET  /_sim/faults     faults still pending
     POST /_sim/faults     {"kind": K, "count": 1, "serial": null, ...params}
@@ -41,7 +42,9 @@ under "message") or "alert" (the alert webhook shape that some renderings of
 the callback template use, the job under "alertData").
 
 Fault kinds (parameters, flat or in "params"): status (status, message),
-429 (retry_after), hang (seconds), badbody (body, content_type, status),
+429 (retry_after), hang (seconds), delay (seconds: the blink is made at
+once, as usual, and its 201 sent that much later; the job moves on from
+then; a client that has gone meanwhile never hears of it), badbody (body, content_type, status),
 redirect (status, to: a listener's role, moved: bool), notfound — these
 answer one blink POST; poll_redirect (the same parameters) answers one poll
 GET; failed (error), lost_callback, repeat_callback (times), never_final
@@ -98,7 +101,7 @@ ORG_DEVICES_RE = re.compile(r"^/api/v1/organizations/([^/]+)/devices$")
 
 # Request-level faults replace the answer to one blink POST; job-level faults
 # change what happens to one newly created job.  Both share one FIFO queue.
-REQUEST_FAULTS = {"status", "429", "hang", "badbody", "redirect", "notfound"}
+REQUEST_FAULTS = {"status", "429", "hang", "delay", "badbody", "redirect", "notfound"}
 POLL_FAULTS = {"poll_redirect"}
 LOOKUP_FAULTS = {"lookup_429", "lookup_status", "lookup_foreign_link"}
 JOB_FAULTS = {"failed", "lost_callback", "repeat_callback", "never_final", "progress",
@@ -211,8 +214,8 @@ class Sim:
                 return None, "redirect status must be 301, 302, 303, 307 or 308"
             if params["to"] not in self.listeners:
                 return None, "redirect target %r is not listening" % (params["to"],)
-        elif kind == "hang":
-            params.setdefault("seconds", 3600)
+        elif kind in ("hang", "delay"):
+            params.setdefault("seconds", 3600 if kind == "hang" else 2)
             if not isinstance(params["seconds"], (int, float)) or params["seconds"] < 0:
                 return None, "seconds must be a number >= 0"
         elif kind in ("429", "lookup_429"):
@@ -249,8 +252,10 @@ class Sim:
         return entry
 
     def set_status(self, entry, status, too_fast=False):
+        # t_answer: when the answer went (or was tried: the client may be
+        # gone); None while a request is in flight, and for a "hang".
         with self.lock:
-            entry.update(status=status, too_fast=too_fast)
+            entry.update(status=status, too_fast=too_fast, t_answer=time.monotonic())
 
     def claim_rate_slot(self, serial):
         """None if a blink may go ahead now (and takes the slot), else the
@@ -272,7 +277,7 @@ class Sim:
             self.last_accepted[key] = now
         return None
 
-    def create_job(self, serial, duration, callback):
+    def create_job(self, serial, duration, callback, hold=0):
         fault = self.take_fault(JOB_FAULTS, serial)
         callback = callback or {"url": None, "secret": None}
         with self.lock:
@@ -282,7 +287,7 @@ class Sim:
                    "shared_secret": callback["secret"], "fault": fault,
                    "callback_id": str(next(self.callback_ids)) if callback["url"] else None}
             self.jobs[blink_id] = job
-        threading.Thread(target=self.run_job, args=(job,), daemon=True,
+        threading.Thread(target=self.run_job, args=(job, hold), daemon=True,
                          name="job-" + blink_id).start()
         return job
 
@@ -339,8 +344,10 @@ class Sim:
             headers[name] = "Bearer " + secret if name.lower() == "authorization" else secret
         return json.dumps(body).encode(), headers, where, shape
 
-    def run_job(self, job):
-        """Moves a job along after its 201 and sends its callbacks."""
+    def run_job(self, job, hold=0):
+        """Moves a job along after its 201 (hold seconds away: a "delay")
+        and sends its callbacks."""
+        time.sleep(hold)
         fault = job["fault"] or {"kind": None, "params": {}}
         kind, params = fault["kind"], fault["params"]
         final = "failed" if kind == "failed" else "complete"
@@ -595,7 +602,8 @@ class Handler(BaseHTTPRequestHandler):
             "path": self.path, "api_key": self.key, "auth_header": auth_header,
             "user_agent": self.headers.get("User-Agent"),
             "content_type": self.headers.get("Content-Type"),
-            "body": self.decode_for_record(raw), "status": None, "too_fast": False})
+            "body": self.decode_for_record(raw), "status": None, "too_fast": False,
+            "t_answer": None, "peer_port": self.client_address[1]})
         self.api(path, raw)
 
     def read_body(self):
@@ -757,6 +765,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(fault["params"]["seconds"])
             self.close_connection = True
             return None
+        delay = 0
+        if fault and fault["kind"] == "delay":
+            delay, fault = fault["params"]["seconds"], None
         elif fault:
             return self.answer_fault(fault)
         if not SERIAL_RE.match(serial):
@@ -772,11 +783,15 @@ class Handler(BaseHTTPRequestHandler):
             return self.respond(429, {"errors": ["Too Many Requests"]},
                                 headers=[("Retry-After", str(max(1, math.ceil(wait))))],
                                 too_fast=True)
-        job = self.sim.create_job(serial, req["duration"], req["callback"])
+        job = self.sim.create_job(serial, req["duration"], req["callback"], hold=delay)
         body = self.sim.job_view(job)
         if job["callback_id"]:
             body["callback"] = {"id": job["callback_id"], "url": job["callback_url"],
                                 "status": "new"}
+        # A "delay": the blink is made (and its rate slot taken) now, the
+        # answer comes late, so that a client killed meanwhile leaves a
+        # blink it never heard of.
+        time.sleep(delay)
         self.respond(201, body)
 
     def answer_fault(self, fault):

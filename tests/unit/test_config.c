@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #define TESTLIB_KEY_FILES
@@ -176,6 +177,10 @@ static void assert_defaults(const struct config *c)
 	assert_string_equal(c->queue_dir, "/var/spool/blinkhook");
 	assert_string_equal(c->state_dir, "/var/lib/blinkhook");
 	assert_true(c->retention_usec == 30 * USEC_PER_DAY);
+	assert_int_equal(c->store_backend, STORE_LOG);
+	assert_null(c->store_conninfo);
+	assert_null(c->store_node);
+	assert_true(c->store_lease_usec == 30 * USEC_PER_SEC);
 }
 
 static void test_defaults(void **state)
@@ -476,6 +481,13 @@ static void test_http_server_id_mode(void **state)
 	config_release(&c);
 }
 
+static void count_changed(const char *section, const char *name, void *ud)
+{
+	(void)name;
+	assert_string_equal(section, "store");
+	(*(unsigned *)ud)++;
+}
+
 static void test_reload(void **state)
 {
 	char err[CONFIG_ERROR_MAX];
@@ -493,6 +505,81 @@ static void test_reload(void **state)
 	assert_true(c.listen.is_unix);
 	assert_string_equal(c.queue_dir, "/b");
 	config_release(&c);
+}
+
+/* [store]: the backend, its connection string, the node's name (the host
+ * name by default) and the lease, range checked. */
+static void test_store(void **state)
+{
+	char err[CONFIG_ERROR_MAX], host[256] = "";
+	struct config c;
+
+	(void)state;
+	assert_int_equal(load(&c,
+			      PUBLIC "[store]\nbackend = postgresql\n"
+				     "conninfo = host=db1,db2 dbname=blinkhook target_session_attrs=read-write\n"
+				     "node = node-1.a_b\nlease = 10s\n",
+			      err),
+			 0);
+	assert_int_equal(c.store_backend, STORE_POSTGRESQL);
+	assert_string_equal(c.store_conninfo, "host=db1,db2 dbname=blinkhook target_session_attrs=read-write");
+	assert_string_equal(c.store_node, "node-1.a_b");
+	assert_true(c.store_lease_usec == 10 * USEC_PER_SEC);
+	config_release(&c);
+
+	/* Without node, the host name up to its first dot; the conninfo may
+	 * be left to the credential. */
+	assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+	host[strcspn(host, ".")] = '\0';
+	assert_int_equal(load(&c, PUBLIC "[store]\nbackend = postgresql\n", err), 0);
+	assert_null(c.store_conninfo);
+	assert_string_equal(c.store_node, host);
+	config_release(&c);
+
+	assert_int_equal(load(&c, PUBLIC "[store]\nbackend = log\nlease = 1s\n", err), 0);
+	assert_int_equal(c.store_backend, STORE_LOG);
+	assert_null(c.store_node);
+	config_release(&c);
+
+	assert_load_error(PUBLIC "[store]\nbackend = sqlite\n",
+			  ":4: backend: \"sqlite\" is not one of: log, postgresql");
+	assert_load_error(PUBLIC "[store]\nbackend = postgresql\nlease = 500ms\n",
+			  ":5: lease: \"500ms\" is out of range (1s..1h)");
+	assert_load_error(PUBLIC "[store]\nbackend = postgresql\nlease = 2h\n",
+			  ":5: lease: \"2h\" is out of range (1s..1h)");
+	assert_load_error(PUBLIC "[store]\nbackend = postgresql\nnode = a b\n",
+			  ":5: node: \"a b\" is not a name of 1..63 letters, digits, '.', '_' or '-'");
+	assert_load_error(PUBLIC "[store]\nnode = "
+				 "n123456789012345678901234567890123456789012345678901234567890123\n",
+			  ":4: node: \"n123456789012345678901234567890123456789012345678901234567890123\" is not a "
+			  "name of 1..63 letters, digits, '.', '_' or '-'");
+	assert_load_error(PUBLIC "[store]\nconninfo = host=db\n", ":4: conninfo: only used with backend = postgresql");
+	assert_load_error(PUBLIC "[store]\nnode = a\n", ":4: node: only used with backend = postgresql");
+	assert_load_error(PUBLIC "[store]\nconninfo = host=db\x01\nbackend = postgresql\n",
+			  ":4: conninfo: contains control characters");
+	assert_load_error(PUBLIC "[store]\ncolour = red\n", ":4: [store] colour: unknown key");
+}
+
+/* A reload keeps the store's backend, conninfo and node until a restart;
+ * the lease changes at once. */
+static void test_store_reload(void **state)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config running, loaded;
+	unsigned n_changed = 0;
+
+	(void)state;
+	assert_int_equal(load(&running, PUBLIC "[store]\nbackend = postgresql\nconninfo = host=a\nnode = n1\n", err),
+			 0);
+	assert_int_equal(load(&loaded, PUBLIC "[store]\nlease = 5s\n", err), 0);
+	config_keep_restart_keys(&running, &loaded, count_changed, &n_changed);
+	assert_int_equal(n_changed, 3);
+	assert_int_equal(loaded.store_backend, STORE_POSTGRESQL);
+	assert_string_equal(loaded.store_conninfo, "host=a");
+	assert_string_equal(loaded.store_node, "n1");
+	assert_true(loaded.store_lease_usec == 5 * USEC_PER_SEC);
+	config_release(&running);
+	config_release(&loaded);
 }
 
 static void test_unreadable(void **state)
@@ -561,6 +648,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_comments_and_layout, key_env_teardown),
 		cmocka_unit_test_teardown(test_indented_line_is_not_a_continuation, key_env_teardown),
 		cmocka_unit_test_teardown(test_urls, key_env_teardown),
+		cmocka_unit_test_teardown(test_store, key_env_teardown),
+		cmocka_unit_test_teardown(test_store_reload, key_env_teardown),
 		cmocka_unit_test_teardown(test_http_server_id_mode, key_env_teardown),
 		cmocka_unit_test_teardown(test_reload, key_env_teardown),
 		cmocka_unit_test_teardown(test_unreadable, key_env_teardown),

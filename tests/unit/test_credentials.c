@@ -230,6 +230,49 @@ static void test_callback_secret(void **state)
 	config_release(&c);
 }
 
+/* The conninfo: the credential first (a password stays out of the config),
+ * then [store] conninfo; neither is an error that names both. */
+static void test_pg_conninfo(void **state)
+{
+	_cleanup_free_ char *dir = tmp_path("pg-credentials"), *cred = NULL;
+	char err[CONFIG_ERROR_MAX];
+	const char *source = NULL;
+	char *conninfo = NULL;
+	struct config c;
+
+	(void)state;
+	assert_int_equal(mkdir(dir, 0700), 0);
+	cred = path_join(dir, "postgresql-conninfo");
+	assert_non_null(cred);
+	assert_int_equal(config_init(&c), 0);
+
+	assert_int_equal(credentials_load_pg_conninfo(&c, &conninfo, &source, err), -ENOENT);
+	assert_null(conninfo);
+	assert_string_equal(err, "no PostgreSQL connection string: set the credential postgresql-conninfo or "
+				 "[store] conninfo");
+
+	c.store_conninfo = strdup("host=db dbname=blinkhook");
+	assert_int_equal(credentials_load_pg_conninfo(&c, &conninfo, &source, err), 0);
+	assert_string_equal(conninfo, "host=db dbname=blinkhook");
+	assert_string_equal(source, "config");
+	secret_free(conninfo);
+	conninfo = NULL;
+
+	write_file(cred, "host=db2 password=s3cret\n", 25, 0400);
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	assert_int_equal(credentials_load_pg_conninfo(&c, &conninfo, &source, err), 0);
+	assert_string_equal(conninfo, "host=db2 password=s3cret");
+	assert_string_equal(source, "credential");
+	secret_free(conninfo);
+	conninfo = NULL;
+
+	/* A credential that cannot be used is an error, not a fall-back. */
+	write_file(cred, "\n", 1, 0400);
+	assert_int_equal(credentials_load_pg_conninfo(&c, &conninfo, &source, err), -EINVAL);
+	assert_null(conninfo);
+	config_release(&c);
+}
+
 static void test_api_key_mask(void **state)
 {
 	char buf[16];
@@ -293,6 +336,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_api_key_precedence, key_env_teardown),
 		cmocka_unit_test_teardown(test_api_key_refusals, key_env_teardown),
 		cmocka_unit_test_teardown(test_callback_secret, key_env_teardown),
+		cmocka_unit_test_teardown(test_pg_conninfo, key_env_teardown),
 		cmocka_unit_test_teardown(test_api_key_mask, key_env_teardown),
 		cmocka_unit_test_teardown(test_not_a_regular_file, key_env_teardown),
 	};
