@@ -437,10 +437,15 @@ int ledger_commit(struct daemon *d, bool wait)
 	int r;
 
 	if (d->pg) {
-		/* One transaction at a time; pgstore ends it on its socket. */
+		/* One query at a time on the connection: pgstore takes the
+		 * commit up when the one in flight (any kind) ends. */
 		if (pgstore_syncing(d)) {
-			if (wait)
-				return commit_done(d, pgstore_commit_wait(d), d->ledger.commit_t0);
+			/* What is in flight may be a tick, a read or a slot
+			 * rather than a commit: the wait is timed from here. */
+			if (wait) {
+				t0 = now_monotonic_usec();
+				return commit_done(d, pgstore_commit_wait(d), t0);
+			}
 			return 0;
 		}
 		if (!pgstore_has_pending(d))

@@ -10,7 +10,8 @@
 #include "blinkhook/util.h"
 #include "pgschema.h"
 
-/* pg_advisory_xact_lock's key for the migration: "blinkhoo" in ASCII. */
+/* pg_advisory_xact_lock's key for the migration: an arbitrary constant,
+ * never to change (daemons of different versions must take the same lock). */
 #define SCHEMA_LOCK "7094995889669714287"
 /* A number macro as the SQL text's literal. */
 #define PG_STR_(x) #x
