@@ -2,6 +2,6 @@
 #ifndef BLINKHOOK_VERSION_H
 #define BLINKHOOK_VERSION_H
 
-#define BLINKHOOK_VERSION "0.2.0"
+#define BLINKHOOK_VERSION "0.3.0"
 
 #endif
