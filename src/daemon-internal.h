@@ -16,8 +16,11 @@
  *   endpoint.c   the listening socket, callbacks, the selftest probe,
  *                refusals, /metrics, /healthz, libmicrohttpd's wiring; owns
  *                d->endpoint
- *   pgstore.c    with [store] backend = postgresql: the connection to the
- *                database on the loop, its back-off, the schema; owns d->pg
+ *   pgstore.c    with [store] backend = postgresql: the connection on the
+ *                loop, its back-off and deadlines, the schema, the shared
+ *                callback key, the ledger's store (load, commits), claims
+ *                and leases, reading other nodes' events, pacing slots,
+ *                retention; owns d->pg
  *
  * A room writes only its own part; it reads the others' where that is
  * plain (the job table, the config, ready/stopping), and changes them only
@@ -406,10 +409,15 @@ void pgstore_close(struct daemon *d);
 /* Connected, with the schema in place. */
 bool pgstore_up(const struct daemon *d);
 /* The ledger's store, as the job log is: append a record (seq: its number);
- * commit what was appended in one transaction (1: in flight, and the end
- * goes to ledger_store_committed(); -EIO when not connected); at a stop,
- * commit in place; whether a commit is in flight or records wait; the last
- * seq committed. */
+ * commit what was appended in one transaction; at a stop, commit in place;
+ * whether a query (of any kind: a commit, a claim tick, a read, a slot, a
+ * retention batch) is in flight, which holds the next commit back; whether
+ * records wait; the last seq committed.
+ * pgstore_commit_start() returns 1: in flight, its end goes to
+ * ledger_store_committed(); 0: nothing to commit; -EBUSY: a commit is in
+ * flight already; -EAGAIN: a claim tick that fell due went first (the
+ * commit follows at its end); -ENOMEM; -EIO: not connected (or not loaded
+ * yet, or another query in flight), or the connection was lost sending it. */
 int pgstore_append(struct daemon *d, const struct job_event *ev, uint64_t *ret_seq);
 int pgstore_commit_start(struct daemon *d);
 int pgstore_commit_wait(struct daemon *d);

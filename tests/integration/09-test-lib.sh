@@ -54,4 +54,18 @@ ok "everything"
 SH
 out=$(bash "$T/clean.sh" 2>&1)
 check "... and none in a clean one" test "$?:$out" = "0:ok - everything"
+
+# Without PostgreSQL a script that needs it fails, loudly: not a skip that
+# would pass make check with none of the PostgreSQL store's tests run.
+mkdir "$T/nopg"
+cat >"$T/nopg.sh" <<SH
+. '$TOP/tests/lib.sh'
+PG_BIN='$T/nopg'
+pg_start
+ok "ran on without PostgreSQL"
+SH
+out=$(TMPDIR=$T bash "$T/nopg.sh" 2>/dev/null)
+rc=$?
+check "without PostgreSQL (PG_BIN an empty directory) pg_start fails: a 'not ok' line, exit status 1 ($rc)" \
+	test "$rc:$out" = "1:not ok - PostgreSQL is installed (make deps)"
 exit $((FAILS > 0))

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# The PostgreSQL store's several-nodes claims test.  It builds on the basic
+# one, 85 (one node, the cluster, the schema): 84 is only the free number
+# below 85-89 when it was added, not an order to read them in.
+#
 # Claims and leases of two nodes on one PostgreSQL (lease 3 s, a tick every
 # second): under a steady stream of commits the tick still renews the
 # leases (no lease of a job node a works runs out, node b takes none of
@@ -37,9 +41,7 @@ nctl() {
 	shift
 	"$BLINKHOOKCTL" -c "$T/$n.conf" "$@"
 }
-count() { pg_sql "select count(*) from jobs where $1"; }
-count_is() { test "$(count "$1")" = "$2"; }
-count_ge() { test "$(count "$1")" -ge "$2"; }
+count_ge() { test "$(pg_count "$1")" -ge "$2"; }
 posts() { sim_get requests | json "len([r for r in j if r['method'] == 'POST' and '/devices/$1/' in r['path']])"; }
 posts_ge() { test "$(posts "$1")" -ge "$2"; }
 
@@ -53,21 +55,21 @@ check "two nodes come up" wait_until 20 sh -c "curl -fsS --max-time 1 -o /dev/nu
 # every 0.15 s, each recorded in a commit that a trigger makes last 0.4 s:
 # there is always a callback waiting for the next commit.
 for i in $(seq -w 1 40); do nctl a blink "Q2AA-STRV-00$i" --duration 1 >/dev/null; done
-check "node a submitted its 40 jobs" wait_until 40 count_is "serial like 'Q2AA-STRV-%' and state = 'submitted'" 40
+check "node a submitted its 40 jobs" wait_until 40 pg_count_is "serial like 'Q2AA-STRV-%' and state = 'submitted'" 40
 pg_sql "create function slow_commit() returns trigger language plpgsql as \$\$ begin perform pg_sleep(0.4); return null; end \$\$;
 	create trigger slow_commit after insert on events for each statement execute function slow_commit();"
 expired=0 taken=0 samples=0
 end=$((SECONDS + 14))
-while [ $SECONDS -lt $end ] && ! count_is "serial like 'Q2AA-STRV-%' and state = 'complete'" 40; do
-	e=$(count "owner = 'node-a' and state in ('queued', 'submitted') and lease_until < now()")
-	t=$(count "owner = 'node-b' and serial like 'Q2AA-STRV-%'")
+while [ $SECONDS -lt $end ] && ! pg_count_is "serial like 'Q2AA-STRV-%' and state = 'complete'" 40; do
+	e=$(pg_count "owner = 'node-a' and state in ('queued', 'submitted') and lease_until < now()")
+	t=$(pg_count "owner = 'node-b' and serial like 'Q2AA-STRV-%'")
 	[ "$e" -gt "$expired" ] && expired=$e
 	[ "$t" -gt "$taken" ] && taken=$t
 	samples=$((samples + 1))
 	sleep 0.25
 done
-diag "$samples samples; $(count "serial like 'Q2AA-STRV-%' and state = 'complete'") of 40 complete by then"
-check "every job completes" wait_until 40 count_is "serial like 'Q2AA-STRV-%' and state = 'complete'" 40
+diag "$samples samples; $(pg_count "serial like 'Q2AA-STRV-%' and state = 'complete'") of 40 complete by then"
+check "every job completes" wait_until 40 pg_count_is "serial like 'Q2AA-STRV-%' and state = 'complete'" 40
 pg_sql "drop trigger slow_commit on events"
 check "under the stream of commits no lease of node a's unfinished jobs ran out (most at once: $expired)" \
 	test "$expired" = 0
@@ -84,7 +86,7 @@ fid=$(nctl a blink Q2AA-FENC-0001 --duration 1)
 slot_moved() { test "$(pg_sql "select next_allowed > '$pushed' from pacing where scope = 'global'")" = t; }
 check "node a reserves the fenced job's slot" wait_until 10 slot_moved
 kill -STOP "${NPID[a]}"
-check "node b claims the job when node a's lease runs out" wait_until 15 count_is "id = '$fid' and owner = 'node-b'" 1
+check "node b claims the job when node a's lease runs out" wait_until 15 pg_count_is "id = '$fid' and owner = 'node-b'" 1
 check "node b submits it" wait_until 20 posts_ge Q2AA-FENC-0001 1
 kill -CONT "${NPID[a]}"
 sleep 4
@@ -100,7 +102,7 @@ check "node a let the job go" grep -q "job $fid: .*letting it go" "$T/a.log"
 pg_sql "update pacing set next_allowed = now() + interval '60 seconds' where scope = 'global'"
 cids=()
 for i in 1 2 3; do cids+=("$(nctl b blink "Q2AA-CLMB-000$i" --duration 1)"); done
-check "node b committed its three jobs" wait_until 10 count_is "serial like 'Q2AA-CLMB-%' and owner = 'node-b'" 3
+check "node b committed its three jobs" wait_until 10 pg_count_is "serial like 'Q2AA-CLMB-%' and owner = 'node-b'" 3
 sleep 1
 kill -KILL "${NPID[b]}"
 wait "${NPID[b]}" 2>/dev/null
@@ -114,7 +116,7 @@ locked() {
 }
 check "the events table is locked" wait_until 10 locked
 check "node a claims node b's jobs when their lease runs out" \
-	wait_until 15 count_is "serial like 'Q2AA-CLMB-%' and owner = 'node-a'" 3
+	wait_until 15 pg_count_is "serial like 'Q2AA-CLMB-%' and owner = 'node-a'" 3
 waiting_sync() {
 	pg_sql "select pid from pg_stat_activity where wait_event_type = 'Lock' and application_name <> 'locker'
 		and query like 'SELECT %record::text, %job_id, %seq, %node%FROM%events%'"
@@ -127,7 +129,7 @@ pg_sql "select pg_terminate_backend(pid) from pg_stat_activity where application
 pg_sql "update pacing set next_allowed = now() where scope = 'global'"
 check "node a reconnects" wait_until 15 grep -q "reconnected to the PostgreSQL store" "$T/a.log"
 check "node a submits the jobs it claimed before the failed read" \
-	wait_until 30 count_is "serial like 'Q2AA-CLMB-%' and state in ('submitted', 'complete')" 3
+	wait_until 30 pg_count_is "serial like 'Q2AA-CLMB-%' and state in ('submitted', 'complete')" 3
 
 # ---- 4. the same explicit id queued on both nodes at the same moment ----
 # Both nodes stopped, the request put into both spools, both continued: each
@@ -153,7 +155,7 @@ check "one job of that id, with one queued event" \
 check "the job keeps the nonce of its own queued record" test "$(pg_sql "select count(*) from jobs j join events e
 	on e.job_id = j.id and e.record->>'event' = 'queued' and e.record->>'nonce' = j.nonce where j.id = 'dup-1'")" = 1
 check "it completes by its callback (the callback secret still verifies)" \
-	wait_until 40 count_is "id = 'dup-1' and state = 'complete' and status_source = 'callback'" 1
+	wait_until 40 pg_count_is "id = 'dup-1' and state = 'complete' and status_source = 'callback'" 1
 
 # ---- 5. a node reads only what the other nodes' commits brought ----
 # 1500 events more in the table; then ten commits of node a, each read by
@@ -162,7 +164,7 @@ check "it completes by its callback (the callback secret still verifies)" \
 pg_sql "insert into events (job_id, node, record) select 'filler-' || g, 'node-z', '{}'::jsonb from generate_series(1, 1500) g;
 	analyze events"
 nctl a blink Q2AA-SYNC-0000 --duration 1 >/dev/null
-check "node a committed a job" wait_until 10 count_is "serial = 'Q2AA-SYNC-0000'" 1
+check "node a committed a job" wait_until 10 pg_count_is "serial = 'Q2AA-SYNC-0000'" 1
 sleep 2
 # What the server's backends fetched from the table events (their counts
 # reach the statistics within a second of their going idle).
@@ -174,7 +176,7 @@ for i in 1 2 3 4 5 6 7 8 9; do
 	nctl a blink "Q2AA-SYNC-000$i" --duration 1 >/dev/null
 	sleep 0.3
 done
-check "node a committed nine more" wait_until 10 count_is "serial like 'Q2AA-SYNC-%'" 10
+check "node a committed nine more" wait_until 10 pg_count_is "serial like 'Q2AA-SYNC-%'" 10
 sleep 2
 f1=$(fetched)
 check "node b's reads after those commits fetched few events ($((f1 - f0)); a read of 1000 each before)" \
@@ -190,7 +192,7 @@ PGAPPNAME=late PGPASSFILE=$T/pgpass "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PO
 LATE=$!
 sleep 0.5
 nctl a blink Q2AA-SYNC-0010 --duration 1 >/dev/null
-check "node a commits after the late transaction took its seq" wait_until 10 count_is "serial = 'Q2AA-SYNC-0010'" 1
+check "node a commits after the late transaction took its seq" wait_until 10 pg_count_is "serial = 'Q2AA-SYNC-0010'" 1
 wait "$LATE"
 check "node b read the late transaction's event (lower seq, committed later)" \
 	wait_until 10 grep -q "job $late_id: submitted, recorded by node node-z" "$T/b.log"
@@ -199,9 +201,9 @@ check "node b read the late transaction's event (lower seq, committed later)" \
 # A node whose clock runs an hour ahead wrote the row last; node a's next
 # change must still reach it (the guard is the events' order, not a clock).
 vid=$(nctl a blink Q2AA-CLCK-0001 --duration 1)
-check "node a submitted the job" wait_until 10 count_is "id = '$vid' and state = 'submitted'" 1
+check "node a submitted the job" wait_until 10 pg_count_is "id = '$vid' and state = 'submitted'" 1
 pg_sql "update jobs set updated_at = now() + interval '1 hour' where id = '$vid'"
-check "the job completes, and its row says so" wait_until 40 count_is "id = '$vid' and state = 'complete'" 1
+check "the job completes, and its row says so" wait_until 40 pg_count_is "id = '$vid' and state = 'complete'" 1
 
 
 [ "$FAILS" -eq 0 ] || { for n in a b; do echo "# ---- node $n"; tail -n 40 "$T/$n.log" | sed 's/^/# /'; done; }

@@ -10,13 +10,10 @@ start_sim --min-interval 0.2 --blink-time 1.5 --callback-retries 40 --callback-r
 write_config "[store] backend = postgresql" "[store] node = n1" "[callback] wait = 2s"
 start_daemon
 
-count() { pg_sql "select count(*) from jobs where $1"; }
-count_is() { test "$(count "$1")" = "$2"; }
-spool_empty() { [ -z "$(ls -A "$T/spool/new")" ]; }
 
 ids=()
 for i in 1 2 3 4 5; do ids+=("$(ctl blink "Q2AA-PGPG-000$i" --duration 2)"); done
-check "five jobs reach complete in the database" wait_until 40 count_is "state = 'complete'" 5
+check "five jobs reach complete in the database" wait_until 40 pg_count_is "state = 'complete'" 5
 check "the spool files were removed (after the commit)" spool_empty
 check "no job was submitted twice" \
 	test "$(sim_get requests | json 'len([r for r in j if r["method"] == "POST"])')" = 5
@@ -87,8 +84,7 @@ check "a restart loads the jobs from the database" \
 ids=()
 for i in 1 2 3 4; do ids+=("$(ctl blink "Q2AA-PGDN-000$i" --duration 1)"); done
 # Down while blinks are out: their callbacks come during the outage.
-wait_until 20 count_is "state = 'submitted'" 1
-now() { python3 -c 'import time; print(time.monotonic())'; }
+wait_until 20 pg_count_is "state = 'submitted'" 1
 pg_cluster_stop "$PG_DIR"
 t_down=$(now)
 queued_id=$(ctl blink "Q2AA-PGDN-0009" --duration 1)
@@ -97,7 +93,7 @@ check "while the database is down, a new spool file stays in the spool" eval '! 
 t_up=$(now)
 pg_cluster_start "$PG_DIR"
 ids+=("$queued_id")
-check "after the outage every job completes" wait_until 60 count_is "serial like 'Q2AA-PGDN%' and state = 'complete'" 5
+check "after the outage every job completes" wait_until 60 pg_count_is "serial like 'Q2AA-PGDN%' and state = 'complete'" 5
 check "the spool is empty again" spool_empty
 cbs=$(sim_get callbacks)
 check "callbacks during the outage got 503 (at least one), never 2xx" python3 -c '
@@ -124,12 +120,12 @@ check "a commit wakes log --follow at once (within 3 s, not at its 5 s timeout)"
 
 # ---- SIGKILL mid-run loses nothing ----
 for i in 1 2 3 4 5 6; do ctl blink "Q2AA-PGKL-000$i" --duration 1 >/dev/null; done
-wait_until 20 count_is "serial like 'Q2AA-PGKL%' and state <> 'queued'" 2
+wait_until 20 pg_count_is "serial like 'Q2AA-PGKL%' and state <> 'queued'" 2
 kill -KILL "$D_PID"
 wait "$D_PID" 2>/dev/null
 start_daemon
 check "after a SIGKILL and a restart every job completes" \
-	wait_until 60 count_is "serial like 'Q2AA-PGKL%' and state = 'complete'" 6
+	wait_until 60 pg_count_is "serial like 'Q2AA-PGKL%' and state = 'complete'" 6
 check "and the spool is empty" spool_empty
 check "no job was submitted more than twice (at most one repeat for the kill)" python3 -c '
 import json, sys, collections

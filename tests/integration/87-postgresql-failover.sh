@@ -16,9 +16,8 @@ pg_credential "$PG_CREDS" "host=127.0.0.1,127.0.0.1 port=$PG_PORT,$PG_STANDBY_PO
 write_config "[store] backend = postgresql" "[store] node = n1" "[callback] wait = 2s"
 start_daemon
 
-count_on() { PG_DIR=$1 pg_sql "select count(*) from jobs where $2"; }
+count_on() { PG_DIR=$1 pg_count "$2"; }
 count_on_is() { test "$(count_on "$1" "$2")" = "$3"; }
-spool_empty() { [ -z "$(ls -A "$T/spool/new")" ]; }
 
 for i in 1 2 3; do ctl blink "Q2AA-PGFO-000$i" --duration 1 >/dev/null; done
 check "before the failover, three jobs complete on the primary" \

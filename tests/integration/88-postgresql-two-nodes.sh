@@ -22,7 +22,6 @@ MIN_INTERVAL=0.4
 start_sim --min-interval "$MIN_INTERVAL" --blink-time 1 --callback-retries 80 --callback-retry-delay 0.5
 
 # ---- nginx in front of both nodes, with the shipped upstream's settings ----
-now() { python3 -c 'import time; print(time.monotonic())'; }
 N_PORT=$(free_port)
 N_URL="http://127.0.0.1:$N_PORT"
 declare -A PORT
@@ -92,8 +91,6 @@ check "two nodes started together on an empty database both come up" \
 		curl -fsS --max-time 1 -o /dev/null http://127.0.0.1:${PORT[b]}/healthz"
 check "the schema was created once (each version once)" test "$(pg_sql "select count(*) = count(distinct version) and count(*) = max(version) from schema_version")" = t
 
-count() { pg_sql "select count(*) from jobs where $1"; }
-count_is() { test "$(count "$1")" = "$2"; }
 accepted() { sim_get requests | json 'len([r for r in j if r["method"] == "POST" and r["status"] == 201])'; }
 accepted_ge() { test "$(accepted)" -ge "$1"; }
 
@@ -145,7 +142,7 @@ wait_until 40 eval 'healthy a && healthy b'
 sleep 2
 t_back=$(now)
 
-check "every job ends complete" wait_until 150 count_is "state = 'complete'" 30
+check "every job ends complete" wait_until 150 pg_count_is "state = 'complete'" 30
 pg_sql "select state, count(*) from jobs group by state" | sed 's/^/# /'
 
 # Both nodes read the same database, so that they agree with each other
@@ -232,7 +229,7 @@ wait_until 30 accepted_ge $((before + 1))
 kill -KILL "${NPID[b]}"
 wait "${NPID[b]}" 2>/dev/null
 check "node b's jobs complete on node a after b died for good" \
-	wait_until 90 count_is "serial like 'Q2AA-LEAS-%' and state = 'complete'" 6
+	wait_until 90 pg_count_is "serial like 'Q2AA-LEAS-%' and state = 'complete'" 6
 check "node a claimed them when node b's lease ran out" grep -q "claimed (its node's lease ran out)" "$T/a.log"
 check "none of them was submitted more than twice" python3 -c '
 import json, sys, collections

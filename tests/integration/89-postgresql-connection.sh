@@ -9,9 +9,6 @@
 
 healthz() { curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$D_URL/healthz"; }
 healthz_is() { test "$(healthz)" = "$1"; }
-now() { python3 -c 'import time; print(time.monotonic())'; }
-count_is() { test "$(pg_sql "select count(*) from jobs where $1")" = "$2"; }
-spool_empty() { [ -z "$(ls -A "$T/spool/new")" ]; }
 # run_daemon: blinkhookd on $T/bh.conf in the background, not waiting for
 # /healthz (the tests here start it where it cannot be ready).
 run_daemon() {
@@ -92,11 +89,11 @@ check "with host=A,B and A read-only, the daemon connects to B at its first try 
 		! grep -q "cannot connect to the PostgreSQL store" "$T/daemon.log"'
 ids=()
 for i in 1 2; do ids+=("$(ctl blink "Q2AA-PGCN-000$i" --duration 1)"); done
-check "jobs complete on B" wait_until 30 count_is "serial like 'Q2AA-PGCN%' and state = 'complete'" 2
+check "jobs complete on B" wait_until 30 pg_count_is "serial like 'Q2AA-PGCN%' and state = 'complete'" 2
 
 # ---- the primary turns read-only under the running daemon (a failover) ----
 for i in 1 2 3; do ctl blink "Q2AA-PGRO-000$i" --duration 1 >/dev/null; done
-wait_until 20 count_is "serial like 'Q2AA-PGRO%' and state = 'submitted'" 1
+wait_until 20 pg_count_is "serial like 'Q2AA-PGRO%' and state = 'submitted'" 1
 pg_sql "alter system set default_transaction_read_only = on" >/dev/null
 pg_sql "select pg_reload_conf()" >/dev/null
 check "its writes failing read-only, the daemon takes the store as lost (/healthz 503)" wait_until 10 healthz_is 503
@@ -109,7 +106,7 @@ check "while no server is writable, it stays lost" healthz_is 503
 pg_sql "alter system reset default_transaction_read_only" >/dev/null
 pg_sql "select pg_reload_conf()" >/dev/null
 check "writable again, the daemon reconnects by itself" wait_until 35 healthz_is 200
-check "every job completes" wait_until 40 count_is "serial like 'Q2AA-PGRO%' and state = 'complete'" 3
+check "every job completes" wait_until 40 pg_count_is "serial like 'Q2AA-PGRO%' and state = 'complete'" 3
 check "callbacks while the store was read-only got 503 (at least one), never 2xx" python3 -c '
 import json, sys
 cbs, ro, rw = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
@@ -135,7 +132,7 @@ diag "lost $((SECONDS - t_stop)) s after the stop"
 signal_cluster CONT "$RW"
 check "the server going on, the daemon reconnects by itself (/healthz 200)" wait_until 30 healthz_is 200
 check "and the job queued meanwhile completes" \
-	wait_until 30 count_is "serial = 'Q2AA-PGST-0001' and state = 'complete'" 1
+	wait_until 30 pg_count_is "serial = 'Q2AA-PGST-0001' and state = 'complete'" 1
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
 
@@ -149,15 +146,15 @@ write_config "[store] backend = postgresql" "[store] node = n1" "[store] lease =
 new_log
 start_daemon
 for i in 1 2 3; do ctl blink "Q2AA-PGFO-000$i" --duration 1 >/dev/null; done
-wait_until 20 count_is "serial like 'Q2AA-PGFO%' and state = 'submitted'" 1
-wait_until 10 eval 'PG_DIR=$STANDBY count_is "serial like '"'Q2AA-PGFO%'"'" 3'
+wait_until 20 pg_count_is "serial like 'Q2AA-PGFO%' and state = 'submitted'" 1
+wait_until 10 eval 'PG_DIR=$STANDBY pg_count_is "serial like '"'Q2AA-PGFO%'"'" 3'
 pg_promote "$STANDBY"
 pg_sql "alter system set default_transaction_read_only = on" >/dev/null
 pg_sql "select pg_reload_conf()" >/dev/null
 check "the old primary read-only, the daemon leaves it for the promoted standby" \
 	wait_until 20 grep -q "reconnected to the PostgreSQL store at 127.0.0.1:$PG_STANDBY_PORT " "$T/daemon.log"
 check "and the jobs complete there" \
-	wait_until 40 eval 'PG_DIR=$STANDBY count_is "serial like '"'Q2AA-PGFO%'"' and state = '"'complete'"'" 3'
+	wait_until 40 eval 'PG_DIR=$STANDBY pg_count_is "serial like '"'Q2AA-PGFO%'"' and state = '"'complete'"'" 3'
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
 pg_sql "alter system reset default_transaction_read_only" >/dev/null
