@@ -1165,10 +1165,34 @@ static void pg_next(struct pgstore *pg)
 	load_page(pg);
 }
 
+int pgstore_check_server_version(int version, char err[static CONFIG_ERROR_MAX])
+{
+	if (version <= 0 || version >= PGSTORE_MIN_SERVER)
+		return 0;
+	/* Before 10 the major version had two parts (90624 is 9.6.24). */
+	if (version < 100000)
+		snprintf(err, CONFIG_ERROR_MAX, "PostgreSQL %d.%d is too old: the store needs %d or later",
+			 version / 10000, version / 100 % 100, PGSTORE_MIN_SERVER / 10000);
+	else
+		snprintf(err, CONFIG_ERROR_MAX, "PostgreSQL %d is too old: the store needs %d or later", version / 10000,
+			 PGSTORE_MIN_SERVER / 10000);
+	return -ENOTSUP;
+}
+
 /* The connection is made: create or migrate the schema before anything
- * else goes. */
+ * else goes; on a server too old for it, nothing will ever work: the
+ * daemon stops, as on a schema newer than it knows. */
 static void pg_migrate(struct pgstore *pg)
 {
+	char err[CONFIG_ERROR_MAX];
+
+	if (pgstore_check_server_version(PQserverVersion(pg->conn), err) < 0) {
+		log_err("%s", err);
+		pg->fatal = true;
+		pg_lost(pg, "server too old");
+		sd_event_exit(pg->d->event, 1);
+		return;
+	}
 	if (PQsetnonblocking(pg->conn, 1) != 0 || !PQsendQuery(pg->conn, pg->schema_sql)) {
 		pg_lost(pg, PQerrorMessage(pg->conn));
 		return;
