@@ -172,6 +172,19 @@ const char pgsql_load[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DI
 			  " OR j.updated_at >= now() - $3::interval)"
 			  " ORDER BY e.seq LIMIT " LOAD_PAGE_SQL;
 
+/* blinkhookctl's read: one page of events after the seq $1 (keyset on
+ * seq, so that no result holds the whole history), of the transactions
+ * whose xid is at least $2 ('0': all), with each event's xid and the
+ * snapshot's xmin (also when no event comes, hence the outer join): a
+ * transaction that took its seq before another's and committed after it
+ * was running at that read, or began after it, so its xid is at least the
+ * xmin; the next read of a follower asks for those. */
+const char pgsql_read[] =
+	"SELECT e.record::text, e.seq, e.xid::text, x.xmin FROM"
+	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
+	" (SELECT record, seq, xid FROM events WHERE seq > $1::bigint AND xid >= $2::xid8"
+	" ORDER BY seq LIMIT " LOAD_PAGE_SQL ") e ON true ORDER BY e.seq";
+
 /* Retention: final jobs past [state] retention (their updated_at is when
  * they turned final, as the log store counts it) and their events go, at
  * most RETAIN_BATCH jobs a statement so that no transaction holds many rows
