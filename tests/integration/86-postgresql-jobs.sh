@@ -41,8 +41,8 @@ assert j["status_source"] == "callback" and j["attempts"] == 1 and j["error"] is
 assert re.match(r"^[0-9a-f]{32}$", j["nonce"]), j
 ' "$row" "$row2"
 evs=$(pg_sql "select string_agg(record->>'event', ',' order by seq) from events where job_id = '${ids[0]}'")
-check "its events are the job log's records, in order (queued, submitted, ..., complete)" \
-	eval '[[ "$evs" == queued,submitted,*complete ]]'
+check "its events are the job log's records, in order (queued, resolved, submitted, ..., complete: $evs)" \
+	eval '[[ "$evs" == queued,resolved,submitted,*complete ]]'
 
 st=$(ctl status "${ids[0]}" --json)
 check "blinkhookctl status --json reads the job from the database, in the log store's shape" python3 -c '
