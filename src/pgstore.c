@@ -1840,6 +1840,7 @@ static int read_events(struct pg_reader *rd, char err[static CONFIG_ERROR_MAX])
 	int64_t seq = 0;
 	uint64_t next_xmin = rd->xmin;
 	bool first = true;
+	size_t kept = 0;
 	int r = 0;
 
 	snprintf(xmin, sizeof(xmin), "%llu", (unsigned long long)rd->xmin);
@@ -1891,7 +1892,6 @@ static int read_events(struct pg_reader *rd, char err[static CONFIG_ERROR_MAX])
 	}
 	/* The events below the next read's xmin are never read again. */
 	rd->xmin = next_xmin;
-	size_t kept = 0;
 	for (size_t i = 0; i < rd->n; i++)
 		if (rd->printed[i].xid >= next_xmin)
 			rd->printed[kept++] = rd->printed[i];
