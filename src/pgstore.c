@@ -1924,6 +1924,9 @@ int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struc
 		r = -ECONNREFUSED;
 		goto out;
 	}
+	r = pgstore_check_server_version(PQserverVersion(rd.conn), err);
+	if (r < 0)
+		goto out;
 	rd.store = calloc(1, sizeof(*rd.store));
 	if (!rd.store) {
 		snprintf(err, CONFIG_ERROR_MAX, "out of memory");
