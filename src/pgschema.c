@@ -179,11 +179,10 @@ const char pgsql_load[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DI
  * transaction that took its seq before another's and committed after it
  * was running at that read, or began after it, so its xid is at least the
  * xmin; the next read of a follower asks for those. */
-const char pgsql_read[] =
-	"SELECT e.record::text, e.seq, e.xid::text, x.xmin FROM"
-	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
-	" (SELECT record, seq, xid FROM events WHERE seq > $1::bigint AND xid >= $2::xid8"
-	" ORDER BY seq LIMIT " LOAD_PAGE_SQL ") e ON true ORDER BY e.seq";
+const char pgsql_read[] = "SELECT e.record::text, e.seq, e.xid::text, x.xmin FROM"
+			  " (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
+			  " (SELECT record, seq, xid FROM events WHERE seq > $1::bigint AND xid >= $2::xid8"
+			  " ORDER BY seq LIMIT " LOAD_PAGE_SQL ") e ON true ORDER BY e.seq";
 
 /* Retention: final jobs past [state] retention (their updated_at is when
  * they turned final, as the log store counts it) and their events go, at

@@ -1174,8 +1174,8 @@ int pgstore_check_server_version(int version, char err[static CONFIG_ERROR_MAX])
 		snprintf(err, CONFIG_ERROR_MAX, "PostgreSQL %d.%d is too old: the store needs %d or later",
 			 version / 10000, version / 100 % 100, PGSTORE_MIN_SERVER / 10000);
 	else
-		snprintf(err, CONFIG_ERROR_MAX, "PostgreSQL %d is too old: the store needs %d or later", version / 10000,
-			 PGSTORE_MIN_SERVER / 10000);
+		snprintf(err, CONFIG_ERROR_MAX, "PostgreSQL %d is too old: the store needs %d or later",
+			 version / 10000, PGSTORE_MIN_SERVER / 10000);
 	return -ENOTSUP;
 }
 
@@ -1780,6 +1780,10 @@ static void notice_ignore(void *ud, const char *msg)
  * are never read again and go.  The set holds the events of the
  * transactions that had not ended at the last read (and of those begun
  * since): small, sorted by seq. */
+struct pg_printed {
+	int64_t seq;
+	uint64_t xid;
+};
 struct pg_reader {
 	PGconn *conn;
 	struct job_event_store *store;
@@ -1787,10 +1791,7 @@ struct pg_reader {
 	void *ud;
 	bool follow;
 	uint64_t xmin; /* the next read's: events with xid >= it (0: all) */
-	struct pg_printed {
-		int64_t seq;
-		uint64_t xid;
-	} *printed;
+	struct pg_printed *printed;
 	size_t n, cap;
 };
 

@@ -142,10 +142,8 @@ static void test_server_version(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_check_conninfo),
-		cmocka_unit_test(test_check_conninfo_hides_password),
-		cmocka_unit_test(test_scrub),
-		cmocka_unit_test(test_sqlstate_lost),
+		cmocka_unit_test(test_check_conninfo), cmocka_unit_test(test_check_conninfo_hides_password),
+		cmocka_unit_test(test_scrub),          cmocka_unit_test(test_sqlstate_lost),
 		cmocka_unit_test(test_server_version),
 	};
 
