@@ -22,8 +22,13 @@
  * at the same moment on an empty database create it once.  A migration is
  * never edited once released: a change is a new one at the end. */
 static const char *const migrations[] = {
-	/* 1: the jobs (the fields of the job JSON, the claim), their events
-	 * (the job log's records), the pacing state, the callback key. */
+	/* 1: the jobs (the fields of the job JSON, the claim, the version:
+	 * the seq of the last event written into the row, so that an older
+	 * state never overwrites a newer one whatever the nodes' clocks say),
+	 * their events (the job log's records, each with its transaction id,
+	 * so that a reader reads only the events of transactions that were
+	 * not finished at its last read: pg_snapshot_xmin), the pacing state,
+	 * the callback key. */
 	"CREATE TABLE jobs ("
 	" id text PRIMARY KEY,"
 	" serial text, name text, mac text,"
@@ -34,17 +39,18 @@ static const char *const migrations[] = {
 	" error text,"
 	" nonce text NOT NULL,"
 	" created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,"
-	" next_at timestamptz,"
-	" owner text, lease_until timestamptz);"
-	"CREATE INDEX jobs_due ON jobs (next_at) WHERE state IN ('queued', 'submitted');"
+	" owner text, lease_until timestamptz,"
+	" version bigint NOT NULL DEFAULT 0);"
 	"CREATE INDEX jobs_leds_blink_id ON jobs (leds_blink_id) WHERE leds_blink_id IS NOT NULL;"
 	"CREATE TABLE events ("
 	" seq bigserial PRIMARY KEY,"
 	" job_id text NOT NULL,"
 	" at timestamptz NOT NULL DEFAULT now(),"
 	" node text NOT NULL,"
-	" record jsonb NOT NULL);"
+	" record jsonb NOT NULL,"
+	" xid xid8 NOT NULL DEFAULT pg_current_xact_id());"
 	"CREATE INDEX events_job ON events (job_id, seq);"
+	"CREATE INDEX events_xid ON events (xid);"
 	"CREATE TABLE pacing ("
 	" scope text PRIMARY KEY,"
 	" next_allowed timestamptz NOT NULL);"
@@ -52,15 +58,6 @@ static const char *const migrations[] = {
 	" name text PRIMARY KEY,"
 	" key bytea NOT NULL,"
 	" created_at timestamptz NOT NULL DEFAULT now());",
-	/* 2: each event's transaction id, so that a node reads only the
-	 * events of transactions that were not finished at its last read
-	 * (pg_snapshot_xmin); each job's version, the seq of the last event
-	 * written into its row, so that an older state never overwrites a
-	 * newer one whatever the nodes' clocks say. */
-	"ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();"
-	"CREATE INDEX events_xid ON events (xid);"
-	"ALTER TABLE jobs ADD COLUMN version bigint NOT NULL DEFAULT 0;"
-	"UPDATE jobs SET version = coalesce((SELECT max(seq) FROM events WHERE job_id = jobs.id), 0);",
 };
 const int pgsql_schema_version = (int)ELEMENTSOF(migrations);
 
@@ -91,11 +88,11 @@ const char pgsql_commit[] =
 	" j AS (SELECT DISTINCT ON (x->'job'->>'id') x->'job' AS j, x->'job'->>'id' AS id, x->>'nonce' AS nonce"
 	" FROM jsonb_array_elements($3::jsonb) AS x),"
 	" q AS (SELECT id FROM j WHERE id IN (SELECT r->>'id' FROM r WHERE r->>'event' = 'queued')),"
-	" fresh AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source,"
-	" attempts, error, nonce, created_at, updated_at, next_at, owner, lease_until)"
-	" SELECT id, j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
+	" fresh AS (INSERT INTO jobs (id, serial, name, mac, duration, state, leds_blink_id, meraki_status, status_source,"
+	" attempts, error, nonce, created_at, updated_at, owner, lease_until)"
+	" SELECT id, j->>'serial', j->>'name', j->>'mac', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
 	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
-	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval"
+	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, $1, now() + $4::interval"
 	" FROM j WHERE id IN (SELECT id FROM q) ON CONFLICT (id) DO NOTHING RETURNING id),"
 	" taken AS (SELECT id FROM j WHERE id IN (SELECT id FROM q) AND id NOT IN (SELECT id FROM fresh)"
 	" AND NOT EXISTS (SELECT 1 FROM jobs x WHERE x.id = j.id AND x.nonce = j.nonce)),"
@@ -103,14 +100,15 @@ const char pgsql_commit[] =
 	" SELECT r->>'id', $1, r FROM r WHERE r->>'id' IN (SELECT id FROM j) AND r->>'id' NOT IN (SELECT id FROM taken)"
 	" ORDER BY n RETURNING job_id, seq),"
 	" v AS (SELECT job_id, max(seq) AS version FROM ev GROUP BY job_id),"
-	" jb AS (INSERT INTO jobs (id, serial, duration, state, leds_blink_id, meraki_status, status_source, attempts,"
-	" error, nonce, created_at, updated_at, next_at, owner, lease_until, version)"
-	" SELECT id, j->>'serial', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
+	" jb AS (INSERT INTO jobs (id, serial, name, mac, duration, state, leds_blink_id, meraki_status, status_source,"
+	" attempts, error, nonce, created_at, updated_at, owner, lease_until, version)"
+	" SELECT id, j->>'serial', j->>'name', j->>'mac', (j->>'duration')::integer, j->>'state', j->>'leds_blink_id',"
 	" j->>'meraki_status', j->>'status_source', (j->>'attempts')::integer, j->>'error', nonce,"
-	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, now(), $1, now() + $4::interval,"
+	" (j->>'created_at')::timestamptz, (j->>'updated_at')::timestamptz, $1, now() + $4::interval,"
 	" coalesce(v.version, 0) FROM j LEFT JOIN v ON v.job_id = j.id"
 	" WHERE id NOT IN (SELECT id FROM fresh) AND id NOT IN (SELECT id FROM taken)"
-	" ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, duration = excluded.duration,"
+	" ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, name = excluded.name, mac = excluded.mac,"
+	" duration = excluded.duration,"
 	" state = excluded.state, leds_blink_id = excluded.leds_blink_id, meraki_status = excluded.meraki_status,"
 	" status_source = excluded.status_source, attempts = excluded.attempts, error = excluded.error,"
 	" created_at = excluded.created_at, updated_at = excluded.updated_at, version = excluded.version"
@@ -173,6 +171,18 @@ const char pgsql_load[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DI
 			  " AND (j.id IS NULL OR j.state NOT IN ('complete', 'failed', 'expired')"
 			  " OR j.updated_at >= now() - $3::interval)"
 			  " ORDER BY e.seq LIMIT " LOAD_PAGE_SQL;
+
+/* blinkhookctl's read: one page of events after the seq $1 (keyset on
+ * seq, so that no result holds the whole history), of the transactions
+ * whose xid is at least $2 ('0': all), with each event's xid and the
+ * snapshot's xmin (also when no event comes, hence the outer join): a
+ * transaction that took its seq before another's and committed after it
+ * was running at that read, or began after it, so its xid is at least the
+ * xmin; the next read of a follower asks for those. */
+const char pgsql_read[] = "SELECT e.record::text, e.seq, e.xid::text, x.xmin FROM"
+			  " (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
+			  " (SELECT record, seq, xid FROM events WHERE seq > $1::bigint AND xid >= $2::xid8"
+			  " ORDER BY seq LIMIT " LOAD_PAGE_SQL ") e ON true ORDER BY e.seq";
 
 /* Retention: final jobs past [state] retention (their updated_at is when
  * they turned final, as the log store counts it) and their events go, at

@@ -1165,10 +1165,34 @@ static void pg_next(struct pgstore *pg)
 	load_page(pg);
 }
 
+int pgstore_check_server_version(int version, char err[static CONFIG_ERROR_MAX])
+{
+	if (version <= 0 || version >= PGSTORE_MIN_SERVER)
+		return 0;
+	/* Before 10 the major version had two parts (90624 is 9.6.24). */
+	if (version < 100000)
+		snprintf(err, CONFIG_ERROR_MAX, "PostgreSQL %d.%d is too old: the store needs %d or later",
+			 version / 10000, version / 100 % 100, PGSTORE_MIN_SERVER / 10000);
+	else
+		snprintf(err, CONFIG_ERROR_MAX, "PostgreSQL %d is too old: the store needs %d or later",
+			 version / 10000, PGSTORE_MIN_SERVER / 10000);
+	return -ENOTSUP;
+}
+
 /* The connection is made: create or migrate the schema before anything
- * else goes. */
+ * else goes; on a server too old for it, nothing will ever work: the
+ * daemon stops, as on a schema newer than it knows. */
 static void pg_migrate(struct pgstore *pg)
 {
+	char err[CONFIG_ERROR_MAX];
+
+	if (pgstore_check_server_version(PQserverVersion(pg->conn), err) < 0) {
+		log_err("%s", err);
+		pg->fatal = true;
+		pg_lost(pg, "server too old");
+		sd_event_exit(pg->d->event, 1);
+		return;
+	}
 	if (PQsetnonblocking(pg->conn, 1) != 0 || !PQsendQuery(pg->conn, pg->schema_sql)) {
 		pg_lost(pg, PQerrorMessage(pg->conn));
 		return;
@@ -1750,46 +1774,137 @@ static void notice_ignore(void *ud, const char *msg)
 	(void)msg;
 }
 
-/* The events after *seq into cb; *seq moves on. */
-static int read_events_after(PGconn *conn, int64_t *seq, struct job_event_store *store,
-			     int (*cb)(const struct job_event *ev, void *ud), void *ud,
-			     char err[static CONFIG_ERROR_MAX])
+/* A reader of the events (blinkhookctl): with follow, the seqs it printed
+ * of the transactions at or after the xmin its next read asks from, so
+ * that an event read again is not printed twice; those below the xmin
+ * are never read again and go.  The set holds the events of the
+ * transactions that had not ended at the last read (and of those begun
+ * since): small, sorted by seq. */
+struct pg_printed {
+	int64_t seq;
+	uint64_t xid;
+};
+struct pg_reader {
+	PGconn *conn;
+	struct job_event_store *store;
+	int (*cb)(const struct job_event *ev, void *ud);
+	void *ud;
+	bool follow;
+	uint64_t xmin; /* the next read's: events with xid >= it (0: all) */
+	struct pg_printed *printed;
+	size_t n, cap;
+};
+
+/* Where seq is in the printed set, or would go. */
+static size_t printed_find(const struct pg_reader *rd, int64_t seq)
 {
-	char after[24], msg[256];
-	const char *params[1] = {after};
-	PGresult *res;
+	size_t lo = 0, hi = rd->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rd->printed[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int printed_add(struct pg_reader *rd, int64_t seq, uint64_t xid)
+{
+	size_t at = printed_find(rd, seq);
+
+	if (rd->n == rd->cap) {
+		size_t cap = rd->cap ? rd->cap * 2 : 64;
+		struct pg_printed *p = reallocarray(rd->printed, cap, sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		rd->printed = p;
+		rd->cap = cap;
+	}
+	memmove(rd->printed + at + 1, rd->printed + at, (rd->n - at) * sizeof(*rd->printed));
+	rd->printed[at] = (struct pg_printed){.seq = seq, .xid = xid};
+	rd->n++;
+	return 0;
+}
+
+/* One read: every event of the transactions at or after rd->xmin, a page
+ * (LOAD_PAGE rows) at a time, into cb, each once; rd->xmin moves on to the
+ * xmin of the read's first page (a transaction not seen by it had not
+ * ended then: it comes at the next read). */
+static int read_events(struct pg_reader *rd, char err[static CONFIG_ERROR_MAX])
+{
+	char after[24], xmin[24], msg[256];
+	const char *params[2] = {after, xmin};
+	int64_t seq = 0;
+	uint64_t next_xmin = rd->xmin;
+	bool first = true;
+	size_t kept = 0;
 	int r = 0;
 
-	snprintf(after, sizeof(after), "%lld", (long long)*seq);
-	res = PQexecParams(conn, "SELECT record::text, seq FROM events WHERE seq > $1::bigint ORDER BY seq", 1, NULL,
-			   params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
-		snprintf(err, CONFIG_ERROR_MAX, "cannot read the PostgreSQL store: %s", msg);
-		PQclear(res);
-		return -EIO;
-	}
-	for (int i = 0; i < PQntuples(res) && r >= 0; i++) {
-		const char *text = PQgetvalue(res, i, 0);
-		struct job_event ev;
+	snprintf(xmin, sizeof(xmin), "%llu", (unsigned long long)rd->xmin);
+	for (int rows = LOAD_PAGE; rows >= LOAD_PAGE && r >= 0;) {
+		PGresult *res;
 
-		/* A reader takes what it can, as from the job log. */
-		if (job_event_parse(text, strlen(text), &ev, store) >= 0)
-			r = cb(&ev, ud);
-		*seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		snprintf(after, sizeof(after), "%lld", (long long)seq);
+		res = PQexecParams(rd->conn, pgsql_read, 2, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1) {
+			pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
+			snprintf(err, CONFIG_ERROR_MAX, "cannot read the PostgreSQL store: %s", msg);
+			PQclear(res);
+			return -EIO;
+		}
+		if (first)
+			next_xmin = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+		first = false;
+		rows = 0;
+		for (int i = 0; i < PQntuples(res) && r >= 0; i++) {
+			const char *text = PQgetvalue(res, i, 0);
+			uint64_t xid = strtoull(PQgetvalue(res, i, 2), NULL, 10);
+			struct job_event ev;
+			size_t at;
+
+			if (PQgetisnull(res, i, 0))
+				continue;
+			rows++;
+			seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+			if (rd->follow) {
+				at = printed_find(rd, seq);
+				if (at < rd->n && rd->printed[at].seq == seq)
+					continue;
+				/* Read again next time: remembered. */
+				if (xid >= next_xmin && printed_add(rd, seq, xid) < 0) {
+					snprintf(err, CONFIG_ERROR_MAX, "out of memory");
+					PQclear(res);
+					return -ENOMEM;
+				}
+			}
+			/* A reader takes what it can, as from the job log. */
+			if (job_event_parse(text, strlen(text), &ev, rd->store) >= 0)
+				r = rd->cb(&ev, rd->ud);
+		}
+		PQclear(res);
 	}
-	if (r < 0)
+	if (r < 0) {
 		snprintf(err, CONFIG_ERROR_MAX, "stopped reading the PostgreSQL store");
-	PQclear(res);
-	return r;
+		return r;
+	}
+	/* The events below the next read's xmin are never read again. */
+	rd->xmin = next_xmin;
+	for (size_t i = 0; i < rd->n; i++)
+		if (rd->printed[i].xid >= next_xmin)
+			rd->printed[kept++] = rd->printed[i];
+	rd->n = kept;
+	return 0;
 }
 
 int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struct job_event *ev, void *ud), void *ud,
 			char err[static CONFIG_ERROR_MAX])
 {
-	int64_t seq = 0;
-	struct job_event_store *store = NULL;
-	PGconn *conn;
+	struct pg_reader rd = {.cb = cb, .ud = ud, .follow = follow};
+	bool have_events = false;
 	PGresult *res = NULL;
 	char msg[256];
 	int r = 0;
@@ -1798,34 +1913,23 @@ int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struc
 	r = pgstore_check_conninfo(conninfo, false, err);
 	if (r < 0)
 		return r;
-	conn = PQconnectdb(conninfo);
-	if (!conn) {
+	rd.conn = PQconnectdb(conninfo);
+	if (!rd.conn) {
 		snprintf(err, CONFIG_ERROR_MAX, "out of memory");
 		return -ENOMEM;
 	}
-	(void)PQsetNoticeProcessor(conn, notice_ignore, NULL);
-	if (PQstatus(conn) != CONNECTION_OK) {
-		pg_message(PQerrorMessage(conn), msg, sizeof(msg));
+	(void)PQsetNoticeProcessor(rd.conn, notice_ignore, NULL);
+	if (PQstatus(rd.conn) != CONNECTION_OK) {
+		pg_message(PQerrorMessage(rd.conn), msg, sizeof(msg));
 		snprintf(err, CONFIG_ERROR_MAX, "cannot connect to the PostgreSQL store: %s", msg);
 		r = -ECONNREFUSED;
 		goto out;
 	}
-	/* Before the daemon made the schema there are no jobs yet. */
-	res = PQexec(conn, "SELECT to_regclass('events') IS NOT NULL");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
-		snprintf(err, CONFIG_ERROR_MAX, "cannot read the PostgreSQL store: %s", msg);
-		r = -EIO;
+	r = pgstore_check_server_version(PQserverVersion(rd.conn), err);
+	if (r < 0)
 		goto out;
-	}
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0 && !follow) {
-		r = -ENOENT;
-		goto out;
-	}
-	PQclear(res);
-	res = NULL;
-	store = calloc(1, sizeof(*store));
-	if (!store) {
+	rd.store = calloc(1, sizeof(*rd.store));
+	if (!rd.store) {
 		snprintf(err, CONFIG_ERROR_MAX, "out of memory");
 		r = -ENOMEM;
 		goto out;
@@ -1833,7 +1937,7 @@ int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struc
 	if (follow) {
 		/* Listening before the first read: nothing committed between
 		 * the two is missed. */
-		res = PQexec(conn, "LISTEN " PG_CHANNEL);
+		res = PQexec(rd.conn, "LISTEN " PG_CHANNEL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
 			snprintf(err, CONFIG_ERROR_MAX, "cannot listen on the PostgreSQL store: %s", msg);
@@ -1845,12 +1949,25 @@ int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struc
 		PGnotify *n;
 		struct pollfd pfd;
 
-		/* Until the daemon made the schema, there is nothing to read. */
-		PQclear(res);
-		res = PQexec(conn, "SELECT to_regclass('events') IS NOT NULL");
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		    strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-			r = read_events_after(conn, &seq, store, cb, ud, err);
+		/* Until the daemon made the schema there are no jobs, and
+		 * nothing to read; once made, it stays. */
+		if (!have_events) {
+			PQclear(res);
+			res = PQexec(rd.conn, "SELECT to_regclass('events') IS NOT NULL");
+			if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+				pg_message(PQresultErrorMessage(res), msg, sizeof(msg));
+				snprintf(err, CONFIG_ERROR_MAX, "cannot read the PostgreSQL store: %s", msg);
+				r = -EIO;
+				goto out;
+			}
+			have_events = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+			if (!have_events && !follow) {
+				r = -ENOENT;
+				goto out;
+			}
+		}
+		if (have_events) {
+			r = read_events(&rd, err);
 			if (r < 0)
 				goto out;
 		}
@@ -1858,28 +1975,31 @@ int pgstore_read_events(const char *conninfo, bool follow, int (*cb)(const struc
 			break;
 		fflush(stdout);
 		/* Woken by the daemons' commits; every few seconds anyway,
-		 * to notice a lost connection. */
-		pfd = (struct pollfd){.fd = PQsocket(conn), .events = POLLIN};
+		 * to notice a lost connection (and a transaction that ended
+		 * without a commit's notification, whose events a later read
+		 * still finds by their xid). */
+		pfd = (struct pollfd){.fd = PQsocket(rd.conn), .events = POLLIN};
 		if (poll(&pfd, 1, 5000) < 0 && errno != EINTR) {
 			r = -errno;
 			snprintf(err, CONFIG_ERROR_MAX, "poll: %m");
 			goto out;
 		}
-		if (!PQconsumeInput(conn)) {
-			pg_message(PQerrorMessage(conn), msg, sizeof(msg));
+		if (!PQconsumeInput(rd.conn)) {
+			pg_message(PQerrorMessage(rd.conn), msg, sizeof(msg));
 			snprintf(err, CONFIG_ERROR_MAX, "lost the PostgreSQL store: %s", msg);
 			r = -ECONNRESET;
 			goto out;
 		}
-		while ((n = PQnotifies(conn)))
+		while ((n = PQnotifies(rd.conn)))
 			PQfreemem(n);
 	}
 out:
-	if (store) {
-		job_event_store_release(store);
-		free(store);
+	if (rd.store) {
+		job_event_store_release(rd.store);
+		free(rd.store);
 	}
+	free(rd.printed);
 	PQclear(res);
-	PQfinish(conn);
+	PQfinish(rd.conn);
 	return r;
 }

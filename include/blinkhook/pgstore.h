@@ -36,6 +36,14 @@ void pgstore_scrub(char *msg, size_t size, const char *secret);
  * ...).  The connection is then made again. */
 bool pgstore_sqlstate_lost(const char *sqlstate);
 
+/* The oldest PostgreSQL the store works with (xid8, pg_current_xact_id,
+ * pg_snapshot_xmin came with 13), as server_version_num counts. */
+#define PGSTORE_MIN_SERVER 130000
+/* Whether a server of this server_version_num (libpq's PQserverVersion)
+ * will do: 0, or -ENOTSUP with what to tell the operator in err (0, an
+ * unknown version, passes: the schema's statements will tell). */
+int pgstore_check_server_version(int version, char err[static CONFIG_ERROR_MAX]);
+
 /* Reads every event in the database, oldest first, into cb (blinkhookctl;
  * it blocks); with follow, then each new one as the daemons commit it
  * (LISTEN/NOTIFY), until cb or the connection fails.  Records it cannot

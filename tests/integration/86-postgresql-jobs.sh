@@ -6,38 +6,46 @@
 . "$(dirname "$0")/../lib.sh"
 
 pg_start
-start_sim --min-interval 0.2 --blink-time 1.5 --callback-retries 40 --callback-retry-delay 0.5
+# The first two jobs are queued by name and by MAC (resolved through the
+# simulator's inventory): the row keeps those too.
+printf '%s' '{"organizations": [{"id": "549236", "name": "Simulated Organization", "devices": [
+	{"name": "pg-sw-1", "serial": "Q2AA-PGPG-0001", "mac": "00:18:0a:00:0c:01"},
+	{"name": "pg-sw-2", "serial": "Q2AA-PGPG-0002", "mac": "00:18:0a:00:0c:02"}]}]}' >"$T/inventory.json"
+start_sim --inventory "$T/inventory.json" --min-interval 0.2 --blink-time 1.5 --callback-retries 40 --callback-retry-delay 0.5
 write_config "[store] backend = postgresql" "[store] node = n1" "[callback] wait = 2s"
 start_daemon
 
 
-ids=()
-for i in 1 2 3 4 5; do ids+=("$(ctl blink "Q2AA-PGPG-000$i" --duration 2)"); done
+ids=("$(ctl blink --name pg-sw-1 --duration 2)" "$(ctl blink --mac 0018.0a00.0c02 --duration 2)")
+for i in 3 4 5; do ids+=("$(ctl blink "Q2AA-PGPG-000$i" --duration 2)"); done
 check "five jobs reach complete in the database" wait_until 40 pg_count_is "state = 'complete'" 5
 check "the spool files were removed (after the commit)" spool_empty
 check "no job was submitted twice" \
 	test "$(sim_get requests | json 'len([r for r in j if r["method"] == "POST"])')" = 5
 
 row=$(pg_sql "select row_to_json(jobs) from jobs where id = '${ids[0]}'")
+row2=$(pg_sql "select row_to_json(jobs) from jobs where id = '${ids[1]}'")
 check "a job's row holds every field of the job JSON, as the log store has them" python3 -c '
 import json, sys, re
-j = json.loads(sys.argv[1])
-need = ["id","serial","duration","state","leds_blink_id","meraki_status","status_source","attempts","error","created_at","updated_at"]
+j, j2 = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+need = ["id","serial","name","mac","duration","state","leds_blink_id","meraki_status","status_source","attempts","error","created_at","updated_at"]
 assert all(k in j for k in need), [k for k in need if k not in j]
 assert j["serial"] == "Q2AA-PGPG-0001" and j["duration"] == 2 and j["state"] == "complete", j
+assert j["name"] == "pg-sw-1" and j["mac"] is None, j
+assert j2["serial"] == "Q2AA-PGPG-0002" and j2["mac"] == "00:18:0a:00:0c:02" and j2["name"] is None, j2
 assert isinstance(j["leds_blink_id"], str) and j["meraki_status"] == "complete", j
 assert j["status_source"] == "callback" and j["attempts"] == 1 and j["error"] is None, j
 assert re.match(r"^[0-9a-f]{32}$", j["nonce"]), j
-' "$row"
+' "$row" "$row2"
 evs=$(pg_sql "select string_agg(record->>'event', ',' order by seq) from events where job_id = '${ids[0]}'")
-check "its events are the job log's records, in order (queued, submitted, ..., complete)" \
-	eval '[[ "$evs" == queued,submitted,*complete ]]'
+check "its events are the job log's records, in order (queued, resolved, submitted, ..., complete: $evs)" \
+	eval '[[ "$evs" == queued,resolved,submitted,*complete ]]'
 
 st=$(ctl status "${ids[0]}" --json)
 check "blinkhookctl status --json reads the job from the database, in the log store's shape" python3 -c '
 import json, sys, re
 j, row = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-need = ["id","serial","duration","state","leds_blink_id","meraki_status","status_source","attempts","error","created_at","updated_at"]
+need = ["id","serial","name","mac","duration","state","leds_blink_id","meraki_status","status_source","attempts","error","created_at","updated_at"]
 assert all(k in j for k in need), [k for k in need if k not in j]
 assert {k: j[k] for k in need if k not in ("created_at", "updated_at")} == {k: row[k] for k in need if k not in ("created_at", "updated_at")}, (j, row)
 rfc = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

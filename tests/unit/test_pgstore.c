@@ -123,13 +123,28 @@ static void test_sqlstate_lost(void **state)
 	assert_false(pgstore_sqlstate_lost("25"));
 }
 
+/* The server's version, as PQserverVersion gives it: 13 and later do. */
+static void test_server_version(void **state)
+{
+	char err[CONFIG_ERROR_MAX] = "";
+
+	(void)state;
+	assert_int_equal(pgstore_check_server_version(130000, err), 0);
+	assert_int_equal(pgstore_check_server_version(170004, err), 0);
+	assert_int_equal(pgstore_check_server_version(0, err), 0);
+	assert_string_equal(err, "");
+	assert_int_equal(pgstore_check_server_version(120018, err), -ENOTSUP);
+	assert_string_equal(err, "PostgreSQL 12 is too old: the store needs 13 or later");
+	assert_int_equal(pgstore_check_server_version(90624, err), -ENOTSUP);
+	assert_string_equal(err, "PostgreSQL 9.6 is too old: the store needs 13 or later");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_check_conninfo),
-		cmocka_unit_test(test_check_conninfo_hides_password),
-		cmocka_unit_test(test_scrub),
-		cmocka_unit_test(test_sqlstate_lost),
+		cmocka_unit_test(test_check_conninfo), cmocka_unit_test(test_check_conninfo_hides_password),
+		cmocka_unit_test(test_scrub),          cmocka_unit_test(test_sqlstate_lost),
+		cmocka_unit_test(test_server_version),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
