@@ -904,6 +904,16 @@ static void retain_done(struct pgstore *pg)
 	pg->retain_next = now_monotonic_usec() + RETAIN_EVERY;
 }
 
+/* A slot is reserved for a job whose records are all in the database: the
+ * reservation checks its row (a job queued here and not yet committed
+ * would be found nobody's, and let go). */
+static bool reserve_ready(const struct pgstore *pg)
+{
+	const struct job *j = job_table_find(&pg->d->ledger.jobs, pg->reserve_job);
+
+	return !j || j->log_seq <= pg->synced_seq;
+}
+
 /* The commit waits for its turn: after a commit, a query of another kind
  * that waits (LISTEN, a slot, a read) goes first, or a steady stream of
  * records (one arriving within each commit's round trip) would hold them
@@ -911,7 +921,7 @@ static void retain_done(struct pgstore *pg)
 static bool commit_yields(const struct pgstore *pg)
 {
 	return pg->last_commit && !pg->waiting &&
-	       (!pg->listening || pg->want_reserve || pg->want_sync || pg->waiters);
+	       (!pg->listening || (pg->want_reserve && reserve_ready(pg)) || pg->want_sync || pg->waiters);
 }
 
 /* Connected, loaded, nothing in flight: a tick that fell due first, then

@@ -2,11 +2,15 @@
 # The PostgreSQL store's scheduling under faults and load: a commit that
 # keeps failing with an error that is not a lost connection (here a trigger
 # that raises) is retried with the ledger's back-off, not in a hot loop,
-# and said once when it fails and once when it recovers.
+# and said once when it fails and once when it recovers.  And under a steady
+# stream of commits (callbacks arriving within each commit's round trip), the
+# other queries take turns with the commits: a slot is reserved (a new job is
+# submitted) and a read of the other nodes' events (a callback for a job this
+# node does not know) goes within a bounded time, not after the stream.
 . "$(dirname "$0")/../lib.sh"
 
 pg_start
-start_sim --min-interval 0.2 --blink-time 30 --callback-retries 0
+start_sim --min-interval 0 --blink-time 120 --callback-retries 0
 write_config "[store] backend = postgresql" "[store] node = n1" "[callback] wait = 2s"
 start_daemon
 
@@ -64,6 +68,85 @@ check "/healthz answers 200 again" wait_until 10 healthz_is 200
 code=$(complete_cb "$id" "$sec" "$lbi")
 check "a callback is answered 200 again (got $code)" test "$code" = 200
 
+stop_daemon
+check "the daemon stops cleanly" test "$D_STATUS" = 0
+
+# ---- a steady stream of commits ----
+# Submissions as fast as Meraki takes them, no polls meanwhile (the blinks'
+# own callbacks come after the test), a claim tick every second (a new job
+# is this node's at the next one).
+write_config "[store] backend = postgresql" "[store] node = n1" "[meraki] min_interval = 0s" \
+	"[callback] wait = 5min" "[callback] expire = 1h" "[store] lease = 3s"
+start_daemon
+N=100
+serials=()
+for i in $(seq -w 1 $N); do serials+=("Q2AA-PGST-0$i"); done
+ctl blink "${serials[@]}" --duration 60 >/dev/null
+check "$N jobs are submitted" wait_until 60 count_is "serial like 'Q2AA-PGST-%' and state = 'submitted'" $N
+pg_sql "select id, nonce, leds_blink_id from jobs where serial like 'Q2AA-PGST-%'" >"$T/stream.jobs"
+key=$(pg_sql "select encode(key, 'hex') from keys where name = 'callback'")
+# Each commit takes 200 ms (a trigger that sleeps): the callbacks of 32
+# clients, each waiting for its answer (the commit) and a random pause of up
+# to 600 ms before its next (clients in step would leave gaps), keep a record
+# waiting at the end of every commit.
+pg_sql "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \$\$BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END\$\$;
+CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION slow();"
+# The stream: each job's progress (ready, scheduled, running: its 201 said
+# new) and its end, one record a callback; its start and end times (monotonic) in stream.times.
+python3 - "$D_PORT" "$key" "$T/stream.jobs" "$T/stream.times" <<'PY' &
+import base64, hashlib, hmac, http.client, json, random, sys, threading, time
+port, key, jobs_file, times_file = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3], sys.argv[4]
+jobs = [l.split("|") for l in open(jobs_file).read().split()]
+codes = {}
+def client(mine):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for status in ("ready", "scheduled", "running", "complete"):
+        for jid, nonce, lbi in mine:
+            time.sleep(random.uniform(0, 0.6))
+            sec = base64.urlsafe_b64encode(hmac.new(key, jid.encode() + b"\0" + nonce.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+            body = json.dumps({"callbackId": "1", "sentAt": "2026-01-01T00:00:00Z", "sharedSecret": sec,
+                               "message": {"ledsBlinkId": lbi, "status": status, "error": None}})
+            c.request("POST", "/callbacks/leds-blink/" + jid, body, {"Content-Type": "application/json"})
+            r = c.getresponse(); r.read()
+            codes[r.status] = codes.get(r.status, 0) + 1
+start = time.monotonic()
+ts = [threading.Thread(target=client, args=(jobs[k::32],)) for k in range(32)]
+for t in ts: t.start()
+for t in ts: t.join()
+open(times_file, "w").write("%f %f %s\n" % (start, time.monotonic(), json.dumps(codes)))
+PY
+STREAM=$!
+PIDS+=($STREAM)
+mono() { python3 -c 'import time; print("%f" % time.monotonic())'; }
+sleep 1
+# A callback for a job nobody here knows waits for a read of the other
+# nodes' events (then 404); a new job waits for its slot.
+t0=$(mono)
+(
+	c=$(curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+		--data-binary '{"callbackId":"1","sentAt":"2026-01-01T00:00:00Z","sharedSecret":"x","message":{"ledsBlinkId":"1","status":"running","error":null}}' \
+		"$D_URL/callbacks/leds-blink/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	echo "$c $(mono)" >"$T/read.out"
+) &
+READ=$!
+newid=$(ctl blink Q2AA-PGST-9999 --duration 60)
+submitted() { count_is "id = '$newid' and state = 'submitted'" 1; }
+wait_until 30 submitted
+t2=$(mono)
+wait "$READ"
+read -r code t1 <"$T/read.out"
+wait "$STREAM"
+read -r s0 s1 codes <"$T/stream.times"
+diag "stream: $(python3 -c "print('%.1f' % ($s1 - $s0))") s, answers $codes; read after $(python3 -c "print('%.2f' % ($t1 - $t0))") s, new job submitted after $(python3 -c "print('%.2f' % ($t2 - $t0))") s"
+check "the stream's callbacks were recorded (all answered 200)" test "$codes" = '{"200": '$((N * 4))'}'
+check "the stream was still going when the read and the submission were done" \
+	python3 -c "import sys; sys.exit(0 if max($t1, $t2) < $s1 else 1)"
+# Not 503: judged after the read (refused, the job being nobody's).
+check "a callback waiting for a read of other nodes' events is answered within 1.5 s during the stream ($code)" \
+	python3 -c "import sys; sys.exit(0 if $t1 - $t0 < 1.5 and '$code' in ('401', '404') else 1)"
+check "a new job is claimed, reserved a slot and submitted within 4 s during the stream" \
+	python3 -c "import sys; sys.exit(0 if $t2 - $t0 < 4 else 1)"
+pg_sql "DROP TRIGGER slow ON events"
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
 
