@@ -7,6 +7,7 @@
 # other queries take turns with the commits: a slot is reserved (a new job is
 # submitted) and a read of the other nodes' events (a callback for a job this
 # node does not know) goes within a bounded time, not after the stream.
+# The query deadline follows a reload's [store] lease.
 . "$(dirname "$0")/../lib.sh"
 
 pg_start
@@ -147,6 +148,19 @@ check "a callback waiting for a read of other nodes' events is answered within 1
 check "a new job is claimed, reserved a slot and submitted within 4 s during the stream" \
 	python3 -c "import sys; sys.exit(0 if $t2 - $t0 < 4 else 1)"
 pg_sql "DROP TRIGGER slow ON events"
+
+# ---- the query deadline follows [store] lease after a reload ----
+# Opened with lease = 3s (a query's deadline: 10 s, the least); reloaded
+# with 14s, a server that stops answering is given up after 14 s.
+sed -i 's/^lease = 3s$/lease = 14s/' "$T/bh.conf"
+kill -HUP "$D_PID"
+wait_until 10 grep -q 'reload: API key\|keeping the current API key' "$T/daemon.log"
+backend=$(pg_sql "select pid from pg_stat_activity where usename = 'blinkhook' and backend_type = 'client backend'")
+kill -STOP $backend
+wait_until 30 grep -q 'the PostgreSQL store is unreachable (no answer within' "$T/daemon.log"
+kill -CONT $backend
+check "after a reload with lease = 14s, a query unanswered is given up after 14 s, not 10 s" \
+	grep -q 'the PostgreSQL store is unreachable (no answer within 14s)' "$T/daemon.log"
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
 
