@@ -448,9 +448,13 @@ int ledger_commit(struct daemon *d, bool wait)
 
 	if (d->pg) {
 		/* A failed commit goes again when its back-off is over (at a
-		 * stop, at once), however often records come in meanwhile. */
-		if (!wait && ledger_commit_held(d))
+		 * stop, at once), however often records come in meanwhile;
+		 * what waits for the new records is answered now, as a
+		 * failed try would (callbacks 503, not kept until then). */
+		if (!wait && ledger_commit_held(d)) {
+			durable_run(d, true);
 			return 0;
+		}
 		/* One query at a time on the connection: pgstore takes the
 		 * commit up when the one in flight (any kind) ends. */
 		if (pgstore_syncing(d)) {
