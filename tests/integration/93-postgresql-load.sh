@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# parallel: no (bounded times for a read and a submission under a stream of commits)
 # The PostgreSQL store's scheduling under faults and load: a commit that
 # keeps failing with an error that is not a lost connection (here a trigger
 # that raises) is retried with the ledger's back-off, not in a hot loop,
