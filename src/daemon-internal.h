@@ -295,6 +295,7 @@ int ledger_commit_in_place(struct daemon *d);
 /* A commit on the loop's next turn. */
 void ledger_kick(struct daemon *d);
 bool ledger_pending(const struct daemon *d);
+bool ledger_commit_held(const struct daemon *d);
 /* Everything up to this seq is durable (in the log, or committed). */
 uint64_t ledger_synced_seq(const struct daemon *d);
 /* From the PostgreSQL store: its commit ended (r: 0 or -errno); it is

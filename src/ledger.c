@@ -206,6 +206,16 @@ void ledger_kick(struct daemon *d)
 	enable_oneshot(d->ledger.commit_defer);
 }
 
+/* A commit failed and its retry waits for the back-off (on_commit_retry):
+ * the PostgreSQL store does not send it before. */
+bool ledger_commit_held(const struct daemon *d)
+{
+	int enabled = SD_EVENT_OFF;
+
+	return d->ledger.commit_retry && sd_event_source_get_enabled(d->ledger.commit_retry, &enabled) >= 0 &&
+	       enabled != SD_EVENT_OFF;
+}
+
 bool ledger_pending(const struct daemon *d)
 {
 	return d->pg ? pgstore_has_pending(d) : joblog_has_pending(d->ledger.log);
@@ -437,6 +447,14 @@ int ledger_commit(struct daemon *d, bool wait)
 	int r;
 
 	if (d->pg) {
+		/* A failed commit goes again when its back-off is over (at a
+		 * stop, at once), however often records come in meanwhile;
+		 * what waits for the new records is answered now, as a
+		 * failed try would (callbacks 503, not kept until then). */
+		if (!wait && ledger_commit_held(d)) {
+			durable_run(d, true);
+			return 0;
+		}
 		/* One query at a time on the connection: pgstore takes the
 		 * commit up when the one in flight (any kind) ends. */
 		if (pgstore_syncing(d)) {
@@ -453,7 +471,7 @@ int ledger_commit(struct daemon *d, bool wait)
 		t0 = now_monotonic_usec();
 		r = wait ? pgstore_commit_wait(d) : pgstore_commit_start(d);
 		if (r == -EAGAIN)
-			return 0; /* a claim tick went first: its end takes the commit up */
+			return 0; /* a claim tick or a waiting query went first: its end takes the commit up */
 		if (r != 1)
 			return commit_done(d, r, t0);
 		d->ledger.commit_t0 = t0;

@@ -8,6 +8,7 @@
  * is lost; on each connection the schema is created or migrated first.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,7 +181,7 @@ struct pgstore {
 	/* libpq heeds connect_timeout only in its blocking calls: the daemon
 	 * keeps its own deadlines, on the attempt and on each query. */
 	sd_event_source *deadline;
-	uint64_t connect_usec, query_usec;
+	uint64_t connect_usec;
 	unsigned host_skip; /* hosts skipped at the start of a try */
 	char *password;     /* the conninfo's, hidden in messages */
 	bool q_lost;        /* the query's error says the session is done for */
@@ -221,6 +222,11 @@ struct pgstore {
 	char q_error[256]; /* the first error result of the query in flight */
 	bool waiting;      /* pgstore_commit_wait() reports the end itself */
 	bool listening, want_tick, want_sync, want_reserve, reserved;
+	/* The last query sent was a commit (the next waiting query of another
+	 * kind goes before the next commit); commits fail with an error that
+	 * is not a lost connection ("a commit failed" said, not yet that they
+	 * succeed again). */
+	bool last_commit, commit_failing;
 
 	/* The first load, a page at a time: the last seq read (a load cut
 	 * short by a lost connection goes on from there), the rows of the
@@ -372,6 +378,16 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	daemon_notify_status(pg->d, true);
 }
 
+/* A query may take the lease, at least this long. */
+#define QUERY_TIMEOUT_MIN (10 * USEC_PER_SEC)
+
+/* The query's deadline, from the config as it is now: [store] lease is
+ * applied by a reload, and so is this. */
+static uint64_t pg_query_usec(const struct pgstore *pg)
+{
+	return MAX(pg->d->cfg->store_lease_usec, QUERY_TIMEOUT_MIN);
+}
+
 /* A connection not made, or a query not answered, in time: a server that
  * neither answers nor closes (stopped, or a network that drops packets). */
 static int on_pg_deadline(sd_event_source *s, uint64_t usec, void *ud)
@@ -390,7 +406,7 @@ static int on_pg_deadline(sd_event_source *s, uint64_t usec, void *ud)
 		pg_lost(pg, why);
 	} else if (pg->state == PG_MIGRATING || (pg->state == PG_UP && pg->q != Q_NONE)) {
 		snprintf(why, sizeof(why), "no answer within %llus",
-			 (unsigned long long)(pg->query_usec / USEC_PER_SEC));
+			 (unsigned long long)(pg_query_usec(pg) / USEC_PER_SEC));
 		pg_lost(pg, why);
 	}
 	return 0;
@@ -486,8 +502,9 @@ static int pg_send(struct pgstore *pg, enum pg_query q, const char *sql, int n, 
 	if (!PQsendQueryParams(pg->conn, sql, n, NULL, params, NULL, NULL, 0))
 		return -EIO;
 	pg->q = q;
+	pg->last_commit = q == Q_COMMIT;
 	pg->q_error[0] = '\0';
-	pg_deadline(pg, pg->query_usec);
+	pg_deadline(pg, pg_query_usec(pg));
 	if (pg_watch(pg, EPOLLIN | (PQflush(pg->conn) == 1 ? EPOLLOUT : 0)) < 0)
 		return -EIO;
 	return 0;
@@ -887,8 +904,29 @@ static void retain_done(struct pgstore *pg)
 	pg->retain_next = now_monotonic_usec() + RETAIN_EVERY;
 }
 
+/* A slot is reserved for a job whose records are all in the database: the
+ * reservation checks its row (a job queued here and not yet committed
+ * would be found nobody's, and let go). */
+static bool reserve_ready(const struct pgstore *pg)
+{
+	const struct job *j = job_table_find(&pg->d->ledger.jobs, pg->reserve_job);
+
+	return !j || j->log_seq <= pg->synced_seq;
+}
+
+/* The commit waits for its turn: after a commit, a query of another kind
+ * that waits (LISTEN, a slot, a read) goes first, or a steady stream of
+ * records (one arriving within each commit's round trip) would hold them
+ * back for good.  Not at a stop: then the commit is what matters. */
+static bool commit_yields(const struct pgstore *pg)
+{
+	return pg->last_commit && !pg->waiting &&
+	       (!pg->listening || (pg->want_reserve && reserve_ready(pg)) || pg->want_sync || pg->waiters);
+}
+
 /* Connected, loaded, nothing in flight: a tick that fell due first, then
- * a commit, then what waits for a query of its own. */
+ * a commit (taking turns with the rest, and not while its retry waits for
+ * its back-off), then what waits for a query of its own. */
 static void pg_idle(struct pgstore *pg)
 {
 	char lease[32], after[24];
@@ -923,7 +961,10 @@ static void pg_idle(struct pgstore *pg)
 			pg_lost(pg, PQerrorMessage(pg->conn));
 		return;
 	}
-	if (pgstore_has_pending(pg->d)) {
+	/* A commit that failed is tried again by the ledger's retry timer,
+	 * after its back-off: kicking it here would resend it at once, in a
+	 * loop, when the error stays (a REVOKE, a trigger that raises). */
+	if (pgstore_has_pending(pg->d) && !ledger_commit_held(pg->d) && !commit_yields(pg)) {
 		ledger_kick(pg->d);
 		return;
 	}
@@ -1055,8 +1096,17 @@ static void pg_query_done(struct pgstore *pg)
 		pg_loaded(pg);
 		return;
 	case Q_COMMIT:
-		if (pg->q_error[0])
-			log_err("PostgreSQL store: a commit failed: %s; trying again", pg->q_error);
+		/* Said once per failing stretch (each retry at debug level),
+		 * and once when a commit goes through again. */
+		if (pg->q_error[0] && !pg->commit_failing)
+			log_err("PostgreSQL store: a commit failed: %s; answering callbacks 503 and holding the "
+				"queue; trying again (every %llus at most)",
+				pg->q_error, (unsigned long long)(COMMIT_RETRY_MAX / USEC_PER_SEC));
+		else if (pg->q_error[0])
+			log_debug("PostgreSQL store: a commit failed again: %s", pg->q_error);
+		else if (pg->commit_failing)
+			log_notice("PostgreSQL store: commits succeed again; taking requests");
+		pg->commit_failing = pg->q_error[0] != '\0';
 		pg_commit_end(pg, pg->q_error[0] ? -EIO : 0);
 		break;
 	case Q_LISTEN:
@@ -1198,7 +1248,7 @@ static void pg_migrate(struct pgstore *pg)
 		return;
 	}
 	pg->state = PG_MIGRATING;
-	pg_deadline(pg, pg->query_usec);
+	pg_deadline(pg, pg_query_usec(pg));
 	/* The rest of the query may wait for the socket to take it. */
 	if (pg_watch(pg, EPOLLIN | (PQflush(pg->conn) == 1 ? EPOLLOUT : 0)) < 0)
 		pg_lost(pg, "cannot watch the connection's socket");
@@ -1375,9 +1425,6 @@ static int on_pg_retry(sd_event_source *s, uint64_t usec, void *ud)
 
 /* Without connect_timeout, a try may take this long. */
 #define CONNECT_TIMEOUT_DEFAULT (10 * USEC_PER_SEC)
-/* A query may take the lease, at least this long. */
-#define QUERY_TIMEOUT_MIN (10 * USEC_PER_SEC)
-
 /* The deadlines (connect_timeout as libpq reads it: whole seconds, 2 at
  * least; none or 0, which for libpq is forever, the default), the password
  * to hide, and the timer.  At the open, after the conninfo was checked. */
@@ -1387,7 +1434,6 @@ static int pg_deadlines_setup(struct pgstore *pg)
 	int r = 0;
 
 	pg->connect_usec = CONNECT_TIMEOUT_DEFAULT;
-	pg->query_usec = MAX(pg->d->cfg->store_lease_usec, QUERY_TIMEOUT_MIN);
 	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
 		if (!o->val)
 			continue;
@@ -1659,9 +1705,9 @@ int pgstore_commit_start(struct daemon *d)
 		return -EIO;
 	if (pg->pending.len == 0 && pg->inflight.len == 0)
 		return 0;
-	/* A tick that fell due goes first (pg_idle); the commit follows at
-	 * its end. */
-	if (pg->want_tick) {
+	/* A tick that fell due goes first (pg_idle), and so does a query
+	 * waiting for its turn after a commit; the commit follows at its end. */
+	if (pg->want_tick || commit_yields(pg)) {
 		pg_idle(pg);
 		if (pg->q != Q_NONE)
 			return -EAGAIN;
@@ -1712,15 +1758,21 @@ int pgstore_commit_start(struct daemon *d)
 /* Waits, in place, for the query in flight to end: at a stop only. */
 static void pg_wait(struct pgstore *pg)
 {
+	/* The query's deadline, as in the loop (on_pg_deadline). */
+	uint64_t usec = pg_query_usec(pg);
+	int timeout = (int)MIN(usec / USEC_PER_MSEC, (uint64_t)INT_MAX);
+	char why[64];
+
+	snprintf(why, sizeof(why), "no answer within %llus", (unsigned long long)(usec / USEC_PER_SEC));
 	while (pg->conn && pg->q != Q_NONE) {
 		int f = PQflush(pg->conn);
 		struct pollfd pfd = {.fd = PQsocket(pg->conn), .events = (short)(POLLIN | (f == 1 ? POLLOUT : 0))};
-		int n = poll(&pfd, 1, 10 * 1000);
+		int n = poll(&pfd, 1, timeout);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0 || f < 0) {
-			pg_lost(pg, n == 0 ? "no answer in 10s" : PQerrorMessage(pg->conn));
+			pg_lost(pg, n == 0 ? why : PQerrorMessage(pg->conn));
 			return;
 		}
 		if (!PQconsumeInput(pg->conn)) {
