@@ -153,19 +153,20 @@ const char pgsql_tick[] =
  * A page at a time (LOAD_PAGE events after the seq $3, in seq order): a
  * read after a long cut-off is many short queries, none near the query
  * deadline; the caller keeps the first page's xmin (the oldest snapshot). */
+#define SYNC_PAGE_SQL PG_STR(LOAD_PAGE)
 const char pgsql_sync_xid[] =
 	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
 	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
 	" (SELECT record, job_id, seq, node FROM events WHERE xid >= $1::xid8 AND seq > $3::bigint"
 	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND xid < $1::xid8"
-	" AND seq > $3::bigint ORDER BY seq LIMIT " PG_STR(LOAD_PAGE) ") e"
+	" AND seq > $3::bigint ORDER BY seq LIMIT " SYNC_PAGE_SQL ") e"
 	" ON true ORDER BY e.seq";
 const char pgsql_sync_seq[] =
 	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
 	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
 	" (SELECT record, job_id, seq, node FROM events WHERE seq > greatest($1::bigint, $3::bigint)"
 	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND seq <= $1::bigint"
-	" AND seq > $3::bigint ORDER BY seq LIMIT " PG_STR(LOAD_PAGE) ") e"
+	" AND seq > $3::bigint ORDER BY seq LIMIT " SYNC_PAGE_SQL ") e"
 	" ON true ORDER BY e.seq";
 
 #define LOAD_PAGE_SQL PG_STR(LOAD_PAGE)

@@ -232,6 +232,10 @@ struct pgstore {
 	uint64_t retain_next, retain_deleted;
 	bool retain_more;
 	bool reserve_lost; /* the job is not this node's any more */
+	/* The read of the events in flight goes by xid (else by seq); a full
+	 * page of it calls for the next; this node's lock on its name was
+	 * taken by the last connection, its refusal said. */
+	bool sync_by_xid, sync_more, node_locked, node_lock_said;
 	/* The ids of the jobs queued here that the last commit found taken by
 	 * other jobs (one a line), and those whose events the next sync reads
 	 * whole (this node's own job of that id was dropped). */
@@ -244,16 +248,14 @@ struct pgstore {
 	 * (else by seq) and from which, the jobs it reads whole (taken from
 	 * resync at its first page, given back if it fails) and their array
 	 * literal, the pages read, the rows and last seq of the page in
-	 * flight, whether a full page calls for the next.  The ids claimed
-	 * that this node did not know, read whole once (one a line); whether
-	 * the node's lock was refused (said once). */
-	bool sync_by_xid, sync_more;
+	 * flight (whether a full page calls for the next: sync_more, above).
+	 * The ids claimed that this node did not know, read whole once (one a
+	 * line). */
 	char sync_from[24];
 	struct strbuf resyncing, sync_whole;
 	uint64_t sync_pages, sync_page_rows;
 	int64_t sync_page_after;
 	struct strbuf reread;
-	bool node_lock_said, node_locked;
 	/* When the tick in flight went, and until when the last one answered
 	 * renewed this node's leases (monotonic). */
 	uint64_t tick_sent, renewed_until;
@@ -1180,10 +1182,11 @@ static void pg_query_done(struct pgstore *pg)
 			strbuf_reset(&pg->resyncing);
 			if (pg->sync_xmin_next[0])
 				memcpy(pg->sync_xmin, pg->sync_xmin_next, sizeof(pg->sync_xmin));
-			log_debug("PostgreSQL store: read %llu events of other nodes' commits in %llu page(s) (by %s %s); "
-				  "the next read from transaction %s on",
-				  (unsigned long long)pg->sync_rows, (unsigned long long)pg->sync_pages,
-				  pg->sync_by_xid ? "transaction from" : "seq after", pg->sync_from, pg->sync_xmin);
+			log_debug(
+				"PostgreSQL store: read %llu events of other nodes' commits in %llu page(s) (by %s %s); "
+				"the next read from transaction %s on",
+				(unsigned long long)pg->sync_rows, (unsigned long long)pg->sync_pages,
+				pg->sync_by_xid ? "transaction from" : "seq after", pg->sync_from, pg->sync_xmin);
 			claims_take(pg);
 		} else {
 			sync_abandon(pg);
