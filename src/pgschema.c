@@ -146,27 +146,37 @@ const char pgsql_tick[] =
  * after SYNC_OVERLAP below the highest seq seen ($1 of pgsql_sync_seq), as
  * before.  The cost is the events since the oldest transaction
  * running at the last read: small, unless a long transaction elsewhere in
- * the cluster holds the xmin back. */
+ * the cluster holds the xmin back.
+ *
+ * A page at a time (LOAD_PAGE events after the seq $3, in seq order): a
+ * read after a long cut-off is many short queries, none near the query
+ * deadline; the caller keeps the first page's xmin (the oldest snapshot). */
+#define SYNC_PAGE_SQL PG_STR(LOAD_PAGE)
 const char pgsql_sync_xid[] =
 	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
 	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
-	" (SELECT record, job_id, seq, node FROM events WHERE xid >= $1::xid8"
-	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND xid < $1::xid8) e"
+	" (SELECT record, job_id, seq, node FROM events WHERE xid >= $1::xid8 AND seq > $3::bigint"
+	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND xid < $1::xid8"
+	" AND seq > $3::bigint ORDER BY seq LIMIT " SYNC_PAGE_SQL ") e"
 	" ON true ORDER BY e.seq";
 const char pgsql_sync_seq[] =
 	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
 	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
-	" (SELECT record, job_id, seq, node FROM events WHERE seq > $1::bigint"
-	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND seq <= $1::bigint) e"
+	" (SELECT record, job_id, seq, node FROM events WHERE seq > greatest($1::bigint, $3::bigint)"
+	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND seq <= $1::bigint"
+	" AND seq > $3::bigint ORDER BY seq LIMIT " SYNC_PAGE_SQL ") e"
 	" ON true ORDER BY e.seq";
 
 #define LOAD_PAGE_SQL PG_STR(LOAD_PAGE)
 /* The events of the jobs still needed, one page after the seq $2, and
- * whether each event's job is another node's claim: every event of a job
+ * whether each event's job is another node's claim, and the snapshot's
+ * xmin (the first page's starts the reads of the other nodes' events):
+ * every event of a job
  * that is not final, or final within the retention $3 (those past it are
  * the retention pass's to delete; the log store drops them at its
  * compaction).  $1 the node. */
-const char pgsql_load[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DISTINCT FROM $1"
+const char pgsql_load[] = "SELECT e.record::text, e.job_id, e.seq, j.owner IS DISTINCT FROM $1,"
+			  " pg_snapshot_xmin(pg_current_snapshot())::text"
 			  " FROM events e LEFT JOIN jobs j ON j.id = e.job_id WHERE e.seq > $2::bigint"
 			  " AND (j.id IS NULL OR j.state NOT IN ('complete', 'failed', 'expired')"
 			  " OR j.updated_at >= now() - $3::interval)"

@@ -238,6 +238,10 @@ struct pgstore {
 	uint64_t retain_next, retain_deleted;
 	bool retain_more;
 	bool reserve_lost; /* the job is not this node's any more */
+	/* The read of the events in flight goes by xid (else by seq); a full
+	 * page of it calls for the next; this node's lock on its name was
+	 * taken by the last connection, its refusal said. */
+	bool sync_by_xid, sync_more, node_locked, node_lock_said;
 	/* The ids of the jobs queued here that the last commit found taken by
 	 * other jobs (one a line), and those whose events the next sync reads
 	 * whole (this node's own job of that id was dropped). */
@@ -246,6 +250,18 @@ struct pgstore {
 	 * of the read in flight, and how many events that one brought. */
 	char sync_xmin[24], sync_xmin_next[24];
 	uint64_t sync_rows;
+	/* A read of the events, a page at a time: whether it goes by xid
+	 * (else by seq) and from which, the jobs it reads whole (taken from
+	 * resync at its first page, given back if it fails) and their array
+	 * literal, the pages read, the rows and last seq of the page in
+	 * flight (whether a full page calls for the next: sync_more, above).
+	 * The ids claimed that this node did not know, read whole once (one a
+	 * line). */
+	char sync_from[24];
+	struct strbuf resyncing, sync_whole;
+	uint64_t sync_pages, sync_page_rows;
+	int64_t sync_page_after;
+	struct strbuf reread;
 	/* When the tick in flight went, and until when the last one answered
 	 * renewed this node's leases (monotonic). */
 	uint64_t tick_sent, renewed_until;
@@ -279,6 +295,7 @@ static int on_pg_io(sd_event_source *s, int fd, uint32_t revents, void *ud);
 static void pg_connect(struct pgstore *pg);
 static void pg_commit_end(struct pgstore *pg, int r);
 static void waiters_run(struct daemon *d, struct pg_waiter *w, int r);
+static void sync_abandon(struct pgstore *pg);
 
 /* libpq's message, one line, without its final newline. */
 static void pg_message(const char *msg, char *buf, size_t len)
@@ -351,6 +368,12 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	 * callbacks waiting are answered 503 (Meraki tries again). */
 	pg->listening = false;
 	pg->want_sync = pg->want_tick = true;
+	/* The xids of another server (a standby promoted after an
+	 * asynchronous failover reuses those it never received) say nothing
+	 * of what this node read: the first read of a new connection goes by
+	 * seq, and a read cut short starts again. */
+	pg->sync_xmin[0] = '\0';
+	sync_abandon(pg);
 	waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), -EIO);
 	waiters_run(pg->d, TAKE_PTR(pg->waiters), -EIO);
 	if (pg->want_reserve) {
@@ -676,10 +699,15 @@ static void tick_results(struct pgstore *pg, PGresult *res)
 		pg->want_sync = true;
 }
 
-/* After a sync: the jobs claimed at the tick before it are this node's. */
+/* After a sync: the jobs claimed at the tick before it are this node's.  A
+ * job claimed that this node does not know (its events came before the
+ * reads' window, or were never read) is read whole at the next sync, and
+ * stays claimed until then: nobody else may take it, and leaving it
+ * unknown would renew a claim nobody works. */
 static void claims_take(struct pgstore *pg)
 {
 	struct daemon *d = pg->d;
+	struct strbuf keep = STRBUF_INIT, again = STRBUF_INIT;
 	const char *p = pg->claimed.buf;
 
 	while (p && *p) {
@@ -687,19 +715,41 @@ static void claims_take(struct pgstore *pg)
 		char id[JOB_ID_MAX + 1];
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
 		struct job *j;
+		bool reread;
 
 		snprintf(id, sizeof(id), "%.*s", (int)MIN(n, (size_t)JOB_ID_MAX), p);
 		p = nl ? nl + 1 : p + n;
 		j = job_table_find(&d->ledger.jobs, id);
-		if (!j || job_state_is_final(j->state) || !j->foreign)
+		reread = ids_have(&pg->reread, id);
+		if (!j) {
+			if (reread) {
+				log_job(LOG_WARNING, id, NULL, NULL,
+					"job %s: claimed, but the PostgreSQL store has no events for it; left alone",
+					id);
+				continue;
+			}
+			log_job(LOG_NOTICE, id, NULL, NULL,
+				"job %s: claimed, but this node has not read its events; reading them whole", id);
+			(void)strbuf_addf(&keep, "%s\n", id);
+			(void)strbuf_addf(&again, "%s\n", id);
+			if (!ids_have(&pg->resync, id))
+				(void)strbuf_addf(&pg->resync, "%s\n", id);
+			pg->want_sync = true;
+			continue;
+		}
+		if (job_state_is_final(j->state) || (!j->foreign && !reread))
 			continue;
 		j->foreign = false;
 		log_job(LOG_INFO, j->id, j->serial, job_state_to_string(j->state),
-			"job %s: claimed (its node's lease ran out)", j->id);
+			"job %s: claimed (its node's lease ran out)%s", j->id,
+			reread ? "; its events were read whole" : "");
 		if (dispatch_job_changed(d, j) < 0)
 			log_err("job %s: out of memory", j->id);
 	}
-	strbuf_reset(&pg->claimed);
+	strbuf_release(&pg->claimed);
+	pg->claimed = keep;
+	strbuf_release(&pg->reread);
+	pg->reread = again;
 	/* A job claimed waits in the run queue: the scheduler starts it. */
 	dispatch_schedule(d);
 }
@@ -751,6 +801,10 @@ static void pg_results(struct pgstore *pg)
 			 * same function that replays the log. */
 			if (!store)
 				store = calloc(1, sizeof(*store));
+			/* The first page's xmin (a load resumed after a lost
+			 * connection has none: the reads start by seq). */
+			if (pg->load_pages == 0 && pg->load_after == 0 && PQntuples(res) >= 1 && PQnfields(res) == 5)
+				snprintf(pg->sync_xmin, sizeof(pg->sync_xmin), "%s", PQgetvalue(res, 0, 4));
 			for (int i = 0; store && i < PQntuples(res) && !pg->q_error[0]; i++) {
 				const char *text = PQgetvalue(res, i, 0);
 				struct job_event ev;
@@ -770,12 +824,15 @@ static void pg_results(struct pgstore *pg)
 		} else if (pg->q == Q_SYNC && !pg->q_error[0]) {
 			if (!store)
 				store = calloc(1, sizeof(*store));
-			if (PQntuples(res) >= 1 && PQnfields(res) == 5)
+			/* The first page's xmin: the oldest snapshot of the read. */
+			if (pg->sync_pages == 0 && !pg->sync_xmin_next[0] && PQntuples(res) >= 1 && PQnfields(res) == 5)
 				snprintf(pg->sync_xmin_next, sizeof(pg->sync_xmin_next), "%s", PQgetvalue(res, 0, 4));
 			for (int i = 0; store && i < PQntuples(res); i++) {
 				if (PQgetisnull(res, i, 0))
 					continue; /* no event: the xmin alone */
 				pg->sync_rows++;
+				pg->sync_page_rows++;
+				pg->sync_page_after = MAX(pg->sync_page_after, seq_value(PQgetvalue(res, i, 2)));
 				sync_one(pg, store, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2),
 					 PQgetvalue(res, i, 3));
 			}
@@ -924,12 +981,75 @@ static bool commit_yields(const struct pgstore *pg)
 	       (!pg->listening || (pg->want_reserve && reserve_ready(pg)) || pg->want_sync || pg->waiters);
 }
 
+/* A read of the other nodes' events: its next page, or a new read (by xid
+ * from the last read's xmin, or by seq before the first such read, and the
+ * jobs to read whole).  0 also when out of memory (the next query's end
+ * tries again). */
+static int sync_send(struct pgstore *pg)
+{
+	char page_after[24];
+	const char *params[3];
+
+	if (!pg->sync_more) {
+		struct strbuf whole = STRBUF_INIT;
+		bool first = true;
+
+		if (strbuf_addstr(&whole, "{") < 0 || array_add_lines(&whole, &first, &pg->resync) < 0 ||
+		    strbuf_addstr(&whole, "}") < 0) {
+			strbuf_release(&whole);
+			return 0;
+		}
+		strbuf_release(&pg->sync_whole);
+		pg->sync_whole = whole;
+		strbuf_release(&pg->resyncing);
+		pg->resyncing = pg->resync;
+		pg->resync = (struct strbuf)STRBUF_INIT;
+		pg->want_sync = false;
+		pg->sync_waiters = TAKE_PTR(pg->waiters);
+		pg->sync_by_xid = pg->sync_xmin[0] != '\0';
+		if (pg->sync_by_xid)
+			snprintf(pg->sync_from, sizeof(pg->sync_from), "%s", pg->sync_xmin);
+		else
+			snprintf(pg->sync_from, sizeof(pg->sync_from), "%lld",
+				 (long long)MAX(pg->seen_seq - SYNC_OVERLAP, 0));
+		pg->sync_xmin_next[0] = '\0';
+		pg->sync_rows = pg->sync_pages = 0;
+		pg->sync_page_after = 0;
+	}
+	pg->sync_more = false;
+	pg->sync_page_rows = 0;
+	snprintf(page_after, sizeof(page_after), "%lld", (long long)pg->sync_page_after);
+	params[0] = pg->sync_from;
+	params[1] = pg->sync_whole.buf;
+	params[2] = page_after;
+	return pg_send(pg, Q_SYNC, pg->sync_by_xid ? pgsql_sync_xid : pgsql_sync_seq, 3, params);
+}
+
+/* A read that failed or was cut short: the jobs it was to read whole are
+ * read at the next. */
+static void sync_abandon(struct pgstore *pg)
+{
+	const char *p = pg->resyncing.buf;
+
+	while (p && *p) {
+		size_t n = strcspn(p, "\n");
+		char id[JOB_ID_MAX + 1];
+
+		snprintf(id, sizeof(id), "%.*s", (int)MIN(n, (size_t)JOB_ID_MAX), p);
+		p += n + (p[n] == '\n');
+		if (!ids_have(&pg->resync, id))
+			(void)strbuf_addf(&pg->resync, "%s\n", id);
+	}
+	strbuf_reset(&pg->resyncing);
+	pg->sync_more = false;
+}
+
 /* Connected, loaded, nothing in flight: a tick that fell due first, then
  * a commit (taking turns with the rest, and not while its retry waits for
  * its back-off), then what waits for a query of its own. */
 static void pg_idle(struct pgstore *pg)
 {
-	char lease[32], after[24];
+	char lease[32];
 	int r = 0;
 
 	if (!pg->conn || pg->state != PG_UP || pg->q != Q_NONE || !pg->loaded)
@@ -970,7 +1090,7 @@ static void pg_idle(struct pgstore *pg)
 	}
 	if (!pg->listening)
 		r = pg_send(pg, Q_LISTEN, "LISTEN " PG_CHANNEL, 0, NULL);
-	else if (pg->want_reserve) {
+	else if (pg->want_reserve && reserve_ready(pg)) {
 		/* The slot: min_interval and a fifth (at most 1 s), so that
 		 * two nodes' delays in starting their requests cannot bring
 		 * them closer than min_interval. */
@@ -987,25 +1107,8 @@ static void pg_idle(struct pgstore *pg)
 		rparams[4] = lease;
 		pg->reserved = pg->reserve_lost = false;
 		r = pg_send(pg, Q_RESERVE, pgsql_reserve, 5, rparams);
-	} else if (pg->want_sync || pg->waiters) {
-		struct strbuf whole = STRBUF_INIT;
-		bool first = true;
-		const char *sparams[2];
-
-		if (strbuf_addstr(&whole, "{") < 0 || array_add_lines(&whole, &first, &pg->resync) < 0 ||
-		    strbuf_addstr(&whole, "}") < 0) {
-			strbuf_release(&whole);
-			return; /* out of memory: the next query's end tries again */
-		}
-		pg->want_sync = false;
-		pg->sync_waiters = TAKE_PTR(pg->waiters);
-		snprintf(after, sizeof(after), "%lld", (long long)MAX(pg->seen_seq - SYNC_OVERLAP, 0));
-		sparams[0] = pg->sync_xmin[0] ? pg->sync_xmin : after;
-		sparams[1] = whole.buf;
-		pg->sync_xmin_next[0] = '\0';
-		pg->sync_rows = 0;
-		r = pg_send(pg, Q_SYNC, pg->sync_xmin[0] ? pgsql_sync_xid : pgsql_sync_seq, 2, sparams);
-		strbuf_release(&whole);
+	} else if (pg->sync_more || pg->want_sync || pg->waiters) {
+		r = sync_send(pg);
 	} else if (retain_due(pg))
 		r = retain_send(pg);
 	if (r < 0)
@@ -1119,14 +1222,26 @@ static void pg_query_done(struct pgstore *pg)
 		break;
 	case Q_SYNC:
 		if (!pg->q_error[0]) {
-			strbuf_reset(&pg->resync);
+			pg->sync_pages++;
+			/* A full page: the next goes at once (after a tick
+			 * due); the waiters wait for the last. */
+			if (pg->sync_page_rows >= LOAD_PAGE) {
+				pg->sync_more = true;
+				break;
+			}
+			strbuf_reset(&pg->resyncing);
 			if (pg->sync_xmin_next[0])
 				memcpy(pg->sync_xmin, pg->sync_xmin_next, sizeof(pg->sync_xmin));
-			log_debug("PostgreSQL store: read %llu events of other nodes' commits (from transaction %s on)",
-				  (unsigned long long)pg->sync_rows, pg->sync_xmin);
+			log_debug(
+				"PostgreSQL store: read %llu events of other nodes' commits in %llu page(s) (by %s %s); "
+				"the next read from transaction %s on",
+				(unsigned long long)pg->sync_rows, (unsigned long long)pg->sync_pages,
+				pg->sync_by_xid ? "transaction from" : "seq after", pg->sync_from, pg->sync_xmin);
 			claims_take(pg);
-		} else
+		} else {
+			sync_abandon(pg);
 			log_warn("PostgreSQL store: reading the other nodes' events failed: %s", pg->q_error);
+		}
 		waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), pg->q_error[0] ? -EIO : 0);
 		break;
 	case Q_RETAIN:
@@ -1229,12 +1344,20 @@ int pgstore_check_server_version(int version, char err[static CONFIG_ERROR_MAX])
 	return -ENOTSUP;
 }
 
+/* The class of the session lock each node holds on its name (the two-int
+ * form; not ASCII): two daemons configured with the same [store] node would
+ * take each other's events for their own. */
+#define NODE_LOCK_CLASS "1580962247"
+
 /* The connection is made: create or migrate the schema before anything
- * else goes; on a server too old for it, nothing will ever work: the
+ * else goes (this node's name lock first); on a server too old for it, nothing will ever work: the
  * daemon stops, as on a schema newer than it knows. */
 static void pg_migrate(struct pgstore *pg)
 {
+	_cleanup_free_ char *sql = NULL;
+	char *node;
 	char err[CONFIG_ERROR_MAX];
+	int r;
 
 	if (pgstore_check_server_version(PQserverVersion(pg->conn), err) < 0) {
 		log_err("%s", err);
@@ -1243,7 +1366,21 @@ static void pg_migrate(struct pgstore *pg)
 		sd_event_exit(pg->d->event, 1);
 		return;
 	}
-	if (PQsetnonblocking(pg->conn, 1) != 0 || !PQsendQuery(pg->conn, pg->schema_sql)) {
+	if (PQsetnonblocking(pg->conn, 1) != 0 ||
+	    !(node = PQescapeLiteral(pg->conn, pg->d->cfg->store_node, strlen(pg->d->cfg->store_node)))) {
+		pg_lost(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	/* The node's lock first, in the same round trip as the schema. */
+	r = asprintf(&sql, "SELECT pg_try_advisory_lock(" NODE_LOCK_CLASS ", hashtext(%s)) AS node_lock;%s", node,
+		     pg->schema_sql);
+	PQfreemem(node);
+	if (r < 0) {
+		sql = NULL;
+		pg_lost(pg, "out of memory");
+		return;
+	}
+	if (!PQsendQuery(pg->conn, sql)) {
 		pg_lost(pg, PQerrorMessage(pg->conn));
 		return;
 	}
@@ -1265,7 +1402,9 @@ static void pg_migrate_results(struct pgstore *pg)
 	while (!PQisBusy(pg->conn) && (res = PQgetResult(pg->conn))) {
 		ExecStatusType st = PQresultStatus(res);
 
-		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
+		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQfnumber(res, "node_lock") == 0)
+			pg->node_locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		else if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
 			version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
 		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !*err)
 			pg_message(PQresultErrorMessage(res), err, sizeof(err));
@@ -1280,6 +1419,18 @@ static void pg_migrate_results(struct pgstore *pg)
 		pg_lost(pg, why);
 		return;
 	}
+	/* Another daemon holds this node's name (or this one's former
+	 * session, not yet ended: the lock comes once it is). */
+	if (!pg->node_locked) {
+		if (!pg->node_lock_said)
+			log_err("another blinkhookd is connected to the PostgreSQL store as node %s; each node needs its "
+				"own [store] node",
+				pg->d->cfg->store_node);
+		pg->node_lock_said = true;
+		pg_lost(pg, "another blinkhookd is connected as this node");
+		return;
+	}
+	pg->node_lock_said = false;
 	if (version > PGSQL_SCHEMA_VERSION) {
 		log_err("the PostgreSQL store's schema is version %d, newer than this blinkhookd knows (%d): run the "
 			"newer blinkhookd that migrated it",
@@ -1542,6 +1693,9 @@ void pgstore_close(struct daemon *d)
 	strbuf_release(&pg->claimed);
 	strbuf_release(&pg->taken);
 	strbuf_release(&pg->resync);
+	strbuf_release(&pg->resyncing);
+	strbuf_release(&pg->sync_whole);
+	strbuf_release(&pg->reread);
 	if (pg->conn)
 		PQfinish(pg->conn);
 	secret_key_free(pg->key);
