@@ -143,8 +143,10 @@ const char pgsql_tick[] =
  * that took its seq before another's and committed after it is among them
  * (it was running then, or began after), and nothing else is read again.
  * Before the first such read (the load does not know the xmin), those
- * after SYNC_OVERLAP below the highest seq seen ($1 of pgsql_sync_seq), as
- * before.  The cost is the events since the oldest transaction
+ * after SYNC_OVERLAP below the highest seq seen ($1 of pgsql_sync_seq):
+ * the first read of each connection (the load does not know the xmin, and
+ * a promoted standby may give out again the xids of transactions it never
+ * received).  The cost is the events since the oldest transaction
  * running at the last read: small, unless a long transaction elsewhere in
  * the cluster holds the xmin back.
  *
@@ -208,7 +210,7 @@ const char pgsql_retain[] = "WITH old AS (SELECT id FROM jobs WHERE state IN ('c
 			    " SELECT count(*) FROM jb";
 
 /* The next slot of a pacing scope, for one job, fenced by its lease: only
- * while the job is still this node's and its lease has not run out (a node
+ * while the job is still queued, this node's, and its lease has not run out (a node
  * stopped or cut off past its lease must not submit what another node took
  * meanwhile) is the lease renewed to cover the submission and the scope's
  * row moved on by $2 from the later of its time and now.  The answer: the

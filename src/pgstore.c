@@ -32,7 +32,7 @@
 
 /* Whether a quoted part of libpq's parse error may be shown: an option's
  * name that libpq took as a key (lower-case letters and underscores, as
- * all of libpq's are), or one punctuation mark ("=", "]").  Anything else
+ * all of libpq's are), or one punctuation mark (= ] : / ? & @ ,).  Anything else
  * may be a password's piece: libpq quotes the word after a value with a
  * blank in it ("missing = after ..."), a percent-encoded token, even the
  * whole URI. */
