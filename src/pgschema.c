@@ -142,11 +142,11 @@ const char pgsql_tick[] =
  * read, that is whose xid is at least that read's xmin ($1): a transaction
  * that took its seq before another's and committed after it is among them
  * (it was running then, or began after), and nothing else is read again.
- * Before the first such read (the load does not know the xmin), those
- * after SYNC_OVERLAP below the highest seq seen ($1 of pgsql_sync_seq):
- * the first read of each connection (the load does not know the xmin, and
- * a promoted standby may give out again the xids of transactions it never
- * received).  The cost is the events since the oldest transaction
+ * Without such an xmin, those after SYNC_OVERLAP below the highest seq
+ * seen ($1 of pgsql_sync_seq): after a load that noted none (an empty
+ * database), and at the first read of every later connection (a promoted
+ * standby may give out again the xids of transactions it never received).
+ * The cost is the events since the oldest transaction
  * running at the last read: small, unless a long transaction elsewhere in
  * the cluster holds the xmin back.
  *
