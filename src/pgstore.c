@@ -972,13 +972,14 @@ static bool reserve_ready(const struct pgstore *pg)
 }
 
 /* The commit waits for its turn: after a commit, a query of another kind
- * that waits (LISTEN, a slot, a read) goes first, or a steady stream of
+ * that waits (LISTEN, a slot, a read or its next page) goes first, or a steady stream of
  * records (one arriving within each commit's round trip) would hold them
  * back for good.  Not at a stop: then the commit is what matters. */
 static bool commit_yields(const struct pgstore *pg)
 {
 	return pg->last_commit && !pg->waiting &&
-	       (!pg->listening || (pg->want_reserve && reserve_ready(pg)) || pg->want_sync || pg->waiters);
+	       (!pg->listening || (pg->want_reserve && reserve_ready(pg)) || pg->want_sync || pg->waiters ||
+		pg->sync_more);
 }
 
 /* A read of the other nodes' events: its next page, or a new read (by xid
