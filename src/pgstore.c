@@ -972,9 +972,10 @@ static bool reserve_ready(const struct pgstore *pg)
 }
 
 /* The commit waits for its turn: after a commit, a query of another kind
- * that waits (LISTEN, a slot, a read or its next page) goes first, or a steady stream of
- * records (one arriving within each commit's round trip) would hold them
- * back for good.  Not at a stop: then the commit is what matters. */
+ * that waits (LISTEN, a slot, a read or its next page) goes first, or a
+ * steady stream of records (one arriving within each commit's round trip)
+ * would hold them back for good.  Not at a stop: then the commit is what
+ * matters. */
 static bool commit_yields(const struct pgstore *pg)
 {
 	return pg->last_commit && !pg->waiting &&
