@@ -155,6 +155,13 @@ check "the old primary read-only, the daemon leaves it for the promoted standby"
 	wait_until 20 grep -q "reconnected to the PostgreSQL store at 127.0.0.1:$PG_STANDBY_PORT " "$T/daemon.log"
 check "and the jobs complete there" \
 	wait_until 40 eval 'PG_DIR=$STANDBY pg_count_is "serial like '"'Q2AA-PGFO%'"' and state = '"'complete'"'" 3'
+if [ "$FAILS" -gt 0 ]; then
+	# What the jobs and the daemon say, for a failure in CI (whose
+	# directories are not kept).
+	PG_DIR=$STANDBY pg_sql "select id, state, owner, lease_until, attempts from jobs where serial like 'Q2AA-PGFO%'" |
+		sed 's/^/# /'
+	tail -n 40 "$T/daemon.log" | sed 's/^/# /'
+fi
 stop_daemon
 check "the daemon stops cleanly" test "$D_STATUS" = 0
 pg_sql "alter system reset default_transaction_read_only" >/dev/null
