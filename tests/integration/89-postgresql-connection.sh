@@ -154,7 +154,7 @@ pg_sql "select pg_reload_conf()" >/dev/null
 check "the old primary read-only, the daemon leaves it for the promoted standby" \
 	wait_until 20 grep -q "reconnected to the PostgreSQL store at 127.0.0.1:$PG_STANDBY_PORT " "$T/daemon.log"
 check "and the jobs complete there" \
-	wait_until 40 eval 'PG_DIR=$STANDBY pg_count_is "serial like '"'Q2AA-PGFO%'"' and state = '"'complete'"'" 3'
+	wait_until 60 eval 'PG_DIR=$STANDBY pg_count_is "serial like '"'Q2AA-PGFO%'"' and state = '"'complete'"'" 3'
 if [ "$FAILS" -gt 0 ]; then
 	# What the jobs and the daemon say, for a failure in CI (whose
 	# directories are not kept).
