@@ -65,10 +65,41 @@ after_reconnect() { sed -n '/reconnected to the PostgreSQL store/,$p' "$T/daemon
 	grep "PostgreSQL store: read [0-9]* events of other nodes' commits" | sed -n "${1}p"; }
 wait_until 10 test -n "$(after_reconnect 1)"
 diag "$(after_reconnect 1)"
-check "its first read of the other nodes' events goes by seq" eval 'after_reconnect 1 | grep -q "(by seq after "'
+check "its first read of the other nodes' events goes by the last xmin or by seq" \
+	eval 'after_reconnect 1 | grep -q "(by transaction from [0-9]* or seq after [0-9]*)"'
 pg_sql "select pg_notify('blinkhook_events', '')" >/dev/null
 wait_until 10 test -n "$(after_reconnect 2)"
 check "the next by transaction, from the first's xmin" eval 'after_reconnect 2 | grep -q "(by transaction from "'
+
+# ---- 3b. a transaction running at the last read before a loss ----
+# Another "node" inserts an event and holds its transaction open while
+# more than SYNC_OVERLAP later events commit and are read; it commits just
+# as the node's connection ends: the first read after the reconnection
+# must find it (by the xmin kept across the loss; by seq it is too old).
+mkfifo "$T/t.fifo"
+PGPASSFILE=$T/pgpass "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h 127.0.0.1 -p "$(pg_port "$PG_DIR")" \
+	-U "$PG_SUPER" -d blinkhook <"$T/t.fifo" >"$T/t.out" 2>&1 &
+PIDS+=($!)
+exec 7>"$T/t.fifo"
+echo "begin; insert into events (job_id, node, record)
+	select 'late-0001', 'n0', record || '{\"id\": \"late-0001\", \"serial\": \"Q2AA-LATE-0001\"}'::jsonb
+	from events where job_id = '$real' order by seq limit 1;" >&7
+open_tx() { test "$(pg_sql "select count(*) from pg_stat_activity where state = 'idle in transaction'")" = 1; }
+wait_until 10 open_tx
+n=$(reads)
+pg_sql "insert into events (job_id, node, record)
+		select 'more-' || g, 'n0', record || jsonb_build_object('id', 'more-' || g, 'serial', 'Q2AA-MORE-0001')
+		from (select record from events where job_id = '$real' order by seq limit 1) r, generate_series(1, 1500) g;
+	select pg_notify('blinkhook_events', '')" >/dev/null
+check "the later events are read" wait_until 30 grep -q "job more-1500: queued, recorded by node n0" "$T/daemon.log"
+wait_until 10 reads_above "$n"
+reconnects() { grep -c "reconnected to the PostgreSQL store" "$T/daemon.log"; }
+r0=$(reconnects)
+echo "commit; select pg_terminate_backend(pid) from pg_stat_activity where usename = 'blinkhook';" >&7
+exec 7>&-
+check "the node reconnects again" wait_until 20 eval '[ "$(reconnects)" -gt "$r0" ]'
+check "the transaction's event is read after the reconnection" \
+	wait_until 15 grep -q "job late-0001: queued, recorded by node n0" "$T/daemon.log"
 
 # ---- 4. two daemons with the same node name ----
 P2=$(free_port)
