@@ -998,8 +998,9 @@ static bool commit_yields(const struct pgstore *pg)
 }
 
 /* A read of the other nodes' events: its next page, or a new read (by xid
- * from the last read's xmin, or by seq before the first such read, and the
- * jobs to read whole).  0 also when out of memory (the next query's end
+ * from the last read's xmin, or by seq before the first such read, by
+ * either at the first of a connection after a loss when one was noted, and
+ * the jobs to read whole).  0 also when out of memory (the next query's end
  * tries again). */
 static int sync_send(struct pgstore *pg)
 {
