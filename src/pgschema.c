@@ -146,6 +146,12 @@ const char pgsql_tick[] =
  * seen ($1 of pgsql_sync_seq): after a load that noted none (an empty
  * database), and at the first read of every later connection (a promoted
  * standby may give out again the xids of transactions it never received).
+ * That first read, when an earlier connection noted an xmin, takes both
+ * (pgsql_sync_either, $4 the seq): the transactions running at the last
+ * read before the loss may have committed since with seqs far below the
+ * highest seen (only their xids find them), and a promoted standby's
+ * reused lower xids are found by the seq; reading more is harmless (an
+ * event already applied is left out).
  * The cost is the events since the oldest transaction
  * running at the last read: small, unless a long transaction elsewhere in
  * the cluster holds the xmin back.
@@ -167,6 +173,14 @@ const char pgsql_sync_seq[] =
 	" (SELECT record, job_id, seq, node FROM events WHERE seq > greatest($1::bigint, $3::bigint)"
 	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[]) AND seq <= $1::bigint"
 	" AND seq > $3::bigint ORDER BY seq LIMIT " SYNC_PAGE_SQL ") e"
+	" ON true ORDER BY e.seq";
+const char pgsql_sync_either[] =
+	"SELECT e.record::text, e.job_id, e.seq, e.node, x.xmin FROM"
+	" (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin) x LEFT JOIN"
+	" (SELECT record, job_id, seq, node FROM events WHERE (xid >= $1::xid8 OR seq > $4::bigint)"
+	" AND seq > $3::bigint"
+	" UNION ALL SELECT record, job_id, seq, node FROM events WHERE job_id = ANY($2::text[])"
+	" AND xid < $1::xid8 AND seq <= $4::bigint AND seq > $3::bigint ORDER BY seq LIMIT " SYNC_PAGE_SQL ") e"
 	" ON true ORDER BY e.seq";
 
 #define LOAD_PAGE_SQL PG_STR(LOAD_PAGE)

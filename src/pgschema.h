@@ -26,7 +26,7 @@ extern const int pgsql_schema_version;
 #define RETAIN_BATCH 1000
 
 extern const char pgsql_key[], pgsql_commit[], pgsql_tick[], pgsql_sync_xid[], pgsql_sync_seq[], pgsql_load[],
-	pgsql_retain[], pgsql_reserve[], pgsql_read[];
+	pgsql_sync_either[], pgsql_retain[], pgsql_reserve[], pgsql_read[];
 
 /* The schema transaction's text (the migrations this daemon knows, each
  * run once); malloc()ed, NULL when out of memory. */

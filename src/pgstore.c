@@ -242,6 +242,10 @@ struct pgstore {
 	 * page of it calls for the next; this node's lock on its name was
 	 * taken by the last connection, its refusal said. */
 	bool sync_by_xid, sync_more, node_locked, node_lock_said;
+	/* The read in flight goes by xid or seq (the first of a connection
+	 * after a loss, with sync_xmin_saved); a read is under way (its first
+	 * page sent, not yet ended). */
+	bool sync_either, sync_open;
 	/* The ids of the jobs queued here that the last commit found taken by
 	 * other jobs (one a line), and those whose events the next sync reads
 	 * whole (this node's own job of that id was dropped). */
@@ -250,6 +254,13 @@ struct pgstore {
 	 * of the read in flight, and how many events that one brought. */
 	char sync_xmin[24], sync_xmin_next[24];
 	uint64_t sync_rows;
+	/* The xmin of the last read before the connection was lost ("" when
+	 * none was noted, or once a read of the new connection ended), and
+	 * the highest seq seen when the read in flight began (a read cut
+	 * short gives back what its pages raised, so the next read's window
+	 * is not moved past events it did not finish reading). */
+	char sync_xmin_saved[24];
+	int64_t sync_seen_start;
 	/* A read of the events, a page at a time: whether it goes by xid
 	 * (else by seq) and from which, the jobs it reads whole (taken from
 	 * resync at its first page, given back if it fails) and their array
@@ -257,7 +268,7 @@ struct pgstore {
 	 * flight (whether a full page calls for the next: sync_more, above).
 	 * The ids claimed that this node did not know, read whole once (one a
 	 * line). */
-	char sync_from[24];
+	char sync_from[24], sync_seq_from[24];
 	struct strbuf resyncing, sync_whole;
 	uint64_t sync_pages, sync_page_rows;
 	int64_t sync_page_after;
@@ -371,7 +382,12 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	/* The xids of another server (a standby promoted after an
 	 * asynchronous failover reuses those it never received) say nothing
 	 * of what this node read: the first read of a new connection goes by
-	 * seq, and a read cut short starts again. */
+	 * seq, and a read cut short starts again.  Yet a transaction running
+	 * at the last read may commit meanwhile with a seq far below the
+	 * highest seen: the last xmin is kept, and that first read goes by
+	 * either (a promoted standby's reused lower xids are found by seq). */
+	if (pg->sync_xmin[0])
+		memcpy(pg->sync_xmin_saved, pg->sync_xmin, sizeof(pg->sync_xmin_saved));
 	pg->sync_xmin[0] = '\0';
 	sync_abandon(pg);
 	waiters_run(pg->d, TAKE_PTR(pg->sync_waiters), -EIO);
@@ -984,13 +1000,14 @@ static bool commit_yields(const struct pgstore *pg)
 }
 
 /* A read of the other nodes' events: its next page, or a new read (by xid
- * from the last read's xmin, or by seq before the first such read, and the
- * jobs to read whole).  0 also when out of memory (the next query's end
+ * from the last read's xmin, or by seq before the first such read, by
+ * either at the first of a connection after a loss when one was noted, and
+ * the jobs to read whole).  0 also when out of memory (the next query's end
  * tries again). */
 static int sync_send(struct pgstore *pg)
 {
 	char page_after[24];
-	const char *params[3];
+	const char *params[4];
 
 	if (!pg->sync_more) {
 		struct strbuf whole = STRBUF_INIT;
@@ -1009,11 +1026,18 @@ static int sync_send(struct pgstore *pg)
 		pg->want_sync = false;
 		pg->sync_waiters = TAKE_PTR(pg->waiters);
 		pg->sync_by_xid = pg->sync_xmin[0] != '\0';
+		pg->sync_either = !pg->sync_by_xid && pg->sync_xmin_saved[0] != '\0';
 		if (pg->sync_by_xid)
 			snprintf(pg->sync_from, sizeof(pg->sync_from), "%s", pg->sync_xmin);
-		else
-			snprintf(pg->sync_from, sizeof(pg->sync_from), "%lld",
+		else if (pg->sync_either)
+			snprintf(pg->sync_from, sizeof(pg->sync_from), "%s", pg->sync_xmin_saved);
+		if (!pg->sync_by_xid)
+			snprintf(pg->sync_seq_from, sizeof(pg->sync_seq_from), "%lld",
 				 (long long)MAX(pg->seen_seq - SYNC_OVERLAP, 0));
+		if (!pg->sync_by_xid && !pg->sync_either)
+			memcpy(pg->sync_from, pg->sync_seq_from, sizeof(pg->sync_from));
+		pg->sync_seen_start = pg->seen_seq;
+		pg->sync_open = true;
 		pg->sync_xmin_next[0] = '\0';
 		pg->sync_rows = pg->sync_pages = 0;
 		pg->sync_page_after = 0;
@@ -1024,11 +1048,16 @@ static int sync_send(struct pgstore *pg)
 	params[0] = pg->sync_from;
 	params[1] = pg->sync_whole.buf;
 	params[2] = page_after;
+	params[3] = pg->sync_seq_from;
+	if (pg->sync_either)
+		return pg_send(pg, Q_SYNC, pgsql_sync_either, 4, params);
 	return pg_send(pg, Q_SYNC, pg->sync_by_xid ? pgsql_sync_xid : pgsql_sync_seq, 3, params);
 }
 
 /* A read that failed or was cut short: the jobs it was to read whole are
- * read at the next. */
+ * read at the next, and the highest seq seen is what it was when the read
+ * began (the next read by seq covers what this one did not finish; events
+ * its pages applied are left out when read again). */
 static void sync_abandon(struct pgstore *pg)
 {
 	const char *p = pg->resyncing.buf;
@@ -1044,6 +1073,9 @@ static void sync_abandon(struct pgstore *pg)
 	}
 	strbuf_reset(&pg->resyncing);
 	pg->sync_more = false;
+	if (pg->sync_open)
+		pg->seen_seq = pg->sync_seen_start;
+	pg->sync_open = false;
 }
 
 /* Connected, loaded, nothing in flight: a tick that fell due first, then
@@ -1232,13 +1264,20 @@ static void pg_query_done(struct pgstore *pg)
 				break;
 			}
 			strbuf_reset(&pg->resyncing);
-			if (pg->sync_xmin_next[0])
+			pg->sync_open = false;
+			/* The read's xmin, once it ended: one cut short keeps the
+			 * last (and the one saved across a loss). */
+			if (pg->sync_xmin_next[0]) {
 				memcpy(pg->sync_xmin, pg->sync_xmin_next, sizeof(pg->sync_xmin));
+				pg->sync_xmin_saved[0] = '\0';
+			}
 			log_debug(
-				"PostgreSQL store: read %llu events of other nodes' commits in %llu page(s) (by %s %s); "
+				"PostgreSQL store: read %llu events of other nodes' commits in %llu page(s) (by %s %s%s%s); "
 				"the next read from transaction %s on",
 				(unsigned long long)pg->sync_rows, (unsigned long long)pg->sync_pages,
-				pg->sync_by_xid ? "transaction from" : "seq after", pg->sync_from, pg->sync_xmin);
+				pg->sync_by_xid || pg->sync_either ? "transaction from" : "seq after", pg->sync_from,
+				pg->sync_either ? " or seq after " : "", pg->sync_either ? pg->sync_seq_from : "",
+				pg->sync_xmin);
 			claims_take(pg);
 		} else {
 			sync_abandon(pg);

@@ -65,10 +65,80 @@ after_reconnect() { sed -n '/reconnected to the PostgreSQL store/,$p' "$T/daemon
 	grep "PostgreSQL store: read [0-9]* events of other nodes' commits" | sed -n "${1}p"; }
 wait_until 10 test -n "$(after_reconnect 1)"
 diag "$(after_reconnect 1)"
-check "its first read of the other nodes' events goes by seq" eval 'after_reconnect 1 | grep -q "(by seq after "'
+check "its first read of the other nodes' events goes by the last xmin or by seq" \
+	eval 'after_reconnect 1 | grep -q "(by transaction from [0-9]* or seq after [0-9]*)"'
 pg_sql "select pg_notify('blinkhook_events', '')" >/dev/null
 wait_until 10 test -n "$(after_reconnect 2)"
 check "the next by transaction, from the first's xmin" eval 'after_reconnect 2 | grep -q "(by transaction from "'
+
+# ---- 3b. a transaction running at the last read before a loss ----
+# Another "node" inserts an event and holds its transaction open while
+# more than SYNC_OVERLAP later events commit and are read; it commits just
+# as the node's connection ends: the first read after the reconnection
+# must find it (by the xmin kept across the loss; by seq it is too old).
+mkfifo "$T/t.fifo"
+PGPASSFILE=$T/pgpass "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h 127.0.0.1 -p "$(pg_port "$PG_DIR")" \
+	-U "$PG_SUPER" -d blinkhook <"$T/t.fifo" >"$T/t.out" 2>&1 &
+PIDS+=($!)
+exec 7>"$T/t.fifo"
+echo "begin; insert into events (job_id, node, record)
+	select 'late-0001', 'n0', record || '{\"id\": \"late-0001\", \"serial\": \"Q2AA-LATE-0001\"}'::jsonb
+	from events where job_id = '$real' order by seq limit 1;" >&7
+open_tx() { test "$(pg_sql "select count(*) from pg_stat_activity where state = 'idle in transaction'")" = 1; }
+wait_until 10 open_tx
+n=$(reads)
+pg_sql "insert into events (job_id, node, record)
+		select 'more-' || g, 'n0', record || jsonb_build_object('id', 'more-' || g, 'serial', 'Q2AA-MORE-0001')
+		from (select record from events where job_id = '$real' order by seq limit 1) r, generate_series(1, 1500) g;
+	select pg_notify('blinkhook_events', '')" >/dev/null
+check "the later events are read" wait_until 30 grep -q "job more-1500: queued, recorded by node n0" "$T/daemon.log"
+wait_until 10 reads_above "$n"
+reconnects() { grep -c "reconnected to the PostgreSQL store" "$T/daemon.log"; }
+r0=$(reconnects)
+echo "commit; select pg_terminate_backend(pid) from pg_stat_activity where usename = 'blinkhook';" >&7
+exec 7>&-
+check "the node reconnects again" wait_until 20 eval '[ "$(reconnects)" -gt "$r0" ]'
+check "the transaction's event is read after the reconnection" \
+	wait_until 15 grep -q "job late-0001: queued, recorded by node n0" "$T/daemon.log"
+
+# ---- 3c. a read cut off part-way ----
+# A backlog of several pages; a session waits until a page of the node's
+# read holds its lock on events, then asks for an exclusive lock: a later
+# page waits behind it, and the connection ends there.  The pages read
+# must not move the next read's seq window past the backlog's start.
+mkfifo "$T/c.fifo"
+PGPASSFILE=$T/pgpass "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h 127.0.0.1 -p "$(pg_port "$PG_DIR")" \
+	-U "$PG_SUPER" -d blinkhook <"$T/c.fifo" >"$T/c.out" 2>&1 &
+PIDS+=($!)
+exec 7>"$T/c.fifo"
+s0=$(pg_sql "select max(seq) from events")
+echo "begin; do \$\$ begin
+	for i in 1..200000 loop
+		exit when exists (select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+			where a.usename = 'blinkhook' and l.relation = 'events'::regclass and l.granted);
+		perform pg_stat_clear_snapshot();
+	end loop; end \$\$;
+	lock table events in access exclusive mode;" >&7
+pg_sql "insert into events (job_id, node, record)
+		select 'cut-' || g, 'n0', record || jsonb_build_object('id', 'cut-' || g, 'serial', 'Q2AA-CUTS-0001')
+		from (select record from events where job_id = '$real' order by seq limit 1) r, generate_series(1, 20000) g;
+	select pg_notify('blinkhook_events', '')" >/dev/null
+page_waits() { test "$(pg_sql "select count(*) from pg_stat_activity where usename = 'blinkhook'
+	and wait_event_type = 'Lock' and query like '%FROM events WHERE%'")" -ge 1; }
+check "a later page of the read waits for the lock" wait_until 20 page_waits
+r0=$(reconnects)
+pg_sql "select pg_terminate_backend(pid) from pg_stat_activity where usename = 'blinkhook'" >/dev/null
+echo "rollback;" >&7
+exec 7>&-
+wait_until 20 eval '[ "$(reconnects)" -gt "$r0" ]'
+after_last_reconnect() { awk '/reconnected to the PostgreSQL store/ { buf = ""; next }
+	/PostgreSQL store: read [0-9]* events of other nodes/ { buf = buf $0 "\n" } END { printf "%s", buf }' \
+	"$T/daemon.log" | sed -n "${1}p"; }
+wait_until 20 test -n "$(after_last_reconnect 1)"
+diag "$(after_last_reconnect 1) (the backlog after seq $s0)"
+from=$(after_last_reconnect 1 | sed -n 's/.* or seq after \([0-9]*\)).*/\1/p')
+check "the next read's seq window starts before the backlog ($from < $s0)" test "${from:-$s0}" -lt "$s0"
+check "the whole backlog is read" wait_until 20 grep -q "job cut-20000: queued, recorded by node n0" "$T/daemon.log"
 
 # ---- 4. two daemons with the same node name ----
 P2=$(free_port)
