@@ -599,8 +599,8 @@ static bool ids_have(const struct strbuf *sb, const char *id)
  * seen it and it applies (a repeat, or one behind what this node knows, is
  * left out); the job's control follows.  A job first seen this way is that
  * node's, unless this node has just claimed it. */
-static void sync_one(struct pgstore *pg, struct job_event_store *store, const char *text, const char *seq,
-		     const char *node)
+static void sync_one(struct pgstore *pg, struct job_event_store *store, const char *text, const char *job_id,
+		     const char *seq, const char *node)
 {
 	struct daemon *d = pg->d;
 	struct job_event ev;
@@ -609,8 +609,10 @@ static void sync_one(struct pgstore *pg, struct job_event_store *store, const ch
 	bool created;
 
 	pg->seen_seq = MAX(pg->seen_seq, s);
-	if (strcmp(node, d->cfg->store_node) == 0)
-		return; /* this node's: applied when it was recorded */
+	/* This node's: applied when it was recorded; unless the job is read
+	 * whole (its table entry was dropped: claims_take). */
+	if (strcmp(node, d->cfg->store_node) == 0 && !ids_have(&pg->resyncing, job_id))
+		return;
 	if (job_event_parse(text, strlen(text), &ev, store) < 0)
 		return;
 	j = job_table_find(&d->ledger.jobs, ev.id);
@@ -737,7 +739,20 @@ static void claims_take(struct pgstore *pg)
 		p = nl ? nl + 1 : p + n;
 		j = job_table_find(&d->ledger.jobs, id);
 		reread = ids_have(&pg->reread, id);
-		if (!j) {
+		/* The tick claims only unfinished rows: a job this node holds
+		 * final, its end committed before the tick went, is one whose
+		 * end the database lost (a failover with asynchronous
+		 * replication: the promoted standby never received it).  The
+		 * store is the truth: the job is read again as it has it, and
+		 * worked from there (asked of Meraki as any submitted job). */
+		if (j && !reread && job_state_is_final(j->state) && !j->userdata && j->log_seq <= pg->tick_synced) {
+			log_job(LOG_WARNING, j->id, j->serial, job_state_to_string(j->state),
+				"job %s: %s here, but the PostgreSQL store has it unfinished (its end was lost, as "
+				"in a failover); reading it again from the store",
+				j->id, job_state_to_string(j->state));
+			job_table_remove(&d->ledger.jobs, j);
+			j = NULL;
+		} else if (!j) {
 			if (reread) {
 				log_job(LOG_WARNING, id, NULL, NULL,
 					"job %s: claimed, but the PostgreSQL store has no events for it; left alone",
@@ -746,6 +761,8 @@ static void claims_take(struct pgstore *pg)
 			}
 			log_job(LOG_NOTICE, id, NULL, NULL,
 				"job %s: claimed, but this node has not read its events; reading them whole", id);
+		}
+		if (!j) {
 			(void)strbuf_addf(&keep, "%s\n", id);
 			(void)strbuf_addf(&again, "%s\n", id);
 			if (!ids_have(&pg->resync, id))
@@ -849,7 +866,7 @@ static void pg_results(struct pgstore *pg)
 				pg->sync_rows++;
 				pg->sync_page_rows++;
 				pg->sync_page_after = MAX(pg->sync_page_after, seq_value(PQgetvalue(res, i, 2)));
-				sync_one(pg, store, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2),
+				sync_one(pg, store, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
 					 PQgetvalue(res, i, 3));
 			}
 		} else if (pg->q == Q_COMMIT && !pg->q_error[0] && PQntuples(res) == 1 && PQnfields(res) == 2) {

@@ -31,7 +31,7 @@ pg_sql "delete from events where job_id = '$id' and seq > (select min(seq) from 
 check "the rolled-back row says submitted" pg_count_is "id = '$id' and state = 'submitted'" 1
 
 check "the node finds the end it recorded is not in the store, and says so" \
-	wait_until 15 grep -q "job $id: complete here, but the PostgreSQL store has it submitted" "$T/daemon.log"
+	wait_until 15 grep -q "job $id: complete here, but the PostgreSQL store has it unfinished" "$T/daemon.log"
 check "it asks Meraki again (a poll), as for any submitted job" \
 	eval 'wait_until 20 eval "test \$(polls) -gt $polls0"'
 check "and the row ends complete again" \
