@@ -1382,7 +1382,7 @@ static void pg_migrate(struct pgstore *pg)
 			log_err("%s (%s:%s)", err, PQhost(pg->conn) ?: "?", PQport(pg->conn) ?: "?");
 		pg->old_said = true;
 		pg->host_skip++;
-		pg_lost(pg, err);
+		pg_lost(pg, "the server is too old");
 		return;
 	}
 	if (asprintf(&app_name, "blinkhookd node %s", pg->d->cfg->store_node) < 0) {
