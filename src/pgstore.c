@@ -189,6 +189,7 @@ struct pgstore {
 	bool ever_up;     /* the first connection was made */
 	bool down_logged; /* "unreachable" said, "reachable again" not yet */
 	bool fatal;       /* the schema is newer than this daemon: no retry */
+	bool old_said;    /* "the server is too old" said, no connection since */
 	char *schema_sql; /* the migration's text, built once */
 
 	/* The ledger's store: records appended (JSON, comma-separated) and the
@@ -243,12 +244,11 @@ struct pgstore {
 	 * taken by the last connection, its refusal said. */
 	bool sync_by_xid, sync_more, node_locked, node_lock_said;
 	/* The schema's round trip, whose results may come over several reads:
-	 * its first error, the version read, the idle seconds of an earlier
-	 * session of this node that it ended (-1: none). */
-	char mig_err[256];
+	 * the version read, the idle seconds of an earlier session of this
+	 * node that it ended (-1: none), its first error. */
 	int mig_version;
 	long long mig_ended_idle;
-	bool old_said; /* "the server is too old" said, since the last connection */
+	char mig_err[256];
 	/* The ids of the jobs queued here that the last commit found taken by
 	 * other jobs (one a line), and those whose events the next sync reads
 	 * whole (this node's own job of that id was dropped). */
@@ -1458,8 +1458,8 @@ static void pg_migrate_results(struct pgstore *pg)
 
 			for (int i = 0; i < PQntuples(res); i++)
 				if (strcmp(PQgetvalue(res, i, 0), "t") == 0)
-					pg->mig_ended_idle = MAX(pg->mig_ended_idle,
-								 strtoll(PQgetvalue(res, i, f), NULL, 10));
+					pg->mig_ended_idle =
+						MAX(pg->mig_ended_idle, strtoll(PQgetvalue(res, i, f), NULL, 10));
 		} else if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
 			pg->mig_version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
 		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !pg->mig_err[0])
