@@ -189,6 +189,7 @@ struct pgstore {
 	bool ever_up;     /* the first connection was made */
 	bool down_logged; /* "unreachable" said, "reachable again" not yet */
 	bool fatal;       /* the schema is newer than this daemon: no retry */
+	bool old_said;    /* "the server is too old" said, no connection since */
 	char *schema_sql; /* the migration's text, built once */
 
 	/* The ledger's store: records appended (JSON, comma-separated) and the
@@ -246,6 +247,12 @@ struct pgstore {
 	 * after a loss, with sync_xmin_saved); a read is under way (its first
 	 * page sent, not yet ended). */
 	bool sync_either, sync_open;
+	/* The schema's round trip, whose results may come over several reads:
+	 * the version read, the idle seconds of an earlier session of this
+	 * node that it ended (-1: none), its first error. */
+	int mig_version;
+	long long mig_ended_idle;
+	char mig_err[256];
 	/* The ids of the jobs queued here that the last commit found taken by
 	 * other jobs (one a line), and those whose events the next sync reads
 	 * whole (this node's own job of that id was dropped). */
@@ -1408,20 +1415,37 @@ int pgstore_check_server_version(int version, char err[static CONFIG_ERROR_MAX])
 #define NODE_LOCK_CLASS "1580962247"
 
 /* The connection is made: create or migrate the schema before anything
- * else goes (this node's name lock first); on a server too old for it, nothing will ever work: the
- * daemon stops, as on a schema newer than it knows. */
+ * else goes (this node's name lock first).  A server too old for the store
+ * is skipped like one that does not answer: another host of the conninfo
+ * may do, and this one may be upgraded; the daemon stops only on a schema
+ * newer than it knows. */
 static void pg_migrate(struct pgstore *pg)
 {
 	_cleanup_free_ char *sql = NULL;
-	char *node;
+	char *node, *app;
 	char err[CONFIG_ERROR_MAX];
+	_cleanup_free_ char *app_name = NULL;
+	uint64_t lease = pg->d->cfg->store_lease_usec;
+	unsigned long long keep, dead;
 	int r;
 
+	pg->mig_err[0] = '\0';
+	pg->mig_version = -1;
+	pg->mig_ended_idle = -1;
+	pg->node_locked = false;
 	if (pgstore_check_server_version(PQserverVersion(pg->conn), err) < 0) {
-		log_err("%s", err);
-		pg->fatal = true;
-		pg_lost(pg, "server too old");
-		sd_event_exit(pg->d->event, 1);
+		/* Said once, until a connection is made; pg_lost() says
+		 * "unreachable" once too. */
+		if (!pg->old_said)
+			log_err("%s (%s:%s)", err, PQhost(pg->conn) ?: "?", PQport(pg->conn) ?: "?");
+		pg->old_said = true;
+		pg->host_skip++;
+		pg_lost(pg, "the server is too old");
+		return;
+	}
+	if (asprintf(&app_name, "blinkhookd node %s", pg->d->cfg->store_node) < 0) {
+		app_name = NULL;
+		pg_lost(pg, "out of memory");
 		return;
 	}
 	if (PQsetnonblocking(pg->conn, 1) != 0 ||
@@ -1429,10 +1453,34 @@ static void pg_migrate(struct pgstore *pg)
 		pg_lost(pg, PQerrorMessage(pg->conn));
 		return;
 	}
-	/* The node's lock first, in the same round trip as the schema. */
-	r = asprintf(&sql, "SELECT pg_try_advisory_lock(" NODE_LOCK_CLASS ", hashtext(%s)) AS node_lock;%s", node,
-		     pg->schema_sql);
+	if (!(app = PQescapeLiteral(pg->conn, app_name, strlen(app_name)))) {
+		PQfreemem(node);
+		pg_lost(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	/* The server notices a client gone without a word (a power loss, a
+	 * network cut) only when TCP keepalive gives up, two hours by
+	 * default: until then this node's name stays locked.  The probes go
+	 * at a third of the lease.  And a session of this node's name idle
+	 * for two leases is that of a dead daemon (a live one runs its claim
+	 * tick every lease / 3): it is ended before the lock is tried (the
+	 * end is asynchronous: the next try takes the lock). */
+	keep = MAX(lease / 3 / USEC_PER_SEC, 1ULL);
+	dead = MAX(2 * lease / USEC_PER_SEC, 1ULL);
+	r = asprintf(&sql,
+		     "SET tcp_keepalives_idle = %llu; SET tcp_keepalives_interval = %llu; "
+		     "SET tcp_keepalives_count = 3; SET application_name = %s;"
+		     "SELECT pg_terminate_backend(a.pid) AS ended, "
+		     "floor(extract(epoch from now() - a.state_change))::bigint AS ended_idle "
+		     "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+		     "WHERE l.locktype = 'advisory' AND l.classid = " NODE_LOCK_CLASS "::oid "
+		     "AND l.objid = hashtext(%s)::oid AND l.objsubid = 2 AND l.granted "
+		     "AND a.pid <> pg_backend_pid() AND a.state = 'idle' "
+		     "AND a.state_change < now() - interval '%llu seconds';"
+		     "SELECT pg_try_advisory_lock(" NODE_LOCK_CLASS ", hashtext(%s)) AS node_lock;%s",
+		     keep, keep, app, node, dead, node, pg->schema_sql);
 	PQfreemem(node);
+	PQfreemem(app);
 	if (r < 0) {
 		sql = NULL;
 		pg_lost(pg, "out of memory");
@@ -1442,6 +1490,7 @@ static void pg_migrate(struct pgstore *pg)
 		pg_lost(pg, PQerrorMessage(pg->conn));
 		return;
 	}
+	pg->old_said = false;
 	pg->state = PG_MIGRATING;
 	pg_deadline(pg, pg_query_usec(pg));
 	/* The rest of the query may wait for the socket to take it. */
@@ -1450,11 +1499,11 @@ static void pg_migrate(struct pgstore *pg)
 }
 
 /* The schema transaction's results, one a statement: the version is the one
- * tuple-bearing result with one integer. */
+ * tuple-bearing result with one integer.  They may come over several reads
+ * of the socket (a synchronous standby delays the COMMIT's): what they say
+ * is kept in pg, and acted on at the end, when PQgetResult() says so. */
 static void pg_migrate_results(struct pgstore *pg)
 {
-	char err[256] = "";
-	int version = -1;
 	PGresult *res;
 
 	while (!PQisBusy(pg->conn) && (res = PQgetResult(pg->conn))) {
@@ -1462,18 +1511,31 @@ static void pg_migrate_results(struct pgstore *pg)
 
 		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQfnumber(res, "node_lock") == 0)
 			pg->node_locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-		else if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
-			version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
-		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !*err)
-			pg_message(PQresultErrorMessage(res), err, sizeof(err));
+		else if (st == PGRES_TUPLES_OK && PQfnumber(res, "ended_idle") >= 0) {
+			int f = PQfnumber(res, "ended_idle");
+
+			for (int i = 0; i < PQntuples(res); i++)
+				if (strcmp(PQgetvalue(res, i, 0), "t") == 0)
+					pg->mig_ended_idle =
+						MAX(pg->mig_ended_idle, strtoll(PQgetvalue(res, i, f), NULL, 10));
+		} else if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
+			pg->mig_version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !pg->mig_err[0])
+			pg_message(PQresultErrorMessage(res), pg->mig_err, sizeof(pg->mig_err));
 		PQclear(res);
 	}
+	/* Not the end yet: PQgetResult() has not said NULL. */
 	if (PQisBusy(pg->conn))
 		return;
-	if (*err) {
+	if (pg->mig_ended_idle >= 0) {
+		log_notice("ended the PostgreSQL session of an earlier run of node %s (idle for %llds)",
+			   pg->d->cfg->store_node, pg->mig_ended_idle);
+		pg->mig_ended_idle = -1;
+	}
+	if (pg->mig_err[0]) {
 		char why[300];
 
-		snprintf(why, sizeof(why), "creating or migrating the schema: %s", err);
+		snprintf(why, sizeof(why), "creating or migrating the schema: %s", pg->mig_err);
 		pg_lost(pg, why);
 		return;
 	}
@@ -1489,16 +1551,16 @@ static void pg_migrate_results(struct pgstore *pg)
 		return;
 	}
 	pg->node_lock_said = false;
-	if (version > PGSQL_SCHEMA_VERSION) {
+	if (pg->mig_version > PGSQL_SCHEMA_VERSION) {
 		log_err("the PostgreSQL store's schema is version %d, newer than this blinkhookd knows (%d): run the "
 			"newer blinkhookd that migrated it",
-			version, PGSQL_SCHEMA_VERSION);
+			pg->mig_version, PGSQL_SCHEMA_VERSION);
 		pg->fatal = true;
 		pg_lost(pg, "schema too new");
 		sd_event_exit(pg->d->event, 1);
 		return;
 	}
-	pg_up(pg, version);
+	pg_up(pg, pg->mig_version);
 }
 
 static void pg_connect_poll(struct pgstore *pg)

@@ -4,7 +4,8 @@
 # and worked, not renewed for good by nobody; a backlog is read a page at a
 # time; the first read after a reconnection goes by seq (the new server's
 # xids say nothing of what was read); a second daemon with the same node
-# name is refused (and takes over once the first is gone).
+# name is refused (and takes over once the first is gone); the session of a
+# dead run of a node (idle, holding the node's lock) is ended.
 . "$(dirname "$0")/../lib.sh"
 
 pg_start
@@ -157,5 +158,39 @@ stop_daemon
 check "the second takes the name once the first is gone" \
 	wait_until 40 curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$P2/healthz"
 check "it said so once ($(said))" test "$(said)" = 1
+
+# ---- 5. the session of a dead run of the node ----
+# A run cut off without a word (a power loss) leaves its session open, its
+# lock held, until the server notices: a session idle with the lock.
+kill -TERM "$B_PID"
+wait "$B_PID" 2>/dev/null
+(umask 077 && printf '127.0.0.1:*:*:%s:%s\n' "$PG_USER" "$PG_PASSWORD" >"$T/pgpass-node")
+(echo "select pg_advisory_lock(1580962247, hashtext('n1'));"; sleep 120) |
+	PGAPPNAME=deadrun PGPASSFILE=$T/pgpass-node "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" \
+		-d blinkhook >/dev/null 2>&1 &
+DEAD=$!
+PIDS+=($DEAD)
+dead_locked() {
+	test "$(pg_sql "select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid
+		where a.application_name = 'deadrun' and l.locktype = 'advisory' and l.granted")" = 1
+}
+check "a stale session of node n1 holds its lock" wait_until 10 dead_locked
+P3=$(free_port)
+mkdir -p "$T/c"
+sed -e "s|^listen = .*|listen = 127.0.0.1:$P3|" -e "s|^public_url = .*|public_url = http://127.0.0.1:$P3|" \
+	-e "s|^lease = .*|lease = 2s|" \
+	-e "s|^dir = $T/spool|dir = $T/c/spool|" -e "s|^dir = $T/state|dir = $T/c/state|" "$T/bh.conf" >"$T/c.conf"
+grep -q "^lease = 2s" "$T/c.conf" || diag "no lease line in $T/c.conf"
+MERAKI_DASHBOARD_API_KEY=$API_KEY "$BLINKHOOKD" -c "$T/c.conf" 2>>"$T/c.log" &
+C_PID=$!
+PIDS+=($C_PID)
+check "a new run of n1 is refused at first" \
+	wait_until 10 grep -q "another blinkhookd is connected to the PostgreSQL store as node n1" "$T/c.log"
+check "then ends the stale session and comes up" \
+	wait_until 20 curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$P3/healthz"
+check "saying so" grep -q "ended the PostgreSQL session of an earlier run of node n1 (idle for [0-9]*s)" "$T/c.log"
+check "the stale session is gone" eval '! dead_locked'
+kill -TERM "$C_PID"
+wait "$C_PID" 2>/dev/null
 
 [ "$FAILS" -eq 0 ]
