@@ -1763,39 +1763,31 @@ int pgstore_open(struct daemon *d)
 		return log_errno(LOG_ERR, r, "out of memory");
 	}
 	r = pg_deadlines_setup(pg);
-	if (r < 0) {
-		sd_event_source_disable_unref(pg->deadline);
-		secret_free(pg->password);
-		secret_free(pg->conninfo);
-		free(pg->schema_sql);
-		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
-	}
+	if (r < 0)
+		goto fail_loop;
 	r = sd_event_add_time(d->event, &pg->retry, CLOCK_MONOTONIC, 0, 0, on_pg_retry, pg);
-	if (r < 0) {
-		sd_event_source_disable_unref(pg->deadline);
-		secret_free(pg->password);
-		secret_free(pg->conninfo);
-		free(pg->schema_sql);
-		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
-	}
+	if (r < 0)
+		goto fail_loop;
 	(void)sd_event_source_set_description(pg->retry, "postgresql-retry");
 	(void)sd_event_source_set_enabled(pg->retry, SD_EVENT_OFF);
 	r = sd_event_add_time_relative(d->event, &pg->tick, CLOCK_MONOTONIC,
 				       MAX(d->cfg->store_lease_usec / 3, 100 * USEC_PER_MSEC), 0, on_pg_tick, pg);
-	if (r < 0) {
-		sd_event_source_disable_unref(pg->retry);
-		sd_event_source_disable_unref(pg->deadline);
-		secret_free(pg->password);
-		secret_free(pg->conninfo);
-		free(pg->schema_sql);
-		return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
-	}
+	if (r < 0)
+		goto fail_loop;
 	(void)sd_event_source_set_description(pg->tick, "postgresql-claims");
 	enable_oneshot(pg->tick);
 	log_info("PostgreSQL store: node %s, connection string from %s", d->cfg->store_node, source);
 	d->pg = TAKE_PTR(pg);
 	pg_connect(d->pg);
 	return 0;
+
+fail_loop:
+	sd_event_source_disable_unref(pg->retry);
+	sd_event_source_disable_unref(pg->deadline);
+	secret_free(pg->password);
+	secret_free(pg->conninfo);
+	free(pg->schema_sql);
+	return log_errno(LOG_ERR, r, "cannot set up the event loop: %m");
 }
 
 void pgstore_close(struct daemon *d)
