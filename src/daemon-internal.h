@@ -422,7 +422,7 @@ bool pgstore_up(const struct daemon *d);
 int pgstore_append(struct daemon *d, const struct job_event *ev, uint64_t *ret_seq);
 int pgstore_commit_start(struct daemon *d);
 int pgstore_commit_wait(struct daemon *d);
-bool pgstore_syncing(const struct daemon *d);
+bool pgstore_busy(const struct daemon *d);
 bool pgstore_has_pending(const struct daemon *d);
 uint64_t pgstore_synced_seq(const struct daemon *d);
 /* Reserves the next submission slot of a pacing scope ("" global, or a

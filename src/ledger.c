@@ -457,7 +457,7 @@ int ledger_commit(struct daemon *d, bool wait)
 		}
 		/* One query at a time on the connection: pgstore takes the
 		 * commit up when the one in flight (any kind) ends. */
-		if (pgstore_syncing(d)) {
+		if (pgstore_busy(d)) {
 			/* What is in flight may be a tick, a read or a slot
 			 * rather than a commit: the wait is timed from here. */
 			if (wait) {

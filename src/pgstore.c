@@ -1861,7 +1861,7 @@ int pgstore_append(struct daemon *d, const struct job_event *ev, uint64_t *ret_s
 
 /* Any query in flight holds the commit back: one at a time; its end takes
  * the commit up (pg_idle). */
-bool pgstore_syncing(const struct daemon *d)
+bool pgstore_busy(const struct daemon *d)
 {
 	return d->pg->q != Q_NONE;
 }
