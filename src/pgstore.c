@@ -277,6 +277,10 @@ struct pgstore {
 	 * line). */
 	char sync_from[24], sync_seq_from[24];
 	struct strbuf resyncing, sync_whole;
+	/* The jobs whose end the store lost that were read again (once each). */
+	struct strbuf lost_ends;
+	/* The server process of the last connection given up on (0: none). */
+	int last_pid;
 	uint64_t sync_pages, sync_page_rows;
 	int64_t sync_page_after;
 	struct strbuf reread;
@@ -371,6 +375,10 @@ static void pg_lost(struct pgstore *pg, const char *why)
 	(void)sd_event_source_set_enabled(pg->deadline, SD_EVENT_OFF);
 	pg->q_lost = false;
 	if (pg->conn) {
+		/* Its server process may go on (blocked on a lock, say) and
+		 * keep this node's name locked: the next connection ends it. */
+		if (pg->state == PG_UP || pg->state == PG_MIGRATING)
+			pg->last_pid = PQbackendPID(pg->conn);
 		PQfinish(pg->conn);
 		pg->conn = NULL;
 	}
@@ -633,8 +641,10 @@ static void sync_one(struct pgstore *pg, struct job_event_store *store, const ch
 	created = !j;
 	if (job_table_apply(&d->ledger.jobs, &ev, &j) < 0)
 		return;
+	/* A job read whole is worked only once the read has ended
+	 * (claims_take): a later page may still bring its submission. */
 	if (created)
-		j->foreign = !ids_have(&pg->claimed, j->id);
+		j->foreign = !ids_have(&pg->claimed, j->id) || ids_have(&pg->resyncing, j->id);
 	j->store_seq = (uint64_t)s;
 	log_job(LOG_DEBUG, j->id, j->serial, job_state_to_string(j->state), "job %s: %s, recorded by node %s", j->id,
 		job_state_to_string(j->state), node);
@@ -752,11 +762,16 @@ static void claims_take(struct pgstore *pg)
 		 * replication: the promoted standby never received it).  The
 		 * store is the truth: the job is read again as it has it, and
 		 * worked from there (asked of Meraki as any submitted job). */
-		if (j && !reread && job_state_is_final(j->state) && !j->userdata && j->log_seq <= pg->tick_synced) {
+		if (j && !reread && !j->foreign && job_state_is_final(j->state) && !j->userdata &&
+		    j->log_seq <= pg->tick_synced && !ids_have(&pg->lost_ends, id)) {
 			log_job(LOG_WARNING, j->id, j->serial, job_state_to_string(j->state),
 				"job %s: %s here, but the PostgreSQL store has it unfinished (its end was lost, as "
 				"in a failover); reading it again from the store",
 				j->id, job_state_to_string(j->state));
+			/* Once a job: should its events say final again (a
+			 * row the version guard kept from an update), the next
+			 * tick's claim is left alone rather than read again. */
+			(void)strbuf_addf(&pg->lost_ends, "%s\n", id);
 			job_table_remove(&d->ledger.jobs, j);
 			j = NULL;
 		} else if (!j) {
@@ -1464,7 +1479,9 @@ static void pg_migrate(struct pgstore *pg)
 	 * at a third of the lease.  And a session of this node's name idle
 	 * for two leases is that of a dead daemon (a live one runs its claim
 	 * tick every lease / 3): it is ended before the lock is tried (the
-	 * end is asynchronous: the next try takes the lock). */
+	 * end is asynchronous: the next try takes the lock).  So is this
+	 * daemon's own last session, given up on (a query past its deadline
+	 * may still run, or wait for a lock, and hold the name). */
 	keep = MAX(lease / 3 / USEC_PER_SEC, 1ULL);
 	dead = MAX(2 * lease / USEC_PER_SEC, 1ULL);
 	r = asprintf(&sql,
@@ -1475,10 +1492,10 @@ static void pg_migrate(struct pgstore *pg)
 		     "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
 		     "WHERE l.locktype = 'advisory' AND l.classid = " NODE_LOCK_CLASS "::oid "
 		     "AND l.objid = hashtext(%s)::oid AND l.objsubid = 2 AND l.granted "
-		     "AND a.pid <> pg_backend_pid() AND a.state = 'idle' "
-		     "AND a.state_change < now() - interval '%llu seconds';"
+		     "AND a.pid <> pg_backend_pid() AND pg_has_role(a.usesysid, 'MEMBER') "
+		     "AND (a.pid = %d OR (a.state = 'idle' AND a.state_change < now() - interval '%llu seconds'));"
 		     "SELECT pg_try_advisory_lock(" NODE_LOCK_CLASS ", hashtext(%s)) AS node_lock;%s",
-		     keep, keep, app, node, dead, node, pg->schema_sql);
+		     keep, keep, app, node, pg->last_pid, dead, node, pg->schema_sql);
 	PQfreemem(node);
 	PQfreemem(app);
 	if (r < 0) {
@@ -1806,6 +1823,7 @@ void pgstore_close(struct daemon *d)
 	strbuf_release(&pg->taken);
 	strbuf_release(&pg->resync);
 	strbuf_release(&pg->resyncing);
+	strbuf_release(&pg->lost_ends);
 	strbuf_release(&pg->sync_whole);
 	strbuf_release(&pg->reread);
 	if (pg->conn)
