@@ -251,6 +251,8 @@ struct pgstore {
 	 * the version read, the idle seconds of an earlier session of this
 	 * node that it ended (-1: none), its first error. */
 	int mig_version;
+	/* The server process of the last connection given up on (0: none). */
+	int last_pid;
 	long long mig_ended_idle;
 	char mig_err[256];
 	/* The ids of the jobs queued here that the last commit found taken by
@@ -279,8 +281,6 @@ struct pgstore {
 	struct strbuf resyncing, sync_whole;
 	/* The jobs whose end the store lost that were read again (once each). */
 	struct strbuf lost_ends;
-	/* The server process of the last connection given up on (0: none). */
-	int last_pid;
 	uint64_t sync_pages, sync_page_rows;
 	int64_t sync_page_after;
 	struct strbuf reread;
